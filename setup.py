@@ -1,0 +1,21 @@
+from setuptools import setup
+
+setup(
+    name="txinferno",
+    version="0.1.0",
+    description="Twisted client and embedded server for Inferno OS's service registry",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=["txinferno", "twisted.plugins"],
+    package_data={"twisted": ["plugins/txinferno_regmgr.py"]},
+    install_requires=["twisted>=23.8", "zope.interface>=5"],
+    extras_require={
+        "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6"],
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+    ],
+)

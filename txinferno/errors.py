@@ -1,0 +1,68 @@
+"""
+The exceptions txinferno raises and errbacks with.
+"""
+
+__all__ = [
+    "RegistryError",
+    "RegistrationRejected",
+    "RegistrationLost",
+    "MalformedAnswer",
+    "AnswerTooLarge",
+    "RegistryUnavailable",
+]
+
+
+class RegistryError(Exception):
+    """
+    An error the registry itself reports, carrying Inferno's own text, such
+    as C{bad character in service name}, C{bad service name} or
+    C{duplicate service name}.
+
+    @ivar text: Inferno's error text.
+    """
+
+    def __init__(self, text):
+        Exception.__init__(self, text)
+        self.text = text
+
+
+class RegistrationRejected(Exception):
+    """
+    The registry closed a registration connection: it did not accept the
+    service.
+
+    @ivar name: the service name.
+    @ivar reason: why, as far as the client could find out; Inferno's text
+        where it applies (C{duplicate service name}).
+    """
+
+    def __init__(self, name, reason):
+        Exception.__init__(self, "registration of %r rejected: %s" % (name, reason))
+        self.name = name
+        self.reason = reason
+
+
+class RegistrationLost(Exception):
+    """
+    A registration that the registry had accepted is gone: its connection
+    closed without the client asking for it.
+    """
+
+
+class MalformedAnswer(Exception):
+    """
+    The registry sent bytes that do not follow the protocol.
+    """
+
+
+class AnswerTooLarge(MalformedAnswer):
+    """
+    An answer from the registry went over the client's size limit.
+    """
+
+
+class RegistryUnavailable(Exception):
+    """
+    The registry cannot be reached now (the operation needs a connected
+    manager and the manager is not connected), or it stopped answering.
+    """

@@ -1,0 +1,234 @@
+"""
+The interfaces of txinferno's two plugin kinds, connection plugins (how to
+reach a registry) and task plugins (what to keep doing while connected), and
+of the observers an application provides.
+"""
+
+from zope.interface import Attribute, Interface
+
+__all__ = [
+    "IRegistryConnection",
+    "IRegistration",
+    "IChangeStream",
+    "IChangeObserver",
+    "IRegistryTask",
+    "IConnectionStateObserver",
+    "IMonitorObserver",
+]
+
+
+class IRegistryConnection(Interface):
+    """
+    A connection plugin: how to reach one registry.
+
+    Attribute sets are given as a mapping or an ordered sequence of
+    C{(attr, value)} pairs of L{str}; services come back as
+    C{{name: {attr: value}}}.
+    """
+
+    description = Attribute(
+        "The registry description string this plugin reaches, such as "
+        "C{tcp:127.0.0.1:6701}."
+    )
+
+    def register(name, attrs):
+        """
+        Register a service and hold it registered until told otherwise.
+
+        @param name: the service name.
+        @param attrs: its attributes.
+        @raise ValueError: before anything is sent, when the registry would
+            reject C{name} or C{attrs}.
+        @return: a L{Deferred} that fires with an L{IRegistration} once the
+            registry holds the service, or fails with
+            L{txinferno.errors.RegistrationRejected} (with the reason, such
+            as C{duplicate service name}) or a connection error.
+        """
+
+    def find(attrs):
+        """
+        Run one query: every pair must match, a value of C{*} matches any
+        value of an attribute that exists.
+
+        @raise ValueError: before anything is sent, for an invalid query.
+        @return: a L{Deferred} that fires with a L{dict} mapping each
+            matching service name to a L{dict} of its attributes, or fails
+            with L{txinferno.errors.MalformedAnswer},
+            L{txinferno.errors.AnswerTooLarge}, a timeout or a connection
+            error.
+        """
+
+    def watch(observer):
+        """
+        Open the registry's change stream, and reopen it, with backoff,
+        whenever it is lost, until it is stopped.
+
+        @param observer: told when the stream is ready, of each change, and
+            of each loss.
+        @type observer: L{IChangeObserver}
+        @return: the stream.
+        @rtype: L{IChangeStream}
+        """
+
+
+class IRegistration(Interface):
+    """
+    One service held registered by a connection plugin.
+    """
+
+    name = Attribute("The service name (L{str}).")
+    attrs = Attribute(
+        "A L{dict} of the service's attributes as the registry last accepted them."
+    )
+
+    def update(attrs):
+        """
+        Add attributes or change their values (the registry cannot delete
+        one).
+
+        @raise ValueError: before anything is sent, for invalid attributes.
+        @raise txinferno.errors.RegistrationLost: when the registration is
+            gone.
+        """
+
+    def unregister():
+        """
+        Remove the service (unless it persists) by closing its connection.
+
+        @return: a L{Deferred} that fires with L{None} once the connection
+            is closed.
+        """
+
+    def whenLost():
+        """
+        @return: a L{Deferred} that fails, with
+            L{txinferno.errors.RegistrationRejected} or
+            L{txinferno.errors.RegistrationLost}, if the registration ends
+            without L{unregister} being called, and fires with L{None} if it
+            ends through L{unregister}.
+        """
+
+
+class IChangeStream(Interface):
+    """
+    The registry's change stream, kept open by a connection plugin.
+    """
+
+    connected = Attribute(
+        "L{True} while the stream is open and ready: every change from now on "
+        "will be reported."
+    )
+
+    def stop():
+        """
+        Close the stream and stop reopening it.
+
+        @return: a L{Deferred} that fires with L{None} once it is closed.
+        """
+
+
+class IChangeObserver(Interface):
+    """
+    Told what happens on a change stream.
+    """
+
+    def streamReady():
+        """
+        The stream is open and ready: every change from now on is reported.
+        """
+
+    def registryChanged(version):
+        """
+        The registry changed (changes close together are reported once).
+
+        @param version: the registry's version after the change.
+        @type version: L{int}
+        """
+
+    def streamLost(reason):
+        """
+        The stream was lost; it will be reopened unless it was stopped.
+
+        @type reason: L{twisted.python.failure.Failure}
+        """
+
+
+class IRegistryTask(Interface):
+    """
+    A task plugin: something a registry manager keeps doing while the
+    registry is reachable.
+    """
+
+    manager = Attribute(
+        "The manager this task is attached to, or L{None}; set by the "
+        "manager's C{attach} and C{detach}."
+    )
+
+    def start():
+        """
+        The registry became reachable (first time, or again after an outage).
+        """
+
+    def stop():
+        """
+        The registry became unreachable, or the task is being detached.
+        """
+
+    def refresh():
+        """
+        The registry reported a change (a burst of changes gives one call).
+        """
+
+
+class IConnectionStateObserver(Interface):
+    """
+    Told when a manager's registry becomes reachable or unreachable.
+    """
+
+    def registryConnected():
+        """
+        The registry became reachable and the tasks have been started.
+        """
+
+    def registryLost(reason):
+        """
+        The registry became unreachable; the manager is reconnecting.
+
+        @type reason: L{twisted.python.failure.Failure}
+        """
+
+
+class IMonitorObserver(Interface):
+    """
+    Told of the services a monitor sees come, change and go.
+    """
+
+    def added(name, attrs):
+        """
+        A service now matches: new, or changed so that it matches.
+
+        @type name: L{str}
+        @param attrs: its attributes.
+        @type attrs: L{dict}
+        """
+
+    def updated(name, attrs, previous):
+        """
+        A matching service changed its attributes.
+
+        @param attrs: the new attributes.
+        @param previous: the attributes before the change.
+        """
+
+    def removed(name, attrs):
+        """
+        A service no longer matches: gone, or changed so that it does not.
+
+        @param attrs: its last known attributes.
+        """
+
+    def resynced():
+        """
+        The monitor's view matches the registry: after its first query, and
+        after each reconnect (once its differences have been reported).
+        """
