@@ -1,0 +1,73 @@
+"""
+Install txinferno into a fresh virtual environment, outside the source tree,
+and check what an installed copy offers: the C{twistd regmgr} plugin.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SOURCE = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.install
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """
+    A virtual environment with txinferno installed by a normal (not
+    editable) pip install; its C{bin} directory.
+    """
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    bindir = venv / "bin"
+    subprocess.run(
+        [str(bindir / "pip"), "install", "-q", "--disable-pip-version-check", str(SOURCE)],
+        check=True,
+        timeout=600,
+        cwd=str(venv),
+    )
+    return bindir
+
+
+def run(bindir, *args, cwd):
+    """
+    Run an installed command from C{cwd}, with no trace of the source tree in
+    its environment.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = str(bindir) + os.pathsep + env.get("PATH", "")
+    return subprocess.run(
+        [str(bindir / args[0]), *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(cwd),
+        env=env,
+    )
+
+
+def test_twistdListsRegmgr(installed, tmp_path):
+    """
+    C{twistd --help}, run from a directory outside the source tree, lists
+    the C{regmgr} plugin of the installed copy.
+    """
+    result = run(installed, "twistd", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "regmgr" in result.stdout
+
+
+def test_installedCopyIsUsed(installed, tmp_path):
+    """
+    The installed copy, not the source tree, provides the package.
+    """
+    result = run(
+        installed, "python", "-c", "import txinferno; print(txinferno.__file__)",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not result.stdout.strip().startswith(str(SOURCE))
+    assert "site-packages" in result.stdout
