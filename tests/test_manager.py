@@ -1,0 +1,482 @@
+"""
+Tests for L{txinferno.manager.RegistryManager}: attach / detach rules, the
+connected state, start / stop / refresh dispatch, observers and the
+coalescing of change reports.
+
+The deterministic tests use L{MemoryConnection}, an in-process connection
+plugin over the project's own registry model (L{txinferno.registry.Registry})
+and word rules, checked with C{verifyObject}; the others talk to the
+embedded server over loopback TCP.
+"""
+
+import pytest
+import pytest_twisted
+from twisted.application.service import MultiService
+from twisted.internet import reactor
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from txinferno.errors import RegistrationLost, RegistrationRejected, RegistryError
+from txinferno.interfaces import (
+    IChangeStream,
+    IRegistration,
+    IRegistryConnection,
+    IRegistryTask,
+)
+from txinferno.lookup import Lookup
+from txinferno.manager import RegistryManager
+from txinferno.monitor import Monitor
+from txinferno.observers import ConnectionStateObserver, MonitorObserver
+from txinferno.registry import Registry
+from txinferno.service import Service
+from txinferno.validation import queryLine, registrationLine, updateLine
+from txinferno.words import splitWords
+
+
+@implementer(IRegistration)
+class MemoryRegistration:
+    """
+    A registration held in a L{MemoryConnection}'s registry.
+    """
+
+    def __init__(self, connection, service, attrs):
+        self._connection = connection
+        self._service = service
+        self._lost = []
+        self.name = service.name
+        self.attrs = dict(attrs)
+
+    def update(self, attrs):
+        line, pairs = updateLine(attrs)
+        if self._service is None:
+            raise RegistrationLost(self.name)
+        self._connection.registry.update(self._service, splitWords(line))
+        self.attrs.update(pairs)
+
+    def unregister(self):
+        self._end(None)
+        return succeed(None)
+
+    def whenLost(self):
+        d = Deferred()
+        self._lost.append(d)
+        return d
+
+    def _end(self, reason):
+        service, self._service = self._service, None
+        if service is None:
+            return
+        self._connection.registry.release(service)
+        self._connection.registrations.remove(self)
+        for d in self._lost:
+            d.callback(None) if reason is None else d.errback(reason)
+
+
+@implementer(IChangeStream)
+class MemoryStream:
+    """
+    A change stream of a L{MemoryConnection}.
+    """
+
+    def __init__(self, connection, observer):
+        self._connection = connection
+        self.observer = observer
+        self.connected = False
+
+    def stop(self):
+        self._connection.streams.remove(self)
+        if self.connected:
+            self.connected = False
+            self._connection.registry.removeObserver(self.observer.registryChanged)
+        return succeed(None)
+
+
+@implementer(IRegistryConnection)
+class MemoryConnection:
+    """
+    A connection plugin whose registry lives in this process; L{crash} and
+    L{recover} simulate an outage.
+
+    @ivar registry: the registry.
+    """
+
+    description = "memory"
+
+    def __init__(self):
+        self.registry = Registry()
+        self.reachable = True
+        self.registrations = []
+        self.streams = []
+        self.finds = 0
+
+    def register(self, name, attrs):
+        line, pairs = registrationLine(name, attrs)
+        if not self.reachable:
+            return fail(ConnectionRefusedError())
+        try:
+            service = self.registry.register(self, splitWords(line))
+        except RegistryError as e:
+            return fail(RegistrationRejected(name, e.text))
+        registration = MemoryRegistration(self, service, pairs)
+        self.registrations.append(registration)
+        return succeed(registration)
+
+    def find(self, attrs):
+        line, _ = queryLine(attrs)
+        if not self.reachable:
+            return fail(ConnectionRefusedError())
+        self.finds += 1
+        return succeed(
+            {s.name: dict(s.attributes()) for s in self.registry.find(splitWords(line))}
+        )
+
+    def watch(self, observer):
+        stream = MemoryStream(self, observer)
+        self.streams.append(stream)
+        if self.reachable:
+            self._ready(stream)
+        return stream
+
+    def _ready(self, stream):
+        stream.connected = True
+        self.registry.addObserver(stream.observer.registryChanged)
+        stream.observer.streamReady()
+
+    def crash(self):
+        """
+        The registry goes away: every registration and stream is lost.
+        """
+        self.reachable = False
+        reason = Failure(ConnectionLost("crash"))
+        for registration in list(self.registrations):
+            registration._end(Failure(RegistrationLost(registration.name)))
+        for stream in list(self.streams):
+            stream.connected = False
+            self.registry.removeObserver(stream.observer.registryChanged)
+            stream.observer.streamLost(reason)
+
+    def recover(self):
+        """
+        The registry is back (it kept its services, as a new one with
+        persistent services would).
+        """
+        self.reachable = True
+        for stream in list(self.streams):
+            self._ready(stream)
+
+
+@implementer(IRegistryTask)
+class RecordingTask:
+    """
+    A task that records the calls it gets.
+    """
+
+    def __init__(self):
+        self.manager = None
+        self.calls = []
+
+    def start(self):
+        self.calls.append("start")
+
+    def stop(self):
+        self.calls.append("stop")
+
+    def refresh(self):
+        self.calls.append("refresh")
+
+
+class RecordingTaskObserver:
+    """
+    An L{IChangeObserver} that records what it is told.
+    """
+
+    def __init__(self):
+        self.events = []
+
+    def streamReady(self):
+        self.events.append("ready")
+
+    def registryChanged(self, version):
+        self.events.append(version)
+
+    def streamLost(self, reason):
+        self.events.append(reason)
+
+
+class RecordingObserver(ConnectionStateObserver):
+    def __init__(self):
+        self.events = []
+
+    def registryConnected(self):
+        self.events.append("connected")
+
+    def registryLost(self, reason):
+        self.events.append(("lost", reason.type))
+
+
+@pytest.fixture
+def logged():
+    """
+    The log events emitted during the test.
+    """
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+@pytest.fixture
+def memory():
+    """
+    A started manager on a L{MemoryConnection} with a L{Clock}.
+    """
+    connection = MemoryConnection()
+    clock = Clock()
+    manager = RegistryManager(connection, clock=clock)
+    manager.startService()
+    yield manager
+    if manager.running:
+        manager.stopService()
+    assert clock.getDelayedCalls() == []
+
+
+def test_memoryConnectionProvidesInterfaces():
+    """
+    The test connection plugin is a real implementation of the interfaces.
+    """
+    connection = MemoryConnection()
+    verifyObject(IRegistryConnection, connection)
+    registration = connection.register("svc", {"a": "1"}).result
+    verifyObject(IRegistration, registration)
+    verifyObject(IChangeStream, connection.watch(RecordingTaskObserver()))
+
+
+def test_managerIsAService():
+    """
+    A manager is a Twisted service: it starts and stops with its parent.
+    """
+    connection = MemoryConnection()
+    manager = RegistryManager(connection, clock=Clock())
+    parent = MultiService()
+    manager.setServiceParent(parent)
+    assert connection.streams == []
+    parent.startService()
+    assert manager.running and manager.connected
+    assert len(connection.streams) == 1
+    parent.stopService()
+    assert not manager.running and not manager.connected
+    assert connection.streams == []
+
+
+def test_attachStartsWhenConnected(memory):
+    """
+    A task attached to a connected manager is started at once and gets its
+    C{manager}; detaching stops it and clears C{manager}.
+    """
+    task = RecordingTask()
+    assert memory.attach(task) is task
+    assert task.manager is memory
+    assert task.calls == ["start"]
+    assert memory.tasks == (task,)
+    d = memory.detach(task)
+    assert d.result is None
+    assert task.manager is None
+    assert task.calls == ["start", "stop"]
+    assert memory.tasks == ()
+
+
+def test_attachWhileDisconnectedWaits():
+    """
+    A task attached before the registry is reachable starts when it is.
+    """
+    connection = MemoryConnection()
+    connection.reachable = False
+    manager = RegistryManager(connection, clock=Clock())
+    manager.startService()
+    task = manager.attach(RecordingTask())
+    assert task.calls == []
+    connection.recover()
+    assert task.calls == ["start"]
+    manager.stopService()
+    assert task.calls == ["start", "stop"]
+
+
+def test_attachTwice(memory):
+    """
+    Attaching a task twice is a clear error, and changes nothing.
+    """
+    task = memory.attach(RecordingTask())
+    with pytest.raises(ValueError, match="already attached to this manager"):
+        memory.attach(task)
+    assert memory.tasks == (task,)
+    assert task.calls == ["start"]
+
+
+def test_attachToAnotherManager(memory):
+    """
+    A task attached to one manager cannot be attached to another.
+    """
+    other = RegistryManager(MemoryConnection(), clock=Clock())
+    task = other.attach(RecordingTask())
+    with pytest.raises(ValueError, match="attached to another manager"):
+        memory.attach(task)
+    assert task.manager is other
+    assert memory.tasks == ()
+
+
+def test_detachNotAttached(memory):
+    """
+    Detaching a task that is not attached, or attached elsewhere, is a clear
+    error.
+    """
+    task = RecordingTask()
+    with pytest.raises(ValueError, match="not attached to this manager"):
+        memory.detach(task)
+    other = RegistryManager(MemoryConnection(), clock=Clock())
+    other.attach(task)
+    with pytest.raises(ValueError, match="not attached to this manager"):
+        memory.detach(task)
+    assert task.manager is other
+
+
+def test_attachNotATask(memory):
+    """
+    Attaching something that is not a task is a L{TypeError}.
+    """
+    with pytest.raises(TypeError, match="IRegistryTask"):
+        memory.attach(object())
+
+
+def test_outageStopsAndRestartsTasks(memory):
+    """
+    Losing the stream stops every task and tells the observers; getting it
+    back starts every task again and fires L{whenConnected}.
+    """
+    connection = memory.connection
+    observer = RecordingObserver()
+    memory.addObserver(observer)
+    verifyObject(IRegistryTask, memory.attach(RecordingTask()))
+    tasks = [memory.attach(RecordingTask()) for _ in range(3)]
+    assert memory.whenConnected().result is memory
+    connection.crash()
+    assert not memory.connected
+    assert all(t.calls == ["start", "stop"] for t in tasks)
+    assert observer.events == [("lost", ConnectionLost)]
+    waiting = memory.whenConnected()
+    assert not waiting.called
+    connection.recover()
+    assert waiting.result is memory
+    assert all(t.calls == ["start", "stop", "start"] for t in tasks)
+    assert observer.events == [("lost", ConnectionLost), "connected"]
+    memory.removeObserver(observer)
+    connection.crash()
+    assert len(observer.events) == 2
+
+
+def test_burstOfChangesGivesOneRefresh(memory):
+    """
+    However many change reports arrive together, each task gets one
+    C{refresh()}, on the next turn of the clock.
+    """
+    task = memory.attach(RecordingTask())
+    for i in range(50):
+        memory.connection.register("svc%d" % i, {"n": str(i)})
+    assert memory.connection.registry.version == 50
+    assert len(memory.clock.getDelayedCalls()) == 1
+    assert task.calls == ["start"]
+    memory.clock.advance(0)
+    assert task.calls == ["start", "refresh"]
+    memory.connection.register("one-more", {})
+    memory.clock.advance(0)
+    assert task.calls == ["start", "refresh", "refresh"]
+
+
+def test_outageCancelsPendingRefresh(memory):
+    """
+    A refresh due when the stream is lost is dropped: the tasks are stopped.
+    """
+    task = memory.attach(RecordingTask())
+    memory.connection.register("svc", {})
+    memory.connection.crash()
+    assert memory.clock.getDelayedCalls() == []
+    assert task.calls == ["start", "stop"]
+
+
+def test_failingTaskDoesNotStopOthers(memory, logged):
+    """
+    A task that raises in C{start()} is logged; the others still start.
+    """
+
+    class Broken(RecordingTask):
+        def start(self):
+            raise RuntimeError("broken task")
+
+    broken = memory.attach(Broken())
+    task = memory.attach(RecordingTask())
+    memory.connection.crash()
+    memory.connection.recover()
+    assert task.calls == ["start", "stop", "start"]
+    assert broken.calls == ["stop"]
+    failures = [e["log_failure"] for e in logged if "log_failure" in e]
+    assert [f.getErrorMessage() for f in failures] == ["broken task"] * 2
+
+
+def test_stopServiceCancelsWhenConnected():
+    """
+    L{whenConnected} Deferreds still waiting when the service stops fail
+    with L{CancelledError}; the stream is closed.
+    """
+    connection = MemoryConnection()
+    connection.reachable = False
+    manager = RegistryManager(connection, clock=Clock())
+    manager.startService()
+    waiting = manager.whenConnected()
+    done = manager.stopService()
+    assert done.result is None
+    assert waiting.called
+    with pytest.raises(CancelledError):
+        waiting.result.raiseException()
+    waiting.addErrback(lambda f: None)
+    assert connection.streams == []
+
+
+def test_stopServiceUnregisters(memory):
+    """
+    Stopping the manager unregisters its services (the tasks stay attached
+    and come back when the manager starts again).
+    """
+    service = memory.attach(Service("svc", {"a": "1"}))
+    assert "svc" in memory.connection.registry
+    d = memory.stopService()
+    assert d.result is None
+    assert "svc" not in memory.connection.registry
+    assert memory.tasks == (service,)
+    memory.startService()
+    assert memory.connection.registry["svc"].get("a") == "1"
+
+
+def test_lookupConvenience(memory):
+    """
+    L{RegistryManager.lookup} attaches a L{Lookup} and gives its Deferred.
+    """
+    memory.connection.register("svc", {"a": "1"})
+    d = memory.lookup({"a": "*"}, timeout=5)
+    assert d.result == {"svc": {"a": "1"}}
+    assert memory.tasks == ()
+
+
+def test_fromDescription():
+    """
+    L{RegistryManager.fromDescription} builds the TCP connection plugin for
+    a description string and uses the reactor as its clock.
+    """
+    manager = RegistryManager.fromDescription(reactor, "tcp:127.0.0.1:16701")
+    verifyObject(IRegistryConnection, manager.connection)
+    assert manager.clock is reactor
+    assert manager.connection.description.startswith("tcp:")
+    assert not manager.running

@@ -1,0 +1,319 @@
+"""
+The registry manager: keeps the change stream of one registry open and
+keeps its tasks (registered services, lookups, monitors) going across every
+outage, the counterpart of Perl's C{Inferno::RegMgr}.
+"""
+
+from twisted.application.service import Service
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    gatherResults,
+    maybeDeferred,
+    succeed,
+)
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from txinferno.interfaces import IChangeObserver, IRegistryTask
+
+__all__ = ["RegistryManager"]
+
+
+@implementer(IChangeObserver)
+class _StreamListener:
+    """
+    Passes one change stream's notifications to its manager, as long as the
+    manager still listens to this stream (a stream stopped by
+    C{stopService} may still report its loss afterwards).
+    """
+
+    def __init__(self, manager):
+        self._manager = manager
+
+    def _current(self):
+        return self._manager._listener is self
+
+    def streamReady(self):
+        if self._current():
+            self._manager._streamReady()
+
+    def registryChanged(self, version):
+        if self._current():
+            self._manager._registryChanged(version)
+
+    def streamLost(self, reason):
+        if self._current():
+            self._manager._streamLost(reason)
+
+
+class RegistryManager(Service):
+    """
+    Keeps tasks going against one registry.
+
+    While the service runs, the manager keeps the registry's change stream
+    open through its connection plugin.  When the stream is ready the
+    manager is I{connected}: it calls C{start()} on every attached task and
+    tells its connection-state observers; each burst of change reports gives
+    one C{refresh()} call to each task; when the stream is lost, it calls
+    C{stop()} on every task, tells its observers, and waits for the plugin to
+    reopen the stream.
+
+    @ivar connection: the connection plugin.
+    @type connection: L{txinferno.interfaces.IRegistryConnection}
+
+    @ivar clock: the clock used for coalescing change reports and by the
+        tasks for their timers.
+    @type clock: L{twisted.internet.interfaces.IReactorTime}
+    """
+
+    _log = Logger()
+
+    def __init__(self, connection, clock=None):
+        """
+        @param connection: how to reach the registry.
+        @type connection: L{txinferno.interfaces.IRegistryConnection}
+
+        @param clock: the clock for timers; the global reactor by default.
+        @type clock: L{twisted.internet.interfaces.IReactorTime}
+        """
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.connection = connection
+        self.clock = clock
+        self._tasks = {}
+        self._observers = []
+        self._waiting = []
+        self._connected = False
+        self._listener = None
+        self._stream = None
+        self._refreshCall = None
+
+    @classmethod
+    def fromDescription(cls, reactor, description, **options):
+        """
+        Build a manager for the registry a description string names.
+
+        @param reactor: the reactor to connect with, also the manager's clock.
+        @param description: a registry description such as
+            C{tcp:127.0.0.1:6701}; see L{txinferno.tcp.connectionFromString}.
+        @type description: L{str}
+        @param options: passed to L{txinferno.tcp.connectionFromString}.
+
+        @rtype: L{RegistryManager}
+        """
+        from txinferno.tcp import connectionFromString
+
+        return cls(connectionFromString(reactor, description, **options), clock=reactor)
+
+    def __repr__(self):
+        return "<RegistryManager %s %s>" % (
+            self.connection.description,
+            "connected" if self._connected else "disconnected",
+        )
+
+    @property
+    def connected(self):
+        """
+        L{True} while the registry's change stream is open and ready.
+        """
+        return self._connected
+
+    @property
+    def tasks(self):
+        """
+        The attached tasks, in the order they were attached.
+
+        @rtype: L{tuple}
+        """
+        return tuple(self._tasks)
+
+    def startService(self):
+        """
+        Open the registry's change stream; the tasks start once it is ready.
+        """
+        Service.startService(self)
+        self._listener = _StreamListener(self)
+        self._stream = self.connection.watch(self._listener)
+
+    def stopService(self):
+        """
+        Stop every task (unregistering services), close the change stream,
+        and fail the L{whenConnected} Deferreds still waiting with
+        L{CancelledError}.  The tasks stay attached and start again if the
+        service starts again.
+
+        @return: a L{Deferred} that fires with L{None} once every
+            registration and the stream are closed.
+        """
+        Service.stopService(self)
+        wasConnected = self._connected
+        self._connected = False
+        self._cancelRefresh()
+        stream, self._stream, self._listener = self._stream, None, None
+        closing = [stream.stop()] if stream is not None else []
+        if wasConnected:
+            closing.extend(self._callTasks("stop"))
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(CancelledError("the registry manager was stopped"))
+        return gatherResults(closing, consumeErrors=True).addCallback(lambda _: None)
+
+    def attach(self, task):
+        """
+        Attach a task: it is started now if the registry is reachable, and
+        from now on whenever it becomes reachable again.
+
+        @type task: L{txinferno.interfaces.IRegistryTask}
+        @raise TypeError: if C{task} does not provide
+            L{txinferno.interfaces.IRegistryTask}.
+        @raise ValueError: if C{task} is already attached, to this manager or
+            another one.
+        @return: C{task}.
+        """
+        if not IRegistryTask.providedBy(task):
+            raise TypeError("%r does not provide IRegistryTask" % (task,))
+        if task.manager is self:
+            raise ValueError("%r is already attached to this manager" % (task,))
+        if task.manager is not None:
+            raise ValueError("%r is attached to another manager, %r" % (task, task.manager))
+        self._tasks[task] = None
+        task.manager = self
+        if self._connected:
+            self._callTask(task, "start")
+        return task
+
+    def detach(self, task):
+        """
+        Detach a task: it is stopped (a service is unregistered) and no
+        longer started.
+
+        @raise ValueError: if C{task} is not attached to this manager.
+        @return: a L{Deferred} that fires with L{None} once the task has
+            released what it held (a service's registration is closed).
+        """
+        if task not in self._tasks or task.manager is not self:
+            raise ValueError("%r is not attached to this manager" % (task,))
+        del self._tasks[task]
+        try:
+            stopped = maybeDeferred(task.stop)
+        finally:
+            task.manager = None
+        return stopped.addCallback(lambda _: None)
+
+    def lookup(self, attrs, timeout=10):
+        """
+        Find the services matching C{attrs} once, waiting through an outage
+        if need be; usable with C{await}.
+
+        @param attrs: the query: a mapping or a sequence of C{(attr, value)}
+            pairs; a value of C{*} matches any value of an existing attribute.
+        @param timeout: seconds, from now, before giving up.
+        @raise ValueError: for an invalid query.
+        @return: a L{Deferred} that fires with C{{name: {attr: value}}}, or
+            fails with L{txinferno.errors.RegistryUnavailable} after
+            C{timeout} seconds or with L{txinferno.errors.MalformedAnswer}.
+        """
+        from txinferno.lookup import Lookup
+
+        return self.attach(Lookup(attrs, timeout=timeout)).deferred
+
+    def addObserver(self, observer):
+        """
+        Tell C{observer} when the registry becomes reachable or unreachable.
+
+        @type observer: L{txinferno.interfaces.IConnectionStateObserver}
+        """
+        self._observers.append(observer)
+
+    def removeObserver(self, observer):
+        """
+        Stop telling C{observer}.
+
+        @raise ValueError: if C{observer} was not added.
+        """
+        self._observers.remove(observer)
+
+    def whenConnected(self):
+        """
+        @return: a L{Deferred} that fires with this manager once the registry
+            is reachable (at once if it is now), or fails with
+            L{CancelledError} if the service stops first.
+        """
+        if self._connected:
+            return succeed(self)
+        d = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def _streamReady(self):
+        self._log.info("registry {registry} reachable", registry=self.connection.description)
+        self._connected = True
+        self._callTasks("start")
+        for observer in list(self._observers):
+            self._notify(observer, "registryConnected")
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(self)
+
+    def _registryChanged(self, version):
+        if self._connected and self._refreshCall is None:
+            self._refreshCall = self.clock.callLater(0, self._refresh)
+
+    def _refresh(self):
+        self._refreshCall = None
+        self._callTasks("refresh")
+
+    def _streamLost(self, reason):
+        if not self._connected:
+            self._log.debug(
+                "registry {registry} still unreachable: {reason}",
+                registry=self.connection.description,
+                reason=reason.getErrorMessage(),
+            )
+            return
+        self._log.warn(
+            "registry {registry} lost: {reason}",
+            registry=self.connection.description,
+            reason=reason.getErrorMessage(),
+        )
+        self._connected = False
+        self._cancelRefresh()
+        for stopped in self._callTasks("stop"):
+            stopped.addErrback(
+                lambda f: self._log.failure("stopping a task failed", failure=f)
+            )
+        for observer in list(self._observers):
+            self._notify(observer, "registryLost", reason)
+
+    def _cancelRefresh(self):
+        if self._refreshCall is not None:
+            self._refreshCall.cancel()
+            self._refreshCall = None
+
+    def _callTasks(self, method):
+        """
+        Call C{method} on every attached task, each isolated from the others'
+        exceptions.
+
+        @return: the Deferreds of the tasks that returned one.
+        """
+        results = []
+        for task in list(self._tasks):
+            if task.manager is self:
+                result = self._callTask(task, method)
+                if isinstance(result, Deferred):
+                    results.append(result)
+        return results
+
+    def _callTask(self, task, method):
+        try:
+            return getattr(task, method)()
+        except Exception:
+            self._log.failure("task {task} failed in {method}()", task=task, method=method)
+
+    def _notify(self, observer, method, *args):
+        try:
+            getattr(observer, method)(*args)
+        except Exception:
+            self._log.failure("observer {observer} failed in {method}()", observer=observer, method=method)

@@ -1,0 +1,145 @@
+"""
+The Monitor task: follow the services that match a query, reporting each
+one that comes, changes or goes.
+"""
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from txinferno.interfaces import IRegistryTask
+from txinferno.validation import queryLine
+
+__all__ = ["Monitor"]
+
+
+@implementer(IRegistryTask)
+class Monitor:
+    """
+    Follows the services matching a query and reports the differences to an
+    L{txinferno.interfaces.IMonitorObserver}.
+
+    One find is in flight at a time and none is ever cancelled to start
+    another: a change reported while a find runs only marks that exactly one
+    more find is needed when it ends.  Each answer is compared with the
+    current view, so a service that starts matching after an update is
+    reported as added, one that stops matching as removed, and an outage
+    with no change produces no report but C{resynced()}.
+
+    @ivar attrs: the query.
+    @ivar observer: told of the differences.
+    @type observer: L{txinferno.interfaces.IMonitorObserver}
+    @ivar services: the current view, C{{name: {attr: value}}}; do not change
+        it.
+    @type services: L{dict}
+    @ivar synced: L{True} once the view matches an answer received since the
+        registry last became reachable.
+    """
+
+    _log = Logger()
+
+    def __init__(self, attrs, observer):
+        """
+        @param attrs: the query: a mapping or a sequence of C{(attr, value)}
+            pairs; a value of C{*} matches any value of an existing
+            attribute; no pairs follow every service.
+        @param observer: told of the services that come, change and go.
+        @type observer: L{txinferno.interfaces.IMonitorObserver}
+        @raise ValueError: for an invalid query.
+        """
+        queryLine(attrs)
+        self.attrs = attrs
+        self.observer = observer
+        self.manager = None
+        self.services = {}
+        self.synced = False
+        self._finding = None
+        self._again = False
+
+    def __repr__(self):
+        return "<Monitor %r: %d services>" % (self.attrs, len(self.services))
+
+    def start(self):
+        """
+        The registry is reachable: query it and report the differences, then
+        C{resynced()}.
+        """
+        self.synced = False
+        self.refresh()
+
+    def stop(self):
+        """
+        The registry is unreachable, or the monitor is being detached:
+        abandon the find in flight.  The view is kept, to be compared with
+        the registry when it is reachable again.
+        """
+        self._again = False
+        finding, self._finding = self._finding, None
+        if finding is not None:
+            finding.cancel()
+
+    def refresh(self):
+        """
+        The registry changed: query it now, or once more when the find in
+        flight ends.
+        """
+        if self._finding is not None:
+            self._again = True
+            return
+        self._again = False
+        finding = self._finding = self.manager.connection.find(self.attrs)
+        finding.addCallbacks(
+            self._found,
+            self._failed,
+            callbackArgs=(finding,),
+            errbackArgs=(finding,),
+        )
+
+    def _found(self, services, finding):
+        if finding is not self._finding:
+            return
+        self._finding = None
+        self._report(services)
+        if not self.synced and self.manager is not None:
+            self.synced = True
+            self._notify("resynced")
+        self._next()
+
+    def _failed(self, reason, finding):
+        if finding is not self._finding:
+            return
+        self._finding = None
+        self._log.warn(
+            "monitor {query!r}: find failed: {reason}",
+            query=self.attrs,
+            reason=reason.getErrorMessage(),
+        )
+        self._next()
+
+    def _next(self):
+        if self._again and self.manager is not None:
+            self.refresh()
+
+    def _report(self, services):
+        """
+        Make C{services} the view and report how it differs from the last.
+        """
+        previous, self.services = self.services, services
+        for name, attrs in previous.items():
+            if name not in services:
+                self._notify("removed", name, attrs)
+        for name, attrs in services.items():
+            old = previous.get(name)
+            if old is None:
+                self._notify("added", name, attrs)
+            elif old != attrs:
+                self._notify("updated", name, attrs, old)
+
+    def _notify(self, method, *args):
+        try:
+            getattr(self.observer, method)(*args)
+        except Exception:
+            self._log.failure(
+                "monitor observer {observer} failed in {method}()",
+                observer=self.observer,
+                method=method,
+            )

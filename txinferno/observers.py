@@ -1,0 +1,66 @@
+"""
+No-op base classes for the observers an application gives txinferno:
+subclass them and override only the notifications you care about.
+"""
+
+from zope.interface import implementer
+
+from txinferno.interfaces import IConnectionStateObserver, IMonitorObserver
+
+__all__ = ["ConnectionStateObserver", "MonitorObserver"]
+
+
+@implementer(IConnectionStateObserver)
+class ConnectionStateObserver:
+    """
+    Told when a L{txinferno.manager.RegistryManager}'s registry becomes
+    reachable or unreachable; ignores both.
+    """
+
+    def registryConnected(self):
+        """
+        The registry became reachable and the tasks have been started.
+        """
+
+    def registryLost(self, reason):
+        """
+        The registry became unreachable; the manager is reconnecting.
+
+        @type reason: L{twisted.python.failure.Failure}
+        """
+
+
+@implementer(IMonitorObserver)
+class MonitorObserver:
+    """
+    Told of the services a L{txinferno.monitor.Monitor} sees come, change
+    and go; ignores everything.
+    """
+
+    def added(self, name, attrs):
+        """
+        A service now matches: new, or changed so that it matches.
+
+        @type name: L{str}
+        @type attrs: L{dict}
+        """
+
+    def updated(self, name, attrs, previous):
+        """
+        A matching service changed its attributes.
+
+        @param attrs: the new attributes.
+        @param previous: the attributes before the change.
+        """
+
+    def removed(self, name, attrs):
+        """
+        A service no longer matches: gone, or changed so that it does not.
+
+        @param attrs: its last known attributes.
+        """
+
+    def resynced(self):
+        """
+        The monitor's view matches the registry again.
+        """

@@ -1,0 +1,255 @@
+"""
+The Service task: keep one service registered while the registry is
+reachable, with its current attributes.
+"""
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import ReconnectingClientFactory
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from txinferno.errors import RegistrationLost, RegistrationRejected
+from txinferno.interfaces import IRegistryTask
+from txinferno.validation import normaliseAttrs, registrationLine
+
+__all__ = ["Service"]
+
+
+class _Backoff(ReconnectingClientFactory):
+    """
+    The backoff of L{ReconnectingClientFactory} (exponential growth by
+    C{factor}, normal jitter of C{jitter} times the delay, up to C{maxDelay}),
+    applied to a call rather than to a connection: L{retry} calls it after
+    the next delay.  It is its own connector.
+    """
+
+    noisy = False
+
+    def __init__(self, clock, call, initialDelay, factor, jitter, maxDelay):
+        self.clock = clock
+        self.connect = call
+        self.initialDelay = self.delay = initialDelay
+        self.factor = factor
+        self.jitter = jitter
+        self.maxDelay = maxDelay
+
+    def retry(self):
+        """
+        Call again after the next delay.
+        """
+        ReconnectingClientFactory.retry(self, self)
+
+
+@implementer(IRegistryTask)
+class Service:
+    """
+    Keeps one service registered while its manager is connected, and
+    registers it again, with its current attributes, after every reconnect.
+
+    A registration the registry rejects (a name someone else holds) or
+    closes is reported (L{whenRegistered} fails with
+    L{RegistrationRejected}, and the reason is logged) and retried with
+    exponential backoff and jitter, as Twisted's
+    L{twisted.internet.protocol.ReconnectingClientFactory} reconnects.
+
+    @ivar name: the service name.
+    @type name: L{str}
+    @ivar attrs: the attributes the service should have (including C{persist}
+        when asked for); do not change it directly, use L{update}.
+    @type attrs: L{dict}
+    @ivar manager: the manager this task is attached to, or L{None}.
+    """
+
+    _log = Logger()
+
+    initialDelay = 0.5
+    factor = 2.7182818284590451
+    jitter = 0.1
+    maxDelay = 30
+
+    def __init__(self, name, attrs=(), persist=False):
+        """
+        @param name: the service name.
+        @type name: L{str}
+        @param attrs: its attributes, a mapping or a sequence of
+            C{(attr, value)} pairs of L{str}.
+        @param persist: whether the registry keeps the service after its
+            registration closes (adds the attribute C{persist 1}).
+        @raise ValueError: if the registry would reject the name or the
+            attributes.
+        """
+        attrs = dict(normaliseAttrs(attrs))
+        if persist:
+            attrs["persist"] = "1"
+        registrationLine(name, attrs)
+        self.name = name
+        self.attrs = attrs
+        self.manager = None
+        self._running = False
+        self._registration = None
+        self._registering = None
+        self._backoff = None
+        self._waiting = []
+
+    def __repr__(self):
+        return "<Service %r %s>" % (self.name, "registered" if self.registered else "unregistered")
+
+    @property
+    def registered(self):
+        """
+        L{True} while the registry holds this service for us.
+        """
+        return self._registration is not None
+
+    def whenRegistered(self):
+        """
+        @return: a L{Deferred} that fires with this task once the registry
+            holds the service (at once if it does now), or fails with
+            L{RegistrationRejected}, carrying the reason, if the next
+            registration attempt is rejected.
+        """
+        if self._registration is not None:
+            return succeed(self)
+        d = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def update(self, attrs):
+        """
+        Change attributes: those whose value differs are remembered and, if
+        the service is registered, sent to the registry (the others are not
+        sent).  While the service is not registered, they are sent with the
+        next registration.
+
+        @param attrs: a mapping or a sequence of C{(attr, value)} pairs.
+        @raise ValueError: before anything is sent or remembered, if the
+            registry would reject the service with these attributes.
+        """
+        changes = {a: v for a, v in normaliseAttrs(attrs) if self.attrs.get(a) != v}
+        if not changes:
+            return
+        registrationLine(self.name, {**self.attrs, **changes})
+        self.attrs.update(changes)
+        self._sync()
+
+    def start(self):
+        """
+        The registry is reachable: register the service.
+        """
+        self._running = True
+        self._backoff = _Backoff(
+            self.manager.clock,
+            self._register,
+            self.initialDelay,
+            self.factor,
+            self.jitter,
+            self.maxDelay,
+        )
+        if self._registration is None and self._registering is None:
+            self._register()
+
+    def stop(self):
+        """
+        The registry is unreachable, or this task is being detached: stop
+        retrying and close the registration.
+
+        @return: a L{Deferred} that fires with L{None} once the registration
+            (or the attempt in progress) is closed.
+        """
+        self._running = False
+        if self._backoff is not None:
+            self._backoff.stopTrying()
+        registering, self._registering = self._registering, None
+        if registering is not None:
+            # Its callbacks see that it is no longer current and close it.
+            return registering
+        registration, self._registration = self._registration, None
+        if registration is None:
+            return succeed(None)
+        self._log.info("unregistering service {name}", name=self.name)
+        return registration.unregister()
+
+    def refresh(self):
+        """
+        The registry changed: nothing to do, a registration's loss is
+        reported by the connection plugin.
+        """
+
+    def _register(self):
+        registering = self._registering = self.manager.connection.register(
+            self.name, dict(self.attrs)
+        )
+        registering.addCallbacks(
+            self._registered,
+            self._failed,
+            callbackArgs=(registering,),
+            errbackArgs=(registering,),
+        )
+
+    def _registered(self, registration, registering):
+        if registering is not self._registering:
+            return registration.unregister()
+        self._registering = None
+        self._registration = registration
+        self._backoff.resetDelay()
+        self._log.info("service {name} registered", name=self.name)
+        registration.whenLost().addBoth(self._lost, registration)
+        self._sync()
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(self)
+
+    def _failed(self, reason, registering):
+        if registering is not self._registering:
+            return None
+        self._registering = None
+        if reason.check(RegistrationRejected):
+            self._log.warn(
+                "registration of service {name} rejected: {reason}",
+                name=self.name,
+                reason=reason.value.reason,
+            )
+            waiting, self._waiting = self._waiting, []
+            for d in waiting:
+                d.errback(reason)
+        else:
+            self._log.warn(
+                "registration of service {name} failed: {reason}",
+                name=self.name,
+                reason=reason.getErrorMessage(),
+            )
+        self._retry()
+
+    def _lost(self, result, registration):
+        if registration is not self._registration:
+            return None
+        self._registration = None
+        self._log.warn(
+            "registration of service {name} lost: {reason}",
+            name=self.name,
+            reason=result.getErrorMessage(),
+        )
+        self._retry()
+
+    def _retry(self):
+        """
+        Register again after the next backoff delay, while running.
+        """
+        if self._running:
+            self._backoff.retry()
+
+    def _sync(self):
+        """
+        Send the attributes the registration does not have yet.
+        """
+        registration = self._registration
+        if registration is None:
+            return
+        changes = {a: v for a, v in self.attrs.items() if registration.attrs.get(a) != v}
+        if changes:
+            try:
+                registration.update(changes)
+            except RegistrationLost:
+                # whenLost() reports it and _lost() registers again.
+                pass
+
