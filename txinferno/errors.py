@@ -9,6 +9,7 @@ __all__ = [
     "MalformedAnswer",
     "AnswerTooLarge",
     "RegistryUnavailable",
+    "RegistryTimeout",
 ]
 
 
@@ -65,4 +66,12 @@ class RegistryUnavailable(Exception):
     """
     The registry cannot be reached now (the operation needs a connected
     manager and the manager is not connected), or it stopped answering.
+    """
+
+
+class RegistryTimeout(RegistryUnavailable):
+    """
+    The registry did not answer within the time allowed: a query, a wait
+    for C{READY}, a connection attempt, a registration check or a liveness
+    probe timed out.
     """

@@ -1,0 +1,277 @@
+"""
+The event port (6703): the registry's change stream, kept open with
+L{ReconnectingClientFactory}'s backoff, and optionally checked by a
+liveness probe.
+"""
+
+import re
+
+from zope.interface import implementer
+
+from twisted.internet import defer, task
+from twisted.internet.protocol import ReconnectingClientFactory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
+
+from .errors import MalformedAnswer, RegistryTimeout, RegistryUnavailable
+from .interfaces import IChangeStream
+from .keepalive import enableKeepAlive
+from .reconnect import EndpointConnector
+
+__all__ = [
+    "DEFAULT_INITIAL_DELAY",
+    "DEFAULT_MAX_DELAY",
+    "DEFAULT_READY_TIMEOUT",
+    "ChangeStreamProtocol",
+    "ChangeStream",
+]
+
+DEFAULT_INITIAL_DELAY = 0.5
+"""
+Seconds before the first reconnection attempt.
+"""
+
+DEFAULT_MAX_DELAY = 30.0
+"""
+The longest wait, in seconds, between reconnection attempts (before
+jitter).
+"""
+
+DEFAULT_READY_TIMEOUT = 10.0
+"""
+Seconds the registry has, once connected, to send C{READY}.
+"""
+
+_VERSION = re.compile(rb"[0-9]{8,}")
+
+
+class ChangeStreamProtocol(LineOnlyReceiver):
+    """
+    Read the event port: C{READY}, then one version number per line.
+
+    Before C{READY}, any other line is a protocol error (this is not a
+    registry's event port) and the connection is dropped; after it, a line
+    that is not a version number is logged and ignored.  A line longer
+    than L{MAX_LENGTH} drops the connection.  Nothing is read after our own
+    close.
+
+    @ivar ready: whether C{READY} has arrived.
+    """
+
+    _log = Logger()
+    delimiter = b"\n"
+    MAX_LENGTH = 1024
+
+    ready = False
+
+    def __init__(self, stream):
+        """
+        @param stream: the stream this connection serves.
+        @type stream: L{ChangeStream}
+        """
+        self._stream = stream
+        self._error = None
+        self._readyTimer = None
+        self._probeLoop = None
+        self._probing = None
+
+    def connectionMade(self):
+        enableKeepAlive(self.transport)
+        self._readyTimer = self._stream.clock.callLater(
+            self._stream.readyTimeout, self._readyTimedOut
+        )
+
+    def _readyTimedOut(self):
+        self._readyTimer = None
+        self._drop(
+            RegistryTimeout(
+                "no READY from the event port within %g s" % (self._stream.readyTimeout,)
+            )
+        )
+
+    def _drop(self, error):
+        """
+        Abort the connection; C{error} is the reason the stream reports.
+        """
+        self._log.error("dropping the event connection: {error}", error=error)
+        self._error = error
+        self.transport.abortConnection()
+
+    def lineReceived(self, line):
+        if self._error is not None:
+            return
+        if not self.ready:
+            if line != b"READY":
+                self._drop(
+                    MalformedAnswer("event port sent %r instead of READY" % (line[:80],))
+                )
+                return
+            self.ready = True
+            self._readyTimer.cancel()
+            self._readyTimer = None
+            self._startProbing()
+            self._stream._streamReady(self)
+        elif _VERSION.fullmatch(line):
+            self._stream.observer.registryChanged(int(line))
+        else:
+            self._log.warn("ignoring a line from the event port: {line!r}", line=line)
+
+    def lineLengthExceeded(self, line):
+        self._drop(
+            MalformedAnswer(
+                "event port sent a line over %d bytes: %r..." % (self.MAX_LENGTH, line[:80])
+            )
+        )
+
+    def _startProbing(self):
+        interval = self._stream.probeInterval
+        if interval is None:
+            return
+        self._probeLoop = task.LoopingCall(self._probe)
+        self._probeLoop.clock = self._stream.clock
+        self._probeLoop.start(interval, now=False)
+
+    def _probe(self):
+        probing = self._probing = self._stream.probe()
+
+        def failed(reason):
+            if reason.check(defer.CancelledError):
+                return
+            self._drop(RegistryUnavailable("liveness probe failed: %s" % (reason.value,)))
+
+        def done(result):
+            self._probing = None
+            return result
+
+        return probing.addErrback(failed).addBoth(done)
+
+    def connectionLost(self, reason):
+        if self._readyTimer is not None:
+            self._readyTimer.cancel()
+            self._readyTimer = None
+        if self._probeLoop is not None and self._probeLoop.running:
+            self._probeLoop.stop()
+        if self._probing is not None:
+            self._probing.cancel()
+        if self._error is not None:
+            reason = Failure(self._error)
+        self._stream._connectionLost(self, reason)
+
+
+@implementer(IChangeStream)
+class ChangeStream(ReconnectingClientFactory):
+    """
+    The registry's change stream: keeps a connection to the event port
+    open, reconnecting with exponential backoff and jitter until
+    L{stop}ped, and tells its observer.
+
+    Every C{streamReady} is followed by at most one C{streamLost}; failed
+    connection attempts, and connections lost before C{READY}, are logged
+    and retried without troubling the observer.
+
+    @ivar observer: told what happens.
+    @type observer: L{IChangeObserver}
+    @ivar connected: L{True} from C{READY} until the connection is lost.
+    """
+
+    _log = Logger()
+    noisy = False
+
+    connected = False
+
+    def __init__(
+        self,
+        endpoint,
+        observer,
+        clock,
+        initialDelay=DEFAULT_INITIAL_DELAY,
+        maxDelay=DEFAULT_MAX_DELAY,
+        readyTimeout=DEFAULT_READY_TIMEOUT,
+        probe=None,
+        probeInterval=None,
+    ):
+        """
+        @param endpoint: the event port.
+        @type endpoint: L{IStreamClientEndpoint}
+        @param observer: told when the stream is ready, of each change and
+            of each loss.
+        @type observer: L{IChangeObserver}
+        @param clock: times reconnections, the wait for C{READY} and the
+            probe.
+        @type clock: L{IReactorTime}
+        @param initialDelay: seconds before the first reconnection.
+        @param maxDelay: the longest wait between attempts.
+        @param readyTimeout: seconds the registry has to send C{READY}.
+        @param probe: a callable returning a L{Deferred} (a cheap query,
+            with its own timeout); when it fails, the registry is declared
+            lost and the connection dropped.
+        @param probeInterval: seconds between probes while the stream is
+            ready, or L{None} for no probe.
+        """
+        if probeInterval is not None and probe is None:
+            raise ValueError("a probe interval needs a probe")
+        self.observer = observer
+        self.clock = clock
+        self.initialDelay = self.delay = initialDelay
+        self.maxDelay = maxDelay
+        self.readyTimeout = readyTimeout
+        self.probe = probe
+        self.probeInterval = probeInterval
+        self._protocol = None
+        self._stopped = []
+        self._connector = EndpointConnector(endpoint, self)
+
+    def start(self):
+        """
+        Open the stream.
+        """
+        self._connector.connect()
+
+    def buildProtocol(self, addr):
+        protocol = self._protocol = ChangeStreamProtocol(self)
+        protocol.factory = self
+        return protocol
+
+    def clientConnectionFailed(self, connector, reason):
+        self._log.info(
+            "cannot reach the event port: {reason}; retrying", reason=reason.value
+        )
+        ReconnectingClientFactory.clientConnectionFailed(self, connector, reason)
+
+    def _streamReady(self, protocol):
+        if not self.continueTrying:
+            return
+        self.resetDelay()
+        self.connected = True
+        self._log.info("change stream ready")
+        self.observer.streamReady()
+
+    def _connectionLost(self, protocol, reason):
+        self._protocol = None
+        if self.connected:
+            self.connected = False
+            self._log.info("change stream lost: {reason}", reason=reason.value)
+            self.observer.streamLost(reason)
+        else:
+            self._log.info(
+                "event connection lost before READY: {reason}", reason=reason.value
+            )
+        stopped, self._stopped = self._stopped, []
+        for d in stopped:
+            d.callback(None)
+
+    def stop(self):
+        """
+        Close the stream and stop reopening it.
+
+        @return: a L{Deferred} that fires with L{None} once the connection
+            is closed (at once if there is none).
+        """
+        self.stopTrying()
+        if self._protocol is None or self._protocol.transport is None:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._stopped.append(d)
+        self._protocol.transport.loseConnection()
+        return d

@@ -1,0 +1,167 @@
+"""
+The registry description string: one string saying how to reach the three
+ports of a registry.
+
+Forms (C{tcp} alone, or C{tcp:} followed by colon-separated parts)::
+
+    tcp                                  127.0.0.1, ports 6701 6702 6703
+    tcp:HOST                             HOST, ports 6701 6702 6703
+    tcp:HOST:BASEPORT                    HOST, ports BASE, BASE+1, BASE+2
+    tcp::BASEPORT                        127.0.0.1, ports BASE, BASE+1, BASE+2
+    tcp:host=H:new=P:find=P:event=P      any subset of the keywords
+
+Positional and keyword parts may be mixed (C{tcp:HOST:7000:event=9000});
+a keyword port overrides the one derived from the base port.  As in
+Twisted's endpoint strings, a backslash escapes the next character, so an
+IPv6 host is written C{tcp:\\:\\:1:6701}.
+"""
+
+import re
+from typing import NamedTuple
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_BASE_PORT",
+    "RegistryEndpoints",
+    "parseRegistryDescription",
+]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_BASE_PORT = 6701
+
+_PORT_KEYWORDS = ("new", "find", "event")
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+_DIGITS = re.compile("[0-9]{1,5}")
+
+
+class RegistryEndpoints(NamedTuple):
+    """
+    The client endpoint strings (for L{twisted.internet.endpoints.clientFromString})
+    of a registry's three ports.
+
+    @ivar new: the registration port (6701).
+    @ivar find: the query port (6702).
+    @ivar event: the change stream port (6703).
+    """
+
+    new: str
+    find: str
+    event: str
+
+
+def _split(text, separator):
+    """
+    Split C{text} at each C{separator} that no backslash escapes.
+
+    @return: the parts, still escaped.
+    @rtype: L{list} of L{str}
+    """
+    parts = []
+    start = 0
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == separator:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return parts
+
+
+def _unescape(text):
+    return _ESCAPED.sub(r"\1", text)
+
+
+def _port(description, what, text):
+    """
+    @return: C{text} as a TCP port number.
+    @raise ValueError: when C{text} is not one.
+    """
+    if _DIGITS.fullmatch(text) is None or not 0 < int(text) < 65536:
+        raise ValueError(
+            "bad %s port %r in registry description %r: "
+            "a port is a number from 1 to 65535" % (what, text, description)
+        )
+    return int(text)
+
+
+def _clientString(host, port):
+    """
+    @return: a C{tcp:} client endpoint string for C{host} and C{port}, with
+        the host's colons and backslashes escaped.
+    """
+    escaped = host.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+    return "tcp:host=%s:port=%d" % (escaped, port)
+
+
+def parseRegistryDescription(description):
+    """
+    Parse a registry description string.
+
+    @param description: such as C{tcp:192.0.2.1}, C{tcp:192.0.2.1:7000} or
+        C{tcp:host=192.0.2.1:find=7001}.
+    @type description: L{str}
+
+    @raise ValueError: for an unknown scheme, an unknown keyword, a part
+        given twice, too many parts, or a port that is not a number from 1
+        to 65535 (a base port must leave room for its two neighbours).
+
+    @return: the client endpoint strings of the three ports.
+    @rtype: L{RegistryEndpoints}
+    """
+    if not isinstance(description, str):
+        raise ValueError(
+            "a registry description is a str, not %s" % (type(description).__name__,)
+        )
+    parts = _split(description, ":")
+    scheme = _unescape(parts.pop(0))
+    if scheme != "tcp":
+        raise ValueError(
+            "unknown scheme %r in registry description %r: only 'tcp' is "
+            "supported (tcp:HOST:BASEPORT or tcp:host=H:new=P:find=P:event=P)"
+            % (scheme, description)
+        )
+    if parts == [""]:
+        parts = []
+    positional = []
+    keywords = {}
+    for part in parts:
+        pair = _split(part, "=")
+        if len(pair) == 1:
+            positional.append(_unescape(part))
+            continue
+        key = _unescape(pair[0])
+        if key != "host" and key not in _PORT_KEYWORDS:
+            raise ValueError(
+                "unknown keyword %r in registry description %r: the keywords "
+                "are host, new, find and event" % (key, description)
+            )
+        if key in keywords:
+            raise ValueError(
+                "%s given twice in registry description %r" % (key, description)
+            )
+        keywords[key] = _unescape("=".join(pair[1:]))
+    if len(positional) > 2:
+        raise ValueError(
+            "too many parts in registry description %r: expected "
+            "tcp:HOST:BASEPORT" % (description,)
+        )
+    if positional and "host" in keywords:
+        raise ValueError("host given twice in registry description %r" % (description,))
+    host = (positional[0] if positional else keywords.get("host")) or DEFAULT_HOST
+    base = DEFAULT_BASE_PORT
+    if len(positional) == 2:
+        base = _port(description, "base", positional[1])
+        if base > 65533:
+            raise ValueError(
+                "bad base port %d in registry description %r: it must leave "
+                "room for ports base+1 and base+2" % (base, description)
+            )
+    ports = [
+        _port(description, key, keywords[key]) if key in keywords else base + offset
+        for offset, key in enumerate(_PORT_KEYWORDS)
+    ]
+    return RegistryEndpoints(*[_clientString(host, port) for port in ports])

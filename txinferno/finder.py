@@ -1,0 +1,194 @@
+"""
+The find port (6702): one query line out, one answer in, read to the end
+of the connection.
+"""
+
+from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
+from .keepalive import enableKeepAlive
+from .words import splitLines, splitWords
+
+__all__ = [
+    "DEFAULT_FIND_TIMEOUT",
+    "DEFAULT_MAX_ANSWER_SIZE",
+    "parseAnswer",
+    "FindProtocol",
+    "FindFactory",
+    "runQuery",
+]
+
+DEFAULT_FIND_TIMEOUT = 10.0
+"""
+Seconds a query may take, connection included.
+"""
+
+DEFAULT_MAX_ANSWER_SIZE = 16 * 1024 * 1024
+"""
+The largest answer, in bytes, that a query accepts.
+"""
+
+
+def parseAnswer(data):
+    """
+    Parse a whole answer of the find port: one line per service,
+    C{NAME ATTR VALUE...}, lines cut by newlines outside quotes.
+
+    @type data: L{bytes}
+
+    @raise MalformedAnswer: for bytes after the last newline, an empty
+        line, a line with an even number of words, or a service listed
+        twice.
+
+    @return: each service's attributes by name.
+    @rtype: L{dict} of L{str} to L{dict} of L{str} to L{str}
+    """
+    lines, rest = splitLines(data)
+    if rest:
+        raise MalformedAnswer(
+            "answer ends with %d bytes that are not a complete line: %r"
+            % (len(rest), rest[:80])
+        )
+    services = {}
+    for number, line in enumerate(lines, 1):
+        words = splitWords(line)
+        if len(words) % 2 == 0:
+            raise MalformedAnswer(
+                "line %d of the answer has %d words, not a name and "
+                "(attr, value) pairs: %r" % (number, len(words), line[:80])
+            )
+        name = words[0]
+        if name in services:
+            raise MalformedAnswer(
+                "line %d of the answer lists service %r a second time" % (number, name)
+            )
+        services[name] = dict(zip(words[1::2], words[2::2]))
+    return services
+
+
+class FindProtocol(Protocol):
+    """
+    Send one query, gather the answer until the registry closes, and fire
+    L{answer}.
+
+    @ivar answer: fires with the parsed answer (see L{parseAnswer}) or
+        fails with L{MalformedAnswer}, L{AnswerTooLarge} or the connection
+        error; cancelling it aborts the connection.
+    @type answer: L{Deferred}
+    """
+
+    _log = Logger()
+
+    def __init__(self, query, maxAnswerSize):
+        """
+        @param query: the query line, newline included.
+        @type query: L{bytes}
+        @param maxAnswerSize: the largest answer accepted, in bytes.
+        """
+        self._query = query
+        self._maxAnswerSize = maxAnswerSize
+        self._received = []
+        self._size = 0
+        self._error = None
+        self.answer = defer.Deferred(lambda d: self._abort())
+
+    def connectionMade(self):
+        enableKeepAlive(self.transport)
+        self.transport.write(self._query)
+
+    def _abort(self):
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def dataReceived(self, data):
+        if self._error is not None:
+            return
+        self._size += len(data)
+        if self._size > self._maxAnswerSize:
+            self._error = AnswerTooLarge(
+                "answer over the limit of %d bytes" % (self._maxAnswerSize,)
+            )
+            self._received = []
+            self._abort()
+            return
+        self._received.append(data)
+
+    def connectionLost(self, reason):
+        if self.answer.called:
+            return
+        if self._error is not None:
+            reason = Failure(self._error)
+        elif reason.check(ConnectionDone):
+            try:
+                reason = parseAnswer(b"".join(self._received))
+            except MalformedAnswer:
+                reason = Failure()
+        self._received = []
+        if isinstance(reason, Failure):
+            self._log.debug("query failed: {reason}", reason=reason.value)
+            self.answer.errback(reason)
+        else:
+            self.answer.callback(reason)
+
+
+class FindFactory(Factory):
+    """
+    Builds the single L{FindProtocol} of one query.
+
+    @ivar protocolInstance: the protocol, once built.
+    """
+
+    def __init__(self, query, maxAnswerSize=DEFAULT_MAX_ANSWER_SIZE):
+        """
+        @param query: the query line, newline included.
+        @type query: L{bytes}
+        @param maxAnswerSize: the largest answer accepted, in bytes.
+        """
+        self._query = query
+        self._maxAnswerSize = maxAnswerSize
+
+    def buildProtocol(self, addr):
+        return FindProtocol(self._query, self._maxAnswerSize)
+
+
+def runQuery(
+    endpoint,
+    query,
+    clock,
+    timeout=DEFAULT_FIND_TIMEOUT,
+    maxAnswerSize=DEFAULT_MAX_ANSWER_SIZE,
+):
+    """
+    Run one query through C{endpoint}.
+
+    @param endpoint: the find port.
+    @type endpoint: L{IStreamClientEndpoint}
+    @param query: the query line, newline included (already checked).
+    @type query: L{bytes}
+    @param clock: times the query.
+    @type clock: L{IReactorTime}
+    @param timeout: seconds the whole query, connection included, may
+        take; then the connection is aborted.
+    @param maxAnswerSize: the largest answer accepted, in bytes.
+
+    @return: a L{Deferred} that fires with each matching service's
+        attributes by name, or fails with L{RegistryTimeout},
+        L{MalformedAnswer}, L{AnswerTooLarge} or the connection error.
+        Cancelling it aborts the query.
+    """
+
+    def timedOut(result, timeout):
+        return Failure(
+            RegistryTimeout(
+                "the registry did not answer the query %r within %g s" % (query, timeout)
+            )
+        )
+
+    d = endpoint.connect(FindFactory(query, maxAnswerSize))
+    d.addCallback(lambda protocol: protocol.answer)
+    d.addTimeout(timeout, clock, onTimeoutCancel=timedOut)
+    return d

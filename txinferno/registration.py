@@ -1,0 +1,428 @@
+"""
+The new port (6701): a registration is an open connection.
+
+The registry never writes on this port; it tells of a rejected
+registration only by closing the connection.  So a registration counts as
+made only once a listing of the find port, started after its line was
+written, shows the service with its attributes while its connection is
+still open.  One listing confirms every registration written before it
+started, so a burst of registrations costs a handful of listings.  When a
+connection closes first, a listing started after the close tells why: the
+name held by another service means C{duplicate service name}.
+"""
+
+from zope.interface import implementer
+
+from twisted.internet import defer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .errors import (
+    MalformedAnswer,
+    RegistrationLost,
+    RegistrationRejected,
+    RegistryTimeout,
+)
+from .interfaces import IRegistration
+from .keepalive import enableKeepAlive
+from .validation import registrationLine, updateLine
+
+__all__ = [
+    "DEFAULT_REGISTRATION_TIMEOUT",
+    "CHECK_RETRY_DELAY",
+    "RegistrationProtocol",
+    "Registration",
+    "Registrar",
+]
+
+DEFAULT_REGISTRATION_TIMEOUT = 10.0
+"""
+Seconds a connection attempt to the new port may take, and seconds a
+registration may stay unlisted while its connection is open.
+"""
+
+CHECK_RETRY_DELAY = 0.1
+"""
+Seconds between listings when the last one showed none of the waiting
+registrations yet.
+"""
+
+
+class RegistrationProtocol(Protocol):
+    """
+    Write a registration line and hold the connection.
+
+    The registry never writes on this port: any byte received means the
+    peer is not a registry, and the connection is aborted with
+    L{MalformedAnswer} as the reason.
+    """
+
+    _log = Logger()
+
+    def __init__(self, registration, line):
+        """
+        @type registration: L{Registration}
+        @param line: the registration line, newline included.
+        @type line: L{bytes}
+        """
+        self._registration = registration
+        self._line = line
+        self._error = None
+
+    def connectionMade(self):
+        enableKeepAlive(self.transport)
+        self.transport.write(self._line)
+        self._registration._connectionMade(self)
+
+    def dataReceived(self, data):
+        if self._error is None:
+            self._error = MalformedAnswer(
+                "the registry wrote %d bytes on the registration connection "
+                "of %r, which a registry never does: %r"
+                % (len(data), self._registration.name, data[:80])
+            )
+            self._log.error("{error}", error=self._error)
+            self.transport.abortConnection()
+
+    def connectionLost(self, reason):
+        if self._error is not None:
+            reason = Failure(self._error)
+        self._registration._connectionLost(reason)
+
+
+class _RegistrationFactory(Factory):
+    def __init__(self, registration, line):
+        self._registration = registration
+        self._line = line
+
+    def buildProtocol(self, addr):
+        return RegistrationProtocol(self._registration, self._line)
+
+
+@implementer(IRegistration)
+class Registration:
+    """
+    One service held registered by its open connection to the new port.
+
+    @ivar name: the service name.
+    @ivar attrs: the service's attributes as last sent.
+    @type attrs: L{dict}
+    """
+
+    _log = Logger()
+
+    def __init__(self, registrar, name, pairs):
+        self._registrar = registrar
+        self.name = name
+        self.attrs = dict(pairs)
+        self.registered = defer.Deferred(self._cancel)
+        self._connecting = None
+        self._protocol = None
+        self._confirmed = False
+        self._cancelled = False
+        self._unregistering = False
+        self._closeReason = None
+        self._closedInRound = None
+        self._writtenAt = None
+        self._end = None
+        self._lostWaiters = []
+        self._unregisterWaiters = []
+
+    def __repr__(self):
+        return "<Registration %r>" % (self.name,)
+
+    # Life before confirmation, driven by the Registrar.
+
+    def _cancel(self, d):
+        self._cancelled = True
+        self._registrar._forget(self)
+        if self._connecting is not None:
+            self._connecting.cancel()
+        elif self._protocol is not None:
+            self._protocol.transport.abortConnection()
+
+    def _connectFailed(self, reason):
+        self._connecting = None
+        if not self._cancelled:
+            self.registered.errback(reason)
+
+    def _connectionMade(self, protocol):
+        self._protocol = protocol
+        self._writtenAt = self._registrar.clock.seconds()
+        self._registrar._written(self)
+
+    def _listed(self, services):
+        """
+        @return: whether C{services} show this service with its attributes.
+        """
+        listed = services.get(self.name)
+        return listed is not None and all(
+            listed.get(attr) == value for attr, value in self.attrs.items()
+        )
+
+    def _confirm(self):
+        self._confirmed = True
+        self._log.info("service {name} registered", name=self.name)
+        self.registered.callback(self)
+
+    def _fail(self, reason):
+        """
+        End an unconfirmed registration with C{reason}, closing its
+        connection if it is still open.
+        """
+        self._log.warn(
+            "registration of {name} failed: {reason}", name=self.name, reason=reason.value
+        )
+        if self._protocol is not None:
+            self._protocol.transport.abortConnection()
+        self.registered.errback(reason)
+
+    # The connection's end.
+
+    def _connectionLost(self, reason):
+        self._protocol = None
+        if not self._confirmed:
+            if self.registered.called:
+                return
+            if reason.check(MalformedAnswer):
+                self._registrar._forget(self)
+                self._fail(reason)
+            else:
+                self._closeReason = reason
+                self._registrar._closed(self)
+            return
+        if self._unregistering:
+            self._log.info("service {name} unregistered", name=self.name)
+            self._end = None
+        else:
+            self._end = Failure(
+                RegistrationLost(
+                    "registration of %r lost: %s" % (self.name, reason.getErrorMessage())
+                )
+            )
+            self._log.warn("{error}", error=self._end.value)
+        waiters = self._unregisterWaiters + self._lostWaiters
+        self._unregisterWaiters = self._lostWaiters = []
+        for d in waiters:
+            d.callback(None) if self._end is None else d.errback(self._end)
+
+    # IRegistration
+
+    def update(self, attrs):
+        """
+        Add attributes or change their values, in one line.
+
+        @raise ValueError: for invalid attributes, before anything is sent.
+        @raise RegistrationLost: when the registration is gone or being
+            removed.
+        """
+        line, pairs = updateLine(attrs)
+        if self._protocol is None or self._unregistering:
+            raise RegistrationLost("registration of %r is gone" % (self.name,))
+        self._protocol.transport.write(line)
+        self.attrs.update(pairs)
+
+    def unregister(self):
+        """
+        Close the connection, removing the service unless it persists.
+
+        @return: a L{Deferred} that fires with L{None} once the connection
+            is closed.
+        """
+        if self._protocol is None:
+            return defer.succeed(None)
+        self._unregistering = True
+        d = defer.Deferred()
+        self._unregisterWaiters.append(d)
+        self._protocol.transport.loseConnection()
+        return d
+
+    def whenLost(self):
+        """
+        @return: a L{Deferred} that fires with L{None} when the registration
+            ends through L{unregister}, or fails with L{RegistrationLost}
+            when its connection closes otherwise.
+        """
+        if self._protocol is None:
+            return defer.succeed(None) if self._end is None else defer.fail(self._end)
+        d = defer.Deferred()
+        self._lostWaiters.append(d)
+        return d
+
+
+class Registrar:
+    """
+    Registers services through the new port and confirms them through
+    listings of the find port, coalesced.
+
+    @ivar clock: times connections and confirmations.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self, endpoint, listServices, clock, timeout=DEFAULT_REGISTRATION_TIMEOUT
+    ):
+        """
+        @param endpoint: the new port.
+        @type endpoint: L{IStreamClientEndpoint}
+        @param listServices: a callable returning a L{Deferred} that fires
+            with every service's attributes by name (a find of C{\\n}).
+        @param clock: times connections and confirmations.
+        @type clock: L{IReactorTime}
+        @param timeout: seconds a connection attempt may take, and seconds
+            a registration may stay unlisted while its connection is open.
+        """
+        self._endpoint = endpoint
+        self._listServices = listServices
+        self.clock = clock
+        self._timeout = timeout
+        self._pending = {}
+        self._rounds = 0
+        self._listing = None
+        self._fresh = False
+        self._retry = None
+
+    def register(self, name, attrs):
+        """
+        Register a service.
+
+        @raise ValueError: before anything is sent, for a name or
+            attributes the registry would reject.
+
+        @return: a L{Deferred} that fires with a L{Registration} once a
+            listing shows the service, or fails with
+            L{RegistrationRejected} (C{duplicate service name}, or the
+            registry closed the connection for another reason),
+            L{RegistryTimeout}, L{MalformedAnswer} or the connection error.
+            Cancelling it closes the connection.
+        """
+        line, pairs = registrationLine(name, attrs)
+        registration = Registration(self, name, pairs)
+
+        def timedOut(result, timeout):
+            return Failure(
+                RegistryTimeout(
+                    "could not connect to the new port within %g s" % (timeout,)
+                )
+            )
+
+        connecting = self._endpoint.connect(_RegistrationFactory(registration, line))
+        if not connecting.called:
+            registration._connecting = connecting
+        connecting.addTimeout(self._timeout, self.clock, onTimeoutCancel=timedOut)
+        connecting.addCallbacks(
+            lambda protocol: setattr(registration, "_connecting", None),
+            registration._connectFailed,
+        )
+        return registration.registered
+
+    def _written(self, registration):
+        self._pending[registration] = None
+        self._fresh = True
+        self._check()
+
+    def _closed(self, registration):
+        registration._closedInRound = self._rounds
+        self._fresh = True
+        self._check()
+
+    def _forget(self, registration):
+        self._pending.pop(registration, None)
+
+    def _check(self):
+        """
+        Start a listing for every waiting registration, unless one is
+        running.
+        """
+        if self._listing is not None or not self._pending:
+            return
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        self._rounds += 1
+        self._fresh = False
+        batch = list(self._pending)
+        self._listing = self._listServices()
+        self._listing.addCallbacks(
+            self._listed,
+            self._listingFailed,
+            callbackArgs=(batch, self._rounds),
+            errbackArgs=(batch,),
+        )
+
+    def _listed(self, services, batch, round):
+        self._listing = None
+        now = self.clock.seconds()
+        for registration in batch:
+            if registration not in self._pending:
+                continue
+            if registration._closeReason is not None:
+                if registration._closedInRound < round:
+                    del self._pending[registration]
+                    registration._fail(self._whyClosed(registration, services))
+            elif registration._listed(services):
+                del self._pending[registration]
+                registration._confirm()
+            elif now - registration._writtenAt >= self._timeout:
+                del self._pending[registration]
+                registration._fail(
+                    Failure(
+                        RegistryTimeout(
+                            "registration of %r not listed by the registry "
+                            "within %g s" % (registration.name, self._timeout)
+                        )
+                    )
+                )
+        self._next()
+
+    def _whyClosed(self, registration, services):
+        """
+        @return: why the registry closed an unconfirmed registration, given
+            a listing made after the close.
+        @rtype: L{Failure} of L{RegistrationRejected}
+        """
+        if registration.name in services:
+            reason = "duplicate service name"
+        else:
+            reason = "the registry closed the connection (%s)" % (
+                registration._closeReason.getErrorMessage(),
+            )
+        return Failure(RegistrationRejected(registration.name, reason))
+
+    def _listingFailed(self, reason, batch):
+        self._listing = None
+        for registration in batch:
+            if registration not in self._pending:
+                continue
+            del self._pending[registration]
+            if registration._closeReason is None:
+                registration._fail(reason)
+            else:
+                registration._fail(
+                    Failure(
+                        RegistrationRejected(
+                            registration.name,
+                            "the registry closed the connection (%s), and "
+                            "listing the services to find out why failed: %s"
+                            % (
+                                registration._closeReason.getErrorMessage(),
+                                reason.getErrorMessage(),
+                            ),
+                        )
+                    )
+                )
+        self._next()
+
+    def _next(self):
+        """
+        After a listing: list again at once for registrations that came or
+        closed meanwhile, after L{CHECK_RETRY_DELAY} for ones still unseen.
+        """
+        if not self._pending:
+            return
+        if self._fresh:
+            self._check()
+        elif self._retry is None:
+            self._retry = self.clock.callLater(CHECK_RETRY_DELAY, self._check)

@@ -1,0 +1,196 @@
+"""
+The TCP connection plugin: a registry reached through its three ports
+(new, find, event), each any client endpoint (TCP, TLS, UNIX...).
+"""
+
+from zope.interface import implementer
+
+from twisted.internet.endpoints import clientFromString
+
+from .changes import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, ChangeStream
+from .description import parseRegistryDescription
+from .finder import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, runQuery
+from .interfaces import IRegistryConnection
+from .registration import Registrar
+from .validation import queryLine
+
+__all__ = ["PROBE_QUERY", "TCPRegistryConnection", "connectionFromString"]
+
+PROBE_QUERY = [("txinferno-liveness-probe", "1")]
+"""
+The query of the liveness probe: cheap, as it matches nothing in a normal
+registry.
+"""
+
+
+@implementer(IRegistryConnection)
+class TCPRegistryConnection:
+    """
+    A registry reached through three client endpoints.
+
+    @ivar description: the registry description string, or a description
+        of the three endpoints.
+    @ivar findTimeout: seconds the registry has to answer: a query
+        (connection included), a connection to the new port, a
+        registration's listing, C{READY} on the event port.
+    """
+
+    def __init__(
+        self,
+        reactor,
+        new,
+        find,
+        event,
+        description=None,
+        findTimeout=DEFAULT_FIND_TIMEOUT,
+        maxAnswerSize=DEFAULT_MAX_ANSWER_SIZE,
+        initialDelay=DEFAULT_INITIAL_DELAY,
+        maxDelay=DEFAULT_MAX_DELAY,
+        probeInterval=None,
+        probeTimeout=None,
+        clock=None,
+    ):
+        """
+        @param reactor: connects the endpoints given as strings.
+        @param new: the new port (6701).
+        @param find: the find port (6702).
+        @param event: the event port (6703).
+        @type new: L{IStreamClientEndpoint}, or a client endpoint string
+            for L{clientFromString} (C{tcp:host=H:port=P}, C{tls:...},
+            C{unix:path=...}); likewise C{find} and C{event}.
+        @param description: what L{description} says; by default the three
+            endpoints.
+        @param findTimeout: see L{findTimeout}.
+        @param maxAnswerSize: the largest answer, in bytes, a query accepts
+            (L{txinferno.errors.AnswerTooLarge} beyond).
+        @param initialDelay: seconds before the change stream's first
+            reconnection attempt.
+        @param maxDelay: the longest wait between reconnection attempts.
+        @param probeInterval: seconds between liveness probes of a ready
+            change stream, or L{None} for none.
+        @param probeTimeout: seconds a probe may take; by default
+            C{findTimeout}.
+        @param clock: times everything; by default C{reactor}.
+        @type clock: L{IReactorTime}
+        @raise ValueError: for a timeout, delay or interval that is not
+            positive, or a bad endpoint string.
+        """
+        for option, value in [
+            ("findTimeout", findTimeout),
+            ("maxAnswerSize", maxAnswerSize),
+            ("initialDelay", initialDelay),
+            ("maxDelay", maxDelay),
+            ("probeInterval", probeInterval),
+            ("probeTimeout", probeTimeout),
+        ]:
+            if value is not None and not value > 0:
+                raise ValueError("%s must be positive, not %r" % (option, value))
+        endpoints = [
+            clientFromString(reactor, e) if isinstance(e, str) else e
+            for e in (new, find, event)
+        ]
+        self._new, self._find, self._event = endpoints
+        if description is None:
+            description = "new=%s find=%s event=%s" % tuple(
+                e if isinstance(e, str) else repr(e) for e in (new, find, event)
+            )
+        self.description = description
+        self.findTimeout = findTimeout
+        self._maxAnswerSize = maxAnswerSize
+        self._initialDelay = initialDelay
+        self._maxDelay = maxDelay
+        self._probeInterval = probeInterval
+        self._probeTimeout = probeTimeout or findTimeout
+        self._clock = clock or reactor
+        self._registrar = Registrar(
+            self._new, self._listServices, self._clock, findTimeout
+        )
+
+    def __repr__(self):
+        return "<TCPRegistryConnection %s>" % (self.description,)
+
+    def _query(self, line, timeout):
+        return runQuery(self._find, line, self._clock, timeout, self._maxAnswerSize)
+
+    def _listServices(self):
+        return self._query(b"\n", self.findTimeout)
+
+    def _probe(self):
+        return self._query(queryLine(PROBE_QUERY)[0], self._probeTimeout)
+
+    def register(self, name, attrs):
+        """
+        Register a service and hold it registered.
+
+        @param name: the service name.
+        @type name: L{str}
+        @param attrs: its attributes: a mapping, a sequence of C{(attr,
+            value)} pairs or a flat sequence of words.
+        @raise ValueError: before anything is sent, for a name or
+            attributes the registry would reject.
+        @return: a L{Deferred} that fires with an L{IRegistration} once a
+            listing shows the service with its attributes, or fails with
+            L{txinferno.errors.RegistrationRejected} (reason C{duplicate
+            service name}, or why the registry closed the connection),
+            L{txinferno.errors.RegistryTimeout},
+            L{txinferno.errors.MalformedAnswer} or a connection error.
+            Cancelling it closes the connection.
+        """
+        return self._registrar.register(name, attrs)
+
+    def find(self, attrs):
+        """
+        Run one query.
+
+        @param attrs: the pairs every service found must match (a value of
+            C{*} matches any value of an attribute that exists); none lists
+            every service.
+        @raise ValueError: before anything is sent, for an invalid query.
+        @return: a L{Deferred} that fires with each matching service's
+            attributes by name, or fails with
+            L{txinferno.errors.RegistryTimeout} after L{findTimeout},
+            L{txinferno.errors.MalformedAnswer},
+            L{txinferno.errors.AnswerTooLarge} or a connection error.
+            Cancelling it aborts the query.
+        """
+        return self._query(queryLine(attrs)[0], self.findTimeout)
+
+    def watch(self, observer):
+        """
+        Open the change stream, and reopen it with backoff whenever it is
+        lost, until it is stopped.
+
+        @type observer: L{txinferno.interfaces.IChangeObserver}
+        @return: the stream, already connecting.
+        @rtype: L{ChangeStream}
+        """
+        stream = ChangeStream(
+            self._event,
+            observer,
+            self._clock,
+            initialDelay=self._initialDelay,
+            maxDelay=self._maxDelay,
+            readyTimeout=self.findTimeout,
+            probe=self._probe if self._probeInterval else None,
+            probeInterval=self._probeInterval,
+        )
+        stream.start()
+        return stream
+
+
+def connectionFromString(reactor, description, **options):
+    """
+    Make a connection plugin from a registry description string.
+
+    @param reactor: the reactor to connect with.
+    @param description: such as C{tcp:192.0.2.1}, C{tcp:192.0.2.1:7000} or
+        C{tcp:host=192.0.2.1:new=7000:find=7001:event=7002}; see
+        L{txinferno.description}.
+    @param options: keyword arguments of L{TCPRegistryConnection}.
+    @raise ValueError: for a bad description or option.
+    @rtype: L{TCPRegistryConnection}
+    """
+    new, find, event = parseRegistryDescription(description)
+    return TCPRegistryConnection(
+        reactor, new, find, event, description=description, **options
+    )

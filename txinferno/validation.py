@@ -1,0 +1,198 @@
+"""
+Client-side checks, made before anything is sent, of what the registry
+would reject or silently change; and the lines the checked words make.
+
+Rules:
+ - a service name fails the registry's own check (registry(4)): a
+   character at or below U+0020, C{/} or U+007F is a C{bad character in
+   service name}; C{new}, C{event}, C{find}, C{index} and the empty string
+   are a C{bad service name};
+ - an attribute name is any non-empty string: the registry takes any word,
+   and quoting carries spaces, quotes, newlines and non-ASCII intact;  the
+   empty word is refused because attrdb(6) and the C{attr=value} form
+   cannot express it, so it is almost always a bug;
+ - an attribute value is any string, empty included;
+ - no name, attribute or value may hold a NUL (the registry would cut the
+   word at it) or a lone surrogate (it cannot be sent as UTF-8);
+ - a line, newline included, may not be longer than
+   L{txinferno.words.MAX_LINE} bytes: the real registry's bridge breaks it;
+ - an update needs at least one attribute (the registry closes the
+   registration on an empty line).
+
+Every failure raises L{ValueError} saying what is wrong.
+"""
+
+from collections.abc import Mapping
+
+from .words import MAX_LINE, formatLine
+
+__all__ = [
+    "RESERVED_NAMES",
+    "checkName",
+    "normaliseAttrs",
+    "registrationLine",
+    "updateLine",
+    "queryLine",
+]
+
+RESERVED_NAMES = frozenset(["new", "event", "find", "index", ""])
+"""
+Names the registry refuses as C{bad service name}.
+"""
+
+
+def _checkText(text, what):
+    """
+    Check that C{text} is a L{str} that the registry receives unchanged.
+
+    @raise ValueError: when it is not a L{str}, holds a NUL or cannot be
+        encoded as UTF-8.
+    """
+    if not isinstance(text, str):
+        raise ValueError("%s must be a str, not %s" % (what, type(text).__name__))
+    if "\x00" in text:
+        raise ValueError("%s %r holds a NUL character" % (what, text))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("%s %r cannot be encoded as UTF-8" % (what, text)) from None
+
+
+def checkName(name):
+    """
+    Check a service name as the registry would (spec section 2, without the
+    duplicate check, which only the registry can make).
+
+    @type name: L{str}
+    @raise ValueError: C{bad character in service name} or C{bad service
+        name}, with the name.
+    """
+    if not isinstance(name, str):
+        raise ValueError("service name must be a str, not %s" % (type(name).__name__,))
+    for c in name:
+        if c <= "\x20" or c in "/\x7f":
+            raise ValueError(
+                "bad character in service name %r: %r (no character at or "
+                "below U+0020, '/' or U+007F)" % (name, c)
+            )
+    if name in RESERVED_NAMES:
+        raise ValueError(
+            "bad service name %r: new, event, find, index and the empty "
+            "string are reserved" % (name,)
+        )
+    _checkText(name, "service name")
+
+
+def _pairs(attrs):
+    """
+    @return: C{attrs} as a list of (attr, value) items, unchecked.
+    @raise ValueError: when C{attrs} is not a mapping, a sequence of pairs
+        or a flat sequence of words of even length.
+    """
+    if isinstance(attrs, Mapping):
+        return list(attrs.items())
+    if isinstance(attrs, (str, bytes)) or not hasattr(attrs, "__iter__"):
+        raise ValueError(
+            "attributes must be a mapping or a sequence of (attr, value) "
+            "pairs, not %s" % (type(attrs).__name__,)
+        )
+    items = list(attrs)
+    if items and all(isinstance(item, str) for item in items):
+        if len(items) % 2:
+            raise ValueError(
+                "odd attribute set: %d words %r do not make (attr, value) "
+                "pairs" % (len(items), items)
+            )
+        return list(zip(items[0::2], items[1::2]))
+    pairs = []
+    for item in items:
+        if isinstance(item, (str, bytes)) or len(item) != 2:
+            raise ValueError(
+                "bad attribute item %r: expected an (attr, value) pair" % (item,)
+            )
+        pairs.append(tuple(item))
+    return pairs
+
+
+def normaliseAttrs(attrs):
+    """
+    Check a set of attributes and give it one shape.
+
+    @param attrs: a mapping, a sequence of C{(attr, value)} pairs, or a
+        flat sequence C{[attr, value, attr, value...]}, all of L{str}.
+
+    @raise ValueError: for an odd flat sequence, an item that is not a
+        pair, an empty attribute name, or a NUL, a lone surrogate or a
+        non-L{str} anywhere.
+
+    @return: the attributes, in order.
+    @rtype: L{list} of L{tuple} of (L{str}, L{str})
+    """
+    pairs = _pairs(attrs)
+    for attr, value in pairs:
+        _checkText(attr, "attribute name")
+        if not attr:
+            raise ValueError("empty attribute name (with value %r)" % (value,))
+        _checkText(value, "value of attribute %r" % (attr,))
+    return pairs
+
+
+def _line(words, what):
+    """
+    @return: the line of C{words}.
+    @raise ValueError: when it is longer than L{MAX_LINE}.
+    """
+    line = formatLine(words)
+    if len(line) > MAX_LINE:
+        raise ValueError(
+            "%s line of %d bytes is over the registry's limit of %d bytes"
+            % (what, len(line), MAX_LINE)
+        )
+    return line
+
+
+def _words(pairs):
+    return [word for pair in pairs for word in pair]
+
+
+def registrationLine(name, attrs):
+    """
+    Check a registration and build its line, C{NAME ATTR VALUE...\\n}.
+
+    @raise ValueError: see L{checkName}, L{normaliseAttrs}, and for a line
+        over L{MAX_LINE} bytes.
+    @return: the line and the normalised attributes.
+    @rtype: L{tuple} of (L{bytes}, L{list} of pairs)
+    """
+    checkName(name)
+    pairs = normaliseAttrs(attrs)
+    return _line([name] + _words(pairs), "registration"), pairs
+
+
+def updateLine(attrs):
+    """
+    Check an update and build its line, C{ATTR VALUE...\\n}.
+
+    @raise ValueError: see L{normaliseAttrs}, for no attribute at all, and
+        for a line over L{MAX_LINE} bytes.
+    @return: the line and the normalised attributes.
+    @rtype: L{tuple} of (L{bytes}, L{list} of pairs)
+    """
+    pairs = normaliseAttrs(attrs)
+    if not pairs:
+        raise ValueError("an update needs at least one attribute")
+    return _line(_words(pairs), "update"), pairs
+
+
+def queryLine(attrs):
+    """
+    Check a query and build its line, C{ATTR VALUE...\\n} (a bare newline,
+    for no attributes, lists every service).
+
+    @raise ValueError: see L{normaliseAttrs}, and for a line over
+        L{MAX_LINE} bytes.
+    @return: the line and the normalised attributes.
+    @rtype: L{tuple} of (L{bytes}, L{list} of pairs)
+    """
+    pairs = normaliseAttrs(attrs)
+    return _line(_words(pairs), "query"), pairs
