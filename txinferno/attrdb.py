@@ -1,0 +1,147 @@
+"""
+A reader for Inferno's attribute database files, attrdb(6), enough of it to
+load a registry's static services.
+
+An entry starts at a line whose first character is not a blank, a tab or
+C{#}; the following lines that start with a blank or a tab continue it
+(blank lines and comment lines inside an entry do not end it).  Pairs are
+written C{attr=value}, C{attr = value}, C{attr=} or a bare C{attr} (the last
+two have an empty value); a value may be quoted with C{'} or C{"}, a doubled
+quote inside standing for one quote; C{#} outside quotes starts a comment.
+"""
+
+__all__ = ["AttrdbError", "parse", "load"]
+
+_BLANKS = " \t\r\n"
+
+
+class AttrdbError(ValueError):
+    """
+    An attrdb file that cannot be read: an unterminated quote or an C{=}
+    with no attribute before it.  The message names the line.
+    """
+
+
+def _tokens(line, lineno):
+    """
+    Cut one line into tokens: C{(True, word)} for a word (quoted or not) and
+    C{(False, "=")} for an equals sign outside quotes.  A C{#} outside quotes
+    ends the line.
+
+    @raise AttrdbError: for an unterminated quote.
+    """
+    tokens = []
+    word = []
+    inWord = False
+    quote = None
+    i = 0
+    n = len(line)
+    while i < n:
+        c = line[i]
+        if quote is not None:
+            if c == quote:
+                if i + 1 < n and line[i + 1] == quote:
+                    word.append(c)
+                    i += 1
+                else:
+                    quote = None
+            else:
+                word.append(c)
+        elif c in "'\"":
+            quote = c
+            inWord = True
+        elif c in _BLANKS or c in "=#":
+            if inWord:
+                tokens.append((True, "".join(word)))
+                word = []
+                inWord = False
+            if c == "#":
+                break
+            if c == "=":
+                tokens.append((False, "="))
+        else:
+            word.append(c)
+            inWord = True
+        i += 1
+    if quote is not None:
+        raise AttrdbError("line %d: unterminated quote" % (lineno,))
+    if inWord:
+        tokens.append((True, "".join(word)))
+    return tokens
+
+
+def _pairs(tokens, lineno):
+    """
+    Group the tokens of one line into C{(attr, value)} pairs.
+
+    @raise AttrdbError: for an C{=} with no attribute before it.
+    """
+    pairs = []
+    i = 0
+    n = len(tokens)
+    while i < n:
+        isWord, attr = tokens[i]
+        if not isWord:
+            raise AttrdbError("line %d: '=' without an attribute" % (lineno,))
+        if i + 1 < n and not tokens[i + 1][0]:
+            valueFollows = (
+                i + 2 < n and tokens[i + 2][0] and (i + 3 >= n or tokens[i + 3][0])
+            )
+            if valueFollows:
+                pairs.append((attr, tokens[i + 2][1]))
+                i += 3
+            else:
+                pairs.append((attr, ""))
+                i += 2
+        else:
+            pairs.append((attr, ""))
+            i += 1
+    return pairs
+
+
+def parse(text):
+    """
+    Parse the text of an attrdb file.
+
+    @type text: L{str}
+    @return: the entries in file order, each a L{list} of C{(attr, value)}
+        pairs of L{str} in the order written.
+    @rtype: L{list} of L{list} of L{tuple}
+    @raise AttrdbError: for a line that cannot be read.
+    """
+    entries = []
+    current = None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip(_BLANKS) or line[0] == "#":
+            continue
+        if line[0] in " \t":
+            if current is None:
+                pairs = _pairs(_tokens(line, lineno), lineno)
+                if pairs:
+                    raise AttrdbError("line %d: continuation line outside an entry" % (lineno,))
+                continue
+        else:
+            current = []
+            entries.append(current)
+        current.extend(_pairs(_tokens(line, lineno), lineno))
+    return entries
+
+
+def load(source):
+    """
+    Read and parse an attrdb file.
+
+    @param source: a path, or an open file (text, or binary holding UTF-8).
+    @return: the entries, as L{parse} returns them.
+    @raise OSError: when the file cannot be read.
+    @raise AttrdbError: when it cannot be parsed.
+    @raise UnicodeDecodeError: when it is not UTF-8.
+    """
+    if hasattr(source, "read"):
+        text = source.read()
+    else:
+        with open(source, "rb") as f:
+            text = f.read()
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return parse(text)

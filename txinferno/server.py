@@ -1,0 +1,429 @@
+"""
+The registry's three TCP ports, served by Twisted from one
+L{txinferno.registry.Registry}: C{new} (register, update, unregister),
+C{find} (one query, one answer) and C{event} (change notification).
+
+The protocols behave as Inferno's own TCP bridges do, with two deliberate
+differences: lines are assembled whole whatever the TCP segmentation (the
+real bridge turns each read into one write), and every connection has an
+explicit maximum line length.  For compatibility, bytes that a single read
+leaves ending with a newline inside an open quote are applied as one write,
+as the real bridge would (C{q2 v1 it''s v2 'unbalanced\\n} registers C{q2}
+with C{v2} set to C{unbalanced\\n}).
+"""
+
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from txinferno.errors import RegistryError
+from txinferno.words import MAX_LINE, LineAssembler, splitWords
+
+__all__ = [
+    "NewProtocol",
+    "FindProtocol",
+    "EventProtocol",
+    "RegistryPortFactory",
+    "RegistryServer",
+]
+
+READY = b"READY\n"
+
+
+class _WriteCutter:
+    """
+    Cut a connection's bytes into the writes the registry applies: every
+    line ended by a newline outside quotes, and the pending bytes when a
+    read leaves them ending with a newline inside an open quote (the real
+    bridge's one-read-one-write rule).  Each write keeps its newline.
+    """
+
+    def __init__(self):
+        self._lines = LineAssembler()
+
+    @property
+    def pending(self):
+        """
+        The bytes received that are not yet part of a write.
+        """
+        return self._lines.pending
+
+    def feed(self, data):
+        """
+        @type data: L{bytes}
+        @return: the writes completed by C{data}.
+        @rtype: L{list} of L{bytes}
+        """
+        writes = [line + b"\n" for line in self._lines.feed(data)]
+        pending = self._lines.pending
+        if pending.endswith(b"\n") and self._lines.inQuote():
+            writes.append(pending)
+            self._lines = LineAssembler()
+        return writes
+
+
+class _WriteProtocol(Protocol):
+    """
+    The common part of the C{new} and C{find} protocols: cut the bytes into
+    writes of at most C{server.maxLineLength} bytes, and close a connection
+    that sends no first write within C{server.idleTimeout} seconds.
+
+    @ivar server: the L{RegistryServer}, set by the factory.
+    """
+
+    server = None
+    _done = False
+    _idleCall = None
+
+    def connectionMade(self):
+        self.server._track(self)
+        self._cutter = _WriteCutter()
+        if self.server.idleTimeout is not None:
+            self._idleCall = self.server.reactor.callLater(
+                self.server.idleTimeout, self._idle
+            )
+
+    def dataReceived(self, data):
+        if self._done:
+            return
+        limit = self.server.maxLineLength
+        for write in self._cutter.feed(data):
+            self._cancelIdle()
+            if len(write) > limit:
+                self.writeFailed(RegistryError("line longer than %d bytes" % (limit,)))
+            else:
+                self.writeReceived(write)
+            if self._done:
+                return
+        if len(self._cutter.pending) >= limit:
+            self.writeFailed(RegistryError("line longer than %d bytes" % (limit,)))
+
+    def connectionLost(self, reason):
+        self._done = True
+        self._cancelIdle()
+        self.server._untrack(self)
+
+    def finish(self):
+        """
+        Ignore any further bytes and close the connection once what was
+        written has been sent.
+        """
+        self._done = True
+        self.transport.loseConnection()
+
+    def _cancelIdle(self):
+        if self._idleCall is not None:
+            if self._idleCall.active():
+                self._idleCall.cancel()
+            self._idleCall = None
+
+    def _idle(self):
+        self._idleCall = None
+        self.writeFailed(
+            RegistryError("no line within %s seconds" % (self.server.idleTimeout,))
+        )
+
+    def writeReceived(self, write):
+        """
+        Apply one write.
+
+        @type write: L{bytes}
+        """
+        raise NotImplementedError()
+
+    def writeFailed(self, error):
+        """
+        Close the connection because of C{error}.
+
+        @type error: L{RegistryError}
+        """
+        raise NotImplementedError()
+
+
+class NewProtocol(_WriteProtocol):
+    """
+    The C{new} port: the first write registers a service, each later one
+    updates it, and the close of the connection unregisters it (unless it
+    persists).  Never writes a byte: any error closes the connection.
+
+    @ivar service: the service this connection registered, or L{None}.
+    @type service: L{txinferno.registry.RegisteredService}
+    """
+
+    _log = Logger()
+    service = None
+
+    def writeReceived(self, write):
+        words = splitWords(write)
+        registry = self.server.registry
+        try:
+            if self.service is None:
+                self.service = registry.register(self, words)
+            else:
+                registry.update(self.service, words)
+        except RegistryError as e:
+            self.writeFailed(e, words[0] if self.service is None and words else None)
+
+    def writeFailed(self, error, name=None):
+        if name is None and self.service is not None:
+            name = self.service.name
+        self._log.warn(
+            "new connection from {peer} for {name} closed: {error}",
+            peer=self.transport.getPeer(),
+            name=name,
+            error=error.text,
+        )
+        self._releaseService()
+        self.finish()
+
+    def connectionLost(self, reason):
+        _WriteProtocol.connectionLost(self, reason)
+        self._releaseService()
+
+    def _releaseService(self):
+        if self.service is not None:
+            service, self.service = self.service, None
+            self.server.registry.release(service)
+
+
+@implementer(IHalfCloseableProtocol)
+class FindProtocol(_WriteProtocol):
+    """
+    The C{find} port: answer the first write (or what arrived before the
+    client shut down its sending side) with one line per matching service,
+    then close.
+    """
+
+    _log = Logger()
+
+    def writeReceived(self, write):
+        answer = self.server.registry.answer(splitWords(write))
+        if answer:
+            self.transport.write(answer)
+        self.finish()
+
+    def writeFailed(self, error):
+        self._log.warn(
+            "find connection from {peer} closed: {error}",
+            peer=self.transport.getPeer(),
+            error=error.text,
+        )
+        self.finish()
+
+    def readConnectionLost(self):
+        if not self._done:
+            self._cancelIdle()
+            self.writeReceived(self._cutter.pending)
+
+    def writeConnectionLost(self):
+        self.finish()
+
+
+@implementer(IPushProducer)
+class EventProtocol(Protocol):
+    """
+    The C{event} port: C{READY\\n}, then the current version as C{%08d\\n}
+    after changes.  The server coalesces changes (L{RegistryServer}); while
+    the transport's buffer is full this protocol only remembers that a
+    report is owed and sends the then-current version when it can write
+    again, so a watcher that does not read costs no memory.  What the
+    client sends is ignored.
+
+    @ivar server: the L{RegistryServer}, set by the factory.
+    """
+
+    server = None
+    _paused = False
+    _owed = False
+
+    def connectionMade(self):
+        self.server._track(self)
+        self.server._watchers.add(self)
+        self.transport.registerProducer(self, True)
+        self.transport.write(READY)
+
+    def dataReceived(self, data):
+        pass
+
+    def report(self, version):
+        """
+        Tell the client of the current version, or remember to.
+
+        @type version: L{int}
+        """
+        if self._paused:
+            self._owed = True
+        else:
+            self.transport.write(b"%08d\n" % (version,))
+
+    def pauseProducing(self):
+        self._paused = True
+
+    def resumeProducing(self):
+        self._paused = False
+        if self._owed:
+            self._owed = False
+            self.report(self.server.registry.version)
+
+    def stopProducing(self):
+        self._paused = True
+        self._owed = False
+
+    def connectionLost(self, reason):
+        self.server._watchers.discard(self)
+        self.server._untrack(self)
+
+
+class RegistryPortFactory(Factory):
+    """
+    Build one port's protocols, all serving the same L{RegistryServer}.
+    """
+
+    def __init__(self, server, protocol):
+        """
+        @type server: L{RegistryServer}
+        @param protocol: L{NewProtocol}, L{FindProtocol} or L{EventProtocol}.
+        """
+        self.server = server
+        self.protocol = protocol
+
+    def buildProtocol(self, addr):
+        p = Factory.buildProtocol(self, addr)
+        p.server = self.server
+        return p
+
+
+class RegistryServer:
+    """
+    The three ports of one L{txinferno.registry.Registry}.
+
+    @ivar registry: the registry served.
+    @ivar reactor: the reactor (also the clock of the idle timeout and of
+        the coalescing of event reports).
+    @ivar maxLineLength: the longest write accepted, newline included; a
+        longer line closes its connection.
+    @ivar idleTimeout: seconds a C{new} or C{find} connection may stay
+        without sending its first line, or L{None} for no limit.
+    @ivar newFactory: the factory of the C{new} port.
+    @ivar findFactory: the factory of the C{find} port.
+    @ivar eventFactory: the factory of the C{event} port.
+    @ivar ports: the listening ports (C{new}, C{find}, C{event}) after
+        L{listen}, else an empty list.
+    """
+
+    _log = Logger()
+
+    def __init__(self, registry, reactor=None, maxLineLength=MAX_LINE, idleTimeout=None):
+        """
+        @type registry: L{txinferno.registry.Registry}
+        @param reactor: the reactor; the global one when L{None}.
+        @type maxLineLength: L{int}
+        @type idleTimeout: L{float} or L{None}
+        """
+        if reactor is None:
+            from twisted.internet import reactor
+        self.registry = registry
+        self.reactor = reactor
+        self.maxLineLength = maxLineLength
+        self.idleTimeout = idleTimeout
+        self.newFactory = RegistryPortFactory(self, NewProtocol)
+        self.findFactory = RegistryPortFactory(self, FindProtocol)
+        self.eventFactory = RegistryPortFactory(self, EventProtocol)
+        self.ports = []
+        self._connections = set()
+        self._watchers = set()
+        self._allClosed = []
+        self._reportCall = None
+        registry.addObserver(self._changed)
+
+    def listen(self, new, find, event):
+        """
+        Start listening on the three ports.
+
+        @param new: where to serve C{new}.
+        @type new: L{IStreamServerEndpoint} or a server endpoint string
+        @param find: where to serve C{find} (same types).
+        @param event: where to serve C{event} (same types).
+        @return: a L{Deferred} that fires with the L{list} of the three
+            L{IListeningPort}s, or fails with the first listening error
+            after any port that did listen has been stopped again.
+        """
+        endpoints = [
+            serverFromString(self.reactor, e) if isinstance(e, str) else e
+            for e in (new, find, event)
+        ]
+        factories = [self.newFactory, self.findFactory, self.eventFactory]
+        d = defer.DeferredList(
+            [e.listen(f) for e, f in zip(endpoints, factories)], consumeErrors=True
+        )
+
+        def listened(results):
+            ports = [r for ok, r in results if ok]
+            failures = [r for ok, r in results if not ok]
+            if failures:
+                stops = defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+                return stops.addCallback(lambda _: failures[0])
+            self.ports = ports
+            for name, port in zip(("new", "find", "event"), ports):
+                self._log.info("{name} port listening on {address}", name=name, address=port.getHost())
+            return ports
+
+        return d.addCallback(listened)
+
+    def stopListening(self):
+        """
+        Stop listening; open connections stay open.
+
+        @return: a L{Deferred} that fires with L{None} once every port is
+            closed.
+        """
+        ports, self.ports = self.ports, []
+        d = defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+        return d.addCallback(lambda _: None)
+
+    def disconnectAll(self):
+        """
+        Abort every open connection on the three ports (services release as
+        their connections close).
+
+        @return: a L{Deferred} that fires with L{None} once every connection
+            is closed.
+        """
+        if not self._connections:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._allClosed.append(d)
+        for protocol in list(self._connections):
+            protocol.transport.abortConnection()
+        return d
+
+    def _track(self, protocol):
+        self._connections.add(protocol)
+
+    def _untrack(self, protocol):
+        self._connections.discard(protocol)
+        if not self._connections:
+            if self._reportCall is not None and not self._watchers:
+                self._reportCall.cancel()
+                self._reportCall = None
+            waiting, self._allClosed = self._allClosed, []
+            for d in waiting:
+                d.callback(None)
+
+    def _changed(self, version):
+        """
+        Registry observer: schedule one report for every watcher at the end
+        of this reactor turn, so that the changes of one turn give one
+        report.
+        """
+        if self._watchers and self._reportCall is None:
+            self._reportCall = self.reactor.callLater(0, self._report)
+
+    def _report(self):
+        self._reportCall = None
+        version = self.registry.version
+        for watcher in list(self._watchers):
+            watcher.report(version)
