@@ -1,0 +1,79 @@
+"""
+Tests for L{txinferno.description}: the registry description string.
+"""
+
+import pytest
+
+from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString
+from twisted.internet.testing import MemoryReactor
+
+from txinferno.description import RegistryEndpoints, parseRegistryDescription
+
+
+def _hostAndPorts(endpoints):
+    """
+    Build each endpoint as Twisted would and give its host and port.
+    """
+    built = [clientFromString(MemoryReactor(), e) for e in endpoints]
+    assert all(isinstance(e, TCP4ClientEndpoint) for e in built)
+    return [(e._host, e._port) for e in built]
+
+
+@pytest.mark.parametrize(
+    "description, host, ports",
+    [
+        ("tcp", "127.0.0.1", (6701, 6702, 6703)),
+        ("tcp:", "127.0.0.1", (6701, 6702, 6703)),
+        ("tcp:registry.example", "registry.example", (6701, 6702, 6703)),
+        ("tcp:192.0.2.1:7000", "192.0.2.1", (7000, 7001, 7002)),
+        ("tcp::7000", "127.0.0.1", (7000, 7001, 7002)),
+        ("tcp:host=h:new=1:find=2:event=3", "h", (1, 2, 3)),
+        ("tcp:find=9000", "127.0.0.1", (6701, 9000, 6703)),
+        ("tcp:h:7000:event=9", "h", (7000, 7001, 9)),
+        ("tcp:\\:\\:1:7000", "::1", (7000, 7001, 7002)),
+        ("tcp:host=fe80\\:\\:1:new=5", "fe80::1", (5, 6702, 6703)),
+    ],
+)
+def test_forms(description, host, ports):
+    """
+    Every form gives the three client endpoints of the host's ports, and
+    Twisted's endpoint parser reads them back.
+    """
+    endpoints = parseRegistryDescription(description)
+    assert isinstance(endpoints, RegistryEndpoints)
+    assert _hostAndPorts(endpoints) == [(host, p) for p in ports]
+    new, find, event = endpoints
+    assert (new, find, event) == (endpoints.new, endpoints.find, endpoints.event)
+
+
+@pytest.mark.parametrize(
+    "description, message",
+    [
+        ("udp:h", "unknown scheme 'udp'"),
+        ("h:6701", "unknown scheme 'h'"),
+        ("", "unknown scheme ''"),
+        ("tcp:h:70000", "bad base port '70000'"),
+        ("tcp:h:0", "bad base port '0'"),
+        ("tcp:h:-1", "bad base port '-1'"),
+        ("tcp:h:65534", "leave room"),
+        ("tcp:h:x", "bad base port 'x'"),
+        ("tcp:find=abc", "bad find port 'abc'"),
+        ("tcp:event=65536", "bad event port '65536'"),
+        ("tcp:a:1:c", "too many parts"),
+        ("tcp:port=1", "unknown keyword 'port'"),
+        ("tcp:host=a:host=b", "host given twice"),
+        ("tcp:a:host=b", "host given twice"),
+        ("tcp:new=1:new=2", "new given twice"),
+    ],
+)
+def test_errors(description, message):
+    """
+    A bad description raises L{ValueError} saying what is wrong.
+    """
+    with pytest.raises(ValueError, match=message):
+        parseRegistryDescription(description)
+
+
+def test_notAString():
+    with pytest.raises(ValueError, match="is a str, not bytes"):
+        parseRegistryDescription(b"tcp")
