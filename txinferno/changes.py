@@ -269,6 +269,8 @@ class ChangeStream(ReconnectingClientFactory):
             is closed (at once if there is none).
         """
         self.stopTrying()
+        if self._connector.state == "connecting":
+            self._connector.stopConnecting()
         if self._protocol is None or self._protocol.transport is None:
             return defer.succeed(None)
         d = defer.Deferred()
