@@ -63,6 +63,7 @@ class Lookup:
         self._manager = None
         self._done = False
         self._deadline = None
+        self._restoring = None
         self._finding = None
         self._lastFailure = "the registry was not reachable"
 
@@ -92,9 +93,15 @@ class Lookup:
 
     def start(self):
         """
-        The registry is reachable: run the find.
+        The registry is reachable: once the manager's services are restored
+        (see L{txinferno.manager.RegistryManager.whenRestored}), run the find.
         """
-        if self._finding is None and not self._done:
+        restoring = self._restoring = self._manager.whenRestored()
+        restoring.addCallback(self._restored, restoring)
+
+    def _restored(self, manager, restoring):
+        if restoring is self._restoring and not self._done:
+            self._restoring = None
             finding = self._finding = self._manager.connection.find(self.attrs)
             finding.addCallbacks(
                 self._found,
@@ -108,6 +115,7 @@ class Lookup:
         The registry is unreachable, or the lookup is being detached: abandon
         the find in flight.
         """
+        self._restoring = None
         finding, self._finding = self._finding, None
         if finding is not None:
             finding.cancel()

@@ -13,9 +13,12 @@ from twisted.internet.defer import (
     succeed,
 )
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txinferno.interfaces import IChangeObserver, IRegistryTask
+from txinferno.lookup import Lookup
+from txinferno.tcp import connectionFromString
 
 __all__ = ["RegistryManager"]
 
@@ -85,6 +88,9 @@ class RegistryManager(Service):
         self._observers = []
         self._waiting = []
         self._connected = False
+        self._restoring = 0
+        self._restoreWaiters = []
+        self._generation = 0
         self._listener = None
         self._stream = None
         self._refreshCall = None
@@ -102,8 +108,6 @@ class RegistryManager(Service):
 
         @rtype: L{RegistryManager}
         """
-        from txinferno.tcp import connectionFromString
-
         return cls(connectionFromString(reactor, description, **options), clock=reactor)
 
     def __repr__(self):
@@ -149,6 +153,8 @@ class RegistryManager(Service):
         Service.stopService(self)
         wasConnected = self._connected
         self._connected = False
+        self._generation += 1
+        self._restoring = 0
         self._cancelRefresh()
         stream, self._stream, self._listener = self._stream, None, None
         closing = [stream.stop()] if stream is not None else []
@@ -180,7 +186,7 @@ class RegistryManager(Service):
         self._tasks[task] = None
         task.manager = self
         if self._connected:
-            self._callTask(task, "start")
+            self._restore([self._callTask(task, "start")])
         return task
 
     def detach(self, task):
@@ -214,8 +220,6 @@ class RegistryManager(Service):
             fails with L{txinferno.errors.RegistryUnavailable} after
             C{timeout} seconds or with L{txinferno.errors.MalformedAnswer}.
         """
-        from txinferno.lookup import Lookup
-
         return self.attach(Lookup(attrs, timeout=timeout)).deferred
 
     def addObserver(self, observer):
@@ -238,18 +242,57 @@ class RegistryManager(Service):
         """
         @return: a L{Deferred} that fires with this manager once the registry
             is reachable (at once if it is now), or fails with
-            L{CancelledError} if the service stops first.
+            L{CancelledError} if the service stops first; cancelling it
+            stops the wait.
         """
         if self._connected:
             return succeed(self)
-        d = Deferred()
-        self._waiting.append(d)
-        return d
+        return _waiter(self._waiting)
+
+    def whenRestored(self):
+        """
+        Tasks that read the registry (L{txinferno.monitor.Monitor},
+        L{txinferno.lookup.Lookup}) wait for this before their first query
+        after the registry becomes reachable, so that they see the services
+        this manager registers rather than a registry still being restored.
+
+        @return: a L{Deferred} that fires with this manager once the registry
+            is reachable and every task started since has restored what it
+            holds there (every L{txinferno.service.Service} has made its
+            first registration attempt); cancelling it stops the wait.
+        """
+        if self._connected and not self._restoring:
+            return succeed(self)
+        return _waiter(self._restoreWaiters)
+
+    def _restore(self, started):
+        """
+        Wait for the Deferreds returned by tasks' C{start()}, which fire once
+        a task has restored what it holds in the registry.
+        """
+        for d in started:
+            if isinstance(d, Deferred):
+                self._restoring += 1
+                d.addBoth(self._restored, self._generation)
+        self._restoredMaybe()
+
+    def _restored(self, result, generation):
+        if generation == self._generation:
+            self._restoring -= 1
+            self._restoredMaybe()
+        if isinstance(result, Failure):
+            self._log.failure("a task failed to restore its state", failure=result)
+
+    def _restoredMaybe(self):
+        if self._connected and not self._restoring:
+            waiting, self._restoreWaiters = self._restoreWaiters, []
+            for d in waiting:
+                d.callback(self)
 
     def _streamReady(self):
         self._log.info("registry {registry} reachable", registry=self.connection.description)
         self._connected = True
-        self._callTasks("start")
+        self._restore(self._callTasks("start"))
         for observer in list(self._observers):
             self._notify(observer, "registryConnected")
         waiting, self._waiting = self._waiting, []
@@ -278,6 +321,8 @@ class RegistryManager(Service):
             reason=reason.getErrorMessage(),
         )
         self._connected = False
+        self._generation += 1
+        self._restoring = 0
         self._cancelRefresh()
         for stopped in self._callTasks("stop"):
             stopped.addErrback(
@@ -317,3 +362,12 @@ class RegistryManager(Service):
             getattr(observer, method)(*args)
         except Exception:
             self._log.failure("observer {observer} failed in {method}()", observer=observer, method=method)
+
+
+def _waiter(waiters):
+    """
+    @return: a new L{Deferred} in C{waiters}, which cancelling removes.
+    """
+    d = Deferred(waiters.remove)
+    waiters.append(d)
+    return d

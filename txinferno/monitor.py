@@ -52,6 +52,7 @@ class Monitor:
         self.manager = None
         self.services = {}
         self.synced = False
+        self._restoring = None
         self._finding = None
         self._again = False
 
@@ -60,11 +61,18 @@ class Monitor:
 
     def start(self):
         """
-        The registry is reachable: query it and report the differences, then
-        C{resynced()}.
+        The registry is reachable: once the manager's services are restored
+        (see L{txinferno.manager.RegistryManager.whenRestored}), query it and
+        report the differences, then C{resynced()}.
         """
         self.synced = False
-        self.refresh()
+        restoring = self._restoring = self.manager.whenRestored()
+        restoring.addCallback(self._restored, restoring)
+
+    def _restored(self, manager, restoring):
+        if restoring is self._restoring:
+            self._restoring = None
+            self.refresh()
 
     def stop(self):
         """
@@ -73,6 +81,7 @@ class Monitor:
         the registry when it is reachable again.
         """
         self._again = False
+        self._restoring = None
         finding, self._finding = self._finding, None
         if finding is not None:
             finding.cancel()
@@ -80,8 +89,11 @@ class Monitor:
     def refresh(self):
         """
         The registry changed: query it now, or once more when the find in
-        flight ends.
+        flight ends (or not at all before the first query after C{start()},
+        which sees the change).
         """
+        if self._restoring is not None:
+            return
         if self._finding is not None:
             self._again = True
             return
@@ -143,3 +155,4 @@ class Monitor:
                 observer=self.observer,
                 method=method,
             )
+

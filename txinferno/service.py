@@ -135,6 +135,10 @@ class Service:
     def start(self):
         """
         The registry is reachable: register the service.
+
+        @return: a L{Deferred} that fires with L{None} once this first
+            attempt has ended (registered or not), or L{None} when there is
+            nothing to do.
         """
         self._running = True
         self._backoff = _Backoff(
@@ -146,7 +150,9 @@ class Service:
             self.maxDelay,
         )
         if self._registration is None and self._registering is None:
-            self._register()
+            attempt = Deferred()
+            self._register().chainDeferred(attempt)
+            return attempt
 
     def stop(self):
         """
@@ -185,6 +191,7 @@ class Service:
             callbackArgs=(registering,),
             errbackArgs=(registering,),
         )
+        return registering
 
     def _registered(self, registration, registering):
         if registering is not self._registering:
