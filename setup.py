@@ -9,11 +9,17 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=["txinferno", "twisted.plugins"],
-    package_data={"twisted": ["plugins/txinferno_regmgr.py"]},
     install_requires=["twisted>=23.8", "zope.interface>=5"],
     extras_require={
-        "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6"],
+        "test": [
+            "pytest>=7",
+            "pytest-twisted>=1.14",
+            "hypothesis>=6",
+            "sphinx>=7",
+            "myst-parser>=2",
+        ],
     },
+    entry_points={"console_scripts": ["regquery = txinferno.regquery:main"]},
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",
