@@ -5,7 +5,7 @@ that vanishes without closing them is noticed.
 
 import socket
 
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import ISystemHandle, ITCPTransport
 
 __all__ = ["KEEPALIVE_IDLE", "KEEPALIVE_INTERVAL", "KEEPALIVE_COUNT", "enableKeepAlive"]
 
@@ -45,7 +45,7 @@ def enableKeepAlive(transport):
     if not ITCPTransport.providedBy(transport):
         return False
     transport.setTcpKeepAlive(1)
-    handle = transport.getHandle()
+    handle = transport.getHandle() if ISystemHandle.providedBy(transport) else None
     if isinstance(handle, socket.socket):
         for option, value in _TUNING:
             if hasattr(socket, option):

@@ -1,0 +1,226 @@
+"""
+Unit tests for L{txinferno.finder}: the find port's protocol, answers,
+limits and timeout, with Twisted's in-memory transports.
+"""
+
+import pytest
+
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.test.iosim import ConnectionCompleter
+
+from txinferno.errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
+from txinferno.finder import FindFactory, FindProtocol, parseAnswer, runQuery
+
+
+def results(d):
+    """
+    @return: lists that will hold what C{d} fires with, and its failure.
+    """
+    fired, failed = [], []
+    d.addCallbacks(fired.append, failed.append)
+    return fired, failed
+
+
+@pytest.mark.parametrize(
+    "answer, services",
+    [
+        (b"", {}),
+        (
+            b"myservice descr 'an example' proto ssh\n",
+            {"myservice": {"descr": "an example", "proto": "ssh"}},
+        ),
+        (
+            b"q1 nl 'x\ny' tab 'a\tb' uni \xc3\xbc eq a=b empty '' descr 'it''s a test'\n",
+            {
+                "q1": {
+                    "nl": "x\ny",
+                    "tab": "a\tb",
+                    "uni": "\u00fc",
+                    "eq": "a=b",
+                    "empty": "",
+                    "descr": "it's a test",
+                }
+            },
+        ),
+        (b"fa z 'two words' k 1\nfc k 1\n", {"fa": {"z": "two words", "k": "1"}, "fc": {"k": "1"}}),
+        (b"bare\n", {"bare": {}}),
+        (b"qb k 'v\r'\n", {"qb": {"k": "v\r"}}),
+    ],
+)
+def test_parseAnswer(answer, services):
+    assert parseAnswer(answer) == services
+
+
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        (b"svc a 1", "ends with 7 bytes that are not a complete line"),
+        (b"svc a 1\nother", "ends with 5 bytes"),
+        (b"svc a 'open\n", "not a complete line"),
+        (b"svc a\n", "line 1 of the answer has 2 words"),
+        (b"ok a 1\n\n", "line 2 of the answer has 0 words"),
+        (b"svc a 1\nsvc b 2\n", "lists service 'svc' a second time"),
+    ],
+)
+def test_malformed(answer, message):
+    with pytest.raises(MalformedAnswer, match=message):
+        parseAnswer(answer)
+
+
+def connected(query=b"proto ssh\n", maxAnswerSize=1000):
+    protocol = FindFactory(query, maxAnswerSize).buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def test_queryInOneWrite():
+    """
+    The query goes out in one write as soon as the connection is made.
+    """
+    protocol, transport = connected()
+    assert transport.value() == b"proto ssh\n"
+
+
+def test_answerInPieces():
+    """
+    The answer may come in pieces of any size; it is parsed at the end.
+    """
+    protocol, transport = connected()
+    fired, failed = results(protocol.answer)
+    for byte in b"fa z 'two\nwords' k 1\nfc k 1\n":
+        protocol.dataReceived(bytes([byte]))
+    assert fired == []
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert fired == [{"fa": {"z": "two\nwords", "k": "1"}, "fc": {"k": "1"}}]
+
+
+def test_malformedAnswer():
+    protocol, transport = connected()
+    fired, failed = results(protocol.answer)
+    protocol.dataReceived(b"svc a 1\ngarbage with no newline")
+    protocol.connectionLost(Failure(ConnectionDone()))
+    [failure] = failed
+    assert failure.check(MalformedAnswer)
+    assert "not a complete line" in str(failure.value)
+
+
+def test_reset():
+    """
+    A connection lost uncleanly fails the query with that error, even if
+    the bytes so far parse.
+    """
+    protocol, transport = connected()
+    fired, failed = results(protocol.answer)
+    protocol.dataReceived(b"svc a 1\n")
+    protocol.connectionLost(Failure(ConnectionLost("reset")))
+    [failure] = failed
+    assert failure.check(ConnectionLost)
+
+
+def test_tooLarge():
+    """
+    An answer over the limit aborts the connection and fails with
+    L{AnswerTooLarge}; what follows is ignored.
+    """
+    protocol, transport = connected(maxAnswerSize=10)
+    fired, failed = results(protocol.answer)
+    protocol.dataReceived(b"svc a 1\n")
+    assert not transport.disconnecting
+    protocol.dataReceived(b"xyz")
+    assert transport.disconnected
+    protocol.dataReceived(b"more\n")
+    protocol.connectionLost(Failure(ConnectionDone()))
+    [failure] = failed
+    assert failure.check(AnswerTooLarge)
+    assert "limit of 10 bytes" in str(failure.value)
+
+
+def test_limitInclusive():
+    protocol, transport = connected(maxAnswerSize=8)
+    fired, failed = results(protocol.answer)
+    protocol.dataReceived(b"svc a 1\n")
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert fired == [{"svc": {"a": "1"}}]
+
+
+def test_cancelAborts():
+    """
+    Cancelling the answer aborts the connection; the loss that follows
+    fires nothing more.
+    """
+    protocol, transport = connected()
+    fired, failed = results(protocol.answer)
+    protocol.answer.cancel()
+    assert transport.disconnected
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert fired == [] and len(failed) == 1
+
+
+class SilentServer(Protocol):
+    """
+    Accepts a connection and never answers.
+    """
+
+
+class Network:
+    def __init__(self, serverProtocol=SilentServer):
+        self.reactor = MemoryReactorClock()
+        self.endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", 6702)
+        TCP4ServerEndpoint(self.reactor, 6702).listen(Factory.forProtocol(serverProtocol))
+        self.completer = ConnectionCompleter(self.reactor)
+
+
+def test_timeoutWhileConnecting():
+    """
+    A query whose connection does not complete fails with
+    L{RegistryTimeout} after the timeout, and the attempt is stopped.
+    """
+    network = Network()
+    fired, failed = results(runQuery(network.endpoint, b"\n", network.reactor, timeout=10))
+    network.reactor.advance(9.9)
+    assert failed == []
+    network.reactor.advance(0.1)
+    [failure] = failed
+    assert failure.check(RegistryTimeout)
+    assert "did not answer the query b'\\n' within 10 s" in str(failure.value)
+    assert network.reactor.connectors[0].stoppedConnecting
+
+
+def test_timeoutWithoutAnswer():
+    """
+    A registry that accepts the query and never answers: the query fails
+    with L{RegistryTimeout} after the timeout, and the connection is
+    aborted.
+    """
+    network = Network()
+    fired, failed = results(runQuery(network.endpoint, b"k 1\n", network.reactor, timeout=3))
+    pump = network.completer.succeedOnce()
+    pump.flush()
+    network.reactor.advance(3)
+    [failure] = failed
+    assert failure.check(RegistryTimeout)
+    assert pump.clientIO.disconnecting
+    pump.flush()
+    assert network.reactor.getDelayedCalls() == []
+
+
+def test_answerBeforeTimeout():
+    class Answering(Protocol):
+        def dataReceived(self, data):
+            self.transport.write(b"svc " + data)
+            self.transport.loseConnection()
+
+    network = Network(Answering)
+    fired, failed = results(runQuery(network.endpoint, b"k 1\n", network.reactor, timeout=3))
+    network.completer.succeedOnce().flush()
+    assert fired == [{"svc": {"k": "1"}}]
+    assert network.reactor.getDelayedCalls() == []
+
+
+def test_protocolIsFindProtocol():
+    assert isinstance(FindFactory(b"\n").buildProtocol(None), FindProtocol)
