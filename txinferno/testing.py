@@ -54,12 +54,13 @@ class EmbeddedRegistry:
     @ivar running: whether it is listening.
     """
 
-    def __init__(self, reactor=None, host="127.0.0.1", static=None, **serverOptions):
+    def __init__(self, reactor=None, host="127.0.0.1", static=None, backlog=1024, **serverOptions):
         """
         @param reactor: the reactor; the global one when L{None}.
         @param host: the IPv4 address to listen on.
         @param static: an attrdb(6) file of static services (a path or an
             open file), loaded into every fresh registry.
+        @param backlog: the listen queue length of each port.
         @param serverOptions: more keyword arguments for L{RegistryServer}
             (C{maxLineLength}, C{idleTimeout}).
         """
@@ -68,6 +69,7 @@ class EmbeddedRegistry:
         self.reactor = reactor
         self.host = host
         self.static = static
+        self.backlog = backlog
         self.serverOptions = serverOptions
         self.registry = None
         self.server = None
@@ -104,7 +106,7 @@ class EmbeddedRegistry:
             self.registry.loadStatic(self.static)
         self.server = RegistryServer(self.registry, self.reactor, **self.serverOptions)
         endpoints = [
-            TCP4ServerEndpoint(self.reactor, port, interface=self.host)
+            TCP4ServerEndpoint(self.reactor, port, backlog=self.backlog, interface=self.host)
             for port in (self.newPort, self.findPort, self.eventPort)
         ]
 

@@ -1,0 +1,81 @@
+"""
+The attrdb(6) reader used for static services.
+"""
+
+import io
+
+import pytest
+
+from txinferno import attrdb
+
+
+def test_entriesAndContinuations():
+    """
+    An entry starts at a line beginning with neither a blank, a tab nor
+    C{#}; blank-led and tab-led lines continue it, and blank lines and
+    comments inside it do not end it.
+    """
+    text = (
+        "# head comment\n"
+        "service=a x=1\n"
+        "\n"
+        "# inside\n"
+        "  y=2\n"
+        "\tz=3 # trailing comment\n"
+        "service=b\n"
+        "\tw=4\n"
+    )
+    assert attrdb.parse(text) == [
+        [("service", "a"), ("x", "1"), ("y", "2"), ("z", "3")],
+        [("service", "b"), ("w", "4")],
+    ]
+
+
+def test_pairForms():
+    """
+    C{attr=value}, C{attr = value}, C{attr=} and a bare C{attr}.
+    """
+    assert attrdb.parse("a=1 b = 2 c= d=4 bare e=5 f\n") == [
+        [("a", "1"), ("b", "2"), ("c", ""), ("d", "4"), ("bare", ""), ("e", "5"), ("f", "")]
+    ]
+    assert attrdb.parse("g= h\n") == [[("g", "h")]]
+
+
+def test_quotes():
+    """
+    Values quoted with C{'} or C{"}, a doubled quote standing for one; C{#}
+    and C{=} inside quotes are text.
+    """
+    text = "a='it''s # x' b=\"say \"\"hi\"\"\" c='' d='k=v'\n"
+    assert attrdb.parse(text) == [
+        [("a", "it's # x"), ("b", 'say "hi"'), ("c", ""), ("d", "k=v")]
+    ]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a='open\n", "line 1: unterminated quote"),
+        ("x=1\n=2\n", "line 2: '=' without an attribute"),
+        ("\ta=1\n", "line 1: continuation line outside an entry"),
+    ],
+)
+def test_errors(text, message):
+    """
+    Unreadable lines are reported with their number.
+    """
+    with pytest.raises(attrdb.AttrdbError) as e:
+        attrdb.parse(text)
+    assert str(e.value) == message
+
+
+def test_load(tmp_path):
+    """
+    L{attrdb.load} reads a path or a binary or text file, as UTF-8.
+    """
+    path = tmp_path / "db"
+    path.write_bytes("service=\u00fc\n".encode("utf-8"))
+    expected = [[("service", "\u00fc")]]
+    assert attrdb.load(str(path)) == expected
+    assert attrdb.load(io.BytesIO(path.read_bytes())) == expected
+    assert attrdb.load(io.StringIO("service=\u00fc\n")) == expected

@@ -1,0 +1,142 @@
+"""
+The server's protocols with deterministic time and transports: coalescing of
+event reports, watchers that do not read, idle timeouts, line limits and the
+one-read-one-write quote rule.
+"""
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogLevel, capturedLogs
+
+from txinferno.registry import Registry
+from txinferno.server import RegistryServer
+
+
+def makeServer(**kwargs):
+    clock = MemoryReactorClock()
+    return RegistryServer(Registry(), clock, **kwargs), clock
+
+
+def connect(factory):
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def test_coalescedReports():
+    """
+    Changes made before the reactor turns give one report of the latest
+    version to every watcher; the next change gives the next report.
+    """
+    server, clock = makeServer()
+    watchers = [connect(server.eventFactory) for _ in range(3)]
+    new, _ = connect(server.newFactory)
+    new.dataReceived(b"svc a 1\n")
+    new.dataReceived(b"b 2\nc 3\n")
+    assert [t.value() for _, t in watchers] == [b"READY\n"] * 3
+    clock.advance(0)
+    assert [t.value() for _, t in watchers] == [b"READY\n00000003\n"] * 3
+    new.connectionLost(None)
+    clock.advance(0)
+    assert [t.value() for _, t in watchers] == [b"READY\n00000003\n00000004\n"] * 3
+    assert clock.getDelayedCalls() == []
+
+
+def test_pausedWatcherOwesOneReport():
+    """
+    While its transport is full a watcher is sent nothing, however many
+    changes happen; when it can write again it gets the current version.
+    """
+    server, clock = makeServer()
+    watcher, transport = connect(server.eventFactory)
+    assert transport.producer is watcher and transport.streaming
+    watcher.pauseProducing()
+    new, _ = connect(server.newFactory)
+    new.dataReceived(b"svc\n")
+    for i in range(1000):
+        new.dataReceived(b"a %d\n" % (i,))
+        clock.advance(0)
+    assert transport.value() == b"READY\n"
+    watcher.resumeProducing()
+    assert transport.value() == b"READY\n00001001\n"
+    watcher.resumeProducing()
+    assert transport.value() == b"READY\n00001001\n"
+
+
+def test_newNeverWrites():
+    """
+    Registration, updates and rejection write nothing; a rejection closes
+    the connection, is logged with Inferno's text and ignores what follows.
+    """
+    server, clock = makeServer()
+    first, firstTransport = connect(server.newFactory)
+    first.dataReceived(b"dup a 1\n")
+    second, transport = connect(server.newFactory)
+    with capturedLogs() as events:
+        second.dataReceived(b"dup b 2\nmore words\n")
+    assert transport.disconnecting and transport.value() == b""
+    assert firstTransport.value() == b""
+    [event] = [e for e in events if e["log_level"] == LogLevel.warn]
+    assert event["error"] == "duplicate service name" and event["name"] == "dup"
+    assert server.registry.answer([]) == b"dup a 1\n"
+
+
+def test_oneReadOneWriteQuoteRule():
+    """
+    A read that leaves a newline inside an open quote at the end is applied
+    as one write (vector 14); a quoted newline followed by more bytes in
+    the same read is part of the line.
+    """
+    server, clock = makeServer()
+    a, _ = connect(server.newFactory)
+    a.dataReceived(b"q2 v1 it''s v2 'unbalanced\n")
+    b, _ = connect(server.newFactory)
+    b.dataReceived(b"q3 v 'x\ny' w")
+    b.dataReceived(b" 1\n")
+    assert server.registry.answer([]) == b"q2 v2 'unbalanced\n' v1 its\nq3 w 1 v 'x\ny'\n"
+
+
+def test_lineLimit():
+    """
+    A write of exactly C{maxLineLength} bytes is accepted; one byte more,
+    complete or pending, closes the connection.
+    """
+    server, clock = makeServer(maxLineLength=16)
+    ok, okTransport = connect(server.newFactory)
+    ok.dataReceived(b"s v 0123456789a\n")
+    assert not okTransport.disconnecting
+    ok.dataReceived(b"v 0123456789abcd")
+    assert okTransport.disconnecting
+    assert len(server.registry) == 0
+    find, findTransport = connect(server.findFactory)
+    find.dataReceived(b"v 0123456789abc\n")
+    assert findTransport.disconnecting and findTransport.value() == b""
+
+
+def test_idleTimeout():
+    """
+    With an idle timeout, a new or find connection that sends no first line
+    in time is closed; one that did is not.
+    """
+    server, clock = makeServer(idleTimeout=5)
+    silentNew, silentNewTransport = connect(server.newFactory)
+    silentFind, silentFindTransport = connect(server.findFactory)
+    busy, busyTransport = connect(server.newFactory)
+    busy.dataReceived(b"svc\n")
+    clock.advance(4.9)
+    assert not silentNewTransport.disconnecting
+    clock.advance(0.2)
+    assert silentNewTransport.disconnecting and silentFindTransport.disconnecting
+    assert not busyTransport.disconnecting
+    assert clock.getDelayedCalls() == []
+
+
+def test_noIdleTimeoutByDefault():
+    """
+    By default no connection has a timer.
+    """
+    server, clock = makeServer()
+    connect(server.newFactory)
+    connect(server.findFactory)
+    assert clock.getDelayedCalls() == []
