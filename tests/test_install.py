@@ -71,3 +71,19 @@ def test_installedCopyIsUsed(installed, tmp_path):
     assert result.returncode == 0, result.stderr
     assert not result.stdout.strip().startswith(str(SOURCE))
     assert "site-packages" in result.stdout
+
+
+def test_endpointParsersFromInstalledCopy(installed, tmp_path):
+    """
+    The installed copy's C{inferno:} and C{registered:} endpoint string
+    parsers are found by Twisted's plugin system.
+    """
+    script = (
+        "from twisted.internet import reactor\n"
+        "from twisted.internet.endpoints import clientFromString, serverFromString\n"
+        "print(type(clientFromString(reactor, 'inferno:proto=ssh')).__name__)\n"
+        "print(type(serverFromString(reactor, r'registered:tcp\\:0:proto=x')).__name__)\n"
+    )
+    result = run(installed, "python", "-c", script, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["InfernoClientEndpoint", "RegisteredServerEndpoint"]
