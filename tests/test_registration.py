@@ -1,0 +1,339 @@
+"""
+Unit tests for L{txinferno.registration}: registration lines, the
+coalesced confirmation by listings, and how a close is explained, on a
+L{MemoryReactorClock}.
+"""
+
+import pytest
+from zope.interface.verify import verifyObject
+
+from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.error import (
+    ConnectingCancelledError,
+    ConnectionLost,
+    ConnectionRefusedError,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock
+from twisted.test.iosim import ConnectionCompleter
+
+from txinferno.errors import (
+    MalformedAnswer,
+    RegistrationLost,
+    RegistrationRejected,
+    RegistryTimeout,
+)
+from txinferno.interfaces import IRegistration
+from txinferno.registration import CHECK_RETRY_DELAY, Registrar
+
+
+class Recorder(Protocol):
+    """
+    The server side of a registration: keeps every write it gets.
+    """
+
+    def __init__(self):
+        self.writes = []
+
+    def dataReceived(self, data):
+        self.writes.append(data)
+
+
+class Setup:
+    """
+    A registrar on a memory reactor; the test completes its connections and
+    answers its listings.
+    """
+
+    def __init__(self, timeout=10):
+        self.reactor = MemoryReactorClock()
+        self.servers = []
+        server = Factory()
+        server.buildProtocol = lambda addr: self.servers.append(Recorder()) or self.servers[-1]
+        TCP4ServerEndpoint(self.reactor, 6701).listen(server)
+        self.completer = ConnectionCompleter(self.reactor)
+        self.listings = []
+        self.registrar = Registrar(
+            TCP4ClientEndpoint(self.reactor, "127.0.0.1", 6701),
+            self.listServices,
+            self.reactor,
+            timeout,
+        )
+
+    def listServices(self):
+        d = defer.Deferred()
+        self.listings.append(d)
+        return d
+
+    def register(self, name, attrs=(("proto", "ssh"),)):
+        fired, failed = [], []
+        self.registrar.register(name, attrs).addCallbacks(fired.append, failed.append)
+        return fired, failed
+
+    def connect(self):
+        pump = self.completer.succeedOnce()
+        pump.flush()
+        return pump
+
+
+def test_lineAndConfirmation():
+    """
+    The registration line goes out in one write; the registration fires
+    once a listing shows the service with its attributes.
+    """
+    s = Setup()
+    fired, failed = s.register("myservice", {"proto": "ssh", "descr": "an example"})
+    s.connect()
+    assert s.servers[0].writes == [b"myservice proto ssh descr 'an example'\n"]
+    assert len(s.listings) == 1 and fired == []
+    s.listings[0].callback(
+        {"myservice": {"descr": "an example", "proto": "ssh"}, "other": {"proto": "ssh"}}
+    )
+    [registration] = fired
+    assert verifyObject(IRegistration, registration)
+    assert registration.name == "myservice"
+    assert registration.attrs == {"proto": "ssh", "descr": "an example"}
+
+
+def test_validationBeforeSending():
+    s = Setup()
+    with pytest.raises(ValueError, match="bad service name"):
+        s.registrar.register("find", {})
+    with pytest.raises(ValueError, match="odd attribute set"):
+        s.registrar.register("svc", ["a"])
+    assert s.reactor.tcpClients == []
+
+
+def test_coalesced():
+    """
+    One listing confirms every registration written before it started:
+    100 registrations cost two listings.
+    """
+    s = Setup()
+    results = [s.register("svc%d" % i, {"k": str(i)}) for i in range(100)]
+    for i in range(100):
+        s.connect()
+    assert len(s.listings) == 1
+    everything = {"svc%d" % i: {"k": str(i)} for i in range(100)}
+    s.listings[0].callback(everything)
+    assert len(results[0][0]) == 1
+    assert len(s.listings) == 2
+    s.listings[1].callback(everything)
+    assert all(len(fired) == 1 for fired, failed in results)
+    assert len(s.listings) == 2
+
+
+def test_attributesMustMatch():
+    """
+    A listing showing the name with other values does not confirm; the
+    registrar lists again after a short delay.
+    """
+    s = Setup()
+    fired, failed = s.register("svc", {"k": "1"})
+    s.connect()
+    s.listings[0].callback({"svc": {"k": "2"}})
+    assert fired == [] and len(s.listings) == 1
+    s.reactor.advance(CHECK_RETRY_DELAY)
+    assert len(s.listings) == 2
+    s.listings[1].callback({"svc": {"k": "1", "extra": "x"}})
+    assert len(fired) == 1
+
+
+def test_neverListed():
+    """
+    A registration never listed while its connection stays open fails
+    with L{RegistryTimeout} after the timeout, and its connection is
+    aborted.
+    """
+    s = Setup(timeout=1)
+    fired, failed = s.register("svc")
+    pump = s.connect()
+    while not failed:
+        s.listings[-1].callback({})
+        s.reactor.advance(CHECK_RETRY_DELAY)
+    assert failed[0].check(RegistryTimeout)
+    assert "'svc' not listed by the registry within 1 s" in str(failed[0].value)
+    assert pump.clientIO.disconnecting
+    assert 9 <= len(s.listings) <= 12
+
+
+def test_duplicate():
+    """
+    The registry closes the connection; a listing started after the close
+    shows the name: C{duplicate service name}.
+    """
+    s = Setup()
+    fired, failed = s.register("svc")
+    pump = s.connect()
+    pump.serverIO.loseConnection()
+    pump.flush()
+    s.listings[0].callback({"svc": {"proto": "ssh"}})
+    assert failed == [] and len(s.listings) == 2
+    s.listings[1].callback({"svc": {"other": "owner"}})
+    [failure] = failed
+    assert failure.check(RegistrationRejected)
+    assert failure.value.name == "svc"
+    assert failure.value.reason == "duplicate service name"
+
+
+def test_closedForAnotherReason():
+    s = Setup()
+    fired, failed = s.register("svc")
+    pump = s.connect()
+    s.listings[0].callback({})
+    s.reactor.advance(CHECK_RETRY_DELAY)
+    pump.serverIO.loseConnection()
+    pump.flush()
+    s.listings[1].callback({})
+    assert len(s.listings) == 3
+    s.listings[2].callback({})
+    [failure] = failed
+    assert failure.check(RegistrationRejected)
+    assert failure.value.reason.startswith("the registry closed the connection (")
+
+
+def test_listingFails():
+    """
+    When the listing fails, open registrations waiting for it fail with its
+    error and are closed; closed ones are rejected, saying both.
+    """
+    s = Setup()
+    first, firstFailed = s.register("a")
+    second, secondFailed = s.register("b")
+    pumpA = s.connect()
+    pumpB = s.connect()
+    s.listings[0].callback({"a": {"proto": "ssh"}})
+    pumpB.serverIO.loseConnection()
+    pumpB.flush()
+    s.listings[1].errback(RegistryTimeout("too slow"))
+    assert len(first) == 1
+    [failure] = secondFailed
+    assert failure.check(RegistrationRejected)
+    assert "listing the services to find out why failed: too slow" in failure.value.reason
+
+    third, thirdFailed = s.register("c")
+    pumpC = s.connect()
+    s.listings[2].errback(RegistryTimeout("too slow"))
+    assert thirdFailed[0].check(RegistryTimeout)
+    assert pumpC.clientIO.disconnecting
+
+
+def test_serverWrites():
+    """
+    A peer that writes on the new port is not a registry: the connection
+    is aborted and the registration fails with L{MalformedAnswer}.
+    """
+    s = Setup()
+    fired, failed = s.register("svc")
+    pump = s.connect()
+    pump.serverIO.write(b"HELLO\n")
+    pump.flush()
+    assert failed[0].check(MalformedAnswer)
+    assert "wrote 6 bytes on the registration connection" in str(failed[0].value)
+    s.listings[0].callback({"svc": {"proto": "ssh"}})
+    assert fired == []
+
+
+def confirmed(s, name="svc", attrs=(("proto", "ssh"),)):
+    fired, failed = s.register(name, attrs)
+    pump = s.connect()
+    s.listings[-1].callback({name: dict(attrs)})
+    return fired[0], pump
+
+
+def test_update():
+    """
+    An update is one line on the same connection; the attributes are
+    remembered.
+    """
+    s = Setup()
+    registration, pump = confirmed(s)
+    registration.update([("descr", "it's"), ("port", "22")])
+    pump.flush()
+    assert s.servers[0].writes[1:] == [b"descr 'it''s' port 22\n"]
+    assert registration.attrs == {"proto": "ssh", "descr": "it's", "port": "22"}
+    with pytest.raises(ValueError, match="at least one attribute"):
+        registration.update({})
+    assert len(s.listings) == 1
+
+
+def test_unregister():
+    s = Setup()
+    registration, pump = confirmed(s)
+    lost = registration.whenLost()
+    done = registration.unregister()
+    assert pump.clientIO.disconnecting and not done.called
+    with pytest.raises(RegistrationLost):
+        registration.update({"a": "1"})
+    pump.flush()
+    assert done.called and done.result is None
+    assert lost.called and lost.result is None
+    assert registration.whenLost().result is None
+    assert registration.unregister().result is None
+
+
+def test_lost():
+    """
+    A confirmed registration whose connection closes without
+    C{unregister}: L{RegistrationLost}, now and for later callers.
+    """
+    s = Setup()
+    registration, pump = confirmed(s)
+    lost = registration.whenLost()
+    pump.clientIO.disconnectReason = ConnectionLost("reset")
+    pump.serverIO.loseConnection()
+    pump.flush()
+    failures = []
+    lost.addErrback(failures.append)
+    registration.whenLost().addErrback(failures.append)
+    assert [f.check(RegistrationLost) for f in failures] == [RegistrationLost] * 2
+    assert "registration of 'svc' lost" in str(failures[0].value)
+    with pytest.raises(RegistrationLost, match="is gone"):
+        registration.update({"a": "1"})
+
+
+def test_connectTimeout():
+    s = Setup(timeout=2)
+    fired, failed = s.register("svc")
+    s.reactor.advance(2)
+    assert failed[0].check(RegistryTimeout)
+    assert "could not connect to the new port within 2 s" in str(failed[0].value)
+    assert s.reactor.connectors[0].stoppedConnecting
+
+
+def test_connectionRefused():
+    s = Setup()
+    fired, failed = s.register("svc")
+    s.completer.failOnce()
+    assert failed[0].type is ConnectionRefusedError
+    assert s.reactor.getDelayedCalls() == []
+
+
+def test_cancelWhileConnecting():
+    s = Setup()
+    d = s.registrar.register("svc", {})
+    d.cancel()
+    assert s.reactor.connectors[0].stoppedConnecting
+    failures = []
+    d.addErrback(failures.append)
+    assert failures[0].check(defer.CancelledError)
+    assert not failures[0].check(ConnectingCancelledError)
+
+
+def test_cancelWhileConfirming():
+    """
+    Cancelling a registration waiting for its listing closes its
+    connection; the listing ignores it.
+    """
+    s = Setup()
+    d = s.registrar.register("svc", {})
+    pump = s.connect()
+    d.cancel()
+    assert pump.clientIO.disconnecting
+    pump.flush()
+    s.listings[0].callback({"svc": {}})
+    failures = []
+    d.addErrback(failures.append)
+    assert failures[0].check(defer.CancelledError)
+    assert len(s.listings) == 1
