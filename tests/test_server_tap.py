@@ -1,0 +1,134 @@
+"""
+C{twistd regmgr}: its options and the service it makes (the installed
+plugin is tested elsewhere).
+"""
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.python import usage
+
+from txinferno.tap import Options, makeService
+from txinferno.testing import connectRaw, exchange
+
+TIMEOUT = 10
+
+
+def parse(*args):
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def test_defaults():
+    """
+    With no options: TCP ports 6701, 6702 and 6703 on 127.0.0.1, an empty
+    registry, the usual line limit and no idle timeout.
+    """
+    options = parse()
+    for name, port in (("new", 6701), ("find", 6702), ("event", 6703)):
+        endpoint = options.endpoints[name]
+        assert (endpoint._port, endpoint._interface) == (port, "127.0.0.1")
+    assert len(options.registry) == 0
+    assert options["max-line"] == 8192 and options["idle-timeout"] is None
+
+
+def test_staticServices(tmp_path):
+    """
+    C{--db} loads static services; the limits are configurable.
+    """
+    db = tmp_path / "services.db"
+    db.write_text("service=s1 a=1\nservice=s2\n\tb = 2\n")
+    options = parse("--db", str(db), "--max-line", "100", "--idle-timeout", "2.5")
+    assert options.registry.answer([]) == b"s1 a 1\ns2 b 2\n"
+    assert options["max-line"] == 100 and options["idle-timeout"] == 2.5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--db", "/nonexistent/services.db"],
+         "--db /nonexistent/services.db: cannot read: [Errno 2] No such file or directory: "
+         "'/nonexistent/services.db'"),
+        (["--new", "bogus:1234"], "--new bogus:1234: bad endpoint: "),
+        (["--find", "tcp:notaport"], "--find tcp:notaport: bad endpoint: "),
+        (["--max-line", "0"], "Parameter type enforcement failed: must be positive"),
+    ],
+)
+def test_usageErrors(args, message):
+    """
+    Bad options are usage errors with a one-line message.
+    """
+    with pytest.raises(usage.UsageError) as e:
+        parse(*args)
+    assert str(e.value).startswith(message)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [("service='open\n", "line 1: unterminated quote"), ("service=new\n", "bad service name"),
+     (b"service=\xff\n", "invalid start byte")],
+)
+def test_badStaticFile(tmp_path, content, message):
+    """
+    A static file that cannot be parsed or holds a bad name is a usage
+    error naming the file.
+    """
+    db = tmp_path / "bad.db"
+    if isinstance(content, bytes):
+        db.write_bytes(content)
+    else:
+        db.write_text(content)
+    with pytest.raises(usage.UsageError) as e:
+        parse("--db", str(db))
+    assert message in str(e.value) and str(db) in str(e.value)
+
+
+class RecordingEndpoint:
+    """
+    A loopback endpoint on a free port that remembers its listening port.
+    """
+
+    def __init__(self):
+        self._endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        self.port = defer.Deferred()
+
+    def listen(self, factory):
+        d = self._endpoint.listen(factory)
+
+        def listening(port):
+            self.port.callback(port.getHost().port)
+            return port
+
+        return d.addCallback(listening)
+
+
+@pytest_twisted.ensureDeferred
+async def test_makeService(tmp_path):
+    """
+    The service serves the static services and registrations on its three
+    ports while running.
+    """
+    db = tmp_path / "services.db"
+    db.write_text("service=static k=v\n")
+    options = parse("--db", str(db))
+    options.endpoints = {name: RecordingEndpoint() for name in ("new", "find", "event")}
+    service = makeService(options, reactor)
+    assert [s.name for s in service] == ["new", "find", "event"]
+    service.startService()
+    try:
+        new, find, event = await defer.gatherResults(
+            [options.endpoints[n].port for n in ("new", "find", "event")]
+        ).addTimeout(TIMEOUT, reactor)
+        watcher = await connectRaw(reactor, "127.0.0.1", event).addTimeout(TIMEOUT, reactor)
+        assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"READY"
+        conn = await connectRaw(reactor, "127.0.0.1", new).addTimeout(TIMEOUT, reactor)
+        conn.send(b"dynamic k v\n")
+        assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"00000001"
+        answer = await exchange(reactor, "127.0.0.1", find, b"k v\n").addTimeout(TIMEOUT, reactor)
+        assert answer == b"static k v\ndynamic k v\n"
+    finally:
+        await service.stopService()
+        await service.server.disconnectAll()
