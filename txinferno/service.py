@@ -210,6 +210,7 @@ class Service:
         if registering is not self._registering:
             return None
         self._registering = None
+        self._retry()
         if reason.check(RegistrationRejected):
             self._log.warn(
                 "registration of service {name} rejected: {reason}",
@@ -225,7 +226,6 @@ class Service:
                 name=self.name,
                 reason=reason.getErrorMessage(),
             )
-        self._retry()
 
     def _lost(self, result, registration):
         if registration is not self._registration:

@@ -1,0 +1,144 @@
+"""
+Shared pieces of the client tests: a manager fixture talking to the
+embedded registry over loopback TCP, a recording monitor observer, and a
+count of the process's client sockets to a registry.
+"""
+
+import os
+
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+
+from txinferno.manager import RegistryManager
+from txinferno.observers import MonitorObserver
+from txinferno.testing import EmbeddedRegistry, registry_server  # noqa: F401 (fixture)
+
+TIMEOUT = 10
+"""
+Seconds any single wait in a test may take.
+"""
+
+
+def bounded(d, timeout=TIMEOUT):
+    """
+    @return: C{d}, failing with a timeout after C{timeout} seconds.
+    """
+    return d.addTimeout(timeout, reactor)
+
+
+def managerFor(server, **options):
+    """
+    @return: a started manager for C{server}, reconnecting quickly.
+    """
+    options.setdefault("initialDelay", 0.1)
+    manager = RegistryManager.fromDescription(reactor, server.description, **options)
+    manager.startService()
+    return manager
+
+
+@pytest_twisted.async_yield_fixture
+async def manager(registry_server):  # noqa: F811
+    """
+    A started, connected manager for the embedded registry; stopped after
+    the test.
+    """
+    m = managerFor(registry_server)
+    await bounded(m.whenConnected())
+    try:
+        yield m
+    finally:
+        await bounded(m.stopService())
+
+
+class Recorder(MonitorObserver):
+    """
+    Records what a monitor reports, and lets a test wait for a condition on
+    what it has seen.
+
+    @ivar events: C{(kind, name, attrs)} for added / removed,
+        C{("updated", name, attrs, previous)} and C{("resynced",)}.
+    @ivar view: the services, as the reports build them.
+    """
+
+    def __init__(self):
+        self.events = []
+        self.view = {}
+        self._waiting = []
+
+    def added(self, name, attrs):
+        assert name not in self.view, "added twice: %r" % (name,)
+        self.view[name] = attrs
+        self._record(("added", name, attrs))
+
+    def updated(self, name, attrs, previous):
+        assert self.view.get(name) == previous, "updated from a wrong state: %r" % (name,)
+        self.view[name] = attrs
+        self._record(("updated", name, attrs, previous))
+
+    def removed(self, name, attrs):
+        assert self.view.pop(name, None) == attrs, "removed while absent: %r" % (name,)
+        self._record(("removed", name, attrs))
+
+    def resynced(self):
+        self._record(("resynced",))
+
+    def count(self, kind):
+        return sum(1 for e in self.events if e[0] == kind)
+
+    def kinds(self):
+        return [e[0] for e in self.events]
+
+    def _record(self, event):
+        self.events.append(event)
+        for predicate, d in list(self._waiting):
+            if predicate(self):
+                self._waiting.remove((predicate, d))
+                d.callback(self)
+
+    def waitUntil(self, predicate, timeout=TIMEOUT):
+        """
+        @return: a L{Deferred} that fires with this recorder once
+            C{predicate(recorder)} holds (checked now and after each report),
+            failing after C{timeout} seconds.
+        """
+        if predicate(self):
+            d = Deferred()
+            d.callback(self)
+            return d
+        d = Deferred()
+        self._waiting.append((predicate, d))
+        return bounded(d, timeout)
+
+
+def registryServices(server):
+    """
+    @return: the services the embedded registry holds, C{{name: attrs}}.
+    """
+    return {s.name: dict(s.attributes()) for s in server.registry}
+
+
+def clientSockets(*ports):
+    """
+    @return: how many TCP sockets of this process are connected to one of
+        C{ports} on the remote side (client ends, not the server's).
+    """
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    wanted = {"%04X" % p for p in ports}
+    count = 0
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for row in table:
+            fields = row.split()
+            remotePort = fields[2].split(":")[1]
+            state = fields[3]
+            if remotePort in wanted and fields[9] in inodes and state != "0A":
+                count += 1
+    return count
