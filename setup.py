@@ -14,6 +14,7 @@ setup(
         "test": [
             "pytest>=7",
             "pytest-twisted>=1.14",
+            "pytest-timeout>=2",
             "hypothesis>=6",
             "sphinx>=7",
             "myst-parser>=2",
