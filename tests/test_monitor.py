@@ -1,0 +1,164 @@
+"""
+Tests for L{txinferno.monitor.Monitor} against the embedded registry over
+loopback TCP, and of its find coalescing with L{MemoryConnection}.
+"""
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from clientsupport import (  # noqa: F401 (fixtures)
+    Recorder,
+    bounded,
+    manager,
+    registry_server,
+    registryServices,
+)
+from test_manager import MemoryConnection
+from txinferno.interfaces import IRegistryConnection, IRegistryTask
+from txinferno.manager import RegistryManager
+from txinferno.monitor import Monitor
+from txinferno.service import Service
+
+
+def test_provides():
+    verifyObject(IRegistryTask, Monitor({"a": "1"}, Recorder()))
+
+
+def test_invalidQuery():
+    with pytest.raises(ValueError, match="NUL"):
+        Monitor({"a": "\x00"}, Recorder())
+
+
+@pytest_twisted.ensureDeferred
+async def test_addUpdateRemove(manager, registry_server):  # noqa: F811
+    """
+    A monitor reports services that come, change and go, with their
+    attributes, and keeps its C{services} view.
+    """
+    recorder = Recorder()
+    monitor = manager.attach(Monitor({"proto": "*"}, recorder))
+    await recorder.waitUntil(lambda r: r.count("resynced"))
+    assert recorder.events == [("resynced",)]
+    svc = manager.attach(Service("svc", {"proto": "ssh"}))
+    await recorder.waitUntil(lambda r: "svc" in r.view)
+    svc.update({"port": "22"})
+    await recorder.waitUntil(lambda r: r.view["svc"].get("port") == "22")
+    await manager.detach(svc)
+    await recorder.waitUntil(lambda r: "svc" not in r.view)
+    assert recorder.events == [
+        ("resynced",),
+        ("added", "svc", {"proto": "ssh"}),
+        ("updated", "svc", {"proto": "ssh", "port": "22"}, {"proto": "ssh"}),
+        ("removed", "svc", {"proto": "ssh", "port": "22"}),
+    ]
+    assert monitor.services == {}
+    assert monitor.synced
+
+
+@pytest_twisted.ensureDeferred
+async def test_filterChanges(manager, registry_server):  # noqa: F811
+    """
+    A service that starts matching after an update is added; one that stops
+    matching is removed; one that never matches is never reported.
+    """
+    recorder = Recorder()
+    monitor = manager.attach(Monitor({"state": "up"}, recorder))
+    other = manager.attach(Service("other", {"state": "down"}))
+    svc = manager.attach(Service("svc", {"state": "down"}))
+    await bounded(svc.whenRegistered())
+    await bounded(other.whenRegistered())
+    await recorder.waitUntil(lambda r: r.count("resynced"))
+    assert recorder.view == {}
+    svc.update({"state": "up"})
+    await recorder.waitUntil(lambda r: "svc" in r.view)
+    svc.update({"state": "gone"})
+    await recorder.waitUntil(lambda r: "svc" not in r.view)
+    assert recorder.events == [
+        ("resynced",),
+        ("added", "svc", {"state": "up"}),
+        ("removed", "svc", {"state": "up"}),
+    ]
+    assert monitor.services == {}
+    assert set(registryServices(registry_server)) == {"svc", "other"}
+
+
+@implementer(IRegistryConnection)
+class SlowFinds(MemoryConnection):
+    """
+    A L{MemoryConnection} whose finds wait to be answered by the test.
+    """
+
+    def __init__(self):
+        MemoryConnection.__init__(self)
+        self.waiting = []
+
+    def find(self, attrs):
+        answer = MemoryConnection.find(self, attrs)
+        d = Deferred()
+        self.waiting.append((answer, d))
+        return d
+
+    def answer(self):
+        """
+        Answer the oldest find with the registry as it is now.
+        """
+        answer, d = self.waiting.pop(0)
+        d.callback(answer.result)
+
+
+def test_neverCancelsCoalesces():
+    """
+    While a find is in flight, any number of changes lead to exactly one
+    more find when it ends; the one in flight is never cancelled.
+    """
+    connection = SlowFinds()
+    verifyObject(IRegistryConnection, connection)
+    clock = Clock()
+    manager = RegistryManager(connection, clock=clock)
+    manager.startService()
+    recorder = Recorder()
+    manager.attach(Monitor({}, recorder))
+    assert len(connection.waiting) == 1
+    for i in range(20):
+        connection.register("svc%d" % i, {"n": str(i)})
+        clock.advance(0)
+    assert len(connection.waiting) == 1
+    connection.answer()
+    assert recorder.events == [("resynced",)]
+    assert len(connection.waiting) == 1
+    connection.answer()
+    assert len(recorder.view) == 20
+    assert connection.waiting == []
+    assert connection.finds == 2
+    manager.stopService()
+
+
+def test_outageWithoutChange():
+    """
+    After an outage in which nothing changed, a monitor reports nothing but
+    C{resynced()}; changes made during the outage are reported once.
+    """
+    connection = MemoryConnection()
+    manager = RegistryManager(connection, clock=Clock())
+    manager.startService()
+    registry = connection.registry
+    for i in range(5):
+        registry.register("another client", ["svc%d" % i, "n", str(i)])
+    recorder = Recorder()
+    manager.attach(Monitor({}, recorder))
+    assert recorder.count("added") == 5
+    connection.crash()
+    connection.recover()
+    assert recorder.kinds() == ["added"] * 5 + ["resynced", "resynced"]
+    assert recorder.events[0] == ("added", "svc0", {"n": "0"})
+    connection.crash()
+    registry.release(registry["svc0"])
+    registry.register("another client", ["fresh", "n", "fresh"])
+    connection.recover()
+    assert recorder.kinds()[7:] == ["removed", "added", "resynced"]
+    assert set(recorder.view) == {"svc1", "svc2", "svc3", "svc4", "fresh"}
+    manager.stopService()
