@@ -136,7 +136,7 @@ class ChangeStreamProtocol(LineOnlyReceiver):
         probing = self._probing = self._stream.probe()
 
         def failed(reason):
-            if reason.check(defer.CancelledError):
+            if reason.check(defer.CancelledError) or self._error is not None:
                 return
             self._drop(RegistryUnavailable("liveness probe failed: %s" % (reason.value,)))
 

@@ -352,14 +352,14 @@ class Registrar:
             errbackArgs=(batch,),
         )
 
-    def _listed(self, services, batch, round):
+    def _listed(self, services, batch, number):
         self._listing = None
         now = self.clock.seconds()
         for registration in batch:
             if registration not in self._pending:
                 continue
             if registration._closeReason is not None:
-                if registration._closedInRound < round:
+                if registration._closedInRound < number:
                     del self._pending[registration]
                     registration._fail(self._whyClosed(registration, services))
             elif registration._listed(services):
