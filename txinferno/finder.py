@@ -139,8 +139,9 @@ class FindFactory(Factory):
     """
     Builds the single L{FindProtocol} of one query.
 
-    @ivar protocolInstance: the protocol, once built.
     """
+
+    noisy = False
 
     def __init__(self, query, maxAnswerSize=DEFAULT_MAX_ANSWER_SIZE):
         """

@@ -68,6 +68,8 @@ class _ConnectorFactory(Factory):
     protocol, wrapped.
     """
 
+    noisy = False
+
     def __init__(self, connector):
         self._connector = connector
 

@@ -92,6 +92,8 @@ class RegistrationProtocol(Protocol):
 
 
 class _RegistrationFactory(Factory):
+    noisy = False
+
     def __init__(self, registration, line):
         self._registration = registration
         self._line = line
