@@ -88,6 +88,7 @@ class RegistryManager(Service):
         self._observers = []
         self._waiting = []
         self._connected = False
+        self._starting = False
         self._restoring = 0
         self._restoreWaiters = []
         self._generation = 0
@@ -186,7 +187,7 @@ class RegistryManager(Service):
         self._tasks[task] = None
         task.manager = self
         if self._connected:
-            self._restore([self._callTask(task, "start")])
+            self._startTasks([task])
         return task
 
     def detach(self, task):
@@ -261,19 +262,26 @@ class RegistryManager(Service):
             holds there (every L{txinferno.service.Service} has made its
             first registration attempt); cancelling it stops the wait.
         """
-        if self._connected and not self._restoring:
+        if self._connected and not (self._starting or self._restoring):
             return succeed(self)
         return _waiter(self._restoreWaiters)
 
-    def _restore(self, started):
+    def _startTasks(self, tasks):
         """
-        Wait for the Deferreds returned by tasks' C{start()}, which fire once
-        a task has restored what it holds in the registry.
+        Start C{tasks}, and count those restoring their state: a task's
+        C{start()} may return a L{Deferred} that fires once it has restored
+        what it holds in the registry.  L{whenRestored} waits for them all,
+        and for the end of this loop.
         """
-        for d in started:
-            if isinstance(d, Deferred):
-                self._restoring += 1
-                d.addBoth(self._restored, self._generation)
+        self._starting = True
+        try:
+            for task in tasks:
+                started = self._callTask(task, "start")
+                if isinstance(started, Deferred):
+                    self._restoring += 1
+                    started.addBoth(self._restored, self._generation)
+        finally:
+            self._starting = False
         self._restoredMaybe()
 
     def _restored(self, result, generation):
@@ -284,7 +292,7 @@ class RegistryManager(Service):
             self._log.failure("a task failed to restore its state", failure=result)
 
     def _restoredMaybe(self):
-        if self._connected and not self._restoring:
+        if self._connected and not (self._starting or self._restoring):
             waiting, self._restoreWaiters = self._restoreWaiters, []
             for d in waiting:
                 d.callback(self)
@@ -292,7 +300,7 @@ class RegistryManager(Service):
     def _streamReady(self):
         self._log.info("registry {registry} reachable", registry=self.connection.description)
         self._connected = True
-        self._restore(self._callTasks("start"))
+        self._startTasks([t for t in list(self._tasks) if t.manager is self])
         for observer in list(self._observers):
             self._notify(observer, "registryConnected")
         waiting, self._waiting = self._waiting, []

@@ -1,0 +1,89 @@
+"""
+Recovery: the registry crashes and comes back on the same ports, empty,
+with 200 services and 20 monitors attached to one manager.
+"""
+
+import pytest_twisted
+
+from clientsupport import (  # noqa: F401 (fixtures)
+    Recorder,
+    bounded,
+    clientSockets,
+    managerFor,
+    registry_server,
+    registryServices,
+)
+from txinferno.monitor import Monitor
+from txinferno.observers import ConnectionStateObserver
+from txinferno.service import Service
+
+SERVICES = 200
+MONITORS = 20
+
+
+class States(ConnectionStateObserver):
+    def __init__(self):
+        self.events = []
+
+    def registryConnected(self):
+        self.events.append("connected")
+
+    def registryLost(self, reason):
+        self.events.append("lost")
+
+
+def expectedView(services, group):
+    """
+    @return: what monitor C{group} (matching C{group=G}) should see.
+    """
+    return {s.name: s.attrs for s in services if s.attrs["group"] == str(group)}
+
+
+@pytest_twisted.ensureDeferred
+async def test_restartWithManyTasks(registry_server):  # noqa: F811
+    """
+    After the registry restarts empty on the same ports, every service is
+    back, every monitor matches the registry having reported nothing but
+    C{resynced()} (no service really changed), and the manager holds as
+    many connections as before.
+    """
+    ports = (registry_server.newPort, registry_server.findPort, registry_server.eventPort)
+    manager = managerFor(registry_server)
+    states = States()
+    manager.addObserver(states)
+    recorders = [Recorder() for _ in range(MONITORS)]
+    monitors = [Monitor({"group": str(g)}, r) for g, r in enumerate(recorders)]
+    # Monitors attached before and after the services all wait for them.
+    for monitor in monitors[: MONITORS // 2]:
+        manager.attach(monitor)
+    services = [
+        manager.attach(Service("svc%03d" % i, {"group": str(i % MONITORS), "text": "it's %d\n" % i}))
+        for i in range(SERVICES)
+    ]
+    for monitor in monitors[MONITORS // 2 :]:
+        manager.attach(monitor)
+    for recorder in recorders:
+        await recorder.waitUntil(lambda r: r.count("resynced") == 1)
+    for group, recorder in enumerate(recorders):
+        assert recorder.kinds() == ["added"] * (SERVICES // MONITORS) + ["resynced"]
+        assert recorder.view == expectedView(services, group)
+    assert all(s.registered for s in services)
+    assert len(registry_server.registry) == SERVICES
+    before = [list(r.events) for r in recorders]
+    connectionsBefore = clientSockets(*ports)
+    assert connectionsBefore == SERVICES + 1
+
+    await registry_server.restart()
+    assert len(registry_server.registry) == 0
+    for recorder in recorders:
+        await recorder.waitUntil(lambda r: r.count("resynced") == 2)
+    assert states.events == ["connected", "lost", "connected"]
+    assert all(s.registered for s in services)
+    assert registryServices(registry_server) == {s.name: s.attrs for s in services}
+    for group, recorder in enumerate(recorders):
+        assert recorder.events == before[group] + [("resynced",)]
+        assert recorder.view == expectedView(services, group)
+    assert clientSockets(*ports) == connectionsBefore
+
+    await bounded(manager.stopService())
+    assert clientSockets(*ports) == 0
