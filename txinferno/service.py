@@ -78,10 +78,10 @@ class Service:
         @raise ValueError: if the registry would reject the name or the
             attributes.
         """
-        attrs = dict(normaliseAttrs(attrs))
+        attrs = dict(registrationLine(name, attrs)[1])
         if persist:
             attrs["persist"] = "1"
-        registrationLine(name, attrs)
+            registrationLine(name, attrs)
         self.name = name
         self.attrs = attrs
         self.manager = None
@@ -199,7 +199,6 @@ class Service:
         self._registering = None
         self._registration = registration
         self._backoff.resetDelay()
-        self._log.info("service {name} registered", name=self.name)
         registration.whenLost().addBoth(self._lost, registration)
         self._sync()
         waiting, self._waiting = self._waiting, []
