@@ -167,11 +167,19 @@ class IRegistryTask(Interface):
     def start():
         """
         The registry became reachable (first time, or again after an outage).
+
+        @return: L{None}, or a L{Deferred} that fires once the task has
+            restored what it holds in the registry (tasks that read the
+            registry wait for these; see the manager's C{whenRestored}).
         """
 
     def stop():
         """
-        The registry became unreachable, or the task is being detached.
+        The registry became unreachable, or the task is being detached; it
+        may be called when the task is already stopped.
+
+        @return: L{None}, or a L{Deferred} that fires once the task has
+            released what it holds (such as a registration).
         """
 
     def refresh():
