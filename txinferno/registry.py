@@ -96,7 +96,7 @@ class RegisteredService:
     def attributes(self):
         """
         @return: the attributes, newest-first as the registry lists them.
-        @rtype: L{list} of C{(attr, value)} L{tuple}s
+        @rtype: L{list} of C{(attr, value)} pairs
         """
         return [(a, self._values[a]) for a in self._order]
 

@@ -1,0 +1,211 @@
+"""
+Benchmark of the embedded registry server: python bench/server_bench.py
+
+Runs C{twistd -n regmgr} in a subprocess (so that the benchmark's clients do
+not share its CPU time) and measures, with plain blocking sockets and
+selectors on the client side:
+
+  - registrations per second until visible to find (9,000 registrations held
+    open on 9,000 sockets, on top of 1,000, then finds until one sees all);
+  - find latency (connect, query, read to the close; median and p95) for one
+    service and for the full listing, at 1,000 and at 10,000 services;
+  - delay from a change (an update on a held connection) to its event line at
+    the last of 1 and of 1,000 event watchers;
+  - the server's resident memory with 10,000 services.
+
+Each figure is printed with its target from issue 2 and the ratio
+figure/target (below 1 is good for times and memory, above 1 for rates).
+"""
+
+import os
+import resource
+import selectors
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HOST = "127.0.0.1"
+
+
+def freePorts(count):
+    socks = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind((HOST, 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def startServer(ports):
+    args = [sys.executable, "-m", "twisted", "--log-file", "/dev/null", "regmgr"]
+    for name, port in zip(("new", "find", "event"), ports):
+        args += ["--" + name, "tcp:%d:interface=%s:backlog=4096" % (port, HOST)]
+    server = subprocess.Popen(args, cwd=os.path.dirname(os.path.abspath(__file__)))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection((HOST, ports[2]), timeout=1).close()
+            return server
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise SystemExit("the server did not start")
+            time.sleep(0.05)
+
+
+def rss(pid):
+    with open("/proc/%d/status" % (pid,)) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise SystemExit("no VmRSS for the server")
+
+
+def find(port, query):
+    with socket.create_connection((HOST, port)) as s:
+        s.sendall(query)
+        chunks = []
+        while True:
+            data = s.recv(1 << 20)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+
+
+def register(port, first, count):
+    """
+    Open C{count} connections at once and register C{svcN} on each.
+
+    @return: the open sockets.
+    """
+    selector = selectors.DefaultSelector()
+    socks = []
+    for i in range(first, first + count):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((HOST, port))
+        selector.register(s, selectors.EVENT_WRITE, b"svc%d id %d bench 1 proto tcp\n" % (i, i))
+        socks.append(s)
+    pending = count
+    while pending:
+        for key, _ in selector.select():
+            key.fileobj.send(key.data)
+            selector.unregister(key.fileobj)
+            pending -= 1
+    selector.close()
+    return socks
+
+
+def waitVisible(port, count):
+    while find(port, b"bench 1\n").count(b"\n") < count:
+        pass
+
+
+def latencies(port, query, repeat, expectLines):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        answer = find(port, query)
+        times.append(time.perf_counter() - start)
+        assert answer.count(b"\n") == expectLines, (query, answer[:200])
+    return statistics.median(times), statistics.quantiles(times, n=20)[18]
+
+
+def openWatchers(port, count):
+    selector = selectors.DefaultSelector()
+    watchers = []
+    for _ in range(count):
+        s = socket.create_connection((HOST, port))
+        watchers.append(s)
+    for s in watchers:
+        data = b""
+        while not data.endswith(b"\n"):
+            data += s.recv(100)
+        assert data == b"READY\n", data
+        s.setblocking(False)
+        selector.register(s, selectors.EVENT_READ)
+    return watchers, selector
+
+
+def eventDelays(conn, watchers, selector, repeat):
+    times = []
+    for i in range(repeat):
+        waiting = set(watchers)
+        start = time.perf_counter()
+        conn.send(b"tick %d\n" % (i,))
+        while waiting:
+            ready = selector.select(10)
+            if not ready:
+                raise SystemExit("no event within 10 s")
+            for key, _ in ready:
+                data = key.fileobj.recv(100)
+                assert data.endswith(b"\n") and len(data) % 9 == 0, data
+                waiting.discard(key.fileobj)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), statistics.quantiles(times, n=20)[18]
+
+
+def main():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    newPort, findPort, eventPort = ports = freePorts(3)
+    server = startServer(ports)
+    rows = []
+
+    def row(what, figure, unit, target, higherIsBetter=False):
+        ratio = figure / target
+        ok = ratio >= 1 if higherIsBetter else ratio <= 1
+        rows.append((what, "%.2f %s" % (figure, unit), "%s %g %s" % (">=" if higherIsBetter else "<", target, unit),
+                     "%.3f" % ratio, "ok" if ok else "MISSED"))
+
+    try:
+        held = register(newPort, 0, 1000)
+        waitVisible(findPort, 1000)
+        median, p95 = latencies(findPort, b"id 500\n", 300, 1)
+        row("find one service at 1k, median", median * 1e3, "ms", 2)
+        row("find one service at 1k, p95", p95 * 1e3, "ms", 2)
+        median, p95 = latencies(findPort, b"\n", 50, 1000)
+        row("full listing of 1k, median", median * 1e3, "ms", 40)
+        row("full listing of 1k, p95", p95 * 1e3, "ms", 40)
+
+        start = time.perf_counter()
+        held += register(newPort, 1000, 9000)
+        waitVisible(findPort, 10000)
+        row("registrations until visible (9k more)", 9000 / (time.perf_counter() - start), "reg/s", 5000, True)
+
+        median, p95 = latencies(findPort, b"id 7777\n", 300, 1)
+        row("find one service at 10k, median", median * 1e3, "ms", 2)
+        row("find one service at 10k, p95", p95 * 1e3, "ms", 2)
+        median, p95 = latencies(findPort, b"\n", 30, 10000)
+        row("full listing of 10k, median", median * 1e3, "ms", 40)
+        row("full listing of 10k, p95", p95 * 1e3, "ms", 40)
+        row("server RSS with 10k services", rss(server.pid) / 2**20, "MB", 100)
+
+        ticker = held[0]
+        for count in (1, 1000):
+            watchers, selector = openWatchers(eventPort, count)
+            median, p95 = eventDelays(ticker, watchers, selector, 30)
+            row("change to event at %d watcher(s), median" % (count,), median * 1e3, "ms", 20)
+            row("change to event at %d watcher(s), p95" % (count,), p95 * 1e3, "ms", 20)
+            selector.close()
+            for s in watchers:
+                s.close()
+        for s in held:
+            s.close()
+    finally:
+        server.terminate()
+        server.wait(30)
+
+    widths = [max(len(r[i]) for r in rows + [("measure", "figure", "target", "ratio", "")]) for i in range(5)]
+    header = ("measure", "figure", "target", "ratio", "")
+    for r in [header] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+if __name__ == "__main__":
+    main()
