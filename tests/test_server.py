@@ -65,7 +65,7 @@ class Harness:
         assert await self.nextEvent() == event
 
 
-async def harness(server, static=None):
+async def harness(server):
     return await Harness(server).open()
 
 
