@@ -142,3 +142,21 @@ def clientSockets(*ports):
             if remotePort in wanted and fields[9] in inodes and state != "0A":
                 count += 1
     return count
+
+
+def whenRegistry(server, predicate):
+    """
+    @return: a L{Deferred} that fires once C{predicate(registry)} holds,
+        checked now and after every change of the registry.
+    """
+    registry = server.registry
+    d = Deferred()
+
+    def check(*_):
+        if not d.called and predicate(registry):
+            registry.removeObserver(check)
+            d.callback(None)
+
+    registry.addObserver(check)
+    check()
+    return d.addTimeout(TIMEOUT, reactor)

@@ -20,25 +20,9 @@ from txinferno.endpoints import InfernoClientEndpoint, RegisteredServerEndpoint
 from txinferno.tcp import connectionFromString
 from txinferno.testing import registry_server  # noqa: F401 (a fixture)
 
+from clientsupport import whenRegistry
+
 TIMEOUT = 10
-
-
-def whenRegistry(server, predicate):
-    """
-    @return: a L{Deferred} that fires once C{predicate(registry)} holds,
-        checked now and after every change of the registry.
-    """
-    registry = server.registry
-    d = Deferred()
-
-    def check(*_):
-        if not d.called and predicate(registry):
-            registry.removeObserver(check)
-            d.callback(None)
-
-    registry.addObserver(check)
-    check()
-    return d.addTimeout(TIMEOUT, reactor)
 
 
 class Greeter(Protocol):

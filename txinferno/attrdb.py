@@ -10,7 +10,7 @@ two have an empty value); a value may be quoted with C{'} or C{"}, a doubled
 quote inside standing for one quote; C{#} outside quotes starts a comment.
 """
 
-__all__ = ["AttrdbError", "parse", "load"]
+__all__ = ["AttrdbError", "parse", "load", "loadServices"]
 
 _BLANKS = " \t\r\n"
 
@@ -145,3 +145,23 @@ def load(source):
     if isinstance(text, bytes):
         text = text.decode("utf-8")
     return parse(text)
+
+
+def loadServices(source):
+    """
+    Read the services of an attrdb file: every entry with a C{service=NAME}
+    pair is a service NAME whose attributes are the entry's other pairs.
+
+    @param source: as for L{load}.
+    @return: the services in file order, each a C{(name, pairs)} L{tuple}.
+    @rtype: L{list}
+    @raise OSError: when the file cannot be read.
+    @raise ValueError: when it cannot be parsed (L{AttrdbError},
+        L{UnicodeDecodeError}).
+    """
+    services = []
+    for entry in load(source):
+        name = next((v for a, v in entry if a == "service"), None)
+        if name is not None:
+            services.append((name, [(a, v) for a, v in entry if a != "service"]))
+    return services

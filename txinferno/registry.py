@@ -337,17 +337,13 @@ class Registry:
         @raise RegistryError: when a name fails the name check; nothing is
             added then.
         """
-        services = []
         names = set()
-        for entry in attrdb.load(source):
-            name = next((v for a, v in entry if a == "service"), None)
-            if name is None:
-                continue
+        services = attrdb.loadServices(source)
+        for name, pairs in services:
             self.checkName(name)
             if name in names:
                 raise RegistryError("duplicate service name")
             names.add(name)
-            services.append((name, [(a, v) for a, v in entry if a != "service"]))
         for name, pairs in services:
             service = RegisteredService(name, None, static=True)
             self._add(service)

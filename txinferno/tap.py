@@ -1,5 +1,6 @@
 """
-C{twistd regmgr}: serve a registry on its three TCP ports.
+C{twistd regmgr}: serve a registry on its three TCP ports, and keep services
+registered and monitors running, in it or in another registry.
 
 With no options it listens on 127.0.0.1, ports 6701 (new), 6702 (find) and
 6703 (event)::
@@ -7,14 +8,23 @@ With no options it listens on 127.0.0.1, ports 6701 (new), 6702 (find) and
     twistd -n regmgr
     twistd -n regmgr --new tcp:7701 --find tcp:7702 --event tcp:7703 \\
         --db /etc/services.db
+    twistd -n regmgr --registry tcp:10.0.0.1 --service "web proto http" \\
+        --monitor "proto *" --on-change ./changed.sh
 """
+
+import signal
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.python import usage
 
+from txinferno.agent import Agent, parseQuerySpec, parseServiceSpec, readServicesFile
+from txinferno.description import parseRegistryDescription
 from txinferno.errors import RegistryError
+from txinferno.manager import RegistryManager
+from txinferno.tcp import TCPRegistryConnection, connectionFromString
 from txinferno.registry import Registry
 from txinferno.server import RegistryServer
 from txinferno.words import MAX_LINE
@@ -64,10 +74,65 @@ class Options(usage.Options):
         ["idle-timeout", None, None,
          "Close a new or find connection that sends no line within this many seconds",
          _positive(float)],
+        ["registry", "r", None,
+         "Use this registry (a description such as tcp:10.0.0.1) instead of "
+         "serving one; the server options are then ignored."],
+        ["services", None, None,
+         "attrdb(6) file of services to keep registered (one service=NAME entry "
+         "each); re-read on SIGHUP."],
+        ["on-change", None, None,
+         "Shell command run for each change a monitor sees (one at a time per "
+         "monitor), with TXINFERNO_EVENT, TXINFERNO_NAME, TXINFERNO_SERVICE and "
+         "TXINFERNO_QUERY in its environment."],
     ]
 
+    def __init__(self):
+        usage.Options.__init__(self)
+        self["service"] = []
+        self["monitor"] = []
+
+    def opt_service(self, spec):
+        """
+        Keep a service registered: 'NAME [ATTR VALUE]...', words quoted as on
+        the registry's wire (repeatable).
+        """
+        try:
+            self["service"].append(parseServiceSpec(spec))
+        except ValueError as e:
+            raise usage.UsageError("--service %s: %s" % (spec, e))
+
+    def opt_monitor(self, spec):
+        """
+        Log every service matching 'ATTR VALUE...' that comes, changes or goes
+        (repeatable).
+        """
+        try:
+            self["monitor"].append(parseQuerySpec(spec))
+        except ValueError as e:
+            raise usage.UsageError("--monitor %s: %s" % (spec, e))
+
     def postOptions(self):
-        self._checkServer()
+        if self["registry"] is None:
+            self._checkServer()
+        else:
+            try:
+                parseRegistryDescription(self["registry"])
+            except ValueError as e:
+                raise usage.UsageError("--registry %s: %s" % (self["registry"], e))
+        if self["services"] is not None:
+            try:
+                readServicesFile(self["services"])
+            except (OSError, ValueError) as e:
+                raise usage.UsageError("--services %s: %s" % (self["services"], e))
+        if self["on-change"] is not None and not self["monitor"]:
+            raise usage.UsageError("--on-change needs at least one --monitor")
+
+    @property
+    def agentWanted(self):
+        """
+        Whether there are services to keep or monitors to run.
+        """
+        return bool(self["service"] or self["monitor"] or self["services"])
 
     def _checkServer(self):
         """
@@ -94,18 +159,93 @@ class Options(usage.Options):
                 raise usage.UsageError("--db %s: %s" % (self["db"], e.text))
 
 
+class _RecordingEndpoint:
+    """
+    A server endpoint that remembers the address its port listens on.
+    """
+
+    def __init__(self, endpoint):
+        self._endpoint = endpoint
+        self.address = None
+
+    def listen(self, factory):
+        def listening(port):
+            self.address = port.getHost()
+            return port
+
+        return self._endpoint.listen(factory).addCallback(listening)
+
+
+def _clientString(address):
+    """
+    The client endpoint string that reaches a listening address (a port
+    listening on every address is reached on loopback).
+    """
+    if isinstance(address, UNIXAddress):
+        return "unix:path=" + quoteStringArgument(address.name.decode()
+                                                  if isinstance(address.name, bytes)
+                                                  else address.name)
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address.host, address.host)
+        kind = "tcp6" if isinstance(address, IPv6Address) else "tcp"
+        return "%s:host=%s:port=%d" % (kind, quoteStringArgument(host), address.port)
+    raise ValueError("the agent cannot reach a registry listening on %r" % (address,))
+
+
 def makeService(options, reactor=None):
     """
-    Build the registry service.
+    Build the C{regmgr} service: the registry server unless C{--registry}
+    names another registry, and the agent when services or monitors are
+    given.
 
     @param options: parsed L{Options}.
     @param reactor: the reactor; the global one when L{None}.
     @return: a L{MultiService} with one L{StreamServerEndpointService} per
         port (named C{new}, C{find} and C{event}), all serving one
-        L{RegistryServer} (its C{server} attribute).
+        L{RegistryServer} (its C{server} attribute), and an
+        L{txinferno.agent.Agent} named C{agent} (its C{agent} attribute)
+        when asked for.
     @rtype: L{MultiService}
     """
+    if reactor is None:
+        from twisted.internet import reactor
     service = MultiService()
+    service.server = service.agent = None
+    if options["registry"] is not None:
+        description = options["registry"]
+
+        def makeManager():
+            return RegistryManager(connectionFromString(reactor, description), reactor)
+    else:
+        endpoints = _serve(options, service, reactor)
+
+        def makeManager():
+            new, find, event = [_clientString(e.address) for e in endpoints]
+            return RegistryManager(TCPRegistryConnection(reactor, new, find, event), reactor)
+
+    if options.agentWanted:
+        agent = service.agent = Agent(
+            makeManager,
+            services=options["service"],
+            monitors=options["monitor"],
+            servicesFile=options["services"],
+            onChange=options["on-change"],
+            reactor=reactor,
+        )
+        agent.setName("agent")
+        agent.setServiceParent(service)
+        if options["services"] is not None:
+            signal.signal(signal.SIGHUP,
+                          lambda *_: reactor.callFromThread(agent.reload))
+    return service
+
+
+def _serve(options, service, reactor):
+    """
+    Add the registry server's three ports to C{service}.
+
+    @return: the three endpoints, recording where they listen.
+    """
     service.server = RegistryServer(
         options.registry,
         reactor,
@@ -117,8 +257,12 @@ def makeService(options, reactor=None):
         "find": service.server.findFactory,
         "event": service.server.eventFactory,
     }
+    endpoints = []
     for name in PORTS:
-        port = StreamServerEndpointService(options.endpoints[name], factories[name])
+        endpoint = _RecordingEndpoint(options.endpoints[name])
+        port = StreamServerEndpointService(endpoint, factories[name])
+        port._raiseSynchronously = True
         port.setName(name)
         port.setServiceParent(service)
-    return service
+        endpoints.append(endpoint)
+    return endpoints
