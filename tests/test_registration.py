@@ -302,6 +302,30 @@ def test_connectTimeout():
     assert s.reactor.connectors[0].stoppedConnecting
 
 
+def test_connectTimeoutsShareOneTimer():
+    """
+    Connection attempts are timed by one timer, each attempt failing once
+    its own timeout has passed; the timer goes with the last attempt.
+    """
+    s = Setup(timeout=2)
+    first = s.register("one")
+    s.reactor.advance(1)
+    second = s.register("two")
+    assert len(s.reactor.getDelayedCalls()) == 1
+    s.reactor.advance(1)
+    assert first[1][0].check(RegistryTimeout) and second[1] == []
+    assert len(s.reactor.getDelayedCalls()) == 1
+    s.reactor.advance(1)
+    assert second[1][0].check(RegistryTimeout)
+    assert "could not connect to the new port within 2 s" in str(second[1][0].value)
+    assert s.reactor.getDelayedCalls() == []
+    s = Setup(timeout=2)
+    third = s.register("three")
+    s.connect()
+    assert third[1] == [] and s.listings
+    assert s.reactor.getDelayedCalls() == []
+
+
 def test_connectionRefused():
     s = Setup()
     fired, failed = s.register("svc")

@@ -6,6 +6,7 @@ sent, and the lines built.
 import pytest
 
 from txinferno.validation import (
+    CheckedRegistration,
     checkName,
     normaliseAttrs,
     queryLine,
@@ -105,6 +106,28 @@ def test_registrationLine():
     assert line == b"myservice proto ssh descr 'an example'\n"
     assert pairs == [("proto", "ssh"), ("descr", "an example")]
     assert registrationLine("bare", {})[0] == b"bare\n"
+
+
+def test_checkedRegistration():
+    """
+    A L{CheckedRegistration} holds the line of its name and attributes,
+    read-only, and L{registrationLine} gives that line back for the same
+    name, but checks it again under another name.
+    """
+    checked = CheckedRegistration("svc", [("a", "1"), ("b", "x y"), ("a", "2")])
+    assert dict(checked) == {"a": "2", "b": "x y"}
+    assert checked == {"a": "2", "b": "x y"}
+    assert checked.line == b"svc a 2 b 'x y'\n"
+    assert registrationLine("svc", checked) == (checked.line, [("a", "2"), ("b", "x y")])
+    assert registrationLine("other", checked)[0] == b"other a 2 b 'x y'\n"
+    with pytest.raises(ValueError, match="bad service name"):
+        registrationLine("new", checked)
+    with pytest.raises(TypeError):
+        checked["a"] = "3"
+    with pytest.raises(ValueError, match="bad character in service name"):
+        CheckedRegistration("a b", {})
+    with pytest.raises(ValueError, match="over the registry's limit"):
+        CheckedRegistration("svc", {"a": "x" * MAX_LINE})
 
 
 def test_registrationChecksName():

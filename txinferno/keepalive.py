@@ -26,10 +26,17 @@ Unanswered probes after which the connection is declared dead.
 """
 
 _TUNING = [
-    ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
-    ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
-    ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+    (getattr(socket, option), value)
+    for option, value in [
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+    ]
+    if hasattr(socket, option)
 ]
+"""
+The timer options this platform has, with their values.
+"""
 
 
 def enableKeepAlive(transport):
@@ -48,6 +55,5 @@ def enableKeepAlive(transport):
     handle = transport.getHandle() if ISystemHandle.providedBy(transport) else None
     if isinstance(handle, socket.socket):
         for option, value in _TUNING:
-            if hasattr(socket, option):
-                handle.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+            handle.setsockopt(socket.IPPROTO_TCP, option, value)
     return True

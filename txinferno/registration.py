@@ -120,6 +120,7 @@ class Registration:
         self.attrs = dict(pairs)
         self.registered = defer.Deferred(self._cancel)
         self._connecting = None
+        self._connectTimeout = None
         self._protocol = None
         self._confirmed = False
         self._cancelled = False
@@ -144,8 +145,23 @@ class Registration:
         elif self._protocol is not None:
             self._protocol.transport.abortConnection()
 
+    def _connectTimedOut(self, timeout):
+        self._connectTimeout = timeout
+        self._connecting.cancel()
+
+    def _connectSucceeded(self, protocol):
+        self._connecting = None
+        self._registrar._connectEnded(self)
+
     def _connectFailed(self, reason):
         self._connecting = None
+        self._registrar._connectEnded(self)
+        if self._connectTimeout is not None:
+            reason = Failure(
+                RegistryTimeout(
+                    "could not connect to the new port within %g s" % (self._connectTimeout,)
+                )
+            )
         if not self._cancelled:
             self.registered.errback(reason)
 
@@ -285,6 +301,8 @@ class Registrar:
         self._listing = None
         self._fresh = False
         self._retry = None
+        self._connectDeadlines = {}
+        self._connectTimer = None
 
     def register(self, name, attrs):
         """
@@ -302,23 +320,42 @@ class Registrar:
         """
         line, pairs = registrationLine(name, attrs)
         registration = Registration(self, name, pairs)
-
-        def timedOut(result, timeout):
-            return Failure(
-                RegistryTimeout(
-                    "could not connect to the new port within %g s" % (timeout,)
-                )
-            )
-
         connecting = self._endpoint.connect(_RegistrationFactory(registration, line))
         if not connecting.called:
             registration._connecting = connecting
-        connecting.addTimeout(self._timeout, self.clock, onTimeoutCancel=timedOut)
-        connecting.addCallbacks(
-            lambda protocol: setattr(registration, "_connecting", None),
-            registration._connectFailed,
-        )
+            self._connectDeadlines[registration] = self.clock.seconds() + self._timeout
+            if self._connectTimer is None:
+                self._connectTimer = self.clock.callLater(self._timeout, self._connectTimeouts)
+        connecting.addCallbacks(registration._connectSucceeded, registration._connectFailed)
         return registration.registered
+
+    def _connectEnded(self, registration):
+        """
+        A connection attempt succeeded or failed: stop timing it, and the
+        timer with the last one.
+        """
+        self._connectDeadlines.pop(registration, None)
+        if not self._connectDeadlines and self._connectTimer is not None:
+            self._connectTimer.cancel()
+            self._connectTimer = None
+
+    def _connectTimeouts(self):
+        """
+        Abandon the connection attempts older than the timeout, and wait
+        for the oldest of the others: one timer for every attempt, as all
+        have the same timeout and come in order.
+        """
+        self._connectTimer = None
+        now = self.clock.seconds()
+        while self._connectDeadlines:
+            registration, deadline = next(iter(self._connectDeadlines.items()))
+            if deadline > now:
+                self._connectTimer = self.clock.callLater(
+                    deadline - now, self._connectTimeouts
+                )
+                return
+            del self._connectDeadlines[registration]
+            registration._connectTimedOut(self._timeout)
 
     def _written(self, registration):
         self._pending[registration] = None

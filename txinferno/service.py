@@ -10,7 +10,7 @@ from zope.interface import implementer
 
 from txinferno.errors import RegistrationLost, RegistrationRejected
 from txinferno.interfaces import IRegistryTask
-from txinferno.validation import normaliseAttrs, registrationLine
+from txinferno.validation import CheckedRegistration, normaliseAttrs
 
 __all__ = ["Service"]
 
@@ -78,12 +78,12 @@ class Service:
         @raise ValueError: if the registry would reject the name or the
             attributes.
         """
-        attrs = dict(registrationLine(name, attrs)[1])
+        checked = CheckedRegistration(name, attrs)
         if persist:
-            attrs["persist"] = "1"
-            registrationLine(name, attrs)
+            checked = CheckedRegistration(name, {**checked, "persist": "1"})
         self.name = name
-        self.attrs = attrs
+        self.attrs = dict(checked)
+        self._checked = checked
         self.manager = None
         self._running = False
         self._registration = None
@@ -128,7 +128,7 @@ class Service:
         changes = {a: v for a, v in normaliseAttrs(attrs) if self.attrs.get(a) != v}
         if not changes:
             return
-        registrationLine(self.name, {**self.attrs, **changes})
+        self._checked = CheckedRegistration(self.name, {**self.attrs, **changes})
         self.attrs.update(changes)
         self._sync()
 
@@ -182,9 +182,11 @@ class Service:
         """
 
     def _register(self):
-        registering = self._registering = self.manager.connection.register(
-            self.name, dict(self.attrs)
-        )
+        attrs = self._checked
+        if attrs != self.attrs:
+            # Changed directly rather than through update().
+            attrs = dict(self.attrs)
+        registering = self._registering = self.manager.connection.register(self.name, attrs)
         registering.addCallbacks(
             self._registered,
             self._failed,

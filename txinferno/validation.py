@@ -33,6 +33,7 @@ __all__ = [
     "registrationLine",
     "updateLine",
     "queryLine",
+    "CheckedRegistration",
 ]
 
 RESERVED_NAMES = frozenset(["new", "event", "find", "index", ""])
@@ -159,11 +160,15 @@ def registrationLine(name, attrs):
     """
     Check a registration and build its line, C{NAME ATTR VALUE...\\n}.
 
+    @param attrs: the attributes (see L{normaliseAttrs}); a
+        L{CheckedRegistration} of the same name is not checked again.
     @raise ValueError: see L{checkName}, L{normaliseAttrs}, and for a line
         over L{MAX_LINE} bytes.
     @return: the line and the normalised attributes.
     @rtype: L{tuple} of (L{bytes}, L{list} of pairs)
     """
+    if type(attrs) is CheckedRegistration and attrs.name == name:
+        return attrs.line, list(attrs._attrs.items())
     checkName(name)
     pairs = normaliseAttrs(attrs)
     return _line([name] + _words(pairs), "registration"), pairs
@@ -196,3 +201,47 @@ def queryLine(attrs):
     """
     pairs = normaliseAttrs(attrs)
     return _line(_words(pairs), "query"), pairs
+
+
+class CheckedRegistration(Mapping):
+    """
+    The attributes of a registration, checked once with its name, and its
+    line: read-only, so that L{registrationLine} can take them again
+    without checking them again.
+
+    @ivar name: the service name.
+    @ivar line: the registration line, newline included.
+    @type line: L{bytes}
+    """
+
+    __slots__ = ("name", "line", "_attrs")
+
+    def __init__(self, name, attrs):
+        """
+        @param attrs: see L{normaliseAttrs}; a later value of an attribute
+            replaces an earlier one.
+        @raise ValueError: as L{registrationLine}.
+        """
+        checkName(name)
+        self._attrs = dict(normaliseAttrs(attrs))
+        self.line = _line([name] + _words(self._attrs.items()), "registration")
+        self.name = name
+
+    def __getitem__(self, attr):
+        return self._attrs[attr]
+
+    def __iter__(self):
+        return iter(self._attrs)
+
+    def __len__(self):
+        return len(self._attrs)
+
+    def __eq__(self, other):
+        if isinstance(other, CheckedRegistration):
+            other = other._attrs
+        return self._attrs == other
+
+    __hash__ = None
+
+    def __repr__(self):
+        return "CheckedRegistration(%r, %r)" % (self.name, self._attrs)
