@@ -5,7 +5,6 @@ and check what an installed copy offers: the C{twistd regmgr} plugin.
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,24 +12,6 @@ import pytest
 SOURCE = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.install
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """
-    A virtual environment with txinferno installed by a normal (not
-    editable) pip install; its C{bin} directory.
-    """
-    venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    bindir = venv / "bin"
-    subprocess.run(
-        [str(bindir / "pip"), "install", "-q", "--disable-pip-version-check", str(SOURCE)],
-        check=True,
-        timeout=600,
-        cwd=str(venv),
-    )
-    return bindir
 
 
 def run(bindir, *args, cwd):

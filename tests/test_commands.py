@@ -1,0 +1,157 @@
+"""
+The README's tour, run with the installed commands as subprocesses: serve a
+registry with C{twistd regmgr}, register a service with C{twistd regmgr
+--service}, find it with C{regquery}, watch it with C{regquery --watch}, and
+dial it through C{inferno:}.
+"""
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import threading
+
+import pytest
+
+pytestmark = pytest.mark.install
+
+TIMEOUT = 30
+
+
+class Command:
+    """
+    An installed command running in the background, its output read line by
+    line as it comes.
+    """
+
+    def __init__(self, bindir, *args, cwd):
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env["PATH"] = str(bindir) + os.pathsep + env.get("PATH", "")
+        self.process = subprocess.Popen(
+            [str(bindir / args[0]), *args[1:]], cwd=str(cwd), env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = queue.Queue()
+        self.seen = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def waitFor(self, pattern):
+        """
+        @return: the match of the first line from now that matches C{pattern},
+            waiting at most L{TIMEOUT} seconds.
+        """
+        while True:
+            line = self.lines.get(timeout=TIMEOUT)
+            assert line is not None, "exited before %r:\n%s" % (pattern, "".join(self.seen))
+            self.seen.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def stop(self):
+        """
+        Send SIGTERM and wait for the exit status (twistd, having shut down
+        cleanly, ends itself with the signal it received: -SIGTERM).
+        """
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=TIMEOUT)
+
+
+STOPPED = -signal.SIGTERM
+
+
+def run(bindir, *args, cwd):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = str(bindir) + os.pathsep + env.get("PATH", "")
+    return subprocess.run([str(bindir / args[0]), *args[1:]], cwd=str(cwd), env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+@pytest.fixture
+def registry(installed, tmp_path):
+    """
+    C{twistd -n regmgr} on free loopback ports; its registry description.
+    """
+    server = Command(
+        installed, "twistd", "-n", "--pidfile=", "regmgr",
+        "--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1",
+        "--event", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
+    ports = [server.waitFor(r"RegistryPortFactory starting on (\d+)").group(1) for _ in range(3)]
+    yield server, "tcp:host=127.0.0.1:new=%s:find=%s:event=%s" % tuple(ports)
+    assert server.stop() == STOPPED
+    server.waitFor(r"Server Shut Down")
+
+
+def test_tour(installed, registry, tmp_path):
+    server, description = registry
+    target = socket.socket()
+    target.bind(("127.0.0.1", 0))
+    target.listen(1)
+    target.settimeout(TIMEOUT)
+    address = "tcp!127.0.0.1!%d" % target.getsockname()[1]
+
+    watch = Command(installed, "regquery", "-r", description, "--watch", "proto", "demo",
+                    cwd=tmp_path)
+    agent = Command(installed, "twistd", "-n", "--pidfile=", "regmgr", "--registry", description,
+                    "--service", "%s proto demo descr 'my demo'" % address, cwd=tmp_path)
+    try:
+        agent.waitFor(r"service %s registered" % re.escape(address))
+        server.waitFor(r"%s" % re.escape(address))
+
+        found = run(installed, "regquery", "-r", description, "proto", "demo", cwd=tmp_path)
+        assert (found.returncode, found.stderr) == (0, "")
+        assert found.stdout == "%s descr 'my demo' proto demo\n" % address
+        names = run(installed, "regquery", "-r", description, "-n", "descr", "*", cwd=tmp_path)
+        assert names.stdout == address + "\n"
+        nothing = run(installed, "regquery", "-r", description, "proto", "none", cwd=tmp_path)
+        assert (nothing.returncode, nothing.stdout) == (1, "")
+
+        watch.waitFor(r"^added %s descr 'my demo' proto demo$" % re.escape(address))
+
+        dial = run(installed, "python", "-c", (
+            "from twisted.internet import task, protocol, endpoints\n"
+            "async def main(reactor):\n"
+            "    e = endpoints.clientFromString(reactor, %r)\n"
+            "    p = await e.connect(protocol.Factory.forProtocol(protocol.Protocol))\n"
+            "    print('connected to', p.transport.getPeer().port)\n"
+            "    p.transport.loseConnection()\n"
+            "task.react(lambda r: __import__('twisted').internet.defer.ensureDeferred(main(r)))\n"
+        ) % ("inferno:registry=%s:proto=demo" % description.replace(":", "\\:"),), cwd=tmp_path)
+        assert dial.returncode == 0, dial.stdout + dial.stderr
+        assert dial.stdout == "connected to %d\n" % target.getsockname()[1]
+        target.accept()[0].close()
+
+        assert agent.stop() == STOPPED
+        agent.waitFor(r"unregistered")
+        watch.waitFor(r"^removed %s" % re.escape(address))
+    finally:
+        agent.stop()
+        assert watch.stop() in (0, 1)
+        target.close()
+
+
+def test_badOption(installed, tmp_path):
+    """
+    A bad option ends twistd at once, with the error on its last line.
+    """
+    result = run(installed, "twistd", "-n", "regmgr", "--registry", "udp:10.0.0.1",
+                 cwd=tmp_path)
+    assert result.returncode != 0
+    assert "--registry udp:10.0.0.1" in result.stdout.strip().splitlines()[-1]
+
+
+def test_regqueryUnreachable(installed, tmp_path):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    result = run(installed, "regquery", "-r", "tcp:127.0.0.1:%d" % port, "a", "b", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == "" and result.stderr.count("\n") == 1
