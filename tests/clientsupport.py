@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 
 from txinferno.manager import RegistryManager
 from txinferno.observers import MonitorObserver
-from txinferno.testing import EmbeddedRegistry, registry_server  # noqa: F401 (fixture)
+from txinferno.testing import registry_server  # noqa: F401 (fixture)
 
 TIMEOUT = 10
 """

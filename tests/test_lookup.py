@@ -13,7 +13,6 @@ from zope.interface.verify import verifyObject
 
 from clientsupport import (  # noqa: F401 (fixtures)
     bounded,
-    clientSockets,
     manager,
     managerFor,
     registry_server,

@@ -10,7 +10,6 @@ embedded server over loopback TCP.
 """
 
 import pytest
-import pytest_twisted
 from twisted.application.service import MultiService
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
@@ -28,10 +27,8 @@ from txinferno.interfaces import (
     IRegistryConnection,
     IRegistryTask,
 )
-from txinferno.lookup import Lookup
 from txinferno.manager import RegistryManager
-from txinferno.monitor import Monitor
-from txinferno.observers import ConnectionStateObserver, MonitorObserver
+from txinferno.observers import ConnectionStateObserver
 from txinferno.registry import Registry
 from txinferno.service import Service
 from txinferno.validation import queryLine, registrationLine, updateLine

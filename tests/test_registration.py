@@ -201,7 +201,7 @@ def test_listingFails():
     s = Setup()
     first, firstFailed = s.register("a")
     second, secondFailed = s.register("b")
-    pumpA = s.connect()
+    s.connect()
     pumpB = s.connect()
     s.listings[0].callback({"a": {"proto": "ssh"}})
     pumpB.serverIO.loseConnection()

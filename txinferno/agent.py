@@ -17,7 +17,7 @@ from .monitor import Monitor
 from .observers import MonitorObserver
 from .service import Service as ServiceTask
 from .validation import normaliseAttrs, registrationLine
-from .words import formatLine, splitWords
+from .words import formatService, splitWords
 
 __all__ = ["parseServiceSpec", "parseQuerySpec", "readServicesFile", "Agent",
            "ChangeLogger", "ChangeCommand"]
@@ -163,14 +163,11 @@ class ChangeCommand(MonitorObserver):
             return
         name = next(iter(self._pending))
         event, attrs = self._pending.pop(name)
-        words = [name]
-        for pair in attrs.items():
-            words.extend(pair)
         env = dict(os.environ)
         env.update(
             TXINFERNO_EVENT=event,
             TXINFERNO_NAME=name,
-            TXINFERNO_SERVICE=formatLine(words).decode("utf-8").rstrip("\n"),
+            TXINFERNO_SERVICE=formatService(name, attrs).decode("utf-8").rstrip("\n"),
             TXINFERNO_QUERY=self._query,
         )
         self._log.debug("running {command} for {event} {name}",

@@ -16,18 +16,24 @@ Twisted's endpoint strings, a backslash escapes the next character, so an
 IPv6 host is written C{tcp:\\:\\:1:6701}.
 """
 
+import os
 import re
 from typing import NamedTuple
 
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_BASE_PORT",
+    "DEFAULT_REGISTRY",
+    "REGISTRY_ENVIRONMENT",
     "RegistryEndpoints",
+    "defaultRegistry",
     "parseRegistryDescription",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_BASE_PORT = 6701
+DEFAULT_REGISTRY = "tcp:127.0.0.1:6701"
+REGISTRY_ENVIRONMENT = "TXINFERNO_REGISTRY"
 
 _PORT_KEYWORDS = ("new", "find", "event")
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
@@ -165,3 +171,12 @@ def parseRegistryDescription(description):
         for offset, key in enumerate(_PORT_KEYWORDS)
     ]
     return RegistryEndpoints(*[_clientString(host, port) for port in ports])
+
+
+def defaultRegistry():
+    """
+    @return: the registry description to use when none is given:
+        C{$TXINFERNO_REGISTRY}, else L{DEFAULT_REGISTRY}.
+    @rtype: L{str}
+    """
+    return os.environ.get(REGISTRY_ENVIRONMENT, DEFAULT_REGISTRY)

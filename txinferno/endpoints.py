@@ -18,7 +18,6 @@ below are attributes: the query of C{inferno:}, the service's attributes for
 C{registered:}.
 """
 
-import os
 import random
 import socket
 
@@ -36,6 +35,7 @@ from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from .description import defaultRegistry
 from .dialaddress import dialAddressEndpoint, formatDialAddress
 from .validation import checkName, normaliseAttrs, queryLine
 
@@ -45,22 +45,10 @@ __all__ = [
     "RegisteredPort",
     "InfernoClientParser",
     "RegisteredServerParser",
-    "defaultRegistry",
 ]
 
-DEFAULT_REGISTRY = "tcp:127.0.0.1:6701"
-REGISTRY_ENVIRONMENT = "TXINFERNO_REGISTRY"
 ADDRESS_ATTRIBUTE = "addr"
 CHOICES = ("first", "random")
-
-
-def defaultRegistry():
-    """
-    @return: the registry description to use when none is given:
-        C{$TXINFERNO_REGISTRY}, else C{tcp:127.0.0.1:6701}.
-    @rtype: L{str}
-    """
-    return os.environ.get(REGISTRY_ENVIRONMENT, DEFAULT_REGISTRY)
 
 
 def serviceAddress(name, attrs):

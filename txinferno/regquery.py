@@ -24,18 +24,17 @@ from twisted.internet.stdio import StandardIO
 from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 
+from .description import DEFAULT_REGISTRY, REGISTRY_ENVIRONMENT, defaultRegistry
 from .errors import RegistryUnavailable
 from .manager import RegistryManager
 from .monitor import Monitor
 from .observers import MonitorObserver
 from .tcp import connectionFromString
 from .validation import queryLine
-from .words import decode, formatLine, splitWords
+from .words import decode, formatService, splitWords
 
 __all__ = ["Options", "main"]
 
-DEFAULT_REGISTRY = "tcp:127.0.0.1:6701"
-REGISTRY_ENVIRONMENT = "TXINFERNO_REGISTRY"
 FOUND, NOT_FOUND, ERROR = 0, 1, 2
 
 
@@ -70,7 +69,7 @@ class Options(usage.Options):
 
     def postOptions(self):
         if self["registry"] is None:
-            self["registry"] = os.environ.get(REGISTRY_ENVIRONMENT, DEFAULT_REGISTRY)
+            self["registry"] = defaultRegistry()
         if not self["timeout"] > 0:
             raise usage.UsageError("--timeout must be positive")
         if self["watch"] and not self["query"] and self["names"]:
@@ -78,10 +77,7 @@ class Options(usage.Options):
 
 
 def _serviceLine(name, attrs):
-    words = [name]
-    for attr, value in attrs.items():
-        words += [attr, value]
-    return formatLine(words).decode("utf-8")
+    return formatService(name, attrs).decode("utf-8")
 
 
 def formatAnswer(services, names=False, asJSON=False):

@@ -17,6 +17,7 @@ __all__ = [
     "MAX_LINE",
     "quote",
     "formatLine",
+    "formatService",
     "decode",
     "splitWords",
     "splitLines",
@@ -64,6 +65,21 @@ def formatLine(words):
     @rtype: L{bytes}
     """
     return (" ".join([quote(w) for w in words]) + "\n").encode("utf-8")
+
+
+def formatService(name, attrs):
+    """
+    Build a service's line as the registry lists it: its name, then its
+    attributes.
+
+    @type name: L{str}
+    @param attrs: C{{attr: value}}, in the order to print.
+    @rtype: L{bytes}
+    """
+    words = [name]
+    for pair in attrs.items():
+        words.extend(pair)
+    return formatLine(words)
 
 
 def decode(data):
