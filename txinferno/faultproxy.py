@@ -39,6 +39,7 @@ class _Direction:
         self._sink = sink
         self._queue = deque()
         self._pumping = False
+        self._closing = False
 
     def received(self, data):
         proxy = self._proxy
@@ -58,10 +59,28 @@ class _Direction:
         if not self._pumping:
             self._pump()
 
+    @property
+    def pending(self):
+        """
+        Whether bytes wait to be forwarded.
+        """
+        return bool(self._queue)
+
+    def closeWhenDrained(self):
+        """
+        The source has closed: close the sink once every byte received
+        before is forwarded, as TCP delivers data before its FIN.
+        """
+        self._closing = True
+        if not self._pumping:
+            self._pump()
+
     def _pump(self):
         proxy = self._proxy
-        if not self._queue or self._pair.closed:
+        if self._pair.aborted or not self._queue:
             self._pumping = False
+            if self._closing and not self._pair.aborted:
+                self._sink.transport.loseConnection()
         elif proxy.delay or proxy.oneByteChunks:
             self._pumping = True
             proxy._reactor.callLater(proxy.delay, self._sendOne)
@@ -70,7 +89,7 @@ class _Direction:
                 self._sink.transport.write(self._queue.popleft())
 
     def _sendOne(self):
-        if self._queue and not self._pair.closed and not self._proxy.blackhole:
+        if self._queue and not self._pair.aborted and not self._proxy.blackhole:
             self._sink.transport.write(self._queue.popleft())
         self._pump()
 
@@ -107,6 +126,7 @@ class _Pair:
         self.client = _End(self)
         self.server = None
         self.closed = False
+        self.aborted = False
         self._ends = set()
         self._waiting = []
 
@@ -132,13 +152,13 @@ class _Pair:
         Send C{data}, then close C{sink} once it is written, and abort
         C{source}.
         """
-        self.closed = True
+        self.closed = self.aborted = True
         sink.transport.write(data)
         sink.transport.loseConnection()
         source.transport.abortConnection()
 
     def abort(self):
-        self.closed = True
+        self.closed = self.aborted = True
         for end in list(self._ends):
             end.transport.abortConnection()
 
@@ -146,7 +166,10 @@ class _Pair:
         self.closed = True
         self._ends.discard(end)
         for other in self._ends:
-            other.transport.loseConnection()
+            if end.direction is not None and end.direction.pending and not self.aborted:
+                end.direction.closeWhenDrained()
+            else:
+                other.transport.loseConnection()
         if not self._ends:
             self.proxy._pairs.discard(self)
             waiting, self._waiting = self._waiting, []
