@@ -229,10 +229,9 @@ async def test_oneByteChunks(registry_server, proxy):  # noqa: F811
     manager = managerFor(proxy)
     services, recorders = attachAll(manager, 6, 2)
     await consistent(registry_server, services, recorders)
-    # No newline in the value: the registry applies each read ending inside
-    # an open quote as a write of its own (Inferno's bridge does too), so a
-    # quoted newline cut at a chunk boundary splits the line there.
-    services[0].update({"text": "it's a \"quoted\" value with spaces"})
+    # A quoted newline at a chunk boundary does not end the line: the
+    # next byte comes before the server's quotedNewlineDelay.
+    services[0].update({"text": "it's a \"quoted\"\nvalue with spaces"})
     await recorders[0].waitUntil(lambda r: r.count("updated") == 1)
     assert registryServices(registry_server)[services[0].name]["text"] == services[0].attrs["text"]
     found = await bounded(manager.lookup({"group": "1"}))

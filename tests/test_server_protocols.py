@@ -84,9 +84,10 @@ def test_newNeverWrites():
 
 def test_oneReadOneWriteQuoteRule():
     """
-    A read that leaves a newline inside an open quote at the end is applied
-    as one write (vector 14); a quoted newline followed by more bytes in
-    the same read is part of the line.
+    Bytes that end with a newline inside an open quote, with nothing more
+    for C{quotedNewlineDelay} seconds, are applied as one write (vector 14);
+    a quoted newline followed by more bytes in the same read, or in a later
+    read within the delay, is part of the line.
     """
     server, clock = makeServer()
     a, _ = connect(server.newFactory)
@@ -94,7 +95,15 @@ def test_oneReadOneWriteQuoteRule():
     b, _ = connect(server.newFactory)
     b.dataReceived(b"q3 v 'x\ny' w")
     b.dataReceived(b" 1\n")
-    assert server.registry.answer([]) == b"q2 v2 'unbalanced\n' v1 its\nq3 w 1 v 'x\ny'\n"
+    c, _ = connect(server.newFactory)
+    c.dataReceived(b"q4 v 'x\n")
+    clock.advance(server.quotedNewlineDelay / 2)
+    c.dataReceived(b"y'\n")
+    assert server.registry.answer([]) == b"q3 w 1 v 'x\ny'\nq4 v 'x\ny'\n"
+    clock.advance(server.quotedNewlineDelay)
+    assert server.registry.answer([]) == (
+        b"q3 w 1 v 'x\ny'\nq4 v 'x\ny'\nq2 v2 'unbalanced\n' v1 its\n")
+    assert not clock.getDelayedCalls()
 
 
 def test_lineLimit():

@@ -31,13 +31,17 @@ __all__ = [
 ]
 
 READY = b"READY\n"
+QUOTED_NEWLINE_DELAY = 0.1
+"""
+Default of L{RegistryServer.quotedNewlineDelay}.
+"""
 
 
 class _WriteCutter:
     """
     Cut a connection's bytes into the writes the registry applies: every
-    line ended by a newline outside quotes, and the pending bytes when a
-    read leaves them ending with a newline inside an open quote (the real
+    line ended by a newline outside quotes, and, on demand, the pending
+    bytes when they end with a newline inside an open quote (the real
     bridge's one-read-one-write rule).  Each write keeps its newline.
     """
 
@@ -57,12 +61,23 @@ class _WriteCutter:
         @return: the writes completed by C{data}.
         @rtype: L{list} of L{bytes}
         """
-        writes = [line + b"\n" for line in self._lines.feed(data)]
+        return [line + b"\n" for line in self._lines.feed(data)]
+
+    def endsInQuotedNewline(self):
+        """
+        @return: whether the pending bytes end with a newline inside an open
+            quote.
+        """
+        return self._lines.pending.endswith(b"\n") and self._lines.inQuote()
+
+    def takePending(self):
+        """
+        @return: the pending bytes, as one write; nothing is pending after.
+        @rtype: L{bytes}
+        """
         pending = self._lines.pending
-        if pending.endswith(b"\n") and self._lines.inQuote():
-            writes.append(pending)
-            self._lines = LineAssembler()
-        return writes
+        self._lines = LineAssembler()
+        return pending
 
 
 class _WriteProtocol(Protocol):
@@ -77,6 +92,7 @@ class _WriteProtocol(Protocol):
     server = None
     _done = False
     _idleCall = None
+    _quotedCall = None
 
     def connectionMade(self):
         self.server._track(self)
@@ -89,21 +105,45 @@ class _WriteProtocol(Protocol):
     def dataReceived(self, data):
         if self._done:
             return
-        limit = self.server.maxLineLength
+        self._cancelQuoted()
         for write in self._cutter.feed(data):
-            self._cancelIdle()
-            if len(write) > limit:
-                self.writeFailed(RegistryError("line longer than %d bytes" % (limit,)))
-            else:
-                self.writeReceived(write)
+            self._apply(write)
             if self._done:
                 return
+        limit = self.server.maxLineLength
         if len(self._cutter.pending) >= limit:
             self.writeFailed(RegistryError("line longer than %d bytes" % (limit,)))
+        elif self._cutter.endsInQuotedNewline():
+            self._quotedCall = self.server.reactor.callLater(
+                self.server.quotedNewlineDelay, self._applyQuoted
+            )
+
+    def _apply(self, write):
+        self._cancelIdle()
+        limit = self.server.maxLineLength
+        if len(write) > limit:
+            self.writeFailed(RegistryError("line longer than %d bytes" % (limit,)))
+        else:
+            self.writeReceived(write)
+
+    def _applyQuoted(self):
+        """
+        No more bytes came after a newline inside an open quote: apply what
+        is pending as one write, as the real bridge applies each read.
+        """
+        self._quotedCall = None
+        self._apply(self._cutter.takePending())
+
+    def _cancelQuoted(self):
+        if self._quotedCall is not None:
+            if self._quotedCall.active():
+                self._quotedCall.cancel()
+            self._quotedCall = None
 
     def connectionLost(self, reason):
         self._done = True
         self._cancelIdle()
+        self._cancelQuoted()
         self.server._untrack(self)
 
     def finish(self):
@@ -216,6 +256,7 @@ class FindProtocol(_WriteProtocol):
     def readConnectionLost(self):
         if not self._done:
             self._cancelIdle()
+            self._cancelQuoted()
             self.writeReceived(self._cutter.pending)
 
     def writeConnectionLost(self):
@@ -332,6 +373,10 @@ class RegistryServer:
         longer line closes its connection.
     @ivar idleTimeout: seconds a C{new} or C{find} connection may stay
         without sending its first line, or L{None} for no limit.
+    @ivar quotedNewlineDelay: seconds to wait, when the bytes received end
+        with a newline inside an open quote, before applying them as one
+        write as the real bridge would (more bytes in the meantime mean the
+        newline belongs to a quoted value that goes on).
     @ivar newFactory: the factory of the C{new} port.
     @ivar findFactory: the factory of the C{find} port.
     @ivar eventFactory: the factory of the C{event} port.
@@ -341,7 +386,8 @@ class RegistryServer:
 
     _log = Logger()
 
-    def __init__(self, registry, reactor=None, maxLineLength=MAX_LINE, idleTimeout=None):
+    def __init__(self, registry, reactor=None, maxLineLength=MAX_LINE, idleTimeout=None,
+                 quotedNewlineDelay=QUOTED_NEWLINE_DELAY):
         """
         @type registry: L{txinferno.registry.Registry}
         @param reactor: the reactor; the global one when L{None}.
@@ -354,6 +400,7 @@ class RegistryServer:
         self.reactor = reactor
         self.maxLineLength = maxLineLength
         self.idleTimeout = idleTimeout
+        self.quotedNewlineDelay = quotedNewlineDelay
         self.newFactory = RegistryPortFactory(self, NewProtocol)
         self.findFactory = RegistryPortFactory(self, FindProtocol)
         self.eventFactory = RegistryPortFactory(self, EventProtocol)
