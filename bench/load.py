@@ -127,18 +127,34 @@ def find(port, query, timeout=10):
             chunks.append(data)
 
 
+def connect(port, attempts=50):
+    """
+    A blocking connection that retries after 0.25 s rather than wait for
+    the kernel's SYN retransmission (1 s, then 3 s...) when the server's
+    listen backlog of 50 overflows.
+
+    @rtype: L{socket.socket}
+    """
+    for _ in range(attempts - 1):
+        try:
+            s = socket.create_connection((HOST, port), timeout=0.25)
+        except (socket.timeout, TimeoutError):
+            continue
+        s.settimeout(10)
+        return s
+    return socket.create_connection((HOST, port), timeout=10)
+
+
 def register(port, count):
     """
     Register C{svcN id N bench 1} on each of C{count} connections, opened
-    one after the other (blocking connects never overrun the server's
-    listen backlog of 50, where a burst would wait for SYN
-    retransmissions).
+    one after the other.
 
     @return: the open sockets.
     """
     socks = []
     for i in range(count):
-        s = socket.create_connection((HOST, port), timeout=10)
+        s = connect(port)
         s.sendall(b"svc%d id %d bench 1\n" % (i, i))
         socks.append(s)
     return socks
@@ -152,7 +168,7 @@ def waitVisible(port, count, timeout=60):
 
 
 def openWatchers(port, count):
-    watchers = [socket.create_connection((HOST, port), timeout=10) for _ in range(count)]
+    watchers = [connect(port) for _ in range(count)]
     for s in watchers:
         data = b""
         while not data.endswith(b"\n"):
