@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+from server_bench import find
+
 HOST = "127.0.0.1"
 SERVICES = 10000
 WATCHERS = 1000
@@ -111,22 +113,6 @@ class Server:
             self.process.wait()
 
 
-def find(port, query, timeout=10):
-    """
-    A blocking query: connect, send, read to the close.
-
-    @rtype: L{bytes}
-    """
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
-        s.sendall(query)
-        chunks = []
-        while True:
-            data = s.recv(1 << 20)
-            if not data:
-                return b"".join(chunks)
-            chunks.append(data)
-
-
 def connect(port, attempts=50):
     """
     A blocking connection that retries after 0.25 s rather than wait for
@@ -162,7 +148,7 @@ def register(port, count):
 
 def waitVisible(port, count, timeout=60):
     deadline = time.monotonic() + timeout
-    while find(port, b"bench 1\n").count(b"\n") < count:
+    while find(port, b"bench 1\n", timeout=10).count(b"\n") < count:
         if time.monotonic() > deadline:
             raise SystemExit("the %d services did not become visible" % (count,))
 
@@ -371,7 +357,7 @@ def main():
         checker.close()
         if closed:
             load.error("%d registration connections closed by the server" % (closed,))
-        listed = find(findPort, b"bench 1\n").count(b"\n")
+        listed = find(findPort, b"bench 1\n", timeout=10).count(b"\n")
         if listed != SERVICES:
             load.error("%d services listed at the end, not %d" % (listed, SERVICES))
         tracebacks = server.tracebacks()

@@ -66,8 +66,13 @@ def rss(pid):
     raise SystemExit("no VmRSS for the server")
 
 
-def find(port, query):
-    with socket.create_connection((HOST, port)) as s:
+def find(port, query, timeout=None):
+    """
+    A blocking query: connect, send, read to the close.
+
+    @rtype: L{bytes}
+    """
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
         s.sendall(query)
         chunks = []
         while True:
