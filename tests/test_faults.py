@@ -322,12 +322,6 @@ async def test_duplicateNameRace(registry_server):  # noqa: F811
     await whenRegistry(registry_server, lambda r: len(r) == 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 5: a persistent service orphaned by a dropped connection is "
-    "not recognised as the client's own; the client retries on "
-    "'duplicate service name' instead of reporting it registered",
-)
 @pytest_twisted.ensureDeferred
 async def test_orphanedPersistentServiceRecognised(registry_server, proxy):  # noqa: F811
     """
@@ -346,6 +340,18 @@ async def test_orphanedPersistentServiceRecognised(registry_server, proxy):  # n
     assert registryServices(registry_server) == {"keep": {"kind": "k", "persist": "1"}}
     try:
         await bounded(service.whenRegistered(), 3)
+        assert service.registered
+
+        # Attributes that differ from the orphaned entry's cannot be applied
+        # over TCP: the client says so rather than "duplicate service name"
+        # alone.
+        service.update({"kind": "j"})
+        assert not service.registered
+        rejected = service.whenRegistered()
+        with pytest.raises(RegistrationRejected) as caught:
+            await bounded(rejected)
+        assert caught.value.reason.startswith("duplicate service name")
+        assert "cannot be updated over TCP" in caught.value.reason
+        assert registryServices(registry_server) == {"keep": {"kind": "k", "persist": "1"}}
     finally:
         await bounded(manager.stopService())
-    assert service.registered

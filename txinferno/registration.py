@@ -26,6 +26,7 @@ from .errors import (
 )
 from .interfaces import IRegistration
 from .keepalive import enableKeepAlive
+from .registry import persists
 from .validation import registrationLine, updateLine
 
 __all__ = [
@@ -123,6 +124,7 @@ class Registration:
         self._connectTimeout = None
         self._protocol = None
         self._confirmed = False
+        self._orphaned = False
         self._cancelled = False
         self._unregistering = False
         self._closeReason = None
@@ -184,6 +186,37 @@ class Registration:
         self._log.info("service {name} registered", name=self.name)
         self.registered.callback(self)
 
+    def _orphanIn(self, services):
+        """
+        @return: whether C{services}, listed after the registry closed this
+            registration, hold a persistent entry with exactly this name and
+            these attributes: one left by an earlier connection of ours.
+        """
+        return services.get(self.name) == self.attrs and persists(self.attrs.get("persist"))
+
+    def _confirmOrphan(self):
+        """
+        Take the persistent entry an earlier connection left as this
+        registration: the service is registered, but without a connection
+        it cannot be updated (or removed) over TCP.
+        """
+        self._confirmed = True
+        self._orphaned = True
+        self._log.warn(
+            "service {name} is held by a persistent entry with its attributes, "
+            "left by an earlier connection: taken as registered; it cannot be "
+            "updated or removed over TCP",
+            name=self.name,
+        )
+        self.registered.callback(self)
+
+    def _endOrphan(self, end):
+        self._orphaned = False
+        self._end = end
+        waiters, self._lostWaiters = self._lostWaiters, []
+        for d in waiters:
+            d.callback(None) if end is None else d.errback(end)
+
     def _fail(self, reason):
         """
         End an unconfirmed registration with C{reason}, closing its
@@ -236,6 +269,12 @@ class Registration:
             removed.
         """
         line, pairs = updateLine(attrs)
+        if self._orphaned:
+            lost = RegistrationLost(
+                "service %r is held by a persistent entry left by an earlier "
+                "connection, which cannot be updated over TCP" % (self.name,))
+            self._endOrphan(Failure(lost))
+            raise lost
         if self._protocol is None or self._unregistering:
             raise RegistrationLost("registration of %r is gone" % (self.name,))
         self._protocol.transport.write(line)
@@ -248,6 +287,8 @@ class Registration:
         @return: a L{Deferred} that fires with L{None} once the connection
             is closed.
         """
+        if self._orphaned:
+            self._endOrphan(None)
         if self._protocol is None:
             return defer.succeed(None)
         self._unregistering = True
@@ -262,7 +303,7 @@ class Registration:
             ends through L{unregister}, or fails with L{RegistrationLost}
             when its connection closes otherwise.
         """
-        if self._protocol is None:
+        if self._protocol is None and not self._orphaned:
             return defer.succeed(None) if self._end is None else defer.fail(self._end)
         d = defer.Deferred()
         self._lostWaiters.append(d)
@@ -400,7 +441,10 @@ class Registrar:
             if registration._closeReason is not None:
                 if registration._closedInRound < number:
                     del self._pending[registration]
-                    registration._fail(self._whyClosed(registration, services))
+                    if registration._orphanIn(services):
+                        registration._confirmOrphan()
+                    else:
+                        registration._fail(self._whyClosed(registration, services))
             elif registration._listed(services):
                 del self._pending[registration]
                 registration._confirm()
@@ -422,7 +466,13 @@ class Registrar:
             a listing made after the close.
         @rtype: L{Failure} of L{RegistrationRejected}
         """
-        if registration.name in services:
+        listed = services.get(registration.name)
+        if listed is not None and persists(listed.get("persist")):
+            reason = (
+                "duplicate service name (held by a persistent entry; if an earlier "
+                "connection of this service left it, it cannot be updated over TCP)"
+            )
+        elif listed is not None:
             reason = "duplicate service name"
         else:
             reason = "the registry closed the connection (%s)" % (
