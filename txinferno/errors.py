@@ -75,3 +75,20 @@ class RegistryTimeout(RegistryUnavailable):
     for C{READY}, a connection attempt, a registration check or a liveness
     probe timed out.
     """
+
+
+class OpenFileLimit(Exception):
+    """
+    A connection could not be made because the process has as many open
+    files as its limit (C{RLIMIT_NOFILE}) allows.
+
+    @ivar limit: the process's soft limit, or L{None} if unknown.
+    """
+
+    def __init__(self, limit):
+        Exception.__init__(
+            self,
+            "too many open files: this process may have at most %s open "
+            "(RLIMIT_NOFILE; raise it with ulimit -n)" % (limit,),
+        )
+        self.limit = limit

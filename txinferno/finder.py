@@ -10,6 +10,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
+from .filelimit import explainOpenFileLimit
 from .keepalive import enableKeepAlive
 from .words import splitLines, splitWords
 
@@ -190,6 +191,7 @@ def runQuery(
         )
 
     d = endpoint.connect(FindFactory(query, maxAnswerSize))
+    d.addErrback(explainOpenFileLimit)
     d.addCallback(lambda protocol: protocol.answer)
     d.addTimeout(timeout, clock, onTimeoutCancel=timedOut)
     return d

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txinferno.filelimit import raiseOpenFileLimit
 from txinferno.interfaces import IChangeObserver, IRegistryTask
 from txinferno.lookup import Lookup
 from txinferno.tcp import connectionFromString
@@ -138,6 +139,10 @@ class RegistryManager(Service):
         Open the registry's change stream; the tasks start once it is ready.
         """
         Service.startService(self)
+        before, after = raiseOpenFileLimit()
+        if after > before:
+            self._log.info("open-file limit raised from {before} to {after}",
+                           before=before, after=after)
         self._listener = _StreamListener(self)
         self._stream = self.connection.watch(self._listener)
 

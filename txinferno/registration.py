@@ -25,6 +25,7 @@ from .errors import (
     RegistryTimeout,
 )
 from .interfaces import IRegistration
+from .filelimit import explainOpenFileLimit
 from .keepalive import enableKeepAlive
 from .registry import persists
 from .validation import registrationLine, updateLine
@@ -158,6 +159,7 @@ class Registration:
     def _connectFailed(self, reason):
         self._connecting = None
         self._registrar._connectEnded(self)
+        reason = explainOpenFileLimit(reason)
         if self._connectTimeout is not None:
             reason = Failure(
                 RegistryTimeout(
