@@ -9,7 +9,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, capturedLogs
 
 from txinferno.registry import Registry
-from txinferno.server import RegistryServer
+from txinferno.server import IDLE_TIMEOUT, RegistryServer
 
 
 def makeServer(**kwargs):
@@ -141,11 +141,20 @@ def test_idleTimeout():
     assert clock.getDelayedCalls() == []
 
 
-def test_noIdleTimeoutByDefault():
+def test_idleTimeoutByDefault():
     """
-    By default no connection has a timer.
+    By default a C{new} or C{find} connection that sends nothing for
+    L{IDLE_TIMEOUT} seconds is closed; one that sent its line has no timer.
     """
     server, clock = makeServer()
-    connect(server.newFactory)
-    connect(server.findFactory)
+    assert server.idleTimeout == IDLE_TIMEOUT == 60
+    _, silentNew = connect(server.newFactory)
+    _, silentFind = connect(server.findFactory)
+    talker, talkerTransport = connect(server.newFactory)
+    talker.dataReceived(b"svc a 1\n")
+    clock.advance(IDLE_TIMEOUT - 1)
+    assert not silentNew.disconnecting and not silentFind.disconnecting
+    clock.advance(1)
+    assert silentNew.disconnecting and silentFind.disconnecting
+    assert not talkerTransport.disconnecting
     assert clock.getDelayedCalls() == []

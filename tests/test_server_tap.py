@@ -24,14 +24,14 @@ def parse(*args):
 def test_defaults():
     """
     With no options: TCP ports 6701, 6702 and 6703 on 127.0.0.1, an empty
-    registry, the usual line limit and no idle timeout.
+    registry, the usual line limit and a 60 s idle timeout.
     """
     options = parse()
     for name, port in (("new", 6701), ("find", 6702), ("event", 6703)):
         endpoint = options.endpoints[name]
         assert (endpoint._port, endpoint._interface) == (port, "127.0.0.1")
     assert len(options.registry) == 0
-    assert options["max-line"] == 8192 and options["idle-timeout"] is None
+    assert options["max-line"] == 8192 and options["idle-timeout"] == 60
 
 
 def test_staticServices(tmp_path):

@@ -31,6 +31,10 @@ __all__ = [
 ]
 
 READY = b"READY\n"
+IDLE_TIMEOUT = 60.0
+"""
+Default of L{RegistryServer.idleTimeout}.
+"""
 QUOTED_NEWLINE_DELAY = 0.1
 """
 Default of L{RegistryServer.quotedNewlineDelay}.
@@ -386,7 +390,7 @@ class RegistryServer:
 
     _log = Logger()
 
-    def __init__(self, registry, reactor=None, maxLineLength=MAX_LINE, idleTimeout=None,
+    def __init__(self, registry, reactor=None, maxLineLength=MAX_LINE, idleTimeout=IDLE_TIMEOUT,
                  quotedNewlineDelay=QUOTED_NEWLINE_DELAY):
         """
         @type registry: L{txinferno.registry.Registry}

@@ -26,7 +26,7 @@ from txinferno.errors import RegistryError
 from txinferno.manager import RegistryManager
 from txinferno.tcp import TCPRegistryConnection, connectionFromString
 from txinferno.registry import Registry
-from txinferno.server import RegistryServer
+from txinferno.server import IDLE_TIMEOUT, RegistryServer
 from txinferno.words import MAX_LINE
 
 __all__ = ["Options", "makeService"]
@@ -71,7 +71,7 @@ class Options(usage.Options):
         ["max-line", None, MAX_LINE,
          "Longest line accepted, in bytes; a longer one closes its connection.",
          _positive(int)],
-        ["idle-timeout", None, None,
+        ["idle-timeout", None, IDLE_TIMEOUT,
          "Close a new or find connection that sends no line within this many seconds",
          _positive(float)],
         ["registry", "r", None,
