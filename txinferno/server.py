@@ -84,6 +84,18 @@ class _WriteCutter:
         return pending
 
 
+def _cancelled(call):
+    """
+    Cancel a delayed call if it is still pending.
+
+    @param call: the call, or L{None}.
+    @return: L{None}, to store in place of the call.
+    """
+    if call is not None and call.active():
+        call.cancel()
+    return None
+
+
 class _WriteProtocol(Protocol):
     """
     The common part of the C{new} and C{find} protocols: cut the bytes into
@@ -139,10 +151,7 @@ class _WriteProtocol(Protocol):
         self._apply(self._cutter.takePending())
 
     def _cancelQuoted(self):
-        if self._quotedCall is not None:
-            if self._quotedCall.active():
-                self._quotedCall.cancel()
-            self._quotedCall = None
+        self._quotedCall = _cancelled(self._quotedCall)
 
     def connectionLost(self, reason):
         self._done = True
@@ -159,10 +168,7 @@ class _WriteProtocol(Protocol):
         self.transport.loseConnection()
 
     def _cancelIdle(self):
-        if self._idleCall is not None:
-            if self._idleCall.active():
-                self._idleCall.cancel()
-            self._idleCall = None
+        self._idleCall = _cancelled(self._idleCall)
 
     def _idle(self):
         self._idleCall = None
