@@ -173,6 +173,8 @@ class RecordingTask:
     A task that records the calls it gets.
     """
 
+    followsChanges = True
+
     def __init__(self):
         self.manager = None
         self.calls = []
@@ -391,6 +393,29 @@ def test_burstOfChangesGivesOneRefresh(memory):
     memory.connection.register("one-more", {})
     memory.clock.advance(0)
     assert task.calls == ["start", "refresh", "refresh"]
+
+
+def test_refreshOnlyForTasksFollowingChanges(memory):
+    """
+    A task whose C{followsChanges} is false when attached gets no
+    C{refresh()}, but is started and stopped like any other; one without
+    the attribute follows changes.
+    """
+
+    class WriteOnly(RecordingTask):
+        followsChanges = False
+
+    class Unmarked(RecordingTask):
+        followsChanges = property(lambda self: self.__getattribute__("nothing"))
+
+    writer = memory.attach(WriteOnly())
+    unmarked = memory.attach(Unmarked())
+    memory.connection.register("svc", {})
+    memory.clock.advance(0)
+    assert writer.calls == ["start"]
+    assert unmarked.calls == ["start", "refresh"]
+    memory.detach(writer)
+    assert writer.calls == ["start", "stop"]
 
 
 def test_outageCancelsPendingRefresh(memory):

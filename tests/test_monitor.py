@@ -20,7 +20,7 @@ from clientsupport import (  # noqa: F401 (fixtures)
 from test_manager import MemoryConnection
 from txinferno.interfaces import IRegistryConnection, IRegistryTask
 from txinferno.manager import RegistryManager
-from txinferno.monitor import Monitor
+from txinferno.monitor import PACE, Monitor
 from txinferno.service import Service
 
 
@@ -129,11 +129,46 @@ def test_neverCancelsCoalesces():
     assert len(connection.waiting) == 1
     connection.answer()
     assert recorder.events == [("resynced",)]
+    clock.advance(0)
     assert len(connection.waiting) == 1
     connection.answer()
     assert len(recorder.view) == 20
     assert connection.waiting == []
     assert connection.finds == 2
+    manager.stopService()
+
+
+def test_pacedWhileChangesKeepComing():
+    """
+    The find that follows changes made during a find starts after a pause
+    of PACE times that find's duration; a change after a quiet spell is
+    queried at once; stopping cancels the pause.
+    """
+    connection = SlowFinds()
+    clock = Clock()
+    manager = RegistryManager(connection, clock=clock)
+    manager.startService()
+    recorder = Recorder()
+    monitor = manager.attach(Monitor({}, recorder))
+    connection.register("svc0", {"n": "0"})
+    clock.advance(0.2)
+    connection.answer()
+    clock.advance(PACE * 0.2 - 0.01)
+    assert connection.waiting == []
+    clock.advance(0.01)
+    assert len(connection.waiting) == 1
+    connection.answer()
+    assert recorder.view == {"svc0": {"n": "0"}}
+    connection.register("svc1", {"n": "1"})
+    clock.advance(0)
+    assert len(connection.waiting) == 1
+    connection.register("svc2", {"n": "2"})
+    clock.advance(0.1)
+    connection.answer()
+    assert clock.getDelayedCalls() != []
+    manager.detach(monitor)
+    assert clock.getDelayedCalls() == []
+    assert connection.waiting == []
     manager.stopService()
 
 

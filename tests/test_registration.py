@@ -25,6 +25,7 @@ from txinferno.errors import (
     RegistryTimeout,
 )
 from txinferno.interfaces import IRegistration
+from txinferno.reconnect import connectionStarter
 from txinferno.registration import CHECK_RETRY_DELAY, Registrar
 
 
@@ -55,7 +56,7 @@ class Setup:
         self.completer = ConnectionCompleter(self.reactor)
         self.listings = []
         self.registrar = Registrar(
-            TCP4ClientEndpoint(self.reactor, "127.0.0.1", 6701),
+            connectionStarter(self.reactor, TCP4ClientEndpoint(self.reactor, "127.0.0.1", 6701)),
             self.listServices,
             self.reactor,
             timeout,
@@ -107,21 +108,64 @@ def test_validationBeforeSending():
 
 def test_coalesced():
     """
-    One listing confirms every registration written before it started:
-    100 registrations cost two listings.
+    While more registrations are connecting, the listing waits for them:
+    one listing, started when the last is written, confirms a burst of 100.
     """
     s = Setup()
     results = [s.register("svc%d" % i, {"k": str(i)}) for i in range(100)]
-    for i in range(100):
+    for i in range(99):
         s.connect()
+    assert s.listings == []
+    s.connect()
     assert len(s.listings) == 1
     everything = {"svc%d" % i: {"k": str(i)} for i in range(100)}
     s.listings[0].callback(everything)
-    assert len(results[0][0]) == 1
-    assert len(s.listings) == 2
-    s.listings[1].callback(everything)
     assert all(len(fired) == 1 for fired, failed in results)
-    assert len(s.listings) == 2
+    assert len(s.listings) == 1
+    assert s.reactor.getDelayedCalls() == []
+
+
+def test_listedWhileOthersStillConnect():
+    """
+    Registrations written while others are still connecting are listed
+    after CHECK_RETRY_DELAY, without waiting for the others.
+    """
+    s = Setup()
+    first = s.register("first")
+    second = s.register("second")
+    s.connect()
+    assert s.listings == []
+    s.reactor.advance(CHECK_RETRY_DELAY)
+    assert len(s.listings) == 1
+    s.listings[0].callback({"first": {"proto": "ssh"}})
+    assert len(first[0]) == 1 and second == ([], [])
+
+
+def test_connectionsInFlightBounded():
+    """
+    At most maxConnecting connection attempts are in progress at once; the
+    others start in order as attempts end, and each one's timeout counts
+    from when it was asked for.
+    """
+    s = Setup(timeout=2)
+    s.registrar = Registrar(
+        connectionStarter(s.reactor, "tcp:host=127.0.0.1:port=6701"),
+        s.listServices,
+        s.reactor,
+        timeout=2,
+        maxConnecting=3,
+    )
+    results = [s.register("svc%d" % i) for i in range(5)]
+    assert len(s.reactor.tcpClients) == 3
+    s.connect()
+    assert len(s.reactor.tcpClients) == 3
+    assert [w for server in s.servers for w in server.writes] == [b"svc0 proto ssh\n"]
+    s.reactor.advance(2)
+    assert [failed[0].check(RegistryTimeout) for fired, failed in results[1:]] == [
+        RegistryTimeout
+    ] * 4
+    assert len(s.reactor.tcpClients) == 3
+    assert all(c.stoppedConnecting for c in s.reactor.connectors)
 
 
 def test_attributesMustMatch():

@@ -146,6 +146,7 @@ async def test_persist(manager, registry_server):  # noqa: F811
     await bounded(kept.whenRegistered())
     await bounded(gone.whenRegistered())
     assert registryServices(registry_server)["kept"] == {"a": "1", "persist": "1"}
+    await recorder.waitUntil(lambda r: {"kept", "gone"} <= set(r.view))
     await bounded(manager.detach(kept))
     await bounded(manager.detach(gone))
     await recorder.waitUntil(lambda r: "gone" not in r.view)

@@ -28,6 +28,7 @@ __all__ = [
     "RegistryEndpoints",
     "defaultRegistry",
     "parseRegistryDescription",
+    "tcpAddress",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -101,6 +102,31 @@ def _clientString(host, port):
     """
     escaped = host.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
     return "tcp:host=%s:port=%d" % (escaped, port)
+
+
+def tcpAddress(endpoint):
+    """
+    Read the host and port of a plain TCP client endpoint string, as
+    L{parseRegistryDescription} writes them: C{tcp:host=H:port=P} (the
+    keywords in either order, backslash escapes allowed), and nothing else.
+
+    @type endpoint: L{str}
+    @return: C{(host, port)}, or L{None} for any other endpoint string
+        (other keywords such as C{timeout}, the positional form, another
+        scheme).
+    """
+    parts = _split(endpoint, ":")
+    if len(parts) != 3 or parts[0] != "tcp":
+        return None
+    keywords = {}
+    for part in parts[1:]:
+        key, equals, value = part.partition("=")
+        if not equals or key in keywords:
+            return None
+        keywords[key] = _unescape(value)
+    if set(keywords) != {"host", "port"} or _DIGITS.fullmatch(keywords["port"]) is None:
+        return None
+    return keywords["host"], int(keywords["port"])
 
 
 def parseRegistryDescription(description):

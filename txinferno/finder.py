@@ -34,6 +34,41 @@ The largest answer, in bytes, that a query accepts.
 """
 
 
+def _linesAndSplitter(data):
+    """
+    Cut an answer into lines, and choose how to split a line into words.
+
+    An answer in plain ASCII without quotes (the usual one) is cut with
+    L{str.split}, and its lines at single spaces when nothing else
+    separates words there; any other answer goes through the quote-aware
+    L{splitLines} and L{splitWords}.  Both give the same words.
+
+    @type data: L{bytes}
+    @return: the lines, the bytes after the last complete line, and a
+        callable splitting one line into words.
+    """
+    if b"'" in data or not data.isascii():
+        lines, rest = splitLines(data)
+        return lines, rest, splitWords
+    text = data.decode("ascii")
+    lines = text.split("\n")
+    rest = lines.pop().encode("ascii")
+    if (
+        "\t" in text
+        or "  " in text
+        or "\n\n" in text
+        or "\n " in text
+        or " \n" in text
+        or text.startswith((" ", "\n"))
+    ):
+        return lines, rest, splitWords
+    return lines, rest, _splitAtSpaces
+
+
+def _splitAtSpaces(line):
+    return line.split(" ")
+
+
 def parseAnswer(data):
     """
     Parse a whole answer of the find port: one line per service,
@@ -48,7 +83,7 @@ def parseAnswer(data):
     @return: each service's attributes by name.
     @rtype: L{dict} of L{str} to L{dict} of L{str} to L{str}
     """
-    lines, rest = splitLines(data)
+    lines, rest, split = _linesAndSplitter(data)
     if rest:
         raise MalformedAnswer(
             "answer ends with %d bytes that are not a complete line: %r"
@@ -56,11 +91,11 @@ def parseAnswer(data):
         )
     services = {}
     for number, line in enumerate(lines, 1):
-        words = splitWords(line)
+        words = split(line)
         if len(words) % 2 == 0:
             raise MalformedAnswer(
                 "line %d of the answer has %d words, not a name and "
-                "(attr, value) pairs: %r" % (number, len(words), line[:80])
+                "(attr, value) pairs: %r" % (number, len(words), _asBytes(line)[:80])
             )
         name = words[0]
         if name in services:
@@ -69,6 +104,10 @@ def parseAnswer(data):
             )
         services[name] = dict(zip(words[1::2], words[2::2]))
     return services
+
+
+def _asBytes(line):
+    return line.encode("ascii") if isinstance(line, str) else line
 
 
 class FindProtocol(Protocol):

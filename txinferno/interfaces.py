@@ -164,6 +164,14 @@ class IRegistryTask(Interface):
         "manager's C{attach} and C{detach}."
     )
 
+    followsChanges = Attribute(
+        "Whether the task wants C{refresh()} calls, read when it is "
+        "attached: a task that only writes to the registry (such as a "
+        "service) says L{False}, so that a manager holding thousands of "
+        "them does not call each one on every change.  A task without "
+        "this attribute is taken to follow changes."
+    )
+
     def start():
         """
         The registry became reachable (first time, or again after an outage).
@@ -184,7 +192,8 @@ class IRegistryTask(Interface):
 
     def refresh():
         """
-        The registry reported a change (a burst of changes gives one call).
+        The registry reported a change (a burst of changes gives one call);
+        called only when C{followsChanges} is true.
         """
 
 

@@ -48,6 +48,8 @@ class Lookup:
 
     _log = Logger()
 
+    followsChanges = True
+
     def __init__(self, attrs=(), timeout=10):
         """
         @param attrs: the query: a mapping or a sequence of C{(attr, value)}

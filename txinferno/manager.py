@@ -59,7 +59,8 @@ class RegistryManager(Service):
     open through its connection plugin.  When the stream is ready the
     manager is I{connected}: it calls C{start()} on every attached task and
     tells its connection-state observers; each burst of change reports gives
-    one C{refresh()} call to each task; when the stream is lost, it calls
+    one C{refresh()} call to each task that follows changes (its
+    C{followsChanges} is true when it is attached); when the stream is lost, it calls
     C{stop()} on every task, tells its observers, and waits for the plugin to
     reopen the stream.
 
@@ -86,6 +87,7 @@ class RegistryManager(Service):
         self.connection = connection
         self.clock = clock
         self._tasks = {}
+        self._followers = {}
         self._observers = []
         self._waiting = []
         self._connected = False
@@ -190,6 +192,8 @@ class RegistryManager(Service):
         if task.manager is not None:
             raise ValueError("%r is attached to another manager, %r" % (task, task.manager))
         self._tasks[task] = None
+        if getattr(task, "followsChanges", True):
+            self._followers[task] = None
         task.manager = self
         if self._connected:
             self._startTasks([task])
@@ -207,6 +211,7 @@ class RegistryManager(Service):
         if task not in self._tasks or task.manager is not self:
             raise ValueError("%r is not attached to this manager" % (task,))
         del self._tasks[task]
+        self._followers.pop(task, None)
         try:
             stopped = maybeDeferred(task.stop)
         finally:
@@ -318,7 +323,7 @@ class RegistryManager(Service):
 
     def _refresh(self):
         self._refreshCall = None
-        self._callTasks("refresh")
+        self._callTasks("refresh", self._followers)
 
     def _streamLost(self, reason):
         if not self._connected:
@@ -349,15 +354,15 @@ class RegistryManager(Service):
             self._refreshCall.cancel()
             self._refreshCall = None
 
-    def _callTasks(self, method):
+    def _callTasks(self, method, tasks=None):
         """
-        Call C{method} on every attached task, each isolated from the others'
-        exceptions.
+        Call C{method} on every attached task (or every one of C{tasks}),
+        each isolated from the others' exceptions.
 
         @return: the Deferreds of the tasks that returned one.
         """
         results = []
-        for task in list(self._tasks):
+        for task in list(self._tasks if tasks is None else tasks):
             if task.manager is self:
                 result = self._callTask(task, method)
                 if isinstance(result, Deferred):

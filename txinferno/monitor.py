@@ -9,7 +9,13 @@ from zope.interface import implementer
 from txinferno.interfaces import IRegistryTask
 from txinferno.validation import queryLine
 
-__all__ = ["Monitor"]
+__all__ = ["PACE", "Monitor"]
+
+PACE = 1
+"""
+How long a monitor pauses between back-to-back finds, in multiples of the
+last find's duration.
+"""
 
 
 @implementer(IRegistryTask)
@@ -20,7 +26,11 @@ class Monitor:
 
     One find is in flight at a time and none is ever cancelled to start
     another: a change reported while a find runs only marks that exactly one
-    more find is needed when it ends.  Each answer is compared with the
+    more find is needed when it ends.  That one starts after a pause of
+    L{PACE} times the last find's duration, so that while changes keep
+    coming a monitor spends at most a quarter of its time finding, however
+    large its answers grow; a change after a quiet spell is queried at
+    once.  Each answer is compared with the
     current view, so a service that starts matching after an update is
     reported as added, one that stops matching as removed, and an outage
     with no change produces no report but C{resynced()}.
@@ -36,6 +46,8 @@ class Monitor:
     """
 
     _log = Logger()
+
+    followsChanges = True
 
     def __init__(self, attrs, observer):
         """
@@ -54,6 +66,8 @@ class Monitor:
         self.synced = False
         self._restoring = None
         self._finding = None
+        self._findStarted = None
+        self._pause = None
         self._again = False
 
     def __repr__(self):
@@ -82,22 +96,26 @@ class Monitor:
         """
         self._again = False
         self._restoring = None
+        if self._pause is not None:
+            self._pause.cancel()
+            self._pause = None
         finding, self._finding = self._finding, None
         if finding is not None:
             finding.cancel()
 
     def refresh(self):
         """
-        The registry changed: query it now, or once more when the find in
-        flight ends (or not at all before the first query after C{start()},
-        which sees the change).
+        The registry changed: query it now, or once more after the find in
+        flight and its pause (or not at all before the first query after
+        C{start()}, which sees the change).
         """
         if self._restoring is not None:
             return
-        if self._finding is not None:
+        if self._finding is not None or self._pause is not None:
             self._again = True
             return
         self._again = False
+        self._findStarted = self.manager.clock.seconds()
         finding = self._finding = self.manager.connection.find(self.attrs)
         finding.addCallbacks(
             self._found,
@@ -128,8 +146,18 @@ class Monitor:
         self._next()
 
     def _next(self):
+        """
+        After a find: if a change came meanwhile, query again after the
+        pause.
+        """
         if self._again and self.manager is not None:
-            self.refresh()
+            clock = self.manager.clock
+            pause = PACE * (clock.seconds() - self._findStarted)
+            self._pause = clock.callLater(pause, self._paused)
+
+    def _paused(self):
+        self._pause = None
+        self.refresh()
 
     def _report(self, services):
         """

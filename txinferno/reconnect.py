@@ -2,17 +2,22 @@
 An L{IConnector} over any client endpoint, so that
 L{twisted.internet.protocol.ReconnectingClientFactory} (which needs a
 connector whose C{connect()} can be called again) keeps a connection open
-through a TCP, TLS, UNIX or any other L{IStreamClientEndpoint}.
+through a TCP, TLS, UNIX or any other L{IStreamClientEndpoint}; and
+L{connectionStarter}, which starts connections as connectors, directly
+with C{connectTCP} for a plain TCP endpoint string.
 """
 
 from zope.interface import implementer
 
 from twisted.internet import error
+from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IAddress, IConnector
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-__all__ = ["EndpointAddress", "EndpointConnector"]
+from .description import tcpAddress
+
+__all__ = ["EndpointAddress", "EndpointConnector", "connectionStarter"]
 
 
 @implementer(IAddress)
@@ -189,3 +194,44 @@ class EndpointConnector:
         @rtype: L{IAddress}
         """
         return self._destination
+
+
+def connectionStarter(reactor, endpoint):
+    """
+    How to start connections to one destination, each reported to its
+    L{ClientFactory} as C{connectTCP} reports them (C{buildProtocol},
+    C{clientConnectionFailed}, C{clientConnectionLost}).
+
+    A plain TCP endpoint string (C{tcp:host=H:port=P}, see
+    L{txinferno.description.tcpAddress}) is connected with
+    C{reactor.connectTCP} itself, without an endpoint's wrapping protocol,
+    L{Deferred} or timeout timer: the cheapest way to make many short
+    connections.  Anything else goes through an L{EndpointConnector}.
+    Neither has a timeout: the caller times its attempts, and stops one
+    with the connector's C{stopConnecting()}.
+
+    @param reactor: an L{IReactorTCP}; it also builds an endpoint from a
+        string.
+    @param endpoint: an L{IStreamClientEndpoint}, or a client endpoint
+        string for L{clientFromString}.
+    @return: a callable taking a L{ClientFactory}, starting a connection
+        for it and returning its L{IConnector}.
+    @raise ValueError: for a bad endpoint string.
+    """
+    address = tcpAddress(endpoint) if isinstance(endpoint, str) else None
+    if address is not None:
+        host, port = address
+
+        def connectTCP(factory):
+            return reactor.connectTCP(host, port, factory, timeout=None)
+
+        return connectTCP
+    if isinstance(endpoint, str):
+        endpoint = clientFromString(reactor, endpoint)
+
+    def connectThroughEndpoint(factory):
+        connector = EndpointConnector(endpoint, factory)
+        connector.connect()
+        return connector
+
+    return connectThroughEndpoint

@@ -11,10 +11,12 @@ connection closes first, a listing started after the close tells why: the
 name held by another service means C{duplicate service name}.
 """
 
+from collections import deque
+
 from zope.interface import implementer
 
 from twisted.internet import defer
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -32,6 +34,7 @@ from .validation import registrationLine, updateLine
 
 __all__ = [
     "DEFAULT_REGISTRATION_TIMEOUT",
+    "DEFAULT_MAX_CONNECTING",
     "CHECK_RETRY_DELAY",
     "RegistrationProtocol",
     "Registration",
@@ -42,6 +45,13 @@ DEFAULT_REGISTRATION_TIMEOUT = 10.0
 """
 Seconds a connection attempt to the new port may take, and seconds a
 registration may stay unlisted while its connection is open.
+"""
+
+DEFAULT_MAX_CONNECTING = 32
+"""
+Connection attempts to the new port in progress at once: a burst of
+registrations reaches the registry as a steady stream rather than as one
+flood of connections its listen queue may not hold.
 """
 
 CHECK_RETRY_DELAY = 0.1
@@ -62,19 +72,15 @@ class RegistrationProtocol(Protocol):
 
     _log = Logger()
 
-    def __init__(self, registration, line):
+    def __init__(self, registration):
         """
         @type registration: L{Registration}
-        @param line: the registration line, newline included.
-        @type line: L{bytes}
         """
         self._registration = registration
-        self._line = line
         self._error = None
 
     def connectionMade(self):
         enableKeepAlive(self.transport)
-        self.transport.write(self._line)
         self._registration._connectionMade(self)
 
     def dataReceived(self, data):
@@ -93,15 +99,22 @@ class RegistrationProtocol(Protocol):
         self._registration._connectionLost(reason)
 
 
-class _RegistrationFactory(Factory):
+class _RegistrationFactory(ClientFactory):
+    """
+    The factory of one registration's connection: builds its protocol and
+    tells it when the connection could not be made.
+    """
+
     noisy = False
 
-    def __init__(self, registration, line):
+    def __init__(self, registration):
         self._registration = registration
-        self._line = line
 
     def buildProtocol(self, addr):
-        return RegistrationProtocol(self._registration, self._line)
+        return RegistrationProtocol(self._registration)
+
+    def clientConnectionFailed(self, connector, reason):
+        self._registration._connectFailed(reason)
 
 
 @implementer(IRegistration)
@@ -116,60 +129,91 @@ class Registration:
 
     _log = Logger()
 
-    def __init__(self, registrar, name, pairs):
+    def __init__(self, registrar, name, pairs, line):
         self._registrar = registrar
         self.name = name
         self.attrs = dict(pairs)
         self.registered = defer.Deferred(self._cancel)
-        self._connecting = None
-        self._connectTimeout = None
+        self._line = line
+        self._connecting = False
+        self._connector = None
         self._protocol = None
         self._confirmed = False
         self._orphaned = False
-        self._cancelled = False
         self._unregistering = False
         self._closeReason = None
         self._closedInRound = None
         self._writtenAt = None
         self._end = None
-        self._lostWaiters = []
-        self._unregisterWaiters = []
+        self._endWaiters = None
 
     def __repr__(self):
         return "<Registration %r>" % (self.name,)
 
     # Life before confirmation, driven by the Registrar.
 
+    def _connect(self, startConnection):
+        """
+        Start this registration's connection.
+
+        @param startConnection: see L{txinferno.reconnect.connectionStarter}.
+        """
+        self._connecting = True
+        connector = startConnection(_RegistrationFactory(self))
+        if self._connecting:
+            self._connector = connector
+
+    def _endConnecting(self):
+        """
+        The connection attempt ended: tell the registrar, once.
+
+        @return: the attempt's connector if it was still in progress (or
+            L{True} when it ended before its connector was known), else
+            L{None}.
+        """
+        if not self._connecting:
+            return None
+        self._connecting = False
+        connector, self._connector = self._connector, None
+        self._registrar._connectEnded(self)
+        return connector or True
+
+    def _abandonConnecting(self):
+        """
+        Stop the connection attempt in progress, if any; its connector's
+        failure report is then ignored.
+        """
+        connector = self._endConnecting()
+        if connector not in (None, True):
+            connector.stopConnecting()
+
     def _cancel(self, d):
-        self._cancelled = True
         self._registrar._forget(self)
-        if self._connecting is not None:
-            self._connecting.cancel()
-        elif self._protocol is not None:
+        self._abandonConnecting()
+        if self._protocol is not None:
             self._protocol.transport.abortConnection()
 
     def _connectTimedOut(self, timeout):
-        self._connectTimeout = timeout
-        self._connecting.cancel()
-
-    def _connectSucceeded(self, protocol):
-        self._connecting = None
-        self._registrar._connectEnded(self)
+        """
+        No connection within C{timeout} seconds of being asked for (waiting
+        for a turn included).
+        """
+        self._abandonConnecting()
+        self.registered.errback(
+            Failure(RegistryTimeout("could not connect to the new port within %g s" % (timeout,)))
+        )
 
     def _connectFailed(self, reason):
-        self._connecting = None
-        self._registrar._connectEnded(self)
-        reason = explainOpenFileLimit(reason)
-        if self._connectTimeout is not None:
-            reason = Failure(
-                RegistryTimeout(
-                    "could not connect to the new port within %g s" % (self._connectTimeout,)
-                )
-            )
-        if not self._cancelled:
-            self.registered.errback(reason)
+        if self._endConnecting() is not None:
+            self.registered.errback(explainOpenFileLimit(reason))
 
     def _connectionMade(self, protocol):
+        self._endConnecting()
+        if self.registered.called:
+            # Given up (cancelled or timed out) while an endpoint connected.
+            protocol.transport.abortConnection()
+            return
+        protocol.transport.write(self._line)
         self._protocol = protocol
         self._writtenAt = self._registrar.clock.seconds()
         self._registrar._written(self)
@@ -215,9 +259,26 @@ class Registration:
     def _endOrphan(self, end):
         self._orphaned = False
         self._end = end
-        waiters, self._lostWaiters = self._lostWaiters, []
-        for d in waiters:
-            d.callback(None) if end is None else d.errback(end)
+        self._tellEnd()
+
+    def _waitForEnd(self):
+        """
+        @return: a L{Deferred} that L{_tellEnd} fires.
+        """
+        if self._endWaiters is None:
+            self._endWaiters = []
+        d = defer.Deferred()
+        self._endWaiters.append(d)
+        return d
+
+    def _tellEnd(self):
+        """
+        Fire the L{Deferred}s waiting for the end: with L{None} for an
+        unregistration, else with the failure in C{_end}.
+        """
+        waiters, self._endWaiters = self._endWaiters, None
+        for d in waiters or ():
+            d.callback(None) if self._end is None else d.errback(self._end)
 
     def _fail(self, reason):
         """
@@ -255,10 +316,7 @@ class Registration:
                 )
             )
             self._log.warn("{error}", error=self._end.value)
-        waiters = self._unregisterWaiters + self._lostWaiters
-        self._unregisterWaiters = self._lostWaiters = []
-        for d in waiters:
-            d.callback(None) if self._end is None else d.errback(self._end)
+        self._tellEnd()
 
     # IRegistration
 
@@ -294,8 +352,7 @@ class Registration:
         if self._protocol is None:
             return defer.succeed(None)
         self._unregistering = True
-        d = defer.Deferred()
-        self._unregisterWaiters.append(d)
+        d = self._waitForEnd()
         self._protocol.transport.loseConnection()
         return d
 
@@ -307,9 +364,7 @@ class Registration:
         """
         if self._protocol is None and not self._orphaned:
             return defer.succeed(None) if self._end is None else defer.fail(self._end)
-        d = defer.Deferred()
-        self._lostWaiters.append(d)
-        return d
+        return self._waitForEnd()
 
 
 class Registrar:
@@ -323,27 +378,40 @@ class Registrar:
     _log = Logger()
 
     def __init__(
-        self, endpoint, listServices, clock, timeout=DEFAULT_REGISTRATION_TIMEOUT
+        self,
+        startConnection,
+        listServices,
+        clock,
+        timeout=DEFAULT_REGISTRATION_TIMEOUT,
+        maxConnecting=DEFAULT_MAX_CONNECTING,
     ):
         """
-        @param endpoint: the new port.
-        @type endpoint: L{IStreamClientEndpoint}
+        @param startConnection: connects a L{ClientFactory} to the new port
+            and returns its L{IConnector}; see
+            L{txinferno.reconnect.connectionStarter}.
         @param listServices: a callable returning a L{Deferred} that fires
             with every service's attributes by name (a find of C{\\n}).
         @param clock: times connections and confirmations.
         @type clock: L{IReactorTime}
-        @param timeout: seconds a connection attempt may take, and seconds
-            a registration may stay unlisted while its connection is open.
+        @param timeout: seconds a registration may wait for its connection
+            (its turn included), and seconds it may stay unlisted while its
+            connection is open.
+        @param maxConnecting: the most connection attempts in progress at
+            once; more registrations wait their turn in order.
         """
-        self._endpoint = endpoint
+        self._startConnection = startConnection
         self._listServices = listServices
         self.clock = clock
         self._timeout = timeout
+        self._maxConnecting = maxConnecting
         self._pending = {}
         self._rounds = 0
         self._listing = None
         self._fresh = False
         self._retry = None
+        self._waitingToConnect = deque()
+        self._connecting = 0
+        self._startingConnections = False
         self._connectDeadlines = {}
         self._connectTimer = None
 
@@ -362,20 +430,49 @@ class Registrar:
             Cancelling it closes the connection.
         """
         line, pairs = registrationLine(name, attrs)
-        registration = Registration(self, name, pairs)
-        connecting = self._endpoint.connect(_RegistrationFactory(registration, line))
-        if not connecting.called:
-            registration._connecting = connecting
-            self._connectDeadlines[registration] = self.clock.seconds() + self._timeout
-            if self._connectTimer is None:
-                self._connectTimer = self.clock.callLater(self._timeout, self._connectTimeouts)
-        connecting.addCallbacks(registration._connectSucceeded, registration._connectFailed)
+        registration = Registration(self, name, pairs, line)
+        self._connectDeadlines[registration] = self.clock.seconds() + self._timeout
+        if self._connectTimer is None:
+            self._connectTimer = self.clock.callLater(self._timeout, self._connectTimeouts)
+        self._waitingToConnect.append(registration)
+        self._startConnections()
         return registration.registered
+
+    def _startConnections(self):
+        """
+        Start the connections of waiting registrations, in order, while
+        fewer than C{maxConnecting} attempts are in progress.
+        """
+        if self._startingConnections:
+            return
+        self._startingConnections = True
+        try:
+            waiting = self._waitingToConnect
+            while waiting:
+                if waiting[0].registered.called:
+                    # Cancelled or timed out while waiting.
+                    waiting.popleft()
+                elif self._connecting < self._maxConnecting:
+                    self._connecting += 1
+                    waiting.popleft()._connect(self._startConnection)
+                else:
+                    break
+        finally:
+            self._startingConnections = False
 
     def _connectEnded(self, registration):
         """
-        A connection attempt succeeded or failed: stop timing it, and the
-        timer with the last one.
+        A connection attempt succeeded, failed or was abandoned: stop
+        timing it, and start the next.
+        """
+        self._connecting -= 1
+        self._stopTiming(registration)
+        self._startConnections()
+
+    def _stopTiming(self, registration):
+        """
+        Forget C{registration}'s connection deadline, and stop the timer
+        with the last one.
         """
         self._connectDeadlines.pop(registration, None)
         if not self._connectDeadlines and self._connectTimer is not None:
@@ -384,21 +481,29 @@ class Registrar:
 
     def _connectTimeouts(self):
         """
-        Abandon the connection attempts older than the timeout, and wait
-        for the oldest of the others: one timer for every attempt, as all
-        have the same timeout and come in order.
+        Give up the registrations whose connection is not made within the
+        timeout, and wait for the oldest of the others: one timer for
+        every registration, as all have the same timeout and come in
+        order.
         """
         self._connectTimer = None
         now = self.clock.seconds()
-        while self._connectDeadlines:
-            registration, deadline = next(iter(self._connectDeadlines.items()))
+        expired = []
+        for registration, deadline in self._connectDeadlines.items():
             if deadline > now:
-                self._connectTimer = self.clock.callLater(
-                    deadline - now, self._connectTimeouts
-                )
-                return
+                self._connectTimer = self.clock.callLater(deadline - now, self._connectTimeouts)
+                break
+            expired.append(registration)
+        for registration in expired:
             del self._connectDeadlines[registration]
-            registration._connectTimedOut(self._timeout)
+        # None of the expired may take the turn another leaves.
+        self._startingConnections = True
+        try:
+            for registration in expired:
+                registration._connectTimedOut(self._timeout)
+        finally:
+            self._startingConnections = False
+        self._startConnections()
 
     def _written(self, registration):
         self._pending[registration] = None
@@ -412,17 +517,35 @@ class Registrar:
 
     def _forget(self, registration):
         self._pending.pop(registration, None)
+        self._stopTiming(registration)
+        self._startConnections()
 
     def _check(self):
         """
         Start a listing for every waiting registration, unless one is
-        running.
+        running; while more registrations are connecting or waiting their
+        turn, one listing after L{CHECK_RETRY_DELAY} confirms them all.
         """
         if self._listing is not None or not self._pending:
             return
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
+        if self._connecting or self._waitingToConnect:
+            self._listLater()
+        else:
+            self._list()
+
+    def _listLater(self):
+        if self._retry is None:
+            self._retry = self.clock.callLater(CHECK_RETRY_DELAY, self._listDue)
+
+    def _listDue(self):
         self._retry = None
+        if self._listing is None and self._pending:
+            self._list()
+
+    def _list(self):
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         self._rounds += 1
         self._fresh = False
         batch = list(self._pending)
@@ -515,5 +638,5 @@ class Registrar:
             return
         if self._fresh:
             self._check()
-        elif self._retry is None:
-            self._retry = self.clock.callLater(CHECK_RETRY_DELAY, self._check)
+        else:
+            self._listLater()

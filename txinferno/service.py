@@ -62,6 +62,11 @@ class Service:
 
     _log = Logger()
 
+    followsChanges = False
+    """
+    A service only writes to the registry: no C{refresh()} calls.
+    """
+
     initialDelay = 0.5
     factor = 2.7182818284590451
     jitter = 0.1
@@ -89,7 +94,7 @@ class Service:
         self._registration = None
         self._registering = None
         self._backoff = None
-        self._waiting = []
+        self._waiting = None
 
     def __repr__(self):
         return "<Service %r %s>" % (self.name, "registered" if self.registered else "unregistered")
@@ -111,6 +116,8 @@ class Service:
         if self._registration is not None:
             return succeed(self)
         d = Deferred()
+        if self._waiting is None:
+            self._waiting = []
         self._waiting.append(d)
         return d
 
@@ -141,18 +148,9 @@ class Service:
             nothing to do.
         """
         self._running = True
-        self._backoff = _Backoff(
-            self.manager.clock,
-            self._register,
-            self.initialDelay,
-            self.factor,
-            self.jitter,
-            self.maxDelay,
-        )
+        self._backoff = None
         if self._registration is None and self._registering is None:
-            attempt = Deferred()
-            self._register().chainDeferred(attempt)
-            return attempt
+            return self._register()
 
     def stop(self):
         """
@@ -182,6 +180,12 @@ class Service:
         """
 
     def _register(self):
+        """
+        Make one registration attempt.
+
+        @return: a L{Deferred} that fires with L{None} once the attempt has
+            ended (registered or not).
+        """
         attrs = self._checked
         if attrs != self.attrs:
             # Changed directly rather than through update().
@@ -200,11 +204,12 @@ class Service:
             return registration.unregister()
         self._registering = None
         self._registration = registration
-        self._backoff.resetDelay()
+        if self._backoff is not None:
+            self._backoff.resetDelay()
         registration.whenLost().addBoth(self._lost, registration)
         self._sync()
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
+        waiting, self._waiting = self._waiting, None
+        for d in waiting or ():
             d.callback(self)
 
     def _failed(self, reason, registering):
@@ -218,8 +223,8 @@ class Service:
                 name=self.name,
                 reason=reason.value.reason,
             )
-            waiting, self._waiting = self._waiting, []
-            for d in waiting:
+            waiting, self._waiting = self._waiting, None
+            for d in waiting or ():
                 d.errback(reason)
         else:
             self._log.warn(
@@ -244,6 +249,15 @@ class Service:
         Register again after the next backoff delay, while running.
         """
         if self._running:
+            if self._backoff is None:
+                self._backoff = _Backoff(
+                    self.manager.clock,
+                    self._register,
+                    self.initialDelay,
+                    self.factor,
+                    self.jitter,
+                    self.maxDelay,
+                )
             self._backoff.retry()
 
     def _sync(self):

@@ -11,6 +11,7 @@ from .changes import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, ChangeStream
 from .description import parseRegistryDescription
 from .finder import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, runQuery
 from .interfaces import IRegistryConnection
+from .reconnect import connectionStarter
 from .registration import Registrar
 from .validation import queryLine
 
@@ -85,11 +86,9 @@ class TCPRegistryConnection:
         ]:
             if value is not None and not value > 0:
                 raise ValueError("%s must be positive, not %r" % (option, value))
-        endpoints = [
-            clientFromString(reactor, e) if isinstance(e, str) else e
-            for e in (new, find, event)
+        self._find, self._event = [
+            clientFromString(reactor, e) if isinstance(e, str) else e for e in (find, event)
         ]
-        self._new, self._find, self._event = endpoints
         if description is None:
             description = "new=%s find=%s event=%s" % tuple(
                 e if isinstance(e, str) else repr(e) for e in (new, find, event)
@@ -103,7 +102,7 @@ class TCPRegistryConnection:
         self._probeTimeout = probeTimeout or findTimeout
         self._clock = clock or reactor
         self._registrar = Registrar(
-            self._new, self._listServices, self._clock, findTimeout
+            connectionStarter(reactor, new), self._listServices, self._clock, findTimeout
         )
 
     def __repr__(self):
