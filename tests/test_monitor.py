@@ -20,7 +20,7 @@ from clientsupport import (  # noqa: F401 (fixtures)
 from test_manager import MemoryConnection
 from txinferno.interfaces import IRegistryConnection, IRegistryTask
 from txinferno.manager import RegistryManager
-from txinferno.monitor import PACE, Monitor
+from txinferno.monitor import MAX_WAIT, PACE, QUIET, Monitor
 from txinferno.service import Service
 
 
@@ -129,7 +129,7 @@ def test_neverCancelsCoalesces():
     assert len(connection.waiting) == 1
     connection.answer()
     assert recorder.events == [("resynced",)]
-    clock.advance(0)
+    clock.advance(QUIET)
     assert len(connection.waiting) == 1
     connection.answer()
     assert len(recorder.view) == 20
@@ -138,11 +138,10 @@ def test_neverCancelsCoalesces():
     manager.stopService()
 
 
-def test_pacedWhileChangesKeepComing():
+def pacing():
     """
-    The find that follows changes made during a find starts after a pause
-    of PACE times that find's duration; a change after a quiet spell is
-    queried at once; stopping cancels the pause.
+    A monitor of every service on a connection whose finds the test
+    answers, its first find answered at time 0.
     """
     connection = SlowFinds()
     clock = Clock()
@@ -150,20 +149,72 @@ def test_pacedWhileChangesKeepComing():
     manager.startService()
     recorder = Recorder()
     monitor = manager.attach(Monitor({}, recorder))
-    connection.register("svc0", {"n": "0"})
-    clock.advance(0.2)
     connection.answer()
-    clock.advance(PACE * 0.2 - 0.01)
-    assert connection.waiting == []
-    clock.advance(0.01)
-    assert len(connection.waiting) == 1
-    connection.answer()
-    assert recorder.view == {"svc0": {"n": "0"}}
-    connection.register("svc1", {"n": "1"})
+    return connection, clock, manager, monitor, recorder
+
+
+def test_changeAfterQuietSpellQueriedAtOnce():
+    connection, clock, manager, monitor, recorder = pacing()
+    clock.advance(5)
+    connection.register("svc", {})
     clock.advance(0)
     assert len(connection.waiting) == 1
-    connection.register("svc2", {"n": "2"})
-    clock.advance(0.1)
+    connection.answer()
+    assert recorder.view == {"svc": {}}
+    assert clock.getDelayedCalls() == []
+
+
+def test_burstQueriedOnceQuiet():
+    """
+    Changes reported while a find runs are queried once no change has come
+    for QUIET seconds.
+    """
+    connection, clock, manager, monitor, recorder = pacing()
+    connection.register("svc0", {})
+    clock.advance(0)
+    assert len(connection.waiting) == 1
+    for i in range(1, 4):
+        connection.register("svc%d" % i, {})
+        clock.advance(0.01)
+    connection.answer()
+    clock.advance(QUIET - 0.001)
+    assert connection.waiting == []
+    clock.advance(0.001)
+    assert len(connection.waiting) == 1
+    connection.answer()
+    assert len(recorder.view) == 4
+    assert clock.getDelayedCalls() == []
+
+
+def test_endlessChangesQueriedAfterMaxWait():
+    """
+    While changes keep coming, the monitor queries again MAX_WAIT after its
+    last find, or PACE times that find's duration when longer; detaching
+    cancels the wait.
+    """
+    connection, clock, manager, monitor, recorder = pacing()
+    connection.register("svc0", {})
+    clock.advance(0)
+    connection.register("svc1", {})
+    clock.advance(0)
+    connection.answer()
+    steps = 0
+    while connection.waiting == []:
+        connection.register("more%d" % steps, {})
+        clock.advance(QUIET / 2)
+        steps += 1
+    assert steps * QUIET / 2 == pytest.approx(MAX_WAIT, abs=QUIET / 2)
+    connection.register("during", {})
+    clock.advance(MAX_WAIT)
+    connection.answer()
+    steps = 0
+    while connection.waiting == []:
+        connection.register("later%d" % steps, {})
+        clock.advance(QUIET / 2)
+        steps += 1
+    assert steps * QUIET / 2 == pytest.approx(PACE * MAX_WAIT, abs=QUIET / 2)
+    connection.register("last", {})
+    clock.advance(0)
     connection.answer()
     assert clock.getDelayedCalls() != []
     manager.detach(monitor)

@@ -9,12 +9,25 @@ from zope.interface import implementer
 from txinferno.interfaces import IRegistryTask
 from txinferno.validation import queryLine
 
-__all__ = ["PACE", "Monitor"]
+__all__ = ["QUIET", "MAX_WAIT", "PACE", "Monitor"]
 
-PACE = 1
+QUIET = 0.02
 """
-How long a monitor pauses between back-to-back finds, in multiples of the
-last find's duration.
+Seconds without a change report after which a monitor queries the changes
+reported while its last find ran.
+"""
+
+MAX_WAIT = 0.25
+"""
+While changes keep coming, the longest a monitor waits, after a find, for
+a quiet spell before querying again anyway.
+"""
+
+PACE = 3
+"""
+The wait of L{MAX_WAIT} grows to this many times the last find's duration
+when finds take longer, so that a monitor spends at most a quarter of its
+time finding while changes keep coming, however large its answers grow.
 """
 
 
@@ -26,12 +39,12 @@ class Monitor:
 
     One find is in flight at a time and none is ever cancelled to start
     another: a change reported while a find runs only marks that exactly one
-    more find is needed when it ends.  That one starts after a pause of
-    L{PACE} times the last find's duration, so that while changes keep
-    coming a monitor spends at most a quarter of its time finding, however
-    large its answers grow; a change after a quiet spell is queried at
-    once.  Each answer is compared with the
-    current view, so a service that starts matching after an update is
+    more find is needed.  That one starts once no change has been reported
+    for L{QUIET} seconds, or at the latest L{MAX_WAIT} seconds (or L{PACE}
+    times the last find's duration, if longer) after the last find ended:
+    a burst of changes costs a few finds, and its end is seen soon after it
+    ends.  A change after a quiet spell is queried at once.  Each answer is
+    compared with the current view, so a service that starts matching after an update is
     reported as added, one that stops matching as removed, and an outage
     with no change produces no report but C{resynced()}.
 
@@ -67,7 +80,9 @@ class Monitor:
         self._restoring = None
         self._finding = None
         self._findStarted = None
-        self._pause = None
+        self._lastChange = None
+        self._waitUntil = None
+        self._waiting = None
         self._again = False
 
     def __repr__(self):
@@ -96,9 +111,9 @@ class Monitor:
         """
         self._again = False
         self._restoring = None
-        if self._pause is not None:
-            self._pause.cancel()
-            self._pause = None
+        if self._waiting is not None:
+            self._waiting.cancel()
+            self._waiting = None
         finding, self._finding = self._finding, None
         if finding is not None:
             finding.cancel()
@@ -106,14 +121,18 @@ class Monitor:
     def refresh(self):
         """
         The registry changed: query it now, or once more after the find in
-        flight and its pause (or not at all before the first query after
-        C{start()}, which sees the change).
+        flight (or not at all before the first query after C{start()},
+        which sees the change).
         """
         if self._restoring is not None:
             return
-        if self._finding is not None or self._pause is not None:
+        self._lastChange = self.manager.clock.seconds()
+        if self._finding is not None or self._waiting is not None:
             self._again = True
             return
+        self._find()
+
+    def _find(self):
         self._again = False
         self._findStarted = self.manager.clock.seconds()
         finding = self._finding = self.manager.connection.find(self.attrs)
@@ -147,17 +166,25 @@ class Monitor:
 
     def _next(self):
         """
-        After a find: if a change came meanwhile, query again after the
-        pause.
+        After a find: if a change came meanwhile, query again after a quiet
+        spell, or once the longest wait has passed.
         """
         if self._again and self.manager is not None:
-            clock = self.manager.clock
-            pause = PACE * (clock.seconds() - self._findStarted)
-            self._pause = clock.callLater(pause, self._paused)
+            now = self.manager.clock.seconds()
+            self._waitUntil = now + max(MAX_WAIT, PACE * (now - self._findStarted))
+            self._wait(now)
 
-    def _paused(self):
-        self._pause = None
-        self.refresh()
+    def _wait(self, now):
+        due = min(self._lastChange + QUIET, self._waitUntil)
+        self._waiting = self.manager.clock.callLater(max(0, due - now), self._waited)
+
+    def _waited(self):
+        self._waiting = None
+        now = self.manager.clock.seconds()
+        if now >= self._lastChange + QUIET or now >= self._waitUntil:
+            self._find()
+        else:
+            self._wait(now)
 
     def _report(self, services):
         """

@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_REGISTRATION_TIMEOUT",
     "DEFAULT_MAX_CONNECTING",
     "CHECK_RETRY_DELAY",
+    "BURST_LISTING_DELAY",
     "RegistrationProtocol",
     "Registration",
     "Registrar",
@@ -58,6 +59,13 @@ CHECK_RETRY_DELAY = 0.1
 """
 Seconds between listings when the last one showed none of the waiting
 registrations yet.
+"""
+
+BURST_LISTING_DELAY = 0.25
+"""
+Seconds a written registration waits for its listing while more
+registrations are still connecting: the listing that follows the last of a
+burst confirms them all, and a long burst is confirmed in steps.
 """
 
 
@@ -524,18 +532,18 @@ class Registrar:
         """
         Start a listing for every waiting registration, unless one is
         running; while more registrations are connecting or waiting their
-        turn, one listing after L{CHECK_RETRY_DELAY} confirms them all.
+        turn, the listing waits for them, or L{BURST_LISTING_DELAY}.
         """
         if self._listing is not None or not self._pending:
             return
         if self._connecting or self._waitingToConnect:
-            self._listLater()
+            self._listLater(BURST_LISTING_DELAY)
         else:
             self._list()
 
-    def _listLater(self):
+    def _listLater(self, delay):
         if self._retry is None:
-            self._retry = self.clock.callLater(CHECK_RETRY_DELAY, self._listDue)
+            self._retry = self.clock.callLater(delay, self._listDue)
 
     def _listDue(self):
         self._retry = None
@@ -639,4 +647,4 @@ class Registrar:
         if self._fresh:
             self._check()
         else:
-            self._listLater()
+            self._listLater(CHECK_RETRY_DELAY)
