@@ -142,6 +142,31 @@ def test_listedWhileOthersStillConnect():
     assert len(first[0]) == 1 and second == ([], [])
 
 
+def test_changeReportListsAtOnce():
+    """
+    A registration the last listing did not show is listed again as soon as
+    the registry reports a change, rather than after CHECK_RETRY_DELAY;
+    not while others are still connecting, and not when none waits.
+    """
+    s = Setup()
+    s.registrar.registryChanged()
+    fired, failed = s.register("svc")
+    s.connect()
+    s.listings[0].callback({})
+    assert len(s.listings) == 1
+    s.registrar.registryChanged()
+    assert len(s.listings) == 2
+    s.listings[1].callback({"svc": {"proto": "ssh"}})
+    assert len(fired) == 1
+    s.registrar.registryChanged()
+    later = s.register("later")
+    other = s.register("other")
+    s.connect()
+    s.registrar.registryChanged()
+    assert len(s.listings) == 2
+    assert s.reactor.getDelayedCalls() != []
+
+
 def test_connectionsInFlightBounded():
     """
     At most maxConnecting connection attempts are in progress at once; the

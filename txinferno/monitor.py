@@ -11,7 +11,7 @@ from txinferno.validation import queryLine
 
 __all__ = ["QUIET", "MAX_WAIT", "PACE", "Monitor"]
 
-QUIET = 0.02
+QUIET = 0.01
 """
 Seconds without a change report after which a monitor queries the changes
 reported while its last find ran.

@@ -545,6 +545,19 @@ class Registrar:
         if self._retry is None:
             self._retry = self.clock.callLater(delay, self._listDue)
 
+    def registryChanged(self):
+        """
+        The registry reported a change: a listing waiting for its delay
+        starts now, unless registrations are still connecting.
+        """
+        if (
+            self._retry is not None
+            and self._pending
+            and self._listing is None
+            and not (self._connecting or self._waitingToConnect)
+        ):
+            self._list()
+
     def _listDue(self):
         self._retry = None
         if self._listing is None and self._pending:

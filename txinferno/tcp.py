@@ -10,7 +10,7 @@ from twisted.internet.endpoints import clientFromString
 from .changes import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, ChangeStream
 from .description import parseRegistryDescription
 from .finder import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, runQuery
-from .interfaces import IRegistryConnection
+from .interfaces import IChangeObserver, IRegistryConnection
 from .reconnect import connectionStarter
 from .registration import Registrar
 from .validation import queryLine
@@ -165,7 +165,7 @@ class TCPRegistryConnection:
         """
         stream = ChangeStream(
             self._event,
-            observer,
+            _ChangesAlsoToRegistrar(observer, self._registrar),
             self._clock,
             initialDelay=self._initialDelay,
             maxDelay=self._maxDelay,
@@ -175,6 +175,29 @@ class TCPRegistryConnection:
         )
         stream.start()
         return stream
+
+
+@implementer(IChangeObserver)
+class _ChangesAlsoToRegistrar:
+    """
+    Passes a change stream's reports on to its observer, and tells the
+    registrar of each change too: registrations waiting to be listed again
+    may be in the registry now.
+    """
+
+    def __init__(self, observer, registrar):
+        self._observer = observer
+        self._registrar = registrar
+
+    def streamReady(self):
+        self._observer.streamReady()
+
+    def registryChanged(self, version):
+        self._registrar.registryChanged()
+        self._observer.registryChanged(version)
+
+    def streamLost(self, reason):
+        self._observer.streamLost(reason)
 
 
 def connectionFromString(reactor, description, **options):
