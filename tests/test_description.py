@@ -7,7 +7,7 @@ import pytest
 from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString
 from twisted.internet.testing import MemoryReactor
 
-from txinferno.description import RegistryEndpoints, parseRegistryDescription
+from txinferno.description import RegistryEndpoints, parseRegistryDescription, tcpAddress
 
 
 def _hostAndPorts(endpoints):
@@ -77,3 +77,29 @@ def test_errors(description, message):
 def test_notAString():
     with pytest.raises(ValueError, match="is a str, not bytes"):
         parseRegistryDescription(b"tcp")
+
+
+@pytest.mark.parametrize("description", ["tcp", "tcp:reg.example:7000", "tcp:\\:\\:1", "tcp:a\\=b"])
+def test_tcpAddressReadsBack(description):
+    """
+    L{tcpAddress} reads back the host and port of every endpoint string
+    L{parseRegistryDescription} writes.
+    """
+    endpoints = parseRegistryDescription(description)
+    assert [tcpAddress(e) for e in endpoints] == _hostAndPorts(endpoints)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "tcp:h:1",
+        "tcp:host=h",
+        "tcp:host=h:port=1:timeout=3",
+        "tcp:host=h:port=x",
+        "tcp:host=h:host=i",
+        "tcp6:host=\\:\\:1:port=1",
+        "unix:path=/x",
+    ],
+)
+def test_tcpAddressOthers(endpoint):
+    assert tcpAddress(endpoint) is None

@@ -4,6 +4,8 @@ limits and timeout, with Twisted's in-memory transports.
 """
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -14,6 +16,7 @@ from twisted.test.iosim import ConnectionCompleter
 
 from txinferno.errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
 from txinferno.finder import FindFactory, FindProtocol, parseAnswer, runQuery
+from txinferno.words import splitLines, splitWords
 
 
 def results(d):
@@ -224,3 +227,55 @@ def test_answerBeforeTimeout():
 
 def test_protocolIsFindProtocol():
     assert isinstance(FindFactory(b"\n").buildProtocol(None), FindProtocol)
+
+
+def _referenceParse(data):
+    """
+    The answer parsed by the quote-aware rules alone, or the
+    L{MalformedAnswer} they lead to (without its message).
+    """
+    lines, rest = splitLines(data)
+    if rest:
+        return MalformedAnswer
+    services = {}
+    for line in lines:
+        words = splitWords(line)
+        if len(words) % 2 == 0 or words[0] in services:
+            return MalformedAnswer
+        services[words[0]] = dict(zip(words[1::2], words[2::2]))
+    return services
+
+
+_plain = [b"a", b"b", b"1", b" ", b"  ", b"\r"]
+_anything = _plain + [b"\t", b"'", b"\xc3\xa9", b"\xff", b"\n"]
+
+
+def _answers(alphabet):
+    piece = st.sampled_from(alphabet)
+    return st.tuples(
+        st.lists(st.lists(piece, max_size=8).map(b"".join), max_size=6),
+        st.lists(piece, max_size=2).map(b"".join),
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_answers(_plain), _answers(_anything)))
+@example(([b"a  b 1"], b""))
+@example(([b" a b 1"], b""))
+@example(([b"a b 1", b" c d 2"], b""))
+@example(([b"a b 1 "], b""))
+@example(([b"a b 1", b"", b"c d 2"], b""))
+@example(([b"a\tb 1"], b""))
+@example(([b"a b 1"], b"c"))
+def test_parseAnswerAsQuoteAwareRules(answer):
+    """
+    The fast path for plain answers gives exactly what the quote-aware
+    splitter gives, services or L{MalformedAnswer}, for any bytes.
+    """
+    lines, rest = answer
+    data = b"".join(line + b"\n" for line in lines) + rest
+    try:
+        parsed = parseAnswer(data)
+    except MalformedAnswer:
+        parsed = MalformedAnswer
+    assert parsed == _referenceParse(data)

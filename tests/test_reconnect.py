@@ -21,7 +21,7 @@ from twisted.internet.protocol import (
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test.iosim import ConnectionCompleter
 
-from txinferno.reconnect import EndpointAddress, EndpointConnector
+from txinferno.reconnect import EndpointAddress, EndpointConnector, connectionStarter
 
 PORT = 6703
 
@@ -279,3 +279,62 @@ def test_stopTrying(network):
     assert network.reactor.connectors[0].stoppedConnecting
     assert network.reactor.getDelayedCalls() == []
     assert connector.state == "disconnected"
+
+
+@pytest.mark.parametrize(
+    "endpoint, host, port",
+    [
+        ("tcp:host=127.0.0.1:port=6701", "127.0.0.1", 6701),
+        ("tcp:port=7:host=reg.example", "reg.example", 7),
+        ("tcp:host=\\:\\:1:port=6701", "::1", 6701),
+    ],
+)
+def test_connectionStarterPlainTCP(endpoint, host, port):
+    """
+    A plain TCP endpoint string is connected with C{connectTCP} itself, with
+    no timeout (the caller times attempts); the factory is the caller's.
+    """
+    reactor = MemoryReactorClock()
+    factory = RecordingFactory()
+    connector = connectionStarter(reactor, endpoint)(factory)
+    assert reactor.tcpClients == [(host, port, factory, None, None)]
+    assert connector is reactor.connectors[0]
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "tcp:host=127.0.0.1:port=6701:timeout=5",
+        "tcp:127.0.0.1:6701",
+        "unix:path=/tmp/registry",
+    ],
+)
+def test_connectionStarterOtherEndpoints(endpoint):
+    """
+    Any other endpoint string goes through the endpoint Twisted builds from
+    it, in an L{EndpointConnector}.
+    """
+    reactor = MemoryReactorClock()
+    factory = RecordingFactory()
+    connector = connectionStarter(reactor, endpoint)(factory)
+    assert isinstance(connector, EndpointConnector)
+    assert connector.state == "connecting"
+    assert factory.events[:1] == ["doStart"]
+    assert reactor.tcpClients == [] or reactor.tcpClients[0][2] is not factory
+
+
+def test_connectionStarterEndpointObject(network):
+    """
+    An endpoint object goes through an L{EndpointConnector}, which reports
+    failure to the factory.
+    """
+    factory = RecordingFactory()
+    connector = connectionStarter(network.reactor, network.endpoint)(factory)
+    assert isinstance(connector, EndpointConnector)
+    network.completer.failOnce()
+    assert factory.events[-2][0] == "failed"
+
+
+def test_connectionStarterBadString():
+    with pytest.raises(ValueError):
+        connectionStarter(MemoryReactorClock(), "nonsense:x")

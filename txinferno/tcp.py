@@ -58,7 +58,10 @@ class TCPRegistryConnection:
         @param event: the event port (6703).
         @type new: L{IStreamClientEndpoint}, or a client endpoint string
             for L{clientFromString} (C{tcp:host=H:port=P}, C{tls:...},
-            C{unix:path=...}); likewise C{find} and C{event}.
+            C{unix:path=...}); likewise C{find} and C{event}.  A plain
+            C{tcp:host=H:port=P} string for C{new} makes registrations
+            connect with C{reactor.connectTCP} itself (see
+            L{txinferno.reconnect.connectionStarter}).
         @param description: what L{description} says; by default the three
             endpoints.
         @param findTimeout: see L{findTimeout}.
