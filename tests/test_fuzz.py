@@ -26,7 +26,8 @@ from txinferno.changes import ChangeStream
 from txinferno.errors import MalformedAnswer
 from txinferno.finder import parseAnswer
 from txinferno.interfaces import IChangeObserver
-from txinferno.registry import Registry, persists
+from txinferno.persist import persists
+from txinferno.registry import Registry
 from txinferno.server import RegistryServer
 from txinferno.tcp import connectionFromString
 from txinferno.testing import EmbeddedRegistry, connectRaw

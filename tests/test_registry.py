@@ -9,7 +9,8 @@ import time
 import pytest
 
 from txinferno.errors import RegistryError
-from txinferno.registry import Registry, persists
+from txinferno.persist import persists
+from txinferno.registry import Registry
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from .errors import (
 from .interfaces import IRegistration
 from .filelimit import explainOpenFileLimit
 from .keepalive import enableKeepAlive
-from .registry import persists
+from .persist import persists
 from .validation import registrationLine, updateLine
 
 __all__ = [

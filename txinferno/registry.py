@@ -16,9 +16,10 @@ from twisted.logger import Logger
 
 from txinferno import attrdb
 from txinferno.errors import RegistryError
+from txinferno.persist import persists
 from txinferno.words import formatLine
 
-__all__ = ["Registry", "RegisteredService", "persists"]
+__all__ = ["Registry", "RegisteredService"]
 
 RESERVED_NAMES = frozenset(["", "new", "event", "find", "index"])
 """
@@ -27,22 +28,6 @@ the empty string.
 """
 
 _BAD_NAME_CHARACTER = re.compile("[\x00-\x20/\x7f]")
-_STRTOL = re.compile("[ \t\n\v\f\r]*[+-]?([0-9]+)")
-
-
-def persists(value):
-    """
-    Whether a C{persist} attribute keeps its service after its connection
-    closes: C{strtol(value, nil, 10)} is not zero.
-
-    @param value: the attribute's value, or L{None} when it is missing.
-    @type value: L{str} or L{None}
-    @rtype: L{bool}
-    """
-    if value is None:
-        return False
-    match = _STRTOL.match(value)
-    return match is not None and match.group(1).strip("0") != ""
 
 
 def _pairs(words):

@@ -87,7 +87,7 @@ class Service:
         if persist:
             checked = CheckedRegistration(name, {**checked, "persist": "1"})
         self.name = name
-        self.attrs = dict(checked)
+        self.attrs = checked.copy()
         self._checked = checked
         self.manager = None
         self._running = False

@@ -90,7 +90,7 @@ def _pairs(attrs):
     @raise ValueError: when C{attrs} is not a mapping, a sequence of pairs
         or a flat sequence of words of even length.
     """
-    if isinstance(attrs, Mapping):
+    if type(attrs) is dict or isinstance(attrs, Mapping):
         return list(attrs.items())
     if isinstance(attrs, (str, bytes)) or not hasattr(attrs, "__iter__"):
         raise ValueError(
@@ -229,6 +229,12 @@ class CheckedRegistration(Mapping):
 
     def __getitem__(self, attr):
         return self._attrs[attr]
+
+    def copy(self):
+        """
+        @return: the attributes, as a new L{dict}.
+        """
+        return dict(self._attrs)
 
     def __iter__(self):
         return iter(self._attrs)

@@ -45,11 +45,13 @@ def quote(word):
         inside it doubled.
     @rtype: L{str}
     """
+    if word and _NEEDS_QUOTES.search(word) is None:
+        return word
     nul = word.find("\x00")
     if nul >= 0:
         word = word[:nul]
-    if word and _NEEDS_QUOTES.search(word) is None:
-        return word
+        if word and _NEEDS_QUOTES.search(word) is None:
+            return word
     return "'" + word.replace("'", "''") + "'"
 
 
