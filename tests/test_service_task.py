@@ -7,7 +7,7 @@ import random
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
@@ -196,6 +196,24 @@ class StateRecorder(ConnectionStateObserver):
 
     def registryLost(self, reason):
         self.lost.callback(reason.value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_detachDuringAttemptCancelsIt(manager, registry_server):  # noqa: F811
+    """
+    Detaching services whose registrations are still connecting (or waiting
+    their turn) gives them up at once: the registry never sees them and no
+    connection is left.
+    """
+    version = registry_server.registry.version
+    services = [manager.attach(Service("svc%d" % i, {"n": str(i)})) for i in range(100)]
+    await bounded(defer.gatherResults([manager.detach(s) for s in services]))
+    kept = manager.attach(Service("kept", {}))
+    await bounded(kept.whenRegistered())
+    assert registry_server.registry.version == version + 1
+    assert set(registryServices(registry_server)) == {"kept"}
+    await bounded(manager.detach(kept))
+    assert clientSockets(registry_server.newPort) == 0
 
 
 @pytest_twisted.ensureDeferred

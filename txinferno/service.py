@@ -165,7 +165,8 @@ class Service:
             self._backoff.stopTrying()
         registering, self._registering = self._registering, None
         if registering is not None:
-            # Its callbacks see that it is no longer current and close it.
+            # Closes its connection, or gives up its place in the queue.
+            registering.cancel()
             return registering
         registration, self._registration = self._registration, None
         if registration is None:
