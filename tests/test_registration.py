@@ -16,6 +16,7 @@ from twisted.internet.error import (
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.test.iosim import ConnectionCompleter
 
 from txinferno.errors import (
@@ -431,3 +432,27 @@ def test_cancelWhileConfirming():
     d.addErrback(failures.append)
     assert failures[0].check(defer.CancelledError)
     assert len(s.listings) == 1
+
+
+def test_confirmationLoggedOncePerListing():
+    """
+    A listing that confirms one registration logs it by name at info; one
+    that confirms a burst logs one info line with the count, the names in
+    the event, and each name only at debug.
+    """
+    s = Setup()
+    with capturedLogs() as events:
+        burst = [s.register("svc%d" % i) for i in range(3)]
+        for _ in burst:
+            s.connect()
+        s.listings[0].callback({"svc%d" % i: {"proto": "ssh"} for i in range(3)})
+        single = s.register("one")
+        s.connect()
+        s.listings[1].callback({"one": {"proto": "ssh"}})
+    assert all(len(fired) == 1 for fired, failed in burst + [single])
+    infos = [formatEvent(e) for e in events if e["log_level"] == LogLevel.info]
+    assert infos == ["3 services registered", "service one registered"]
+    [counted] = [e for e in events if e.get("count") == 3]
+    assert counted["names"] == ["svc0", "svc1", "svc2"]
+    debugs = [formatEvent(e) for e in events if e["log_level"] == LogLevel.debug]
+    assert "service svc1 registered" in debugs

@@ -237,7 +237,7 @@ class Registration:
 
     def _confirm(self):
         self._confirmed = True
-        self._log.info("service {name} registered", name=self.name)
+        self._log.debug("service {name} registered", name=self.name)
         self.registered.callback(self)
 
     def _orphanIn(self, services):
@@ -581,6 +581,7 @@ class Registrar:
     def _listed(self, services, batch, number):
         self._listing = None
         now = self.clock.seconds()
+        confirmed = []
         for registration in batch:
             if registration not in self._pending:
                 continue
@@ -593,7 +594,7 @@ class Registrar:
                         registration._fail(self._whyClosed(registration, services))
             elif registration._listed(services):
                 del self._pending[registration]
-                registration._confirm()
+                confirmed.append(registration)
             elif now - registration._writtenAt >= self._timeout:
                 del self._pending[registration]
                 registration._fail(
@@ -604,7 +605,24 @@ class Registrar:
                         )
                     )
                 )
+        self._logConfirmed(confirmed)
+        for registration in confirmed:
+            registration._confirm()
         self._next()
+
+    def _logConfirmed(self, confirmed):
+        """
+        Log the registrations one listing confirmed: by name for one, as a
+        count (names in the event's C{names} field) for a burst.
+        """
+        if len(confirmed) == 1:
+            self._log.info("service {name} registered", name=confirmed[0].name)
+        elif confirmed:
+            self._log.info(
+                "{count} services registered",
+                count=len(confirmed),
+                names=[registration.name for registration in confirmed],
+            )
 
     def _whyClosed(self, registration, services):
         """
