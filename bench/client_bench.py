@@ -34,6 +34,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from server_bench import HOST, find, freePorts, startServer  # noqa: E402
 from twisted.internet import defer, protocol, task  # noqa: E402
+from twisted.logger import (  # noqa: E402
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
 
 from txinferno.manager import RegistryManager  # noqa: E402
 from txinferno.monitor import Monitor  # noqa: E402
@@ -324,5 +331,19 @@ async def main(reactor):
         server.wait()
 
 
+def logLikeAnApplication():
+    """
+    Log as a Twisted application does, to a file (here the null device) at
+    the info level: otherwise Twisted keeps every event, and the objects it
+    names, in a buffer of 65,536 waiting for logging to begin.
+    """
+    observer = textFileLogObserver(open(os.devnull, "w"))
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(observer, [LogLevelFilterPredicate(LogLevel.info)])],
+        redirectStandardIO=False,
+    )
+
+
 if __name__ == "__main__":
+    logLikeAnApplication()
     task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
