@@ -118,7 +118,8 @@ def test_checkedRegistration():
     assert dict(checked) == {"a": "2", "b": "x y"}
     assert checked == {"a": "2", "b": "x y"}
     assert checked.line == b"svc a 2 b 'x y'\n"
-    assert registrationLine("svc", checked) == (checked.line, [("a", "2"), ("b", "x y")])
+    line, pairs = registrationLine("svc", checked)
+    assert (line, list(pairs)) == (checked.line, [("a", "2"), ("b", "x y")])
     assert registrationLine("other", checked)[0] == b"other a 2 b 'x y'\n"
     with pytest.raises(ValueError, match="bad service name"):
         registrationLine("new", checked)

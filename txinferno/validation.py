@@ -164,11 +164,12 @@ def registrationLine(name, attrs):
         L{CheckedRegistration} of the same name is not checked again.
     @raise ValueError: see L{checkName}, L{normaliseAttrs}, and for a line
         over L{MAX_LINE} bytes.
-    @return: the line and the normalised attributes.
-    @rtype: L{tuple} of (L{bytes}, L{list} of pairs)
+    @return: the line and the normalised attributes: a L{list} of pairs,
+        or for a L{CheckedRegistration} a read-only view of its pairs.
+    @rtype: L{tuple} of (L{bytes}, iterable of pairs)
     """
     if type(attrs) is CheckedRegistration and attrs.name == name:
-        return attrs.line, list(attrs._attrs.items())
+        return attrs.line, attrs._attrs.items()
     checkName(name)
     pairs = normaliseAttrs(attrs)
     return _line([name] + _words(pairs), "registration"), pairs
