@@ -5,6 +5,7 @@ loopback TCP, and of its find coalescing with L{MemoryConnection}.
 
 import pytest
 import pytest_twisted
+from twisted.logger import capturedLogs, formatEvent
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface import implementer
@@ -20,7 +21,8 @@ from clientsupport import (  # noqa: F401 (fixtures)
 from test_manager import MemoryConnection
 from txinferno.interfaces import IRegistryConnection, IRegistryTask
 from txinferno.manager import RegistryManager
-from txinferno.monitor import MAX_WAIT, PACE, QUIET, Monitor
+from txinferno.errors import MalformedAnswer
+from txinferno.monitor import MAX_RETRY_DELAY, MAX_WAIT, PACE, QUIET, Monitor
 from txinferno.service import Service
 
 
@@ -108,6 +110,13 @@ class SlowFinds(MemoryConnection):
         """
         answer, d = self.waiting.pop(0)
         d.callback(answer.result)
+
+    def fail(self):
+        """
+        Fail the oldest find with a garbled answer.
+        """
+        answer, d = self.waiting.pop(0)
+        d.errback(MalformedAnswer("garbled"))
 
 
 def test_neverCancelsCoalesces():
@@ -221,6 +230,50 @@ def test_endlessChangesQueriedAfterMaxWait():
     assert clock.getDelayedCalls() == []
     assert connection.waiting == []
     manager.stopService()
+
+
+def test_failedFindTriedAgain():
+    """
+    A find that fails is logged and tried again after MAX_WAIT, without
+    any change; each failure in a row doubles the wait, and a success
+    resets it.
+    """
+    connection = SlowFinds()
+    clock = Clock()
+    manager = RegistryManager(connection, clock=clock)
+    manager.startService()
+    recorder = Recorder()
+    connection.register("svc", {"n": "1"})
+    with capturedLogs() as events:
+        manager.attach(Monitor({}, recorder))
+        connection.fail()
+    assert "find failed: garbled; trying again in 0.25 s" in formatEvent(events[-1])
+    clock.advance(MAX_WAIT - 0.01)
+    assert connection.waiting == []
+    clock.advance(0.01)
+    connection.fail()
+    clock.advance(2 * MAX_WAIT - 0.01)
+    assert connection.waiting == []
+    clock.advance(0.01)
+    connection.answer()
+    assert recorder.events == [("added", "svc", {"n": "1"}), ("resynced",)]
+    connection.register("other", {})
+    clock.advance(0)
+    connection.fail()
+    clock.advance(MAX_WAIT)
+    connection.answer()
+    assert set(recorder.view) == {"svc", "other"}
+    connection.register("more", {})
+    clock.advance(0)
+    delays = []
+    for _ in range(9):
+        connection.fail()
+        [retry] = clock.getDelayedCalls()
+        delays.append(retry.getTime() - clock.seconds())
+        clock.advance(delays[-1])
+    assert delays == [MAX_WAIT * 2**i for i in range(7)] + [MAX_RETRY_DELAY] * 2
+    manager.stopService()
+    assert clock.getDelayedCalls() == []
 
 
 def test_outageWithoutChange():

@@ -9,7 +9,7 @@ from zope.interface import implementer
 from txinferno.interfaces import IRegistryTask
 from txinferno.validation import queryLine
 
-__all__ = ["QUIET", "MAX_WAIT", "PACE", "Monitor"]
+__all__ = ["QUIET", "MAX_WAIT", "PACE", "MAX_RETRY_DELAY", "Monitor"]
 
 QUIET = 0.01
 """
@@ -30,6 +30,12 @@ when finds take longer, so that a monitor spends at most a quarter of its
 time finding while changes keep coming, however large its answers grow.
 """
 
+MAX_RETRY_DELAY = 30
+"""
+The longest wait before a monitor tries again after finds that failed
+(each failure in a row doubles the wait, from L{MAX_WAIT}).
+"""
+
 
 @implementer(IRegistryTask)
 class Monitor:
@@ -43,7 +49,9 @@ class Monitor:
     for L{QUIET} seconds, or at the latest L{MAX_WAIT} seconds (or L{PACE}
     times the last find's duration, if longer) after the last find ended:
     a burst of changes costs a few finds, and its end is seen soon after it
-    ends.  A change after a quiet spell is queried at once.  Each answer is
+    ends.  A change after a quiet spell is queried at once.  A find that
+    fails is logged and tried again after L{MAX_WAIT}, the wait doubling
+    with each failure in a row up to L{MAX_RETRY_DELAY}.  Each answer is
     compared with the current view, so a service that starts matching after an update is
     reported as added, one that stops matching as removed, and an outage
     with no change produces no report but C{resynced()}.
@@ -84,6 +92,7 @@ class Monitor:
         self._waitUntil = None
         self._waiting = None
         self._again = False
+        self._failures = 0
 
     def __repr__(self):
         return "<Monitor %r: %d services>" % (self.attrs, len(self.services))
@@ -147,6 +156,7 @@ class Monitor:
         if finding is not self._finding:
             return
         self._finding = None
+        self._failures = 0
         self._report(services)
         if not self.synced and self.manager is not None:
             self.synced = True
@@ -157,12 +167,21 @@ class Monitor:
         if finding is not self._finding:
             return
         self._finding = None
+        self._failures += 1
+        if self.manager is None:
+            return
+        delay = min(MAX_RETRY_DELAY, MAX_WAIT * 2 ** (self._failures - 1))
         self._log.warn(
-            "monitor {query!r}: find failed: {reason}",
+            "monitor {query!r}: find failed: {reason}; trying again in {delay:.2f} s",
             query=self.attrs,
             reason=reason.getErrorMessage(),
+            delay=delay,
         )
-        self._next()
+        self._waiting = self.manager.clock.callLater(delay, self._retry)
+
+    def _retry(self):
+        self._waiting = None
+        self._find()
 
     def _next(self):
         """
