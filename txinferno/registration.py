@@ -175,24 +175,22 @@ class Registration:
         """
         The connection attempt ended: tell the registrar, once.
 
-        @return: the attempt's connector if it was still in progress (or
-            L{True} when it ended before its connector was known), else
-            L{None}.
+        @return: whether the attempt was still in progress.
         """
         if not self._connecting:
-            return None
+            return False
         self._connecting = False
-        connector, self._connector = self._connector, None
+        self._connector = None
         self._registrar._connectEnded(self)
-        return connector or True
+        return True
 
     def _abandonConnecting(self):
         """
         Stop the connection attempt in progress, if any; its connector's
         failure report is then ignored.
         """
-        connector = self._endConnecting()
-        if connector not in (None, True):
+        connector = self._connector
+        if self._endConnecting() and connector is not None:
             connector.stopConnecting()
 
     def _cancel(self, d):
@@ -212,7 +210,7 @@ class Registration:
         )
 
     def _connectFailed(self, reason):
-        if self._endConnecting() is not None:
+        if self._endConnecting():
             self.registered.errback(explainOpenFileLimit(reason))
 
     def _connectionMade(self, protocol):
