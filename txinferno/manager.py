@@ -95,7 +95,6 @@ class RegistryManager(Service):
         self._restoring = 0
         self._restoreWaiters = []
         self._generation = 0
-        self._newGeneration()
         self._listener = None
         self._stream = None
         self._refreshCall = None
@@ -162,7 +161,7 @@ class RegistryManager(Service):
         Service.stopService(self)
         wasConnected = self._connected
         self._connected = False
-        self._newGeneration()
+        self._generation += 1
         self._restoring = 0
         self._cancelRefresh()
         stream, self._stream, self._listener = self._stream, None, None
@@ -290,23 +289,10 @@ class RegistryManager(Service):
                 started = self._callTask(task, "start")
                 if isinstance(started, Deferred):
                     self._restoring += 1
-                    started.addBoth(self._restoredInGeneration)
+                    started.addBoth(self._restored, self._generation)
         finally:
             self._starting = False
         self._restoredMaybe()
-
-    def _newGeneration(self):
-        """
-        The registry was lost or the manager stopped: tasks started before
-        no longer count for L{whenRestored}.
-        """
-        self._generation += 1
-        generation = self._generation
-
-        def restored(result):
-            self._restored(result, generation)
-
-        self._restoredInGeneration = restored
 
     def _restored(self, result, generation):
         if generation == self._generation:
@@ -353,7 +339,7 @@ class RegistryManager(Service):
             reason=reason.getErrorMessage(),
         )
         self._connected = False
-        self._newGeneration()
+        self._generation += 1
         self._restoring = 0
         self._cancelRefresh()
         for stopped in self._callTasks("stop"):

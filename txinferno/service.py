@@ -6,7 +6,6 @@ reachable, with its current attributes.
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txinferno.errors import RegistrationLost, RegistrationRejected
@@ -193,13 +192,13 @@ class Service:
             # Changed directly rather than through update().
             attrs = dict(self.attrs)
         registering = self._registering = self.manager.connection.register(self.name, attrs)
-        registering.addBoth(self._attemptEnded, registering)
+        registering.addCallbacks(
+            self._registered,
+            self._failed,
+            callbackArgs=(registering,),
+            errbackArgs=(registering,),
+        )
         return registering
-
-    def _attemptEnded(self, result, registering):
-        if isinstance(result, Failure):
-            return self._failed(result, registering)
-        return self._registered(result, registering)
 
     def _registered(self, registration, registering):
         if registering is not self._registering:
