@@ -60,9 +60,9 @@ class RegistryManager(Service):
     manager is I{connected}: it calls C{start()} on every attached task and
     tells its connection-state observers; each burst of change reports gives
     one C{refresh()} call to each task that follows changes (its
-    C{followsChanges} is true when it is attached); when the stream is lost, it calls
-    C{stop()} on every task, tells its observers, and waits for the plugin to
-    reopen the stream.
+    C{followsChanges} is true when it is attached); when the stream is lost,
+    it calls C{stop()} on every task, tells its observers, and waits for the
+    plugin to reopen the stream.
 
     @ivar connection: the connection plugin.
     @type connection: L{txinferno.interfaces.IRegistryConnection}

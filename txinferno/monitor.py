@@ -52,9 +52,9 @@ class Monitor:
     ends.  A change after a quiet spell is queried at once.  A find that
     fails is logged and tried again after L{MAX_WAIT}, the wait doubling
     with each failure in a row up to L{MAX_RETRY_DELAY}.  Each answer is
-    compared with the current view, so a service that starts matching after an update is
-    reported as added, one that stops matching as removed, and an outage
-    with no change produces no report but C{resynced()}.
+    compared with the current view, so a service that starts matching after
+    an update is reported as added, one that stops matching as removed, and
+    an outage with no change produces no report but C{resynced()}.
 
     @ivar attrs: the query.
     @ivar observer: told of the differences.
