@@ -229,13 +229,13 @@ class Registration:
         @return: whether C{services} show this service with its attributes.
         """
         listed = services.get(self.name)
-        return listed is not None and all(
-            listed.get(attr) == value for attr, value in self.attrs.items()
+        return listed is not None and (
+            listed == self.attrs
+            or all(listed.get(attr) == value for attr, value in self.attrs.items())
         )
 
     def _confirm(self):
         self._confirmed = True
-        self._log.debug("service {name} registered", name=self.name)
         self.registered.callback(self)
 
     def _orphanIn(self, services):
@@ -611,7 +611,7 @@ class Registrar:
     def _logConfirmed(self, confirmed):
         """
         Log the registrations one listing confirmed: by name for one, as a
-        count (names in the event's C{names} field) for a burst.
+        count with the names in the event's C{names} field for a burst.
         """
         if len(confirmed) == 1:
             self._log.info("service {name} registered", name=confirmed[0].name)

@@ -266,7 +266,7 @@ class Service:
         Send the attributes the registration does not have yet.
         """
         registration = self._registration
-        if registration is None:
+        if registration is None or registration.attrs == self.attrs:
             return
         changes = {a: v for a, v in self.attrs.items() if registration.attrs.get(a) != v}
         if changes:
