@@ -53,6 +53,8 @@ def _checkText(text, what):
         raise ValueError("%s must be a str, not %s" % (what, type(text).__name__))
     if "\x00" in text:
         raise ValueError("%s %r holds a NUL character" % (what, text))
+    if text.isascii():
+        return
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
