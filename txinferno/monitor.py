@@ -46,7 +46,7 @@ class Monitor:
     One find is in flight at a time and none is ever cancelled to start
     another: a change reported while a find runs only marks that exactly one
     more find is needed.  That one starts once no change has been reported
-    for L{QUIET} seconds, or at the latest L{MAX_WAIT} seconds (or L{PACE}
+    for L{QUIET} seconds after the find, or at the latest L{MAX_WAIT} seconds (or L{PACE}
     times the last find's duration, if longer) after the last find ended:
     a burst of changes costs a few finds, and its end is seen soon after it
     ends.  A change after a quiet spell is queried at once.  A find that
@@ -190,6 +190,9 @@ class Monitor:
         """
         if self._again and self.manager is not None:
             now = self.manager.clock.seconds()
+            # The quiet spell counts from now: the registry may have been
+            # quiet only because it was answering the find.
+            self._lastChange = now
             self._waitUntil = now + max(MAX_WAIT, PACE * (now - self._findStarted))
             self._wait(now)
 
