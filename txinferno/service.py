@@ -171,7 +171,7 @@ class Service:
         registration, self._registration = self._registration, None
         if registration is None:
             return succeed(None)
-        self._log.info("unregistering service {name}", name=self.name)
+        self._log.debug("unregistering service {name}", name=self.name)
         return registration.unregister()
 
     def refresh(self):
