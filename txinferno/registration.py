@@ -546,15 +546,11 @@ class Registrar:
     def registryChanged(self):
         """
         The registry reported a change: a listing waiting for its delay
-        starts now, unless registrations are still connecting.
+        starts now, unless registrations are still connecting (see
+        L{_check}).
         """
-        if (
-            self._retry is not None
-            and self._pending
-            and self._listing is None
-            and not (self._connecting or self._waitingToConnect)
-        ):
-            self._list()
+        if self._retry is not None:
+            self._check()
 
     def _listDue(self):
         self._retry = None
