@@ -195,6 +195,21 @@ def test_burstQueriedOnceQuiet():
     assert clock.getDelayedCalls() == []
 
 
+def changingUntilFind(connection, clock, prefix):
+    """
+    Register a service every QUIET / 2 seconds, never leaving the registry
+    quiet, until the monitor starts a find.
+
+    @return: the seconds that took.
+    """
+    steps = 0
+    while connection.waiting == []:
+        connection.register("%s%d" % (prefix, steps), {})
+        clock.advance(QUIET / 2)
+        steps += 1
+    return steps * QUIET / 2
+
+
 def test_endlessChangesQueriedAfterMaxWait():
     """
     While changes keep coming, the monitor queries again MAX_WAIT after its
@@ -207,21 +222,13 @@ def test_endlessChangesQueriedAfterMaxWait():
     connection.register("svc1", {})
     clock.advance(0)
     connection.answer()
-    steps = 0
-    while connection.waiting == []:
-        connection.register("more%d" % steps, {})
-        clock.advance(QUIET / 2)
-        steps += 1
-    assert steps * QUIET / 2 == pytest.approx(MAX_WAIT, abs=QUIET)
+    assert changingUntilFind(connection, clock, "more") == pytest.approx(MAX_WAIT, abs=QUIET)
     connection.register("during", {})
     clock.advance(MAX_WAIT)
     connection.answer()
-    steps = 0
-    while connection.waiting == []:
-        connection.register("later%d" % steps, {})
-        clock.advance(QUIET / 2)
-        steps += 1
-    assert steps * QUIET / 2 == pytest.approx(PACE * MAX_WAIT, abs=QUIET)
+    assert changingUntilFind(connection, clock, "later") == pytest.approx(
+        PACE * MAX_WAIT, abs=QUIET
+    )
     connection.register("last", {})
     clock.advance(0)
     connection.answer()
