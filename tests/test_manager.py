@@ -27,7 +27,7 @@ from txinferno.interfaces import (
     IRegistryConnection,
     IRegistryTask,
 )
-from txinferno.manager import RegistryManager
+from txinferno.manager import START_BATCH, RegistryManager
 from txinferno.observers import ConnectionStateObserver
 from txinferno.registry import Registry
 from txinferno.service import Service
@@ -229,13 +229,29 @@ def logged():
     globalLogPublisher.removeObserver(events.append)
 
 
+class TurnClock(Clock):
+    """
+    A L{Clock} that can also run one turn as a reactor does: the calls due
+    when the turn begins, not those they schedule for now (which
+    L{Clock.advance} would run too).
+    """
+
+    def turn(self):
+        due = [call for call in self.calls if call.getTime() <= self.seconds()]
+        for call in due:
+            if call in self.calls:
+                self.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)
+
+
 @pytest.fixture
 def memory():
     """
-    A started manager on a L{MemoryConnection} with a L{Clock}.
+    A started manager on a L{MemoryConnection} with a L{TurnClock}.
     """
     connection = MemoryConnection()
-    clock = Clock()
+    clock = TurnClock()
     manager = RegistryManager(connection, clock=clock)
     manager.startService()
     yield manager
@@ -274,12 +290,15 @@ def test_managerIsAService():
 
 def test_attachStartsWhenConnected(memory):
     """
-    A task attached to a connected manager is started at once and gets its
-    C{manager}; detaching stops it and clears C{manager}.
+    A task attached to a connected manager gets its C{manager} at once and
+    is started on the next turn of the clock; detaching stops it and
+    clears C{manager}.
     """
     task = RecordingTask()
     assert memory.attach(task) is task
     assert task.manager is memory
+    assert task.calls == []
+    memory.clock.advance(0)
     assert task.calls == ["start"]
     assert memory.tasks == (task,)
     d = memory.detach(task)
@@ -287,6 +306,67 @@ def test_attachStartsWhenConnected(memory):
     assert task.manager is None
     assert task.calls == ["start", "stop"]
     assert memory.tasks == ()
+
+
+def test_startsInBatches(memory):
+    """
+    Tasks attached in one turn start over the next turns, L{START_BATCH} a
+    turn, in the order they were attached; L{whenRestored} waits for the
+    last of them.
+    """
+    tasks = [memory.attach(RecordingTask()) for _ in range(2 * START_BATCH + 1)]
+    restored = memory.whenRestored()
+    started = []
+    for expected in (START_BATCH, 2 * START_BATCH):
+        memory.clock.turn()
+        started = [t for t in tasks if t.calls]
+        assert started == tasks[:expected]
+        assert not restored.called
+    memory.clock.turn()
+    assert all(t.calls == ["start"] for t in tasks)
+    assert restored.result is memory
+    assert memory.clock.getDelayedCalls() == []
+
+
+def test_detachBeforeStart(memory):
+    """
+    A task detached before its turn to start is stopped and never started.
+    """
+    task = memory.attach(RecordingTask())
+    memory.detach(task)
+    memory.clock.advance(0)
+    assert task.calls == ["stop"]
+    assert memory.clock.getDelayedCalls() == []
+
+
+def test_noRefreshBeforeStart(memory):
+    """
+    A task still waiting to start gets no C{refresh()} for a change reported
+    meanwhile: its start reads the registry anyway.
+    """
+    tasks = [memory.attach(RecordingTask()) for _ in range(2 * START_BATCH + 1)]
+    memory.clock.turn()
+    memory.connection.register("svc", {})
+    memory.clock.turn()
+    assert tasks[0].calls == ["start", "refresh"]
+    assert tasks[-1].calls == []
+    memory.clock.turn()
+    assert tasks[-1].calls == ["start"]
+
+
+def test_outageBeforeStart(memory):
+    """
+    Tasks waiting to start when the registry is lost wait for its return,
+    and then start once.
+    """
+    tasks = [memory.attach(RecordingTask()) for _ in range(START_BATCH + 1)]
+    memory.clock.turn()
+    memory.connection.crash()
+    assert memory.clock.getDelayedCalls() == []
+    memory.connection.recover()
+    memory.clock.advance(0)
+    assert tasks[0].calls == ["start", "stop", "start"]
+    assert tasks[-1].calls == ["stop", "start"]
 
 
 def test_attachWhileDisconnectedWaits():
@@ -298,8 +378,10 @@ def test_attachWhileDisconnectedWaits():
     manager = RegistryManager(connection, clock=Clock())
     manager.startService()
     task = manager.attach(RecordingTask())
+    manager.clock.advance(0)
     assert task.calls == []
     connection.recover()
+    manager.clock.advance(0)
     assert task.calls == ["start"]
     manager.stopService()
     assert task.calls == ["start", "stop"]
@@ -312,6 +394,7 @@ def test_attachTwice(memory):
     task = memory.attach(RecordingTask())
     with pytest.raises(ValueError, match="already attached to this manager"):
         memory.attach(task)
+    memory.clock.advance(0)
     assert memory.tasks == (task,)
     assert task.calls == ["start"]
 
@@ -361,6 +444,7 @@ def test_outageStopsAndRestartsTasks(memory):
     memory.addObserver(observer)
     verifyObject(IRegistryTask, memory.attach(RecordingTask()))
     tasks = [memory.attach(RecordingTask()) for _ in range(3)]
+    memory.clock.advance(0)
     assert memory.whenConnected().result is memory
     connection.crash()
     assert not memory.connected
@@ -370,6 +454,7 @@ def test_outageStopsAndRestartsTasks(memory):
     assert not waiting.called
     connection.recover()
     assert waiting.result is memory
+    memory.clock.advance(0)
     assert all(t.calls == ["start", "stop", "start"] for t in tasks)
     assert observer.events == [("lost", ConnectionLost), "connected"]
     memory.removeObserver(observer)
@@ -383,6 +468,7 @@ def test_burstOfChangesGivesOneRefresh(memory):
     C{refresh()}, on the next turn of the clock.
     """
     task = memory.attach(RecordingTask())
+    memory.clock.advance(0)
     for i in range(50):
         memory.connection.register("svc%d" % i, {"n": str(i)})
     assert memory.connection.registry.version == 50
@@ -410,6 +496,7 @@ def test_refreshOnlyForTasksFollowingChanges(memory):
 
     writer = memory.attach(WriteOnly())
     unmarked = memory.attach(Unmarked())
+    memory.clock.advance(0)
     memory.connection.register("svc", {})
     memory.clock.advance(0)
     assert writer.calls == ["start"]
@@ -423,6 +510,7 @@ def test_outageCancelsPendingRefresh(memory):
     A refresh due when the stream is lost is dropped: the tasks are stopped.
     """
     task = memory.attach(RecordingTask())
+    memory.clock.advance(0)
     memory.connection.register("svc", {})
     memory.connection.crash()
     assert memory.clock.getDelayedCalls() == []
@@ -440,8 +528,10 @@ def test_failingTaskDoesNotStopOthers(memory, logged):
 
     broken = memory.attach(Broken())
     task = memory.attach(RecordingTask())
+    memory.clock.advance(0)
     memory.connection.crash()
     memory.connection.recover()
+    memory.clock.advance(0)
     assert task.calls == ["start", "stop", "start"]
     assert broken.calls == ["stop"]
     failures = [e["log_failure"] for e in logged if "log_failure" in e]
@@ -473,12 +563,14 @@ def test_stopServiceUnregisters(memory):
     and come back when the manager starts again).
     """
     service = memory.attach(Service("svc", {"a": "1"}))
+    memory.clock.advance(0)
     assert "svc" in memory.connection.registry
     d = memory.stopService()
     assert d.result is None
     assert "svc" not in memory.connection.registry
     assert memory.tasks == (service,)
     memory.startService()
+    memory.clock.advance(0)
     assert memory.connection.registry["svc"].get("a") == "1"
 
 
@@ -488,6 +580,7 @@ def test_lookupConvenience(memory):
     """
     memory.connection.register("svc", {"a": "1"})
     d = memory.lookup({"a": "*"}, timeout=5)
+    memory.clock.advance(0)
     assert d.result == {"svc": {"a": "1"}}
     assert memory.tasks == ()
 

@@ -131,6 +131,7 @@ def test_neverCancelsCoalesces():
     manager.startService()
     recorder = Recorder()
     manager.attach(Monitor({}, recorder))
+    clock.advance(0)
     assert len(connection.waiting) == 1
     for i in range(20):
         connection.register("svc%d" % i, {"n": str(i)})
@@ -158,6 +159,7 @@ def pacing():
     manager.startService()
     recorder = Recorder()
     monitor = manager.attach(Monitor({}, recorder))
+    clock.advance(0)
     connection.answer()
     return connection, clock, manager, monitor, recorder
 
@@ -253,6 +255,7 @@ def test_failedFindTriedAgain():
     connection.register("svc", {"n": "1"})
     with capturedLogs() as events:
         manager.attach(Monitor({}, recorder))
+        clock.advance(0)
         connection.fail()
     assert "find failed: garbled; trying again in 0.25 s" in formatEvent(events[-1])
     clock.advance(MAX_WAIT - 0.01)
@@ -289,22 +292,26 @@ def test_outageWithoutChange():
     C{resynced()}; changes made during the outage are reported once.
     """
     connection = MemoryConnection()
-    manager = RegistryManager(connection, clock=Clock())
+    clock = Clock()
+    manager = RegistryManager(connection, clock=clock)
     manager.startService()
     registry = connection.registry
     for i in range(5):
         registry.register("another client", ["svc%d" % i, "n", str(i)])
     recorder = Recorder()
     manager.attach(Monitor({}, recorder))
+    clock.advance(0)
     assert recorder.count("added") == 5
     connection.crash()
     connection.recover()
+    clock.advance(0)
     assert recorder.kinds() == ["added"] * 5 + ["resynced", "resynced"]
     assert recorder.events[0] == ("added", "svc0", {"n": "0"})
     connection.crash()
     registry.release(registry["svc0"])
     registry.register("another client", ["fresh", "n", "fresh"])
     connection.recover()
+    clock.advance(0)
     assert recorder.kinds()[7:] == ["removed", "added", "resynced"]
     assert set(recorder.view) == {"svc1", "svc2", "svc3", "svc4", "fresh"}
     manager.stopService()

@@ -257,6 +257,7 @@ async def test_backoffTiming(registry_server):  # noqa: F811
     svc.jitter = 0
     waiting = svc.whenRegistered()
     manager.attach(svc)
+    clock.advance(0)
     delays = []
     for _ in range(7):
         with pytest.raises(RegistrationRejected):
@@ -287,6 +288,7 @@ async def test_backoffJitter(registry_server):  # noqa: F811
     await bounded(manager.whenConnected())
     holder = await holdName(registry_server, "dup")
     svc = manager.attach(Service("dup", {}))
+    clock.advance(0)
     nominal = [0.5, 0.5 * svc.factor, 0.5 * svc.factor**2]
     delays = []
     for _ in nominal:

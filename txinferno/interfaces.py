@@ -204,7 +204,8 @@ class IConnectionStateObserver(Interface):
 
     def registryConnected():
         """
-        The registry became reachable and the tasks have been started.
+        The registry became reachable; the tasks start over the next turns of
+        the reactor (see L{txinferno.manager.START_BATCH}).
         """
 
     def registryLost(reason):

@@ -4,6 +4,8 @@ keeps its tasks (registered services, lookups, monitors) going across every
 outage, the counterpart of Perl's C{Inferno::RegMgr}.
 """
 
+from itertools import islice
+
 from twisted.application.service import Service
 from twisted.internet.defer import (
     CancelledError,
@@ -21,7 +23,16 @@ from txinferno.interfaces import IChangeObserver, IRegistryTask
 from txinferno.lookup import Lookup
 from txinferno.tcp import connectionFromString
 
-__all__ = ["RegistryManager"]
+__all__ = ["START_BATCH", "RegistryManager"]
+
+START_BATCH = 32
+"""
+The most tasks a manager starts in one turn of the reactor.  Tasks attached
+while it is connected, and every task when the registry becomes reachable,
+start over the following turns, in the order they were attached: the
+registry is already serving the first while the others start, and the
+reactor goes on serving other work meanwhile.
+"""
 
 
 @implementer(IChangeObserver)
@@ -57,8 +68,9 @@ class RegistryManager(Service):
 
     While the service runs, the manager keeps the registry's change stream
     open through its connection plugin.  When the stream is ready the
-    manager is I{connected}: it calls C{start()} on every attached task and
-    tells its connection-state observers; each burst of change reports gives
+    manager is I{connected}: it tells its connection-state observers and
+    calls C{start()} on every attached task (over the next turns, see
+    L{START_BATCH}); each burst of change reports gives
     one C{refresh()} call to each task that follows changes (its
     C{followsChanges} is true when it is attached); when the stream is lost,
     it calls C{stop()} on every task, tells its observers, and waits for the
@@ -94,6 +106,8 @@ class RegistryManager(Service):
         self._starting = False
         self._restoring = 0
         self._restoreWaiters = []
+        self._toStart = {}
+        self._startCall = None
         self._generation = 0
         self._listener = None
         self._stream = None
@@ -164,6 +178,7 @@ class RegistryManager(Service):
         self._generation += 1
         self._restoring = 0
         self._cancelRefresh()
+        self._cancelStarts()
         stream, self._stream, self._listener = self._stream, None, None
         closing = [stream.stop()] if stream is not None else []
         if wasConnected:
@@ -175,8 +190,9 @@ class RegistryManager(Service):
 
     def attach(self, task):
         """
-        Attach a task: it is started now if the registry is reachable, and
-        from now on whenever it becomes reachable again.
+        Attach a task: if the registry is reachable, it is started on a
+        later turn of the reactor (see L{START_BATCH}), and from now on
+        whenever the registry becomes reachable again.
 
         @type task: L{txinferno.interfaces.IRegistryTask}
         @raise TypeError: if C{task} does not provide
@@ -196,7 +212,7 @@ class RegistryManager(Service):
             self._followers[task] = None
         task.manager = self
         if self._connected:
-            self._startTasks([task])
+            self._startLater([task])
         return task
 
     def detach(self, task):
@@ -212,6 +228,7 @@ class RegistryManager(Service):
             raise ValueError("%r is not attached to this manager" % (task,))
         del self._tasks[task]
         self._followers.pop(task, None)
+        self._toStart.pop(task, None)
         try:
             stopped = maybeDeferred(task.stop)
         finally:
@@ -272,16 +289,43 @@ class RegistryManager(Service):
             holds there (every L{txinferno.service.Service} has made its
             first registration attempt); cancelling it stops the wait.
         """
-        if self._connected and not (self._starting or self._restoring):
+        if self._isRestored():
             return succeed(self)
         return _waiter(self._restoreWaiters)
+
+    def _isRestored(self):
+        return self._connected and not (self._starting or self._toStart or self._restoring)
+
+    def _startLater(self, tasks):
+        """
+        Start C{tasks}, after those already waiting, L{START_BATCH} a turn.
+        """
+        for task in tasks:
+            self._toStart[task] = None
+        if self._startCall is None and self._toStart:
+            self._startCall = self.clock.callLater(0, self._startBatch)
+
+    def _startBatch(self):
+        self._startCall = None
+        batch = list(islice(self._toStart, START_BATCH))
+        for task in batch:
+            del self._toStart[task]
+        if self._toStart:
+            self._startCall = self.clock.callLater(0, self._startBatch)
+        self._startTasks(batch)
+
+    def _cancelStarts(self):
+        self._toStart.clear()
+        if self._startCall is not None:
+            self._startCall.cancel()
+            self._startCall = None
 
     def _startTasks(self, tasks):
         """
         Start C{tasks}, and count those restoring their state: a task's
         C{start()} may return a L{Deferred} that fires once it has restored
         what it holds in the registry.  L{whenRestored} waits for them all,
-        and for the end of this loop.
+        for the tasks still waiting to start, and for the end of this loop.
         """
         self._starting = True
         try:
@@ -302,7 +346,7 @@ class RegistryManager(Service):
             self._log.failure("a task failed to restore its state", failure=result)
 
     def _restoredMaybe(self):
-        if self._connected and not (self._starting or self._restoring):
+        if self._isRestored():
             waiting, self._restoreWaiters = self._restoreWaiters, []
             for d in waiting:
                 d.callback(self)
@@ -310,7 +354,7 @@ class RegistryManager(Service):
     def _streamReady(self):
         self._log.info("registry {registry} reachable", registry=self.connection.description)
         self._connected = True
-        self._startTasks([t for t in list(self._tasks) if t.manager is self])
+        self._startLater([t for t in self._tasks if t.manager is self])
         for observer in list(self._observers):
             self._notify(observer, "registryConnected")
         waiting, self._waiting = self._waiting, []
@@ -323,7 +367,7 @@ class RegistryManager(Service):
 
     def _refresh(self):
         self._refreshCall = None
-        self._callTasks("refresh", self._followers)
+        self._callTasks("refresh", [t for t in self._followers if t not in self._toStart])
 
     def _streamLost(self, reason):
         if not self._connected:
@@ -342,6 +386,7 @@ class RegistryManager(Service):
         self._generation += 1
         self._restoring = 0
         self._cancelRefresh()
+        self._cancelStarts()
         for stopped in self._callTasks("stop"):
             stopped.addErrback(
                 lambda f: self._log.failure("stopping a task failed", failure=f)

@@ -19,7 +19,7 @@ class ConnectionStateObserver:
 
     def registryConnected(self):
         """
-        The registry became reachable and the tasks have been started.
+        The registry became reachable; the tasks start over the next turns.
         """
 
     def registryLost(self, reason):
