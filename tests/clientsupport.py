@@ -12,7 +12,6 @@ from twisted.internet.defer import Deferred
 
 from txinferno.manager import RegistryManager
 from txinferno.observers import MonitorObserver
-from txinferno.testing import registry_server  # noqa: F401 (fixture)
 
 TIMEOUT = 10
 """
@@ -38,7 +37,7 @@ def managerFor(server, **options):
 
 
 @pytest_twisted.async_yield_fixture
-async def manager(registry_server):  # noqa: F811
+async def manager(registry_server):
     """
     A started, connected manager for the embedded registry; stopped after
     the test.

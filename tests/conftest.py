@@ -1,5 +1,8 @@
 """
-Fixtures shared by the tests that use an installed copy of txinferno.
+Fixtures shared by the tests: C{registry_server} (an embedded registry on
+loopback, from L{txinferno.testing}), C{manager} (a started manager
+connected to it, from C{clientsupport}) and C{installed} (an installed
+copy of txinferno).
 """
 
 import subprocess
@@ -7,6 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from clientsupport import manager
+
+from txinferno.testing import registry_server
+
+__all__ = ["installed", "manager", "registry_server"]
 
 SOURCE = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,6 @@ from txinferno.agent import (
     readServicesFile,
 )
 from txinferno.manager import RegistryManager
-from txinferno.testing import registry_server  # noqa: F401 (a fixture)
 
 
 def attributes(server, name):

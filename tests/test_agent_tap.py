@@ -9,7 +9,6 @@ from twisted.python import usage
 
 from clientsupport import bounded, whenRegistry
 from txinferno.tap import Options, makeService
-from txinferno.testing import registry_server  # noqa: F401 (a fixture)
 
 
 def parse(*argv):

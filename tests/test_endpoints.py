@@ -18,7 +18,6 @@ from twisted.internet.protocol import Factory, Protocol
 
 from txinferno.endpoints import InfernoClientEndpoint, RegisteredServerEndpoint
 from txinferno.tcp import connectionFromString
-from txinferno.testing import registry_server  # noqa: F401 (a fixture)
 
 from clientsupport import whenRegistry
 

@@ -13,12 +13,11 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 
-from clientsupport import (  # noqa: F401 (fixtures)
+from clientsupport import (
     Recorder,
     bounded,
     clientSockets,
     managerFor,
-    registry_server,
     registryServices,
     whenRegistry,
 )
@@ -128,7 +127,7 @@ def checkMonitors(server, manager, groups):
 
 
 @pytest_twisted.async_yield_fixture
-async def proxy(registry_server):  # noqa: F811
+async def proxy(registry_server):
     """
     A L{RegistryFaultProxy} in front of the embedded registry.
     """
@@ -152,7 +151,7 @@ CYCLES = 5
 
 
 @pytest_twisted.ensureDeferred
-async def test_restartCycles(registry_server):  # noqa: F811
+async def test_restartCycles(registry_server):
     """
     Through several crashes of the registry (back empty on the same ports),
     every service is registered exactly once after each, every monitor
@@ -184,7 +183,7 @@ async def test_restartCycles(registry_server):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_blackhole(registry_server, proxy):  # noqa: F811
+async def test_blackhole(registry_server, proxy):
     """
     When the path to the registry silently stops forwarding, the liveness
     probe notices within its interval plus its timeout (and a margin), the
@@ -219,7 +218,7 @@ async def test_blackhole(registry_server, proxy):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_oneByteChunks(registry_server, proxy):  # noqa: F811
+async def test_oneByteChunks(registry_server, proxy):
     """
     With every chunk on every port split into one-byte writes,
     registrations, updates, lookups and monitors all give correct results.
@@ -241,7 +240,7 @@ async def test_oneByteChunks(registry_server, proxy):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_cutFindMidLine(registry_server, proxy):  # noqa: F811
+async def test_cutFindMidLine(registry_server, proxy):
     """
     A find whose stream is cut in the middle of a line fails with a clear
     error or gives the right answer; the next one works.
@@ -262,7 +261,7 @@ async def test_cutFindMidLine(registry_server, proxy):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_cutEventMidLine(registry_server, proxy):  # noqa: F811
+async def test_cutEventMidLine(registry_server, proxy):
     """
     A change report cut in the middle of its line loses the change stream:
     the manager reports the registry lost, reconnects, and every service and
@@ -285,7 +284,7 @@ async def test_cutEventMidLine(registry_server, proxy):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_duplicateNameRace(registry_server):  # noqa: F811
+async def test_duplicateNameRace(registry_server):
     """
     Two managers register the same name at once: exactly one holds it, the
     other is told C{duplicate service name}, and takes the name over when
@@ -323,7 +322,7 @@ async def test_duplicateNameRace(registry_server):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_orphanedPersistentServiceRecognised(registry_server, proxy):  # noqa: F811
+async def test_orphanedPersistentServiceRecognised(registry_server, proxy):
     """
     The connection of a persistent service drops while the registry keeps
     running: the registry keeps the entry, without an owner.  The client,

@@ -14,7 +14,6 @@ from twisted.python.failure import Failure
 from txinferno.errors import OpenFileLimit
 from txinferno.filelimit import explainOpenFileLimit, raiseOpenFileLimit
 from txinferno.tcp import connectionFromString
-from txinferno.testing import registry_server  # noqa: F401 (a fixture)
 
 
 def test_raiseOpenFileLimit():

@@ -11,11 +11,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
-from clientsupport import (  # noqa: F401 (fixtures)
+from clientsupport import (
     bounded,
-    manager,
     managerFor,
-    registry_server,
 )
 from txinferno.errors import MalformedAnswer, RegistryUnavailable
 from txinferno.interfaces import IRegistryTask
@@ -40,7 +38,7 @@ def test_invalidQuery():
 
 
 @pytest_twisted.ensureDeferred
-async def test_lookupStar(manager):  # noqa: F811
+async def test_lookupStar(manager):
     """
     A lookup finds what matches, C{*} matching any value of an existing
     attribute; it detaches itself when done.
@@ -64,7 +62,7 @@ async def test_lookupStar(manager):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_lookupSurvivesOutage(registry_server):  # noqa: F811
+async def test_lookupSurvivesOutage(registry_server):
     """
     A lookup attached while the registry is down fires once it is back,
     within its deadline.
@@ -83,7 +81,7 @@ async def test_lookupSurvivesOutage(registry_server):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_deadline(registry_server):  # noqa: F811
+async def test_deadline(registry_server):
     """
     A lookup that cannot be answered fails after its deadline, counted from
     attach on the manager's clock, with a clear error.
@@ -104,7 +102,7 @@ async def test_deadline(registry_server):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_cancel(registry_server):  # noqa: F811
+async def test_cancel(registry_server):
     """
     Cancelling a lookup's Deferred detaches it; detaching it cancels its
     Deferred.
@@ -131,7 +129,7 @@ class Garbage(Protocol):
 
 
 @pytest_twisted.ensureDeferred
-async def test_malformedAnswerFailsAtOnce(manager, registry_server):  # noqa: F811
+async def test_malformedAnswerFailsAtOnce(manager, registry_server):
     """
     A find port that answers garbage fails the lookup at once with
     L{MalformedAnswer}, rather than waiting for the deadline.

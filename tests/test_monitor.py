@@ -11,11 +11,9 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from clientsupport import (  # noqa: F401 (fixtures)
+from clientsupport import (
     Recorder,
     bounded,
-    manager,
-    registry_server,
     registryServices,
 )
 from test_manager import MemoryConnection
@@ -36,7 +34,7 @@ def test_invalidQuery():
 
 
 @pytest_twisted.ensureDeferred
-async def test_addUpdateRemove(manager, registry_server):  # noqa: F811
+async def test_addUpdateRemove(manager, registry_server):
     """
     A monitor reports services that come, change and go, with their
     attributes, and keeps its C{services} view.
@@ -62,7 +60,7 @@ async def test_addUpdateRemove(manager, registry_server):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_filterChanges(manager, registry_server):  # noqa: F811
+async def test_filterChanges(manager, registry_server):
     """
     A service that starts matching after an update is added; one that stops
     matching is removed; one that never matches is never reported.

@@ -5,12 +5,11 @@ with 200 services and 20 monitors attached to one manager.
 
 import pytest_twisted
 
-from clientsupport import (  # noqa: F401 (fixtures)
+from clientsupport import (
     Recorder,
     bounded,
     clientSockets,
     managerFor,
-    registry_server,
     registryServices,
 )
 from txinferno.monitor import Monitor
@@ -40,7 +39,7 @@ def expectedView(services, group):
 
 
 @pytest_twisted.ensureDeferred
-async def test_restartWithManyTasks(registry_server):  # noqa: F811
+async def test_restartWithManyTasks(registry_server):
     """
     After the registry restarts empty on the same ports, every service is
     back, every monitor matches the registry having reported nothing but

@@ -11,7 +11,6 @@ from twisted.internet.defer import Deferred
 
 from txinferno.regquery import ERROR, FOUND, NOT_FOUND, formatAnswer, run
 from txinferno.tcp import connectionFromString
-from txinferno.testing import registry_server  # noqa: F401 (a fixture)
 
 TIMEOUT = 10
 

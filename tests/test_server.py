@@ -8,9 +8,7 @@ import io
 import pytest_twisted
 from twisted.internet import reactor
 
-from txinferno.testing import EmbeddedRegistry, connectRaw, exchange, registry_server
-
-__all__ = ["registry_server"]
+from txinferno.testing import EmbeddedRegistry, connectRaw, exchange
 
 TIMEOUT = 10
 

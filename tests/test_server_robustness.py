@@ -10,9 +10,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from txinferno.testing import connectRaw, exchange, registry_server
-
-__all__ = ["registry_server"]
+from txinferno.testing import connectRaw, exchange
 
 TIMEOUT = 10
 

@@ -12,13 +12,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
-from clientsupport import (  # noqa: F401 (fixtures)
+from clientsupport import (
     Recorder,
     bounded,
     clientSockets,
-    manager,
     managerFor,
-    registry_server,
     registryServices,
 )
 from txinferno.errors import RegistrationRejected
@@ -85,7 +83,7 @@ def test_invalidAtConstruction(name, attrs, message):
 
 
 @pytest_twisted.ensureDeferred
-async def test_registerUpdateUnregister(manager, registry_server):  # noqa: F811
+async def test_registerUpdateUnregister(manager, registry_server):
     """
     A service is registered while attached, its updates reach the registry,
     and detaching unregisters it.
@@ -120,7 +118,7 @@ async def test_registerUpdateUnregister(manager, registry_server):  # noqa: F811
     ],
 )
 @pytest_twisted.ensureDeferred
-async def test_valuesRoundTrip(manager, registry_server, attrs):  # noqa: F811
+async def test_valuesRoundTrip(manager, registry_server, attrs):
     """
     Values with spaces, quotes, newlines, tabs and non-ASCII reach the
     registry and come back intact; each can be looked up exactly.
@@ -136,7 +134,7 @@ async def test_valuesRoundTrip(manager, registry_server, attrs):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_persist(manager, registry_server):  # noqa: F811
+async def test_persist(manager, registry_server):
     """
     A persistent service stays in the registry after it is detached.
     """
@@ -155,7 +153,7 @@ async def test_persist(manager, registry_server):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_duplicateReportedAndRetried(manager, registry_server):  # noqa: F811
+async def test_duplicateReportedAndRetried(manager, registry_server):
     """
     A name someone else holds is reported (C{whenRegistered} fails with the
     reason) and retried until it is free.
@@ -176,7 +174,7 @@ async def test_duplicateReportedAndRetried(manager, registry_server):  # noqa: F
 
 
 @pytest_twisted.ensureDeferred
-async def test_lostRegistrationComesBack(manager, registry_server):  # noqa: F811
+async def test_lostRegistrationComesBack(manager, registry_server):
     """
     A registration the registry closes while the manager stays connected is
     made again.
@@ -199,7 +197,7 @@ class StateRecorder(ConnectionStateObserver):
 
 
 @pytest_twisted.ensureDeferred
-async def test_detachDuringAttemptCancelsIt(manager, registry_server):  # noqa: F811
+async def test_detachDuringAttemptCancelsIt(manager, registry_server):
     """
     Detaching services whose registrations are still connecting (or waiting
     their turn) gives them up at once: the registry never sees them and no
@@ -217,7 +215,7 @@ async def test_detachDuringAttemptCancelsIt(manager, registry_server):  # noqa: 
 
 
 @pytest_twisted.ensureDeferred
-async def test_updateWhileDisconnected(registry_server):  # noqa: F811
+async def test_updateWhileDisconnected(registry_server):
     """
     An update made while the registry is away is remembered and sent with
     the next registration; no connection is left behind.
@@ -243,7 +241,7 @@ async def test_updateWhileDisconnected(registry_server):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_backoffTiming(registry_server):  # noqa: F811
+async def test_backoffTiming(registry_server):
     """
     A rejected registration is retried after C{0.5}, then each delay grows
     by C{e} up to C{30} s (no jitter here); detaching stops the retries.
@@ -276,7 +274,7 @@ async def test_backoffTiming(registry_server):  # noqa: F811
 
 
 @pytest_twisted.ensureDeferred
-async def test_backoffJitter(registry_server):  # noqa: F811
+async def test_backoffJitter(registry_server):
     """
     With jitter each delay is spread around its nominal value; once the
     name is free the next attempt registers the service.

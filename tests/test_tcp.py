@@ -30,7 +30,7 @@ from txinferno.interfaces import (
     IRegistryConnection,
 )
 from txinferno.tcp import TCPRegistryConnection, connectionFromString
-from txinferno.testing import EmbeddedRegistry, registry_server  # noqa: F401 (fixture)
+from txinferno.testing import EmbeddedRegistry
 
 TIMEOUT = 10
 
