@@ -3,11 +3,19 @@ Tests for L{txinferno.description}: the registry description string.
 """
 
 import pytest
-
-from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString, connectProtocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor
 
-from txinferno.description import RegistryEndpoints, parseRegistryDescription, tcpAddress
+from txinferno.description import (
+    RegistryEndpoints,
+    clientStringFor,
+    parseRegistryDescription,
+    tcpAddress,
+)
 
 
 def _hostAndPorts(endpoints):
@@ -103,3 +111,46 @@ def test_tcpAddressReadsBack(description):
 )
 def test_tcpAddressOthers(endpoint):
     assert tcpAddress(endpoint) is None
+
+
+@pytest.mark.parametrize(
+    "address, host",
+    [
+        (IPv4Address("TCP", "127.0.0.5", 7000), "127.0.0.5"),
+        (IPv4Address("TCP", "0.0.0.0", 7000), "127.0.0.1"),
+        (IPv6Address("TCP", "::", 7000), "::1"),
+        (IPv6Address("TCP", "fe80::1", 7000), "fe80::1"),
+    ],
+)
+def test_clientStringForTCP(address, host):
+    """
+    A TCP listening address, IPv6 included, gives the plain C{tcp:} string
+    that L{tcpAddress} reads back (so that the connection takes the
+    C{connectTCP} path); a wildcard address is reached on loopback.
+    """
+    endpoint = clientStringFor(address)
+    assert endpoint.startswith("tcp:host=")
+    assert tcpAddress(endpoint) == (host, 7000)
+
+
+@pytest_twisted.ensureDeferred
+async def test_clientStringForUNIX(tmp_path):
+    """
+    A UNIX listening address gives a C{unix:} string that reaches it,
+    however many colons, equals signs and backslashes its path holds.
+    """
+    path = str(tmp_path / "a:b=c\\d")
+    port = reactor.listenUNIX(path, Factory.forProtocol(Protocol))
+    try:
+        endpoint = clientStringFor(port.getHost())
+        assert endpoint.startswith("unix:path=")
+        protocol = await connectProtocol(clientFromString(reactor, endpoint), Protocol())
+        assert protocol.transport.getPeer().name in (path, path.encode())
+        protocol.transport.loseConnection()
+    finally:
+        await port.stopListening()
+
+
+def test_clientStringForOthers():
+    with pytest.raises(ValueError, match="no client endpoint string reaches"):
+        clientStringFor(object())

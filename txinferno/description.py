@@ -20,12 +20,15 @@ import os
 import re
 from typing import NamedTuple
 
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_BASE_PORT",
     "DEFAULT_REGISTRY",
     "REGISTRY_ENVIRONMENT",
     "RegistryEndpoints",
+    "clientStringFor",
     "defaultRegistry",
     "parseRegistryDescription",
     "tcpAddress",
@@ -95,13 +98,41 @@ def _port(description, what, text):
     return int(text)
 
 
+def _escape(text):
+    """
+    @return: C{text} as the value of an endpoint string's keyword, its
+        backslashes, colons and equals signs escaped.
+    """
+    return text.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
 def _clientString(host, port):
     """
-    @return: a C{tcp:} client endpoint string for C{host} and C{port}, with
-        the host's colons and backslashes escaped.
+    @return: a C{tcp:} client endpoint string for C{host} (an IPv4 or IPv6
+        address or a host name) and C{port}.
     """
-    escaped = host.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
-    return "tcp:host=%s:port=%d" % (escaped, port)
+    return "tcp:host=%s:port=%d" % (_escape(host), port)
+
+
+def clientStringFor(address):
+    """
+    The client endpoint string that reaches a listening address: a port
+    listening on every address (C{0.0.0.0} or C{::}) is reached on loopback,
+    and a TCP address, IPv6 included, gets the plain C{tcp:host=H:port=P}
+    form that L{tcpAddress} reads back.
+
+    @param address: where a port listens (its C{getHost()}).
+    @type address: L{IPv4Address}, L{IPv6Address} or L{UNIXAddress}
+    @raise ValueError: for any other kind of address.
+    @rtype: L{str}
+    """
+    if isinstance(address, UNIXAddress):
+        name = address.name.decode() if isinstance(address.name, bytes) else address.name
+        return "unix:path=" + _escape(name)
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address.host, address.host)
+        return _clientString(host, address.port)
+    raise ValueError("no client endpoint string reaches %r" % (address,))
 
 
 def tcpAddress(endpoint):

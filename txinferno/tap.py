@@ -16,12 +16,11 @@ import signal
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from txinferno.agent import Agent, parseQuerySpec, parseServiceSpec, readServicesFile
-from txinferno.description import parseRegistryDescription
+from txinferno.description import clientStringFor, parseRegistryDescription
 from txinferno.errors import RegistryError
 from txinferno.manager import RegistryManager
 from txinferno.tcp import TCPRegistryConnection, connectionFromString
@@ -176,22 +175,6 @@ class _RecordingEndpoint:
         return self._endpoint.listen(factory).addCallback(listening)
 
 
-def _clientString(address):
-    """
-    The client endpoint string that reaches a listening address (a port
-    listening on every address is reached on loopback).
-    """
-    if isinstance(address, UNIXAddress):
-        return "unix:path=" + quoteStringArgument(address.name.decode()
-                                                  if isinstance(address.name, bytes)
-                                                  else address.name)
-    if isinstance(address, (IPv4Address, IPv6Address)):
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address.host, address.host)
-        kind = "tcp6" if isinstance(address, IPv6Address) else "tcp"
-        return "%s:host=%s:port=%d" % (kind, quoteStringArgument(host), address.port)
-    raise ValueError("the agent cannot reach a registry listening on %r" % (address,))
-
-
 def makeService(options, reactor=None):
     """
     Build the C{regmgr} service: the registry server unless C{--registry}
@@ -220,7 +203,7 @@ def makeService(options, reactor=None):
         endpoints = _serve(options, service, reactor)
 
         def makeManager():
-            new, find, event = [_clientString(e.address) for e in endpoints]
+            new, find, event = [clientStringFor(e.address) for e in endpoints]
             return RegistryManager(TCPRegistryConnection(reactor, new, find, event), reactor)
 
     if options.agentWanted:
