@@ -454,3 +454,62 @@ def test_confirmationLoggedOncePerListing():
     assert infos == ["3 services registered", "service one registered"]
     [counted] = [e for e in events if e.get("count") == 3]
     assert counted["names"] == ["svc0", "svc1", "svc2"]
+
+
+def confirmedMany(s, count):
+    """
+    Register and confirm C{count} services, C{svc0}..., through one listing.
+
+    @return: the registrations and their connections' pumps.
+    """
+    burst = [s.register("svc%d" % i) for i in range(count)]
+    pumps = [s.connect() for _ in burst]
+    s.listings[-1].callback({"svc%d" % i: {"proto": "ssh"} for i in range(count)})
+    return [fired[0] for fired, failed in burst], pumps
+
+
+def test_unregistrationsLoggedOnce():
+    """
+    Unregistrations in progress together are logged as one line once the
+    last of them ends, before its Deferred fires; a lone one by name.
+    """
+    s = Setup()
+    registrations, pumps = confirmedMany(s, 4)
+    with capturedLogs() as events:
+        done = [r.unregister() for r in registrations[:3]]
+        for pump in pumps[:2]:
+            pump.flush()
+        assert [formatEvent(e) for e in events if e["log_level"] == LogLevel.info] == []
+        done[2].addCallback(
+            lambda _: order.append([formatEvent(e) for e in events if e["log_level"] == LogLevel.info])
+        )
+        order = []
+        pumps[2].flush()
+        assert order == [["3 services unregistered"]]
+        [counted] = [e for e in events if e.get("count") == 3]
+        assert counted["names"] == ["svc0", "svc1", "svc2"]
+        registrations[3].unregister()
+        pumps[3].flush()
+    infos = [formatEvent(e) for e in events if e["log_level"] == LogLevel.info]
+    assert infos == ["3 services unregistered", "service svc3 unregistered"]
+    assert s.reactor.getDelayedCalls() == []
+
+
+def test_lossesLoggedOncePerTurn():
+    """
+    Registrations lost in one turn (a registry that goes away) are logged
+    as one warning per reason, on the next turn, with their names.
+    """
+    s = Setup()
+    registrations, pumps = confirmedMany(s, 3)
+    with capturedLogs() as events:
+        for pump in pumps:
+            pump.clientIO.disconnectReason = ConnectionLost("reset")
+            pump.serverIO.loseConnection()
+            pump.flush(advanceClock=False)
+        assert [e for e in events if e["log_level"] == LogLevel.warn] == []
+        s.reactor.advance(0)
+    [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
+    assert formatEvent(warning).startswith("3 registrations lost: ")
+    assert warning["names"] == ["svc0", "svc1", "svc2"]
+    assert "reset" in warning["reason"]

@@ -17,7 +17,7 @@ from zope.interface import implementer
 
 from twisted.internet import defer
 from twisted.internet.protocol import ClientFactory, Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from .errors import (
@@ -153,6 +153,7 @@ class Registration:
         self._closedInRound = None
         self._writtenAt = None
         self._end = None
+        self._lostReason = None
         self._endWaiters = None
 
     def __repr__(self):
@@ -313,15 +314,13 @@ class Registration:
                 self._registrar._closed(self)
             return
         if self._unregistering:
-            self._log.info("service {name} unregistered", name=self.name)
             self._end = None
         else:
+            self._lostReason = reason.getErrorMessage()
             self._end = Failure(
-                RegistrationLost(
-                    "registration of %r lost: %s" % (self.name, reason.getErrorMessage())
-                )
+                RegistrationLost("registration of %r lost: %s" % (self.name, self._lostReason))
             )
-            self._log.warn("{error}", error=self._end.value)
+        self._registrar._ended(self)
         self._tellEnd()
 
     # IRegistration
@@ -357,7 +356,9 @@ class Registration:
             self._endOrphan(None)
         if self._protocol is None:
             return defer.succeed(None)
-        self._unregistering = True
+        if not self._unregistering:
+            self._unregistering = True
+            self._registrar._unregistering += 1
         d = self._waitForEnd()
         self._protocol.transport.loseConnection()
         return d
@@ -420,6 +421,9 @@ class Registrar:
         self._startingConnections = False
         self._connectDeadlines = {}
         self._connectTimer = None
+        self._unregistering = 0
+        self._endings = []
+        self._endingsCall = None
 
     def register(self, name, attrs):
         """
@@ -606,17 +610,64 @@ class Registrar:
 
     def _logConfirmed(self, confirmed):
         """
-        Log the registrations one listing confirmed: by name for one, as a
-        count with the names in the event's C{names} field for a burst.
+        Log the registrations one listing confirmed.
         """
-        if len(confirmed) == 1:
-            self._log.info("service {name} registered", name=confirmed[0].name)
-        elif confirmed:
-            self._log.info(
-                "{count} services registered",
-                count=len(confirmed),
-                names=[registration.name for registration in confirmed],
+        self._logNames(
+            LogLevel.info,
+            [registration.name for registration in confirmed],
+            "service {name} registered",
+            "{count} services registered",
+        )
+
+    def _ended(self, registration):
+        """
+        A confirmed registration's connection closed.  Its end is logged
+        with the others of the same turn (a registry that goes away closes
+        every registration at once), or, for an unregistration, with the
+        others in progress, once the last of them ends.
+        """
+        self._endings.append(registration)
+        if registration._unregistering:
+            self._unregistering -= 1
+            if not self._unregistering:
+                self._logEndings()
+        elif self._endingsCall is None:
+            self._endingsCall = self.clock.callLater(0, self._logEndings)
+
+    def _logEndings(self):
+        if self._endingsCall is not None:
+            if self._endingsCall.active():
+                self._endingsCall.cancel()
+            self._endingsCall = None
+        endings, self._endings = self._endings, []
+        lost = {}
+        for registration in endings:
+            if registration._end is not None:
+                lost.setdefault(registration._lostReason, []).append(registration.name)
+        self._logNames(
+            LogLevel.info,
+            [registration.name for registration in endings if registration._end is None],
+            "service {name} unregistered",
+            "{count} services unregistered",
+        )
+        for reason, names in lost.items():
+            self._logNames(
+                LogLevel.warn,
+                names,
+                "registration of {name!r} lost: {reason}",
+                "{count} registrations lost: {reason}",
+                reason=reason,
             )
+
+    def _logNames(self, level, names, one, many, **fields):
+        """
+        Log one event about services: by name for one, as a count with the
+        names in the event's C{names} field for several, none for none.
+        """
+        if len(names) == 1:
+            self._log.emit(level, one, name=names[0], **fields)
+        elif names:
+            self._log.emit(level, many, count=len(names), names=names, **fields)
 
     def _whyClosed(self, registration, services):
         """

@@ -238,8 +238,9 @@ class Service:
         if registration is not self._registration:
             return None
         self._registration = None
-        self._log.warn(
-            "registration of service {name} lost: {reason}",
+        # The connection plugin logs the loss; this task registers again.
+        self._log.debug(
+            "registering service {name} again after: {reason}",
             name=self.name,
             reason=result.getErrorMessage(),
         )
