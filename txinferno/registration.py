@@ -292,7 +292,9 @@ class Registration:
         End an unconfirmed registration with C{reason}, closing its
         connection if it is still open.
         """
-        self._log.warn(
+        # The Deferred carries the reason to the caller, which logs it (as
+        # the Service task does): a burst of failures is not logged twice.
+        self._log.debug(
             "registration of {name} failed: {reason}", name=self.name, reason=reason.value
         )
         if self._protocol is not None:
