@@ -316,7 +316,6 @@ def test_startsInBatches(memory):
     """
     tasks = [memory.attach(RecordingTask()) for _ in range(2 * START_BATCH + 1)]
     restored = memory.whenRestored()
-    started = []
     for expected in (START_BATCH, 2 * START_BATCH):
         memory.clock.turn()
         started = [t for t in tasks if t.calls]

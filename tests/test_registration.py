@@ -480,12 +480,14 @@ def test_unregistrationsLoggedOnce():
         for pump in pumps[:2]:
             pump.flush()
         assert [formatEvent(e) for e in events if e["log_level"] == LogLevel.info] == []
+        infosWhenLastEnded = []
         done[2].addCallback(
-            lambda _: order.append([formatEvent(e) for e in events if e["log_level"] == LogLevel.info])
+            lambda _: infosWhenLastEnded.append(
+                [formatEvent(e) for e in events if e["log_level"] == LogLevel.info]
+            )
         )
-        order = []
         pumps[2].flush()
-        assert order == [["3 services unregistered"]]
+        assert infosWhenLastEnded == [["3 services unregistered"]]
         [counted] = [e for e in events if e.get("count") == 3]
         assert counted["names"] == ["svc0", "svc1", "svc2"]
         registrations[3].unregister()

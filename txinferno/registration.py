@@ -360,7 +360,7 @@ class Registration:
             return defer.succeed(None)
         if not self._unregistering:
             self._unregistering = True
-            self._registrar._unregistering += 1
+            self._registrar._unregistrationsInProgress += 1
         d = self._waitForEnd()
         self._protocol.transport.loseConnection()
         return d
@@ -423,7 +423,7 @@ class Registrar:
         self._startingConnections = False
         self._connectDeadlines = {}
         self._connectTimer = None
-        self._unregistering = 0
+        self._unregistrationsInProgress = 0
         self._endings = []
         self._endingsCall = None
 
@@ -630,8 +630,8 @@ class Registrar:
         """
         self._endings.append(registration)
         if registration._unregistering:
-            self._unregistering -= 1
-            if not self._unregistering:
+            self._unregistrationsInProgress -= 1
+            if not self._unregistrationsInProgress:
                 self._logEndings()
         elif self._endingsCall is None:
             self._endingsCall = self.clock.callLater(0, self._logEndings)
