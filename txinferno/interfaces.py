@@ -174,7 +174,9 @@ class IRegistryTask(Interface):
 
     def start():
         """
-        The registry became reachable (first time, or again after an outage).
+        The registry is reachable: it became reachable (first time, or again
+        after an outage), or the task was attached while it was; called on
+        a later turn of the reactor (see L{txinferno.manager.START_BATCH}).
 
         @return: L{None}, or a L{Deferred} that fires once the task has
             restored what it holds in the registry (tasks that read the
