@@ -30,6 +30,7 @@ from .interfaces import IRegistration
 from .filelimit import explainOpenFileLimit
 from .keepalive import enableKeepAlive
 from .persist import persists
+from .burstlog import BurstLog
 from .validation import registrationLine, updateLine
 
 __all__ = [
@@ -78,8 +79,6 @@ class RegistrationProtocol(Protocol):
     L{MalformedAnswer} as the reason.
     """
 
-    _log = Logger()
-
     def __init__(self, registration):
         """
         @type registration: L{Registration}
@@ -98,7 +97,6 @@ class RegistrationProtocol(Protocol):
                 "of %r, which a registry never does: %r"
                 % (len(data), self._registration.name, data[:80])
             )
-            self._log.error("{error}", error=self._error)
             self.transport.abortConnection()
 
     def connectionLost(self, reason):
@@ -206,13 +204,13 @@ class Registration:
         for a turn included).
         """
         self._abandonConnecting()
-        self.registered.errback(
+        self._fail(
             Failure(RegistryTimeout("could not connect to the new port within %g s" % (timeout,)))
         )
 
     def _connectFailed(self, reason):
         if self._endConnecting():
-            self.registered.errback(explainOpenFileLimit(reason))
+            self._fail(explainOpenFileLimit(reason))
 
     def _connectionMade(self, protocol):
         self._endConnecting()
@@ -287,16 +285,18 @@ class Registration:
         for d in waiters or ():
             d.callback(None) if self._end is None else d.errback(self._end)
 
-    def _fail(self, reason):
+    def _fail(self, reason, why=None):
         """
         End an unconfirmed registration with C{reason}, closing its
         connection if it is still open.
+
+        @param why: the reason in words, without the service's name, for
+            the log (where failures with the same reason make one line); by
+            default the rejection's reason or the error's message.
         """
-        # The Deferred carries the reason to the caller, which logs it (as
-        # the Service task does): a burst of failures is not logged twice.
-        self._log.debug(
-            "registration of {name} failed: {reason}", name=self.name, reason=reason.value
-        )
+        if why is None:
+            why = reason.value.reason if reason.check(RegistrationRejected) else reason.getErrorMessage()
+        self._registrar._failed(self, why)
         if self._protocol is not None:
             self._protocol.transport.abortConnection()
         self.registered.errback(reason)
@@ -424,8 +424,7 @@ class Registrar:
         self._connectDeadlines = {}
         self._connectTimer = None
         self._unregistrationsInProgress = 0
-        self._endings = []
-        self._endingsCall = None
+        self._serviceLog = BurstLog(self._log, clock)
 
     def register(self, name, attrs):
         """
@@ -597,29 +596,36 @@ class Registrar:
                 confirmed.append(registration)
             elif now - registration._writtenAt >= self._timeout:
                 del self._pending[registration]
+                why = "not listed by the registry within %g s" % (self._timeout,)
                 registration._fail(
-                    Failure(
-                        RegistryTimeout(
-                            "registration of %r not listed by the registry "
-                            "within %g s" % (registration.name, self._timeout)
-                        )
-                    )
+                    Failure(RegistryTimeout("registration of %r %s" % (registration.name, why))),
+                    why,
                 )
-        self._logConfirmed(confirmed)
+        for registration in confirmed:
+            self._serviceLog.add(
+                LogLevel.info,
+                "service {name} registered",
+                "{count} services registered",
+                registration.name,
+            )
+        self._serviceLog.flush()
         for registration in confirmed:
             registration._confirm()
         self._next()
 
-    def _logConfirmed(self, confirmed):
+    def _failed(self, registration, why):
         """
-        Log the registrations one listing confirmed.
+        An unconfirmed registration failed: log it with the others that fail
+        in this turn for the same reason.
         """
-        self._logNames(
-            LogLevel.info,
-            [registration.name for registration in confirmed],
-            "service {name} registered",
-            "{count} services registered",
+        self._serviceLog.add(
+            LogLevel.warn,
+            "registration of service {name} failed: {reason}",
+            "{count} registrations failed: {reason}",
+            registration.name,
+            why,
         )
+        self._serviceLog.flushSoon()
 
     def _ended(self, registration):
         """
@@ -628,48 +634,25 @@ class Registrar:
         every registration at once), or, for an unregistration, with the
         others in progress, once the last of them ends.
         """
-        self._endings.append(registration)
         if registration._unregistering:
+            self._serviceLog.add(
+                LogLevel.info,
+                "service {name} unregistered",
+                "{count} services unregistered",
+                registration.name,
+            )
             self._unregistrationsInProgress -= 1
             if not self._unregistrationsInProgress:
-                self._logEndings()
-        elif self._endingsCall is None:
-            self._endingsCall = self.clock.callLater(0, self._logEndings)
-
-    def _logEndings(self):
-        if self._endingsCall is not None:
-            if self._endingsCall.active():
-                self._endingsCall.cancel()
-            self._endingsCall = None
-        endings, self._endings = self._endings, []
-        lost = {}
-        for registration in endings:
-            if registration._end is not None:
-                lost.setdefault(registration._lostReason, []).append(registration.name)
-        self._logNames(
-            LogLevel.info,
-            [registration.name for registration in endings if registration._end is None],
-            "service {name} unregistered",
-            "{count} services unregistered",
-        )
-        for reason, names in lost.items():
-            self._logNames(
+                self._serviceLog.flush()
+        else:
+            self._serviceLog.add(
                 LogLevel.warn,
-                names,
-                "registration of {name!r} lost: {reason}",
+                "registration of service {name} lost: {reason}",
                 "{count} registrations lost: {reason}",
-                reason=reason,
+                registration.name,
+                registration._lostReason,
             )
-
-    def _logNames(self, level, names, one, many, **fields):
-        """
-        Log one event about services: by name for one, as a count with the
-        names in the event's C{names} field for several, none for none.
-        """
-        if len(names) == 1:
-            self._log.emit(level, one, name=names[0], **fields)
-        elif names:
-            self._log.emit(level, many, count=len(names), names=names, **fields)
+            self._serviceLog.flushSoon()
 
     def _whyClosed(self, registration, services):
         """

@@ -48,8 +48,8 @@ class Service:
 
     A registration the registry rejects (a name someone else holds) or
     closes is reported (L{whenRegistered} fails with
-    L{RegistrationRejected}, and the reason is logged) and retried with
-    exponential backoff and jitter, as Twisted's
+    L{RegistrationRejected}, and the connection plugin logs the reason)
+    and retried with exponential backoff and jitter, as Twisted's
     L{twisted.internet.protocol.ReconnectingClientFactory} reconnects.
 
     @ivar name: the service name.
@@ -217,40 +217,29 @@ class Service:
         if registering is not self._registering:
             return None
         self._registering = None
-        self._retry()
+        self._retry(reason)
         if reason.check(RegistrationRejected):
-            self._log.warn(
-                "registration of service {name} rejected: {reason}",
-                name=self.name,
-                reason=reason.value.reason,
-            )
             waiting, self._waiting = self._waiting, None
             for d in waiting or ():
                 d.errback(reason)
-        else:
-            self._log.warn(
-                "registration of service {name} failed: {reason}",
-                name=self.name,
-                reason=reason.getErrorMessage(),
-            )
 
     def _lost(self, result, registration):
         if registration is not self._registration:
             return None
         self._registration = None
-        # The connection plugin logs the loss; this task registers again.
-        self._log.debug(
-            "registering service {name} again after: {reason}",
-            name=self.name,
-            reason=result.getErrorMessage(),
-        )
-        self._retry()
+        self._retry(result)
 
-    def _retry(self):
+    def _retry(self, reason):
         """
-        Register again after the next backoff delay, while running.
+        Register again after the next backoff delay, while running.  The
+        connection plugin logs the failure or loss that is the C{reason}.
         """
         if self._running:
+            self._log.debug(
+                "service {name}: {reason}; registering again",
+                name=self.name,
+                reason=reason.getErrorMessage(),
+            )
             if self._backoff is None:
                 self._backoff = _Backoff(
                     self.manager.clock,
