@@ -10,6 +10,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, globalLogPublisher
 from zope.interface.verify import verifyObject
 
 from clientsupport import (
@@ -307,3 +308,39 @@ async def test_backoffJitter(registry_server):
     assert retries(clock) == []
     await bounded(manager.stopService())
     assert clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_rejectedBurstLoggedInFewLines(manager, registry_server):
+    """
+    A second manager with the same hundred names (a second agent started
+    by mistake): every registration is rejected, and the log says so in a
+    few lines, each with its services' names, rather than a hundred.
+    """
+    names = ["svc%d" % i for i in range(100)]
+    held = [manager.attach(Service(name, {"first": "1"})) for name in names]
+    await bounded(defer.gatherResults([s.whenRegistered() for s in held]))
+    warnings = []
+    unnamed = set(names)
+    covered = Deferred()
+
+    def observe(event):
+        if event["log_level"] == LogLevel.warn and "failed" in event["log_format"]:
+            warnings.append(event)
+            unnamed.difference_update(event.get("names", [event.get("name")]))
+            if not unnamed and not covered.called:
+                covered.callback(len(warnings))
+
+    globalLogPublisher.addObserver(observe)
+    second = managerFor(registry_server)
+    try:
+        duplicates = [second.attach(Service(name, {"second": "1"})) for name in names]
+        rejected = [s.whenRegistered() for s in duplicates]
+        for d in rejected:
+            with pytest.raises(RegistrationRejected, match="duplicate service name"):
+                await bounded(d)
+        assert await bounded(covered) <= 5
+        assert all(w["reason"] == "duplicate service name" for w in warnings)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        await bounded(second.stopService())
