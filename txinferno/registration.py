@@ -616,7 +616,7 @@ class Registrar:
     def _failed(self, registration, why):
         """
         An unconfirmed registration failed: log it with the others that fail
-        in this turn for the same reason.
+        for the same reason in this listing, or else in this turn.
         """
         self._serviceLog.add(
             LogLevel.warn,
