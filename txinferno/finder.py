@@ -6,7 +6,6 @@ of the connection.
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
@@ -121,8 +120,6 @@ class FindProtocol(Protocol):
     @type answer: L{Deferred}
     """
 
-    _log = Logger()
-
     def __init__(self, query, maxAnswerSize):
         """
         @param query: the query line, newline included.
@@ -169,7 +166,6 @@ class FindProtocol(Protocol):
                 reason = Failure()
         self._received = []
         if isinstance(reason, Failure):
-            self._log.debug("query failed: {reason}", reason=reason.value)
             self.answer.errback(reason)
         else:
             self.answer.callback(reason)

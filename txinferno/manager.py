@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txinferno.burstlog import BurstLog
 from txinferno.filelimit import raiseOpenFileLimit
 from txinferno.interfaces import IChangeObserver, IRegistryTask
 from txinferno.lookup import Lookup
@@ -82,6 +83,11 @@ class RegistryManager(Service):
     @ivar clock: the clock used for coalescing change reports and by the
         tasks for their timers.
     @type clock: L{twisted.internet.interfaces.IReactorTime}
+
+    @ivar taskLog: where tasks log what happens to many of them at once (a
+        registry that rejects a thousand services, a find port that fails
+        a thousand monitors): one line per reason and turn of the clock.
+    @type taskLog: L{txinferno.burstlog.BurstLog}
     """
 
     _log = Logger()
@@ -98,6 +104,7 @@ class RegistryManager(Service):
             from twisted.internet import reactor as clock
         self.connection = connection
         self.clock = clock
+        self.taskLog = BurstLog(self._log, clock)
         self._tasks = {}
         self._followers = {}
         self._observers = []

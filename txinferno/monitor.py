@@ -3,7 +3,7 @@ The Monitor task: follow the services that match a query, reporting each
 one that comes, changes or goes.
 """
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
 from txinferno.interfaces import IRegistryTask
@@ -50,8 +50,9 @@ class Monitor:
     times the last find's duration, if longer) after the last find ended:
     a burst of changes costs a few finds, and its end is seen soon after it
     ends.  A change after a quiet spell is queried at once.  A find that
-    fails is logged and tried again after L{MAX_WAIT}, the wait doubling
-    with each failure in a row up to L{MAX_RETRY_DELAY}.  Each answer is
+    fails is tried again after L{MAX_WAIT}, the wait doubling with each
+    failure in a row up to L{MAX_RETRY_DELAY}; the reason is logged once for
+    as long as it stays the same.  Each answer is
     compared with the current view, so a service that starts matching after
     an update is reported as added, one that stops matching as removed, and
     an outage with no change produces no report but C{resynced()}.
@@ -93,6 +94,7 @@ class Monitor:
         self._waiting = None
         self._again = False
         self._failures = 0
+        self._reportedFailure = None
 
     def __repr__(self):
         return "<Monitor %r: %d services>" % (self.attrs, len(self.services))
@@ -104,6 +106,7 @@ class Monitor:
         report the differences, then C{resynced()}.
         """
         self.synced = False
+        self._reportedFailure = None
         restoring = self._restoring = self.manager.whenRestored()
         restoring.addCallback(self._restored, restoring)
 
@@ -157,6 +160,7 @@ class Monitor:
             return
         self._finding = None
         self._failures = 0
+        self._reportedFailure = None
         self._report(services)
         if not self.synced and self.manager is not None:
             self.synced = True
@@ -171,12 +175,20 @@ class Monitor:
         if self.manager is None:
             return
         delay = min(MAX_RETRY_DELAY, MAX_WAIT * 2 ** (self._failures - 1))
-        self._log.warn(
-            "monitor {query!r}: find failed: {reason}; trying again in {delay:.2f} s",
-            query=self.attrs,
-            reason=reason.getErrorMessage(),
-            delay=delay,
-        )
+        why = reason.getErrorMessage()
+        if why != self._reportedFailure:
+            # Once for as long as the reason stays the same, in one line
+            # with the other monitors that fail with it in this turn.
+            self._reportedFailure = why
+            log = self.manager.taskLog
+            log.add(
+                LogLevel.warn,
+                "monitor {name}: find failed: {reason}; trying again",
+                "{count} monitors' finds failed: {reason}; trying again",
+                repr(self.attrs),
+                why,
+            )
+            log.flushSoon()
         self._waiting = self.manager.clock.callLater(delay, self._retry)
 
     def _retry(self):

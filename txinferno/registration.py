@@ -285,18 +285,12 @@ class Registration:
         for d in waiters or ():
             d.callback(None) if self._end is None else d.errback(self._end)
 
-    def _fail(self, reason, why=None):
+    def _fail(self, reason):
         """
         End an unconfirmed registration with C{reason}, closing its
-        connection if it is still open.
-
-        @param why: the reason in words, without the service's name, for
-            the log (where failures with the same reason make one line); by
-            default the rejection's reason or the error's message.
+        connection if it is still open.  The caller, who gets C{reason},
+        reports it.
         """
-        if why is None:
-            why = reason.value.reason if reason.check(RegistrationRejected) else reason.getErrorMessage()
-        self._registrar._failed(self, why)
         if self._protocol is not None:
             self._protocol.transport.abortConnection()
         self.registered.errback(reason)
@@ -596,10 +590,13 @@ class Registrar:
                 confirmed.append(registration)
             elif now - registration._writtenAt >= self._timeout:
                 del self._pending[registration]
-                why = "not listed by the registry within %g s" % (self._timeout,)
                 registration._fail(
-                    Failure(RegistryTimeout("registration of %r %s" % (registration.name, why))),
-                    why,
+                    Failure(
+                        RegistryTimeout(
+                            "the registration was not listed by the registry within %g s"
+                            % (self._timeout,)
+                        )
+                    )
                 )
         for registration in confirmed:
             self._serviceLog.add(
@@ -612,20 +609,6 @@ class Registrar:
         for registration in confirmed:
             registration._confirm()
         self._next()
-
-    def _failed(self, registration, why):
-        """
-        An unconfirmed registration failed: log it with the others that fail
-        for the same reason in this listing, or else in this turn.
-        """
-        self._serviceLog.add(
-            LogLevel.warn,
-            "registration of service {name} failed: {reason}",
-            "{count} registrations failed: {reason}",
-            registration.name,
-            why,
-        )
-        self._serviceLog.flushSoon()
 
     def _ended(self, registration):
         """

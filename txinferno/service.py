@@ -5,7 +5,7 @@ reachable, with its current attributes.
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ReconnectingClientFactory
-from twisted.logger import Logger
+from twisted.logger import LogLevel
 from zope.interface import implementer
 
 from txinferno.errors import RegistrationLost, RegistrationRejected
@@ -48,9 +48,10 @@ class Service:
 
     A registration the registry rejects (a name someone else holds) or
     closes is reported (L{whenRegistered} fails with
-    L{RegistrationRejected}, and the connection plugin logs the reason)
-    and retried with exponential backoff and jitter, as Twisted's
-    L{twisted.internet.protocol.ReconnectingClientFactory} reconnects.
+    L{RegistrationRejected}; the reason is logged, once for as long as it
+    stays the same) and retried with exponential backoff and jitter, as
+    Twisted's L{twisted.internet.protocol.ReconnectingClientFactory}
+    reconnects.
 
     @ivar name: the service name.
     @type name: L{str}
@@ -59,8 +60,6 @@ class Service:
     @type attrs: L{dict}
     @ivar manager: the manager this task is attached to, or L{None}.
     """
-
-    _log = Logger()
 
     followsChanges = False
     """
@@ -95,6 +94,7 @@ class Service:
         self._registering = None
         self._backoff = None
         self._waiting = None
+        self._reportedFailure = None
 
     def __repr__(self):
         return "<Service %r %s>" % (self.name, "registered" if self.registered else "unregistered")
@@ -149,6 +149,7 @@ class Service:
         """
         self._running = True
         self._backoff = None
+        self._reportedFailure = None
         if self._registration is None and self._registering is None:
             return self._register()
 
@@ -171,7 +172,6 @@ class Service:
         registration, self._registration = self._registration, None
         if registration is None:
             return succeed(None)
-        self._log.debug("unregistering service {name}", name=self.name)
         return registration.unregister()
 
     def refresh(self):
@@ -205,6 +205,7 @@ class Service:
             return registration.unregister()
         self._registering = None
         self._registration = registration
+        self._reportedFailure = None
         if self._backoff is not None:
             self._backoff.resetDelay()
         registration.whenLost().addBoth(self._lost, registration)
@@ -217,7 +218,8 @@ class Service:
         if registering is not self._registering:
             return None
         self._registering = None
-        self._retry(reason)
+        self._report(reason)
+        self._retry()
         if reason.check(RegistrationRejected):
             waiting, self._waiting = self._waiting, None
             for d in waiting or ():
@@ -227,19 +229,37 @@ class Service:
         if registration is not self._registration:
             return None
         self._registration = None
-        self._retry(result)
+        # The connection plugin logs the loss.
+        self._retry()
 
-    def _retry(self, reason):
+    def _report(self, reason):
         """
-        Register again after the next backoff delay, while running.  The
-        connection plugin logs the failure or loss that is the C{reason}.
+        Log why a registration attempt failed, unless the last one failed
+        for the same reason: a service kept out by a duplicate is logged
+        once, not at every retry.  The manager's C{taskLog} makes one line
+        of the services that fail together for the same reason.
+        """
+        if reason.check(RegistrationRejected):
+            why = reason.value.reason
+        else:
+            why = reason.getErrorMessage()
+        if why != self._reportedFailure:
+            self._reportedFailure = why
+            log = self.manager.taskLog
+            log.add(
+                LogLevel.warn,
+                "registration of service {name} failed: {reason}; trying again",
+                "{count} registrations failed: {reason}; trying again",
+                self.name,
+                why,
+            )
+            log.flushSoon()
+
+    def _retry(self):
+        """
+        Register again after the next backoff delay, while running.
         """
         if self._running:
-            self._log.debug(
-                "service {name}: {reason}; registering again",
-                name=self.name,
-                reason=reason.getErrorMessage(),
-            )
             if self._backoff is None:
                 self._backoff = _Backoff(
                     self.manager.clock,
