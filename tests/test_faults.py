@@ -284,6 +284,44 @@ async def test_cutEventMidLine(registry_server, proxy):
 
 
 @pytest_twisted.ensureDeferred
+async def test_duplicatesWithTheSameAttributes(registry_server, proxy):
+    """
+    The same names with the same attributes registered by a second manager
+    (one services file given to two agents) whose lines reach the registry
+    10 ms late: its listings show the first manager's entries, identical to
+    what it asked for, before the registry has read its lines; still, its
+    attempts are reported rejected as duplicates, not taken as registered.
+    Without the registrar's C{CONFIRM_AFTER} all 40 attempts below are
+    taken as registered; with it, none unless this process stalls for
+    longer than the margin at the wrong moment, so the test allows two.
+    """
+    first = managerFor(registry_server)
+    second = None
+    try:
+        held = [first.attach(Service("svc%d" % i, {"proto": "http"})) for i in range(20)]
+        for svc in held:
+            await bounded(svc.whenRegistered())
+        proxy.new.delay = 0.01
+        second = managerFor(proxy)
+        duplicates = [second.attach(QuickService(s.name, {"proto": "http"})) for s in held]
+        takenAsRegistered = 0
+        for _ in range(2):
+            for d in [s.whenRegistered() for s in duplicates]:
+                try:
+                    await bounded(d)
+                except RegistrationRejected as e:
+                    assert e.reason == "duplicate service name"
+                else:
+                    takenAsRegistered += 1
+        assert takenAsRegistered <= 2
+        assert all(s.registered for s in held)
+    finally:
+        if second is not None:
+            await bounded(second.stopService())
+        await bounded(first.stopService())
+
+
+@pytest_twisted.ensureDeferred
 async def test_duplicateNameRace(registry_server):
     """
     Two managers register the same name at once: exactly one holds it, the

@@ -594,3 +594,25 @@ def test_fromDescription():
     assert manager.clock is reactor
     assert manager.connection.description.startswith("tcp:")
     assert not manager.running
+
+
+def test_serviceLostSoonKeepsBackingOff(memory):
+    """
+    A registration lost sooner than the wait that would follow counts as a
+    failed attempt: the waits grow as the backoff says; one held at least
+    that long starts the backoff afresh.
+    """
+    svc = memory.attach(Service("svc", {}))
+    svc.jitter = 0
+    memory.clock.advance(0)
+    waits = []
+    for held in (0, 0, 10):
+        assert svc.registered
+        memory.clock.advance(held)
+        memory.connection.registrations[0]._end(Failure(RegistrationLost("svc")))
+        now = memory.clock.seconds()
+        [retry] = [c for c in memory.clock.getDelayedCalls() if c.getTime() > now]
+        waits.append(retry.getTime() - now)
+        memory.clock.advance(waits[-1])
+    assert waits == pytest.approx([0.5, 0.5 * svc.factor, 0.5])
+    assert svc.registered

@@ -27,7 +27,12 @@ from txinferno.errors import (
 )
 from txinferno.interfaces import IRegistration
 from txinferno.reconnect import connectionStarter
-from txinferno.registration import BURST_LISTING_DELAY, CHECK_RETRY_DELAY, Registrar
+from txinferno.registration import (
+    BURST_LISTING_DELAY,
+    CHECK_RETRY_DELAY,
+    CONFIRM_AFTER,
+    Registrar,
+)
 
 
 class Recorder(Protocol):
@@ -73,9 +78,16 @@ class Setup:
         self.registrar.register(name, attrs).addCallbacks(fired.append, failed.append)
         return fired, failed
 
-    def connect(self):
+    def connect(self, settle=True):
+        """
+        Complete the next connection and, if C{settle}, let L{CONFIRM_AFTER}
+        pass, after which its listing starts if no other registration is
+        connecting.
+        """
         pump = self.completer.succeedOnce()
         pump.flush()
+        if settle:
+            self.reactor.advance(CONFIRM_AFTER)
         return pump
 
 
@@ -115,7 +127,7 @@ def test_coalesced():
     s = Setup()
     results = [s.register("svc%d" % i, {"k": str(i)}) for i in range(100)]
     for i in range(99):
-        s.connect()
+        s.connect(settle=False)
     assert s.listings == []
     s.connect()
     assert len(s.listings) == 1
@@ -134,13 +146,58 @@ def test_listedWhileOthersStillConnect():
     s = Setup()
     first = s.register("first")
     second = s.register("second")
-    s.connect()
+    s.connect(settle=False)
     s.reactor.advance(BURST_LISTING_DELAY - 0.01)
     assert s.listings == []
     s.reactor.advance(0.01)
     assert len(s.listings) == 1
     s.listings[0].callback({"first": {"proto": "ssh"}})
     assert len(first[0]) == 1 and second == ([], [])
+
+
+def test_listingWaitsForTheRegistryToReadTheLine():
+    """
+    A registration is listed L{CONFIRM_AFTER} after it was written, not at
+    once: the registry must have read its line (and closed it, for a
+    duplicate) before a listing may confirm it.
+    """
+    s = Setup()
+    fired, failed = s.register("svc")
+    s.connect(settle=False)
+    s.reactor.advance(CONFIRM_AFTER - 0.01)
+    assert s.listings == []
+    s.reactor.advance(0.01)
+    assert len(s.listings) == 1
+    s.listings[0].callback({"svc": {"proto": "ssh"}})
+    assert len(fired) == 1
+
+
+def test_duplicateWithTheSameAttributes():
+    """
+    A listing started less than L{CONFIRM_AFTER} after a registration was
+    written does not confirm it, even if it shows the name with the same
+    attributes: that may be someone else's entry, and the registry's close
+    of ours still on its way.
+    """
+    s = Setup()
+    early = s.register("early")
+    late = s.register("late")
+    s.connect(settle=False)
+    s.reactor.advance(BURST_LISTING_DELAY - 0.01)
+    pump = s.connect(settle=False)
+    s.reactor.advance(0.01)
+    [listing] = s.listings
+    theirs = {"early": {"proto": "ssh"}, "late": {"proto": "ssh"}}
+    listing.callback(theirs)
+    assert len(early[0]) == 1
+    assert late == ([], [])
+    pump.serverIO.loseConnection()
+    pump.flush()
+    s.reactor.advance(CONFIRM_AFTER)
+    s.listings[-1].callback(theirs)
+    [failure] = late[1]
+    assert failure.check(RegistrationRejected)
+    assert failure.value.reason == "duplicate service name"
 
 
 def test_changeReportListsAtOnce():

@@ -186,6 +186,7 @@ async def test_lostRegistrationComesBack(manager, registry_server):
     registry_server.registry["svc"].owner.transport.abortConnection()
     await recorder.waitUntil(lambda r: "svc" not in r.view)
     await recorder.waitUntil(lambda r: r.view.get("svc") == {"a": "1"})
+    await bounded(svc.whenRegistered())
     assert svc.registered and manager.connected
 
 
@@ -352,3 +353,4 @@ async def test_rejectedBurstLoggedInFewLines(manager, registry_server):
     finally:
         globalLogPublisher.removeObserver(observe)
         await bounded(second.stopService())
+

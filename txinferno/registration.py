@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_MAX_CONNECTING",
     "CHECK_RETRY_DELAY",
     "BURST_LISTING_DELAY",
+    "CONFIRM_AFTER",
     "RegistrationProtocol",
     "Registration",
     "Registrar",
@@ -67,6 +68,16 @@ BURST_LISTING_DELAY = 0.25
 Seconds a written registration waits for its listing while more
 registrations are still connecting: the listing that follows the last of a
 burst confirms them all, and a long burst is confirmed in steps.
+"""
+
+CONFIRM_AFTER = 0.05
+"""
+Seconds between writing a registration and starting a listing that may
+confirm it.  The registry closes a duplicate's connection as soon as it
+reads its line, and a listing cannot tell an entry with the same name and
+attributes held by someone else (a second agent started with the same
+services) from ours: a listing started too soon could show that entry
+before the registry has read our line, and before its close reaches us.
 """
 
 
@@ -418,6 +429,7 @@ class Registrar:
         self._connectDeadlines = {}
         self._connectTimer = None
         self._unregistrationsInProgress = 0
+        self._lastWrittenAt = None
         self._serviceLog = BurstLog(self._log, clock)
 
     def register(self, name, attrs):
@@ -511,6 +523,7 @@ class Registrar:
         self._startConnections()
 
     def _written(self, registration):
+        self._lastWrittenAt = registration._writtenAt
         self._pending[registration] = None
         self._fresh = True
         self._check()
@@ -536,11 +549,21 @@ class Registrar:
         if self._connecting or self._waitingToConnect:
             self._listLater(BURST_LISTING_DELAY)
         else:
-            self._list()
+            wait = self._lastWrittenAt + CONFIRM_AFTER - self.clock.seconds()
+            if wait > 0:
+                self._listLater(wait)
+            else:
+                self._list()
 
     def _listLater(self, delay):
+        """
+        List after C{delay} seconds, or when the listing already due is, if
+        sooner.
+        """
         if self._retry is None:
             self._retry = self.clock.callLater(delay, self._listDue)
+        elif self._retry.getTime() > self.clock.seconds() + delay:
+            self._retry.reset(delay)
 
     def registryChanged(self):
         """
@@ -567,14 +590,17 @@ class Registrar:
         self._listing.addCallbacks(
             self._listed,
             self._listingFailed,
-            callbackArgs=(batch, self._rounds),
+            callbackArgs=(batch, self._rounds, self.clock.seconds()),
             errbackArgs=(batch,),
         )
 
-    def _listed(self, services, batch, number):
+    def _listed(self, services, batch, number, started):
         self._listing = None
         now = self.clock.seconds()
         confirmed = []
+        # Listed registrations written later than this wait for the next
+        # listing (see CONFIRM_AFTER).
+        writtenBy = started - CONFIRM_AFTER
         for registration in batch:
             if registration not in self._pending:
                 continue
@@ -586,8 +612,9 @@ class Registrar:
                     else:
                         registration._fail(self._whyClosed(registration, services))
             elif registration._listed(services):
-                del self._pending[registration]
-                confirmed.append(registration)
+                if registration._writtenAt <= writtenBy:
+                    del self._pending[registration]
+                    confirmed.append(registration)
             elif now - registration._writtenAt >= self._timeout:
                 del self._pending[registration]
                 registration._fail(

@@ -95,6 +95,7 @@ class Service:
         self._backoff = None
         self._waiting = None
         self._reportedFailure = None
+        self._registeredAt = None
 
     def __repr__(self):
         return "<Service %r %s>" % (self.name, "registered" if self.registered else "unregistered")
@@ -205,9 +206,8 @@ class Service:
             return registration.unregister()
         self._registering = None
         self._registration = registration
+        self._registeredAt = self.manager.clock.seconds()
         self._reportedFailure = None
-        if self._backoff is not None:
-            self._backoff.resetDelay()
         registration.whenLost().addBoth(self._lost, registration)
         self._sync()
         waiting, self._waiting = self._waiting, None
@@ -229,7 +229,14 @@ class Service:
         if registration is not self._registration:
             return None
         self._registration = None
-        # The connection plugin logs the loss.
+        # The connection plugin logs the loss.  A registration held at least
+        # as long as the wait that would now follow was a success: the
+        # backoff starts afresh.  One lost sooner (a registry that takes a
+        # registration and drops it again) makes the wait grow, as a failed
+        # attempt does.
+        held = self.manager.clock.seconds() - self._registeredAt
+        if self._backoff is not None and held >= self._backoff.delay:
+            self._backoff.resetDelay()
         self._retry()
 
     def _report(self, reason):
