@@ -51,3 +51,27 @@ def test_flushSoon():
         assert clock.getDelayedCalls() == []
         log.flush()
     assert [formatEvent(e) for e in events] == ["2 services went: x", "service c went: x"]
+
+
+def test_reportFailure():
+    """
+    A task's failure is reported when its reason is new for that task: the
+    same reason again is not, another is, and after a success (the task
+    passing L{None}) the same reason is reported again.
+    """
+    clock = Clock()
+    log = BurstLog(Logger(), clock)
+    reported = None
+    with capturedLogs() as events:
+        for reason in ["x", "x", "y", "y", None, "y"]:
+            if reason is None:
+                reported = None
+                continue
+            reported = log.reportFailure(reported, ONE, MANY, "a", reason)
+            clock.advance(0)
+    assert [formatEvent(e) for e in events] == [
+        "service a went: x",
+        "service a went: y",
+        "service a went: y",
+    ]
+    assert all(e["log_level"] == LogLevel.warn for e in events)

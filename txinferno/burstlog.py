@@ -4,6 +4,8 @@ registered, unregistered, lost or rejected together give one line each,
 not thousands.
 """
 
+from twisted.logger import LogLevel
+
 __all__ = ["BurstLog"]
 
 
@@ -41,6 +43,26 @@ class BurstLog:
             apart.
         """
         self._pending.setdefault((level, one, many, reason), []).append(name)
+
+    def reportFailure(self, reported, one, many, name, reason):
+        """
+        Log a task's failure as a warning on the next turn, with the others
+        of this turn, unless the same reason was the last one reported for
+        this task: a task that keeps failing for one reason is logged once.
+
+        @param reported: the reason last reported for this task, or
+            L{None}.
+        @param one: see L{add}.
+        @param many: see L{add}.
+        @param name: see L{add}.
+        @param reason: why the task failed, in words.
+        @return: the reason now reported, to pass as C{reported} next time
+            (L{None} again once the task succeeds).
+        """
+        if reason != reported:
+            self.add(LogLevel.warn, one, many, name, reason)
+            self.flushSoon()
+        return reason
 
     def flushSoon(self):
         """

@@ -3,7 +3,7 @@ The Monitor task: follow the services that match a query, reporting each
 one that comes, changes or goes.
 """
 
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from txinferno.interfaces import IRegistryTask
@@ -175,20 +175,13 @@ class Monitor:
         if self.manager is None:
             return
         delay = min(MAX_RETRY_DELAY, MAX_WAIT * 2 ** (self._failures - 1))
-        why = reason.getErrorMessage()
-        if why != self._reportedFailure:
-            # Once for as long as the reason stays the same, in one line
-            # with the other monitors that fail with it in this turn.
-            self._reportedFailure = why
-            log = self.manager.taskLog
-            log.add(
-                LogLevel.warn,
-                "monitor {name}: find failed: {reason}; trying again",
-                "{count} monitors' finds failed: {reason}; trying again",
-                repr(self.attrs),
-                why,
-            )
-            log.flushSoon()
+        self._reportedFailure = self.manager.taskLog.reportFailure(
+            self._reportedFailure,
+            "monitor {name}: find failed: {reason}; trying again",
+            "{count} monitors' finds failed: {reason}; trying again",
+            repr(self.attrs),
+            reason.getErrorMessage(),
+        )
         self._waiting = self.manager.clock.callLater(delay, self._retry)
 
     def _retry(self):

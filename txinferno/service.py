@@ -5,7 +5,6 @@ reachable, with its current attributes.
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ReconnectingClientFactory
-from twisted.logger import LogLevel
 from zope.interface import implementer
 
 from txinferno.errors import RegistrationLost, RegistrationRejected
@@ -250,17 +249,13 @@ class Service:
             why = reason.value.reason
         else:
             why = reason.getErrorMessage()
-        if why != self._reportedFailure:
-            self._reportedFailure = why
-            log = self.manager.taskLog
-            log.add(
-                LogLevel.warn,
-                "registration of service {name} failed: {reason}; trying again",
-                "{count} registrations failed: {reason}; trying again",
-                self.name,
-                why,
-            )
-            log.flushSoon()
+        self._reportedFailure = self.manager.taskLog.reportFailure(
+            self._reportedFailure,
+            "registration of service {name} failed: {reason}; trying again",
+            "{count} registrations failed: {reason}; trying again",
+            self.name,
+            why,
+        )
 
     def _retry(self):
         """
