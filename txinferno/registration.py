@@ -20,6 +20,7 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from .burstlog import BurstLog
 from .errors import (
     MalformedAnswer,
     RegistrationLost,
@@ -30,7 +31,6 @@ from .interfaces import IRegistration
 from .filelimit import explainOpenFileLimit
 from .keepalive import enableKeepAlive
 from .persist import persists
-from .burstlog import BurstLog
 from .validation import registrationLine, updateLine
 
 __all__ = [
