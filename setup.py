@@ -8,7 +8,14 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=["txinferno", "twisted.plugins"],
+    packages=[
+        "txinferno",
+        "txinferno.wire",
+        "txinferno.client",
+        "txinferno.server",
+        "txinferno.testing",
+        "twisted.plugins",
+    ],
     install_requires=["twisted>=23.8", "zope.interface>=5"],
     extras_require={
         "test": [

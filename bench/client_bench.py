@@ -44,12 +44,12 @@ from twisted.logger import (  # noqa: E402
     textFileLogObserver,
 )
 
-from txinferno.manager import RegistryManager  # noqa: E402
-from txinferno.monitor import Monitor  # noqa: E402
-from txinferno.observers import MonitorObserver  # noqa: E402
-from txinferno.registration import DEFAULT_MAX_CONNECTING  # noqa: E402
-from txinferno.service import Service  # noqa: E402
-from txinferno.words import splitLines  # noqa: E402
+from txinferno.client.manager import RegistryManager  # noqa: E402
+from txinferno.client.monitor import Monitor  # noqa: E402
+from txinferno.client.observers import MonitorObserver  # noqa: E402
+from txinferno.client.new import DEFAULT_MAX_CONNECTING  # noqa: E402
+from txinferno.client.service import Service  # noqa: E402
+from txinferno.wire.words import splitLines  # noqa: E402
 
 TRIALS = 9
 

@@ -2,7 +2,7 @@
 The long fault runs of issue 5: python bench/faults.py [--quick]
 
 Runs the real client (manager, services, monitors) against the embedded
-registry, through L{txinferno.faultproxy.RegistryFaultProxy} where the
+registry, through L{txinferno.testing.faultproxy.RegistryFaultProxy} where the
 network misbehaves, and prints a table: scenario, cycles, services, lost,
 duplicated, leaked, worst detection time, worst restore time.
 
@@ -37,11 +37,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from clientsupport import clientSockets  # noqa: E402
 
 from txinferno.errors import RegistrationRejected  # noqa: E402
-from txinferno.faultproxy import RegistryFaultProxy  # noqa: E402
-from txinferno.manager import RegistryManager  # noqa: E402
-from txinferno.monitor import Monitor  # noqa: E402
-from txinferno.observers import ConnectionStateObserver, MonitorObserver  # noqa: E402
-from txinferno.service import Service  # noqa: E402
+from txinferno.testing.faultproxy import RegistryFaultProxy  # noqa: E402
+from txinferno.client.manager import RegistryManager  # noqa: E402
+from txinferno.client.monitor import Monitor  # noqa: E402
+from txinferno.client.observers import ConnectionStateObserver, MonitorObserver  # noqa: E402
+from txinferno.client.service import Service  # noqa: E402
 from txinferno.testing import EmbeddedRegistry  # noqa: E402
 
 RESTORE_TIMEOUT = 60

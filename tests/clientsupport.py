@@ -10,8 +10,8 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
-from txinferno.manager import RegistryManager
-from txinferno.observers import MonitorObserver
+from txinferno.client.manager import RegistryManager
+from txinferno.client.observers import MonitorObserver
 
 TIMEOUT = 10
 """

@@ -1,6 +1,6 @@
 """
 Fixtures shared by the tests: C{registry_server} (an embedded registry on
-loopback, from L{txinferno.testing}), C{manager} (a started manager
+loopback, from L{txinferno.testing.embedded}), C{manager} (a started manager
 connected to it, from C{clientsupport}) and C{installed} (an installed
 copy of txinferno).
 """

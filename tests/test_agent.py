@@ -15,7 +15,7 @@ from txinferno.agent import (
     parseServiceSpec,
     readServicesFile,
 )
-from txinferno.manager import RegistryManager
+from txinferno.client.manager import RegistryManager
 
 
 def attributes(server, name):

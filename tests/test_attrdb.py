@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from txinferno import attrdb
+from txinferno.wire import attrdb
 
 
 def test_entriesAndContinuations():

@@ -1,11 +1,11 @@
 """
-Tests for L{txinferno.burstlog.BurstLog}.
+Tests for L{txinferno.client._burstlog.BurstLog}.
 """
 
 from twisted.internet.task import Clock
 from twisted.logger import Logger, LogLevel, capturedLogs, formatEvent
 
-from txinferno.burstlog import BurstLog
+from txinferno.client._burstlog import BurstLog
 
 ONE, MANY = "service {name} went: {reason}", "{count} services went: {reason}"
 

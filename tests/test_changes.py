@@ -1,5 +1,5 @@
 """
-Unit tests for L{txinferno.changes}: the event port's protocol and the
+Unit tests for L{txinferno.client.event}: the event port's protocol and the
 change stream's reconnection, on a L{MemoryReactorClock}.
 """
 
@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter
 
-from txinferno.changes import ChangeStream, ChangeStreamProtocol
+from txinferno.client.event import ChangeStream, ChangeStreamProtocol
 from txinferno.errors import MalformedAnswer, RegistryTimeout, RegistryUnavailable
 from txinferno.interfaces import IChangeObserver, IChangeStream
 

@@ -1,5 +1,5 @@
 """
-Tests for L{txinferno.description}: the registry description string.
+Tests for L{txinferno.wire.description}: the registry description string.
 """
 
 import pytest
@@ -10,7 +10,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString, con
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor
 
-from txinferno.description import (
+from txinferno.wire.description import (
     RegistryEndpoints,
     clientStringFor,
     parseRegistryDescription,

@@ -1,12 +1,12 @@
 """
-Tests for L{txinferno.dialaddress}.
+Tests for L{txinferno.wire.dialaddress}.
 """
 
 import pytest
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.testing import MemoryReactorClock
 
-from txinferno.dialaddress import (
+from txinferno.wire.dialaddress import (
     DialAddress,
     dialAddressEndpoint,
     formatDialAddress,

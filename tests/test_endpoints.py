@@ -17,7 +17,7 @@ from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Factory, Protocol
 
 from txinferno.endpoints import InfernoClientEndpoint, RegisteredServerEndpoint
-from txinferno.tcp import connectionFromString
+from txinferno.client.tcp import connectionFromString
 
 from clientsupport import whenRegistry
 

@@ -1,5 +1,5 @@
 """
-Tests for L{txinferno.faultproxy}, over real loopback connections to a
+Tests for L{txinferno.testing.faultproxy}, over real loopback connections to a
 small recording server.
 """
 
@@ -12,7 +12,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 
-from txinferno.faultproxy import FaultProxy
+from txinferno.testing.faultproxy import FaultProxy
 
 TIMEOUT = 10
 

@@ -22,10 +22,10 @@ from clientsupport import (
     whenRegistry,
 )
 from txinferno.errors import MalformedAnswer, RegistrationLost, RegistrationRejected
-from txinferno.faultproxy import RegistryFaultProxy
-from txinferno.monitor import Monitor
-from txinferno.observers import ConnectionStateObserver
-from txinferno.service import Service
+from txinferno.testing.faultproxy import RegistryFaultProxy
+from txinferno.client.monitor import Monitor
+from txinferno.client.observers import ConnectionStateObserver
+from txinferno.client.service import Service
 
 PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 0.5

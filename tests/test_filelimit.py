@@ -1,5 +1,5 @@
 """
-Tests for L{txinferno.filelimit}: a client at its open-file limit gets an
+Tests for L{txinferno._filelimit}: a client at its open-file limit gets an
 error naming the limit.
 """
 
@@ -12,8 +12,8 @@ from twisted.internet import reactor
 from twisted.python.failure import Failure
 
 from txinferno.errors import OpenFileLimit
-from txinferno.filelimit import explainOpenFileLimit, raiseOpenFileLimit
-from txinferno.tcp import connectionFromString
+from txinferno._filelimit import explainOpenFileLimit, raiseOpenFileLimit
+from txinferno.client.tcp import connectionFromString
 
 
 def test_raiseOpenFileLimit():

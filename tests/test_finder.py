@@ -1,5 +1,5 @@
 """
-Unit tests for L{txinferno.finder}: the find port's protocol, answers,
+Unit tests for L{txinferno.client.find}: the find port's protocol, answers,
 limits and timeout, with Twisted's in-memory transports.
 """
 
@@ -15,8 +15,8 @@ from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter
 
 from txinferno.errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
-from txinferno.finder import FindFactory, FindProtocol, parseAnswer, runQuery
-from txinferno.words import splitLines, splitWords
+from txinferno.client.find import FindFactory, FindProtocol, parseAnswer, runQuery
+from txinferno.wire.words import splitLines, splitWords
 
 
 def results(d):

@@ -22,16 +22,16 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txinferno.changes import ChangeStream
+from txinferno.client.event import ChangeStream
 from txinferno.errors import MalformedAnswer
-from txinferno.finder import parseAnswer
+from txinferno.client.find import parseAnswer
 from txinferno.interfaces import IChangeObserver
-from txinferno.persist import persists
-from txinferno.registry import Registry
-from txinferno.server import RegistryServer
-from txinferno.tcp import connectionFromString
+from txinferno.wire.persist import persists
+from txinferno.server.registry import Registry
+from txinferno.server.protocols import RegistryServer
+from txinferno.client.tcp import connectionFromString
 from txinferno.testing import EmbeddedRegistry, connectRaw
-from txinferno.words import LineAssembler, splitLines, splitWords
+from txinferno.wire.words import LineAssembler, splitLines, splitWords
 
 FRAGMENTS = [
     b"'", b"''", b"\n", b" ", b"\t", b"\r", b"\x00", b"\xff", b"\xc3", b"*",

@@ -1,5 +1,5 @@
 """
-Tests for L{txinferno.lookup.Lookup} and L{RegistryManager.lookup}, against
+Tests for L{txinferno.client.lookup.Lookup} and L{RegistryManager.lookup}, against
 the embedded registry over loopback TCP, and of its deadline on a L{Clock}.
 """
 
@@ -17,10 +17,10 @@ from clientsupport import (
 )
 from txinferno.errors import MalformedAnswer, RegistryUnavailable
 from txinferno.interfaces import IRegistryTask
-from txinferno.lookup import Lookup
-from txinferno.manager import RegistryManager
-from txinferno.service import Service
-from txinferno.tcp import connectionFromString
+from txinferno.client.lookup import Lookup
+from txinferno.client.manager import RegistryManager
+from txinferno.client.service import Service
+from txinferno.client.tcp import connectionFromString
 
 
 def test_provides():

@@ -1,10 +1,10 @@
 """
-Tests for L{txinferno.manager.RegistryManager}: attach / detach rules, the
+Tests for L{txinferno.client.manager.RegistryManager}: attach / detach rules, the
 connected state, start / stop / refresh dispatch, observers and the
 coalescing of change reports.
 
 The deterministic tests use L{MemoryConnection}, an in-process connection
-plugin over the project's own registry model (L{txinferno.registry.Registry})
+plugin over the project's own registry model (L{txinferno.server.registry.Registry})
 and word rules, checked with C{verifyObject}; the others talk to the
 embedded server over loopback TCP.
 """
@@ -27,12 +27,12 @@ from txinferno.interfaces import (
     IRegistryConnection,
     IRegistryTask,
 )
-from txinferno.manager import START_BATCH, RegistryManager
-from txinferno.observers import ConnectionStateObserver
-from txinferno.registry import Registry
-from txinferno.service import Service
-from txinferno.validation import queryLine, registrationLine, updateLine
-from txinferno.words import splitWords
+from txinferno.client.manager import START_BATCH, RegistryManager
+from txinferno.client.observers import ConnectionStateObserver
+from txinferno.server.registry import Registry
+from txinferno.client.service import Service
+from txinferno.wire.rules import queryLine, registrationLine, updateLine
+from txinferno.wire.words import splitWords
 
 
 @implementer(IRegistration)

@@ -1,5 +1,5 @@
 """
-Tests for L{txinferno.monitor.Monitor} against the embedded registry over
+Tests for L{txinferno.client.monitor.Monitor} against the embedded registry over
 loopback TCP, and of its find coalescing with L{MemoryConnection}.
 """
 
@@ -18,10 +18,10 @@ from clientsupport import (
 )
 from test_manager import MemoryConnection
 from txinferno.interfaces import IRegistryConnection, IRegistryTask
-from txinferno.manager import RegistryManager
+from txinferno.client.manager import RegistryManager
 from txinferno.errors import MalformedAnswer
-from txinferno.monitor import MAX_RETRY_DELAY, MAX_WAIT, PACE, QUIET, Monitor
-from txinferno.service import Service
+from txinferno.client.monitor import MAX_RETRY_DELAY, MAX_WAIT, PACE, QUIET, Monitor
+from txinferno.client.service import Service
 
 
 def test_provides():

@@ -1,12 +1,12 @@
 """
-Tests for the no-op observer base classes in L{txinferno.observers}.
+Tests for the no-op observer base classes in L{txinferno.client.observers}.
 """
 
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyClass, verifyObject
 
 from txinferno.interfaces import IConnectionStateObserver, IMonitorObserver
-from txinferno.observers import ConnectionStateObserver, MonitorObserver
+from txinferno.client.observers import ConnectionStateObserver, MonitorObserver
 
 
 def test_connectionStateObserver():

@@ -1,5 +1,5 @@
 """
-Tests for L{txinferno.reconnect}: L{ReconnectingClientFactory} over any
+Tests for L{txinferno.client._reconnect}: L{ReconnectingClientFactory} over any
 endpoint, and its backoff timing, on a L{MemoryReactorClock}.
 """
 
@@ -21,7 +21,7 @@ from twisted.internet.protocol import (
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test.iosim import ConnectionCompleter
 
-from txinferno.reconnect import EndpointAddress, EndpointConnector, connectionStarter
+from txinferno.client._reconnect import EndpointAddress, EndpointConnector, connectionStarter
 
 PORT = 6703
 

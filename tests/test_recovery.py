@@ -12,9 +12,9 @@ from clientsupport import (
     managerFor,
     registryServices,
 )
-from txinferno.monitor import Monitor
-from txinferno.observers import ConnectionStateObserver
-from txinferno.service import Service
+from txinferno.client.monitor import Monitor
+from txinferno.client.observers import ConnectionStateObserver
+from txinferno.client.service import Service
 
 SERVICES = 200
 MONITORS = 20

@@ -1,5 +1,5 @@
 """
-Unit tests for L{txinferno.registration}: registration lines, the
+Unit tests for L{txinferno.client.new}: registration lines, the
 coalesced confirmation by listings, and how a close is explained, on a
 L{MemoryReactorClock}.
 """
@@ -26,8 +26,8 @@ from txinferno.errors import (
     RegistryTimeout,
 )
 from txinferno.interfaces import IRegistration
-from txinferno.reconnect import connectionStarter
-from txinferno.registration import (
+from txinferno.client._reconnect import connectionStarter
+from txinferno.client.new import (
     BURST_LISTING_DELAY,
     CHECK_RETRY_DELAY,
     CONFIRM_AFTER,

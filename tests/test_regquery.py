@@ -10,7 +10,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
 from txinferno.regquery import ERROR, FOUND, NOT_FOUND, formatAnswer, run
-from txinferno.tcp import connectionFromString
+from txinferno.client.tcp import connectionFromString
 
 TIMEOUT = 10
 

@@ -1,5 +1,5 @@
 """
-Tests for L{txinferno.service.Service} against the embedded registry over
+Tests for L{txinferno.client.service.Service} against the embedded registry over
 loopback TCP, and of its retry backoff on a L{Clock}.
 """
 
@@ -22,11 +22,11 @@ from clientsupport import (
 )
 from txinferno.errors import RegistrationRejected
 from txinferno.interfaces import IRegistryTask
-from txinferno.manager import RegistryManager
-from txinferno.monitor import Monitor
-from txinferno.observers import ConnectionStateObserver
-from txinferno.service import Service
-from txinferno.tcp import connectionFromString
+from txinferno.client.manager import RegistryManager
+from txinferno.client.monitor import Monitor
+from txinferno.client.observers import ConnectionStateObserver
+from txinferno.client.service import Service
+from txinferno.client.tcp import connectionFromString
 from txinferno.testing import connectRaw
 
 

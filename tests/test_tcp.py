@@ -1,5 +1,5 @@
 """
-Integration tests of the TCP connection plugin, L{txinferno.tcp}, against
+Integration tests of the TCP connection plugin, L{txinferno.client.tcp}, against
 the embedded registry and against misbehaving servers, over loopback TCP.
 """
 
@@ -16,7 +16,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 
-from txinferno.changes import ChangeStream
+from txinferno.client.event import ChangeStream
 from txinferno.errors import (
     MalformedAnswer,
     RegistrationLost,
@@ -29,7 +29,7 @@ from txinferno.interfaces import (
     IRegistration,
     IRegistryConnection,
 )
-from txinferno.tcp import TCPRegistryConnection, connectionFromString
+from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
 from txinferno.testing import EmbeddedRegistry
 
 TIMEOUT = 10

@@ -1,11 +1,11 @@
 """
-Tests for L{txinferno.validation}: what is refused before anything is
+Tests for L{txinferno.wire.rules}: what is refused before anything is
 sent, and the lines built.
 """
 
 import pytest
 
-from txinferno.validation import (
+from txinferno.wire.rules import (
     CheckedRegistration,
     checkName,
     normaliseAttrs,
@@ -13,7 +13,7 @@ from txinferno.validation import (
     registrationLine,
     updateLine,
 )
-from txinferno.words import MAX_LINE, splitWords
+from txinferno.wire.words import MAX_LINE, splitWords
 
 
 @pytest.mark.parametrize("name", ["myservice", "tcp!host!22", "\u00fc", "a=b", "'q", "x" * 100])

@@ -1,12 +1,12 @@
 """
-Tests for L{txinferno.words}: Inferno's quoting and splitting rules.
+Tests for L{txinferno.wire.words}: Inferno's quoting and splitting rules.
 """
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from txinferno.words import (
+from txinferno.wire.words import (
     LineAssembler,
     decode,
     formatLine,

@@ -1,7 +1,7 @@
 """
 The agent of C{twistd regmgr}: keeps services registered and logs (or acts
 on) the changes of monitored services, through one
-L{txinferno.manager.RegistryManager}.
+L{txinferno.client.manager.RegistryManager}.
 """
 
 import os
@@ -12,12 +12,12 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
-from . import attrdb
-from .monitor import Monitor
-from .observers import MonitorObserver
-from .service import Service as ServiceTask
-from .validation import normaliseAttrs, registrationLine
-from .words import formatService, splitWords
+from txinferno.wire import attrdb
+from txinferno.client.monitor import Monitor
+from txinferno.client.observers import MonitorObserver
+from txinferno.client.service import Service as ServiceTask
+from txinferno.wire.rules import normaliseAttrs, registrationLine
+from txinferno.wire.words import formatService, splitWords
 
 __all__ = ["parseServiceSpec", "parseQuerySpec", "readServicesFile", "Agent",
            "ChangeLogger", "ChangeCommand"]
@@ -191,8 +191,8 @@ class Agent(Service):
     manager, and re-reads a services file on demand.
 
     @ivar manager: the manager (made by L{startService}).
-    @ivar services: the L{txinferno.service.Service} tasks by name.
-    @ivar monitors: the L{txinferno.monitor.Monitor} tasks.
+    @ivar services: the L{txinferno.client.service.Service} tasks by name.
+    @ivar monitors: the L{txinferno.client.monitor.Monitor} tasks.
     """
 
     _log = Logger()

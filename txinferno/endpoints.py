@@ -12,7 +12,7 @@ as long as it listens::
     serverFromString(reactor, r"registered:tcp\\:0:registry=tcp\\:127.0.0.1:name=web:proto=http")
 
 In both, C{registry} is a registry description (see
-L{txinferno.description}; colons escaped with a backslash), by default
+L{txinferno.wire.description}; colons escaped with a backslash), by default
 C{$TXINFERNO_REGISTRY} or C{tcp:127.0.0.1:6701}.  The keywords not listed
 below are attributes: the query of C{inferno:}, the service's attributes for
 C{registered:}.
@@ -35,9 +35,9 @@ from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from .description import defaultRegistry
-from .dialaddress import dialAddressEndpoint, formatDialAddress
-from .validation import checkName, normaliseAttrs, queryLine
+from txinferno.wire.description import defaultRegistry
+from txinferno.wire.dialaddress import dialAddressEndpoint, formatDialAddress
+from txinferno.wire.rules import checkName, normaliseAttrs, queryLine
 
 __all__ = [
     "InfernoClientEndpoint",
@@ -138,9 +138,9 @@ class RegisteredPort:
     A listening port whose address is registered while it listens.
 
     @ivar service: the task keeping the registration.
-    @type service: L{txinferno.service.Service}
+    @type service: L{txinferno.client.service.Service}
     @ivar manager: the manager running it.
-    @type manager: L{txinferno.manager.RegistryManager}
+    @type manager: L{txinferno.client.manager.RegistryManager}
     """
 
     def __init__(self, port, manager, service):
@@ -151,7 +151,7 @@ class RegisteredPort:
     def whenRegistered(self):
         """
         @return: a L{Deferred} that fires with the service task once the
-            registry holds it (see L{txinferno.service.Service.whenRegistered}).
+            registry holds it (see L{txinferno.client.service.Service.whenRegistered}).
         """
         return self.service.whenRegistered()
 
@@ -217,8 +217,8 @@ class RegisteredServerEndpoint:
         return formatDialAddress(host, address.port)
 
     async def _listen(self, protocolFactory):
-        from .manager import RegistryManager
-        from .service import Service
+        from txinferno.client.manager import RegistryManager
+        from txinferno.client.service import Service
 
         port = await self._inner.listen(protocolFactory)
         address = self._dialAddress(port.getHost())
@@ -255,7 +255,7 @@ def _split(kwargs, options):
 
 
 def _connection(reactor, registry):
-    from .tcp import connectionFromString
+    from txinferno.client.tcp import connectionFromString
 
     return connectionFromString(reactor, registry or defaultRegistry())
 

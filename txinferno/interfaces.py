@@ -176,7 +176,7 @@ class IRegistryTask(Interface):
         """
         The registry is reachable: it became reachable (first time, or again
         after an outage), or the task was attached while it was; called on
-        a later turn of the reactor (see L{txinferno.manager.START_BATCH}).
+        a later turn of the reactor (see L{txinferno.client.manager.START_BATCH}).
 
         @return: L{None}, or a L{Deferred} that fires once the task has
             restored what it holds in the registry (tasks that read the
@@ -207,7 +207,7 @@ class IConnectionStateObserver(Interface):
     def registryConnected():
         """
         The registry became reachable; the tasks start over the next turns of
-        the reactor (see L{txinferno.manager.START_BATCH}).
+        the reactor (see L{txinferno.client.manager.START_BATCH}).
         """
 
     def registryLost(reason):

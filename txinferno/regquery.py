@@ -24,14 +24,14 @@ from twisted.internet.stdio import StandardIO
 from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 
-from .description import DEFAULT_REGISTRY, REGISTRY_ENVIRONMENT, defaultRegistry
-from .errors import RegistryUnavailable
-from .manager import RegistryManager
-from .monitor import Monitor
-from .observers import MonitorObserver
-from .tcp import connectionFromString
-from .validation import queryLine
-from .words import decode, formatService, splitWords
+from txinferno.wire.description import DEFAULT_REGISTRY, REGISTRY_ENVIRONMENT, defaultRegistry
+from txinferno.errors import RegistryUnavailable
+from txinferno.client.manager import RegistryManager
+from txinferno.client.monitor import Monitor
+from txinferno.client.observers import MonitorObserver
+from txinferno.client.tcp import connectionFromString
+from txinferno.wire.rules import queryLine
+from txinferno.wire.words import decode, formatService, splitWords
 
 __all__ = ["Options", "main"]
 

@@ -20,13 +20,13 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from txinferno.agent import Agent, parseQuerySpec, parseServiceSpec, readServicesFile
-from txinferno.description import clientStringFor, parseRegistryDescription
+from txinferno.wire.description import clientStringFor, parseRegistryDescription
 from txinferno.errors import RegistryError
-from txinferno.manager import RegistryManager
-from txinferno.tcp import TCPRegistryConnection, connectionFromString
-from txinferno.registry import Registry
-from txinferno.server import IDLE_TIMEOUT, RegistryServer
-from txinferno.words import MAX_LINE
+from txinferno.client.manager import RegistryManager
+from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
+from txinferno.server.registry import Registry
+from txinferno.server.protocols import IDLE_TIMEOUT, RegistryServer
+from txinferno.wire.words import MAX_LINE
 
 __all__ = ["Options", "makeService"]
 

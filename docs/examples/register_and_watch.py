@@ -12,10 +12,10 @@ import sys
 
 from twisted.internet import defer, task
 
-from txinferno.manager import RegistryManager
-from txinferno.monitor import Monitor
-from txinferno.observers import MonitorObserver
-from txinferno.service import Service
+from txinferno.client.manager import RegistryManager
+from txinferno.client.monitor import Monitor
+from txinferno.client.observers import MonitorObserver
+from txinferno.client.service import Service
 
 
 class Printer(MonitorObserver):

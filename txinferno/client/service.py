@@ -9,7 +9,7 @@ from zope.interface import implementer
 
 from txinferno.errors import RegistrationLost, RegistrationRejected
 from txinferno.interfaces import IRegistryTask
-from txinferno.validation import CheckedRegistration, normaliseAttrs
+from txinferno.wire.rules import CheckedRegistration, normaliseAttrs
 
 __all__ = ["Service"]
 

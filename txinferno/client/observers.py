@@ -13,7 +13,7 @@ __all__ = ["ConnectionStateObserver", "MonitorObserver"]
 @implementer(IConnectionStateObserver)
 class ConnectionStateObserver:
     """
-    Told when a L{txinferno.manager.RegistryManager}'s registry becomes
+    Told when a L{txinferno.client.manager.RegistryManager}'s registry becomes
     reachable or unreachable; ignores both.
     """
 
@@ -33,7 +33,7 @@ class ConnectionStateObserver:
 @implementer(IMonitorObserver)
 class MonitorObserver:
     """
-    Told of the services a L{txinferno.monitor.Monitor} sees come, change
+    Told of the services a L{txinferno.client.monitor.Monitor} sees come, change
     and go; ignores everything.
     """
 

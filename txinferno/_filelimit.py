@@ -8,7 +8,7 @@ import resource
 
 from twisted.python.failure import Failure
 
-from .errors import OpenFileLimit
+from txinferno.errors import OpenFileLimit
 
 __all__ = ["raiseOpenFileLimit", "explainOpenFileLimit"]
 

@@ -20,18 +20,18 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from .burstlog import BurstLog
-from .errors import (
+from txinferno.client._burstlog import BurstLog
+from txinferno.errors import (
     MalformedAnswer,
     RegistrationLost,
     RegistrationRejected,
     RegistryTimeout,
 )
-from .interfaces import IRegistration
-from .filelimit import explainOpenFileLimit
-from .keepalive import enableKeepAlive
-from .persist import persists
-from .validation import registrationLine, updateLine
+from txinferno.interfaces import IRegistration
+from txinferno._filelimit import explainOpenFileLimit
+from txinferno._keepalive import enableKeepAlive
+from txinferno.wire.persist import persists
+from txinferno.wire.rules import registrationLine, updateLine
 
 __all__ = [
     "DEFAULT_REGISTRATION_TIMEOUT",
@@ -174,7 +174,7 @@ class Registration:
         """
         Start this registration's connection.
 
-        @param startConnection: see L{txinferno.reconnect.connectionStarter}.
+        @param startConnection: see L{txinferno.client._reconnect.connectionStarter}.
         """
         self._connecting = True
         connector = startConnection(_RegistrationFactory(self))
@@ -402,7 +402,7 @@ class Registrar:
         """
         @param startConnection: connects a L{ClientFactory} to the new port
             and returns its L{IConnector}; see
-            L{txinferno.reconnect.connectionStarter}.
+            L{txinferno.client._reconnect.connectionStarter}.
         @param listServices: a callable returning a L{Deferred} that fires
             with every service's attributes by name (a find of C{\\n}).
         @param clock: times connections and confirmations.

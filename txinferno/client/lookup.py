@@ -9,7 +9,7 @@ from zope.interface import implementer
 
 from txinferno.errors import RegistryUnavailable
 from txinferno.interfaces import IRegistryTask
-from txinferno.validation import queryLine
+from txinferno.wire.rules import queryLine
 
 __all__ = ["Lookup"]
 
@@ -96,7 +96,7 @@ class Lookup:
     def start(self):
         """
         The registry is reachable: once the manager's services are restored
-        (see L{txinferno.manager.RegistryManager.whenRestored}), run the find.
+        (see L{txinferno.client.manager.RegistryManager.whenRestored}), run the find.
         """
         restoring = self._restoring = self._manager.whenRestored()
         restoring.addCallback(self._restored, restoring)

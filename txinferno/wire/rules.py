@@ -15,7 +15,7 @@ Rules:
  - no name, attribute or value may hold a NUL (the registry would cut the
    word at it) or a lone surrogate (it cannot be sent as UTF-8);
  - a line, newline included, may not be longer than
-   L{txinferno.words.MAX_LINE} bytes: the real registry's bridge breaks it;
+   L{txinferno.wire.words.MAX_LINE} bytes: the real registry's bridge breaks it;
  - an update needs at least one attribute (the registry closes the
    registration on an empty line).
 
@@ -24,7 +24,7 @@ Every failure raises L{ValueError} saying what is wrong.
 
 from collections.abc import Mapping
 
-from .words import MAX_LINE, formatLine
+from txinferno.wire.words import MAX_LINE, formatLine
 
 __all__ = [
     "RESERVED_NAMES",

@@ -7,7 +7,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txinferno.interfaces import IRegistryTask
-from txinferno.validation import queryLine
+from txinferno.wire.rules import queryLine
 
 __all__ = ["QUIET", "MAX_WAIT", "PACE", "MAX_RETRY_DELAY", "Monitor"]
 
@@ -102,7 +102,7 @@ class Monitor:
     def start(self):
         """
         The registry is reachable: once the manager's services are restored
-        (see L{txinferno.manager.RegistryManager.whenRestored}), query it and
+        (see L{txinferno.client.manager.RegistryManager.whenRestored}), query it and
         report the differences, then C{resynced()}.
         """
         self.synced = False

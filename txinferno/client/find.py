@@ -8,10 +8,10 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
-from .errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
-from .filelimit import explainOpenFileLimit
-from .keepalive import enableKeepAlive
-from .words import splitLines, splitWords
+from txinferno.errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
+from txinferno._filelimit import explainOpenFileLimit
+from txinferno._keepalive import enableKeepAlive
+from txinferno.wire.words import splitLines, splitWords
 
 __all__ = [
     "DEFAULT_FIND_TIMEOUT",

@@ -18,11 +18,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txinferno.burstlog import BurstLog
-from txinferno.filelimit import raiseOpenFileLimit
+from txinferno.client._burstlog import BurstLog
+from txinferno._filelimit import raiseOpenFileLimit
 from txinferno.interfaces import IChangeObserver, IRegistryTask
-from txinferno.lookup import Lookup
-from txinferno.tcp import connectionFromString
+from txinferno.client.lookup import Lookup
+from txinferno.client.tcp import connectionFromString
 
 __all__ = ["START_BATCH", "RegistryManager"]
 
@@ -87,7 +87,7 @@ class RegistryManager(Service):
     @ivar taskLog: where tasks log what happens to many of them at once (a
         registry that rejects a thousand services, a find port that fails
         a thousand monitors): one line per reason and turn of the clock.
-    @type taskLog: L{txinferno.burstlog.BurstLog}
+    @type taskLog: L{txinferno.client._burstlog.BurstLog}
     """
 
     _log = Logger()
@@ -127,9 +127,9 @@ class RegistryManager(Service):
 
         @param reactor: the reactor to connect with, also the manager's clock.
         @param description: a registry description such as
-            C{tcp:127.0.0.1:6701}; see L{txinferno.tcp.connectionFromString}.
+            C{tcp:127.0.0.1:6701}; see L{txinferno.client.tcp.connectionFromString}.
         @type description: L{str}
-        @param options: passed to L{txinferno.tcp.connectionFromString}.
+        @param options: passed to L{txinferno.client.tcp.connectionFromString}.
 
         @rtype: L{RegistryManager}
         """
@@ -286,14 +286,14 @@ class RegistryManager(Service):
 
     def whenRestored(self):
         """
-        Tasks that read the registry (L{txinferno.monitor.Monitor},
-        L{txinferno.lookup.Lookup}) wait for this before their first query
+        Tasks that read the registry (L{txinferno.client.monitor.Monitor},
+        L{txinferno.client.lookup.Lookup}) wait for this before their first query
         after the registry becomes reachable, so that they see the services
         this manager registers rather than a registry still being restored.
 
         @return: a L{Deferred} that fires with this manager once the registry
             is reachable and every task started since has restored what it
-            holds there (every L{txinferno.service.Service} has made its
+            holds there (every L{txinferno.client.service.Service} has made its
             first registration attempt); cancelling it stops the wait.
         """
         if self._isRestored():

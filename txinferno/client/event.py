@@ -14,10 +14,10 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
-from .errors import MalformedAnswer, RegistryTimeout, RegistryUnavailable
-from .interfaces import IChangeStream
-from .keepalive import enableKeepAlive
-from .reconnect import EndpointConnector
+from txinferno.errors import MalformedAnswer, RegistryTimeout, RegistryUnavailable
+from txinferno.interfaces import IChangeStream
+from txinferno._keepalive import enableKeepAlive
+from txinferno.client._reconnect import EndpointConnector
 
 __all__ = [
     "DEFAULT_INITIAL_DELAY",

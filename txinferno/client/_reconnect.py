@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IAddress, IConnector
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from .description import tcpAddress
+from txinferno.wire.description import tcpAddress
 
 __all__ = ["EndpointAddress", "EndpointConnector", "connectionStarter"]
 
@@ -203,7 +203,7 @@ def connectionStarter(reactor, endpoint):
     C{clientConnectionFailed}, C{clientConnectionLost}).
 
     A plain TCP endpoint string (C{tcp:host=H:port=P}, see
-    L{txinferno.description.tcpAddress}) is connected with
+    L{txinferno.wire.description.tcpAddress}) is connected with
     C{reactor.connectTCP} itself, without an endpoint's wrapping protocol,
     L{Deferred} or timeout timer: the cheapest way to make many short
     connections.  Anything else goes through an L{EndpointConnector}.

@@ -7,13 +7,13 @@ from zope.interface import implementer
 
 from twisted.internet.endpoints import clientFromString
 
-from .changes import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, ChangeStream
-from .description import parseRegistryDescription
-from .finder import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, runQuery
-from .interfaces import IChangeObserver, IRegistryConnection
-from .reconnect import connectionStarter
-from .registration import Registrar
-from .validation import queryLine
+from txinferno.client.event import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, ChangeStream
+from txinferno.wire.description import parseRegistryDescription
+from txinferno.client.find import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, runQuery
+from txinferno.interfaces import IChangeObserver, IRegistryConnection
+from txinferno.client._reconnect import connectionStarter
+from txinferno.client.new import Registrar
+from txinferno.wire.rules import queryLine
 
 __all__ = ["PROBE_QUERY", "TCPRegistryConnection", "connectionFromString"]
 
@@ -61,7 +61,7 @@ class TCPRegistryConnection:
             C{unix:path=...}); likewise C{find} and C{event}.  A plain
             C{tcp:host=H:port=P} string for C{new} makes registrations
             connect with C{reactor.connectTCP} itself (see
-            L{txinferno.reconnect.connectionStarter}).
+            L{txinferno.client._reconnect.connectionStarter}).
         @param description: what L{description} says; by default the three
             endpoints.
         @param findTimeout: see L{findTimeout}.
@@ -210,7 +210,7 @@ def connectionFromString(reactor, description, **options):
     @param reactor: the reactor to connect with.
     @param description: such as C{tcp:192.0.2.1}, C{tcp:192.0.2.1:7000} or
         C{tcp:host=192.0.2.1:new=7000:find=7001:event=7002}; see
-        L{txinferno.description}.
+        L{txinferno.wire.description}.
     @param options: keyword arguments of L{TCPRegistryConnection}.
     @raise ValueError: for a bad description or option.
     @rtype: L{TCPRegistryConnection}

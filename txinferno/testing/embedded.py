@@ -32,8 +32,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
-from txinferno.registry import Registry
-from txinferno.server import RegistryServer
+from txinferno.server.registry import Registry
+from txinferno.server.protocols import RegistryServer
 
 __all__ = ["EmbeddedRegistry", "RawConnection", "connectRaw", "exchange"]
 
@@ -44,7 +44,7 @@ class EmbeddedRegistry:
 
     @ivar registry: the current registry model (a fresh one after each
         L{start}); L{None} before the first.
-    @type registry: L{txinferno.registry.Registry}
+    @type registry: L{txinferno.server.registry.Registry}
     @ivar server: the current L{RegistryServer}, L{None} before the first
         start.
     @ivar host: the address listened on.

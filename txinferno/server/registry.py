@@ -14,10 +14,10 @@ from operator import attrgetter
 
 from twisted.logger import Logger
 
-from txinferno import attrdb
+from txinferno.wire import attrdb
 from txinferno.errors import RegistryError
-from txinferno.persist import persists
-from txinferno.words import formatLine
+from txinferno.wire.persist import persists
+from txinferno.wire.words import formatLine
 
 __all__ = ["Registry", "RegisteredService"]
 

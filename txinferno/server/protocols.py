@@ -1,6 +1,6 @@
 """
 The registry's three TCP ports, served by Twisted from one
-L{txinferno.registry.Registry}: C{new} (register, update, unregister),
+L{txinferno.server.registry.Registry}: C{new} (register, update, unregister),
 C{find} (one query, one answer) and C{event} (change notification).
 
 The protocols behave as Inferno's own TCP bridges do, with two deliberate
@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txinferno.errors import RegistryError
-from txinferno.words import MAX_LINE, LineAssembler, splitWords
+from txinferno.wire.words import MAX_LINE, LineAssembler, splitWords
 
 __all__ = [
     "NewProtocol",
@@ -200,7 +200,7 @@ class NewProtocol(_WriteProtocol):
     persists).  Never writes a byte: any error closes the connection.
 
     @ivar service: the service this connection registered, or L{None}.
-    @type service: L{txinferno.registry.RegisteredService}
+    @type service: L{txinferno.server.registry.RegisteredService}
     """
 
     _log = Logger()
@@ -374,7 +374,7 @@ class RegistryPortFactory(Factory):
 
 class RegistryServer:
     """
-    The three ports of one L{txinferno.registry.Registry}.
+    The three ports of one L{txinferno.server.registry.Registry}.
 
     @ivar registry: the registry served.
     @ivar reactor: the reactor (also the clock of the idle timeout and of
@@ -399,7 +399,7 @@ class RegistryServer:
     def __init__(self, registry, reactor=None, maxLineLength=MAX_LINE, idleTimeout=IDLE_TIMEOUT,
                  quotedNewlineDelay=QUOTED_NEWLINE_DELAY):
         """
-        @type registry: L{txinferno.registry.Registry}
+        @type registry: L{txinferno.server.registry.Registry}
         @param reactor: the reactor; the global one when L{None}.
         @type maxLineLength: L{int}
         @type idleTimeout: L{float} or L{None}
