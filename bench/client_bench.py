@@ -48,7 +48,7 @@ from txinferno.client.manager import RegistryManager  # noqa: E402
 from txinferno.client.monitor import Monitor  # noqa: E402
 from txinferno.client.observers import MonitorObserver  # noqa: E402
 from txinferno.client.new import DEFAULT_MAX_CONNECTING  # noqa: E402
-from txinferno.client.service import Service  # noqa: E402
+from txinferno.client.service import ServiceTask  # noqa: E402
 from txinferno.wire.words import splitLines  # noqa: E402
 
 TRIALS = 9
@@ -195,7 +195,7 @@ async def benchRegister(reactor, ports, description, count):
     counter.condition = lambda: len(monitor.services) == count
     start = time.perf_counter()
     for i in range(count):
-        manager.attach(Service("mgr%d" % i, {"id": str(i), "bench": "1"}))
+        manager.attach(ServiceTask("mgr%d" % i, {"id": str(i), "bench": "1"}))
     end = await counter.done
     elapsed = end - start
     await manager.stopService()
@@ -240,7 +240,7 @@ async def benchRecovery(reactor, ports, description, server, services, monitors)
     manager.startService()
     await manager.whenConnected()
     tasks = [
-        manager.attach(Service("rec%d" % i, {"group": str(i % monitors), "bench": "1"}))
+        manager.attach(ServiceTask("rec%d" % i, {"group": str(i % monitors), "bench": "1"}))
         for i in range(services)
     ]
     perGroup = services // monitors
@@ -302,7 +302,7 @@ async def benchChurn(reactor, ports, description, count, rate, seconds):
     await manager.whenConnected()
     lag = Lag()
     monitor = manager.attach(Monitor({"churn": "1"}, lag))
-    services = [manager.attach(Service("ch%d" % i, {"churn": "1", "n": "0"})) for i in range(count)]
+    services = [manager.attach(ServiceTask("ch%d" % i, {"churn": "1", "n": "0"})) for i in range(count)]
     await defer.gatherResults([s.whenRegistered() for s in services])
     while len(monitor.services) < count:
         await task.deferLater(reactor, 0.05)

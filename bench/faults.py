@@ -41,14 +41,14 @@ from txinferno.testing.faultproxy import RegistryFaultProxy  # noqa: E402
 from txinferno.client.manager import RegistryManager  # noqa: E402
 from txinferno.client.monitor import Monitor  # noqa: E402
 from txinferno.client.observers import ConnectionStateObserver, MonitorObserver  # noqa: E402
-from txinferno.client.service import Service  # noqa: E402
+from txinferno.client.service import ServiceTask  # noqa: E402
 from txinferno.testing import EmbeddedRegistry  # noqa: E402
 
 RESTORE_TIMEOUT = 60
 PROBE = {"probeInterval": 1.0, "probeTimeout": 1.0}
 
 
-class QuickService(Service):
+class QuickService(ServiceTask):
     initialDelay = 0.1
     maxDelay = 1.0
 

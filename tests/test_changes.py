@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter
 
-from txinferno.client.event import ChangeStream, ChangeStreamProtocol
+from txinferno.client.event import EventClientFactory, EventClientProtocol
 from txinferno.errors import MalformedAnswer, RegistryTimeout, RegistryUnavailable
 from txinferno.interfaces import IChangeObserver, IChangeStream
 
@@ -60,7 +60,7 @@ class Stream:
         self.reactor = MemoryReactorClock()
         self.observer = RecordingObserver()
         self.endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", 6703)
-        self.stream = ChangeStream(self.endpoint, self.observer, self.reactor, **options)
+        self.stream = EventClientFactory(self.endpoint, self.observer, self.reactor, **options)
         self.logged = []
 
     def connect(self):
@@ -144,7 +144,7 @@ def test_lineTooLong():
     """
     s = Stream()
     s.connect().dataReceived(b"READY\n")
-    s.protocol.dataReceived(b"1" * (ChangeStreamProtocol.MAX_LENGTH + 1))
+    s.protocol.dataReceived(b"1" * (EventClientProtocol.MAX_LENGTH + 1))
     assert s.transport.disconnected
     s.lose()
     [ready, (lost, reason)] = s.observer.events

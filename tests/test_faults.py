@@ -25,7 +25,7 @@ from txinferno.errors import MalformedAnswer, RegistrationLost, RegistrationReje
 from txinferno.testing.faultproxy import RegistryFaultProxy
 from txinferno.client.monitor import Monitor
 from txinferno.client.observers import ConnectionStateObserver
-from txinferno.client.service import Service
+from txinferno.client.service import ServiceTask
 
 PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 0.5
@@ -35,7 +35,7 @@ def ports(server):
     return (server.newPort, server.findPort, server.eventPort)
 
 
-class QuickService(Service):
+class QuickService(ServiceTask):
     """
     A service that retries a rejected or lost registration quickly.
     """
@@ -298,7 +298,7 @@ async def test_duplicatesWithTheSameAttributes(registry_server, proxy):
     first = managerFor(registry_server)
     second = None
     try:
-        held = [first.attach(Service("svc%d" % i, {"proto": "http"})) for i in range(20)]
+        held = [first.attach(ServiceTask("svc%d" % i, {"proto": "http"})) for i in range(20)]
         for svc in held:
             await bounded(svc.whenRegistered())
         proxy.new.delay = 0.01

@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter
 
 from txinferno.errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
-from txinferno.client.find import FindFactory, FindProtocol, parseAnswer, runQuery
+from txinferno.client.find import FindClientFactory, FindClientProtocol, parseAnswer, runQuery
 from txinferno.wire.words import splitLines, splitWords
 
 
@@ -75,7 +75,7 @@ def test_malformed(answer, message):
 
 
 def connected(query=b"proto ssh\n", maxAnswerSize=1000):
-    protocol = FindFactory(query, maxAnswerSize).buildProtocol(None)
+    protocol = FindClientFactory(query, maxAnswerSize).buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)
     return protocol, transport
@@ -226,7 +226,7 @@ def test_answerBeforeTimeout():
 
 
 def test_protocolIsFindProtocol():
-    assert isinstance(FindFactory(b"\n").buildProtocol(None), FindProtocol)
+    assert isinstance(FindClientFactory(b"\n").buildProtocol(None), FindClientProtocol)
 
 
 def _referenceParse(data):

@@ -22,7 +22,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txinferno.client.event import ChangeStream
+from txinferno.client.event import EventClientFactory
 from txinferno.errors import MalformedAnswer
 from txinferno.client.find import parseAnswer
 from txinferno.interfaces import IChangeObserver
@@ -137,7 +137,7 @@ def checkEventReader(data, cuts):
     """
     clock = Clock()
     observer = RecordingObserver()
-    stream = ChangeStream(None, observer, clock)
+    stream = EventClientFactory(None, observer, clock)
     protocol = stream.buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)

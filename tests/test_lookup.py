@@ -19,7 +19,7 @@ from txinferno.errors import MalformedAnswer, RegistryUnavailable
 from txinferno.interfaces import IRegistryTask
 from txinferno.client.lookup import Lookup
 from txinferno.client.manager import RegistryManager
-from txinferno.client.service import Service
+from txinferno.client.service import ServiceTask
 from txinferno.client.tcp import connectionFromString
 
 
@@ -44,9 +44,9 @@ async def test_lookupStar(manager):
     attribute; it detaches itself when done.
     """
     services = [
-        Service("fa", {"k": "1", "z": "two words"}),
-        Service("fb", {"k": "2", "z": "y"}),
-        Service("fc", {"k": "1"}),
+        ServiceTask("fa", {"k": "1", "z": "two words"}),
+        ServiceTask("fb", {"k": "2", "z": "y"}),
+        ServiceTask("fc", {"k": "1"}),
     ]
     for svc in services:
         manager.attach(svc)
@@ -68,7 +68,7 @@ async def test_lookupSurvivesOutage(registry_server):
     within its deadline.
     """
     manager = managerFor(registry_server)
-    svc = manager.attach(Service("svc", {"a": "1"}))
+    svc = manager.attach(ServiceTask("svc", {"a": "1"}))
     await bounded(svc.whenRegistered())
     await registry_server.stop()
     lookup = manager.attach(Lookup({"a": "*"}, timeout=8))

@@ -30,7 +30,7 @@ from txinferno.interfaces import (
 from txinferno.client.manager import START_BATCH, RegistryManager
 from txinferno.client.observers import ConnectionStateObserver
 from txinferno.server.registry import Registry
-from txinferno.client.service import Service
+from txinferno.client.service import ServiceTask
 from txinferno.wire.rules import queryLine, registrationLine, updateLine
 from txinferno.wire.words import splitWords
 
@@ -561,7 +561,7 @@ def test_stopServiceUnregisters(memory):
     Stopping the manager unregisters its services (the tasks stay attached
     and come back when the manager starts again).
     """
-    service = memory.attach(Service("svc", {"a": "1"}))
+    service = memory.attach(ServiceTask("svc", {"a": "1"}))
     memory.clock.advance(0)
     assert "svc" in memory.connection.registry
     d = memory.stopService()
@@ -602,7 +602,7 @@ def test_serviceLostSoonKeepsBackingOff(memory):
     failed attempt: the waits grow as the backoff says; one held at least
     that long starts the backoff afresh.
     """
-    svc = memory.attach(Service("svc", {}))
+    svc = memory.attach(ServiceTask("svc", {}))
     svc.jitter = 0
     memory.clock.advance(0)
     waits = []

@@ -21,7 +21,7 @@ from txinferno.interfaces import IRegistryConnection, IRegistryTask
 from txinferno.client.manager import RegistryManager
 from txinferno.errors import MalformedAnswer
 from txinferno.client.monitor import MAX_RETRY_DELAY, MAX_WAIT, PACE, QUIET, Monitor
-from txinferno.client.service import Service
+from txinferno.client.service import ServiceTask
 
 
 def test_provides():
@@ -43,7 +43,7 @@ async def test_addUpdateRemove(manager, registry_server):
     monitor = manager.attach(Monitor({"proto": "*"}, recorder))
     await recorder.waitUntil(lambda r: r.count("resynced"))
     assert recorder.events == [("resynced",)]
-    svc = manager.attach(Service("svc", {"proto": "ssh"}))
+    svc = manager.attach(ServiceTask("svc", {"proto": "ssh"}))
     await recorder.waitUntil(lambda r: "svc" in r.view)
     svc.update({"port": "22"})
     await recorder.waitUntil(lambda r: r.view["svc"].get("port") == "22")
@@ -67,8 +67,8 @@ async def test_filterChanges(manager, registry_server):
     """
     recorder = Recorder()
     monitor = manager.attach(Monitor({"state": "up"}, recorder))
-    other = manager.attach(Service("other", {"state": "down"}))
-    svc = manager.attach(Service("svc", {"state": "down"}))
+    other = manager.attach(ServiceTask("other", {"state": "down"}))
+    svc = manager.attach(ServiceTask("svc", {"state": "down"}))
     await bounded(svc.whenRegistered())
     await bounded(other.whenRegistered())
     await recorder.waitUntil(lambda r: r.count("resynced"))

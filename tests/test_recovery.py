@@ -14,7 +14,7 @@ from clientsupport import (
 )
 from txinferno.client.monitor import Monitor
 from txinferno.client.observers import ConnectionStateObserver
-from txinferno.client.service import Service
+from txinferno.client.service import ServiceTask
 
 SERVICES = 200
 MONITORS = 20
@@ -56,7 +56,7 @@ async def test_restartWithManyTasks(registry_server):
     for monitor in monitors[: MONITORS // 2]:
         manager.attach(monitor)
     services = [
-        manager.attach(Service("svc%03d" % i, {"group": str(i % MONITORS), "text": "it's %d\n" % i}))
+        manager.attach(ServiceTask("svc%03d" % i, {"group": str(i % MONITORS), "text": "it's %d\n" % i}))
         for i in range(SERVICES)
     ]
     for monitor in monitors[MONITORS // 2 :]:

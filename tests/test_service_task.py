@@ -1,5 +1,5 @@
 """
-Tests for L{txinferno.client.service.Service} against the embedded registry over
+Tests for L{txinferno.client.service.ServiceTask} against the embedded registry over
 loopback TCP, and of its retry backoff on a L{Clock}.
 """
 
@@ -25,7 +25,7 @@ from txinferno.interfaces import IRegistryTask
 from txinferno.client.manager import RegistryManager
 from txinferno.client.monitor import Monitor
 from txinferno.client.observers import ConnectionStateObserver
-from txinferno.client.service import Service
+from txinferno.client.service import ServiceTask
 from txinferno.client.tcp import connectionFromString
 from txinferno.testing import connectRaw
 
@@ -59,7 +59,7 @@ def retries(clock):
 
 
 def test_provides():
-    verifyObject(IRegistryTask, Service("svc", {"a": "1"}))
+    verifyObject(IRegistryTask, ServiceTask("svc", {"a": "1"}))
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def test_invalidAtConstruction(name, attrs, message):
     What the registry would reject is a L{ValueError} at once.
     """
     with pytest.raises(ValueError, match=message):
-        Service(name, attrs)
+        ServiceTask(name, attrs)
 
 
 @pytest_twisted.ensureDeferred
@@ -90,7 +90,7 @@ async def test_registerUpdateUnregister(manager, registry_server):
     and detaching unregisters it.
     """
     recorder = await watching(manager)
-    svc = manager.attach(Service("svc", [("a", "1"), ("b", "2"), ("c", "3")]))
+    svc = manager.attach(ServiceTask("svc", [("a", "1"), ("b", "2"), ("c", "3")]))
     assert await bounded(svc.whenRegistered()) is svc
     assert svc.registered
     assert registryServices(registry_server)["svc"] == {"a": "1", "b": "2", "c": "3"}
@@ -124,7 +124,7 @@ async def test_valuesRoundTrip(manager, registry_server, attrs):
     Values with spaces, quotes, newlines, tabs and non-ASCII reach the
     registry and come back intact; each can be looked up exactly.
     """
-    svc = manager.attach(Service("q1", attrs))
+    svc = manager.attach(ServiceTask("q1", attrs))
     await bounded(svc.whenRegistered())
     assert registryServices(registry_server)["q1"] == attrs
     recorder = await watching(manager)
@@ -140,8 +140,8 @@ async def test_persist(manager, registry_server):
     A persistent service stays in the registry after it is detached.
     """
     recorder = await watching(manager)
-    kept = manager.attach(Service("kept", {"a": "1"}, persist=True))
-    gone = manager.attach(Service("gone", {"a": "2"}))
+    kept = manager.attach(ServiceTask("kept", {"a": "1"}, persist=True))
+    gone = manager.attach(ServiceTask("gone", {"a": "2"}))
     await bounded(kept.whenRegistered())
     await bounded(gone.whenRegistered())
     assert registryServices(registry_server)["kept"] == {"a": "1", "persist": "1"}
@@ -162,7 +162,7 @@ async def test_duplicateReportedAndRetried(manager, registry_server):
     holder = await holdName(registry_server, "dup")
     recorder = await watching(manager)
     await recorder.waitUntil(lambda r: "dup" in r.view)
-    svc = manager.attach(Service("dup", {"mine": "yes"}))
+    svc = manager.attach(ServiceTask("dup", {"mine": "yes"}))
     with pytest.raises(RegistrationRejected) as caught:
         await bounded(svc.whenRegistered())
     assert caught.value.reason == "duplicate service name"
@@ -181,7 +181,7 @@ async def test_lostRegistrationComesBack(manager, registry_server):
     made again.
     """
     recorder = await watching(manager)
-    svc = manager.attach(Service("svc", {"a": "1"}))
+    svc = manager.attach(ServiceTask("svc", {"a": "1"}))
     await bounded(svc.whenRegistered())
     registry_server.registry["svc"].owner.transport.abortConnection()
     await recorder.waitUntil(lambda r: "svc" not in r.view)
@@ -206,9 +206,9 @@ async def test_detachDuringAttemptCancelsIt(manager, registry_server):
     connection is left.
     """
     version = registry_server.registry.version
-    services = [manager.attach(Service("svc%d" % i, {"n": str(i)})) for i in range(100)]
+    services = [manager.attach(ServiceTask("svc%d" % i, {"n": str(i)})) for i in range(100)]
     await bounded(defer.gatherResults([manager.detach(s) for s in services]))
-    kept = manager.attach(Service("kept", {}))
+    kept = manager.attach(ServiceTask("kept", {}))
     await bounded(kept.whenRegistered())
     assert registry_server.registry.version == version + 1
     assert set(registryServices(registry_server)) == {"kept"}
@@ -226,7 +226,7 @@ async def test_updateWhileDisconnected(registry_server):
     manager = managerFor(registry_server)
     state = StateRecorder()
     manager.addObserver(state)
-    svc = manager.attach(Service("svc", {"a": "1"}))
+    svc = manager.attach(ServiceTask("svc", {"a": "1"}))
     await bounded(svc.whenRegistered())
     await registry_server.stop()
     await bounded(state.lost)
@@ -253,7 +253,7 @@ async def test_backoffTiming(registry_server):
     manager.startService()
     await bounded(manager.whenConnected())
     holder = await holdName(registry_server, "dup")
-    svc = Service("dup", {})
+    svc = ServiceTask("dup", {})
     svc.jitter = 0
     waiting = svc.whenRegistered()
     manager.attach(svc)
@@ -287,7 +287,7 @@ async def test_backoffJitter(registry_server):
     manager.startService()
     await bounded(manager.whenConnected())
     holder = await holdName(registry_server, "dup")
-    svc = manager.attach(Service("dup", {}))
+    svc = manager.attach(ServiceTask("dup", {}))
     clock.advance(0)
     nominal = [0.5, 0.5 * svc.factor, 0.5 * svc.factor**2]
     delays = []
@@ -320,7 +320,7 @@ async def test_rejectedBurstLoggedInFewLines(manager, registry_server):
     retries, rejected for the same reason, add none.
     """
     names = ["svc%d" % i for i in range(100)]
-    held = [manager.attach(Service(name, {"first": "1"})) for name in names]
+    held = [manager.attach(ServiceTask(name, {"first": "1"})) for name in names]
     await bounded(defer.gatherResults([s.whenRegistered() for s in held]))
     warnings = []
     unnamed = set(names)
@@ -336,7 +336,7 @@ async def test_rejectedBurstLoggedInFewLines(manager, registry_server):
     globalLogPublisher.addObserver(observe)
     second = managerFor(registry_server)
     try:
-        duplicates = [Service(name, {"second": "1"}) for name in names]
+        duplicates = [ServiceTask(name, {"second": "1"}) for name in names]
         for svc in duplicates:
             svc.initialDelay = 0.05
             second.attach(svc)

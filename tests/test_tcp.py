@@ -16,7 +16,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 
-from txinferno.client.event import ChangeStream
+from txinferno.client.event import EventClientFactory
 from txinferno.errors import (
     MalformedAnswer,
     RegistrationLost,
@@ -98,7 +98,7 @@ async def test_interfaces(registry_server):
     assert verifyObject(IRegistration, registration)
     events = Events()
     stream = conn.watch(events)
-    assert isinstance(stream, ChangeStream)
+    assert isinstance(stream, EventClientFactory)
     await events.until("ready")
     assert verifyObject(IChangeStream, stream)
     assert stream.connected

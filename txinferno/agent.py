@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from txinferno.wire import attrdb
 from txinferno.client.monitor import Monitor
 from txinferno.client.observers import MonitorObserver
-from txinferno.client.service import Service as ServiceTask
+from txinferno.client.service import ServiceTask
 from txinferno.wire.rules import normaliseAttrs, registrationLine
 from txinferno.wire.words import formatService, splitWords
 
@@ -191,7 +191,7 @@ class Agent(Service):
     manager, and re-reads a services file on demand.
 
     @ivar manager: the manager (made by L{startService}).
-    @ivar services: the L{txinferno.client.service.Service} tasks by name.
+    @ivar services: the L{txinferno.client.service.ServiceTask} tasks by name.
     @ivar monitors: the L{txinferno.client.monitor.Monitor} tasks.
     """
 

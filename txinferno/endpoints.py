@@ -138,7 +138,7 @@ class RegisteredPort:
     A listening port whose address is registered while it listens.
 
     @ivar service: the task keeping the registration.
-    @type service: L{txinferno.client.service.Service}
+    @type service: L{txinferno.client.service.ServiceTask}
     @ivar manager: the manager running it.
     @type manager: L{txinferno.client.manager.RegistryManager}
     """
@@ -151,7 +151,7 @@ class RegisteredPort:
     def whenRegistered(self):
         """
         @return: a L{Deferred} that fires with the service task once the
-            registry holds it (see L{txinferno.client.service.Service.whenRegistered}).
+            registry holds it (see L{txinferno.client.service.ServiceTask.whenRegistered}).
         """
         return self.service.whenRegistered()
 
@@ -218,7 +218,7 @@ class RegisteredServerEndpoint:
 
     async def _listen(self, protocolFactory):
         from txinferno.client.manager import RegistryManager
-        from txinferno.client.service import Service
+        from txinferno.client.service import ServiceTask
 
         port = await self._inner.listen(protocolFactory)
         address = self._dialAddress(port.getHost())
@@ -229,7 +229,7 @@ class RegisteredServerEndpoint:
             name = self._name
             attrs[ADDRESS_ATTRIBUTE] = address
         try:
-            service = Service(name, attrs)
+            service = ServiceTask(name, attrs)
         except ValueError:
             await port.stopListening()
             raise

@@ -3,6 +3,7 @@ The exceptions txinferno raises and errbacks with.
 """
 
 __all__ = [
+    "TxInfernoError",
     "RegistryError",
     "RegistrationRejected",
     "RegistrationLost",
@@ -10,10 +11,17 @@ __all__ = [
     "AnswerTooLarge",
     "RegistryUnavailable",
     "RegistryTimeout",
+    "OpenFileLimit",
 ]
 
 
-class RegistryError(Exception):
+class TxInfernoError(Exception):
+    """
+    The base class of every exception txinferno raises or errbacks with.
+    """
+
+
+class RegistryError(TxInfernoError):
     """
     An error the registry itself reports, carrying Inferno's own text, such
     as C{bad character in service name}, C{bad service name} or
@@ -23,11 +31,11 @@ class RegistryError(Exception):
     """
 
     def __init__(self, text):
-        Exception.__init__(self, text)
+        TxInfernoError.__init__(self, text)
         self.text = text
 
 
-class RegistrationRejected(Exception):
+class RegistrationRejected(TxInfernoError):
     """
     The registry closed a registration connection: it did not accept the
     service.
@@ -38,19 +46,19 @@ class RegistrationRejected(Exception):
     """
 
     def __init__(self, name, reason):
-        Exception.__init__(self, "registration of %r rejected: %s" % (name, reason))
+        TxInfernoError.__init__(self, "registration of %r rejected: %s" % (name, reason))
         self.name = name
         self.reason = reason
 
 
-class RegistrationLost(Exception):
+class RegistrationLost(TxInfernoError):
     """
     A registration that the registry had accepted is gone: its connection
     closed without the client asking for it.
     """
 
 
-class MalformedAnswer(Exception):
+class MalformedAnswer(TxInfernoError):
     """
     The registry sent bytes that do not follow the protocol.
     """
@@ -62,7 +70,7 @@ class AnswerTooLarge(MalformedAnswer):
     """
 
 
-class RegistryUnavailable(Exception):
+class RegistryUnavailable(TxInfernoError):
     """
     The registry cannot be reached now (the operation needs a connected
     manager and the manager is not connected), or it stopped answering.
@@ -77,7 +85,7 @@ class RegistryTimeout(RegistryUnavailable):
     """
 
 
-class OpenFileLimit(Exception):
+class OpenFileLimit(TxInfernoError):
     """
     A connection could not be made because the process has as many open
     files as its limit (C{RLIMIT_NOFILE}) allows.

@@ -23,8 +23,8 @@ __all__ = [
     "DEFAULT_INITIAL_DELAY",
     "DEFAULT_MAX_DELAY",
     "DEFAULT_READY_TIMEOUT",
-    "ChangeStreamProtocol",
-    "ChangeStream",
+    "EventClientProtocol",
+    "EventClientFactory",
 ]
 
 DEFAULT_INITIAL_DELAY = 0.5
@@ -46,7 +46,7 @@ Seconds the registry has, once connected, to send C{READY}.
 _VERSION = re.compile(rb"[0-9]{8,}")
 
 
-class ChangeStreamProtocol(LineOnlyReceiver):
+class EventClientProtocol(LineOnlyReceiver):
     """
     Read the event port: C{READY}, then one version number per line.
 
@@ -68,7 +68,7 @@ class ChangeStreamProtocol(LineOnlyReceiver):
     def __init__(self, stream):
         """
         @param stream: the stream this connection serves.
-        @type stream: L{ChangeStream}
+        @type stream: L{EventClientFactory}
         """
         self._stream = stream
         self._error = None
@@ -160,7 +160,7 @@ class ChangeStreamProtocol(LineOnlyReceiver):
 
 
 @implementer(IChangeStream)
-class ChangeStream(ReconnectingClientFactory):
+class EventClientFactory(ReconnectingClientFactory):
     """
     The registry's change stream: keeps a connection to the event port
     open, reconnecting with exponential backoff and jitter until
@@ -229,7 +229,7 @@ class ChangeStream(ReconnectingClientFactory):
         self._connector.connect()
 
     def buildProtocol(self, addr):
-        protocol = self._protocol = ChangeStreamProtocol(self)
+        protocol = self._protocol = EventClientProtocol(self)
         protocol.factory = self
         return protocol
 

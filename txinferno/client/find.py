@@ -5,7 +5,7 @@ of the connection.
 
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.python.failure import Failure
 
 from txinferno.errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
@@ -17,8 +17,8 @@ __all__ = [
     "DEFAULT_FIND_TIMEOUT",
     "DEFAULT_MAX_ANSWER_SIZE",
     "parseAnswer",
-    "FindProtocol",
-    "FindFactory",
+    "FindClientProtocol",
+    "FindClientFactory",
     "runQuery",
 ]
 
@@ -109,7 +109,7 @@ def _asBytes(line):
     return line.encode("ascii") if isinstance(line, str) else line
 
 
-class FindProtocol(Protocol):
+class FindClientProtocol(Protocol):
     """
     Send one query, gather the answer until the registry closes, and fire
     L{answer}.
@@ -171,9 +171,9 @@ class FindProtocol(Protocol):
             self.answer.callback(reason)
 
 
-class FindFactory(Factory):
+class FindClientFactory(ClientFactory):
     """
-    Builds the single L{FindProtocol} of one query.
+    Builds the single L{FindClientProtocol} of one query.
 
     """
 
@@ -189,7 +189,7 @@ class FindFactory(Factory):
         self._maxAnswerSize = maxAnswerSize
 
     def buildProtocol(self, addr):
-        return FindProtocol(self._query, self._maxAnswerSize)
+        return FindClientProtocol(self._query, self._maxAnswerSize)
 
 
 def runQuery(
@@ -225,7 +225,7 @@ def runQuery(
             )
         )
 
-    d = endpoint.connect(FindFactory(query, maxAnswerSize))
+    d = endpoint.connect(FindClientFactory(query, maxAnswerSize))
     d.addErrback(explainOpenFileLimit)
     d.addCallback(lambda protocol: protocol.answer)
     d.addTimeout(timeout, clock, onTimeoutCancel=timedOut)

@@ -293,7 +293,7 @@ class RegistryManager(Service):
 
         @return: a L{Deferred} that fires with this manager once the registry
             is reachable and every task started since has restored what it
-            holds there (every L{txinferno.client.service.Service} has made its
+            holds there (every L{txinferno.client.service.ServiceTask} has made its
             first registration attempt); cancelling it stops the wait.
         """
         if self._isRestored():

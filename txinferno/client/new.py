@@ -39,7 +39,8 @@ __all__ = [
     "CHECK_RETRY_DELAY",
     "BURST_LISTING_DELAY",
     "CONFIRM_AFTER",
-    "RegistrationProtocol",
+    "NewClientProtocol",
+    "NewClientFactory",
     "Registration",
     "Registrar",
 ]
@@ -81,7 +82,7 @@ before the registry has read our line, and before its close reaches us.
 """
 
 
-class RegistrationProtocol(Protocol):
+class NewClientProtocol(Protocol):
     """
     Write a registration line and hold the connection.
 
@@ -116,7 +117,7 @@ class RegistrationProtocol(Protocol):
         self._registration._connectionLost(reason)
 
 
-class _RegistrationFactory(ClientFactory):
+class NewClientFactory(ClientFactory):
     """
     The factory of one registration's connection: builds its protocol and
     tells it when the connection could not be made.
@@ -128,7 +129,7 @@ class _RegistrationFactory(ClientFactory):
         self._registration = registration
 
     def buildProtocol(self, addr):
-        return RegistrationProtocol(self._registration)
+        return NewClientProtocol(self._registration)
 
     def clientConnectionFailed(self, connector, reason):
         self._registration._connectFailed(reason)
@@ -177,7 +178,7 @@ class Registration:
         @param startConnection: see L{txinferno.client._reconnect.connectionStarter}.
         """
         self._connecting = True
-        connector = startConnection(_RegistrationFactory(self))
+        connector = startConnection(NewClientFactory(self))
         if self._connecting:
             self._connector = connector
 

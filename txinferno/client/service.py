@@ -1,5 +1,5 @@
 """
-The Service task: keep one service registered while the registry is
+The ServiceTask task: keep one service registered while the registry is
 reachable, with its current attributes.
 """
 
@@ -11,7 +11,7 @@ from txinferno.errors import RegistrationLost, RegistrationRejected
 from txinferno.interfaces import IRegistryTask
 from txinferno.wire.rules import CheckedRegistration, normaliseAttrs
 
-__all__ = ["Service"]
+__all__ = ["ServiceTask"]
 
 
 class _Backoff(ReconnectingClientFactory):
@@ -40,7 +40,7 @@ class _Backoff(ReconnectingClientFactory):
 
 
 @implementer(IRegistryTask)
-class Service:
+class ServiceTask:
     """
     Keeps one service registered while its manager is connected, and
     registers it again, with its current attributes, after every reconnect.
@@ -97,7 +97,7 @@ class Service:
         self._registeredAt = None
 
     def __repr__(self):
-        return "<Service %r %s>" % (self.name, "registered" if self.registered else "unregistered")
+        return "<ServiceTask %r %s>" % (self.name, "registered" if self.registered else "unregistered")
 
     @property
     def registered(self):

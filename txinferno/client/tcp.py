@@ -7,7 +7,7 @@ from zope.interface import implementer
 
 from twisted.internet.endpoints import clientFromString
 
-from txinferno.client.event import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, ChangeStream
+from txinferno.client.event import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, EventClientFactory
 from txinferno.wire.description import parseRegistryDescription
 from txinferno.client.find import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, runQuery
 from txinferno.interfaces import IChangeObserver, IRegistryConnection
@@ -164,9 +164,9 @@ class TCPRegistryConnection:
 
         @type observer: L{txinferno.interfaces.IChangeObserver}
         @return: the stream, already connecting.
-        @rtype: L{ChangeStream}
+        @rtype: L{EventClientFactory}
         """
-        stream = ChangeStream(
+        stream = EventClientFactory(
             self._event,
             _ChangesAlsoToRegistrar(observer, self._registrar),
             self._clock,

@@ -23,9 +23,9 @@ from txinferno.errors import RegistryError
 from txinferno.wire.words import MAX_LINE, LineAssembler, splitWords
 
 __all__ = [
-    "NewProtocol",
-    "FindProtocol",
-    "EventProtocol",
+    "NewServerProtocol",
+    "FindServerProtocol",
+    "EventServerProtocol",
     "RegistryPortFactory",
     "RegistryServer",
 ]
@@ -193,7 +193,7 @@ class _WriteProtocol(Protocol):
         raise NotImplementedError()
 
 
-class NewProtocol(_WriteProtocol):
+class NewServerProtocol(_WriteProtocol):
     """
     The C{new} port: the first write registers a service, each later one
     updates it, and the close of the connection unregisters it (unless it
@@ -240,7 +240,7 @@ class NewProtocol(_WriteProtocol):
 
 
 @implementer(IHalfCloseableProtocol)
-class FindProtocol(_WriteProtocol):
+class FindServerProtocol(_WriteProtocol):
     """
     The C{find} port: answer the first write (or what arrived before the
     client shut down its sending side) with one line per matching service,
@@ -274,7 +274,7 @@ class FindProtocol(_WriteProtocol):
 
 
 @implementer(IPushProducer)
-class EventProtocol(Protocol):
+class EventServerProtocol(Protocol):
     """
     The C{event} port: C{READY\\n}, then the current version as C{%08d\\n}
     after changes.  The server coalesces changes (L{RegistryServer}); while
@@ -361,7 +361,7 @@ class RegistryPortFactory(Factory):
     def __init__(self, server, protocol):
         """
         @type server: L{RegistryServer}
-        @param protocol: L{NewProtocol}, L{FindProtocol} or L{EventProtocol}.
+        @param protocol: L{NewServerProtocol}, L{FindServerProtocol} or L{EventServerProtocol}.
         """
         self.server = server
         self.protocol = protocol
@@ -411,9 +411,9 @@ class RegistryServer:
         self.maxLineLength = maxLineLength
         self.idleTimeout = idleTimeout
         self.quotedNewlineDelay = quotedNewlineDelay
-        self.newFactory = RegistryPortFactory(self, NewProtocol)
-        self.findFactory = RegistryPortFactory(self, FindProtocol)
-        self.eventFactory = RegistryPortFactory(self, EventProtocol)
+        self.newFactory = RegistryPortFactory(self, NewServerProtocol)
+        self.findFactory = RegistryPortFactory(self, FindServerProtocol)
+        self.eventFactory = RegistryPortFactory(self, EventServerProtocol)
         self.ports = []
         self._connections = set()
         self._watchers = set()
