@@ -25,6 +25,7 @@ setup(
             "hypothesis>=6",
             "sphinx>=7",
             "myst-parser>=2",
+            "pydoctor>=24",
         ],
     },
     entry_points={"console_scripts": ["regquery = txinferno.regquery:main"]},
