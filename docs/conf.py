@@ -28,6 +28,7 @@ intersphinx_mapping = {}
 # What a user of the API never calls: the callbacks Twisted calls on
 # protocols, factories and option parsers, and private names.
 _HIDDEN = [
+    "txinferno._*",
     "txinferno.**._*",
     "txinferno.**.dataReceived",
     "txinferno.**.lineReceived",
