@@ -16,6 +16,7 @@ setup(
         "txinferno.testing",
         "twisted.plugins",
     ],
+    package_data={"txinferno": ["py.typed"]},
     install_requires=["twisted>=23.8", "zope.interface>=5"],
     extras_require={
         "test": [
