@@ -51,6 +51,7 @@ def test_readServicesFile(tmp_path):
         readServicesFile(str(path))
 
 
+@pytest.mark.logs_errors
 @pytest_twisted.ensureDeferred
 async def test_servicesAndReload(registry_server, tmp_path):
     """

@@ -182,6 +182,7 @@ async def test_restartCycles(registry_server):
     assert clientSockets(*ports(registry_server)) == 0
 
 
+@pytest.mark.logs_errors
 @pytest_twisted.ensureDeferred
 async def test_blackhole(registry_server, proxy):
     """

@@ -11,6 +11,7 @@ inputs.
 
 import random
 
+import pytest
 import pytest_twisted
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -256,6 +257,7 @@ def test_findAnswer(data, cuts):
     checkAnswer(data, cuts)
 
 
+@pytest.mark.logs_errors
 @FAST
 @given(st.one_of(inputs, inputs.map(lambda d: b"READY\n" + d)), cutPoints)
 def test_eventReader(data, cuts):

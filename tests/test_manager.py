@@ -516,6 +516,7 @@ def test_outageCancelsPendingRefresh(memory):
     assert task.calls == ["start", "stop"]
 
 
+@pytest.mark.logs_errors
 def test_failingTaskDoesNotStopOthers(memory, logged):
     """
     A task that raises in C{start()} is logged; the others still start.

@@ -365,6 +365,7 @@ class Garbage(Counted):
         self.transport.loseConnection()
 
 
+@pytest.mark.logs_errors
 @pytest_twisted.ensureDeferred
 async def test_silentRegistry():
     """
@@ -386,6 +387,7 @@ async def test_silentRegistry():
     await servers.close()
 
 
+@pytest.mark.logs_errors
 @pytest_twisted.ensureDeferred
 async def test_garbageRegistry():
     """
@@ -408,6 +410,7 @@ async def test_garbageRegistry():
     await servers.close()
 
 
+@pytest.mark.logs_errors
 @pytest_twisted.ensureDeferred
 async def test_probeDeclaresLoss(registry_server):
     """
