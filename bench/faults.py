@@ -34,7 +34,7 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-from clientsupport import clientSockets  # noqa: E402
+from support import clientSockets  # noqa: E402
 
 from txinferno.errors import RegistrationRejected  # noqa: E402
 from txinferno.testing.faultproxy import RegistryFaultProxy  # noqa: E402

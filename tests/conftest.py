@@ -1,7 +1,7 @@
 """
 Fixtures shared by the tests: C{registry_server} (an embedded registry on
 loopback, from L{txinferno.testing.embedded}), C{manager} (a started manager
-connected to it, from C{clientsupport}) and C{installed} (an installed
+connected to it, from C{support}) and C{installed} (an installed
 copy of txinferno).
 """
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from clientsupport import manager
+from support import manager
 
 from txinferno.testing import registry_server
 

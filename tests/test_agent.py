@@ -5,9 +5,9 @@ embedded registry over loopback.
 
 import pytest
 import pytest_twisted
+from support import bounded, whenRegistry
 from twisted.internet import reactor
 
-from clientsupport import bounded, whenRegistry
 from txinferno.agent import (
     Agent,
     ChangeCommand,

@@ -4,10 +4,10 @@ Tests for the agent options of C{twistd regmgr} (L{txinferno.tap}).
 
 import pytest
 import pytest_twisted
+from support import bounded, whenRegistry
 from twisted.internet import reactor
 from twisted.python import usage
 
-from clientsupport import bounded, whenRegistry
 from txinferno.tap import Options, makeService
 
 

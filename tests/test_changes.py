@@ -4,9 +4,6 @@ change stream's reconnection, on a L{MemoryReactorClock}.
 """
 
 import pytest
-from zope.interface import implementer
-from zope.interface.verify import verifyObject
-
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionDone
@@ -15,6 +12,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from txinferno.client.event import EventClientFactory, EventClientProtocol
 from txinferno.errors import MalformedAnswer, RegistryTimeout, RegistryUnavailable

@@ -5,6 +5,7 @@ small recording server.
 
 import pytest
 import pytest_twisted
+from support import TIMEOUT
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
@@ -13,8 +14,6 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 
 from txinferno.testing.faultproxy import FaultProxy
-
-TIMEOUT = 10
 
 
 class Recorder(Protocol):

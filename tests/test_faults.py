@@ -9,11 +9,7 @@ import time
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionDone, ConnectionLost
-
-from clientsupport import (
+from support import (
     Recorder,
     bounded,
     clientSockets,
@@ -21,11 +17,15 @@ from clientsupport import (
     registryServices,
     whenRegistry,
 )
-from txinferno.errors import MalformedAnswer, RegistrationLost, RegistrationRejected
-from txinferno.testing.faultproxy import RegistryFaultProxy
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone, ConnectionLost
+
 from txinferno.client.monitor import Monitor
 from txinferno.client.observers import ConnectionStateObserver
 from txinferno.client.service import ServiceTask
+from txinferno.errors import MalformedAnswer, RegistrationLost, RegistrationRejected
+from txinferno.testing.faultproxy import RegistryFaultProxy
 
 PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 0.5

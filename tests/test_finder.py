@@ -6,7 +6,6 @@ limits and timeout, with Twisted's in-memory transports.
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
@@ -14,8 +13,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter
 
-from txinferno.errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
 from txinferno.client.find import FindClientFactory, FindClientProtocol, parseAnswer, runQuery
+from txinferno.errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
 from txinferno.wire.words import splitLines, splitWords
 
 

@@ -24,14 +24,14 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txinferno.client.event import EventClientFactory
-from txinferno.errors import MalformedAnswer
 from txinferno.client.find import parseAnswer
-from txinferno.interfaces import IChangeObserver
-from txinferno.wire.persist import persists
-from txinferno.server.registry import Registry
-from txinferno.server.protocols import RegistryServer
 from txinferno.client.tcp import connectionFromString
+from txinferno.errors import MalformedAnswer
+from txinferno.interfaces import IChangeObserver
+from txinferno.server.protocols import RegistryServer
+from txinferno.server.registry import Registry
 from txinferno.testing import EmbeddedRegistry, connectRaw
+from txinferno.wire.persist import persists
 from txinferno.wire.words import LineAssembler, splitLines, splitWords
 
 FRAGMENTS = [

@@ -20,6 +20,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from txinferno.client.manager import START_BATCH, RegistryManager
+from txinferno.client.observers import ConnectionStateObserver
+from txinferno.client.service import ServiceTask
 from txinferno.errors import RegistrationLost, RegistrationRejected, RegistryError
 from txinferno.interfaces import (
     IChangeStream,
@@ -27,10 +30,7 @@ from txinferno.interfaces import (
     IRegistryConnection,
     IRegistryTask,
 )
-from txinferno.client.manager import START_BATCH, RegistryManager
-from txinferno.client.observers import ConnectionStateObserver
 from txinferno.server.registry import Registry
-from txinferno.client.service import ServiceTask
 from txinferno.wire.rules import queryLine, registrationLine, updateLine
 from txinferno.wire.words import splitWords
 

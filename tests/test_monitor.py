@@ -5,23 +5,23 @@ loopback TCP, and of its find coalescing with L{MemoryConnection}.
 
 import pytest
 import pytest_twisted
-from twisted.logger import LogLevel, capturedLogs, formatEvent
-from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
-from zope.interface import implementer
-from zope.interface.verify import verifyObject
-
-from clientsupport import (
+from support import (
     Recorder,
     bounded,
     registryServices,
 )
 from test_manager import MemoryConnection
-from txinferno.interfaces import IRegistryConnection, IRegistryTask
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs, formatEvent
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
 from txinferno.client.manager import RegistryManager
-from txinferno.errors import MalformedAnswer
 from txinferno.client.monitor import MAX_RETRY_DELAY, MAX_WAIT, PACE, QUIET, Monitor
 from txinferno.client.service import ServiceTask
+from txinferno.errors import MalformedAnswer
+from txinferno.interfaces import IRegistryConnection, IRegistryTask
 
 
 def test_provides():

@@ -7,8 +7,6 @@ import math
 import random
 
 import pytest
-from zope.interface.verify import verifyObject
-
 from twisted.internet import error
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IAddress, IConnector
@@ -20,6 +18,7 @@ from twisted.internet.protocol import (
 )
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test.iosim import ConnectionCompleter
+from zope.interface.verify import verifyObject
 
 from txinferno.client._reconnect import EndpointAddress, EndpointConnector, connectionStarter
 

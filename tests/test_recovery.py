@@ -4,14 +4,14 @@ with 200 services and 20 monitors attached to one manager.
 """
 
 import pytest_twisted
-
-from clientsupport import (
+from support import (
     Recorder,
     bounded,
     clientSockets,
     managerFor,
     registryServices,
 )
+
 from txinferno.client.monitor import Monitor
 from txinferno.client.observers import ConnectionStateObserver
 from txinferno.client.service import ServiceTask

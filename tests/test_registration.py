@@ -5,8 +5,6 @@ L{MemoryReactorClock}.
 """
 
 import pytest
-from zope.interface.verify import verifyObject
-
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import (
@@ -18,14 +16,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.test.iosim import ConnectionCompleter
+from zope.interface.verify import verifyObject
 
-from txinferno.errors import (
-    MalformedAnswer,
-    RegistrationLost,
-    RegistrationRejected,
-    RegistryTimeout,
-)
-from txinferno.interfaces import IRegistration
 from txinferno.client._reconnect import connectionStarter
 from txinferno.client.new import (
     BURST_LISTING_DELAY,
@@ -33,6 +25,13 @@ from txinferno.client.new import (
     CONFIRM_AFTER,
     Registrar,
 )
+from txinferno.errors import (
+    MalformedAnswer,
+    RegistrationLost,
+    RegistrationRejected,
+    RegistryTimeout,
+)
+from txinferno.interfaces import IRegistration
 
 
 class Recorder(Protocol):

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from txinferno.errors import RegistryError
-from txinferno.wire.persist import persists
 from txinferno.server.registry import Registry
+from txinferno.wire.persist import persists
 
 
 @pytest.fixture

@@ -5,14 +5,13 @@ plugin is tested elsewhere).
 
 import pytest
 import pytest_twisted
+from support import TIMEOUT
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.python import usage
 
 from txinferno.tap import Options, makeService
 from txinferno.testing import connectRaw, exchange
-
-TIMEOUT = 10
 
 
 def parse(*args):

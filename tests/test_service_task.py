@@ -7,26 +7,26 @@ import random
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
-from twisted.logger import LogLevel, globalLogPublisher
-from zope.interface.verify import verifyObject
-
-from clientsupport import (
+from support import (
     Recorder,
     bounded,
     clientSockets,
     managerFor,
     registryServices,
 )
-from txinferno.errors import RegistrationRejected
-from txinferno.interfaces import IRegistryTask
+from twisted.internet import defer, reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, globalLogPublisher
+from zope.interface.verify import verifyObject
+
 from txinferno.client.manager import RegistryManager
 from txinferno.client.monitor import Monitor
 from txinferno.client.observers import ConnectionStateObserver
 from txinferno.client.service import ServiceTask
 from txinferno.client.tcp import connectionFromString
+from txinferno.errors import RegistrationRejected
+from txinferno.interfaces import IRegistryTask
 from txinferno.testing import connectRaw
 
 

@@ -8,15 +8,16 @@ from collections import deque
 
 import pytest
 import pytest_twisted
-from zope.interface import implementer
-from zope.interface.verify import verifyObject
-
+from support import TIMEOUT, bounded
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from txinferno.client.event import EventClientFactory
+from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
 from txinferno.errors import (
     MalformedAnswer,
     RegistrationLost,
@@ -29,14 +30,7 @@ from txinferno.interfaces import (
     IRegistration,
     IRegistryConnection,
 )
-from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
 from txinferno.testing import EmbeddedRegistry
-
-TIMEOUT = 10
-
-
-def bounded(d, timeout=TIMEOUT):
-    return d.addTimeout(timeout, reactor)
 
 
 def connect(server, **options):

@@ -18,6 +18,12 @@ TIMEOUT = 10
 Seconds any single wait in a test may take.
 """
 
+COMMAND_TIMEOUT = 30
+"""
+Seconds a test may wait for a command it runs (an installed C{twistd} or
+C{regquery}), which starts a Python interpreter of its own.
+"""
+
 
 def bounded(d, timeout=TIMEOUT):
     """
