@@ -9,9 +9,9 @@ import os
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 
 from txinferno.client.manager import RegistryManager
-from txinferno.client.observers import MonitorObserver
 
 TIMEOUT = 10
 """
@@ -54,66 +54,6 @@ async def manager(registry_server):
         yield m
     finally:
         await bounded(m.stopService())
-
-
-class Recorder(MonitorObserver):
-    """
-    Records what a monitor reports, and lets a test wait for a condition on
-    what it has seen.
-
-    @ivar events: C{(kind, name, attrs)} for added / removed,
-        C{("updated", name, attrs, previous)} and C{("resynced",)}.
-    @ivar view: the services, as the reports build them.
-    """
-
-    def __init__(self):
-        self.events = []
-        self.view = {}
-        self._waiting = []
-
-    def added(self, name, attrs):
-        assert name not in self.view, "added twice: %r" % (name,)
-        self.view[name] = attrs
-        self._record(("added", name, attrs))
-
-    def updated(self, name, attrs, previous):
-        assert self.view.get(name) == previous, "updated from a wrong state: %r" % (name,)
-        self.view[name] = attrs
-        self._record(("updated", name, attrs, previous))
-
-    def removed(self, name, attrs):
-        assert self.view.pop(name, None) == attrs, "removed while absent: %r" % (name,)
-        self._record(("removed", name, attrs))
-
-    def resynced(self):
-        self._record(("resynced",))
-
-    def count(self, kind):
-        return sum(1 for e in self.events if e[0] == kind)
-
-    def kinds(self):
-        return [e[0] for e in self.events]
-
-    def _record(self, event):
-        self.events.append(event)
-        for predicate, d in list(self._waiting):
-            if predicate(self):
-                self._waiting.remove((predicate, d))
-                d.callback(self)
-
-    def waitUntil(self, predicate, timeout=TIMEOUT):
-        """
-        @return: a L{Deferred} that fires with this recorder once
-            C{predicate(recorder)} holds (checked now and after each report),
-            failing after C{timeout} seconds.
-        """
-        if predicate(self):
-            d = Deferred()
-            d.callback(self)
-            return d
-        d = Deferred()
-        self._waiting.append((predicate, d))
-        return bounded(d, timeout)
 
 
 def registryServices(server):
@@ -165,3 +105,19 @@ def whenRegistry(server, predicate):
     registry.addObserver(check)
     check()
     return d.addTimeout(TIMEOUT, reactor)
+
+
+class TurnClock(Clock):
+    """
+    A L{Clock} that can also run one turn as a reactor does: the calls due
+    when the turn begins, not those they schedule for now (which
+    L{Clock.advance} would run too).
+    """
+
+    def turn(self):
+        due = [call for call in self.calls if call.getTime() <= self.seconds()]
+        for call in due:
+            if call in self.calls:
+                self.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)

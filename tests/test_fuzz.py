@@ -21,16 +21,15 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from txinferno.client.event import EventClientFactory
 from txinferno.client.find import parseAnswer
 from txinferno.client.tcp import connectionFromString
 from txinferno.errors import MalformedAnswer
-from txinferno.interfaces import IChangeObserver
 from txinferno.server.protocols import RegistryServer
 from txinferno.server.registry import Registry
 from txinferno.testing import EmbeddedRegistry, connectRaw
+from txinferno.testing.recorders import ChangeRecorder
 from txinferno.wire.persist import persists
 from txinferno.wire.words import LineAssembler, splitLines, splitWords
 
@@ -108,28 +107,6 @@ def checkAnswer(data, cuts=()):
     assert all(isinstance(attrs, dict) for attrs in services.values())
 
 
-@implementer(IChangeObserver)
-class RecordingObserver:
-    """
-    Records what a change stream tells it, checking the order of calls.
-    """
-
-    def __init__(self):
-        self.events = []
-
-    def streamReady(self):
-        assert self.events.count("ready") == self.events.count("lost")
-        self.events.append("ready")
-
-    def registryChanged(self, version):
-        assert isinstance(version, int) and self.events[-1] != "lost"
-        self.events.append(version)
-
-    def streamLost(self, reason):
-        assert self.events.count("ready") == self.events.count("lost") + 1
-        self.events.append("lost")
-
-
 def checkEventReader(data, cuts):
     """
     The event reader fed arbitrary bytes in pieces never raises; the
@@ -137,7 +114,7 @@ def checkEventReader(data, cuts):
     timer is left once the connection is lost.
     """
     clock = Clock()
-    observer = RecordingObserver()
+    observer = ChangeRecorder()
     stream = EventClientFactory(None, observer, clock)
     protocol = stream.buildProtocol(None)
     transport = StringTransport()
@@ -149,7 +126,7 @@ def checkEventReader(data, cuts):
     assert clock.getDelayedCalls() == []
     assert transport.value() == b""
     if observer.events:
-        assert observer.events[0] == "ready" and observer.events[-1] == "lost"
+        assert observer.events[0] == "ready" and observer.events[-1][0] == "lost"
         assert data.startswith(b"READY\n")
     else:
         assert not data.startswith(b"READY\n")

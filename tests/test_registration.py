@@ -34,7 +34,7 @@ from txinferno.errors import (
 from txinferno.interfaces import IRegistration
 
 
-class Recorder(Protocol):
+class NewPortServerProtocol(Protocol):
     """
     The server side of a registration: keeps every write it gets.
     """
@@ -56,7 +56,7 @@ class Setup:
         self.reactor = MemoryReactorClock()
         self.servers = []
         server = Factory()
-        server.buildProtocol = lambda addr: self.servers.append(Recorder()) or self.servers[-1]
+        server.buildProtocol = lambda addr: self.servers.append(NewPortServerProtocol()) or self.servers[-1]
         TCP4ServerEndpoint(self.reactor, 6701).listen(server)
         self.completer = ConnectionCompleter(self.reactor)
         self.listings = []
