@@ -26,15 +26,10 @@ socket to the registry left after the managers stop, or a timer left on the
 reactor.
 """
 
-import os
 import sys
 import time
 
 from twisted.internet import defer, task
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-
-from support import clientSockets  # noqa: E402
 
 from txinferno.client.manager import RegistryManager  # noqa: E402
 from txinferno.client.monitor import Monitor  # noqa: E402
@@ -44,6 +39,7 @@ from txinferno.errors import RegistrationRejected  # noqa: E402
 from txinferno.testing import EmbeddedRegistry  # noqa: E402
 from txinferno.testing.faultproxy import RegistryFaultProxy  # noqa: E402
 from txinferno.testing.recorders import ConnectionStateRecorder  # noqa: E402
+from txinferno.testing.sockets import clientSockets  # noqa: E402
 
 RESTORE_TIMEOUT = 60
 PROBE = {"probeInterval": 1.0, "probeTimeout": 1.0}

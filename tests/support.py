@@ -4,7 +4,6 @@ embedded registry over loopback TCP, a recording monitor observer, and a
 count of the process's client sockets to a registry.
 """
 
-import os
 
 import pytest_twisted
 from twisted.internet import reactor
@@ -61,32 +60,6 @@ def registryServices(server):
     @return: the services the embedded registry holds, C{{name: attrs}}.
     """
     return {s.name: dict(s.attributes()) for s in server.registry}
-
-
-def clientSockets(*ports):
-    """
-    @return: how many TCP sockets of this process are connected to one of
-        C{ports} on the remote side (client ends, not the server's).
-    """
-    inodes = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink("/proc/self/fd/" + fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    wanted = {"%04X" % p for p in ports}
-    count = 0
-    with open("/proc/net/tcp") as table:
-        next(table)
-        for row in table:
-            fields = row.split()
-            remotePort = fields[2].split(":")[1]
-            state = fields[3]
-            if remotePort in wanted and fields[9] in inodes and state != "0A":
-                count += 1
-    return count
 
 
 def whenRegistry(server, predicate):

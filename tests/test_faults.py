@@ -11,7 +11,6 @@ import pytest
 import pytest_twisted
 from support import (
     bounded,
-    clientSockets,
     managerFor,
     registryServices,
     whenRegistry,
@@ -24,6 +23,7 @@ from txinferno.client.service import ServiceTask
 from txinferno.errors import MalformedAnswer, RegistrationLost, RegistrationRejected
 from txinferno.testing.faultproxy import RegistryFaultProxy
 from txinferno.testing.recorders import ConnectionStateRecorder, MonitorRecorder
+from txinferno.testing.sockets import clientSockets
 
 PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 0.5

@@ -6,7 +6,6 @@ with 200 services and 20 monitors attached to one manager.
 import pytest_twisted
 from support import (
     bounded,
-    clientSockets,
     managerFor,
     registryServices,
 )
@@ -14,6 +13,7 @@ from support import (
 from txinferno.client.monitor import Monitor
 from txinferno.client.service import ServiceTask
 from txinferno.testing.recorders import ConnectionStateRecorder, MonitorRecorder
+from txinferno.testing.sockets import clientSockets
 
 SERVICES = 200
 MONITORS = 20

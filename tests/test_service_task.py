@@ -9,7 +9,6 @@ import pytest
 import pytest_twisted
 from support import (
     bounded,
-    clientSockets,
     managerFor,
     registryServices,
 )
@@ -27,6 +26,7 @@ from txinferno.errors import RegistrationRejected
 from txinferno.interfaces import IRegistryTask
 from txinferno.testing import connectRaw
 from txinferno.testing.recorders import ConnectionStateRecorder, MonitorRecorder
+from txinferno.testing.sockets import clientSockets
 
 
 async def watching(manager, attrs=()):

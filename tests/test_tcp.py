@@ -8,7 +8,7 @@ from collections import deque
 
 import pytest
 import pytest_twisted
-from support import TIMEOUT, bounded
+from support import bounded
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import ConnectionRefusedError
