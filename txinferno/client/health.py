@@ -292,7 +292,7 @@ class CommandCheck(_CheckOptions):
                 pass
 
         done = Deferred(kill)
-        process.ended.addCallback(self._ended, process)
+        process.ended.addBoth(self._ended, process)
         process.ended.chainDeferred(done)
         return done
 
