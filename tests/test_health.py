@@ -482,7 +482,6 @@ def test_checkRaising():
         ("tcp:db.example:5432", TCPConnectCheck, dict(host="db.example", port=5432)),
         ("http://127.0.0.1:8080/health?a=b interval=2", HTTPGetCheck,
          dict(url="http://127.0.0.1:8080/health?a=b", interval=2.0)),
-        ("https://example.org/", HTTPGetCheck, dict(url="https://example.org/")),
         ("exec:%s -c 'print(''a b'')' x=1 fall=2" % (sys.executable,), CommandCheck,
          dict(argv=[sys.executable, "-c", "print('a b')", "x=1"], fall=2)),
         ("exec: sh -c true", CommandCheck, dict(argv=["sh", "-c", "true"])),
@@ -493,6 +492,19 @@ def test_checkFromString(description, kind, attrs):
     assert type(check) is kind
     for attr, value in attrs.items():
         assert getattr(check, attr) == value
+
+
+def test_httpsCheck():
+    """
+    An C{https} check needs TLS: without it, a clear error at once.
+    """
+    try:
+        import OpenSSL  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="needs TLS, which needs pyOpenSSL"):
+            checkFromString(reactor, "https://example.org/")
+    else:
+        assert checkFromString(reactor, "https://example.org/").url == "https://example.org/"
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import Agent
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from zope.interface import implementer
 
 from txinferno.errors import HealthCheckFailed, HealthCheckTimedOut
@@ -170,11 +170,18 @@ class HTTPGetCheck(_CheckOptions):
         """
         @param reactor: the reactor the request is made with.
         @param url: an C{http://} or C{https://} URL.
-        @raise ValueError: for another scheme, a URL without a host, or bad
-            timing.
+        @raise ValueError: for another scheme, a URL without a host, an
+            C{https} URL where Twisted has no TLS (no C{pyOpenSSL} and
+            C{service_identity}), or bad timing.
         """
         _CheckOptions.__init__(self, interval, timeout, rise, fall)
         _checkURL(url)
+        if url.startswith("https:"):
+            try:
+                BrowserLikePolicyForHTTPS().creatorForNetloc(b"localhost", 443)
+            except NotImplementedError:
+                raise ValueError("http check: %r needs TLS, which needs pyOpenSSL and "
+                                 "service_identity (pip install 'twisted[tls]')" % (url,))
         self.url = url
         self.description = url
         self._agent = Agent(reactor, connectTimeout=timeout)
