@@ -596,6 +596,24 @@ async def test_serviceWaitsForFirstVerdict(registry_server, healthManager):
 
 
 @pytest_twisted.ensureDeferred
+async def test_serviceKeepsVerdictOverRestart(registry_server, healthManager):
+    """
+    Stopped and started again (an outage, a detach and attach), a service
+    whose check was passing is registered at once, before the next run of
+    its check ends.
+    """
+    check = ScriptedCheck(results=[True], result=None)
+    task = healthManager.attach(ServiceTask("web", check=check))
+    await whenRegistry(registry_server, lambda r: "web" in r)
+    await bounded(healthManager.detach(task))
+    await whenRegistry(registry_server, lambda r: "web" not in r)
+    healthManager.attach(task)
+    await whenRegistry(registry_server, lambda r: "web" in r)
+    assert len(check.runs) == 2 and not check.runs[1].called
+    assert task.health is HealthState.passing
+
+
+@pytest_twisted.ensureDeferred
 async def test_serviceKeptWhileFailing(registry_server, healthManager):
     """
     With C{keepWhileFailing} the service is registered at once, with
