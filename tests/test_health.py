@@ -21,7 +21,8 @@ from twisted.web.server import Site
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from clientsupport import bounded, managerFor, registryServices, whenRegistry
+from clientsupport import bounded, registryServices, whenRegistry
+from test_agent_tap import parse
 from txinferno.agent import Agent, checkServices, readServicesFile
 from txinferno.client.health import (
     MAX_OUTPUT,
@@ -36,7 +37,7 @@ from txinferno.client.manager import RegistryManager
 from txinferno.client.service import HEALTH_ATTRIBUTE, ServiceTask
 from txinferno.errors import HealthCheckFailed, HealthCheckTimedOut
 from txinferno.interfaces import IHealthCheck
-from txinferno.tap import Options, makeService
+from txinferno.tap import makeService
 
 
 @implementer(IHealthCheck)
@@ -543,24 +544,14 @@ def test_badDescriptions(description, message):
 # -- health-checked services, through the embedded registry
 
 
-@pytest_twisted.async_yield_fixture
-async def healthManager(registry_server):
-    manager = managerFor(registry_server)
-    await bounded(manager.whenConnected())
-    try:
-        yield manager
-    finally:
-        await bounded(manager.stopService())
-
-
 @pytest_twisted.ensureDeferred
-async def test_serviceFollowsItsCheck(registry_server, healthManager):
+async def test_serviceFollowsItsCheck(registry_server, manager):
     """
     A service is registered once its check passes, unregistered when it
     fails, and registered again when it passes.
     """
     check = ScriptedCheck(results=[False], result=False, interval=0.01, rise=1, fall=1)
-    task = healthManager.attach(ServiceTask("web", {"proto": "http"}, check=check))
+    task = manager.attach(ServiceTask("web", {"proto": "http"}, check=check))
     await check.whenRuns(3)
     assert "web" not in registryServices(registry_server)
     assert task.health is HealthState.failing and not task.registered
@@ -580,48 +571,65 @@ async def test_serviceFollowsItsCheck(registry_server, healthManager):
 
 
 @pytest_twisted.ensureDeferred
-async def test_serviceWaitsForFirstVerdict(registry_server, healthManager):
+async def test_serviceWaitsForFirstVerdict(registry_server, manager):
     """
     Before its check's first verdict a service is not registered; a
     detach meanwhile cancels the run.
     """
     check = ScriptedCheck(results=[None])
-    task = healthManager.attach(ServiceTask("web", check=check))
+    task = manager.attach(ServiceTask("web", check=check))
     await check.whenRuns(1)
-    await bounded(healthManager.whenRestored())
+    await bounded(manager.whenRestored())
     assert task.health is HealthState.unknown
     assert "web" not in registryServices(registry_server)
-    await bounded(healthManager.detach(task))
+    await bounded(manager.detach(task))
     assert check.cancelled == 1
 
 
 @pytest_twisted.ensureDeferred
-async def test_serviceKeepsVerdictOverRestart(registry_server, healthManager):
+async def test_manyServicesFollowTheirChecks(registry_server, manager):
+    """
+    300 services whose checks fail together are all unregistered, and all
+    registered again when they pass.
+    """
+    check = ScriptedCheck(result=True, interval=0.02, rise=1, fall=1)
+    names = {"svc%d" % (i,) for i in range(300)}
+    for name in sorted(names):
+        manager.attach(ServiceTask(name, {"n": name}, check=check))
+    await whenRegistry(registry_server, lambda r: names <= {s.name for s in r})
+    check.result = False
+    await whenRegistry(registry_server, lambda r: len(r) == 0)
+    check.result = True
+    await whenRegistry(registry_server, lambda r: names <= {s.name for s in r})
+
+
+@pytest_twisted.ensureDeferred
+async def test_serviceKeepsVerdictOverRestart(registry_server, manager):
     """
     Stopped and started again (an outage, a detach and attach), a service
     whose check was passing is registered at once, before the next run of
     its check ends.
     """
     check = ScriptedCheck(results=[True], result=None)
-    task = healthManager.attach(ServiceTask("web", check=check))
+    task = manager.attach(ServiceTask("web", check=check))
     await whenRegistry(registry_server, lambda r: "web" in r)
-    await bounded(healthManager.detach(task))
+    await bounded(manager.detach(task))
     await whenRegistry(registry_server, lambda r: "web" not in r)
-    healthManager.attach(task)
+    manager.attach(task)
     await whenRegistry(registry_server, lambda r: "web" in r)
     assert len(check.runs) == 2 and not check.runs[1].called
     assert task.health is HealthState.passing
 
 
 @pytest_twisted.ensureDeferred
-async def test_serviceKeptWhileFailing(registry_server, healthManager):
+async def test_serviceKeptWhileFailing(registry_server, manager):
     """
     With C{keepWhileFailing} the service is registered at once, with
     C{health unknown}, and stays registered (the same registration) while
     the attribute follows the check.
     """
     check = ScriptedCheck(results=[None], result=True, interval=0.01, rise=1, fall=1)
-    task = healthManager.attach(
+    task = manager.attach(
         ServiceTask("web", {"proto": "http"}, check=check, keepWhileFailing=True))
     await whenRegistry(registry_server, lambda r: "web" in r)
     assert registryServices(registry_server)["web"] == {"proto": "http", HEALTH_ATTRIBUTE: "unknown"}
@@ -745,12 +753,6 @@ def test_checkServices(tmp_path):
     with pytest.raises(ValueError, match="service 'web' persists"):
         checkServices({"web": {"check": "tcp:h:1", "persist": "1"}}, False, reactor)
     assert list(checkServices({"web": {"check": "tcp:h:1", "persist": "1"}}, True, reactor)) == ["web"]
-
-
-def parse(*argv):
-    options = Options()
-    options.parseOptions(list(argv))
-    return options
 
 
 @pytest.mark.parametrize(

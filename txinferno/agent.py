@@ -85,7 +85,7 @@ def readServicesFile(path):
     return services
 
 
-def checkServices(services, keepFailing, reactor):
+def checkServices(services: dict, keepFailing: bool, reactor) -> dict:
     """
     Check the health checks of services given to the agent: the
     L{CHECK_ATTRIBUTE} attribute of each, when it has one.

@@ -380,7 +380,7 @@ class HealthMonitor:
     def __repr__(self):
         return "<HealthMonitor %s %s>" % (self.check.description, self.state.name)
 
-    def start(self):
+    def start(self) -> None:
         """
         Run the check now and every C{interval} seconds after each run ends.
         """
@@ -388,7 +388,7 @@ class HealthMonitor:
             self._running = True
             self._runOnce()
 
-    def stop(self):
+    def stop(self) -> None:
         """
         Stop running the check: the run in progress is cancelled (it does
         not count) and no other starts.  The state is kept.
@@ -410,32 +410,32 @@ class HealthMonitor:
             run.errback()
         self._run = run
         run.addTimeout(self.check.timeout, self._clock, onTimeoutCancel=self._timedOut)
-        run.addCallbacks(self._passed, self._failed, callbackArgs=(run,), errbackArgs=(run,))
+        run.addBoth(self._ended, run)
 
     def _timedOut(self, result, timeout):
         raise HealthCheckTimedOut("no answer within %g seconds" % (timeout,))
 
-    def _passed(self, result, run):
+    def _ended(self, result, run):
+        """
+        A run ended: count it, and change state when the count says so.
+        """
         if run is not self._run:
             return
-        self._passes += 1
-        self._failures = 0
-        self.reason = None
         self._schedule()
-        if self.state is HealthState.unknown or (
-                self.state is HealthState.failing and self._passes >= self.check.rise):
-            self._change(HealthState.passing)
-
-    def _failed(self, reason, run):
-        if run is not self._run:
-            return
-        self._failures += 1
-        self._passes = 0
-        self.reason = reason
-        self._schedule()
-        if self.state is HealthState.unknown or (
-                self.state is HealthState.passing and self._failures >= self.check.fall):
-            self._change(HealthState.failing)
+        if isinstance(result, Failure):
+            self.reason = result
+            self._failures += 1
+            self._passes = 0
+            verdict, opposite, streak, needed = (
+                HealthState.failing, HealthState.passing, self._failures, self.check.fall)
+        else:
+            self.reason = None
+            self._passes += 1
+            self._failures = 0
+            verdict, opposite, streak, needed = (
+                HealthState.passing, HealthState.failing, self._passes, self.check.rise)
+        if self.state is HealthState.unknown or (self.state is opposite and streak >= needed):
+            self._change(verdict)
 
     def _change(self, state):
         self.state = state

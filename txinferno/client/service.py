@@ -3,6 +3,8 @@ The ServiceTask task: keep one service registered while the registry is
 reachable, with its current attributes.
 """
 
+from typing import Optional
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
@@ -10,7 +12,7 @@ from zope.interface import implementer
 
 from txinferno.client.health import HealthMonitor, HealthState
 from txinferno.errors import RegistrationLost, RegistrationRejected
-from txinferno.interfaces import IRegistryTask
+from txinferno.interfaces import IHealthCheck, IRegistryTask
 from txinferno.wire.rules import CheckedRegistration, normaliseAttrs
 
 __all__ = ["ServiceTask", "HEALTH_ATTRIBUTE"]
@@ -90,7 +92,8 @@ class ServiceTask:
     jitter = 0.1
     maxDelay = 30
 
-    def __init__(self, name, attrs=(), persist=False, check=None, keepWhileFailing=False):
+    def __init__(self, name, attrs=(), persist=False, check: Optional[IHealthCheck] = None,
+                 keepWhileFailing: bool = False):
         """
         @param name: the service name.
         @type name: L{str}
