@@ -101,8 +101,6 @@ class ServiceTask:
             C{(attr, value)} pairs of L{str}.
         @param persist: whether the registry keeps the service after its
             registration closes (adds the attribute C{persist 1}).
-        @raise ValueError: if the registry would reject the name or the
-            attributes.
         @param check: a health check: the service is registered only while
             it passes (see L{health}), or L{None}.
         @type check: L{txinferno.interfaces.IHealthCheck}
@@ -126,7 +124,8 @@ class ServiceTask:
             checked = CheckedRegistration(name, {**checked, HEALTH_ATTRIBUTE: HealthState.unknown.name})
         elif check is not None and persist:
             raise ValueError("service %r persists: the registry keeps it when it is unregistered "
-                             "for a failing check; keep it registered while failing instead" % (name,))
+                             "for a failing check; keep it registered while failing (keepWhileFailing=True)"
+                             % (name,))
         self.name = name
         self.attrs = checked.copy()
         self._checked = checked
