@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from constantly import NamedConstant, Names
 from twisted.internet import error
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
@@ -403,12 +403,7 @@ class HealthMonitor:
 
     def _runOnce(self):
         self._next = None
-        try:
-            run = self.check.check()
-        except Exception:
-            run = Deferred()
-            run.errback()
-        self._run = run
+        run = self._run = maybeDeferred(self.check.check)
         run.addTimeout(self.check.timeout, self._clock, onTimeoutCancel=self._timedOut)
         run.addBoth(self._ended, run)
 
