@@ -19,7 +19,13 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from txinferno.agent import Agent, parseQuerySpec, parseServiceSpec, readServicesFile
+from txinferno.agent import (
+    Agent,
+    checkServices,
+    parseQuerySpec,
+    parseServiceSpec,
+    readServicesFile,
+)
 from txinferno.wire.description import clientStringFor, parseRegistryDescription
 from txinferno.errors import RegistryError
 from txinferno.client.manager import RegistryManager
@@ -78,11 +84,18 @@ class Options(usage.Options):
          "serving one; the server options are then ignored."],
         ["services", None, None,
          "attrdb(6) file of services to keep registered (one service=NAME entry "
-         "each); re-read on SIGHUP."],
+         "each; an attribute check= is its health check); re-read on SIGHUP."],
         ["on-change", None, None,
          "Shell command run for each change a monitor sees (one at a time per "
          "monitor), with TXINFERNO_EVENT, TXINFERNO_NAME, TXINFERNO_SERVICE and "
          "TXINFERNO_QUERY in its environment."],
+    ]
+
+    optFlags = [
+        ["keep-failing", None,
+         "Keep a service whose health check fails registered, with the attribute "
+         "'health failing' (and 'health passing' once it passes again), instead of "
+         "unregistering it."],
     ]
 
     def __init__(self):
@@ -93,7 +106,8 @@ class Options(usage.Options):
     def opt_service(self, spec):
         """
         Keep a service registered: 'NAME [ATTR VALUE]...', words quoted as on
-        the registry's wire (repeatable).
+        the registry's wire (repeatable); an attribute 'check' is its health
+        check (not sent), such as "web check 'http://127.0.0.1:8080/ interval=5'".
         """
         try:
             self["service"].append(parseServiceSpec(spec))
@@ -118,9 +132,15 @@ class Options(usage.Options):
                 parseRegistryDescription(self["registry"])
             except ValueError as e:
                 raise usage.UsageError("--registry %s: %s" % (self["registry"], e))
+        from twisted.internet import reactor
+
+        try:
+            checkServices(dict(self["service"]), self["keep-failing"], reactor)
+        except ValueError as e:
+            raise usage.UsageError("--service: %s" % (e,))
         if self["services"] is not None:
             try:
-                readServicesFile(self["services"])
+                checkServices(readServicesFile(self["services"]), self["keep-failing"], reactor)
             except (OSError, ValueError) as e:
                 raise usage.UsageError("--services %s: %s" % (self["services"], e))
         if self["on-change"] is not None and not self["monitor"]:
@@ -214,6 +234,7 @@ def makeService(options, reactor=None):
             servicesFile=options["services"],
             onChange=options["on-change"],
             reactor=reactor,
+            keepFailing=options["keep-failing"],
         )
         agent.setName("agent")
         agent.setServiceParent(service)
