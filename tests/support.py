@@ -8,13 +8,34 @@ count of the process's client sockets to a registry.
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.test.iosim import ConnectionCompleter
+from twisted.trial.unittest import SynchronousTestCase
 
 from txinferno.client.manager import RegistryManager
 
 TIMEOUT = 10
 """
 Seconds any single wait in a test may take.
+"""
+
+_synchronous = SynchronousTestCase()
+successResultOf = _synchronous.successResultOf
+"""
+C{successResultOf(d)}: what C{d} has fired with; fails the test if it has
+not fired or has failed (Twisted's own L{SynchronousTestCase} helper).
+"""
+failureResultOf = _synchronous.failureResultOf
+"""
+C{failureResultOf(d, *types)}: the L{Failure} C{d} has failed with (of one
+of C{types}, when given); fails the test otherwise.
+"""
+assertNoResult = _synchronous.assertNoResult
+"""
+C{assertNoResult(d)}: fails the test if C{d} has fired.
 """
 
 COMMAND_TIMEOUT = 30
@@ -94,3 +115,41 @@ class TurnClock(Clock):
                 self.calls.remove(call)
                 call.called = 1
                 call.func(*call.args, **call.kw)
+
+
+class MemoryNetwork:
+    """
+    A L{MemoryReactorClock} with servers listening on it, client endpoints
+    to them, and a L{ConnectionCompleter} with which a test completes (or
+    fails) each connection attempt.
+
+    @ivar reactor: the memory reactor.
+    @ivar completer: its connection completer.
+    @ivar serverProtocols: every server protocol built, in order.
+    """
+
+    def __init__(self):
+        self.reactor = MemoryReactorClock()
+        self.completer = ConnectionCompleter(self.reactor)
+        self.serverProtocols = []
+
+    def listen(self, port, protocol=Protocol):
+        """
+        Listen on C{port} with protocols made by calling C{protocol()}.
+        """
+
+        def build(addr):
+            server = protocol()
+            server.factory = factory
+            self.serverProtocols.append(server)
+            return server
+
+        factory = Factory()
+        factory.buildProtocol = build
+        TCP4ServerEndpoint(self.reactor, port).listen(factory)
+
+    def clientEndpoint(self, port):
+        """
+        @return: a client endpoint to C{port} on this network.
+        """
+        return TCP4ClientEndpoint(self.reactor, "127.0.0.1", port)

@@ -6,7 +6,6 @@ L{txinferno.client.service.ServiceTask} with a check, and the agent's
 checks, observed through the embedded registry over loopback.
 """
 
-import gc
 import sys
 
 import pytest
