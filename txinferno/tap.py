@@ -19,7 +19,13 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from txinferno.agent import Agent, parseQuerySpec, parseServiceSpec, readServicesFile
+from txinferno.agent import (
+    DEFAULT_HOOK_TIMEOUT,
+    Agent,
+    parseQuerySpec,
+    parseServiceSpec,
+    readServicesFile,
+)
 from txinferno.wire.description import clientStringFor, parseRegistryDescription
 from txinferno.errors import RegistryError
 from txinferno.client.manager import RegistryManager
@@ -82,7 +88,16 @@ class Options(usage.Options):
         ["on-change", None, None,
          "Shell command run for each change a monitor sees (one at a time per "
          "monitor), with TXINFERNO_EVENT, TXINFERNO_NAME, TXINFERNO_SERVICE and "
-         "TXINFERNO_QUERY in its environment."],
+         "TXINFERNO_QUERY in its environment and the service line on its stdin."],
+        ["hook-timeout", None, DEFAULT_HOOK_TIMEOUT,
+         "Kill an --on-change command still running after this many seconds.",
+         _positive(float)],
+    ]
+
+    optFlags = [
+        ["allow-empty-services", None,
+         "Accept a --services file that names no service (unregistering all of "
+         "its services) even without a 'noservices' entry."],
     ]
 
     def __init__(self):
@@ -120,7 +135,7 @@ class Options(usage.Options):
                 raise usage.UsageError("--registry %s: %s" % (self["registry"], e))
         if self["services"] is not None:
             try:
-                readServicesFile(self["services"])
+                readServicesFile(self["services"], self["allow-empty-services"])
             except (OSError, ValueError) as e:
                 raise usage.UsageError("--services %s: %s" % (self["services"], e))
         if self["on-change"] is not None and not self["monitor"]:
@@ -214,6 +229,8 @@ def makeService(options, reactor=None):
             servicesFile=options["services"],
             onChange=options["on-change"],
             reactor=reactor,
+            allowEmpty=options["allow-empty-services"],
+            hookTimeout=options["hook-timeout"],
         )
         agent.setName("agent")
         agent.setServiceParent(service)
