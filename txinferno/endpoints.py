@@ -19,9 +19,11 @@ C{registered:}.
 """
 
 import random
+import re
 import socket
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.python.failure import Failure
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import (
@@ -35,12 +37,15 @@ from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from txinferno.wire.description import defaultRegistry
+from txinferno.errors import TxInfernoError
+from txinferno.wire.description import defaultRegistry, parseRegistryDescription, tcpAddress
 from txinferno.wire.dialaddress import dialAddressEndpoint, formatDialAddress
 from txinferno.wire.rules import checkName, normaliseAttrs, queryLine
 
 __all__ = [
     "InfernoClientEndpoint",
+    "InfernoLookupFailed",
+    "InfernoServiceUnreachable",
     "RegisteredServerEndpoint",
     "RegisteredPort",
     "InfernoClientParser",
@@ -49,6 +54,11 @@ __all__ = [
 
 ADDRESS_ATTRIBUTE = "addr"
 CHOICES = ("first", "random")
+ATTEMPT_DELAY = 0.3
+"""
+Seconds C{inferno:} waits for a connection attempt before starting the
+next one, as L{twisted.internet.endpoints.HostnameEndpoint} does.
+"""
 
 
 def serviceAddress(name, attrs):
@@ -60,76 +70,279 @@ def serviceAddress(name, attrs):
     return attrs.get(ADDRESS_ATTRIBUTE, name)
 
 
+class InfernoLookupFailed(ConnectError, TxInfernoError):
+    """
+    C{inferno:} could not look the services up: the registry failed the
+    query (it could not be reached, timed out, or answered badly).
+
+    @ivar registry: the registry's description.
+    @ivar findAddress: the address of its find port.
+    @ivar reason: the query's failure.
+    @type reason: L{Failure}
+    """
+
+    def __init__(self, registry, findAddress, query, reason):
+        self.registry = registry
+        self.findAddress = findAddress
+        self.reason = reason
+        self.message = "inferno: looking up %s in registry %s (find port %s) failed: %s" % (
+            query, registry, findAddress, reason.getErrorMessage())
+        ConnectError.__init__(self, string=self.message)
+
+    def __str__(self):
+        return self.message
+
+
+class InfernoServiceUnreachable(ConnectError, TxInfernoError):
+    """
+    C{inferno:} found no service to connect to: none matched, or none of
+    those found accepted a connection in time.
+
+    @ivar registry: the registry's description.
+    @ivar tried: C{(name, address, why)} for each service tried, in the
+        order tried (empty when none matched).
+    """
+
+    def __init__(self, registry, query, tried, why=None):
+        self.registry = registry
+        self.tried = tried
+        if not tried:
+            self.message = "inferno: no service matching %s in registry %s" % (query, registry)
+        else:
+            self.message = "inferno: no service matching %s (registry %s) accepted a connection%s: %s" % (
+                query, registry, "" if why is None else " " + why,
+                "; ".join("%s at %s: %s" % t for t in tried))
+        ConnectError.__init__(self, string=self.message)
+
+    def __str__(self):
+        return self.message
+
+
+def _findAddress(connection):
+    """
+    @return: where C{connection} sends queries, as well as can be said: the
+        find port's C{HOST:PORT} for a registry description, else the
+        connection's description.
+    """
+    try:
+        find = parseRegistryDescription(connection.description).find
+    except ValueError:
+        return connection.description
+    host, port = tcpAddress(find)
+    return "%s:%d" % (host, port)
+
+
+class _Race:
+    """
+    One C{connect()} of L{InfernoClientEndpoint}: the services found are
+    tried in order, each started C{attemptDelay} after the one before (or
+    as soon as the one before fails), the first to connect wins and the
+    others are cancelled, as L{twisted.internet.endpoints.HostnameEndpoint}
+    does with a host's addresses.
+    """
+
+    _log = Logger()
+
+    def __init__(self, reactor, protocolFactory, candidates, attemptDelay, done):
+        """
+        @param candidates: C{(name, address, endpoint)} for each service,
+            in the order to try them.
+        @param done: called once, with the winning protocol, or with
+            L{None} once every candidate has failed.
+        @ivar tried: C{(name, address, why)} for each attempt that failed.
+        """
+        self._reactor = reactor
+        self._factory = protocolFactory
+        self._candidates = list(candidates)
+        self._attemptDelay = attemptDelay
+        self._done = done
+        self._attempts = {}
+        self.tried = []
+        self._next = None
+
+    def start(self):
+        self._startNext()
+
+    def cancel(self, why="cancelled"):
+        """
+        Stop every attempt in progress (each noted as failed C{why}) and
+        start no other.
+        """
+        self._candidates = []
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None
+        attempts, self._attempts = self._attempts, {}
+        for d, (name, address) in attempts.items():
+            self.tried.append((name, address, why))
+            d.cancel()
+
+    def _startNext(self):
+        self._next = None
+        if not self._candidates:
+            if not self._attempts:
+                self._done(None)
+            return
+        name, address, endpoint = self._candidates.pop(0)
+        d = endpoint.connect(self._factory)
+        self._attempts[d] = (name, address)
+        d.addCallbacks(self._connected, self._failed, callbackArgs=(d,), errbackArgs=(d,))
+        if d in self._attempts and self._candidates:
+            self._next = self._reactor.callLater(self._attemptDelay, self._startNext)
+
+    def _connected(self, protocol, d):
+        if self._attempts.pop(d, None) is None:
+            # A connection made after another won: not wanted.
+            protocol.transport.loseConnection()
+            return
+        self.cancel()
+        self._done(protocol)
+
+    def _failed(self, reason, d):
+        attempt = self._attempts.pop(d, None)
+        if attempt is None:
+            return
+        name, address = attempt
+        self._log.info("service {name} at {address} did not connect: {error}",
+                       name=name, address=address, error=reason.getErrorMessage())
+        self.tried.append((name, address, reason.getErrorMessage()))
+        if self._next is not None:
+            self._next.cancel()
+        self._startNext()
+
+
 @implementer(IStreamClientEndpoint)
 class InfernoClientEndpoint:
     """
     Connects to a service found in a registry by its attributes.
 
-    Each connection looks the services up anew, then tries them in turn
-    (in the registry's order, or shuffled) until one accepts.
+    Each connection looks the services up anew, then races them as
+    L{twisted.internet.endpoints.HostnameEndpoint} races a host's addresses:
+    in the registry's order (or shuffled), each started C{attemptDelay}
+    seconds after the one before or as soon as it fails; the first to
+    connect wins and the others are cancelled.  C{timeout} bounds the whole.
     """
 
     _log = Logger()
 
-    def __init__(self, reactor, connection, query, choose="first", timeout=30):
+    def __init__(self, reactor, connection, query, choose="first", timeout=30,
+                 attemptDelay=ATTEMPT_DELAY):
         """
-        @param reactor: the reactor to connect with.
+        @param reactor: the reactor to connect with, and to time with.
         @param connection: how to reach the registry.
         @type connection: L{txinferno.interfaces.IRegistryConnection}
         @param query: the attributes the service must have, a mapping or
             C{(attr, value)} pairs; C{*} matches any value.
         @param choose: C{first} or C{random}: the order in which the
             services found are tried.
-        @param timeout: seconds each connection attempt may take.
-        @raise ValueError: for an invalid query or choice.
+        @param timeout: seconds a whole C{connect()} may take, the lookup
+            and every attempt included.
+        @param attemptDelay: seconds between the start of one attempt and
+            the next, while the first has neither connected nor failed.
+        @raise ValueError: for an invalid query or choice, or a timeout or
+            delay that is not positive.
         """
         if choose not in CHOICES:
             raise ValueError("choose must be one of %s, not %r" % (", ".join(CHOICES), choose))
+        for option, value in [("timeout", timeout), ("attemptDelay", attemptDelay)]:
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError("%s must be a positive number, not %r" % (option, value))
         self._query = queryLine(query)[1]
         self._reactor = reactor
         self._connection = connection
         self._choose = choose
         self._timeout = timeout
+        self._attemptDelay = attemptDelay
 
     def __repr__(self):
         return "<InfernoClientEndpoint %s %r>" % (self._connection.description, self._query)
 
+    def _queryText(self):
+        return " ".join("%s=%s" % pair for pair in self._query) or "(everything)"
+
     def connect(self, protocolFactory):
         """
-        Look the services up and connect to the first that accepts.
+        Look the services up and race connections to them.
 
         @return: a L{Deferred} that fires with the connected protocol, or
-            fails with L{ConnectError} when no service matches or none
-            accepts (or with the registry's error when the lookup fails).
+            fails with L{InfernoLookupFailed} when the registry fails the
+            lookup (naming the registry and its find port), or
+            L{InfernoServiceUnreachable} when no service matches or none
+            connects within C{timeout} (naming each one tried, its address
+            and why).  Both are L{ConnectError}s.  Cancelling it cancels
+            the lookup or every attempt.
         """
-        return Deferred.fromCoroutine(self._connect(protocolFactory))
+        registry = self._connection.description
+        query = self._queryText()
+        race = None
+        result = Deferred(lambda _: stop())
 
-    async def _connect(self, protocolFactory):
-        services = await self._connection.find(self._query)
-        candidates = list(services.items())
-        if self._choose == "random":
-            random.shuffle(candidates)
-        failures = []
-        for name, attrs in candidates:
-            address = serviceAddress(name, attrs)
-            try:
-                endpoint = dialAddressEndpoint(self._reactor, address, self._timeout)
-            except ValueError as e:
-                self._log.warn("service {name}: {error}", name=name, error=str(e))
-                failures.append("%s: %s" % (name, e))
-                continue
-            try:
-                return await endpoint.connect(protocolFactory)
-            except ConnectError as e:
-                self._log.info("service {name} at {address} refused: {error}",
-                               name=name, address=address, error=str(e))
-                failures.append("%s at %s: %s" % (name, address, e))
-        query = " ".join("%s=%s" % pair for pair in self._query) or "(everything)"
-        if not failures:
-            raise ConnectError(string="no service matching %s in registry %s"
-                               % (query, self._connection.description))
-        raise ConnectError(string="no service matching %s accepted: %s"
-                           % (query, "; ".join(failures)))
+        def stop():
+            if deadline.active():
+                deadline.cancel()
+            if race is not None:
+                race.cancel()
+            elif not lookup.called:
+                lookup.cancel()
+
+        def expired():
+            if race is None:
+                lookup.cancel()
+                result.errback(InfernoLookupFailed(
+                    registry, _findAddress(self._connection), query,
+                    Failure(TimeoutError("no answer within %s s" % (self._timeout,)))))
+            else:
+                race.cancel("no connection within %s s" % (self._timeout,))
+                result.errback(InfernoServiceUnreachable(
+                    registry, query, race.tried, "within %s s" % (self._timeout,)))
+
+        deadline = self._reactor.callLater(self._timeout, expired)
+
+        def finish(protocol):
+            if deadline.active():
+                deadline.cancel()
+            if result.called:
+                if protocol is not None:
+                    protocol.transport.loseConnection()
+                return
+            if protocol is None:
+                result.errback(InfernoServiceUnreachable(registry, query, race.tried))
+            else:
+                result.callback(protocol)
+
+        def found(services):
+            nonlocal race
+            if result.called:
+                return
+            candidates = []
+            tried = []
+            for name, attrs in services.items():
+                address = serviceAddress(name, attrs)
+                try:
+                    endpoint = dialAddressEndpoint(self._reactor, address, self._timeout)
+                except ValueError as e:
+                    self._log.warn("service {name}: {error}", name=name, error=str(e))
+                    tried.append((name, address, str(e)))
+                    continue
+                candidates.append((name, address, endpoint))
+            if self._choose == "random":
+                random.shuffle(candidates)
+            race = _Race(self._reactor, protocolFactory, candidates, self._attemptDelay,
+                         finish)
+            race.tried.extend(tried)
+            race.start()
+
+        def lookupFailed(reason):
+            if reason.check(CancelledError):
+                return
+            if deadline.active():
+                deadline.cancel()
+            result.errback(InfernoLookupFailed(
+                registry, _findAddress(self._connection), query, reason))
+
+        lookup = self._connection.find(self._query)
+        lookup.addCallbacks(found, lookupFailed)
+        return result
 
 
 @implementer(IListeningPort)
@@ -143,15 +356,40 @@ class RegisteredPort:
     @type manager: L{txinferno.client.manager.RegistryManager}
     """
 
-    def __init__(self, port, manager, service):
+    def __init__(self, port, manager, service, reactor=None):
+        """
+        @param port: the inner endpoint's listening port.
+        @param manager: the manager C{service} is attached to.
+        @param service: the task keeping the registration.
+        @param reactor: when given, the manager is the port's own: it is
+            stopped with the port, and before C{reactor} shuts down, so
+            that a program that stops its reactor unregisters cleanly.
+            When L{None}, the manager is the application's: the port only
+            detaches its task from it.
+        """
         self._port = port
         self.manager = manager
         self.service = service
+        self._reactor = reactor
+        self._shutdownTrigger = None
+        if reactor is not None:
+            self._shutdownTrigger = reactor.addSystemEventTrigger(
+                "before", "shutdown", self._reactorStopping)
+
+    def _reactorStopping(self):
+        self._shutdownTrigger = None
+        if self.manager.running:
+            return self.manager.stopService()
 
     def whenRegistered(self):
         """
-        @return: a L{Deferred} that fires with the service task once the
-            registry holds it (see L{txinferno.client.service.ServiceTask.whenRegistered}).
+        @return: a L{Deferred} that fires with the
+            L{txinferno.client.service.ServiceTask} (the port's C{service})
+            once the registry holds the service.  A rejection (the name
+            held by another service, C{duplicate service name}) does not
+            fail it: the task logs the rejection and tries again with
+            backoff, and the Deferred fires once an attempt succeeds (see
+            L{txinferno.client.service.ServiceTask.whenRegistered}).
         """
         return self.service.whenRegistered()
 
@@ -166,7 +404,13 @@ class RegisteredPort:
 
         @return: a L{Deferred} that fires once both are done.
         """
-        d = self.manager.stopService()
+        if self._reactor is None:
+            d = self.manager.detach(self.service)
+        else:
+            if self._shutdownTrigger is not None:
+                self._reactor.removeSystemEventTrigger(self._shutdownTrigger)
+                self._shutdownTrigger = None
+            d = self.manager.stopService()
         d.addCallback(lambda _: self._port.stopListening())
         return d
 
@@ -185,26 +429,41 @@ class RegisteredServerEndpoint:
 
     The service's name is C{name} if given (its dial address then goes in
     its C{addr} attribute), else the dial address itself, C{tcp!HOST!PORT}.
+
+    Each port has a manager of its own (and so a change stream of its own)
+    unless the application gives its own manager, whose registry is then
+    used and whose life the application keeps: the port attaches its
+    service task to it and detaches it when it stops listening.
     """
 
-    def __init__(self, reactor, inner, connection, attrs=(), name=None, host=None):
+    def __init__(self, reactor, inner, connection=None, attrs=(), name=None, host=None,
+                 manager=None):
         """
         @param inner: the endpoint to listen on.
         @type inner: L{IStreamServerEndpoint}
-        @param connection: how to reach the registry.
+        @param connection: how to reach the registry, when C{manager} is
+            not given.
         @type connection: L{txinferno.interfaces.IRegistryConnection}
         @param attrs: the service's attributes.
         @param name: the service's name, or L{None} for its dial address.
         @param host: the host in the dial address; by default the address
             listened on, or this machine's name when listening on all.
+        @param manager: the application's manager, to attach the service
+            task to (instead of a manager of the port's own).
+        @type manager: L{txinferno.client.manager.RegistryManager}
         @raise ValueError: for invalid attributes or name.
+        @raise TypeError: unless exactly one of C{connection} and
+            C{manager} is given.
         """
+        if (connection is None) == (manager is None):
+            raise TypeError("give a connection or a manager, not both or neither")
         self._attrs = normaliseAttrs(attrs)
         if name is not None:
             checkName(name)
         self._reactor = reactor
         self._inner = inner
         self._connection = connection
+        self._manager = manager
         self._name = name
         self._host = host
 
@@ -233,10 +492,13 @@ class RegisteredServerEndpoint:
         except ValueError:
             await port.stopListening()
             raise
+        if self._manager is not None:
+            self._manager.attach(service)
+            return RegisteredPort(port, self._manager, service)
         manager = RegistryManager(self._connection, clock=self._reactor)
         manager.attach(service)
         manager.startService()
-        return RegisteredPort(port, manager, service)
+        return RegisteredPort(port, manager, service, self._reactor)
 
     def listen(self, protocolFactory):
         """
@@ -254,6 +516,36 @@ def _split(kwargs, options):
     return taken, list(kwargs.items())
 
 
+_HOST_OR_PORT = re.compile(r"[0-9]+|[0-9a-fA-F.]*\.[0-9a-zA-Z.-]*|localhost")
+
+
+def _escapeColons(text):
+    return text.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+def _checkRegistry(prefix, registry, args, kwargs):
+    """
+    Check the C{registry=} value of an endpoint string.
+
+    @param registry: the value, or L{None}.
+    @param args: the string's positional parts.
+    @param kwargs: its other keywords.
+    @raise ValueError: when C{registry} lost its colons: a bare scheme
+        followed by parts that look like a host, a port or the keywords of
+        a registry description (C{registry=tcp:127.0.0.1:6701}, where
+        C{registry=tcp\\:127.0.0.1\\:6701} was meant).
+    """
+    if registry is not None and ":" not in registry:
+        stray = [a for a in args if _HOST_OR_PORT.fullmatch(a)]
+        stray += ["%s=%s" % (k, kwargs[k]) for k in ("host", "new", "find", "event") if k in kwargs]
+        if stray:
+            meant = ":".join([registry] + stray)
+            raise ValueError(
+                "%s: registry=%s is followed by %s: unescaped colons end the registry "
+                "description, so escape them with a backslash: registry=%s"
+                % (prefix, registry, ":".join(stray), _escapeColons(meant)))
+
+
 def _connection(reactor, registry):
     from txinferno.client.tcp import connectionFromString
 
@@ -264,14 +556,15 @@ def _connection(reactor, registry):
 class InfernoClientParser:
     """
     The parser of C{inferno:} client endpoint strings:
-    C{inferno:[registry=DESC:][choose=first|random:][timeout=S:]ATTR=VALUE...}
+    C{inferno:[registry=DESC:][choose=first|random:][timeout=S:][attemptDelay=S:]ATTR=VALUE...}
     (positional C{ATTR:VALUE} pairs are accepted too).
     """
 
     prefix = "inferno"
 
     def parseStreamClient(self, reactor, *args, **kwargs):
-        options, pairs = _split(kwargs, ("registry", "choose", "timeout"))
+        options, pairs = _split(kwargs, ("registry", "choose", "timeout", "attemptDelay"))
+        _checkRegistry("inferno", options.get("registry"), args, kwargs)
         if len(args) % 2:
             raise ValueError("inferno: positional arguments must be ATTR:VALUE pairs")
         pairs = list(zip(args[::2], args[1::2])) + pairs
@@ -280,8 +573,16 @@ class InfernoClientParser:
             _connection(reactor, options.get("registry")),
             pairs,
             choose=options.get("choose", "first"),
-            timeout=float(options.get("timeout", 30)),
+            timeout=_seconds("timeout", options.get("timeout", 30)),
+            attemptDelay=_seconds("attemptDelay", options.get("attemptDelay", ATTEMPT_DELAY)),
         )
+
+
+def _seconds(option, text):
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("inferno: %s=%s is not a number of seconds" % (option, text))
 
 
 @implementer(IPlugin, IStreamServerEndpointStringParser)
@@ -289,16 +590,25 @@ class RegisteredServerParser:
     """
     The parser of C{registered:} server endpoint strings:
     C{registered:INNER:[registry=DESC:][name=NAME:][host=HOST:]ATTR=VALUE...},
-    where INNER is a server endpoint string with its colons escaped
-    (C{tcp\\:0}).
+    where INNER is a server endpoint string with its colons and equals signs
+    escaped (C{tcp\\:0\\:interface\\=127.0.0.1}).
     """
 
     prefix = "registered"
 
     def parseStreamServer(self, reactor, *args, **kwargs):
+        unescaped = [k for k in kwargs if ":" in k]
+        if unescaped:
+            raise ValueError(
+                "registered: the inner endpoint's '=' must be escaped with a backslash too: "
+                "'%s=%s' reads as a keyword; write %s" % (
+                    unescaped[0], kwargs[unescaped[0]],
+                    _escapeColons("%s=%s" % (unescaped[0], kwargs[unescaped[0]]))))
+        _checkRegistry("registered", kwargs.get("registry"), args[1:], kwargs)
         if len(args) != 1:
             raise ValueError(
-                "registered: needs exactly one inner endpoint, such as registered:tcp\\:0:...")
+                "registered: needs exactly one inner endpoint, its colons and equals signs "
+                "escaped, such as registered:tcp\\:0\\:interface\\=127.0.0.1:...")
         options, pairs = _split(kwargs, ("registry", "name", "host"))
         return RegisteredServerEndpoint(
             reactor,
