@@ -18,7 +18,10 @@ setup(
     ],
     install_requires=["twisted>=23.8", "zope.interface>=5"],
     extras_require={
+        "tls": ["twisted[tls]"],
         "test": [
+            "twisted[tls]",
+            "treq>=22",
             "pytest>=7",
             "pytest-twisted>=1.14",
             "pytest-timeout>=2",

@@ -12,6 +12,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
     TCP4ServerEndpoint,
     clientFromString,
     quoteStringArgument,
@@ -31,6 +32,7 @@ from txinferno.client.tcp import connectionFromString
 
 from clientsupport import managerFor, whenRegistry
 from txinferno.client.manager import RegistryManager
+from txinferno.errors import RegistrationRejected
 
 TIMEOUT = 10
 
@@ -382,3 +384,27 @@ async def test_registeredScriptStopsCleanly(registry_server, tmp_path):
     assert status == 0 and "REGISTERED" in output, output
     assert "#warn" not in output and "non-clean" not in output, output
     assert "web" not in registry_server.registry
+
+
+@pytest_twisted.ensureDeferred
+async def test_registeredRejected(registry_server):
+    """
+    When the name is held by another service, C{whenRegistered()} fails
+    with the rejection, and the port keeps listening.
+    """
+    holder = await register(registry_server, "web", {"proto": "other"})
+    registry = quoteStringArgument(registry_server.description)
+    endpoint = serverFromString(
+        reactor, r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=web:proto=http" % registry)
+    port = await endpoint.listen(Factory.forProtocol(Greeter)).addTimeout(TIMEOUT, reactor)
+    try:
+        with pytest.raises(RegistrationRejected, match="duplicate service name"):
+            await port.whenRegistered().addTimeout(TIMEOUT, reactor)
+        # The port still listens.
+        reader = Reader()
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
+            Factory.forProtocol(lambda: reader)).addTimeout(TIMEOUT, reactor)
+        assert await reader.closed.addTimeout(TIMEOUT, reactor) == b"hello\n"
+    finally:
+        await port.stopListening()
+        await holder.unregister()

@@ -35,6 +35,8 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
+from twisted.web.error import SchemeNotSupported
+from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from txinferno.errors import TxInfernoError
@@ -44,6 +46,7 @@ from txinferno.wire.rules import checkName, normaliseAttrs, queryLine
 
 __all__ = [
     "InfernoClientEndpoint",
+    "InfernoAgentEndpointFactory",
     "InfernoLookupFailed",
     "InfernoServiceUnreachable",
     "RegisteredServerEndpoint",
@@ -226,7 +229,7 @@ class InfernoClientEndpoint:
     _log = Logger()
 
     def __init__(self, reactor, connection, query, choose="first", timeout=30,
-                 attemptDelay=ATTEMPT_DELAY):
+                 attemptDelay=ATTEMPT_DELAY, name=None):
         """
         @param reactor: the reactor to connect with, and to time with.
         @param connection: how to reach the registry.
@@ -239,6 +242,9 @@ class InfernoClientEndpoint:
             and every attempt included.
         @param attemptDelay: seconds between the start of one attempt and
             the next, while the first has neither connected nor failed.
+        @param name: when given, only the service of this name is dialled
+            (the registry cannot query names: those the query finds are
+            filtered by name).
         @raise ValueError: for an invalid query or choice, or a timeout or
             delay that is not positive.
         """
@@ -253,12 +259,16 @@ class InfernoClientEndpoint:
         self._choose = choose
         self._timeout = timeout
         self._attemptDelay = attemptDelay
+        self._name = name
 
     def __repr__(self):
         return "<InfernoClientEndpoint %s %r>" % (self._connection.description, self._query)
 
     def _queryText(self):
-        return " ".join("%s=%s" % pair for pair in self._query) or "(everything)"
+        text = " ".join("%s=%s" % pair for pair in self._query)
+        if self._name is not None:
+            return ("name=%s %s" % (self._name, text)).rstrip()
+        return text or "(everything)"
 
     def connect(self, protocolFactory):
         """
@@ -269,7 +279,7 @@ class InfernoClientEndpoint:
             lookup (naming the registry and its find port), or
             L{InfernoServiceUnreachable} when no service matches or none
             connects within C{timeout} (naming each one tried, its address
-            and why).  Both are L{ConnectError}s.  Cancelling it cancels
+            and why).  Both are kinds of L{ConnectError}.  Cancelling it cancels
             the lookup or every attempt.
         """
         registry = self._connection.description
@@ -317,6 +327,8 @@ class InfernoClientEndpoint:
             candidates = []
             tried = []
             for name, attrs in services.items():
+                if self._name is not None and name != self._name:
+                    continue
                 address = serviceAddress(name, attrs)
                 try:
                     endpoint = dialAddressEndpoint(self._reactor, address, self._timeout)
@@ -343,6 +355,51 @@ class InfernoClientEndpoint:
         lookup = self._connection.find(self._query)
         lookup.addCallbacks(found, lookupFailed)
         return result
+
+
+@implementer(IAgentEndpointFactory)
+class InfernoAgentEndpointFactory:
+    """
+    An endpoint factory for L{twisted.web.client.Agent.usingEndpointFactory}
+    (and so for treq): the host of each C{http://} URI names the service,
+    found in the registry among those matching a query, and dialled as
+    L{InfernoClientEndpoint} dials.  C{http://web/status} reaches the
+    service named C{web}.
+    """
+
+    def __init__(self, reactor, connection, query=(), **options):
+        """
+        @param reactor: the reactor to connect with.
+        @param connection: how to reach the registry.
+        @type connection: L{txinferno.interfaces.IRegistryConnection}
+        @param query: the attributes every service dialled must have (such
+            as C{{"proto": "http"}}); the fewer services it matches, the
+            smaller each lookup's answer.
+        @param options: C{choose}, C{timeout}, C{attemptDelay} of
+            L{InfernoClientEndpoint}.
+        @raise ValueError: for an invalid query or option.
+        """
+        self._reactor = reactor
+        self._connection = connection
+        self._query = queryLine(query)[1]
+        self._options = options
+        # Check the options now rather than at the first request.
+        InfernoClientEndpoint(reactor, connection, self._query, **options)
+
+    def endpointForURI(self, uri):
+        """
+        @param uri: the request's URI.
+        @type uri: L{twisted.web.client.URI}
+        @return: an L{InfernoClientEndpoint} for the service named by the
+            URI's host.
+        @raise SchemeNotSupported: for a scheme other than C{http} (give
+            C{Agent.usingEndpointFactory} a factory of your own that wraps
+            the endpoint in TLS for C{https}).
+        """
+        if uri.scheme != b"http":
+            raise SchemeNotSupported("unsupported scheme %r: only http" % (uri.scheme,))
+        return InfernoClientEndpoint(self._reactor, self._connection, self._query,
+                                     name=uri.host.decode("ascii"), **self._options)
 
 
 @implementer(IListeningPort)
@@ -385,10 +442,10 @@ class RegisteredPort:
         """
         @return: a L{Deferred} that fires with the
             L{txinferno.client.service.ServiceTask} (the port's C{service})
-            once the registry holds the service.  A rejection (the name
-            held by another service, C{duplicate service name}) does not
-            fail it: the task logs the rejection and tries again with
-            backoff, and the Deferred fires once an attempt succeeds (see
+            once the registry holds the service (at once if it does now),
+            or fails with L{txinferno.errors.RegistrationRejected} if the
+            next attempt is rejected (C{duplicate service name}); the task
+            keeps trying with backoff either way (see
             L{txinferno.client.service.ServiceTask.whenRegistered}).
         """
         return self.service.whenRegistered()
@@ -556,14 +613,14 @@ def _connection(reactor, registry):
 class InfernoClientParser:
     """
     The parser of C{inferno:} client endpoint strings:
-    C{inferno:[registry=DESC:][choose=first|random:][timeout=S:][attemptDelay=S:]ATTR=VALUE...}
+    C{inferno:[registry=DESC:][name=NAME:][choose=first|random:][timeout=S:][attemptDelay=S:]ATTR=VALUE...}
     (positional C{ATTR:VALUE} pairs are accepted too).
     """
 
     prefix = "inferno"
 
     def parseStreamClient(self, reactor, *args, **kwargs):
-        options, pairs = _split(kwargs, ("registry", "choose", "timeout", "attemptDelay"))
+        options, pairs = _split(kwargs, ("registry", "choose", "timeout", "attemptDelay", "name"))
         _checkRegistry("inferno", options.get("registry"), args, kwargs)
         if len(args) % 2:
             raise ValueError("inferno: positional arguments must be ATTR:VALUE pairs")
@@ -575,6 +632,7 @@ class InfernoClientParser:
             choose=options.get("choose", "first"),
             timeout=_seconds("timeout", options.get("timeout", 30)),
             attemptDelay=_seconds("attemptDelay", options.get("attemptDelay", ATTEMPT_DELAY)),
+            name=options.get("name"),
         )
 
 
