@@ -408,3 +408,20 @@ async def test_registeredRejected(registry_server):
     finally:
         await port.stopListening()
         await holder.unregister()
+
+
+@pytest_twisted.ensureDeferred
+async def test_dialByServiceName(registry_server, greeter):
+    """
+    C{inferno:name=NAME} dials only the service of that name among those
+    the query finds.
+    """
+    dead = await deadPort()
+    await register(registry_server, "a-dead", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % dead})
+    await register(registry_server, "b-live", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % greeter})
+    registry = quoteStringArgument(registry_server.description)
+    assert await dial("inferno:registry=%s:name=b-live:proto=greet" % registry) == b"hello\n"
+    endpoint = clientFromString(reactor, "inferno:registry=%s:name=a-dead:proto=greet" % registry)
+    with pytest.raises(InfernoServiceUnreachable) as caught:
+        await endpoint.connect(Factory.forProtocol(Reader)).addTimeout(TIMEOUT, reactor)
+    assert [name for name, _, _ in caught.value.tried] == ["a-dead"]

@@ -5,6 +5,7 @@ file under C{twistd -ny} against the embedded registry.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -172,3 +173,16 @@ def test_trialExample(tmp_path):
         cwd=str(EXAMPLES), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASSED (successes=1)" in result.stdout
+
+
+def test_docsServeOnLoopback():
+    """
+    Every server endpoint the docs show for the registry's ports names its
+    interface, as docs/security.md promises loopback unless told otherwise.
+    """
+    pages = [EXAMPLES.parent / "../README.md"] + sorted(EXAMPLES.parent.glob("*.md"))
+    found = []
+    for page in pages:
+        found += re.findall(r"--(?:new|find|event)[ =](tcp:[^\s`]+)", page.read_text())
+    assert found
+    assert [e for e in found if "interface=" not in e] == []
