@@ -10,7 +10,7 @@ import sys
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP4ServerEndpoint,
@@ -21,6 +21,7 @@ from twisted.internet.endpoints import (
 from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.logger import globalLogPublisher
 
 from txinferno.endpoints import (
     InfernoClientEndpoint,
@@ -350,6 +351,7 @@ from twisted.internet import reactor, defer
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.logger import globalLogPublisher
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
 globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
@@ -425,3 +427,40 @@ async def test_dialByServiceName(registry_server, greeter):
     with pytest.raises(InfernoServiceUnreachable) as caught:
         await endpoint.connect(Factory.forProtocol(Reader)).addTimeout(TIMEOUT, reactor)
     assert [name for name, _, _ in caught.value.tried] == ["a-dead"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancelConnect(registry_server, blackHole):
+    """
+    Cancelling C{connect()} fails it with L{CancelledError}, during the
+    lookup as during the race.
+    """
+    dead = await deadPort()
+    await register(registry_server, "a-dead", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % dead})
+    await register(registry_server, "b-hole", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % blackHole})
+    registry = quoteStringArgument(registry_server.description)
+    endpoint = clientFromString(reactor, "inferno:registry=%s:proto=greet" % registry)
+    d = endpoint.connect(Factory.forProtocol(Reader))
+    d.cancel()
+    with pytest.raises(CancelledError):
+        await d
+
+    # Once a-dead has failed, the race waits on b-hole.
+    refused = Deferred()
+
+    def observe(event):
+        if event.get("name") == "a-dead" and not refused.called:
+            # On the next turn: the b-hole attempt starts once a-dead's
+            # failure is handled.
+            reactor.callLater(0, refused.callback, None)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        d = endpoint.connect(Factory.forProtocol(Reader))
+        await refused.addTimeout(TIMEOUT, reactor)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert not d.called
+    d.cancel()
+    with pytest.raises(CancelledError):
+        await d

@@ -22,7 +22,7 @@ import random
 import re
 import socket
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectError
@@ -135,40 +135,111 @@ def _findAddress(connection):
     return "%s:%d" % (host, port)
 
 
-class _Race:
+class _Connecting:
     """
-    One C{connect()} of L{InfernoClientEndpoint}: the services found are
-    tried in order, each started C{attemptDelay} after the one before (or
-    as soon as the one before fails), the first to connect wins and the
-    others are cancelled, as L{twisted.internet.endpoints.HostnameEndpoint}
-    does with a host's addresses.
+    One C{connect()} of L{InfernoClientEndpoint}: the lookup, then the
+    race.  The services found are tried in order, each started
+    C{attemptDelay} after the one before (or as soon as the one before
+    fails); the first to connect wins and the others are cancelled, as
+    L{twisted.internet.endpoints.HostnameEndpoint} does with a host's
+    addresses.  A deadline bounds the whole.
+
+    @ivar result: fires with the winning protocol or fails with
+        L{InfernoLookupFailed} or L{InfernoServiceUnreachable}.
+    @ivar tried: C{(name, address, why)} for each service that failed.
     """
 
     _log = Logger()
 
-    def __init__(self, reactor, protocolFactory, candidates, attemptDelay, done):
-        """
-        @param candidates: C{(name, address, endpoint)} for each service,
-            in the order to try them.
-        @param done: called once, with the winning protocol, or with
-            L{None} once every candidate has failed.
-        @ivar tried: C{(name, address, why)} for each attempt that failed.
-        """
-        self._reactor = reactor
-        self._factory = protocolFactory
-        self._candidates = list(candidates)
-        self._attemptDelay = attemptDelay
-        self._done = done
-        self._attempts = {}
-        self.tried = []
-        self._next = None
+    LOOKING_UP = "looking up"
+    RACING = "racing"
+    DONE = "done"
 
-    def start(self):
+    def __init__(self, endpoint, protocolFactory):
+        """
+        @param endpoint: the L{InfernoClientEndpoint} connecting.
+        @param protocolFactory: the factory to connect.
+        """
+        self._endpoint = endpoint
+        self._reactor = endpoint._reactor
+        self._factory = protocolFactory
+        self._registry = endpoint._connection.description
+        self._queryText = endpoint._queryText()
+        self._state = self.LOOKING_UP
+        self._candidates = []
+        self._attempts = {}
+        self._next = None
+        self.tried = []
+        self.result = Deferred(lambda _: self._cancelled())
+        self._deadline = self._reactor.callLater(endpoint._timeout, self._expired)
+        self._lookup = endpoint._connection.find(endpoint._query)
+        self._lookup.addCallbacks(self._found, self._lookupFailed)
+
+    def _finish(self, outcome):
+        """
+        Fire L{result} with C{outcome} (a protocol or an exception), once.
+        """
+        self._state = self.DONE
+        if self._deadline.active():
+            self._deadline.cancel()
+        if isinstance(outcome, Exception):
+            self.result.errback(outcome)
+        else:
+            self.result.callback(outcome)
+
+    def _lookupError(self, reason):
+        return InfernoLookupFailed(self._registry, _findAddress(self._endpoint._connection),
+                                   self._queryText, reason)
+
+    def _cancelled(self):
+        if self._deadline.active():
+            self._deadline.cancel()
+        state, self._state = self._state, self.DONE
+        if state is self.LOOKING_UP:
+            self._lookup.cancel()
+        else:
+            self._stopAttempts("cancelled")
+
+    def _expired(self):
+        why = "no connection within %s s" % (self._endpoint._timeout,)
+        if self._state is self.LOOKING_UP:
+            self._state = self.DONE
+            self._lookup.cancel()
+            self._finish(self._lookupError(Failure(
+                TimeoutError("no answer within %s s" % (self._endpoint._timeout,)))))
+        else:
+            self._stopAttempts(why)
+            self._finish(InfernoServiceUnreachable(
+                self._registry, self._queryText, self.tried,
+                "within %s s" % (self._endpoint._timeout,)))
+
+    def _lookupFailed(self, reason):
+        if self._state is self.LOOKING_UP:
+            self._finish(self._lookupError(reason))
+
+    def _found(self, services):
+        if self._state is not self.LOOKING_UP:
+            return
+        self._state = self.RACING
+        name = self._endpoint._name
+        for service, attrs in services.items():
+            if name is not None and service != name:
+                continue
+            address = serviceAddress(service, attrs)
+            try:
+                endpoint = dialAddressEndpoint(self._reactor, address, self._endpoint._timeout)
+            except ValueError as e:
+                self._log.warn("service {name}: {error}", name=service, error=str(e))
+                self.tried.append((service, address, str(e)))
+                continue
+            self._candidates.append((service, address, endpoint))
+        if self._endpoint._choose == "random":
+            random.shuffle(self._candidates)
         self._startNext()
 
-    def cancel(self, why="cancelled"):
+    def _stopAttempts(self, why):
         """
-        Stop every attempt in progress (each noted as failed C{why}) and
+        Cancel every attempt in progress (each noted as failed C{why}) and
         start no other.
         """
         self._candidates = []
@@ -182,24 +253,26 @@ class _Race:
 
     def _startNext(self):
         self._next = None
+        if self._state is not self.RACING:
+            return
         if not self._candidates:
             if not self._attempts:
-                self._done(None)
+                self._finish(InfernoServiceUnreachable(self._registry, self._queryText, self.tried))
             return
         name, address, endpoint = self._candidates.pop(0)
         d = endpoint.connect(self._factory)
         self._attempts[d] = (name, address)
         d.addCallbacks(self._connected, self._failed, callbackArgs=(d,), errbackArgs=(d,))
         if d in self._attempts and self._candidates:
-            self._next = self._reactor.callLater(self._attemptDelay, self._startNext)
+            self._next = self._reactor.callLater(self._endpoint._attemptDelay, self._startNext)
 
     def _connected(self, protocol, d):
         if self._attempts.pop(d, None) is None:
-            # A connection made after another won: not wanted.
+            # Connected after another attempt won: not wanted.
             protocol.transport.loseConnection()
             return
-        self.cancel()
-        self._done(protocol)
+        self._stopAttempts("cancelled")
+        self._finish(protocol)
 
     def _failed(self, reason, d):
         attempt = self._attempts.pop(d, None)
@@ -282,79 +355,7 @@ class InfernoClientEndpoint:
             and why).  Both are kinds of L{ConnectError}.  Cancelling it cancels
             the lookup or every attempt.
         """
-        registry = self._connection.description
-        query = self._queryText()
-        race = None
-        result = Deferred(lambda _: stop())
-
-        def stop():
-            if deadline.active():
-                deadline.cancel()
-            if race is not None:
-                race.cancel()
-            elif not lookup.called:
-                lookup.cancel()
-
-        def expired():
-            if race is None:
-                lookup.cancel()
-                result.errback(InfernoLookupFailed(
-                    registry, _findAddress(self._connection), query,
-                    Failure(TimeoutError("no answer within %s s" % (self._timeout,)))))
-            else:
-                race.cancel("no connection within %s s" % (self._timeout,))
-                result.errback(InfernoServiceUnreachable(
-                    registry, query, race.tried, "within %s s" % (self._timeout,)))
-
-        deadline = self._reactor.callLater(self._timeout, expired)
-
-        def finish(protocol):
-            if deadline.active():
-                deadline.cancel()
-            if result.called:
-                if protocol is not None:
-                    protocol.transport.loseConnection()
-                return
-            if protocol is None:
-                result.errback(InfernoServiceUnreachable(registry, query, race.tried))
-            else:
-                result.callback(protocol)
-
-        def found(services):
-            nonlocal race
-            if result.called:
-                return
-            candidates = []
-            tried = []
-            for name, attrs in services.items():
-                if self._name is not None and name != self._name:
-                    continue
-                address = serviceAddress(name, attrs)
-                try:
-                    endpoint = dialAddressEndpoint(self._reactor, address, self._timeout)
-                except ValueError as e:
-                    self._log.warn("service {name}: {error}", name=name, error=str(e))
-                    tried.append((name, address, str(e)))
-                    continue
-                candidates.append((name, address, endpoint))
-            if self._choose == "random":
-                random.shuffle(candidates)
-            race = _Race(self._reactor, protocolFactory, candidates, self._attemptDelay,
-                         finish)
-            race.tried.extend(tried)
-            race.start()
-
-        def lookupFailed(reason):
-            if reason.check(CancelledError):
-                return
-            if deadline.active():
-                deadline.cancel()
-            result.errback(InfernoLookupFailed(
-                registry, _findAddress(self._connection), query, reason))
-
-        lookup = self._connection.find(self._query)
-        lookup.addCallbacks(found, lookupFailed)
-        return result
+        return _Connecting(self, protocolFactory).result
 
 
 @implementer(IAgentEndpointFactory)
