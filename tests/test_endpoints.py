@@ -21,7 +21,9 @@ from twisted.internet.endpoints import (
 from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.logger import globalLogPublisher
+from zope.interface.verify import verifyObject
 
 from txinferno.endpoints import (
     InfernoClientEndpoint,
@@ -351,7 +353,9 @@ from twisted.internet import reactor, defer
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.logger import globalLogPublisher
+from zope.interface.verify import verifyObject
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
 globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
@@ -467,3 +471,10 @@ async def test_cancelConnect(registry_server, blackHole):
     d.cancel()
     with pytest.raises(CancelledError):
         await d
+
+
+def test_interfaces(registry_server):
+    connection = connectionFromString(reactor, registry_server.description)
+    assert verifyObject(IStreamClientEndpoint, InfernoClientEndpoint(reactor, connection, {}))
+    assert verifyObject(IStreamServerEndpoint, RegisteredServerEndpoint(
+        reactor, TCP4ServerEndpoint(reactor, 0), connection))

@@ -20,6 +20,8 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
 from twisted.web.client import Agent, readBody
 from twisted.web.error import SchemeNotSupported
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface.verify import verifyObject
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
@@ -78,6 +80,15 @@ async def test_agentOverInferno(webServices):
         response = await bounded(agent.request(b"GET", b"http://%s/hello" % name.encode()))
         assert response.code == 200
         assert await bounded(readBody(response)) == b"hello from %s\n" % name.encode()
+
+
+def test_agentEndpointFactoryInterface(registry_server):
+    factory = InfernoAgentEndpointFactory(
+        reactor, connectionFromString(reactor, registry_server.description))
+    assert verifyObject(IAgentEndpointFactory, factory)
+    with pytest.raises(ValueError, match="choose must be one of"):
+        InfernoAgentEndpointFactory(
+            reactor, connectionFromString(reactor, registry_server.description), choose="best")
 
 
 @pytest_twisted.ensureDeferred

@@ -5,6 +5,7 @@ L{txinferno.client.manager.RegistryManager}.
 """
 
 import os
+from typing import Dict
 
 from twisted.application.service import Service
 from twisted.internet import error
@@ -73,7 +74,7 @@ class IncompleteServicesFile(ValueError):
     """
 
 
-def readServicesFile(path, allowEmpty=False):
+def readServicesFile(path: str, allowEmpty: bool = False) -> Dict[str, Dict[str, str]]:
     """
     Read services from an attrdb(6) file: one C{service=NAME} entry each,
     the entry's other pairs being the attributes.
@@ -200,7 +201,8 @@ class ChangeCommand(MonitorObserver):
 
     _log = Logger()
 
-    def __init__(self, reactor, command, query, timeout=DEFAULT_HOOK_TIMEOUT, clock=None):
+    def __init__(self, reactor, command: str, query, timeout: float = DEFAULT_HOOK_TIMEOUT,
+                 clock=None) -> None:
         """
         @param reactor: spawns the command (an L{IReactorProcess}).
         @param command: the shell command.
@@ -233,7 +235,7 @@ class ChangeCommand(MonitorObserver):
         self._idle.append(d)
         return d
 
-    def stop(self):
+    def stop(self) -> Deferred:
         """
         Drop the changes still waiting and kill the command that runs, if
         any; no command runs after this.
@@ -338,8 +340,8 @@ class Agent(Service):
     _log = Logger()
 
     def __init__(self, makeManager, services=(), monitors=(), servicesFile=None,
-                 onChange=None, reactor=None, allowEmpty=False,
-                 hookTimeout=DEFAULT_HOOK_TIMEOUT):
+                 onChange=None, reactor=None, allowEmpty: bool = False,
+                 hookTimeout: float = DEFAULT_HOOK_TIMEOUT) -> None:
         """
         @param makeManager: called with no argument when the agent starts,
             returns the (not yet started) manager to attach tasks to.

@@ -21,6 +21,7 @@ C{registered:}.
 import random
 import re
 import socket
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -35,6 +36,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
+from twisted.web.client import URI
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
@@ -43,6 +45,9 @@ from txinferno.errors import TxInfernoError
 from txinferno.wire.description import defaultRegistry, parseRegistryDescription, tcpAddress
 from txinferno.wire.dialaddress import dialAddressEndpoint, formatDialAddress
 from txinferno.wire.rules import checkName, normaliseAttrs, queryLine
+
+if TYPE_CHECKING:
+    from txinferno.client.manager import RegistryManager
 
 __all__ = [
     "InfernoClientEndpoint",
@@ -84,7 +89,7 @@ class InfernoLookupFailed(ConnectError, TxInfernoError):
     @type reason: L{Failure}
     """
 
-    def __init__(self, registry, findAddress, query, reason):
+    def __init__(self, registry: str, findAddress: str, query: str, reason: Failure) -> None:
         self.registry = registry
         self.findAddress = findAddress
         self.reason = reason
@@ -106,7 +111,8 @@ class InfernoServiceUnreachable(ConnectError, TxInfernoError):
         order tried (empty when none matched).
     """
 
-    def __init__(self, registry, query, tried, why=None):
+    def __init__(self, registry: str, query: str, tried: List[Tuple[str, str, str]],
+                 why: Optional[str] = None) -> None:
         self.registry = registry
         self.tried = tried
         if not tried:
@@ -301,8 +307,8 @@ class InfernoClientEndpoint:
 
     _log = Logger()
 
-    def __init__(self, reactor, connection, query, choose="first", timeout=30,
-                 attemptDelay=ATTEMPT_DELAY, name=None):
+    def __init__(self, reactor, connection, query, choose: str = "first", timeout: float = 30,
+                 attemptDelay: float = ATTEMPT_DELAY, name: Optional[str] = None) -> None:
         """
         @param reactor: the reactor to connect with, and to time with.
         @param connection: how to reach the registry.
@@ -368,7 +374,7 @@ class InfernoAgentEndpointFactory:
     service named C{web}.
     """
 
-    def __init__(self, reactor, connection, query=(), **options):
+    def __init__(self, reactor, connection, query: Any = (), **options: Any) -> None:
         """
         @param reactor: the reactor to connect with.
         @param connection: how to reach the registry.
@@ -387,7 +393,7 @@ class InfernoAgentEndpointFactory:
         # Check the options now rather than at the first request.
         InfernoClientEndpoint(reactor, connection, self._query, **options)
 
-    def endpointForURI(self, uri):
+    def endpointForURI(self, uri: URI) -> InfernoClientEndpoint:
         """
         @param uri: the request's URI.
         @type uri: L{twisted.web.client.URI}
@@ -494,8 +500,8 @@ class RegisteredServerEndpoint:
     service task to it and detaches it when it stops listening.
     """
 
-    def __init__(self, reactor, inner, connection=None, attrs=(), name=None, host=None,
-                 manager=None):
+    def __init__(self, reactor, inner, connection=None, attrs=(), name: Optional[str] = None,
+                 host: Optional[str] = None, manager: Optional["RegistryManager"] = None) -> None:
         """
         @param inner: the endpoint to listen on.
         @type inner: L{IStreamServerEndpoint}
