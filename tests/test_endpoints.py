@@ -286,6 +286,8 @@ async def test_lookupFailureNamesRegistry():
      r"description, so escape them with a backslash: registry=tcp\\:127.0.0.1\\:28700"),
     ("inferno:registry=tcp:host=10.0.0.1:find=7001:proto=x",
      r"registry=tcp is followed by host=10.0.0.1:find=7001"),
+    ("inferno:registry=tcp:registry.example:proto=x",
+     r"registry=tcp is followed by registry.example: .* registry=tcp\\:registry.example$"),
     ("inferno:timeout=soon:proto=x", "timeout=soon is not a number of seconds"),
     ("inferno:timeout=0:proto=x", "timeout must be a positive number"),
 ])

@@ -16,6 +16,9 @@ L{txinferno.wire.description}; colons escaped with a backslash), by default
 C{$TXINFERNO_REGISTRY} or C{tcp:127.0.0.1:6701}.  The keywords not listed
 below are attributes: the query of C{inferno:}, the service's attributes for
 C{registered:}.
+
+For twisted.web's C{Agent} (and treq), L{InfernoAgentEndpointFactory}
+dials the service a URI's host names.
 """
 
 import random
@@ -580,7 +583,12 @@ def _split(kwargs, options):
     return taken, list(kwargs.items())
 
 
-_HOST_OR_PORT = re.compile(r"[0-9]+|[0-9a-fA-F.]*\.[0-9a-zA-Z.-]*|localhost")
+_HOST_OR_PORT = re.compile(r"[0-9]+|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+|localhost")
+"""
+A positional part that looks like a host (a dotted name or address,
+C{localhost}) or a port: after a bare C{registry=tcp}, the sign of a
+registry description whose colons were not escaped.
+"""
 
 
 def _escapeColons(text):
