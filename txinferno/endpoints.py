@@ -439,14 +439,36 @@ class RegisteredPort:
         self.service = service
         self._reactor = reactor
         self._shutdownTrigger = None
+        self._managerStopped = None
         if reactor is not None:
             self._shutdownTrigger = reactor.addSystemEventTrigger(
                 "before", "shutdown", self._reactorStopping)
 
+    def _stopManager(self):
+        """
+        Stop the port's own manager, once (the reactor's shutdown and
+        L{stopListening} may both ask).
+
+        @return: a L{Deferred} that fires once it is stopped.
+        """
+        if self._shutdownTrigger is not None:
+            self._reactor.removeSystemEventTrigger(self._shutdownTrigger)
+            self._shutdownTrigger = None
+        if self._managerStopped is None:
+            self._managerStopped = self.manager.stopService()
+        d = Deferred()
+
+        def stopped(result):
+            # A failure goes to the first caller only.
+            d.callback(result)
+
+        self._managerStopped.addBoth(stopped)
+        return d
+
     def _reactorStopping(self):
+        # The trigger is running: it is no longer to be removed.
         self._shutdownTrigger = None
-        if self.manager.running:
-            return self.manager.stopService()
+        return self._stopManager()
 
     def whenRegistered(self):
         """
@@ -474,10 +496,7 @@ class RegisteredPort:
         if self._reactor is None:
             d = self.manager.detach(self.service)
         else:
-            if self._shutdownTrigger is not None:
-                self._reactor.removeSystemEventTrigger(self._shutdownTrigger)
-                self._shutdownTrigger = None
-            d = self.manager.stopService()
+            d = self._stopManager()
         d.addCallback(lambda _: self._port.stopListening())
         return d
 
