@@ -197,3 +197,34 @@ def test_docsServeOnLoopback():
         found += re.findall(r"--(?:new|find|event)[ =](tcp:[^\s`]+)", page.read_text())
     assert found
     assert [e for e in found if "interface=" not in e] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_twistdWebOnRegistered(registry_server, tmp_path):
+    """
+    C{twistd web --listen registered:...} registers the site, and on SIGTERM
+    unregisters it once (the reactor's shutdown and the port's own stop
+    both ask) with no warning.
+    """
+    (tmp_path / "index.html").write_text("hello\n")
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    listen = (r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=site:proto=http"
+              % registry_server.description.replace(":", "\\:"))
+    process = _Twistd()
+    transport = reactor.spawnProcess(
+        process, twistd,
+        [twistd, "-n", "--pidfile", "", "-l", "-", "web", "--listen", listen,
+         "--path", str(tmp_path)],
+        env=dict(os.environ), path=str(tmp_path))
+    try:
+        await whenRegistry(registry_server, lambda r: "site" in r)
+        response = await bounded(agentFor(registry_server).request(b"GET", b"http://site/index.html"))
+        assert await bounded(readBody(response)) == b"hello\n"
+    finally:
+        if not process.ended.called:
+            transport.signalProcess(signal.SIGTERM)
+    await bounded(process.ended)
+    output = process.output.decode()
+    assert "Server Shut Down." in output
+    assert "Traceback" not in output and "#warn" not in output, output
+    await whenRegistry(registry_server, lambda r: "site" not in r)
