@@ -20,18 +20,19 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from txinferno.agent import (
+    DEFAULT_HOOK_TIMEOUT,
     Agent,
     checkServices,
     parseQuerySpec,
     parseServiceSpec,
     readServicesFile,
 )
-from txinferno.wire.description import clientStringFor, parseRegistryDescription
-from txinferno.errors import RegistryError
 from txinferno.client.manager import RegistryManager
 from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
-from txinferno.server.registry import Registry
+from txinferno.errors import RegistryError
 from txinferno.server.protocols import IDLE_TIMEOUT, RegistryServer
+from txinferno.server.registry import Registry
+from txinferno.wire.description import clientStringFor, parseRegistryDescription
 from txinferno.wire.words import MAX_LINE
 
 __all__ = ["Options", "makeService"]
@@ -88,10 +89,16 @@ class Options(usage.Options):
         ["on-change", None, None,
          "Shell command run for each change a monitor sees (one at a time per "
          "monitor), with TXINFERNO_EVENT, TXINFERNO_NAME, TXINFERNO_SERVICE and "
-         "TXINFERNO_QUERY in its environment."],
+         "TXINFERNO_QUERY in its environment and the service line on its stdin."],
+        ["hook-timeout", None, DEFAULT_HOOK_TIMEOUT,
+         "Kill an --on-change command still running after this many seconds.",
+         _positive(float)],
     ]
 
     optFlags = [
+        ["allow-empty-services", None,
+         "Accept a --services file that names no service (unregistering all of "
+         "its services) even without a 'noservices' entry."],
         ["keep-failing", None,
          "Keep a service whose health check fails registered, with the attribute "
          "'health failing' (and 'health passing' once it passes again), instead of "
@@ -140,7 +147,8 @@ class Options(usage.Options):
             raise usage.UsageError("--service: %s" % (e,))
         if self["services"] is not None:
             try:
-                checkServices(readServicesFile(self["services"]), self["keep-failing"], reactor)
+                checkServices(readServicesFile(self["services"], self["allow-empty-services"]),
+                              self["keep-failing"], reactor)
             except (OSError, ValueError) as e:
                 raise usage.UsageError("--services %s: %s" % (self["services"], e))
         if self["on-change"] is not None and not self["monitor"]:
@@ -235,6 +243,8 @@ def makeService(options, reactor=None):
             onChange=options["on-change"],
             reactor=reactor,
             keepFailing=options["keep-failing"],
+            allowEmpty=options["allow-empty-services"],
+            hookTimeout=options["hook-timeout"],
         )
         agent.setName("agent")
         agent.setServiceParent(service)
