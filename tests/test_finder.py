@@ -190,7 +190,7 @@ def test_timeoutWhileConnecting():
     network.reactor.advance(0.1)
     [failure] = failed
     assert failure.check(RegistryTimeout)
-    assert "did not answer the query b'\\n' within 10 s" in str(failure.value)
+    assert "did not answer the query '' within 10 s" in str(failure.value)
     assert network.reactor.connectors[0].stoppedConnecting
 
 
