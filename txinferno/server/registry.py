@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from txinferno.wire import attrdb
 from txinferno.errors import RegistryError
 from txinferno.wire.persist import persists
-from txinferno.wire.words import formatLine
+from txinferno.wire.words import formatLine, quote
 
 __all__ = ["Registry", "RegisteredService"]
 
@@ -193,9 +193,12 @@ class Registry:
         self._add(service)
         if len(words) % 2 == 0:
             self._remove(service)
-            self._log.info("service {name} removed", name=name, attrs=[])
+            error = RegistryError("odd number of attribute words after the service name")
+            self._log.info(
+                "service {name} refused: {error}", name=quote(name), attrs=[], error=error.text
+            )
             self._bump()
-            raise RegistryError("odd number of attribute words after the service name")
+            raise error
         self._set(service, _pairs(words[1:]))
         self._log.info(
             "service {name} registered with {attrs}",
