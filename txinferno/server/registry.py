@@ -317,6 +317,9 @@ class Registry:
         the version does not move.
 
         @param source: a path or an open file (see L{attrdb.load}).
+        Lines that look like the wire format written by mistake (bare
+        words in a row) and a file with no service are logged as warnings.
+
         @return: the number of services added.
         @rtype: L{int}
         @raise OSError: when the file cannot be read.
@@ -326,7 +329,11 @@ class Registry:
             added then.
         """
         names = set()
-        services = attrdb.loadServices(source)
+        warnings = []
+        services = attrdb.loadServices(source, warnings)
+        where = source if isinstance(source, str) else getattr(source, "name", "static services")
+        for warning in warnings:
+            self._log.warn("{file}: {warning}", file=str(where), warning=warning)
         for name, pairs in services:
             self.checkName(name)
             if name in names:
