@@ -83,7 +83,9 @@ def registry(installed, tmp_path):
         installed, "twistd", "-n", "--pidfile=", "regmgr",
         "--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1",
         "--event", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
-    ports = [server.waitFor(r"RegistryPortFactory starting on (\d+)").group(1) for _ in range(3)]
+    ports = server.waitFor(
+        r"registry serving new=127.0.0.1:(\d+), find=127.0.0.1:(\d+), event=127.0.0.1:(\d+), "
+        r"0 static services$").groups()
     yield server, "tcp:host=127.0.0.1:new=%s:find=%s:event=%s" % tuple(ports)
     assert server.stop() == STOPPED
     server.waitFor(r"Server Shut Down")
@@ -145,6 +147,56 @@ def test_badOption(installed, tmp_path):
                  cwd=tmp_path)
     assert result.returncode != 0
     assert "--registry udp:10.0.0.1" in result.stdout.strip().splitlines()[-1]
+
+
+COMMANDS = [["regquery"], ["twistd", "regmgr"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help(installed, tmp_path, command):
+    """
+    Every command's C{--help} prints its usage and exits 0, at once.
+    """
+    result = run(installed, *command, "--help", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "Usage" in result.stdout or result.stdout.startswith("regquery [")
+    assert "Traceback" not in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_version(installed, tmp_path, command):
+    """
+    Every command's C{--version} prints txinferno's version and exits 0.
+    """
+    version = run(installed, "python", "-c", "import txinferno; print(txinferno.__version__)",
+                  cwd=tmp_path).stdout.strip()
+    result = run(installed, *command, "--version", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "%s (txinferno) %s\n" % (" ".join(command), version)
+
+
+def test_portInUse(installed, tmp_path):
+    """
+    A port already in use: one line naming the port's role and address, no
+    port opened or logged as started, exit 1.
+    """
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        result = run(installed, "twistd", "-n", "--pidfile=", "regmgr", "--port", "0",
+                     "--event", "tcp:%d:interface=127.0.0.1" % (port,), cwd=tmp_path)
+    finally:
+        busy.close()
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    wanted = "cannot listen for the event port on 127.0.0.1:%d: address already in use" % (port,)
+    assert [line for line in output.splitlines() if "cannot listen" in line] == [
+        line for line in output.splitlines() if line.endswith(wanted)]
+    assert wanted in output
+    assert "Traceback" not in output and "starting on" not in output
+    assert "registry serving" not in output
 
 
 def test_regqueryUnreachable(installed, tmp_path):
