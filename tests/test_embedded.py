@@ -2,6 +2,11 @@
 Tests for L{txinferno.testing.embedded.EmbeddedRegistry.waitFor}.
 """
 
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -73,3 +78,18 @@ async def test_waitForTimeoutAndCancel():
     finally:
         server.reactor = reactor
         await server.stop()
+
+
+def test_testingPage(tmp_path):
+    """
+    The test kit page's example passes as a test (run with this
+    interpreter's pytest, outside the source tree).
+    """
+    page = (Path(__file__).resolve().parent.parent / "docs" / "testing.md").read_text()
+    examples = re.findall(r"^```python\n(.*?)^```$", page, re.M | re.S)
+    (tmp_path / "test_example.py").write_text(examples[0])
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(tmp_path / "test_example.py")], cwd=str(tmp_path),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
