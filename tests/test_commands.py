@@ -26,9 +26,10 @@ class Command:
     line as it comes.
     """
 
-    def __init__(self, bindir, *args, cwd):
+    def __init__(self, bindir, *args, cwd, extraEnv=()):
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         env["PATH"] = str(bindir) + os.pathsep + env.get("PATH", "")
+        env.update(extraEnv)
         self.process = subprocess.Popen(
             [str(bindir / args[0]), *args[1:]], cwd=str(cwd), env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -5,8 +5,9 @@ installed commands and the installed package, as a reader would run them.
 The only change made to an example is where the registry listens: a free
 base port instead of 6701, given to servers as C{--port BASE}, to clients
 as C{tcp:127.0.0.1:BASE} and, for C{regquery}, as C{$TXINFERNO_REGISTRY}
-(the examples that use the default registry rely on it).  C{pip install}
-steps are skipped: the C{installed} fixture made the installation.
+(the examples that use the default registry rely on it).  The steps that
+make the virtual environment and C{pip install} are skipped: the
+C{installed} fixture made the installation.
 """
 
 import os
@@ -121,14 +122,16 @@ class Reader:
         return argv
 
     def start(self, argv):
-        command = Command(self.bindir, *argv, cwd=self.cwd)
+        command = Command(self.bindir, *argv, cwd=self.cwd,
+                          extraEnv={"TXINFERNO_REGISTRY": self.registry})
         self.background.append(command)
         return command
 
     def runShell(self, text):
         for step in shellSteps(text):
             argv = self.localise(step.argv)
-            if argv[:1] == ["pip"] or argv[:3] == ["python", "-m", "pytest"]:
+            if (argv[:1] in (["pip"], ["."]) or argv[:3] == ["python", "-m", "pytest"]
+                    or argv[:3] == ["python3", "-m", "venv"]):
                 continue
             if argv[:1] == ["twistd"]:
                 command = self.start(argv)
@@ -250,11 +253,13 @@ def test_serverPage(reader, tmp_path):
     for line in commands[0].splitlines():
         reader.runShell(line + "\n")
         argv, command = reader.server
-        if "--db" in argv:
-            command.waitFor(r"registry serving .*, 2 static services$")
+        static = 2 if "--db" in argv else 0
+        assert re.search(r"registry serving .*, %d static services$" % (static,),
+                         "".join(command.seen), re.M)
         found = subprocess.run(["regquery", "--all"], cwd=str(reader.cwd), env=reader.env,
                                capture_output=True, text=True, timeout=TIMEOUT)
-        assert found.returncode == (0 if "--db" in argv else 1), found.stderr
+        assert found.returncode == (0 if static else 1), found.stderr
+        assert len(found.stdout.splitlines()) == static
         assert command.stop() == STOPPED
         reader.background.remove(command)
     program = [text for language, text in examples if language == "python"][0]
