@@ -442,15 +442,14 @@ class RegistryServer:
 
     def listen(self, new, find, event):
         """
-        Start listening on the three ports.
+        Start listening on the three ports.  A TCP port that cannot be had
+        (in use, say) is found before any port opens, so that nothing
+        listens, even for a moment, when one of the three cannot.
 
         @param new: where to serve C{new}.
         @type new: L{IStreamServerEndpoint} or a server endpoint string
         @param find: where to serve C{find} (same types).
         @param event: where to serve C{event} (same types).
-        A TCP port that cannot be had (in use, say) is found before any
-        port opens, so that nothing listens, even for a moment, when one of
-        the three cannot.
 
         @return: a L{Deferred} that fires with the L{list} of the three
             listening ports (L{IListeningPort}), or fails with a

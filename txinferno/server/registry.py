@@ -314,11 +314,11 @@ class Registry:
         Add the static services of an attrdb(6) file: every entry with a
         C{service=NAME} pair becomes a persistent service NAME whose
         attributes are the entry's other pairs.  No change is reported and
-        the version does not move.
+        the version does not move.  Lines that look like the wire format
+        written by mistake (bare words in a row) and a file with no service
+        are logged as warnings.
 
         @param source: a path or an open file (see L{attrdb.load}).
-        Lines that look like the wire format written by mistake (bare
-        words in a row) and a file with no service are logged as warnings.
 
         @return: the number of services added.
         @rtype: L{int}
