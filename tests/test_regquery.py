@@ -115,6 +115,7 @@ async def test_unreachable(registry_server):
     assert status == ERROR and out == ""
     assert err.startswith("regquery: " + description + ": ")
     assert err.count("\n") == 1
+    assert not err.endswith(".\n")
 
 
 @pytest_twisted.ensureDeferred
