@@ -11,6 +11,7 @@ C{installed} fixture made the installation.
 """
 
 import os
+import random
 import re
 import shlex
 import socket
@@ -38,17 +39,16 @@ def blocks(path):
 
 def freeBase():
     """
-    @return: a base port whose two neighbours are free too, on 127.0.0.1.
+    @return: a base port whose two neighbours are free too, on 127.0.0.1,
+        chosen at random below the system's range of ephemeral ports (where
+        the ports that clients use for their connections are taken from).
     """
-    for _ in range(50):
+    for _ in range(100):
+        base = random.randrange(20000, 32000)
         probes = [socket.socket() for _ in range(3)]
         try:
-            probes[0].bind(("127.0.0.1", 0))
-            base = probes[0].getsockname()[1]
-            if base > 65533:
-                continue
-            probes[1].bind(("127.0.0.1", base + 1))
-            probes[2].bind(("127.0.0.1", base + 2))
+            for offset, probe in enumerate(probes):
+                probe.bind(("127.0.0.1", base + offset))
             return base
         except OSError:
             continue
@@ -123,7 +123,7 @@ class Reader:
 
     def start(self, argv):
         command = Command(self.bindir, *argv, cwd=self.cwd,
-                          extraEnv={"TXINFERNO_REGISTRY": self.registry})
+                          extraEnv={k: v for k, v in self.env.items() if k.startswith("TXINFERNO")})
         self.background.append(command)
         return command
 
@@ -140,6 +140,8 @@ class Reader:
                 else:
                     command.waitFor(r"registry serving new=")
                     self.server = (argv, command)
+                    if "--service" in argv:
+                        command.waitFor(r"service \S+ registered")
             elif "--watch" in argv:
                 self.watch = self.start(argv)
                 self.watch.waitFor(r"^added ")
@@ -265,3 +267,35 @@ def test_serverPage(reader, tmp_path):
     program = [text for language, text in examples if language == "python"][0]
     output = reader.runPython(program)
     assert "static1" in output
+
+
+def test_programsOfOtherPages(reader):
+    """
+    The complete programs of the client, connection and agent pages, each
+    page in order, against the registry of the quick start.  (Fragments,
+    such as a single C{clientFromString} call, and commands that name a
+    remote registry are not run.)
+    """
+    reader.runShell("twistd -n regmgr\n")
+    ran = []
+    for page in ("docs/client.md", "docs/connection.md"):
+        for language, text in blocks(page):
+            if language == "python" and "react(" in text:
+                output = reader.runPython(text)
+                assert "tcp!myhost!22" in output
+                ran.append(page)
+    assert ran == ["docs/client.md", "docs/connection.md"]
+    argv, server = reader.server
+    assert server.stop() == STOPPED
+    reader.background.remove(server)
+    local = [line for line in shellSteps(
+        [text for language, text in blocks("docs/agent.md") if language == "sh"][0])
+        if "10.0.0.1" not in " ".join(line.argv)]
+    assert len(local) == 2
+    # "serve one and register in it" holds where no $TXINFERNO_REGISTRY names another.
+    del reader.env["TXINFERNO_REGISTRY"]
+    for step in local:
+        reader.runShell(shlex.join(step.argv) + "\n")
+        argv, server = reader.server
+        assert server.stop() == STOPPED
+        reader.background.remove(server)
