@@ -208,3 +208,35 @@ def test_regqueryUnreachable(installed, tmp_path):
     result = run(installed, "regquery", "-r", "tcp:127.0.0.1:%d" % port, "a", "b", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == "" and result.stderr.count("\n") == 1
+
+
+def test_regqueryInteractive(installed, registry, tmp_path):
+    """
+    On a terminal, regquery prompts for each query; a bad line is reported
+    on standard error and the prompt comes again, as Inferno's regquery
+    does.
+    """
+    import pty
+
+    server, description = registry
+    agent = Command(installed, "twistd", "-n", "--pidfile=", "regmgr", "--registry", description,
+                    "--service", "it proto demo", cwd=tmp_path)
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    try:
+        agent.waitFor(r"service it registered")
+        query = subprocess.Popen(
+            [str(installed / "regquery"), "-r", description, "-n"], cwd=str(tmp_path), env=env,
+            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        os.close(slave)
+        slave = None
+        os.write(master, b"proto\nproto demo\n\x04")
+        out, err = query.communicate(timeout=TIMEOUT)
+    finally:
+        os.close(master)
+        if slave is not None:
+            os.close(slave)
+        agent.stop()
+    assert err == "regquery: odd number of words in query proto\n"
+    assert out == "> > it\n> "
+    assert query.returncode == 2
