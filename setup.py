@@ -16,6 +16,7 @@ setup(
         "txinferno.testing",
         "twisted.plugins",
     ],
+    package_data={"txinferno": ["py.typed"]},
     install_requires=["twisted>=23.8", "zope.interface>=5"],
     extras_require={
         "test": [
@@ -25,6 +26,7 @@ setup(
             "hypothesis>=6",
             "sphinx>=7",
             "myst-parser>=2",
+            "pydoctor>=24",
         ],
     },
     entry_points={"console_scripts": ["regquery = txinferno.regquery:main"]},

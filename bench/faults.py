@@ -26,23 +26,20 @@ socket to the registry left after the managers stop, or a timer left on the
 reactor.
 """
 
-import os
 import sys
 import time
 
 from twisted.internet import defer, task
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-
-from clientsupport import clientSockets  # noqa: E402
-
-from txinferno.errors import RegistrationRejected  # noqa: E402
-from txinferno.testing.faultproxy import RegistryFaultProxy  # noqa: E402
 from txinferno.client.manager import RegistryManager  # noqa: E402
 from txinferno.client.monitor import Monitor  # noqa: E402
-from txinferno.client.observers import ConnectionStateObserver, MonitorObserver  # noqa: E402
+from txinferno.client.observers import MonitorObserver  # noqa: E402
 from txinferno.client.service import ServiceTask  # noqa: E402
+from txinferno.errors import RegistrationRejected  # noqa: E402
 from txinferno.testing import EmbeddedRegistry  # noqa: E402
+from txinferno.testing.faultproxy import RegistryFaultProxy  # noqa: E402
+from txinferno.testing.recorders import ConnectionStateRecorder  # noqa: E402
+from txinferno.testing.sockets import clientSockets  # noqa: E402
 
 RESTORE_TIMEOUT = 60
 PROBE = {"probeInterval": 1.0, "probeTimeout": 1.0}
@@ -51,17 +48,6 @@ PROBE = {"probeInterval": 1.0, "probeTimeout": 1.0}
 class QuickService(ServiceTask):
     initialDelay = 0.1
     maxDelay = 1.0
-
-
-class States(ConnectionStateObserver):
-    def __init__(self):
-        self.lost = []
-
-    def registryConnected(self):
-        pass
-
-    def registryLost(self, reason):
-        self.lost.append(time.monotonic())
 
 
 class Counter(MonitorObserver):
@@ -124,7 +110,7 @@ class Setup:
         self.manager = RegistryManager.fromDescription(
             reactor, target.description, initialDelay=0.1, maxDelay=1.0, **options
         )
-        self.states = States()
+        self.states = ConnectionStateRecorder()
         self.manager.addObserver(self.states)
         self.counters = [Counter() for _ in range(monitors)]
         self.monitors = [
@@ -201,11 +187,11 @@ async def blackholeScenario(reactor, server, proxy, cycles, services, monitors):
     setup = Setup(reactor, server, proxy, services, monitors, **PROBE)
     await setup.settle()
     for _ in range(cycles):
-        before = len(setup.states.lost)
+        before = len(setup.states.timesOf("lost"))
         start = time.monotonic()
         proxy.setBlackhole(True)
-        if await until(reactor, lambda: len(setup.states.lost) > before, 30):
-            row.detection = max(row.detection, setup.states.lost[-1] - start)
+        if await until(reactor, lambda: len(setup.states.timesOf("lost")) > before, 30):
+            row.detection = max(row.detection, setup.states.timesOf("lost")[-1] - start)
         else:
             row.detection = float("inf")
         proxy.setBlackhole(False)
@@ -222,9 +208,9 @@ async def oneByteScenario(reactor, server, proxy, cycles, services, monitors):
     setup = Setup(reactor, server, proxy, services, monitors)
     await setup.settle()
     for _ in range(cycles):
-        before = len(setup.states.lost)
+        before = len(setup.states.timesOf("lost"))
         await proxy.resetAll()
-        await until(reactor, lambda: len(setup.states.lost) > before, 30)
+        await until(reactor, lambda: len(setup.states.timesOf("lost")) > before, 30)
         row.restore = max(row.restore, await setup.settle())
         setup.count(row)
     await setup.stop(row, proxyPorts(proxy))
@@ -238,12 +224,12 @@ async def cutEventScenario(reactor, server, proxy, cycles, services, monitors):
     setup = Setup(reactor, server, proxy, services, monitors)
     await setup.settle()
     for cycle in range(cycles):
-        before = len(setup.states.lost)
+        before = len(setup.states.timesOf("lost"))
         start = time.monotonic()
         proxy.event.cutNextChunk()
         setup.services[cycle % services].update({"cycle": str(cycle)})
-        if await until(reactor, lambda: len(setup.states.lost) > before, 30):
-            row.detection = max(row.detection, setup.states.lost[-1] - start)
+        if await until(reactor, lambda: len(setup.states.timesOf("lost")) > before, 30):
+            row.detection = max(row.detection, setup.states.timesOf("lost")[-1] - start)
         row.restore = max(row.restore, await setup.settle())
         setup.count(row)
     await setup.stop(row, proxyPorts(proxy))

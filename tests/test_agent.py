@@ -5,9 +5,9 @@ embedded registry over loopback.
 
 import pytest
 import pytest_twisted
+from support import bounded, whenRegistry
 from twisted.internet import reactor
 
-from clientsupport import bounded, whenRegistry
 from txinferno.agent import (
     Agent,
     ChangeCommand,
@@ -51,6 +51,7 @@ def test_readServicesFile(tmp_path):
         readServicesFile(str(path))
 
 
+@pytest.mark.logs_errors
 @pytest_twisted.ensureDeferred
 async def test_servicesAndReload(registry_server, tmp_path):
     """

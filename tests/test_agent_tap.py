@@ -7,12 +7,12 @@ import signal
 
 import pytest
 import pytest_twisted
+from support import bounded, whenRegistry
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python import usage
 
-from clientsupport import bounded, whenRegistry
 from txinferno.tap import Options, makeService
 
 

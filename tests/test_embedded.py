@@ -13,10 +13,10 @@ from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, TimeoutError
 from twisted.internet.task import Clock
 
+from support import TIMEOUT
 from txinferno.client.tcp import connectionFromString
 from txinferno.testing import EmbeddedRegistry
 
-TIMEOUT = 10
 
 
 async def register(server, name):

@@ -5,6 +5,7 @@ C{registered:} server endpoint, over loopback against the embedded registry.
 
 import pytest
 import pytest_twisted
+from support import TIMEOUT, whenRegistry
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
@@ -16,12 +17,8 @@ from twisted.internet.endpoints import (
 from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Factory, Protocol
 
-from txinferno.endpoints import InfernoClientEndpoint, RegisteredServerEndpoint
 from txinferno.client.tcp import connectionFromString
-
-from clientsupport import whenRegistry
-
-TIMEOUT = 10
+from txinferno.endpoints import InfernoClientEndpoint, RegisteredServerEndpoint
 
 
 class Greeter(Protocol):

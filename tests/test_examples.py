@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from test_commands import STOPPED, TIMEOUT, Command
+from support import COMMAND_TIMEOUT as TIMEOUT
+from test_commands import STOPPED, Command
 
 SOURCE = Path(__file__).resolve().parent.parent
 

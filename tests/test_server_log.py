@@ -7,10 +7,10 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.logger import formatEvent, globalLogPublisher
 
+from support import TIMEOUT
 from txinferno.tap import Options, makeService
 from txinferno.testing import connectRaw
 
-TIMEOUT = 10
 
 
 class Lines:

@@ -9,6 +9,7 @@ import socket
 
 import pytest
 import pytest_twisted
+from support import TIMEOUT
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.logger import capturedLogs, formatEvent
@@ -20,8 +21,6 @@ from txinferno.server.registry import Registry
 
 from txinferno.tap import Options, makeService
 from txinferno.testing import connectRaw, exchange
-
-TIMEOUT = 10
 
 
 def parse(*args):
@@ -81,6 +80,7 @@ def test_version(capsys):
     assert capsys.readouterr().out == "twistd regmgr (txinferno) %s\n" % (txinferno.__version__,)
 
 
+@pytest.mark.logs_errors
 def test_portInUse():
     """
     When one port cannot listen, none does: starting fails with one error

@@ -13,14 +13,22 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
 from txinferno.wire import attrdb
+from txinferno.client.health import checkFromString
 from txinferno.client.monitor import Monitor
 from txinferno.client.observers import MonitorObserver
-from txinferno.client.service import ServiceTask
+from txinferno.client.service import HEALTH_ATTRIBUTE, ServiceTask
 from txinferno.wire.rules import normaliseAttrs, registrationLine
 from txinferno.wire.words import formatService, splitWords
 
-__all__ = ["parseServiceSpec", "parseQuerySpec", "readServicesFile", "Agent",
-           "ChangeLogger", "ChangeCommand"]
+__all__ = ["parseServiceSpec", "parseQuerySpec", "readServicesFile", "checkServices",
+           "Agent", "ChangeLogger", "ChangeCommand", "CHECK_ATTRIBUTE"]
+
+CHECK_ATTRIBUTE = "check"
+"""
+The attribute of a service given to the agent that holds its health check
+(a description for L{txinferno.client.health.checkFromString}); it is not
+sent to the registry.
+"""
 
 
 def parseServiceSpec(spec):
@@ -75,6 +83,36 @@ def readServicesFile(path):
             raise ValueError("service %r given twice" % (name,))
         services[name] = dict(pairs)
     return services
+
+
+def checkServices(services: dict, keepFailing: bool, reactor) -> dict:
+    """
+    Check the health checks of services given to the agent: the
+    L{CHECK_ATTRIBUTE} attribute of each, when it has one.
+
+    @param services: the attributes of each service by name.
+    @param keepFailing: whether services are kept registered while their
+        check fails.
+    @param reactor: the reactor the checks would run with (none runs).
+    @raise ValueError: for a check that does not parse, or a check of a
+        C{persist} service that is to be unregistered while failing (the
+        registry would keep it).
+    @return: the check of each service that has one, by name.
+    @rtype: L{dict}
+    """
+    checks = {}
+    for name, attrs in services.items():
+        description = attrs.get(CHECK_ATTRIBUTE)
+        if description is None:
+            continue
+        try:
+            checks[name] = checkFromString(reactor, description)
+        except ValueError as e:
+            raise ValueError("service %r: %s" % (name, e))
+        if "persist" in attrs and not keepFailing:
+            raise ValueError("service %r persists, so unregistering it while its check fails "
+                             "would not remove it: keep failing services registered" % (name,))
+    return checks
 
 
 class ChangeLogger(MonitorObserver):
@@ -193,12 +231,18 @@ class Agent(Service):
     @ivar manager: the manager (made by L{startService}).
     @ivar services: the L{txinferno.client.service.ServiceTask} tasks by name.
     @ivar monitors: the L{txinferno.client.monitor.Monitor} tasks.
+
+    A service whose attributes include L{CHECK_ATTRIBUTE} has that health
+    check (the attribute is not sent to the registry): it is registered
+    while the check passes, or, with C{keepFailing}, kept registered with
+    its L{txinferno.client.service.HEALTH_ATTRIBUTE} attribute saying how
+    the check stands.
     """
 
     _log = Logger()
 
     def __init__(self, makeManager, services=(), monitors=(), servicesFile=None,
-                 onChange=None, reactor=None):
+                 onChange=None, reactor=None, keepFailing=False):
         """
         @param makeManager: called with no argument when the agent starts,
             returns the (not yet started) manager to attach tasks to.
@@ -208,25 +252,42 @@ class Agent(Service):
             L{reload}.
         @param onChange: a shell command to run for each change of each
             monitor (see L{ChangeCommand}), or L{None}.
-        @param reactor: spawns the C{onChange} command.
+        @param reactor: spawns the C{onChange} command and runs the health
+            checks; the global reactor when L{None}.
+        @param keepFailing: keep services registered while their health
+            check fails.
         """
         self._makeManager = makeManager
         self.manager = None
         self.servicesFile = servicesFile
         self.services = {}
         self._fixed = dict(services)
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self._keepFailing = keepFailing
         self.monitors = []
         for query in monitors:
             observer = ChangeLogger(query)
             if onChange is not None:
-                observer = _Both(observer, ChangeCommand(reactor, onChange, query))
+                observer = _Both(observer, ChangeCommand(self._reactor, onChange, query))
             self.monitors.append(Monitor(query, observer))
 
     def _wanted(self):
+        """
+        @return: the attributes, and the check (or L{None}), of each service
+            to keep registered, by name.
+        @raise OSError: when the services file cannot be read.
+        @raise ValueError: when it cannot be parsed, or holds a bad check.
+        """
         wanted = dict(self._fixed)
         if self.servicesFile is not None:
             wanted.update(readServicesFile(self.servicesFile))
-        return wanted
+        checks = checkServices(wanted, self._keepFailing, self._reactor)
+        return {
+            name: ({a: v for a, v in attrs.items() if a != CHECK_ATTRIBUTE}, checks.get(name))
+            for name, attrs in wanted.items()
+        }
 
     def startService(self):
         """
@@ -274,30 +335,52 @@ class Agent(Service):
         """
         Make the registered services C{wanted}: attach the new ones, update
         the changed ones, detach the others.  A service that lost an
-        attribute is registered again (the registry cannot delete one).
+        attribute is registered again (the registry cannot delete one), and
+        so is one whose check changed.
         """
         detaching = []
         later = set()
         for name, task in list(self.services.items()):
-            attrs = wanted.get(name)
+            attrs, check = wanted.get(name, (None, None))
             if attrs is None:
                 del self.services[name]
                 detaching.append(self.manager.detach(task))
-            elif not set(task.attrs) <= set(attrs):
+            elif not _own(task) <= set(attrs) or _changed(task.check, check):
                 del self.services[name]
                 later.add(name)
                 d = self.manager.detach(task)
-                d.addCallback(lambda _, name=name, attrs=attrs: self._attach(name, attrs))
+                d.addCallback(lambda _, name=name, want=(attrs, check): self._attach(name, *want))
                 detaching.append(d)
             else:
                 task.update(attrs)
-        for name, attrs in wanted.items():
+        for name, (attrs, check) in wanted.items():
             if name not in self.services and name not in later:
-                self._attach(name, attrs)
+                self._attach(name, attrs, check)
         return gatherResults(detaching)
 
-    def _attach(self, name, attrs):
-        self.services[name] = self.manager.attach(ServiceTask(name, attrs))
+    def _attach(self, name, attrs, check):
+        self.services[name] = self.manager.attach(
+            ServiceTask(name, attrs, check=check, keepWhileFailing=self._keepFailing))
+
+
+def _own(task):
+    """
+    @return: the names of the attributes of C{task} the agent was given
+        (not the one its check sets).
+    """
+    return set(task.attrs) - ({HEALTH_ATTRIBUTE} if task.keepWhileFailing else set())
+
+
+def _changed(old, new):
+    """
+    @return: whether health check C{new} differs from C{old} (either may be
+        L{None}): another kind, target or timing.
+    """
+    if old is None or new is None:
+        return old is not new
+    timing = ("interval", "timeout", "rise", "fall")
+    return (type(old), old.description) != (type(new), new.description) or any(
+        getattr(old, a) != getattr(new, a) for a in timing)
 
 
 class _Both(MonitorObserver):

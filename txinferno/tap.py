@@ -24,8 +24,13 @@ from twisted.python import usage
 
 from txinferno import __version__
 from txinferno._options import number
-
-from txinferno.agent import Agent, parseQuerySpec, parseServiceSpec, readServicesFile
+from txinferno.agent import (
+    Agent,
+    checkServices,
+    parseQuerySpec,
+    parseServiceSpec,
+    readServicesFile,
+)
 from txinferno.wire.description import (
     REGISTRY_ENVIRONMENT,
     clientStringFor,
@@ -102,11 +107,18 @@ class Options(usage.Options):
          "lost registry.", number("max-retry-delay")],
         ["services", None, None,
          "attrdb(6) file of services to keep registered (one service=NAME entry "
-         "each); re-read on SIGHUP."],
+         "each; an attribute check= is its health check); re-read on SIGHUP."],
         ["on-change", None, None,
          "Shell command run for each change a monitor sees (one at a time per "
          "monitor), with TXINFERNO_EVENT, TXINFERNO_NAME, TXINFERNO_SERVICE and "
          "TXINFERNO_QUERY in its environment."],
+    ]
+
+    optFlags = [
+        ["keep-failing", None,
+         "Keep a service whose health check fails registered, with the attribute "
+         "'health failing' (and 'health passing' once it passes again), instead of "
+         "unregistering it."],
     ]
 
     def __init__(self):
@@ -126,7 +138,8 @@ class Options(usage.Options):
     def opt_service(self, spec):
         """
         Keep a service registered: 'NAME [ATTR VALUE]...', words quoted as on
-        the registry's wire (repeatable).
+        the registry's wire (repeatable); an attribute 'check' is its health
+        check (not sent), such as "web check 'http://127.0.0.1:8080/ interval=5'".
         """
         _checkQuotes("--service", spec)
         try:
@@ -158,9 +171,15 @@ class Options(usage.Options):
                 parseRegistryDescription(self["registry"])
             except ValueError as e:
                 raise usage.UsageError("%s %s: %s" % (self.registryFrom, self["registry"], e))
+        from twisted.internet import reactor
+
+        try:
+            checkServices(dict(self["service"]), self["keep-failing"], reactor)
+        except ValueError as e:
+            raise usage.UsageError("--service: %s" % (e,))
         if self["services"] is not None:
             try:
-                readServicesFile(self["services"])
+                checkServices(readServicesFile(self["services"]), self["keep-failing"], reactor)
             except (OSError, ValueError) as e:
                 raise usage.UsageError("--services %s: %s" % (self["services"], e))
         if self["on-change"] is not None and not self["monitor"]:
@@ -322,6 +341,7 @@ def makeService(options, reactor=None):
             servicesFile=options["services"],
             onChange=options["on-change"],
             reactor=reactor,
+            keepFailing=options["keep-failing"],
         )
         agent.setName("agent")
         agent.setServiceParent(service)
