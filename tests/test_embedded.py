@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+from support import TIMEOUT
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, TimeoutError
 from twisted.internet.task import Clock
 
-from support import TIMEOUT
 from txinferno.client.tcp import connectionFromString
 from txinferno.testing import EmbeddedRegistry
-
 
 
 async def register(server, name):

@@ -19,7 +19,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from support import COMMAND_TIMEOUT as TIMEOUT
 from test_commands import STOPPED, Command
 

@@ -4,13 +4,12 @@ quoting, with no Python representations in them.
 """
 
 import pytest_twisted
+from support import TIMEOUT
 from twisted.internet import reactor
 from twisted.logger import formatEvent, globalLogPublisher
 
-from support import TIMEOUT
 from txinferno.tap import Options, makeService
 from txinferno.testing import connectRaw
-
 
 
 class Lines:

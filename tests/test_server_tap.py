@@ -18,7 +18,6 @@ from twisted.python import usage
 import txinferno
 from txinferno.server.protocols import PortListenError, RegistryServer
 from txinferno.server.registry import Registry
-
 from txinferno.tap import Options, makeService
 from txinferno.testing import connectRaw, exchange
 

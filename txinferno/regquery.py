@@ -32,11 +32,11 @@ from twisted.python import usage
 from txinferno import __version__
 from txinferno._options import number
 from txinferno.client.event import DEFAULT_MAX_DELAY
-from txinferno.errors import RegistryUnavailable
 from txinferno.client.manager import RegistryManager
 from txinferno.client.monitor import SETTLE, Monitor
 from txinferno.client.observers import ConnectionStateObserver, MonitorObserver
 from txinferno.client.tcp import connectionFromString
+from txinferno.errors import RegistryUnavailable
 from txinferno.wire.description import DEFAULT_REGISTRY, REGISTRY_ENVIRONMENT, defaultRegistry
 from txinferno.wire.rules import queryLine
 from txinferno.wire.words import MAX_LINE, LineAssembler, formatLine, formatService, splitWords

@@ -31,18 +31,18 @@ from txinferno.agent import (
     parseServiceSpec,
     readServicesFile,
 )
+from txinferno.client.event import DEFAULT_MAX_DELAY
+from txinferno.client.manager import RegistryManager
+from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
+from txinferno.errors import RegistryError
+from txinferno.server.protocols import IDLE_TIMEOUT, RegistryServer
+from txinferno.server.registry import Registry
 from txinferno.wire.description import (
     REGISTRY_ENVIRONMENT,
     clientStringFor,
     defaultRegistry,
     parseRegistryDescription,
 )
-from txinferno.errors import RegistryError
-from txinferno.client.event import DEFAULT_MAX_DELAY
-from txinferno.client.manager import RegistryManager
-from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
-from txinferno.server.registry import Registry
-from txinferno.server.protocols import IDLE_TIMEOUT, PortListenError, RegistryServer
 from txinferno.wire.words import MAX_LINE
 
 __all__ = ["Options", "RegistryPortsService", "makeService"]
@@ -220,19 +220,19 @@ class Options(usage.Options):
             try:
                 self.endpoints[name] = serverFromString(reactor, self[name])
             except (ValueError, TypeError, KeyError) as e:
-                raise usage.UsageError("%s: bad endpoint: %s" % (option, e))
+                raise usage.UsageError("%s: bad endpoint: %s" % (option, e)) from None
         self.registry = Registry()
         if self["db"] is not None:
             try:
                 self.registry.loadStatic(self["db"])
             except OSError as e:
-                raise usage.UsageError("--db %s: cannot read: %s" % (self["db"], e.strerror or e))
+                raise usage.UsageError("--db %s: cannot read: %s" % (self["db"], e.strerror or e)) from None
             except UnicodeDecodeError as e:
-                raise usage.UsageError("--db %s: not UTF-8: %s" % (self["db"], e))
+                raise usage.UsageError("--db %s: not UTF-8: %s" % (self["db"], e)) from None
             except ValueError as e:
-                raise usage.UsageError("--db %s: %s" % (self["db"], e))
+                raise usage.UsageError("--db %s: %s" % (self["db"], e)) from None
             except RegistryError as e:
-                raise usage.UsageError("--db %s: %s" % (self["db"], e.text))
+                raise usage.UsageError("--db %s: %s" % (self["db"], e.text)) from None
 
 
 def _checkQuotes(option, spec):

@@ -621,7 +621,8 @@ def _checkFree(endpoints):
                 probe.bind((endpoint._interface, endpoint._port))
             except OSError as e:
                 raise PortListenError.fromFailure(
-                    role, Failure(CannotListenError(endpoint._interface, endpoint._port, e)))
+                    role, Failure(CannotListenError(endpoint._interface, endpoint._port, e))
+                ) from e
     finally:
         for probe in held:
             probe.close()
