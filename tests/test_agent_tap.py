@@ -2,10 +2,15 @@
 Tests for the agent options of C{twistd regmgr} (L{txinferno.tap}).
 """
 
+import os
+import signal
+
 import pytest
 import pytest_twisted
 from support import bounded, whenRegistry
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python import usage
 
 from txinferno.tap import Options, makeService
@@ -27,7 +32,7 @@ def parse(*argv):
         (["--on-change", "true"], "needs at least one --monitor"),
         (["--services", "/nonexistent/services"], "--services /nonexistent/services: "),
         (["--monitor", "proto *", "--on-change", "true", "--hook-timeout", "0"],
-         "must be positive"),
+         "--hook-timeout 0: must be a positive number"),
     ],
 )
 def test_badOptions(argv, message):
@@ -102,3 +107,55 @@ def test_hookTimeout():
     agent = makeService(options, reactor).agent
     assert [c._timeout for c in agent._commands] == [2.5]
     assert parse("--registry", "tcp:127.0.0.1")["hook-timeout"] == 60
+@pytest_twisted.ensureDeferred
+async def test_agentHonoursEnvironment(registry_server, monkeypatch):
+    """
+    Without C{--registry}, an agent uses C{$TXINFERNO_REGISTRY} when it is
+    set, as regquery and the endpoints do, rather than serving a registry
+    of its own.
+    """
+    monkeypatch.setenv("TXINFERNO_REGISTRY", registry_server.description)
+    options = parse("--service", "envsvc a 1")
+    assert options["registry"] == registry_server.description
+    service = makeService(options, reactor)
+    assert service.server is None
+    service.startService()
+    try:
+        await whenRegistry(registry_server, lambda r: "envsvc" in r)
+    finally:
+        await bounded(service.stopService())
+
+
+def test_badEnvironment(monkeypatch):
+    """
+    A bad C{$TXINFERNO_REGISTRY} is a usage error that names it; a server
+    without agent options ignores it.
+    """
+    monkeypatch.setenv("TXINFERNO_REGISTRY", "udp:10.0.0.1")
+    with pytest.raises(usage.UsageError, match=r"^\$TXINFERNO_REGISTRY udp:10.0.0.1: "):
+        parse("--monitor", "proto *")
+    assert parse("--port", "0")["registry"] is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_sighupWithNothingToReload():
+    """
+    SIGHUP to a regmgr with no C{--services} file is not silently ignored:
+    it logs that there is nothing to reload.
+    """
+    previous = signal.getsignal(signal.SIGHUP)
+    logged = Deferred()
+
+    def observer(event):
+        if "SIGHUP" in formatEvent(event) and not logged.called:
+            logged.callback(formatEvent(event))
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        makeService(parse("--port", "0"), reactor)
+        os.kill(os.getpid(), signal.SIGHUP)
+        line = await bounded(logged)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        signal.signal(signal.SIGHUP, previous)
+    assert line.startswith("SIGHUP ignored: there is nothing to reload")

@@ -27,7 +27,6 @@ import socket
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import (
@@ -39,6 +38,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
+from twisted.python.failure import Failure
 from twisted.web.client import URI
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory

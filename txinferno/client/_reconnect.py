@@ -7,13 +7,12 @@ L{connectionStarter}, which starts connections as connectors, directly
 with C{connectTCP} for a plain TCP endpoint string.
 """
 
-from zope.interface import implementer
-
 from twisted.internet import error
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IAddress, IConnector
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from txinferno.wire.description import tcpAddress
 

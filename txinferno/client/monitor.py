@@ -9,7 +9,7 @@ from zope.interface import implementer
 from txinferno.interfaces import IRegistryTask
 from txinferno.wire.rules import queryLine
 
-__all__ = ["QUIET", "MAX_WAIT", "PACE", "MAX_RETRY_DELAY", "Monitor"]
+__all__ = ["QUIET", "MAX_WAIT", "PACE", "MAX_RETRY_DELAY", "SETTLE", "Monitor"]
 
 QUIET = 0.01
 """
@@ -36,6 +36,13 @@ The longest wait before a monitor tries again after finds that failed
 (each failure in a row doubles the wait, from L{MAX_WAIT}).
 """
 
+SETTLE = 10.0
+"""
+Default of L{Monitor.settle}: seconds after the registry is reachable again
+during which a service of the view that has not come back yet is not
+reported removed (its owner may still be registering it again).
+"""
+
 
 @implementer(IRegistryTask)
 class Monitor:
@@ -57,6 +64,12 @@ class Monitor:
     an update is reported as added, one that stops matching as removed, and
     an outage with no change produces no report but C{resynced()}.
 
+    After an outage, services of the view that the registry does not list
+    yet are held for L{settle} seconds from the reconnection: added and
+    updated services are reported at once, but one still missing is
+    reported removed only by the first answer after the window, since its
+    owner is most likely registering it again.
+
     @ivar attrs: the query.
     @ivar observer: told of the differences.
     @type observer: L{txinferno.interfaces.IMonitorObserver}
@@ -65,22 +78,28 @@ class Monitor:
     @type services: L{dict}
     @ivar synced: L{True} once the view matches an answer received since the
         registry last became reachable.
+    @ivar settle: seconds of the window after a reconnection (0: none).
+    @type settle: L{float}
     """
 
     _log = Logger()
 
     followsChanges = True
 
-    def __init__(self, attrs, observer):
+    def __init__(self, attrs, observer, settle: float = SETTLE):
         """
         @param attrs: the query: a mapping or a sequence of C{(attr, value)}
             pairs; a value of C{*} matches any value of an existing
             attribute; no pairs follow every service.
         @param observer: told of the services that come, change and go.
         @type observer: L{txinferno.interfaces.IMonitorObserver}
-        @raise ValueError: for an invalid query.
+        @param settle: see L{settle}.
+        @raise ValueError: for an invalid query or a negative C{settle}.
         """
         queryLine(attrs)
+        if not settle >= 0:
+            raise ValueError("settle must be 0 or more seconds, not %r" % (settle,))
+        self.settle = settle
         self.attrs = attrs
         self.observer = observer
         self.manager = None
@@ -95,6 +114,7 @@ class Monitor:
         self._again = False
         self._failures = 0
         self._reportedFailure = None
+        self._settling = None
 
     def __repr__(self):
         return "<Monitor %r: %d services>" % (self.attrs, len(self.services))
@@ -107,6 +127,8 @@ class Monitor:
         """
         self.synced = False
         self._reportedFailure = None
+        if self.services and self.settle:
+            self._settling = self.manager.clock.callLater(self.settle, self._settled)
         restoring = self._restoring = self.manager.whenRestored()
         restoring.addCallback(self._restored, restoring)
 
@@ -123,6 +145,9 @@ class Monitor:
         """
         self._again = False
         self._restoring = None
+        if self._settling is not None:
+            self._settling.cancel()
+            self._settling = None
         if self._waiting is not None:
             self._waiting.cancel()
             self._waiting = None
@@ -184,6 +209,14 @@ class Monitor:
         )
         self._waiting = self.manager.clock.callLater(delay, self._retry)
 
+    def _settled(self):
+        """
+        The window after a reconnection is over: query again, so that the
+        services still missing are reported removed.
+        """
+        self._settling = None
+        self.refresh()
+
     def _retry(self):
         self._waiting = None
         self._find()
@@ -217,7 +250,12 @@ class Monitor:
         """
         Make C{services} the view and report how it differs from the last.
         """
-        previous, self.services = self.services, services
+        previous = self.services
+        if self._settling is not None:
+            services = dict(services)
+            for name, attrs in previous.items():
+                services.setdefault(name, attrs)
+        self.services = services
         for name, attrs in previous.items():
             if name not in services:
                 self._notify("removed", name, attrs)
@@ -237,4 +275,5 @@ class Monitor:
                 observer=self.observer,
                 method=method,
             )
+
 

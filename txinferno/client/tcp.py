@@ -3,16 +3,15 @@ The TCP connection plugin: a registry reached through its three ports
 (new, find, event), each any client endpoint (TCP, TLS, UNIX...).
 """
 
+from twisted.internet.endpoints import clientFromString
 from zope.interface import implementer
 
-from twisted.internet.endpoints import clientFromString
-
-from txinferno.client.event import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, EventClientFactory
-from txinferno.wire.description import parseRegistryDescription
-from txinferno.client.find import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, runQuery
-from txinferno.interfaces import IChangeObserver, IRegistryConnection
 from txinferno.client._reconnect import connectionStarter
+from txinferno.client.event import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, EventClientFactory
+from txinferno.client.find import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, runQuery
 from txinferno.client.new import Registrar
+from txinferno.interfaces import IChangeObserver, IRegistryConnection
+from txinferno.wire.description import parseRegistryDescription
 from txinferno.wire.rules import queryLine
 
 __all__ = ["PROBE_QUERY", "TCPRegistryConnection", "connectionFromString"]

@@ -14,10 +14,10 @@ from operator import attrgetter
 
 from twisted.logger import Logger
 
-from txinferno.wire import attrdb
 from txinferno.errors import RegistryError
+from txinferno.wire import attrdb
 from txinferno.wire.persist import persists
-from txinferno.wire.words import formatLine
+from txinferno.wire.words import formatLine, quote
 
 __all__ = ["Registry", "RegisteredService"]
 
@@ -193,9 +193,12 @@ class Registry:
         self._add(service)
         if len(words) % 2 == 0:
             self._remove(service)
-            self._log.info("service {name} removed", name=name, attrs=[])
+            error = RegistryError("odd number of attribute words after the service name")
+            self._log.info(
+                "service {name} refused: {error}", name=quote(name), attrs=[], error=error.text
+            )
             self._bump()
-            raise RegistryError("odd number of attribute words after the service name")
+            raise error
         self._set(service, _pairs(words[1:]))
         self._log.info(
             "service {name} registered with {attrs}",
@@ -311,9 +314,12 @@ class Registry:
         Add the static services of an attrdb(6) file: every entry with a
         C{service=NAME} pair becomes a persistent service NAME whose
         attributes are the entry's other pairs.  No change is reported and
-        the version does not move.
+        the version does not move.  Lines that look like the wire format
+        written by mistake (bare words in a row) and a file with no service
+        are logged as warnings.
 
         @param source: a path or an open file (see L{attrdb.load}).
+
         @return: the number of services added.
         @rtype: L{int}
         @raise OSError: when the file cannot be read.
@@ -323,7 +329,11 @@ class Registry:
             added then.
         """
         names = set()
-        services = attrdb.loadServices(source)
+        warnings = []
+        services = attrdb.loadServices(source, warnings)
+        where = source if isinstance(source, str) else getattr(source, "name", "static services")
+        for warning in warnings:
+            self._log.warn("{file}: {warning}", file=str(where), warning=warning)
         for name, pairs in services:
             self.checkName(name)
             if name in names:

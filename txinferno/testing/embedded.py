@@ -13,6 +13,7 @@ Usage with pytest-twisted::
         await registry_server.restart()   # crash: every connection aborted,
                                           # same ports, empty registry
         assert "svc" not in registry_server.registry
+        await registry_server.waitFor("svc")  # registered again
 
 Or by hand (with trial too)::
 
@@ -75,6 +76,7 @@ class EmbeddedRegistry:
         self.server = None
         self.newPort = self.findPort = self.eventPort = 0
         self.running = False
+        self._waiters = []
 
     @property
     def description(self):
@@ -104,6 +106,8 @@ class EmbeddedRegistry:
             if hasattr(self.static, "seek"):
                 self.static.seek(0)
             self.registry.loadStatic(self.static)
+        registry = self.registry
+        registry.addObserver(lambda version: self._changed(registry))
         self.server = RegistryServer(self.registry, self.reactor, **self.serverOptions)
         endpoints = [
             TCP4ServerEndpoint(self.reactor, port, backlog=self.backlog, interface=self.host)
@@ -132,6 +136,36 @@ class EmbeddedRegistry:
         d = server.stopListening()
         d.addCallback(lambda _: server.disconnectAll())
         return d
+
+    def waitFor(self, name, timeout=10):
+        """
+        Wait until a service called C{name} is in the registry: registered
+        by a client, or registered again after L{restart}, whatever the
+        restarts in between.
+
+        @param name: the service name.
+        @param timeout: seconds to wait at most, or L{None} for no limit.
+        @return: a L{Deferred} that fires with the
+            L{txinferno.server.registry.RegisteredService} (at once when it
+            is there now), or fails with L{twisted.internet.defer.TimeoutError}
+            after C{timeout} seconds; cancelling it stops the wait.
+        """
+        if self.registry is not None and name in self.registry:
+            return succeed(self.registry[name])
+        waiter = (name, Deferred(lambda d: self._waiters.remove(waiter)))
+        self._waiters.append(waiter)
+        if timeout is not None:
+            waiter[1].addTimeout(timeout, self.reactor)
+        return waiter[1]
+
+    def _changed(self, registry):
+        if registry is not self.registry:
+            return
+        for waiter in list(self._waiters):
+            name, d = waiter
+            if name in registry:
+                self._waiters.remove(waiter)
+                d.callback(registry[name])
 
     def restart(self):
         """
