@@ -947,8 +947,8 @@ class StyxClient:
         return self.next()
 
 
-async def styxConnect(embedded, uname="glenda"):
-    conn = await connectRaw(reactor, *embedded.styxAddress).addTimeout(TIMEOUT, reactor)
+async def styxConnect(address, uname="glenda"):
+    conn = await connectRaw(reactor, *address).addTimeout(TIMEOUT, reactor)
     client = StyxClient(conn)
     assert await client.call(styx.Tversion(NOTAG, 8216, "9P2000")) == styx.Rversion(NOTAG, 8216, "9P2000")
     assert isinstance(await client.call(styx.Tattach(1, 0, NOFID, uname, "")), styx.Rattach)
@@ -965,7 +965,7 @@ async def test_mixed_use(registry_server):
     host = registry_server.host
     watcher = await connectRaw(reactor, host, registry_server.eventPort).addTimeout(TIMEOUT, reactor)
     assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"READY"
-    client = await styxConnect(registry_server)
+    client = await styxConnect(registry_server.styxAddress)
     await client.call(styx.Twalk(1, 0, 1, ("new",)))
     await client.call(styx.Topen(1, 1, ORDWR))
     assert await client.call(styx.Twrite(1, 1, 0, b"styxsvc proto ssh")) == styx.Rwrite(1, 17)
@@ -999,11 +999,11 @@ async def test_loopback_garbage_and_cut(registry_server):
     their connections; the server serves another meanwhile, and the cut
     connection's registration is gone.
     """
-    good = await styxConnect(registry_server)
+    good = await styxConnect(registry_server.styxAddress)
     bad = await connectRaw(reactor, *registry_server.styxAddress).addTimeout(TIMEOUT, reactor)
     bad.send(b"\x00" * 3 + b"garbage" * 100)
     await bad.whenClosed().addTimeout(TIMEOUT, reactor)
-    cut = await styxConnect(registry_server, "cutter")
+    cut = await styxConnect(registry_server.styxAddress, "cutter")
     await cut.call(styx.Twalk(1, 0, 1, ("new",)))
     await cut.call(styx.Topen(1, 1, ORDWR))
     assert await cut.call(styx.Twrite(1, 1, 0, b"cutsvc")) == styx.Rwrite(1, 6)
@@ -1024,7 +1024,122 @@ async def test_embedded_restart_keeps_styx_port():
         assert port != 0
         await embedded.restart()
         assert embedded.styxPort == port
-        client = await styxConnect(embedded)
+        client = await styxConnect(embedded.styxAddress)
         await client.conn.close()
     finally:
         await embedded.stop()
+
+
+# twistd regmgr --styx
+
+
+def test_tap_styx_default_and_off():
+    """
+    C{--styx} defaults to loopback port 6675; C{--no-styx} turns it off; a
+    bad endpoint is a usage error.
+    """
+    from twisted.python import usage
+
+    from txinferno.tap import Options
+
+    options = Options()
+    options.parseOptions([])
+    endpoint = options.endpoints["styx"]
+    assert (endpoint._port, endpoint._interface) == (6675, "127.0.0.1")
+    options = Options()
+    options.parseOptions(["--no-styx"])
+    assert "styx" not in options.endpoints
+    with pytest.raises(usage.UsageError, match="--styx bogus:1: bad endpoint"):
+        Options().parseOptions(["--styx", "bogus:1"])
+    assert "--styx=" in str(Options()) and "--no-styx" in str(Options())
+
+
+@pytest_twisted.ensureDeferred
+async def test_tap_serves_styx():
+    """
+    C{makeService} serves the registry over Styx beside the TCP ports, from
+    the same registry: a Styx registration is listed on the TCP find port.
+    """
+    from txinferno.tap import Options, makeService
+
+    options = Options()
+    options.parseOptions(["--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1",
+                          "--event", "tcp:0:interface=127.0.0.1", "--styx", "tcp:0:interface=127.0.0.1"])
+    service = makeService(options, reactor)
+    assert [s.name for s in service] == ["new", "find", "event", "styx"]
+    assert service.styxServer.registry is service.server.registry
+    service.startService()
+    try:
+        find = [s for s in service if s.name == "find"][0]
+        styxPort = [s for s in service if s.name == "styx"][0]
+        findAddress = (await find._waitingForPort.addTimeout(TIMEOUT, reactor)).getHost()
+        styxAddress = (await styxPort._waitingForPort.addTimeout(TIMEOUT, reactor)).getHost()
+        client = await styxConnect((styxAddress.host, styxAddress.port))
+        await client.call(styx.Twalk(1, 0, 1, ("new",)))
+        await client.call(styx.Topen(1, 1, OWRITE))
+        await client.call(styx.Twrite(1, 1, 0, b"viatap k v"))
+        answer = await exchange(reactor, findAddress.host, findAddress.port, b"k v\n").addTimeout(TIMEOUT, reactor)
+        assert answer == b"viatap k v\n"
+        await client.conn.close()
+    finally:
+        await service.stopService()
+        await service.server.disconnectAll()
+        await service.styxServer.disconnectAll()
+
+
+def test_inferno_authentication_is_named(server):
+    """
+    A peer that starts Inferno's authentication protocol is closed, and the
+    log says what it spoke.
+    """
+    from twisted.logger import capturedLogs, formatEvent
+
+    p = Peer(server)
+    with capturedLogs() as events:
+        assert p.sendBytes(b"0005\n1234\n") == []
+    assert p.closed
+    assert "authentication protocol" in " ".join(formatEvent(e) for e in events)
+
+
+# The model's additions for Styx
+
+
+def test_model_anonymous_then_named(clock):
+    registry = Registry(clock)
+    assert registry.started == T0
+    seen = []
+    registry.addObserver(seen.append)
+    a = registry.create("conn", "alice")
+    b = registry.create("conn", "bob")
+    assert (a.id, b.id, a.state.name, a.uid) == (0, 1, "ANONYMOUS", "alice")
+    assert seen == [] and len(registry) == 0
+    clock.advance(5)
+    registry.name(a, ["svc", "k", "v"])
+    assert (a.state.name, a.writes, a.mtime, seen) == ("REGISTERED", 1, T0 + 5, [1])
+    with pytest.raises(Exception, match="duplicate service name"):
+        registry.name(b, ["svc"])
+    assert b.state.name == "ANONYMOUS"
+    with pytest.raises(Exception, match="odd attribute/value pairs"):
+        registry.name(b, ["other", "k"])
+    assert "other" in registry and b.writes == 0 and seen == [1, 2]
+    tcp = registry.register("tcpconn", ["tcp", "a", "1"])
+    assert (tcp.id, tcp.uid) == (2, "registry")
+
+
+def test_model_remove(clock):
+    registry = Registry(clock)
+    a = registry.create(None, "alice")
+    registry.name(a, ["svc", "persist", "1"])
+    registry.remove(a)
+    assert "svc" not in registry and a.state.name == "REMOVED" and registry.version == 2
+    with pytest.raises(Exception, match="file does not exist"):
+        registry.remove(a)
+    with pytest.raises(Exception, match="buggy program!"):
+        registry.name(a, ["again"])
+    with pytest.raises(Exception, match="buggy program!"):
+        registry.update(a, ["k", "v"])
+    anonymous = registry.create(None, "alice")
+    registry.remove(anonymous)
+    assert registry.version == 3
+    quiet = registry.create(None, "alice")
+    assert registry.release(quiet) is False and quiet.state.name == "REMOVED" and registry.version == 3

@@ -29,6 +29,7 @@ R-message closes that connection only, with no reply, as the real one does.
 from __future__ import annotations
 
 import enum
+import re
 
 from twisted.internet import defer, tcp
 from twisted.internet.endpoints import serverFromString
@@ -104,6 +105,12 @@ NEGATIVE_OFFSET = 1 << 63
 ATTACH_QID = Qid(QTDIR, 0, 0)
 """
 The qid of an Rattach, and of a walk to C{..} or C{""} from the root.
+"""
+
+_INFERNO_AUTH = re.compile(rb"[0-9]{4}\n")
+"""
+How the first message of Inferno's authentication protocol starts (its
+length, as four digits and a newline).
 """
 
 _OPEN_BITS = 3 | OTRUNC | ORCLOSE
@@ -334,7 +341,13 @@ class StyxServerProtocol(Protocol):
         try:
             frames = self._splitter.feed(data)
         except MalformedMessage as e:
-            self._close(str(e))
+            if self.msize is None and _INFERNO_AUTH.match(data):
+                self._close(
+                    "the peer speaks Inferno's authentication protocol, not Styx "
+                    "(an Inferno listen without -A?)"
+                )
+            else:
+                self._close(str(e))
             return
         if frames:
             self._queue.extend(frames)
