@@ -42,7 +42,7 @@ def freePorts(count):
 
 
 def startServer(ports):
-    args = [sys.executable, "-m", "twisted", "--log-file", "/dev/null", "regmgr"]
+    args = [sys.executable, "-m", "twisted", "--log-file", "/dev/null", "regmgr", "--no-styx"]
     for name, port in zip(("new", "find", "event"), ports):
         args += ["--" + name, "tcp:%d:interface=%s:backlog=4096" % (port, HOST)]
     server = subprocess.Popen(args, cwd=os.path.dirname(os.path.abspath(__file__)))

@@ -56,7 +56,7 @@ def freePorts(count):
 
 
 def startServer(ports):
-    args = [sys.executable, "-m", "twisted", "--log-file", "/dev/null", "regmgr"]
+    args = [sys.executable, "-m", "twisted", "--log-file", "/dev/null", "--log-level", "warn", "regmgr"]
     for name, port in zip(("new", "find", "event", "styx"), ports):
         args += ["--" + name, "tcp:%d:interface=%s:backlog=4096" % (port, HOST)]
     server = subprocess.Popen(args, cwd=os.path.dirname(os.path.abspath(__file__)))
