@@ -39,6 +39,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txinferno.errors import MalformedMessage, RegistryError
+from txinferno.server.connections import ConnectionTracking
 from txinferno.server.registry import REGISTRY_USER, ServiceState
 from txinferno.wire import styx
 from txinferno.wire.styx import (
@@ -315,6 +316,8 @@ class StyxServerProtocol(Protocol):
         )
         self.state = ConnectionState.CLOSING
         self._queue = []
+        for read in list(self._reads):
+            self._dropRead(read)
         self._flush()
         self.transport.loseConnection()
 
@@ -773,7 +776,7 @@ class StyxServerFactory(Factory):
         return p
 
 
-class StyxRegistryServer:
+class StyxRegistryServer(ConnectionTracking):
     """
     A L{txinferno.server.registry.Registry} served over Styx.
 
@@ -809,8 +812,7 @@ class StyxRegistryServer:
         self.maxHeldBytes = maxHeldBytes
         self.factory = StyxServerFactory(self)
         self.port = None
-        self._connections = set()
-        self._allClosed = []
+        self._initConnections()
         self._pending = {}
         registry.addObserver(self._changed)
 
@@ -852,13 +854,7 @@ class StyxRegistryServer:
         @return: a L{Deferred} that fires with L{None} once every connection
             is closed.
         """
-        if not self._connections:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._allClosed.append(d)
-        for protocol in list(self._connections):
-            protocol.transport.abortConnection()
-        return d
+        return ConnectionTracking.disconnectAll(self)
 
     def stat(self, file: File, service=None) -> Stat:
         """
@@ -890,16 +886,6 @@ class StyxRegistryServer:
         entries = [self.stat(file).encode() for name, file in _LISTED]
         entries.extend(self.stat(File.SERVICE, s).encode() for s in self.registry)
         return entries
-
-    def _track(self, protocol):
-        self._connections.add(protocol)
-
-    def _untrack(self, protocol):
-        self._connections.discard(protocol)
-        if not self._connections:
-            waiting, self._allClosed = self._allClosed, []
-            for d in waiting:
-                d.callback(None)
 
     def _changed(self, version):
         """

@@ -1,0 +1,51 @@
+"""
+The open connections of a server, and aborting them all.
+"""
+
+from twisted.internet import defer
+
+__all__ = ["ConnectionTracking"]
+
+
+class ConnectionTracking:
+    """
+    A mixin for a server whose protocols call L{_track} when they connect and
+    L{_untrack} when they are lost: it gives L{disconnectAll}.  Call
+    L{_initConnections} from C{__init__}.
+    """
+
+    def _initConnections(self):
+        self._connections = set()
+        self._allClosed = []
+
+    def disconnectAll(self):
+        """
+        Abort every open connection.
+
+        @return: a L{Deferred} that fires with L{None} once every connection
+            is closed.
+        """
+        if not self._connections:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._allClosed.append(d)
+        for protocol in list(self._connections):
+            protocol.transport.abortConnection()
+        return d
+
+    def _track(self, protocol):
+        self._connections.add(protocol)
+
+    def _untrack(self, protocol):
+        self._connections.discard(protocol)
+        if not self._connections:
+            self._noConnections()
+            waiting, self._allClosed = self._allClosed, []
+            for d in waiting:
+                d.callback(None)
+
+    def _noConnections(self):
+        """
+        The last open connection has closed (before the waiters of
+        L{disconnectAll} are told).
+        """
