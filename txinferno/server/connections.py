@@ -1,10 +1,31 @@
 """
-The open connections of a server, and aborting them all.
+The open connections of a server, aborting them all, and sending to a
+connection's socket directly.
 """
 
 from twisted.internet import defer
 
-__all__ = ["ConnectionTracking"]
+__all__ = ["ConnectionTracking", "sendDirect"]
+
+
+def sendDirect(sock, data):
+    """
+    Send what a non-blocking socket takes of C{data} at once, bypassing the
+    transport's buffer (which spares the reactor a round of write
+    notifications; only valid while that buffer is empty).
+
+    @return: the bytes the socket did not take, to hand to the transport;
+        empty when all were sent, or when the connection is broken (the
+        reactor will notice).
+    @rtype: L{bytes}
+    """
+    try:
+        sent = sock.send(data)
+    except BlockingIOError:
+        return data
+    except OSError:
+        return b""
+    return data[sent:]
 
 
 class ConnectionTracking:

@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txinferno.errors import RegistryError
-from txinferno.server.connections import ConnectionTracking
+from txinferno.server.connections import ConnectionTracking, sendDirect
 from txinferno.wire.words import MAX_LINE, LineAssembler, splitWords
 
 __all__ = [
@@ -308,17 +308,10 @@ class EventServerProtocol(Protocol):
 
     def _send(self, data):
         if self._socket is not None:
-            try:
-                sent = self._socket.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                # The connection is broken; the reactor will notice.
-                return
-            if sent == len(data):
+            data = sendDirect(self._socket, data)
+            if not data:
                 return
             self._socket = None
-            data = data[sent:]
         self.transport.write(data)
 
     def dataReceived(self, data):

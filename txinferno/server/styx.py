@@ -39,7 +39,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txinferno.errors import MalformedMessage, RegistryError
-from txinferno.server.connections import ConnectionTracking
+from txinferno.server.connections import ConnectionTracking, sendDirect
 from txinferno.server.registry import REGISTRY_USER, ServiceState
 from txinferno.wire import styx
 from txinferno.wire.styx import (
@@ -420,16 +420,9 @@ class StyxServerProtocol(Protocol):
             and not transport._tempDataBuffer
             and transport.offset == len(transport.dataBuffer)
         ):
-            try:
-                sent = self._socket.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                # The connection is broken; the reactor will notice.
+            data = sendDirect(self._socket, data)
+            if not data:
                 return
-            if sent == len(data):
-                return
-            data = data[sent:]
         transport.write(data)
 
     def _flush(self):
