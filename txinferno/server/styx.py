@@ -367,13 +367,15 @@ class StyxServerProtocol(Protocol):
         self._out = []
         self._outSize = 0
         handlers = self._handlers
+        serving = ConnectionState.SERVING
         served = 0
         try:
-            while served < len(queue) and not self._paused and self.state is ConnectionState.SERVING:
+            while served < len(queue) and not self._paused and self.state is serving:
                 frame = queue[served]
                 served += 1
-                if self.msize is not None and len(frame) > self.msize:
-                    self._close("message of %d bytes over the msize %d" % (len(frame), self.msize))
+                msize = self.msize
+                if msize is not None and len(frame) > msize:
+                    self._close("message of %d bytes over the msize %d" % (len(frame), msize))
                     break
                 try:
                     message = decode(frame)
@@ -661,14 +663,21 @@ class StyxServerProtocol(Protocol):
         self.server._pending[read] = None
         return None
 
-    def _answerRead(self, read: _PendingRead, version: int, text: bytes):
+    def _answerRead(self, read: _PendingRead, version: int, answers: dict):
         """
         A change answers a pending event read.
+
+        @param answers: the encoded Rread of this change by C{(tag,
+            count)}, filled as needed (most readers ask alike).
         """
         del self._reads[read]
         read.fid.pending = None
         read.fid.reported = version
-        self._send(styx.Rread(read.tag, text[: read.count]).encode())
+        key = (read.tag, read.count)
+        answer = answers.get(key)
+        if answer is None:
+            answer = answers[key] = styx.Rread(read.tag, (b"%08d\n" % (version,))[: read.count]).encode()
+        self._send(answer)
 
     def _dropRead(self, read: _PendingRead):
         del self._reads[read]
@@ -888,6 +897,6 @@ class StyxRegistryServer(ConnectionTracking):
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
-        text = b"%08d\n" % (version,)
+        answers = {}
         for read in pending:
-            read.protocol._answerRead(read, version, text)
+            read.protocol._answerRead(read, version, answers)
