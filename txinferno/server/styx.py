@@ -59,7 +59,16 @@ from txinferno.wire.styx import (
 )
 from txinferno.wire.words import splitWords
 
-__all__ = ["StyxServerProtocol", "StyxServerFactory", "StyxRegistryServer", "MAX_MSIZE", "MIN_MSIZE"]
+__all__ = [
+    "StyxServerProtocol",
+    "StyxServerFactory",
+    "StyxRegistryServer",
+    "File",
+    "ConnectionState",
+    "serviceQid",
+    "MAX_MSIZE",
+    "MIN_MSIZE",
+]
 
 MAX_MSIZE = 65560
 """
