@@ -83,10 +83,11 @@ def registry(installed, tmp_path):
     server = Command(
         installed, "twistd", "-n", "--pidfile=", "regmgr",
         "--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1",
-        "--event", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
+        "--event", "tcp:0:interface=127.0.0.1", "--styx", "tcp:0:interface=127.0.0.1",
+        cwd=tmp_path)
     ports = server.waitFor(
         r"registry serving new=127.0.0.1:(\d+), find=127.0.0.1:(\d+), event=127.0.0.1:(\d+), "
-        r"0 static services$").groups()
+        r"styx=127.0.0.1:\d+, 0 static services$").groups()
     yield server, "tcp:host=127.0.0.1:new=%s:find=%s:event=%s" % tuple(ports)
     assert server.stop() == STOPPED
     server.waitFor(r"Server Shut Down")

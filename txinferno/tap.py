@@ -3,9 +3,10 @@ C{twistd regmgr}: serve a registry on its three TCP ports, and keep services
 registered and monitors running, in it or in another registry.
 
 With no options it listens on 127.0.0.1, ports 6701 (new), 6702 (find) and
-6703 (event); C{--port BASE} and C{--interface ADDR} move the three ports
-together, C{--new}, C{--find} and C{--event} take a full endpoint string for
-one::
+6703 (event), and serves the same registry over Styx on 6675 (C{--styx},
+C{--no-styx}); C{--port BASE} and C{--interface ADDR} move the three TCP
+bridge ports together, C{--new}, C{--find} and C{--event} take a full
+endpoint string for one::
 
     twistd -n regmgr
     twistd -n regmgr --port 7701 --db /etc/services.db
@@ -38,6 +39,7 @@ from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
 from txinferno.errors import RegistryError
 from txinferno.server.protocols import IDLE_TIMEOUT, RegistryServer
 from txinferno.server.registry import Registry
+from txinferno.server.styx import StyxRegistryServer
 from txinferno.wire.description import (
     REGISTRY_ENVIRONMENT,
     clientStringFor,
@@ -73,7 +75,7 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Serve an Inferno registry(4) on three TCP ports: new (register), "
-        "find (query) and event (change notification)."
+        "find (query) and event (change notification), and over Styx (9P2000)."
     )
 
     optParameters = [
@@ -90,6 +92,8 @@ class Options(usage.Options):
          "Server endpoint string of the find (query) port, likewise."],
         ["event", None, None,
          "Server endpoint string of the event (change notification) port, likewise."],
+        ["styx", None, "tcp:6675:interface=127.0.0.1:backlog=1024",
+         "Server endpoint of the Styx (9P2000) port, Inferno's registry port."],
         ["db", None, None,
          "attrdb(6) file of static services (entries with a service=NAME pair)."],
         ["max-line", None, MAX_LINE,
@@ -126,6 +130,7 @@ class Options(usage.Options):
          "Keep a service whose health check fails registered, with the attribute "
          "'health failing' (and 'health passing' once it passes again), instead of "
          "unregistering it."],
+        ["no-styx", None, "Do not serve the registry over Styx."],
     ]
 
     def __init__(self):
@@ -229,6 +234,11 @@ class Options(usage.Options):
                 self.endpoints[name] = serverFromString(reactor, self[name])
             except (ValueError, TypeError, KeyError) as e:
                 raise usage.UsageError("%s: bad endpoint: %s" % (option, e)) from None
+        if not self["no-styx"]:
+            try:
+                self.endpoints["styx"] = serverFromString(reactor, self["styx"])
+            except (ValueError, TypeError, KeyError) as e:
+                raise usage.UsageError("--styx %s: bad endpoint: %s" % (self["styx"], e)) from None
         self.registry = Registry()
         if self["db"] is not None:
             try:
@@ -263,13 +273,16 @@ class RegistryPortsService(Service):
 
     @ivar server: the server.
     @ivar endpoints: where its C{new}, C{find} and C{event} ports listen.
+    @ivar also: the other ports to open with them, all or none: C{(role,
+        endpoint, factory)} (the Styx port).
     """
 
     _log = Logger()
 
-    def __init__(self, server, endpoints):
+    def __init__(self, server, endpoints, also=()):
         self.server = server
         self.endpoints = endpoints
+        self.also = list(also)
         self._listening = None
 
     def privilegedStartService(self):
@@ -292,7 +305,7 @@ class RegistryPortsService(Service):
             failed at once, else L{None}.
         """
         outcome = []
-        self._listening = self.server.listen(*self.endpoints)
+        self._listening = self.server.listen(*self.endpoints, also=self.also)
         self._listening.addErrback(outcome.append)
         if outcome:
             self._listening = None
@@ -314,15 +327,16 @@ def makeService(options, reactor=None):
     @param options: parsed L{Options}.
     @param reactor: the reactor; the global one when L{None}.
     @return: a L{MultiService} with a L{RegistryPortsService} named
-        C{ports} serving one L{RegistryServer} (its C{server} attribute),
-        and an L{txinferno.agent.Agent} named C{agent} (its C{agent}
-        attribute) when asked for.
+        C{ports} serving one L{RegistryServer} (its C{server} attribute) and,
+        unless C{--no-styx}, a L{StyxRegistryServer} of the same registry
+        (its C{styxServer} attribute), and an L{txinferno.agent.Agent} named
+        C{agent} (its C{agent} attribute) when asked for.
     @rtype: L{MultiService}
     """
     if reactor is None:
         from twisted.internet import reactor
     service = MultiService()
-    service.server = service.agent = None
+    service.server = service.styxServer = service.agent = None
     maxDelay = options["max-retry-delay"]
     if options["registry"] is not None:
         description = options["registry"]
@@ -337,7 +351,7 @@ def makeService(options, reactor=None):
         server = _serve(options, service, reactor)
 
         def makeManager():
-            new, find, event = [clientStringFor(port.getHost()) for port in server.ports]
+            new, find, event = [clientStringFor(port.getHost()) for port in server.ports[:3]]
             return RegistryManager(
                 TCPRegistryConnection(reactor, new, find, event, maxDelay=maxDelay), reactor)
 
@@ -373,7 +387,8 @@ def _nothingToReload():
 
 def _serve(options, service, reactor):
     """
-    Add the registry server's three ports to C{service}.
+    Add the registry server's three TCP ports and its Styx port to
+    C{service}.
 
     @return: the L{RegistryServer}.
     """
@@ -383,7 +398,11 @@ def _serve(options, service, reactor):
         maxLineLength=options["max-line"],
         idleTimeout=options["idle-timeout"],
     )
-    ports = RegistryPortsService(server, [options.endpoints[name] for name in PORTS])
+    also = []
+    if "styx" in options.endpoints:
+        service.styxServer = StyxRegistryServer(options.registry, reactor)
+        also.append(("styx", options.endpoints["styx"], service.styxServer.factory))
+    ports = RegistryPortsService(server, [options.endpoints[name] for name in PORTS], also)
     ports.setName("ports")
     ports.setServiceParent(service)
     return server

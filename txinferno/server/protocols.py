@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txinferno.errors import RegistryError, TxInfernoError
+from txinferno.server.connections import ConnectionTracking, sendDirect
 from txinferno.wire.words import MAX_LINE, LineAssembler, quote, splitWords
 
 __all__ = [
@@ -316,17 +317,10 @@ class EventServerProtocol(Protocol):
 
     def _send(self, data):
         if self._socket is not None:
-            try:
-                sent = self._socket.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                # The connection is broken; the reactor will notice.
-                return
-            if sent == len(data):
+            data = sendDirect(self._socket, data)
+            if not data:
                 return
             self._socket = None
-            data = data[sent:]
         self.transport.write(data)
 
     def dataReceived(self, data):
@@ -391,7 +385,7 @@ class RegistryPortFactory(Factory):
         return p
 
 
-class RegistryServer:
+class RegistryServer(ConnectionTracking):
     """
     The three ports of one L{txinferno.server.registry.Registry}.
 
@@ -434,37 +428,43 @@ class RegistryServer:
         self.findFactory = RegistryPortFactory(self, FindServerProtocol, "find")
         self.eventFactory = RegistryPortFactory(self, EventServerProtocol, "event")
         self.ports = []
-        self._connections = set()
+        self._initConnections()
         self._watchers = set()
-        self._allClosed = []
         self._reportCall = None
         registry.addObserver(self._changed)
 
-    def listen(self, new, find, event):
+    def listen(self, new, find, event, also=()):
         """
-        Start listening on the three ports.  A TCP port that cannot be had
-        (in use, say) is found before any port opens, so that nothing
-        listens, even for a moment, when one of the three cannot.
+        Start listening on the three ports, and on any other port given to
+        open with them (the Styx port).  A TCP port that cannot be had (in
+        use, say) is found before any port opens, so that nothing listens,
+        even for a moment, when one of them cannot.
 
         @param new: where to serve C{new}.
         @type new: L{IStreamServerEndpoint} or a server endpoint string
         @param find: where to serve C{find} (same types).
         @param event: where to serve C{event} (same types).
+        @param also: more ports, each C{(role, endpoint, factory)}: they
+            open with the three, all or none, and close with them.
 
-        @return: a L{Deferred} that fires with the L{list} of the three
-            listening ports (L{IListeningPort}), or fails with a
-            L{PortListenError} for the first port that could not listen,
-            after any port that did listen has been stopped again.
+        @return: a L{Deferred} that fires with the L{list} of the listening
+            ports (L{IListeningPort}: C{new}, C{find}, C{event}, then those
+            of C{also}), or fails with a L{PortListenError} for the first
+            port that could not listen, after any port that did listen has
+            been stopped again.
         """
+        also = list(also)
         endpoints = [
             serverFromString(self.reactor, e) if isinstance(e, str) else e
-            for e in (new, find, event)
+            for e in [new, find, event] + [endpoint for _, endpoint, _ in also]
         ]
+        roles = ROLES + tuple(role for role, _, _ in also)
         try:
-            _checkFree(endpoints)
+            _checkFree(roles, endpoints)
         except PortListenError as e:
             return defer.fail(e)
         factories = [self.newFactory, self.findFactory, self.eventFactory]
+        factories += [factory for _, _, factory in also]
         d = defer.DeferredList(
             [e.listen(f) for e, f in zip(endpoints, factories)], consumeErrors=True
         )
@@ -473,18 +473,23 @@ class RegistryServer:
             ports = [r for ok, r in results if ok]
             failures = [
                 PortListenError.fromFailure(role, r)
-                for role, (ok, r) in zip(ROLES, results) if not ok
+                for role, (ok, r) in zip(roles, results) if not ok
             ]
             if failures:
                 stops = defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
                 return stops.addCallback(lambda _: defer.fail(failures[0]))
             self.ports = ports
+            more = "".join(
+                ", %s=%s" % (role, addressText(port.getHost()))
+                for role, port in zip(roles[3:], ports[3:])
+            )
             self._log.info(
-                "registry serving new={new}, find={find}, event={event}, "
+                "registry serving new={new}, find={find}, event={event}{more}, "
                 "{static} static services",
                 new=addressText(ports[0].getHost()),
                 find=addressText(ports[1].getHost()),
                 event=addressText(ports[2].getHost()),
+                more=more,
                 static=sum(1 for service in self.registry if service.static),
             )
             return ports
@@ -510,26 +515,12 @@ class RegistryServer:
         @return: a L{Deferred} that fires with L{None} once every connection
             is closed.
         """
-        if not self._connections:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._allClosed.append(d)
-        for protocol in list(self._connections):
-            protocol.transport.abortConnection()
-        return d
+        return ConnectionTracking.disconnectAll(self)
 
-    def _track(self, protocol):
-        self._connections.add(protocol)
-
-    def _untrack(self, protocol):
-        self._connections.discard(protocol)
-        if not self._connections:
-            if self._reportCall is not None and not self._watchers:
-                self._reportCall.cancel()
-                self._reportCall = None
-            waiting, self._allClosed = self._allClosed, []
-            for d in waiting:
-                d.callback(None)
+    def _noConnections(self):
+        if self._reportCall is not None and not self._watchers:
+            self._reportCall.cancel()
+            self._reportCall = None
 
     def _changed(self, version):
         """
@@ -600,16 +591,17 @@ class PortListenError(TxInfernoError):
         return cls(role, None, str(error) or type(error).__name__)
 
 
-def _checkFree(endpoints):
+def _checkFree(roles, endpoints):
     """
-    Bind, and release, a socket where each TCP endpoint is to listen.
+    Bind, and release, a socket where each TCP endpoint (of the port
+    C{roles} names) is to listen.
 
     @raise PortListenError: for the first that cannot be bound; no socket
         stays open.
     """
     held = []
     try:
-        for role, endpoint in zip(ROLES, endpoints):
+        for role, endpoint in zip(roles, endpoints):
             if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
                 continue
             ipv6 = isinstance(endpoint, TCP6ServerEndpoint)
