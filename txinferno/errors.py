@@ -8,6 +8,7 @@ __all__ = [
     "RegistrationRejected",
     "RegistrationLost",
     "MalformedAnswer",
+    "MalformedMessage",
     "AnswerTooLarge",
     "RegistryUnavailable",
     "RegistryTimeout",
@@ -61,6 +62,13 @@ class RegistrationLost(TxInfernoError):
 class MalformedAnswer(TxInfernoError):
     """
     The registry sent bytes that do not follow the protocol.
+    """
+
+
+class MalformedMessage(TxInfernoError):
+    """
+    Bytes that are not a well-formed Styx (9P2000) message: a size field out
+    of range, an unknown type, fields cut short or bytes left over.
     """
 
 
