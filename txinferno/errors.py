@@ -13,6 +13,7 @@ __all__ = [
     "RegistryUnavailable",
     "RegistryTimeout",
     "OpenFileLimit",
+    "AuthenticationRequired",
 ]
 
 
@@ -108,3 +109,11 @@ class OpenFileLimit(TxInfernoError):
             "(RLIMIT_NOFILE; raise it with ulimit -n)" % (limit,),
         )
         self.limit = limit
+
+
+class AuthenticationRequired(RegistryUnavailable):
+    """
+    The Styx server began Inferno's authentication protocol instead of
+    answering Tversion: it is exported by Inferno's C{listen} without
+    C{-A}.  Export it with C{listen -A}, or reach it through TLS.
+    """

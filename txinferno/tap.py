@@ -20,7 +20,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from txinferno.agent import Agent, parseQuerySpec, parseServiceSpec, readServicesFile
-from txinferno.wire.description import clientStringFor, parseRegistryDescription
+from txinferno.wire.description import clientStringFor, parseDescription
 from txinferno.errors import RegistryError
 from txinferno.client.manager import RegistryManager
 from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
@@ -74,7 +74,7 @@ class Options(usage.Options):
          "Close a new or find connection that sends no line within this many seconds",
          _positive(float)],
         ["registry", "r", None,
-         "Use this registry (a description such as tcp:10.0.0.1) instead of "
+         "Use this registry (a description such as tcp:10.0.0.1 or styx:10.0.0.1) instead of "
          "serving one; the server options are then ignored."],
         ["services", None, None,
          "attrdb(6) file of services to keep registered (one service=NAME entry "
@@ -115,7 +115,7 @@ class Options(usage.Options):
             self._checkServer()
         else:
             try:
-                parseRegistryDescription(self["registry"])
+                parseDescription(self["registry"])
             except ValueError as e:
                 raise usage.UsageError("--registry %s: %s" % (self["registry"], e))
         if self["services"] is not None:

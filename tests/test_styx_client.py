@@ -1,0 +1,563 @@
+"""
+Tests for the Styx client: L{txinferno.client.styx} (the protocol and its
+factory) in memory, and L{txinferno.client.styxconnection} (the connection
+plugin) against the embedded registry's Styx server over loopback.
+"""
+
+import pytest
+from twisted.internet.defer import CancelledError
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from txinferno.client.styx import StyxClientProtocol
+from txinferno.errors import (
+    AuthenticationRequired,
+    MalformedAnswer,
+    RegistryError,
+    RegistryTimeout,
+)
+from txinferno.wire.styx import (
+    NOFID,
+    NOTAG,
+    OWRITE,
+    FrameSplitter,
+    Qid,
+    Rattach,
+    Rclunk,
+    Rerror,
+    Rflush,
+    Ropen,
+    Rread,
+    Rversion,
+    Rwalk,
+    Rwrite,
+    Tattach,
+    Tclunk,
+    Tflush,
+    Topen,
+    Tread,
+    Tversion,
+    Twalk,
+    Twrite,
+    decode,
+)
+
+ROOT = Qid(0x80, 0, 0)
+FILE = Qid(0, 0, 1)
+
+
+class FakeServer:
+    """
+    The server end of a L{StyxClientProtocol} on a L{StringTransport}:
+    decodes what the client sent and feeds it answers.
+    """
+
+    def __init__(self, protocol, clock):
+        self.protocol = protocol
+        self.clock = clock
+        self.transport = StringTransport()
+        self._splitter = FrameSplitter(1 << 20)
+        protocol.makeConnection(self.transport)
+
+    def received(self):
+        """
+        @return: the messages the client sent since the last call.
+        """
+        data = self.transport.value()
+        self.transport.clear()
+        return [decode(frame) for frame in self._splitter.feed(data)]
+
+    def answer(self, *messages):
+        self.protocol.dataReceived(b"".join(m.encode() for m in messages))
+
+    def handshake(self, msize=8192):
+        [version] = self.received()
+        self.answer(Rversion(version.tag, msize, "9P2000"))
+        [attach] = self.received()
+        self.answer(Rattach(attach.tag, ROOT))
+        return version, attach
+
+    def lose(self, reason=None):
+        self.protocol.connectionLost(Failure(reason or ConnectionLost("gone")))
+
+
+def connected(user="alice", **options):
+    clock = Clock()
+    protocol = StyxClientProtocol(user, clock, **options)
+    return FakeServer(protocol, clock)
+
+
+def ready(**options):
+    server = connected(**options)
+    server.handshake()
+    assert server.protocol.state == "ready"
+    return server
+
+
+def results(d):
+    """
+    @return: a list that gets C{d}'s result, or its L{Failure}.
+    """
+    got = []
+    d.addBoth(got.append)
+    return got
+
+
+# The handshake.
+
+
+def test_handshake():
+    """
+    The client proposes its maximum message size and 9P2000 with NOTAG,
+    takes the server's smaller size, and attaches the root fid as its
+    user with no auth fid.
+    """
+    server = connected(user="alice", maxMessageSize=8216)
+    got = results(server.protocol.ready)
+    [version] = server.received()
+    assert version == Tversion(NOTAG, 8216, "9P2000")
+    server.answer(Rversion(NOTAG, 4096, "9P2000"))
+    [attach] = server.received()
+    assert attach == Tattach(attach.tag, 0, NOFID, "alice", "")
+    assert got == []
+    server.answer(Rattach(attach.tag, ROOT))
+    assert got == [server.protocol]
+    assert server.protocol.msize == 4096
+    assert server.protocol.maxIO == 4096 - 24
+
+
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        (Rversion(NOTAG, 8192, "unknown"), "answered Tversion"),
+        (Rversion(NOTAG, 100000, "9P2000"), "message size 100000"),
+        (Rversion(NOTAG, 64, "9P2000"), "message size 64"),
+        (Rerror(NOTAG, "message size too small"), "refused Tversion: message size too small"),
+    ],
+)
+def test_versionRefused(answer, message):
+    """
+    A Tversion answered with another version, a size out of range or an
+    error fails the handshake with what the server said, and drops the
+    connection.
+    """
+    server = connected()
+    got = results(server.protocol.ready)
+    server.received()
+    server.answer(answer)
+    assert server.transport.disconnecting
+    server.lose()
+    assert got[0].check(MalformedAnswer)
+    assert message in str(got[0].value)
+
+
+def test_attachRefused():
+    server = connected()
+    got = results(server.protocol.ready)
+    [version] = server.received()
+    server.answer(Rversion(NOTAG, 8192, "9P2000"))
+    [attach] = server.received()
+    server.answer(Rerror(attach.tag, "permission denied"))
+    server.lose()
+    assert got[0].check(MalformedAnswer)
+    assert "refused Tattach: permission denied" in str(got[0].value)
+
+
+def test_handshakeTimeout():
+    """
+    A server that never answers Tversion fails the handshake after the
+    timeout, and the error tells of listen -A.
+    """
+    server = connected(timeout=5)
+    got = results(server.protocol.ready)
+    server.clock.advance(4.9)
+    assert got == []
+    server.clock.advance(0.2)
+    assert server.transport.disconnecting
+    server.lose()
+    assert got[0].check(RegistryTimeout)
+    assert "listen -A" in str(got[0].value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"0023\n" + b"x" * 23,
+        b"!012\nremote: bad",
+        b"0000\n",
+    ],
+)
+@pytest.mark.parametrize("chunked", [False, True])
+def test_authenticationDetected(data, chunked):
+    """
+    A server that speaks Inferno's authentication protocol (C{listen}
+    without C{-A}) fails the handshake with L{AuthenticationRequired},
+    telling to export with C{listen -A}, even one byte at a time.
+    """
+    server = connected()
+    got = results(server.protocol.ready)
+    server.received()
+    if chunked:
+        for i in range(len(data)):
+            server.protocol.dataReceived(data[i : i + 1])
+    else:
+        server.protocol.dataReceived(data)
+    assert server.transport.disconnecting
+    server.lose()
+    assert got[0].check(AuthenticationRequired)
+    assert "listen -A" in str(got[0].value)
+    assert "authentication protocol" in str(got[0].value)
+
+
+def test_closedBeforeVersion():
+    """
+    A server that closes the connection without answering Tversion (as
+    Inferno's authentication does on bytes it cannot read) fails the
+    handshake with L{AuthenticationRequired}.
+    """
+    server = connected()
+    got = results(server.protocol.ready)
+    server.received()
+    server.protocol.dataReceived(b"00")
+    server.lose(ConnectionDone("closed"))
+    assert got[0].check(AuthenticationRequired)
+    assert "listen -A" in str(got[0].value)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"HTTP/1.1 400 Bad Request\r\n", "not Styx"),
+        (b"\x05\x00\x00\x00\x65\xff\xff", "not Styx"),
+        (Rwrite(NOTAG, 1).encode(), "answered Tversion"),
+    ],
+)
+def test_notStyx(data, message):
+    """
+    Bytes that are neither Styx nor authentication fail the handshake
+    with L{MalformedAnswer}: never a hang or a garbage parse.
+    """
+    server = connected()
+    got = results(server.protocol.ready)
+    server.received()
+    server.protocol.dataReceived(data)
+    assert server.transport.disconnecting
+    server.lose()
+    assert got[0].check(MalformedAnswer)
+    assert message in str(got[0].value)
+
+
+def test_versionInOneByteChunks():
+    server = connected()
+    got = results(server.protocol.ready)
+    server.received()
+    data = Rversion(NOTAG, 8192, "9P2000").encode()
+    for i in range(len(data)):
+        server.protocol.dataReceived(data[i : i + 1])
+    [attach] = server.received()
+    server.answer(Rattach(attach.tag, ROOT))
+    assert got == [server.protocol]
+
+
+# Tags.
+
+
+def test_tagsDistinctAndAnswersByTag():
+    """
+    Requests outstanding together have distinct tags, and each answer goes
+    to the request of its tag, in whatever order they come.
+    """
+    server = ready()
+    p = server.protocol
+    a = results(p.read(1, 0, 10))
+    b = results(p.read(2, 0, 10))
+    ta, tb = server.received()
+    assert ta.tag != tb.tag
+    assert NOTAG not in (ta.tag, tb.tag)
+    server.answer(Rread(tb.tag, b"bee"), Rread(ta.tag, b"ay"))
+    assert (a, b) == ([b"ay"], [b"bee"])
+
+
+def test_tagReused():
+    server = ready()
+    p = server.protocol
+    p.read(1, 0, 10)
+    [first] = server.received()
+    server.answer(Rread(first.tag, b""))
+    p.read(1, 0, 10)
+    [second] = server.received()
+    assert second.tag == first.tag
+
+
+def test_rerror():
+    server = ready()
+    got = results(server.protocol.write(3, 0, b"x"))
+    [write] = server.received()
+    server.answer(Rerror(write.tag, "duplicate service name"))
+    assert got[0].check(RegistryError)
+    assert got[0].value.text == "duplicate service name"
+
+
+def test_answerOfTheWrongType():
+    """
+    An answer whose type is not the request's drops the connection.
+    """
+    server = ready()
+    got = results(server.protocol.read(1, 0, 10))
+    [read] = server.received()
+    server.answer(Rwrite(read.tag, 3))
+    assert server.transport.disconnecting
+    server.lose()
+    assert got[0].check(MalformedAnswer)
+    assert "answered Tread with" in str(got[0].value)
+
+
+def test_answerOfNoRequest():
+    server = ready()
+    server.answer(Rclunk(77))
+    assert server.transport.disconnecting
+
+
+def test_maxOutstanding():
+    """
+    Beyond C{maxOutstanding} requests wait, in order, for a tag.
+    """
+    server = ready(maxOutstanding=2)
+    p = server.protocol
+    got = [results(p.read(fid, 0, 10)) for fid in (1, 2, 3)]
+    first, second = server.received()
+    assert [m.fid for m in (first, second)] == [1, 2]
+    server.answer(Rread(first.tag, b"one"))
+    [third] = server.received()
+    assert third.fid == 3 and third.tag == first.tag
+    server.answer(Rread(second.tag, b"two"), Rread(third.tag, b"three"))
+    assert got == [[b"one"], [b"two"], [b"three"]]
+
+
+# Flush, timeouts, the connection's loss.
+
+
+def test_flushOnCancel():
+    """
+    Cancelling a request sends a Tflush of its tag; the caller gets
+    L{CancelledError} at once; the tag is not reused until the Rflush.
+    """
+    server = ready()
+    p = server.protocol
+    d = p.read(1, 0, 10, timeout=None)
+    got = results(d)
+    [read] = server.received()
+    d.cancel()
+    assert got[0].check(CancelledError)
+    [flush] = server.received()
+    assert flush == Tflush(flush.tag, read.tag)
+    other = results(p.read(2, 0, 10))
+    [second] = server.received()
+    assert second.tag not in (read.tag, flush.tag)
+    server.answer(Rflush(flush.tag))
+    server.answer(Rread(second.tag, b"x"))
+    assert other == [b"x"]
+    p.read(3, 0, 10)
+    p.read(4, 0, 10)
+    reused = {m.tag for m in server.received()}
+    assert read.tag in reused
+
+
+def test_answerBeforeRflush():
+    """
+    The answer of a flushed request, arriving before the Rflush, is
+    dropped; the Rflush that follows is taken.
+    """
+    server = ready()
+    p = server.protocol
+    d = p.read(1, 0, 10, timeout=None)
+    [read] = server.received()
+    d.cancel()
+    [flush] = server.received()
+    server.answer(Rread(read.tag, b"late"), Rflush(flush.tag))
+    assert not server.transport.disconnecting
+    assert p._outstanding == {}
+
+
+def test_cancelWaiting():
+    """
+    A request cancelled before it had a tag is never sent.
+    """
+    server = ready(maxOutstanding=1)
+    p = server.protocol
+    p.read(1, 0, 10)
+    waiting = p.read(2, 0, 10)
+    got = results(waiting)
+    [first] = server.received()
+    waiting.cancel()
+    assert got[0].check(CancelledError)
+    server.answer(Rread(first.tag, b""))
+    assert server.received() == []
+
+
+def test_timeout():
+    """
+    A request not answered within the timeout fails with
+    L{RegistryTimeout} and is flushed; a Tflush not answered either drops
+    the connection.
+    """
+    server = ready(timeout=3)
+    p = server.protocol
+    got = results(p.read(1, 0, 10))
+    [read] = server.received()
+    server.clock.advance(3)
+    assert got[0].check(RegistryTimeout)
+    assert "did not answer Tread within 3 s" in str(got[0].value)
+    [flush] = server.received()
+    assert isinstance(flush, Tflush) and flush.oldtag == read.tag
+    assert not server.transport.disconnecting
+    server.clock.advance(3)
+    assert server.transport.disconnecting
+
+
+def test_noTimeout():
+    server = ready(timeout=3)
+    got = results(server.protocol.read(1, 0, 10, timeout=None))
+    server.clock.advance(1000)
+    assert got == []
+
+
+def test_connectionLostErrbacksOutstanding():
+    """
+    Every request outstanding, and every one waiting for a tag, fails with
+    the reason the connection was lost; requests made afterwards fail at
+    once.
+    """
+    server = ready(maxOutstanding=1)
+    p = server.protocol
+    sent = results(p.read(1, 0, 10, timeout=None))
+    waiting = results(p.read(2, 0, 10))
+    server.lose(ConnectionLost("cable cut"))
+    assert sent[0].check(ConnectionLost) and waiting[0].check(ConnectionLost)
+    after = results(p.read(3, 0, 10))
+    assert after[0].check(ConnectionLost)
+
+
+def test_handshakeLost():
+    server = connected()
+    got = results(server.protocol.ready)
+    server.received()
+    server.answer(Rversion(NOTAG, 8192, "9P2000"))
+    server.lose(ConnectionLost("cable cut"))
+    assert got[0].check(ConnectionLost)
+
+
+# Sizes.
+
+
+def test_readCutToMsize():
+    server = ready()
+    server.protocol.read(1, 0, 1 << 20)
+    [read] = server.received()
+    assert read.count == 8192 - 24
+
+
+def test_writeOverMsize():
+    """
+    A write longer than one message carries is refused before anything is
+    sent: the registry reads each Twrite by itself.
+    """
+    server = ready()
+    server.protocol.write(1, 0, b"x" * (8192 - 24))
+    server.received()
+    with pytest.raises(ValueError, match="over the 8168"):
+        server.protocol.write(1, 0, b"x" * (8192 - 23))
+    assert server.received() == []
+
+
+def test_messageOverMsize():
+    """
+    An answer longer than the negotiated size drops the connection.
+    """
+    server = ready()
+    got = results(server.protocol.read(1, 0, 100))
+    [read] = server.received()
+    server.answer(Rread(read.tag, b"x" * 8192))
+    assert server.transport.disconnecting
+    server.lose()
+    assert got[0].check(MalformedAnswer)
+
+
+def test_minimumSize():
+    with pytest.raises(ValueError, match="under the minimum"):
+        StyxClientProtocol("u", Clock(), maxMessageSize=255)
+
+
+# Fids.
+
+
+def test_fids():
+    """
+    Fids are distinct from the root and each other; a clunked fid is free
+    once the server answers; a walk that fails or stops part way frees its
+    new fid.
+    """
+    server = ready()
+    p = server.protocol
+    a, b = p.allocateFid(), p.allocateFid()
+    assert len({p.rootFid, a, b}) == 3
+    p.clunk(a)
+    [clunk] = server.received()
+    assert clunk == Tclunk(clunk.tag, a)
+    assert p.allocateFid() not in (a, b)
+    server.answer(Rclunk(clunk.tag))
+    assert p.allocateFid() == a
+
+    c = p.allocateFid()
+    got = results(p.walk(p.rootFid, c, ["nope"]))
+    [walk] = server.received()
+    assert walk == Twalk(walk.tag, p.rootFid, c, ("nope",))
+    server.answer(Rerror(walk.tag, "file does not exist"))
+    assert got[0].value.text == "file does not exist"
+    assert p.allocateFid() == c
+
+    d = p.allocateFid()
+    got = results(p.walk(p.rootFid, d, ["a", "b"]))
+    [walk] = server.received()
+    server.answer(Rwalk(walk.tag, (ROOT,)))
+    assert got[0].check(RegistryError)
+    assert p.allocateFid() == d
+
+
+def test_walkGivenUp():
+    """
+    A walk given up may still be made by the server: its fid is clunked and
+    never used again on the connection.
+    """
+    server = ready()
+    p = server.protocol
+    fid = p.allocateFid()
+    d = p.walk(p.rootFid, fid, ["new"])
+    server.received()
+    d.cancel()
+    kinds = {type(m) for m in server.received()}
+    assert kinds == {Tflush, Tclunk}
+    assert fid not in [p.allocateFid() for _ in range(5)]
+
+
+def test_openWriteClunkSequence():
+    """
+    The file operations send the messages they name.
+    """
+    server = ready()
+    p = server.protocol
+    got = results(p.open(5, OWRITE))
+    [open_] = server.received()
+    assert open_ == Topen(open_.tag, 5, OWRITE)
+    server.answer(Ropen(open_.tag, FILE, 0))
+    assert got[0].iounit == 0
+    got = results(p.write(5, 0, b"svc a b"))
+    [write] = server.received()
+    assert write == Twrite(write.tag, 5, 0, b"svc a b")
+    server.answer(Rwrite(write.tag, 7))
+    assert got == [7]
+    assert isinstance(p.read(5, 9, 100), object)
+    [read] = server.received()
+    assert read == Tread(read.tag, 5, 9, 100)
