@@ -5,19 +5,32 @@ plugin) against the embedded registry's Styx server over loopback.
 """
 
 import pytest
-from twisted.internet.defer import CancelledError
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from zope.interface.verify import verifyObject
 
+from clientsupport import Recorder, bounded, clientSockets, managerFor, registryServices, whenRegistry
+from txinferno.client.manager import RegistryManager
+from txinferno.client.monitor import Monitor
+from txinferno.client.service import ServiceTask
 from txinferno.client.styx import StyxClientProtocol
+from txinferno.client.styxconnection import StyxRegistryConnection
+from txinferno.client.tcp import connectionFromString
 from txinferno.errors import (
+    AnswerTooLarge,
     AuthenticationRequired,
     MalformedAnswer,
+    RegistrationLost,
+    RegistrationRejected,
     RegistryError,
     RegistryTimeout,
 )
+from txinferno.interfaces import IChangeStream, IRegistration, IRegistryConnection
 from txinferno.wire.styx import (
     NOFID,
     NOTAG,
@@ -561,3 +574,236 @@ def test_openWriteClunkSequence():
     assert isinstance(p.read(5, 9, 100), object)
     [read] = server.received()
     assert read == Tread(read.tag, 5, 9, 100)
+
+
+# The connection plugin, over loopback against the embedded registry.
+
+
+def styxDescription(server, user=None):
+    host, port = server.styxAddress
+    description = "styx:%s:%d" % (host, port)
+    return description + (":user=%s" % (user,) if user else "")
+
+
+def styxConnection(server, user=None, **options):
+    options.setdefault("initialDelay", 0.05)
+    return connectionFromString(reactor, styxDescription(server, user), **options)
+
+
+class StreamRecorder:
+    def __init__(self):
+        self.events = []
+        self._waiting = []
+
+    def streamReady(self):
+        self._record(("ready",))
+
+    def registryChanged(self, version):
+        self._record(("changed", version))
+
+    def streamLost(self, reason):
+        self._record(("lost", reason))
+
+    def _record(self, event):
+        self.events.append(event)
+        for predicate, d in list(self._waiting):
+            if predicate(self):
+                self._waiting.remove((predicate, d))
+                d.callback(self)
+
+    def count(self, kind):
+        return sum(1 for e in self.events if e[0] == kind)
+
+    def waitUntil(self, predicate):
+        d = Deferred()
+        if predicate(self):
+            d.callback(self)
+        else:
+            self._waiting.append((predicate, d))
+        return bounded(d)
+
+
+def styxSockets(server):
+    return clientSockets(server.styxAddress[1])
+
+
+async def whenSockets(server, count):
+    """
+    Wait until this process holds C{count} client sockets to the Styx port.
+    """
+    for _ in range(200):
+        if styxSockets(server) == count:
+            return
+        await deferLater(reactor, 0.02)
+    assert styxSockets(server) == count
+
+
+def test_verifyObject(registry_server):
+    conn = styxConnection(registry_server)
+    verifyObject(IRegistryConnection, conn)
+    assert isinstance(conn, StyxRegistryConnection)
+    assert conn.description == styxDescription(registry_server)
+
+
+@pytest_twisted.ensureDeferred
+async def test_registerUpdateUnregister(registry_server):
+    """
+    A registration is in the registry when its Deferred fires; updates
+    reach it; unregistering removes it.
+    """
+    conn = styxConnection(registry_server, user="alice")
+    reg = await bounded(conn.register("svc1", {"proto": "ssh", "port": "22"}))
+    verifyObject(IRegistration, reg)
+    assert registryServices(registry_server)["svc1"] == {"proto": "ssh", "port": "22"}
+    reg.update({"port": "2222", "x": "a b"})
+    await whenRegistry(registry_server, lambda r: r["svc1"].get("x") == "a b")
+    assert reg.attrs == {"proto": "ssh", "port": "2222", "x": "a b"}
+    lost = reg.whenLost()
+    await bounded(reg.unregister())
+    assert "svc1" not in registryServices(registry_server)
+    assert await bounded(lost) is None
+    with pytest.raises(RegistrationLost):
+        reg.update({"a": "b"})
+
+
+@pytest_twisted.ensureDeferred
+async def test_rejectedAtOnce(registry_server):
+    """
+    A duplicate fails at once with the registry's own text, and leaves
+    nothing behind.
+    """
+    tcp = connectionFromString(reactor, registry_server.description)
+    held = await bounded(tcp.register("dup", {"a": "1"}))
+    conn = styxConnection(registry_server)
+    with pytest.raises(RegistrationRejected) as e:
+        await conn.register("dup", {"a": "2"}).addTimeout(2, reactor)
+    assert e.value.reason == "duplicate service name"
+    assert registryServices(registry_server) == {"dup": {"a": "1"}}
+    await bounded(held.unregister())
+
+
+@pytest_twisted.ensureDeferred
+async def test_findAndMixedUse(registry_server):
+    """
+    A service registered over Styx is found over TCP and the other way
+    round; a query matches as the find port's does; an answer longer than
+    one read is read whole.
+    """
+    tcp = connectionFromString(reactor, registry_server.description)
+    styx = styxConnection(registry_server)
+    a = await bounded(styx.register("viaStyx", {"proto": "ssh"}))
+    b = await bounded(tcp.register("viaTCP", {"proto": "http"}))
+    assert set(await bounded(tcp.find({}))) == {"viaStyx", "viaTCP"}
+    assert await bounded(styx.find({"proto": "http"})) == {"viaTCP": {"proto": "http"}}
+    assert await bounded(styx.find({"proto": "*"})) == await bounded(tcp.find({"proto": "*"}))
+    assert await bounded(styx.find({"nothing": "x"})) == {}
+    many = [
+        await bounded(styx.register("bulk%03d" % i, {"descr": "x" * 60, "n": str(i)}))
+        for i in range(200)
+    ]
+    found = await bounded(styx.find({"descr": "*"}))
+    assert len(found) == 200 and found["bulk123"] == {"descr": "x" * 60, "n": "123"}
+    for reg in many + [a]:
+        await bounded(reg.unregister())
+    await bounded(b.unregister())
+
+
+@pytest_twisted.ensureDeferred
+async def test_answerTooLarge(registry_server):
+    conn = styxConnection(registry_server, maxAnswerSize=100)
+    regs = [await bounded(conn.register("big%d" % i, {"descr": "y" * 50})) for i in range(5)]
+    with pytest.raises(AnswerTooLarge):
+        await bounded(conn.find({}))
+    for reg in regs:
+        await bounded(reg.unregister())
+
+
+@pytest_twisted.ensureDeferred
+async def test_watch(registry_server):
+    """
+    The stream is ready once its event fid is open, and reports each
+    change, made over Styx or over TCP.
+    """
+    conn = styxConnection(registry_server)
+    observer = StreamRecorder()
+    stream = conn.watch(observer)
+    verifyObject(IChangeStream, stream)
+    await observer.waitUntil(lambda o: o.count("ready"))
+    assert stream.connected
+    tcp = connectionFromString(reactor, registry_server.description)
+    reg = await bounded(tcp.register("seen", {"a": "b"}))
+    await observer.waitUntil(lambda o: o.count("changed"))
+    version = observer.events[-1][1]
+    assert version == registry_server.registry.version
+    await bounded(reg.unregister())
+    await observer.waitUntil(lambda o: o.events[-1] == ("changed", version + 1))
+    await bounded(stream.stop())
+    assert not stream.connected
+    assert observer.count("lost") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_oneConnectionClosedWhenUnused(registry_server):
+    """
+    Registrations, queries and the stream share one connection, closed
+    once nothing uses it.
+    """
+    conn = styxConnection(registry_server)
+    observer = StreamRecorder()
+    stream = conn.watch(observer)
+    regs = [await bounded(conn.register("one%d" % i, {"a": "b"})) for i in range(20)]
+    await bounded(conn.find({}))
+    assert styxSockets(registry_server) == 1
+    for reg in regs:
+        await bounded(reg.unregister())
+    await bounded(stream.stop())
+    await whenSockets(registry_server, 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_persistentRemoved(registry_server):
+    """
+    A persistent service stays after its fid is clunked; one removed
+    (Tremove) is gone, which the TCP plugin can never do.
+    """
+    conn = styxConnection(registry_server)
+    kept = await bounded(conn.register("kept", {"persist": "1"}))
+    await bounded(kept.unregister())
+    assert "kept" in registryServices(registry_server)
+    gone = await bounded(conn.register("gone", {"persist": "1"}))
+    assert await bounded(gone.remove()) is None
+    assert "gone" not in registryServices(registry_server)
+    assert await bounded(gone.whenLost()) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_owners(registry_server):
+    """
+    Services are owned by the attach name.
+    """
+    alice = styxConnection(registry_server, user="alice")
+    await bounded(alice.register("hers", {"a": "b"}))
+    assert registry_server.registry["hers"].uid == "alice"
+
+
+@pytest_twisted.ensureDeferred
+async def test_managerTasks(registry_server):
+    """
+    The plugin works unchanged under the manager: a service task over
+    Styx is seen by a monitor over TCP, and the other way round.
+    """
+    styx = RegistryManager(styxConnection(registry_server), clock=reactor)
+    tcp = managerFor(registry_server)
+    seenOverTCP, seenOverStyx = Recorder(), Recorder()
+    tcp.attach(Monitor({"side": "*"}, seenOverTCP))
+    styx.attach(Monitor({"side": "*"}, seenOverStyx))
+    styx.attach(ServiceTask("fromStyx", {"side": "styx"}))
+    tcp.attach(ServiceTask("fromTCP", {"side": "tcp"}))
+    styx.startService()
+    both = lambda r: set(r.view) == {"fromStyx", "fromTCP"}
+    await seenOverTCP.waitUntil(both)
+    await seenOverStyx.waitUntil(both)
+    await bounded(styx.stopService())
+    await seenOverTCP.waitUntil(lambda r: set(r.view) == {"fromTCP"})
+    await bounded(tcp.stopService())
+    await whenSockets(registry_server, 0)
