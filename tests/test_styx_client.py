@@ -7,11 +7,19 @@ plugin) against the embedded registry's Styx server over loopback.
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.endpoints import (
+    TCP4ServerEndpoint,
+    clientFromString,
+    quoteStringArgument,
+    serverFromString,
+)
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from twisted.python.usage import UsageError
 from zope.interface.verify import verifyObject
 
 from clientsupport import Recorder, bounded, clientSockets, managerFor, registryServices, whenRegistry
@@ -21,6 +29,9 @@ from txinferno.client.service import ServiceTask
 from txinferno.client.styx import StyxClientProtocol
 from txinferno.client.styxconnection import StyxRegistryConnection
 from txinferno.client.tcp import connectionFromString
+from txinferno.regquery import ERROR, FOUND, run
+from txinferno.tap import Options as TapOptions, makeService
+from txinferno.testing.faultproxy import FaultProxy
 from txinferno.errors import (
     AnswerTooLarge,
     AuthenticationRequired,
@@ -29,6 +40,7 @@ from txinferno.errors import (
     RegistrationRejected,
     RegistryError,
     RegistryTimeout,
+    RegistryUnavailable,
 )
 from txinferno.interfaces import IChangeStream, IRegistration, IRegistryConnection
 from txinferno.wire.styx import (
@@ -807,3 +819,315 @@ async def test_managerTasks(registry_server):
     await seenOverTCP.waitUntil(lambda r: set(r.view) == {"fromTCP"})
     await bounded(tcp.stopService())
     await whenSockets(registry_server, 0)
+
+
+# Reconnection and faults, through the fault proxy.
+
+
+async def proxied(server):
+    host, port = server.styxAddress
+    proxy = FaultProxy(reactor, host, port)
+    await proxy.start()
+    return proxy
+
+
+def proxiedConnection(proxy, **options):
+    options.setdefault("initialDelay", 0.05)
+    options.setdefault("maxDelay", 0.2)
+    return connectionFromString(reactor, "styx:%s:%d" % (proxy.host, proxy.port), **options)
+
+
+@pytest_twisted.ensureDeferred
+async def test_cutInMidMessage(registry_server):
+    """
+    A connection cut in the middle of a message: the query in progress
+    fails with the connection's loss, and the registration and the stream
+    come back on the new connection.
+    """
+    proxy = await proxied(registry_server)
+    conn = proxiedConnection(proxy)
+    observer = StreamRecorder()
+    stream = conn.watch(observer)
+    reg = await bounded(conn.register("cut", {"a": "b"}))
+    await observer.waitUntil(lambda o: o.count("ready"))
+    proxy.cutNextChunk()
+    with pytest.raises((ConnectionLost, ConnectionDone, RegistryUnavailable)):
+        await bounded(conn.find({"a": "b"}))
+    await observer.waitUntil(lambda o: o.count("ready") == 2)
+    assert observer.count("lost") == 1
+    await whenRegistry(registry_server, lambda r: "cut" in r)
+    # The Rwrite comes before the answer of a later query.
+    assert await bounded(conn.find({"a": "b"})) == {"cut": {"a": "b"}}
+    assert reg.state == "registered"
+    await bounded(reg.unregister())
+    await bounded(stream.stop())
+    await proxy.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_oneByteChunks(registry_server):
+    proxy = await proxied(registry_server)
+    proxy.oneByteChunks = True
+    conn = proxiedConnection(proxy)
+    observer = StreamRecorder()
+    stream = conn.watch(observer)
+    reg = await bounded(conn.register("slow", {"descr": "z" * 300}))
+    await observer.waitUntil(lambda o: o.count("ready"))
+    assert await bounded(conn.find({})) == {"slow": {"descr": "z" * 300}}
+    reg.update({"more": "1"})
+    await observer.waitUntil(lambda o: o.count("changed") >= 1)
+    await bounded(reg.unregister())
+    await bounded(stream.stop())
+    await proxy.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_blackHole(registry_server):
+    """
+    A path that swallows everything: a query fails with
+    L{RegistryTimeout}, the unanswered Tflush drops the connection, and
+    once the path is back everything is restored.
+    """
+    proxy = await proxied(registry_server)
+    conn = proxiedConnection(proxy, findTimeout=0.3)
+    observer = StreamRecorder()
+    stream = conn.watch(observer)
+    reg = await bounded(conn.register("hole", {"a": "b"}))
+    await observer.waitUntil(lambda o: o.count("ready"))
+    proxy.blackhole = True
+    with pytest.raises(RegistryTimeout):
+        await bounded(conn.find({}))
+    await observer.waitUntil(lambda o: o.count("lost"))
+    assert reg.state in ("disconnected", "restoring")
+    proxy.blackhole = False
+    await observer.waitUntil(lambda o: o.count("ready") == 2)
+    await whenRegistry(registry_server, lambda r: "hole" in r)
+    assert await bounded(conn.find({})) == {"hole": {"a": "b"}}
+    await bounded(reg.unregister())
+    await bounded(stream.stop())
+    await proxy.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_restartWith500Registrations(registry_server):
+    """
+    500 registrations on one connection, through the proxy: after the
+    registry restarts, all are back, none twice, and the connection holds
+    one fid per registration; unregistered, it holds none and closes.
+    """
+    proxy = await proxied(registry_server)
+    conn = proxiedConnection(proxy)
+    observer = StreamRecorder()
+    stream = conn.watch(observer)
+    names = ["r%03d" % i for i in range(500)]
+    regs = await bounded(gatherResults([conn.register(n, {"n": n}) for n in names]))
+    assert len(registryServices(registry_server)) == 500
+    assert proxy.connections == 1
+    await observer.waitUntil(lambda o: o.count("ready"))
+    await registry_server.restart()
+    await observer.waitUntil(lambda o: o.count("ready") == 2)
+    await whenRegistry(registry_server, lambda r: len(r) == 500)
+    assert registryServices(registry_server) == {n: {"n": n} for n in names}
+    protocol = conn._factory.protocol
+    inUse = protocol._nextFid - 1 - len(protocol._freeFids)
+    assert inUse == 501  # the registrations and the stream
+    await bounded(conn.find({}))
+    assert all(reg.state == "registered" for reg in regs)
+    assert proxy.connections == 1
+    versionBefore = registry_server.registry.version
+    await bounded(gatherResults([reg.unregister() for reg in regs]))
+    assert registryServices(registry_server) == {}
+    assert registry_server.registry.version == versionBefore + 500
+    assert protocol._nextFid - 1 - len(protocol._freeFids) == 1
+    assert protocol._outstanding == {}
+    await bounded(stream.stop())
+    await whenSockets(registry_server, 0)
+    await proxy.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_managerRestart(registry_server):
+    """
+    Under the manager, 500 service tasks on one Styx connection come back
+    after a restart of the registry, as a monitor over TCP sees.
+    """
+    proxy = await proxied(registry_server)
+    styx = RegistryManager(proxiedConnection(proxy), clock=reactor)
+    for i in range(500):
+        styx.attach(ServiceTask("m%03d" % i, {"kind": "m"}))
+    seen = Recorder()
+    tcp = managerFor(registry_server)
+    tcp.attach(Monitor({"kind": "m"}, seen))
+    styx.startService()
+    await seen.waitUntil(lambda r: len(r.view) == 500, timeout=30)
+    await registry_server.restart()
+    await whenRegistry(registry_server, lambda r: len(r) == 500)
+    assert proxy.connections == 1
+    await bounded(styx.stopService())
+    await whenRegistry(registry_server, lambda r: len(r) == 0)
+    await bounded(tcp.stopService())
+    await proxy.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_restoreWaitsForTheOldConnectionsServices(registry_server):
+    """
+    A registration refused as a duplicate while being restored is tried
+    again: the registry may still hold it for the lost connection.
+    """
+    proxy = await proxied(registry_server)
+    conn = proxiedConnection(proxy)
+    reg = await bounded(conn.register("again", {"a": "b"}))
+    tcp = connectionFromString(reactor, registry_server.description)
+    await proxy.resetAll()
+    await whenRegistry(registry_server, lambda r: "again" not in r)
+    squatter = await bounded(tcp.register("again", {"held": "by tcp"}))
+    await deferLater(reactor, 0.2)
+    assert reg.state in ("disconnected", "restoring")
+    await bounded(squatter.unregister())
+    await whenRegistry(registry_server, lambda r: "again" in r and r["again"].get("a") == "b")
+    await bounded(conn.find({}))
+    assert reg.state == "registered"
+    await bounded(reg.unregister())
+    await proxy.stop()
+
+
+# Authentication, and what is not Styx at all.
+
+
+class SpeaksFirst(Protocol):
+    """
+    What Inferno's listen without -A does: starts its authentication
+    protocol.
+    """
+
+    def connectionMade(self):
+        self.transport.write(b"0010\n1\nsha1/rc4")
+
+
+class ClosesOnGarbage(Protocol):
+    def dataReceived(self, data):
+        self.transport.loseConnection()
+
+
+@pytest.fixture(params=[SpeaksFirst, ClosesOnGarbage])
+def authServer(request):
+    port = pytest_twisted.blockon(
+        TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(request.param)))
+    yield port.getHost().port
+    pytest_twisted.blockon(port.stopListening())
+
+
+@pytest_twisted.ensureDeferred
+async def test_authenticationOverLoopback(authServer):
+    """
+    Against a server that wants Inferno's authentication, a query and a
+    registration fail at once with L{AuthenticationRequired} telling to
+    export with listen -A; so does C{regquery}.
+    """
+    conn = connectionFromString(reactor, "styx:127.0.0.1:%d" % authServer)
+    with pytest.raises(AuthenticationRequired, match="listen -A"):
+        await bounded(conn.find({}))
+    with pytest.raises(AuthenticationRequired, match="listen -A"):
+        await bounded(conn.register("x", {"a": "b"}))
+    status, out, err = await regquery("-r", "styx:127.0.0.1:%d" % authServer, "proto", "ssh")
+    assert status == ERROR
+    assert "listen -A" in err
+
+
+# The other ways in: regquery, twistd regmgr, inferno: and registered:.
+
+
+@pytest_twisted.ensureDeferred
+async def test_regquery(registry_server):
+    tcp = connectionFromString(reactor, registry_server.description)
+    reg = await bounded(tcp.register("q1", {"proto": "ssh"}))
+    status, out, err = await regquery("-r", styxDescription(registry_server), "proto", "ssh")
+    assert (status, out, err) == (FOUND, "q1 proto ssh\n", "")
+    await bounded(reg.unregister())
+
+
+@pytest_twisted.ensureDeferred
+async def test_regmgrAgent(registry_server):
+    """
+    C{twistd regmgr --registry styx:...} keeps its services registered
+    over Styx, owned by the attach name.
+    """
+    options = _tapOptions(
+        "--registry", styxDescription(registry_server, user="agent"), "--service", "svc a 1"
+    )
+    service = makeService(options, reactor)
+    service.startService()
+    try:
+        await whenRegistry(registry_server, lambda r: "svc" in r)
+        assert registry_server.registry["svc"].uid == "agent"
+    finally:
+        await bounded(service.stopService())
+    await whenRegistry(registry_server, lambda r: "svc" not in r)
+
+
+def test_regmgrBadStyxDescription():
+    with pytest.raises(UsageError, match="unknown keyword 'bogus'"):
+        _tapOptions("--registry", "styx:bogus=1", "--service", "svc a 1")
+
+
+@pytest_twisted.ensureDeferred
+async def test_endpoints(registry_server):
+    """
+    C{registered:} registers over Styx, and C{inferno:} finds over Styx.
+    """
+    registry = quoteStringArgument(styxDescription(registry_server))
+    endpoint = serverFromString(
+        reactor, r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=web:proto=greet" % registry
+    )
+    port = await bounded(endpoint.listen(Factory.forProtocol(Greeter)))
+    await bounded(port.whenRegistered())
+    assert registry_server.registry["web"].get("proto") == "greet"
+    reader = Reader()
+    client = clientFromString(reactor, "inferno:registry=%s:proto=greet" % registry)
+    await bounded(client.connect(Factory.forProtocol(lambda: reader)))
+    assert await bounded(reader.closed) == b"hello\n"
+    await port.stopListening()
+    await whenRegistry(registry_server, lambda r: "web" not in r)
+
+
+def _tapOptions(*argv):
+    options = TapOptions()
+    options.parseOptions(list(argv))
+    return options
+
+
+class Greeter(Protocol):
+    def connectionMade(self):
+        self.transport.write(b"hello\n")
+        self.transport.loseConnection()
+
+
+class Reader(Protocol):
+    def __init__(self):
+        self.data = b""
+        self.closed = Deferred()
+
+    def dataReceived(self, data):
+        self.data += data
+
+    def connectionLost(self, reason):
+        self.closed.callback(self.data)
+
+
+async def regquery(*argv):
+    out, err = _Text(), _Text()
+    status = await bounded(run(reactor, list(argv), None, out, err, Deferred()))
+    return status, out.text, err.text
+
+
+class _Text:
+    def __init__(self):
+        self.text = ""
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass

@@ -45,6 +45,15 @@ __all__ = ["StyxRegistryConnection", "StyxRegistration", "StyxChangeStream", "st
 
 _VERSION = re.compile(rb"[0-9]{8,}\n?")
 
+RESTORE_RETRY_DELAY = 0.1
+"""
+Seconds before a registration refused as a C{duplicate service name} while
+being restored is tried again: the registry may not have removed the
+service its lost connection held yet (Inferno takes 0.16 s for 500).
+"""
+
+_DUPLICATE = "duplicate service name"
+
 _GONE = "buggy program!"
 """
 The registry's answer to a write on the fid of a service that was removed.
@@ -392,6 +401,7 @@ class StyxRegistration:
         self._fid = None
         self._end = None
         self._endWaiters = []
+        self._lostAt = None
 
     def __repr__(self):
         return "<StyxRegistration %r %s>" % (self.name, self.state)
@@ -438,11 +448,12 @@ class StyxRegistration:
         self._protocol = self._fid = None
         if self.state == "registered":
             self.state = "disconnected"
+            self._lostAt = self._connection.clock.seconds()
         elif self.state == "unregistering":
             self._ended(None)
 
     def _restore(self, protocol):
-        if self.state != "disconnected":
+        if self.state != "disconnected" or protocol.state != "ready":
             return
         self.state = "restoring"
         d = self._connection._timed(self._establish(), "restoring the registration of %r" % (self.name,))
@@ -463,6 +474,16 @@ class StyxRegistration:
         if protocol.state == "closed" and not reason.check(RegistrationRejected):
             # Lost again: restored on the next connection.
             self.state = "disconnected"
+            return
+        clock = self._connection.clock
+        if (
+            reason.check(RegistrationRejected)
+            and reason.value.reason == _DUPLICATE
+            and clock.seconds() + RESTORE_RETRY_DELAY < self._lostAt + self._connection.findTimeout
+        ):
+            # Perhaps still held for the lost connection.
+            self.state = "disconnected"
+            clock.callLater(RESTORE_RETRY_DELAY, self._restore, protocol)
             return
         self._lose("not restored after a reconnection: %s" % (reason.getErrorMessage(),))
 
