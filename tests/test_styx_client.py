@@ -939,7 +939,7 @@ async def test_restartWith500Registrations(registry_server):
     assert registryServices(registry_server) == {}
     assert registry_server.registry.version == versionBefore + 500
     assert protocol._nextFid - 1 - len(protocol._freeFids) == 1
-    assert protocol._outstanding == {}
+    assert [r.cls for r in protocol._outstanding.values()] == [Tread]  # the event read
     await bounded(stream.stop())
     await whenSockets(registry_server, 0)
     await proxy.stop()
