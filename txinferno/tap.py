@@ -3,7 +3,8 @@ C{twistd regmgr}: serve a registry on its three TCP ports, and keep services
 registered and monitors running, in it or in another registry.
 
 With no options it listens on 127.0.0.1, ports 6701 (new), 6702 (find) and
-6703 (event)::
+6703 (event), and serves the same registry over Styx on 6675 (C{--styx},
+C{--no-styx})::
 
     twistd -n regmgr
     twistd -n regmgr --new tcp:7701 --find tcp:7702 --event tcp:7703 \\
@@ -26,6 +27,7 @@ from txinferno.client.manager import RegistryManager
 from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
 from txinferno.server.registry import Registry
 from txinferno.server.protocols import IDLE_TIMEOUT, RegistryServer
+from txinferno.server.styx import StyxRegistryServer
 from txinferno.wire.words import MAX_LINE
 
 __all__ = ["Options", "makeService"]
@@ -65,6 +67,8 @@ class Options(usage.Options):
          "Server endpoint of the find (query) port."],
         ["event", None, "tcp:6703:interface=127.0.0.1:backlog=1024",
          "Server endpoint of the event (change notification) port."],
+        ["styx", None, "tcp:6675:interface=127.0.0.1:backlog=1024",
+         "Server endpoint of the Styx (9P2000) port, Inferno's registry port."],
         ["db", None, None,
          "attrdb(6) file of static services (entries with a service=NAME pair)."],
         ["max-line", None, MAX_LINE,
@@ -83,6 +87,10 @@ class Options(usage.Options):
          "Shell command run for each change a monitor sees (one at a time per "
          "monitor), with TXINFERNO_EVENT, TXINFERNO_NAME, TXINFERNO_SERVICE and "
          "TXINFERNO_QUERY in its environment."],
+    ]
+
+    optFlags = [
+        ["no-styx", None, "Do not serve the registry over Styx."],
     ]
 
     def __init__(self):
@@ -143,7 +151,7 @@ class Options(usage.Options):
         from twisted.internet import reactor
 
         self.endpoints = {}
-        for name in PORTS:
+        for name in PORTS + (() if self["no-styx"] else ("styx",)):
             try:
                 self.endpoints[name] = serverFromString(reactor, self[name])
             except (ValueError, TypeError, KeyError) as e:
@@ -185,7 +193,9 @@ def makeService(options, reactor=None):
     @param reactor: the reactor; the global one when L{None}.
     @return: a L{MultiService} with one L{StreamServerEndpointService} per
         port (named C{new}, C{find} and C{event}), all serving one
-        L{RegistryServer} (its C{server} attribute), and an
+        L{RegistryServer} (its C{server} attribute), one named C{styx}
+        serving the same registry from a L{StyxRegistryServer} (its
+        C{styxServer} attribute) unless C{--no-styx}, and an
         L{txinferno.agent.Agent} named C{agent} (its C{agent} attribute)
         when asked for.
     @rtype: L{MultiService}
@@ -193,7 +203,7 @@ def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     service = MultiService()
-    service.server = service.agent = None
+    service.server = service.styxServer = service.agent = None
     if options["registry"] is not None:
         description = options["registry"]
 
@@ -241,7 +251,12 @@ def _serve(options, service, reactor):
         "event": service.server.eventFactory,
     }
     endpoints = []
-    for name in PORTS:
+    names = PORTS
+    if "styx" in options.endpoints:
+        service.styxServer = StyxRegistryServer(options.registry, reactor)
+        factories["styx"] = service.styxServer.factory
+        names += ("styx",)
+    for name in names:
         endpoint = _RecordingEndpoint(options.endpoints[name])
         port = StreamServerEndpointService(endpoint, factories[name])
         port._raiseSynchronously = True

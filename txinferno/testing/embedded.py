@@ -28,19 +28,21 @@ then serves again on the same ports.
 
 from collections import deque
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from txinferno.server.registry import Registry
 from txinferno.server.protocols import RegistryServer
+from txinferno.server.styx import StyxRegistryServer
 
 __all__ = ["EmbeddedRegistry", "RawConnection", "connectRaw", "exchange"]
 
 
 class EmbeddedRegistry:
     """
-    A registry served on three loopback TCP ports.
+    A registry served on three loopback TCP ports, and over Styx on a
+    fourth.
 
     @ivar registry: the current registry model (a fresh one after each
         L{start}); L{None} before the first.
@@ -51,6 +53,9 @@ class EmbeddedRegistry:
     @ivar newPort: the C{new} port number (0 before the first start).
     @ivar findPort: the C{find} port number.
     @ivar eventPort: the C{event} port number.
+    @ivar styxServer: the current L{StyxRegistryServer}, serving the same
+        registry; L{None} before the first start.
+    @ivar styxPort: the Styx port number.
     @ivar running: whether it is listening.
     """
 
@@ -73,7 +78,8 @@ class EmbeddedRegistry:
         self.serverOptions = serverOptions
         self.registry = None
         self.server = None
-        self.newPort = self.findPort = self.eventPort = 0
+        self.styxServer = None
+        self.newPort = self.findPort = self.eventPort = self.styxPort = 0
         self.running = False
 
     @property
@@ -89,12 +95,19 @@ class EmbeddedRegistry:
             self.eventPort,
         )
 
+    @property
+    def styxAddress(self):
+        """
+        Where the Styx port listens: C{(host, port)}.
+        """
+        return (self.host, self.styxPort)
+
     def start(self):
         """
         Serve a fresh registry (static services loaded): on ports chosen by
         the system the first time, on the same ports afterwards.
 
-        @return: a L{Deferred} that fires with this object once the three
+        @return: a L{Deferred} that fires with this object once the four
             ports listen.
         """
         if self.running:
@@ -105,17 +118,26 @@ class EmbeddedRegistry:
                 self.static.seek(0)
             self.registry.loadStatic(self.static)
         self.server = RegistryServer(self.registry, self.reactor, **self.serverOptions)
+        self.styxServer = StyxRegistryServer(self.registry, self.reactor)
         endpoints = [
             TCP4ServerEndpoint(self.reactor, port, backlog=self.backlog, interface=self.host)
-            for port in (self.newPort, self.findPort, self.eventPort)
+            for port in (self.newPort, self.findPort, self.eventPort, self.styxPort)
         ]
 
         def listening(ports):
-            self.running = True
             self.newPort, self.findPort, self.eventPort = [p.getHost().port for p in ports]
+            return self.styxServer.listen(endpoints[3]).addErrback(styxFailed)
+
+        def styxFailed(failure):
+            return self.server.stopListening().addCallback(lambda _: failure)
+
+        def styxListening(port):
+            self.running = True
+            self.styxPort = port.getHost().port
             return self
 
-        return self.server.listen(*endpoints).addCallback(listening)
+        d = self.server.listen(*endpoints[:3]).addCallback(listening)
+        return d.addCallback(styxListening)
 
     def stop(self):
         """
@@ -128,10 +150,10 @@ class EmbeddedRegistry:
         if not self.running:
             return succeed(None)
         self.running = False
-        server = self.server
-        d = server.stopListening()
-        d.addCallback(lambda _: server.disconnectAll())
-        return d
+        servers = [self.server, self.styxServer]
+        d = gatherResults([s.stopListening() for s in servers])
+        d.addCallback(lambda _: gatherResults([s.disconnectAll() for s in servers]))
+        return d.addCallback(lambda _: None)
 
     def restart(self):
         """

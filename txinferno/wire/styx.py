@@ -20,7 +20,8 @@ message whose fields are out of range raises L{ValueError}.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import ClassVar, NamedTuple
 
 from txinferno.errors import MalformedMessage
@@ -163,6 +164,10 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _HEADER = struct.Struct("<IBH")
 _QID = struct.Struct("<BIQ")
+_WALK = struct.Struct("<IIH")
+_IO = struct.Struct("<IQI")
+_HEADER_COUNT = struct.Struct("<IBHI")
+_OPEN = struct.Struct("<IBHBIQI")
 
 
 def _pack(fmt: struct.Struct, *values) -> bytes:
@@ -345,11 +350,22 @@ class Message:
     TYPE: ClassVar[int]
     tag: int
 
+    # A message whose fields are all integers has _LAYOUT, the struct of the
+    # whole message, and _FIELDS, the getter of its fields' values.
+    _LAYOUT: ClassVar[struct.Struct | None] = None
+    _FIELDS: ClassVar = None
+
     def encode(self) -> bytes:
         """
         @return: the whole message, size field included.
         @raise ValueError: if a field is out of its range.
         """
+        layout = self._LAYOUT
+        if layout is not None:
+            try:
+                return layout.pack(layout.size, self.TYPE, *self._FIELDS(self))
+            except struct.error as e:
+                raise ValueError("Styx field out of range: %s (%r)" % (e, self)) from None
         body = self._body()
         return _pack(_HEADER, HEADER_SIZE + len(body), self.TYPE, self.tag) + body
 
@@ -357,12 +373,42 @@ class Message:
         return b""
 
     @classmethod
+    def _decode(cls, tag: int, data: bytes) -> Message:
+        layout = cls._LAYOUT
+        if layout is not None:
+            if len(data) != layout.size:
+                raise MalformedMessage(
+                    "%s of %d bytes: it has %d" % (cls.__name__, len(data), layout.size)
+                )
+            return cls(*layout.unpack_from(data)[2:])
+        reader = _Reader(data, HEADER_SIZE)
+        message = cls._read(tag, reader)
+        reader.end()
+        return message
+
+    @classmethod
     def _read(cls, tag: int, reader: _Reader) -> Message:
         return cls(tag)
 
 
-def _message(cls):
-    return dataclass(frozen=True, slots=True)(cls)
+def _message(cls=None, layout=None):
+    """
+    Make a message class a slotted dataclass (its instances are meant to be
+    treated as immutable; they are not frozen, for speed, but hashable).
+
+    @param layout: for a message whose fields after the tag are all
+        integers, their struct format characters.
+    """
+
+    def make(cls):
+        cls = dataclass(slots=True, unsafe_hash=True)(cls)
+        if layout is not None:
+            cls._LAYOUT = struct.Struct("<IBH" + layout)
+            names = [f.name for f in fields(cls)]
+            cls._FIELDS = attrgetter(*names) if len(names) > 1 else staticmethod(lambda m: (m.tag,))
+        return cls
+
+    return make(cls) if cls is not None else make
 
 
 @_message
@@ -460,7 +506,7 @@ class Rerror(Message):
         return cls(tag, reader.string())
 
 
-@_message
+@_message(layout="H")
 class Tflush(Message):
     TYPE: ClassVar[int] = 108
     tag: int
@@ -474,7 +520,7 @@ class Tflush(Message):
         return cls(tag, reader.u16())
 
 
-@_message
+@_message(layout="")
 class Rflush(Message):
     TYPE: ClassVar[int] = 109
     tag: int
@@ -500,13 +546,26 @@ class Twalk(Message):
         )
 
     @classmethod
-    def _read(cls, tag, reader):
-        fid = reader.u32()
-        newfid = reader.u32()
-        count = reader.u16()
+    def _decode(cls, tag, data):
+        end = len(data)
+        if end < 17:
+            raise MalformedMessage("Styx message shorter than its fields")
+        fid, newfid, count = _WALK.unpack_from(data, HEADER_SIZE)
         if count > MAXWELEM:
             raise MalformedMessage("Twalk of %d names: at most %d" % (count, MAXWELEM))
-        return cls(tag, fid, newfid, tuple(reader.string() for _ in range(count)))
+        offset = 17
+        names = []
+        for _ in range(count):
+            if offset + 2 > end:
+                raise MalformedMessage("Styx message shorter than its fields")
+            start = offset + 2
+            offset = start + (data[offset] | data[offset + 1] << 8)
+            if offset > end:
+                raise MalformedMessage("Styx message shorter than its fields")
+            names.append(data[start:offset].decode("utf-8", "surrogateescape"))
+        if offset != end:
+            raise MalformedMessage("Styx message has %d bytes after its fields" % (end - offset,))
+        return cls(tag, fid, newfid, tuple(names))
 
 
 @_message
@@ -522,7 +581,7 @@ class Rwalk(Message):
     def _body(self):
         if len(self.qids) > MAXWELEM:
             raise ValueError("Rwalk of %d qids: at most %d" % (len(self.qids), MAXWELEM))
-        return _pack(_U16, len(self.qids)) + b"".join(qid.encode() for qid in self.qids)
+        return _pack(_U16, len(self.qids)) + b"".join([_pack(_QID, *qid) for qid in self.qids])
 
     @classmethod
     def _read(cls, tag, reader):
@@ -532,7 +591,7 @@ class Rwalk(Message):
         return cls(tag, tuple(reader.qid() for _ in range(count)))
 
 
-@_message
+@_message(layout="IB")
 class Topen(Message):
     TYPE: ClassVar[int] = 112
     tag: int
@@ -554,8 +613,11 @@ class Ropen(Message):
     qid: Qid
     iounit: int
 
-    def _body(self):
-        return self.qid.encode() + _pack(_U32, self.iounit)
+    def encode(self):
+        try:
+            return _OPEN.pack(24, self.TYPE, self.tag, *self.qid, self.iounit)
+        except (struct.error, TypeError) as e:
+            raise ValueError("Styx field out of range: %s" % (e,)) from None
 
     @classmethod
     def _read(cls, tag, reader):
@@ -584,7 +646,7 @@ class Rcreate(Ropen):
     TYPE: ClassVar[int] = 115
 
 
-@_message
+@_message(layout="IQI")
 class Tread(Message):
     TYPE: ClassVar[int] = 116
     tag: int
@@ -606,12 +668,21 @@ class Rread(Message):
     tag: int
     data: bytes
 
-    def _body(self):
-        return _pack(_U32, len(self.data)) + self.data
+    def encode(self):
+        data = self.data
+        try:
+            return _HEADER_COUNT.pack(11 + len(data), self.TYPE, self.tag, len(data)) + data
+        except struct.error as e:
+            raise ValueError("Styx field out of range: %s" % (e,)) from None
 
     @classmethod
-    def _read(cls, tag, reader):
-        return cls(tag, reader.raw(reader.u32()))
+    def _decode(cls, tag, data):
+        if len(data) < 11:
+            raise MalformedMessage("Styx message shorter than its fields")
+        (count,) = _U32.unpack_from(data, HEADER_SIZE)
+        if count != len(data) - 11:
+            raise MalformedMessage("Rread of count %d in %d bytes" % (count, len(data)))
+        return cls(tag, data[11:])
 
 
 @_message
@@ -626,13 +697,16 @@ class Twrite(Message):
         return _pack(_U32, self.fid) + _pack(_U64, self.offset) + _pack(_U32, len(self.data)) + self.data
 
     @classmethod
-    def _read(cls, tag, reader):
-        fid = reader.u32()
-        offset = reader.u64()
-        return cls(tag, fid, offset, reader.raw(reader.u32()))
+    def _decode(cls, tag, data):
+        if len(data) < 23:
+            raise MalformedMessage("Styx message shorter than its fields")
+        fid, offset, count = _IO.unpack_from(data, HEADER_SIZE)
+        if count != len(data) - 23:
+            raise MalformedMessage("Twrite of count %d in %d bytes" % (count, len(data)))
+        return cls(tag, fid, offset, data[23:])
 
 
-@_message
+@_message(layout="I")
 class Rwrite(Message):
     TYPE: ClassVar[int] = 119
     tag: int
@@ -646,7 +720,7 @@ class Rwrite(Message):
         return cls(tag, reader.u32())
 
 
-@_message
+@_message(layout="I")
 class Tclunk(Message):
     TYPE: ClassVar[int] = 120
     tag: int
@@ -660,24 +734,24 @@ class Tclunk(Message):
         return cls(tag, reader.u32())
 
 
-@_message
+@_message(layout="")
 class Rclunk(Message):
     TYPE: ClassVar[int] = 121
     tag: int
 
 
-@_message
+@_message(layout="I")
 class Tremove(Tclunk):
     TYPE: ClassVar[int] = 122
 
 
-@_message
+@_message(layout="")
 class Rremove(Message):
     TYPE: ClassVar[int] = 123
     tag: int
 
 
-@_message
+@_message(layout="I")
 class Tstat(Tclunk):
     TYPE: ClassVar[int] = 124
 
@@ -724,7 +798,7 @@ class Twstat(Message):
         return cls(tag, fid, reader.raw(reader.u16()))
 
 
-@_message
+@_message(layout="")
 class Rwstat(Message):
     TYPE: ClassVar[int] = 127
     tag: int
@@ -785,10 +859,7 @@ def decode(data: bytes) -> Message:
     cls = MESSAGE_TYPES.get(type_)
     if cls is None:
         raise MalformedMessage("unknown Styx message type %d" % (type_,))
-    reader = _Reader(data, HEADER_SIZE)
-    message = cls._read(tag, reader)
-    reader.end()
-    return message
+    return cls._decode(tag, data)
 
 
 class FrameSplitter:

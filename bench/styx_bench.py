@@ -1,0 +1,286 @@
+"""
+Benchmark of the embedded registry served over Styx: python bench/styx_bench.py
+
+Runs C{twistd -n regmgr} with C{--styx} in a subprocess (so that the
+benchmark's clients do not share its CPU time) and measures, with plain
+blocking sockets and selectors on the client side and messages encoded
+before the clock starts:
+
+  - registrations per second over 4 Styx connections (20,000 in all, each a
+    Twalk to C{new}, a Topen and a Twrite, pipelined), until the last
+    Rwrite; then that every one is listed by the TCP C{find} port;
+  - the same per second of the server's CPU time (user and system), a
+    figure that does not depend on what else the machine runs;
+  - the server's memory per registration (resident memory before and
+    after, the 20,000 registrations held open);
+  - delay from a change (an update through a held Styx fid) until the last
+    of 1,000 Styx event readers (1,000 connections, one pending Tread each)
+    has its Rread; median and p95 of 30.
+
+Each figure is printed with its target from issue 12 and the ratio
+figure/target (below 1 is good for times, above 1 for rates).
+"""
+
+import os
+import resource
+import selectors
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from txinferno.wire import styx  # noqa: E402
+from txinferno.wire.styx import NOFID, NOTAG, OREAD, OWRITE, FrameSplitter, decode  # noqa: E402
+
+HOST = "127.0.0.1"
+CONNECTIONS = 4
+REGISTRATIONS = 20000
+READERS = 1000
+MSIZE = 8216
+
+
+def freePorts(count):
+    socks = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind((HOST, 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def startServer(ports):
+    args = [sys.executable, "-m", "twisted", "--log-file", "/dev/null", "regmgr"]
+    for name, port in zip(("new", "find", "event", "styx"), ports):
+        args += ["--" + name, "tcp:%d:interface=%s:backlog=4096" % (port, HOST)]
+    server = subprocess.Popen(args, cwd=os.path.dirname(os.path.abspath(__file__)))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection((HOST, ports[3]), timeout=1).close()
+            return server
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise SystemExit("the server did not start")
+            time.sleep(0.05)
+
+
+def cpu(pid):
+    """
+    @return: the CPU seconds (user and system) the process has used.
+    """
+    with open("/proc/%d/stat" % (pid,)) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss(pid):
+    with open("/proc/%d/status" % (pid,)) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise SystemExit("no VmRSS for the server")
+
+
+class Connection:
+    """
+    A blocking Styx connection: Tversion and Tattach (fid 0) done.
+    """
+
+    def __init__(self, port, uname="bench"):
+        self.sock = socket.create_connection((HOST, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.splitter = FrameSplitter(1 << 20)
+        self.pending = []
+        assert self.call(styx.Tversion(NOTAG, MSIZE, "9P2000")) == styx.Rversion(NOTAG, MSIZE, "9P2000")
+        assert isinstance(self.call(styx.Tattach(1, 0, NOFID, uname, "")), styx.Rattach)
+
+    def frames(self):
+        while not self.pending:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise SystemExit("the server closed a Styx connection")
+            self.pending.extend(self.splitter.feed(data))
+        return self.pending.pop(0)
+
+    def call(self, message):
+        self.sock.sendall(message.encode())
+        reply = decode(self.frames())
+        if isinstance(reply, styx.Rerror):
+            raise SystemExit("%s: %s" % (message, reply.ename))
+        return reply
+
+    def send(self, message):
+        self.sock.sendall(message.encode())
+
+
+def registrations(port, first, count):
+    messages = []
+    for i in range(first, first + count):
+        fid = 10 + i
+        messages.append(styx.Twalk(1, 0, fid, ("new",)).encode())
+        messages.append(styx.Topen(1, fid, OWRITE).encode())
+        messages.append(styx.Twrite(1, fid, 0, b"svc%d id %d proto bench" % (i, i)).encode())
+    return Connection(port), b"".join(messages), 3 * count
+
+
+def registerAll(jobs):
+    """
+    Send every connection's requests and read until every reply is in.
+
+    @return: the seconds taken.
+    """
+    selector = selectors.DefaultSelector()
+    start = time.perf_counter()
+    state = {}
+    for conn, data, replies in jobs:
+        conn.sock.setblocking(False)
+        state[conn.sock] = [conn, memoryview(data), replies, b""]
+        selector.register(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    left = len(jobs)
+    while left:
+        for key, events in selector.select(10):
+            entry = state[key.fileobj]
+            conn, data, replies, buffer = entry
+            if events & selectors.EVENT_WRITE and data:
+                try:
+                    sent = conn.sock.send(data[: 1 << 18])
+                except BlockingIOError:
+                    sent = 0
+                entry[1] = data = data[sent:]
+                if not data:
+                    selector.modify(conn.sock, selectors.EVENT_READ)
+            if events & selectors.EVENT_READ:
+                buffer += conn.sock.recv(1 << 20)
+                offset = 0
+                while len(buffer) - offset >= 5:
+                    (size,) = struct.unpack_from("<I", buffer, offset)
+                    if len(buffer) - offset < size:
+                        break
+                    if buffer[offset + 4] == styx.Rerror.TYPE:
+                        raise SystemExit("registration refused: %r" % (decode(buffer[offset : offset + size]),))
+                    offset += size
+                    replies -= 1
+                entry[2], entry[3] = replies, buffer[offset:]
+                if replies == 0:
+                    selector.unregister(conn.sock)
+                    left -= 1
+    elapsed = time.perf_counter() - start
+    selector.close()
+    for conn, _, _ in jobs:
+        conn.sock.setblocking(True)
+    return elapsed
+
+
+def findCount(port):
+    with socket.create_connection((HOST, port)) as s:
+        s.sendall(b"proto bench\n")
+        chunks = []
+        while True:
+            data = s.recv(1 << 20)
+            if not data:
+                return b"".join(chunks).count(b"\n")
+            chunks.append(data)
+
+
+def openReaders(port, count):
+    readers = []
+    selector = selectors.DefaultSelector()
+    for _ in range(count):
+        conn = Connection(port)
+        conn.call(styx.Twalk(1, 0, 1, ("event",)))
+        conn.call(styx.Topen(1, 1, OREAD))
+        readers.append(conn)
+    return readers, selector
+
+
+def eventDelays(ticker, readers, selector, repeat):
+    read = styx.Tread(7, 1, 0, 64).encode()
+    for conn in readers:
+        conn.sock.sendall(read)
+        conn.sock.setblocking(False)
+        selector.register(conn.sock, selectors.EVENT_READ, conn)
+    # The readers' first read is answered at once if anything changed since
+    # their open: wait for the first round to be pending.
+    times = []
+    for i in range(repeat + 1):
+        waiting = set(readers)
+        start = time.perf_counter()
+        ticker.send(styx.Twrite(1, 10, 0, b"tick %d" % (i,)))
+        while waiting:
+            ready = selector.select(10)
+            if not ready:
+                raise SystemExit("no event within 10 s")
+            for key, _ in ready:
+                conn = key.data
+                data = conn.sock.recv(100)
+                assert data[4] == styx.Rread.TYPE and len(data) == 20, data
+                waiting.discard(conn)
+        elapsed = time.perf_counter() - start
+        if i:
+            times.append(elapsed)
+        for conn in readers:
+            conn.sock.send(read)
+        assert decode(ticker.frames()) == styx.Rwrite(1, 5 + len(str(i)))
+    return statistics.median(times), statistics.quantiles(times, n=20)[18]
+
+
+def main():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    ports = freePorts(4)
+    server = startServer(ports)
+    findPort, styxPort = ports[1], ports[3]
+    rows = []
+
+    def row(what, figure, unit, target, higherIsBetter=False):
+        ratio = figure / target
+        ok = ratio >= 1 if higherIsBetter else ratio <= 1
+        rows.append((what, "%.2f %s" % (figure, unit), "%s %g %s" % (">=" if higherIsBetter else "<=", target, unit),
+                     "%.3f" % ratio, "ok" if ok else "MISSED"))
+
+    try:
+        share = REGISTRATIONS // CONNECTIONS
+        jobs = [registrations(styxPort, c * share, share) for c in range(CONNECTIONS)]
+        before, cpuBefore = rss(server.pid), cpu(server.pid)
+        elapsed = registerAll(jobs)
+        after, cpuAfter = rss(server.pid), cpu(server.pid)
+        row("Styx registrations over %d connections" % (CONNECTIONS,), REGISTRATIONS / elapsed, "reg/s",
+            20000, True)
+        row("  the same per second of server CPU", REGISTRATIONS / (cpuAfter - cpuBefore), "reg/s",
+            20000, True)
+        listed = findCount(findPort)
+        if listed != REGISTRATIONS:
+            raise SystemExit("TCP find lists %d of %d Styx registrations" % (listed, REGISTRATIONS))
+        rows.append(("server memory per Styx registration", "%.0f bytes" % ((after - before) / REGISTRATIONS,),
+                     "", "", ""))
+
+        ticker = jobs[0][0]
+        readers, selector = openReaders(styxPort, READERS)
+        median, p95 = eventDelays(ticker, readers, selector, 30)
+        row("change to %d Styx event readers, median" % (READERS,), median * 1e3, "ms", 10)
+        row("change to %d Styx event readers, p95" % (READERS,), p95 * 1e3, "ms", 10)
+        selector.close()
+        for conn in readers:
+            conn.sock.close()
+        for conn, _, _ in jobs:
+            conn.sock.close()
+    finally:
+        server.terminate()
+        server.wait(30)
+
+    widths = [max(len(r[i]) for r in rows + [("measure", "figure", "target", "ratio", "")]) for i in range(5)]
+    header = ("measure", "figure", "target", "ratio", "")
+    for r in [header] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+if __name__ == "__main__":
+    main()
