@@ -33,7 +33,7 @@ from txinferno.client.manager import RegistryManager  # noqa: E402
 from txinferno.client.monitor import Monitor  # noqa: E402
 from txinferno.client.service import ServiceTask  # noqa: E402
 
-COUNT = 5000
+COUNT = int(os.environ.get("STYX_BENCH_COUNT", 5000))
 TRIALS = 3
 OPTIONS = {"initialDelay": 0.2, "maxDelay": 1.0}
 
@@ -41,7 +41,7 @@ SERVER = """
 from twisted.internet import reactor
 from twisted.logger import globalLogBeginner, textFileLogObserver
 import os
-globalLogBeginner.beginLoggingTo([textFileLogObserver(open(os.devnull, "w"))])
+globalLogBeginner.beginLoggingTo([textFileLogObserver(open(os.devnull, "w"))], redirectStandardIO=False)
 from txinferno.testing.embedded import EmbeddedRegistry
 registry = EmbeddedRegistry(reactor, backlog=4096)
 def up(r):

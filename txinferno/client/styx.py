@@ -103,7 +103,7 @@ class _Request:
     until a tag is free, then its tag, and the L{Deferred} its caller has.
     """
 
-    __slots__ = ("cls", "fields", "deferred", "tag", "flushed", "onAnswer")
+    __slots__ = ("cls", "fields", "deferred", "tag", "flushed", "expired", "onAnswer")
 
     def __init__(self, cls, fields, deferred, onAnswer):
         self.cls = cls
@@ -111,6 +111,7 @@ class _Request:
         self.deferred = deferred
         self.tag = None
         self.flushed = False
+        self.expired = False
         self.onAnswer = onAnswer
 
 
@@ -188,6 +189,8 @@ class StyxClientProtocol(Protocol):
         self._freeTags = []
         self._nextTag = 0
         self._waiting = deque()
+        self._deadlines = deque()
+        self._deadlineTimer = None
         self._freeFids = []
         self._nextFid = self.rootFid + 1
 
@@ -310,6 +313,9 @@ class StyxClientProtocol(Protocol):
             return
         del self._outstanding[message.tag]
         self._freeTag(message.tag)
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1].deferred.called:
+            deadlines.popleft()
         if request.onAnswer is not None:
             request.onAnswer()
         if request.flushed:
@@ -351,10 +357,32 @@ class StyxClientProtocol(Protocol):
         else:
             self._waiting.append(request)
         if timeout == 0:
-            timeout = self.timeout
-        if timeout is not None:
+            # Every request with the default timeout has its deadline in one
+            # queue, in order, and one timer waits for the first.
+            self._deadlines.append((self.clock.seconds() + self.timeout, request))
+            if self._deadlineTimer is None:
+                self._deadlineTimer = self.clock.callLater(self.timeout, self._expire)
+        elif timeout is not None:
             d.addTimeout(timeout, self.clock, onTimeoutCancel=self._timedOut(cls, timeout))
         return d
+
+    def _expire(self):
+        """
+        Give up the requests whose deadline has passed, and wait for the
+        next deadline.
+        """
+        self._deadlineTimer = None
+        now = self.clock.seconds()
+        deadlines = self._deadlines
+        while deadlines:
+            deadline, request = deadlines[0]
+            if deadline > now:
+                self._deadlineTimer = self.clock.callLater(deadline - now, self._expire)
+                break
+            deadlines.popleft()
+            if not request.deferred.called:
+                request.expired = True
+                request.deferred.cancel()
 
     lostReason = None
     """
@@ -396,30 +424,31 @@ class StyxClientProtocol(Protocol):
 
     def _cancel(self, d):
         """
-        The caller gave up a request: flush it if it was sent.  A Tflush
-        itself given up means the server answers nothing: the connection
-        is dropped.
+        The caller gave up a request, or its deadline passed: flush it if
+        it was sent (an expired one fails with L{RegistryTimeout}).  A
+        Tflush itself given up means the server answers nothing: the
+        connection is dropped.
         """
         request = d._styxRequest
         if request.tag is None:
             if request in self._waiting:
                 self._waiting.remove(request)
                 self._endRequest(request)
-            return
-        if request.flushed or self._outstanding.get(request.tag) is not request:
-            return
-        request.flushed = True
-        if request.cls is Tflush:
-            self.abort(
-                RegistryTimeout(
-                    "the Styx server answered neither a request nor its Tflush "
-                    "within %g s" % (self.timeout,)
+        elif not request.flushed and self._outstanding.get(request.tag) is request:
+            request.flushed = True
+            if request.cls is Tflush:
+                self.abort(
+                    RegistryTimeout(
+                        "the Styx server answered neither a request nor its Tflush "
+                        "within %g s" % (self.timeout,)
+                    )
                 )
-            )
-        elif self._error is None and self.state != "closed":
-            self.request(Tflush, request.tag, onAnswer=lambda: self._flushed(request)).addErrback(
-                lambda _: None
-            )
+            elif self._error is None and self.state != "closed":
+                self.request(Tflush, request.tag, onAnswer=lambda: self._flushed(request)).addErrback(
+                    lambda _: None
+                )
+        if request.expired:
+            d.errback(self._timedOut(request.cls, self.timeout)(None, None))
 
     def _flushed(self, request):
         """
@@ -544,6 +573,10 @@ class StyxClientProtocol(Protocol):
 
     def connectionLost(self, reason):
         self._cancelHandshakeTimer()
+        if self._deadlineTimer is not None:
+            self._deadlineTimer.cancel()
+            self._deadlineTimer = None
+        self._deadlines.clear()
         wasState, self.state = self.state, "closed"
         if self._error is not None:
             reason = Failure(self._error)

@@ -22,9 +22,10 @@ from zope.interface import implementer
 
 from twisted.internet import defer, task
 from twisted.internet.endpoints import clientFromString
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from txinferno.client._burstlog import BurstLog
 from txinferno.client.event import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY
 from txinferno.client.find import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, parseAnswer
 from txinferno.client.styx import DEFAULT_MAX_MESSAGE_SIZE, StyxClientFactory
@@ -53,6 +54,8 @@ service its lost connection held yet (Inferno takes 0.16 s for 500).
 """
 
 _DUPLICATE = "duplicate service name"
+
+_NEW = ("new",)
 
 _GONE = "buggy program!"
 """
@@ -161,6 +164,7 @@ class StyxRegistryConnection:
         self._waiters = []
         self._inProgress = 0
         self._idleCall = None
+        self._serviceLog = BurstLog(self._log, self.clock)
 
     def __repr__(self):
         return "<StyxRegistryConnection %s>" % (self.description,)
@@ -174,6 +178,14 @@ class StyxRegistryConnection:
         return self._maxMessageSize - IOHDRSZ
 
     # The one connection.
+
+    def _readyProtocol(self):
+        """
+        @return: the ready L{txinferno.client.styx.StyxClientProtocol},
+            connecting if need be, or L{None} until there is one.
+        """
+        self._connect()
+        return self._factory.protocol
 
     def _protocol(self):
         """
@@ -264,8 +276,8 @@ class StyxRegistryConnection:
 
     def _timed(self, coroutine, what):
         """
-        Run C{coroutine} within L{findTimeout}, keeping the connection open
-        meanwhile.
+        Run C{coroutine} (or wait for a L{Deferred}) within L{findTimeout},
+        keeping the connection open meanwhile.
         """
 
         def timedOut(result, timeout):
@@ -273,7 +285,7 @@ class StyxRegistryConnection:
                 RegistryTimeout("%s did not complete within %g s" % (what, timeout))
             )
 
-        d = defer.Deferred.fromCoroutine(coroutine)
+        d = coroutine if isinstance(coroutine, defer.Deferred) else defer.Deferred.fromCoroutine(coroutine)
         d.addTimeout(self.findTimeout, self.clock, onTimeoutCancel=timedOut)
         return self._track(d)
 
@@ -299,8 +311,7 @@ class StyxRegistryConnection:
         line, pairs = registrationLine(name, attrs)
         self._checkSize(line, "registration")
         registration = StyxRegistration(self, name, pairs)
-        d = self._timed(registration._establish(), "the registration of %r" % (name,))
-        return d.addCallback(registration._registered)
+        return registration._establish(_text(line)).addCallback(registration._registered)
 
     def _checkSize(self, line, what):
         if len(line) - 1 > self.maxWrite:
@@ -402,44 +413,92 @@ class StyxRegistration:
         self._end = None
         self._endWaiters = []
         self._lostAt = None
+        self._attempt = None
+        self._step = None
 
     def __repr__(self):
         return "<StyxRegistration %r %s>" % (self.name, self.state)
 
-    async def _establish(self):
+    def _establish(self, line=None):
         """
-        Walk a fid to C{new}, open it and write the registration.
+        Walk a fid to C{new}, open it and write the registration, each
+        request answered within the connection's timeout.
 
-        @raise RegistrationRejected: with the registry's text, when it
-            refuses the open or the write (the fid is clunked).
+        @param line: the registration, checked; by default made from the
+            current attributes.
+        @return: a L{Deferred} that fires once the registry has accepted
+            the write, or fails with L{RegistrationRejected} (the fid is
+            clunked) with the registry's text when it refuses the open or
+            the write, L{RegistryTimeout} or the connection error;
+            cancelling it gives the attempt up.
         """
-        line = _text(registrationLine(self.name, self.attrs)[0])
-        protocol = await self._connection._protocol()
+        if line is None:
+            line = _text(registrationLine(self.name, self.attrs)[0])
+        attempt = self._attempt = defer.Deferred(self._giveUp)
+        connection = self._connection
+        protocol = connection._readyProtocol()
+        if protocol is not None:
+            self._walk(protocol, line)
+        else:
+            self._step = connection._timed(connection._protocol(), "connecting to the registry")
+            self._step.addCallbacks(self._walk, self._attemptFailed, callbackArgs=(line,))
+        return connection._track(attempt)
+
+    def _walk(self, protocol, line):
         if len(line) > protocol.maxIO:
-            raise RegistrationRejected(
-                self.name,
-                "%d bytes do not fit in one write of the server's %d-byte messages"
-                % (len(line), protocol.msize),
+            self._attemptFailed(
+                Failure(
+                    RegistrationRejected(
+                        self.name,
+                        "%d bytes do not fit in one write of the server's %d-byte messages"
+                        % (len(line), protocol.msize),
+                    )
+                )
             )
+            return
         fid = protocol.allocateFid()
-        try:
-            await protocol.walk(protocol.rootFid, fid, ["new"])
-        except RegistryError as e:
-            raise RegistrationRejected(self.name, e.text)
-        try:
-            await protocol.open(fid, OWRITE)
-            await protocol.write(fid, 0, line)
-        except BaseException as e:
-            protocol.clunk(fid).addErrback(_ignore)
-            if isinstance(e, RegistryError):
-                raise RegistrationRejected(self.name, e.text)
-            raise
+        self._step = protocol.walk(protocol.rootFid, fid, _NEW)
+        self._step.addCallbacks(self._open, self._attemptFailed, callbackArgs=(protocol, fid, line))
+
+    def _open(self, _, protocol, fid, line):
+        self._step = protocol.open(fid, OWRITE)
+        self._step.addCallbacks(
+            self._write, self._attemptFailed, (protocol, fid, line), errbackArgs=(protocol, fid)
+        )
+
+    def _write(self, _, protocol, fid, line):
+        self._step = protocol.write(fid, 0, line)
+        self._step.addCallbacks(
+            self._written, self._attemptFailed, (protocol, fid), errbackArgs=(protocol, fid)
+        )
+
+    def _written(self, _, protocol, fid):
+        self._step = None
         self._protocol, self._fid = protocol, fid
+        attempt, self._attempt = self._attempt, None
+        attempt.callback(None)
+
+    def _attemptFailed(self, reason, protocol=None, fid=None):
+        self._step = None
+        if fid is not None:
+            protocol.clunk(fid).addErrback(_ignore)
+        if reason.check(RegistryError):
+            reason = Failure(RegistrationRejected(self.name, reason.value.text))
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None and not attempt.called:
+            attempt.errback(reason)
+
+    def _giveUp(self, attempt):
+        if self._step is not None:
+            self._step.cancel()
 
     def _registered(self, _):
         self.state = "registered"
         self._connection._registrations[self] = None
-        self._log.info("service {name} registered", name=self.name)
+        self._connection._serviceLog.add(
+            LogLevel.info, "service {name} registered", "{count} services registered", self.name
+        )
+        self._connection._serviceLog.flushSoon()
         return self
 
     # The connection's life.
@@ -456,13 +515,18 @@ class StyxRegistration:
         if self.state != "disconnected" or protocol.state != "ready":
             return
         self.state = "restoring"
-        d = self._connection._timed(self._establish(), "restoring the registration of %r" % (self.name,))
-        d.addCallbacks(self._restored, self._restoreFailed, errbackArgs=(protocol,))
+        self._establish().addCallbacks(self._restored, self._restoreFailed, errbackArgs=(protocol,))
 
     def _restored(self, _):
         if self.state == "restoring":
             self.state = "registered"
-            self._log.info("service {name} registered again", name=self.name)
+            self._connection._serviceLog.add(
+                LogLevel.info,
+                "service {name} registered again",
+                "{count} services registered again",
+                self.name,
+            )
+            self._connection._serviceLog.flushSoon()
         else:
             # Unregistered meanwhile.
             self._protocol.clunk(self._fid).addErrback(_ignore)
@@ -488,7 +552,14 @@ class StyxRegistration:
         self._lose("not restored after a reconnection: %s" % (reason.getErrorMessage(),))
 
     def _lose(self, why):
-        self._log.warn("registration of service {name} lost: {why}", name=self.name, why=why)
+        self._connection._serviceLog.add(
+            LogLevel.warn,
+            "registration of service {name} lost: {reason}",
+            "{count} registrations lost: {reason}",
+            self.name,
+            why,
+        )
+        self._connection._serviceLog.flushSoon()
         self._ended(Failure(RegistrationLost("registration of %r lost: %s" % (self.name, why))))
 
     def _ended(self, end):
@@ -549,7 +620,10 @@ class StyxRegistration:
             self.state = "unregistering"
             d = self._waitForEnd()
             self._protocol.clunk(self._fid).addBoth(lambda _: self._ended(None))
-            self._log.info("service {name} unregistered", name=self.name)
+            self._connection._serviceLog.add(
+                LogLevel.info, "service {name} unregistered", "{count} services unregistered", self.name
+            )
+            self._connection._serviceLog.flushSoon()
             return d
         if self.state == "unregistering":
             return self._waitForEnd()
