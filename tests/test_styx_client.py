@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from zope.interface.verify import verifyObject
 
+from test_endpoints import Greeter, Reader
 from clientsupport import Recorder, bounded, clientSockets, managerFor, registryServices, whenRegistry
 from txinferno.client.manager import RegistryManager
 from txinferno.client.monitor import Monitor
@@ -602,10 +603,11 @@ def styxConnection(server, user=None, **options):
     return connectionFromString(reactor, styxDescription(server, user), **options)
 
 
-class StreamRecorder:
-    def __init__(self):
-        self.events = []
-        self._waiting = []
+class StreamRecorder(Recorder):
+    """
+    Records what a change stream reports: C{("ready",)},
+    C{("changed", version)} and C{("lost", reason)}.
+    """
 
     def streamReady(self):
         self._record(("ready",))
@@ -615,24 +617,6 @@ class StreamRecorder:
 
     def streamLost(self, reason):
         self._record(("lost", reason))
-
-    def _record(self, event):
-        self.events.append(event)
-        for predicate, d in list(self._waiting):
-            if predicate(self):
-                self._waiting.remove((predicate, d))
-                d.callback(self)
-
-    def count(self, kind):
-        return sum(1 for e in self.events if e[0] == kind)
-
-    def waitUntil(self, predicate):
-        d = Deferred()
-        if predicate(self):
-            d.callback(self)
-        else:
-            self._waiting.append((predicate, d))
-        return bounded(d)
 
 
 def styxSockets(server):
@@ -1096,24 +1080,6 @@ def _tapOptions(*argv):
     options = TapOptions()
     options.parseOptions(list(argv))
     return options
-
-
-class Greeter(Protocol):
-    def connectionMade(self):
-        self.transport.write(b"hello\n")
-        self.transport.loseConnection()
-
-
-class Reader(Protocol):
-    def __init__(self):
-        self.data = b""
-        self.closed = Deferred()
-
-    def dataReceived(self, data):
-        self.data += data
-
-    def connectionLost(self, reason):
-        self.closed.callback(self.data)
 
 
 async def regquery(*argv):

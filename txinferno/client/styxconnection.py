@@ -26,6 +26,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from txinferno.client._burstlog import BurstLog
+from txinferno.client._reconnect import checkPositive
 from txinferno.client.event import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY
 from txinferno.client.find import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, parseAnswer
 from txinferno.client.styx import DEFAULT_MAX_MESSAGE_SIZE, StyxClientFactory
@@ -130,17 +131,15 @@ class StyxRegistryConnection:
         @raise ValueError: for a timeout, delay, size or interval that is
             not positive, an empty user or a bad endpoint string.
         """
-        for option, value in [
-            ("findTimeout", findTimeout),
-            ("maxAnswerSize", maxAnswerSize),
-            ("initialDelay", initialDelay),
-            ("maxDelay", maxDelay),
-            ("maxMessageSize", maxMessageSize),
-            ("probeInterval", probeInterval),
-            ("probeTimeout", probeTimeout),
-        ]:
-            if value is not None and not value > 0:
-                raise ValueError("%s must be positive, not %r" % (option, value))
+        checkPositive(
+            findTimeout=findTimeout,
+            maxAnswerSize=maxAnswerSize,
+            initialDelay=initialDelay,
+            maxDelay=maxDelay,
+            maxMessageSize=maxMessageSize,
+            probeInterval=probeInterval,
+            probeTimeout=probeTimeout,
+        )
         if not user:
             raise ValueError("the attach user name must not be empty")
         if description is None:

@@ -11,7 +11,7 @@ from txinferno.client.event import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, Eve
 from txinferno.wire.description import StyxEndpoint, parseDescription
 from txinferno.client.find import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, runQuery
 from txinferno.interfaces import IChangeObserver, IRegistryConnection
-from txinferno.client._reconnect import connectionStarter
+from txinferno.client._reconnect import checkPositive, connectionStarter
 from txinferno.client.new import Registrar
 from txinferno.wire.rules import queryLine
 
@@ -79,16 +79,14 @@ class TCPRegistryConnection:
         @raise ValueError: for a timeout, delay or interval that is not
             positive, or a bad endpoint string.
         """
-        for option, value in [
-            ("findTimeout", findTimeout),
-            ("maxAnswerSize", maxAnswerSize),
-            ("initialDelay", initialDelay),
-            ("maxDelay", maxDelay),
-            ("probeInterval", probeInterval),
-            ("probeTimeout", probeTimeout),
-        ]:
-            if value is not None and not value > 0:
-                raise ValueError("%s must be positive, not %r" % (option, value))
+        checkPositive(
+            findTimeout=findTimeout,
+            maxAnswerSize=maxAnswerSize,
+            initialDelay=initialDelay,
+            maxDelay=maxDelay,
+            probeInterval=probeInterval,
+            probeTimeout=probeTimeout,
+        )
         self._find, self._event = [
             clientFromString(reactor, e) if isinstance(e, str) else e for e in (find, event)
         ]
