@@ -2,7 +2,9 @@
 Benchmark of the embedded registry served over Styx: python bench/styx_bench.py
 
 Runs C{twistd -n regmgr} with C{--styx} in a subprocess (so that the
-benchmark's clients do not share its CPU time) and measures, with plain
+benchmark's clients do not share its CPU time), logging at C{--log-level
+warn} (at the default level every registration is a log line, which costs
+more than serving it), and measures, with plain
 blocking sockets and selectors on the client side and messages encoded
 before the clock starts:
 
@@ -18,7 +20,8 @@ before the clock starts:
     has its Rread; median and p95 of 30.
 
 Each figure is printed with its target from issue 12 and the ratio
-figure/target (below 1 is good for times, above 1 for rates).
+figure/target (below 1 is good for times, above 1 for rates), and the load
+average of the machine at the end of the run.
 """
 
 import os
@@ -27,49 +30,21 @@ import selectors
 import socket
 import statistics
 import struct
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from server_bench import HOST, Table, freePorts, rss, startServer  # noqa: E402
 
 from txinferno.wire import styx  # noqa: E402
 from txinferno.wire.styx import NOFID, NOTAG, OREAD, OWRITE, FrameSplitter, decode  # noqa: E402
 
-HOST = "127.0.0.1"
 CONNECTIONS = 4
 REGISTRATIONS = 20000
 READERS = 1000
 MSIZE = 8216
-
-
-def freePorts(count):
-    socks = []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind((HOST, 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def startServer(ports):
-    args = [sys.executable, "-m", "twisted", "--log-file", "/dev/null", "regmgr"]
-    for name, port in zip(("new", "find", "event", "styx"), ports):
-        args += ["--" + name, "tcp:%d:interface=%s:backlog=4096" % (port, HOST)]
-    server = subprocess.Popen(args, cwd=os.path.dirname(os.path.abspath(__file__)))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection((HOST, ports[3]), timeout=1).close()
-            return server
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise SystemExit("the server did not start")
-            time.sleep(0.05)
 
 
 def cpu(pid):
@@ -79,14 +54,6 @@ def cpu(pid):
     with open("/proc/%d/stat" % (pid,)) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss(pid):
-    with open("/proc/%d/status" % (pid,)) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise SystemExit("no VmRSS for the server")
 
 
 class Connection:
@@ -236,15 +203,10 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ports = freePorts(4)
-    server = startServer(ports)
+    server = startServer(ports, ("new", "find", "event", "styx"), options=(), twistOptions=("--log-level", "warn"))
     findPort, styxPort = ports[1], ports[3]
-    rows = []
-
-    def row(what, figure, unit, target, higherIsBetter=False):
-        ratio = figure / target
-        ok = ratio >= 1 if higherIsBetter else ratio <= 1
-        rows.append((what, "%.2f %s" % (figure, unit), "%s %g %s" % (">=" if higherIsBetter else "<=", target, unit),
-                     "%.3f" % ratio, "ok" if ok else "MISSED"))
+    table = Table()
+    row = table.row
 
     try:
         share = REGISTRATIONS // CONNECTIONS
@@ -259,8 +221,7 @@ def main():
         listed = findCount(findPort)
         if listed != REGISTRATIONS:
             raise SystemExit("TCP find lists %d of %d Styx registrations" % (listed, REGISTRATIONS))
-        rows.append(("server memory per Styx registration", "%.0f bytes" % ((after - before) / REGISTRATIONS,),
-                     "", "", ""))
+        table.note("server memory per Styx registration", "%.0f bytes" % ((after - before) / REGISTRATIONS,))
 
         ticker = jobs[0][0]
         readers, selector = openReaders(styxPort, READERS)
@@ -276,10 +237,8 @@ def main():
         server.terminate()
         server.wait(30)
 
-    widths = [max(len(r[i]) for r in rows + [("measure", "figure", "target", "ratio", "")]) for i in range(5)]
-    header = ("measure", "figure", "target", "ratio", "")
-    for r in [header] + rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    table.note("load average during the run", "%.2f" % (os.getloadavg()[0],))
+    table.print()
 
 
 if __name__ == "__main__":

@@ -1143,3 +1143,59 @@ def test_model_remove(clock):
     assert registry.version == 3
     quiet = registry.create(None, "alice")
     assert registry.release(quiet) is False and quiet.state.name == "REMOVED" and registry.version == 3
+
+
+# Any sequence of requests
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+fids = st.sampled_from([0, 1, 2, 3, NOFID])
+tags = st.sampled_from([1, 2, NOTAG])
+names = st.sampled_from(["new", "index", "find", "event", "svc", "..", "", ".", "x/y"])
+texts = st.sampled_from([b"svc a 1", b"svc persist 1", b"k v", b"odd", b"", b"\n", b"proto *", b"'a b' 1 2"])
+requests = st.one_of(
+    st.builds(styx.Tversion, tags, st.sampled_from([0, 63, 64, 256, 8216, 1 << 20]),
+              st.sampled_from(["9P2000", "9P", "9P2000.u"])),
+    st.builds(styx.Tauth, tags, fids, st.just("u"), st.just("")),
+    st.builds(styx.Tattach, tags, fids, fids, st.sampled_from(["alice", "bob", "registry"]), st.just("")),
+    st.builds(styx.Tflush, tags, tags),
+    st.builds(styx.Twalk, tags, fids, fids, st.lists(names, max_size=3).map(tuple)),
+    st.builds(styx.Topen, tags, fids, st.sampled_from([0, 1, 2, 3, 4, 0x11, 0x42, 0x80])),
+    st.builds(styx.Tcreate, tags, fids, names, st.just(0o644), st.just(1)),
+    st.builds(styx.Tread, tags, fids, st.sampled_from([0, 9, 68, 1 << 63]), st.sampled_from([0, 4, 100, 8192, 70000])),
+    st.builds(styx.Twrite, tags, fids, st.just(0), texts),
+    st.builds(styx.Tclunk, tags, fids),
+    st.builds(styx.Tremove, tags, fids),
+    st.builds(styx.Tstat, tags, fids),
+    st.builds(styx.Twstat, tags, fids, st.sampled_from([b"", b"\x00\x00", b"\x01\x00x"])),
+)
+
+
+@given(st.lists(st.lists(requests, min_size=1, max_size=30), min_size=1, max_size=3))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_any_requests(connections):
+    """
+    Any requests, on several connections at once: the server never raises,
+    answers every request it does not keep pending (an event read) unless
+    the connection closes, keeps its listing consistent with its model, and
+    closing every connection leaves no service but persistent ones and no
+    pending read.
+    """
+    clock = Clock()
+    server = StyxRegistryServer(Registry(clock), clock)
+    peers = [Peer(server, i) for i in range(len(connections))]
+    for peer, batch in zip(peers, connections):
+        replies = peer.send(*batch)
+        assert all(r.TYPE % 2 == 1 for r in replies)
+        if not peer.closed:
+            # One reply per request, but for the event reads still pending.
+            assert len(replies) == len(batch) - len(peer.protocol._reads)
+    registry = server.registry
+    listed = registry.answer([])
+    assert listed.count(b"\n") == len(registry)
+    for peer in peers:
+        peer.lose()
+    assert server._pending == {}
+    assert all(s.get("persist") for s in registry)

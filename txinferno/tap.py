@@ -57,7 +57,7 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Serve an Inferno registry(4) on three TCP ports: new (register), "
-        "find (query) and event (change notification)."
+        "find (query) and event (change notification), and over Styx (9P2000)."
     )
 
     optParameters = [
@@ -213,7 +213,7 @@ def makeService(options, reactor=None):
         endpoints = _serve(options, service, reactor)
 
         def makeManager():
-            new, find, event = [clientStringFor(e.address) for e in endpoints]
+            new, find, event = [clientStringFor(e.address) for e in endpoints[:3]]
             return RegistryManager(TCPRegistryConnection(reactor, new, find, event), reactor)
 
     if options.agentWanted:
@@ -235,9 +235,11 @@ def makeService(options, reactor=None):
 
 def _serve(options, service, reactor):
     """
-    Add the registry server's three ports to C{service}.
+    Add the registry server's three TCP ports and its Styx port to
+    C{service}.
 
-    @return: the three endpoints, recording where they listen.
+    @return: the endpoints (C{new}, C{find}, C{event}, then C{styx} unless
+        turned off), recording where they listen.
     """
     service.server = RegistryServer(
         options.registry,

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txinferno.errors import RegistryError
+from txinferno.server.connections import ConnectionTracking, sendDirect
 from txinferno.wire.words import MAX_LINE, LineAssembler, splitWords
 
 __all__ = [
@@ -307,17 +308,10 @@ class EventServerProtocol(Protocol):
 
     def _send(self, data):
         if self._socket is not None:
-            try:
-                sent = self._socket.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                # The connection is broken; the reactor will notice.
-                return
-            if sent == len(data):
+            data = sendDirect(self._socket, data)
+            if not data:
                 return
             self._socket = None
-            data = data[sent:]
         self.transport.write(data)
 
     def dataReceived(self, data):
@@ -372,7 +366,7 @@ class RegistryPortFactory(Factory):
         return p
 
 
-class RegistryServer:
+class RegistryServer(ConnectionTracking):
     """
     The three ports of one L{txinferno.server.registry.Registry}.
 
@@ -415,9 +409,8 @@ class RegistryServer:
         self.findFactory = RegistryPortFactory(self, FindServerProtocol)
         self.eventFactory = RegistryPortFactory(self, EventServerProtocol)
         self.ports = []
-        self._connections = set()
+        self._initConnections()
         self._watchers = set()
-        self._allClosed = []
         self._reportCall = None
         registry.addObserver(self._changed)
 
@@ -474,26 +467,12 @@ class RegistryServer:
         @return: a L{Deferred} that fires with L{None} once every connection
             is closed.
         """
-        if not self._connections:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._allClosed.append(d)
-        for protocol in list(self._connections):
-            protocol.transport.abortConnection()
-        return d
+        return ConnectionTracking.disconnectAll(self)
 
-    def _track(self, protocol):
-        self._connections.add(protocol)
-
-    def _untrack(self, protocol):
-        self._connections.discard(protocol)
-        if not self._connections:
-            if self._reportCall is not None and not self._watchers:
-                self._reportCall.cancel()
-                self._reportCall = None
-            waiting, self._allClosed = self._allClosed, []
-            for d in waiting:
-                d.callback(None)
+    def _noConnections(self):
+        if self._reportCall is not None and not self._watchers:
+            self._reportCall.cancel()
+            self._reportCall = None
 
     def _changed(self, version):
         """

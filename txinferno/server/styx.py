@@ -39,6 +39,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txinferno.errors import MalformedMessage, RegistryError
+from txinferno.server.connections import ConnectionTracking, sendDirect
 from txinferno.server.registry import REGISTRY_USER, ServiceState
 from txinferno.wire import styx
 from txinferno.wire.styx import (
@@ -315,6 +316,8 @@ class StyxServerProtocol(Protocol):
         )
         self.state = ConnectionState.CLOSING
         self._queue = []
+        for read in list(self._reads):
+            self._dropRead(read)
         self._flush()
         self.transport.loseConnection()
 
@@ -417,16 +420,9 @@ class StyxServerProtocol(Protocol):
             and not transport._tempDataBuffer
             and transport.offset == len(transport.dataBuffer)
         ):
-            try:
-                sent = self._socket.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                # The connection is broken; the reactor will notice.
+            data = sendDirect(self._socket, data)
+            if not data:
                 return
-            if sent == len(data):
-                return
-            data = data[sent:]
         transport.write(data)
 
     def _flush(self):
@@ -773,7 +769,7 @@ class StyxServerFactory(Factory):
         return p
 
 
-class StyxRegistryServer:
+class StyxRegistryServer(ConnectionTracking):
     """
     A L{txinferno.server.registry.Registry} served over Styx.
 
@@ -809,8 +805,7 @@ class StyxRegistryServer:
         self.maxHeldBytes = maxHeldBytes
         self.factory = StyxServerFactory(self)
         self.port = None
-        self._connections = set()
-        self._allClosed = []
+        self._initConnections()
         self._pending = {}
         registry.addObserver(self._changed)
 
@@ -852,13 +847,7 @@ class StyxRegistryServer:
         @return: a L{Deferred} that fires with L{None} once every connection
             is closed.
         """
-        if not self._connections:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._allClosed.append(d)
-        for protocol in list(self._connections):
-            protocol.transport.abortConnection()
-        return d
+        return ConnectionTracking.disconnectAll(self)
 
     def stat(self, file: File, service=None) -> Stat:
         """
@@ -890,16 +879,6 @@ class StyxRegistryServer:
         entries = [self.stat(file).encode() for name, file in _LISTED]
         entries.extend(self.stat(File.SERVICE, s).encode() for s in self.registry)
         return entries
-
-    def _track(self, protocol):
-        self._connections.add(protocol)
-
-    def _untrack(self, protocol):
-        self._connections.discard(protocol)
-        if not self._connections:
-            waiting, self._allClosed = self._allClosed, []
-            for d in waiting:
-                d.callback(None)
 
     def _changed(self, version):
         """
