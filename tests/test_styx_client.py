@@ -1097,3 +1097,59 @@ class _Text:
 
     def flush(self):
         pass
+
+
+@pytest_twisted.ensureDeferred
+async def test_persistentTakenOver(registry_server):
+    """
+    A persistent service outlives its connection; restored on the next
+    one, the registration takes it over by name (its owner may write it),
+    and updates and removes it; another user cannot take it.
+    """
+    proxy = await proxied(registry_server)
+    conn = proxiedConnection(proxy)
+    observer = StreamRecorder()
+    stream = conn.watch(observer)
+    reg = await bounded(conn.register("pers", {"persist": "1", "a": "1"}))
+    await observer.waitUntil(lambda o: o.count("ready"))
+    await proxy.resetAll()
+    await observer.waitUntil(lambda o: o.count("ready") == 2)
+    # The take-over is three more round trips: each query is one or more.
+    for _ in range(20):
+        if reg.state == "registered":
+            break
+        await bounded(conn.find({}))
+    assert reg.state == "registered"
+    reg.update({"a": "2"})
+    await whenRegistry(registry_server, lambda r: "pers" in r and r["pers"].get("a") == "2")
+    other = styxConnection(registry_server, user="mallory")
+    with pytest.raises(RegistrationRejected, match="cannot be taken over: permission denied"):
+        await bounded(other.register("pers", {"persist": "1"}))
+    again = StyxRegistryConnection(reactor, "tcp:host=%s:port=%d" % registry_server.styxAddress, conn.user)
+    taken = await bounded(again.register("pers", {"persist": "1", "b": "3"}))
+    assert registry_server.registry["pers"].get("b") == "3"
+    await bounded(taken.remove())
+    assert "pers" not in registryServices(registry_server)
+    await bounded(reg.unregister())
+    await bounded(stream.stop())
+    await proxy.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_probe(registry_server):
+    """
+    With a probe, a black hole is noticed while nothing else is asked: the
+    stream is lost, and comes back when the path does.
+    """
+    proxy = await proxied(registry_server)
+    conn = proxiedConnection(proxy, probeInterval=0.1, probeTimeout=0.2, findTimeout=0.5)
+    observer = StreamRecorder()
+    stream = conn.watch(observer)
+    await observer.waitUntil(lambda o: o.count("ready"))
+    proxy.blackhole = True
+    await observer.waitUntil(lambda o: o.count("lost"))
+    assert "liveness probe failed" in str(observer.events[-1][1].value)
+    proxy.blackhole = False
+    await observer.waitUntil(lambda o: o.count("ready") == 2)
+    await bounded(stream.stop())
+    await proxy.stop()

@@ -40,6 +40,7 @@ from txinferno.errors import (
 )
 from txinferno.interfaces import IChangeStream, IRegistration, IRegistryConnection
 from txinferno.wire.description import parseStyxDescription
+from txinferno.wire.persist import persists
 from txinferno.wire.rules import queryLine, registrationLine, updateLine
 from txinferno.wire.styx import IOHDRSZ, ORDWR, OREAD, OWRITE, Tstat
 
@@ -414,6 +415,7 @@ class StyxRegistration:
         self._lostAt = None
         self._attempt = None
         self._step = None
+        self._claiming = False
 
     def __repr__(self):
         return "<StyxRegistration %r %s>" % (self.name, self.state)
@@ -433,6 +435,7 @@ class StyxRegistration:
         """
         if line is None:
             line = _text(registrationLine(self.name, self.attrs)[0])
+        self._claiming = False
         attempt = self._attempt = defer.Deferred(self._giveUp)
         connection = self._connection
         protocol = connection._readyProtocol()
@@ -477,11 +480,42 @@ class StyxRegistration:
         attempt, self._attempt = self._attempt, None
         attempt.callback(None)
 
+    def _claim(self, protocol):
+        """
+        Take over the persistent service of our name that an earlier
+        connection left: walk a fid to it by name, open it for writing
+        (which only its owner may) and write every attribute as an update.
+        """
+        self._claiming = True
+        fid = protocol.allocateFid()
+        self._step = protocol.walk(protocol.rootFid, fid, (self.name,))
+        self._step.addCallbacks(
+            self._open,
+            self._attemptFailed,
+            callbackArgs=(protocol, fid, _text(updateLine(self.attrs)[0])),
+        )
+
     def _attemptFailed(self, reason, protocol=None, fid=None):
         self._step = None
         if fid is not None:
             protocol.clunk(fid).addErrback(_ignore)
-        if reason.check(RegistryError):
+        if (
+            reason.check(RegistryError)
+            and reason.value.text == _DUPLICATE
+            and not self._claiming
+            and persists(self.attrs.get("persist"))
+        ):
+            self._claim(protocol)
+            return
+        if self._claiming and reason.check(RegistryError):
+            reason = Failure(
+                RegistrationRejected(
+                    self.name,
+                    "%s (a persistent service that cannot be taken over: %s)"
+                    % (_DUPLICATE, reason.value.text),
+                )
+            )
+        elif reason.check(RegistryError):
             reason = Failure(RegistrationRejected(self.name, reason.value.text))
         attempt, self._attempt = self._attempt, None
         if attempt is not None and not attempt.called:
