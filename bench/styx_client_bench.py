@@ -10,6 +10,7 @@ two plugins (each trial from a collected heap and an empty registry):
     manager has seen them all: the time, and this process's CPU time per
     registration; targets: Styx at least 3 times faster than the TCP
     plugin, with at most a third of its client CPU per registration;
+  - the server's CPU time per registration meanwhile, for scale;
   - client memory per registration: after the timed trials, one more
     trial of each plugin with tracemalloc on, and the Python memory the
     5,000 registrations (with their tasks) hold once the Monitor has seen
@@ -69,19 +70,28 @@ def startServer():
     return server, line[0], line[1]
 
 
+def serverCPU(pid):
+    """
+    @return: the CPU seconds the server process has used.
+    """
+    with open("/proc/%d/stat" % (pid,)) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-async def trial(reactor, description):
+async def trial(reactor, description, server):
     """
     One trial: register L{COUNT} services through one manager until its
     Monitor has seen them all.
 
     @return: the seconds taken, the CPU seconds this process used meanwhile,
-        and, when tracemalloc traces, the memory allocated meanwhile and
-        still held.
+        the memory allocated meanwhile and still held (when tracemalloc
+        traces), and the CPU seconds the server used meanwhile.
     """
     gc.collect()
     manager = RegistryManager.fromDescription(reactor, description, **OPTIONS)
@@ -93,19 +103,21 @@ async def trial(reactor, description):
     await manager.whenRestored()
     memoryBefore = tracemalloc.get_traced_memory()[0]
     cpuBefore = cpu()
+    serverBefore = serverCPU(server.pid)
     start = time.perf_counter()
     for i in range(COUNT):
         manager.attach(ServiceTask("b%d" % i, {"id": str(i), "bench": "1"}))
     end = await counter.done
     elapsed = end - start
     used = cpu() - cpuBefore
+    serverUsed = serverCPU(server.pid) - serverBefore
     memory = tracemalloc.get_traced_memory()[0] - memoryBefore
     await manager.stopService()
     # Wait for the registry to be empty again.
     check = RegistryManager.fromDescription(reactor, description, **OPTIONS).connection
     while await check.find({"bench": "1"}):
         await task.deferLater(reactor, 0.05)
-    return elapsed, used, memory
+    return elapsed, used, memory, serverUsed
 
 
 async def main(reactor):
@@ -115,21 +127,21 @@ async def main(reactor):
         for number in range(TRIALS):
             order = ["styx", "tcp"] if number % 2 == 0 else ["tcp", "styx"]
             for kind in order:
-                results[kind].append(await trial(reactor, styx if kind == "styx" else tcp))
+                results[kind].append(await trial(reactor, styx if kind == "styx" else tcp, server))
         medians = {
-            kind: [statistics.median(r[i] for r in runs) for i in range(2)]
+            kind: [statistics.median(r[i] for r in runs) for i in (0, 1, 3)]
             for kind, runs in results.items()
         }
         tracemalloc.start()
-        memories = {kind: (await trial(reactor, d))[2] for kind, d in [("styx", styx), ("tcp", tcp)]}
+        memories = {kind: (await trial(reactor, d, server))[2] for kind, d in [("styx", styx), ("tcp", tcp)]}
         tracemalloc.stop()
         for kind in ("styx", "tcp"):
-            elapsed, used = medians[kind]
+            elapsed, used, serverUsed = medians[kind]
             memory = memories[kind]
             print(
                 "%-4s plugin: %d registrations until seen by a Monitor in %.2f s "
                 "(%.0f/s; trials %s), client CPU %.0f us a registration, "
-                "client memory %.2f KB a registration"
+                "client memory %.2f KB a registration; server CPU %.0f us a registration"
                 % (
                     kind,
                     COUNT,
@@ -138,6 +150,7 @@ async def main(reactor):
                     ", ".join("%.2f" % r[0] for r in results[kind]),
                     used / COUNT * 1e6,
                     memory / COUNT / 1024,
+                    serverUsed / COUNT * 1e6,
                 )
             )
         speed = medians["tcp"][0] / medians["styx"][0]
