@@ -605,7 +605,7 @@ class StyxClientProtocol(Protocol):
 class StyxClientFactory(ReconnectingClientFactory):
     """
     Keeps one Styx connection open, reconnecting with exponential backoff
-    and jitter until L{stop}ped, and tells its observer.
+    and jitter until told to L{stop}, and tells its observer.
 
     The observer has three methods: C{connectionReady(protocol)} once a
     connection is attached; C{connectionFailed(reason)} when an attempt
