@@ -15,6 +15,7 @@ __all__ = [
     "OpenFileLimit",
     "HealthCheckFailed",
     "HealthCheckTimedOut",
+    "AuthenticationRequired",
 ]
 
 
@@ -123,4 +124,12 @@ class HealthCheckFailed(TxInfernoError):
 class HealthCheckTimedOut(HealthCheckFailed):
     """
     A health check did not end within its timeout; it was cancelled.
+    """
+
+
+class AuthenticationRequired(RegistryUnavailable):
+    """
+    The Styx server began Inferno's authentication protocol instead of
+    answering Tversion: it is exported by Inferno's C{listen} without
+    C{-A}.  Export it with C{listen -A}, or reach it through TLS.
     """

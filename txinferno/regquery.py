@@ -67,7 +67,7 @@ class Options(usage.Options):
     ]
     optParameters = [
         ["registry", "r", None,
-         "The registry description (default: $%s, else %s)."
+         "The registry description, tcp:... or styx:... (default: $%s, else %s)."
          % (REGISTRY_ENVIRONMENT, DEFAULT_REGISTRY)],
         ["timeout", "t", 10.0, "Seconds to wait for an answer.", number("timeout")],
         ["max-retry-delay", None, DEFAULT_MAX_DELAY,

@@ -44,7 +44,7 @@ from txinferno.wire.description import (
     REGISTRY_ENVIRONMENT,
     clientStringFor,
     defaultRegistry,
-    parseRegistryDescription,
+    parseDescription,
 )
 from txinferno.wire.words import MAX_LINE
 
@@ -104,8 +104,8 @@ class Options(usage.Options):
          number("idle-timeout")],
         ["registry", "r", None,
          "Keep the services and run the monitors in this registry (a description "
-         "such as tcp:10.0.0.1) instead of serving one; the server options are "
-         "then ignored. Default with --service, --services or --monitor: $%s "
+         "such as tcp:10.0.0.1 or styx:10.0.0.1) instead of serving one; the server "
+         "options are then ignored. Default with --service, --services or --monitor: $%s "
          "when it is set." % (REGISTRY_ENVIRONMENT,)],
         ["max-retry-delay", None, DEFAULT_MAX_DELAY,
          "The agent's longest wait, in seconds, between attempts to reach a "
@@ -180,7 +180,7 @@ class Options(usage.Options):
             self._checkServer()
         else:
             try:
-                parseRegistryDescription(self["registry"])
+                parseDescription(self["registry"])
             except ValueError as e:
                 raise usage.UsageError("%s %s: %s" % (self.registryFrom, self["registry"], e))
         from twisted.internet import reactor
