@@ -14,9 +14,11 @@ setup(
         "txinferno.client",
         "txinferno.server",
         "txinferno.testing",
+        "txinferno.web",
         "twisted.plugins",
     ],
-    install_requires=["twisted>=23.8", "zope.interface>=5"],
+    package_data={"txinferno.web": ["static/*.js", "static/*.css"]},
+    install_requires=["twisted>=23.8", "zope.interface>=5", "prometheus_client>=0.17"],
     extras_require={
         "test": [
             "pytest>=7",
@@ -25,6 +27,7 @@ setup(
             "hypothesis>=6",
             "sphinx>=7",
             "myst-parser>=2",
+            "selenium>=4.10",
         ],
     },
     entry_points={"console_scripts": ["regquery = txinferno.regquery:main"]},

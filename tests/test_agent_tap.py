@@ -50,7 +50,7 @@ async def test_agentOfEmbeddedServer():
     """
     options = parse(
         "--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1",
-        "--event", "tcp:0:interface=127.0.0.1",
+        "--event", "tcp:0:interface=127.0.0.1", "--no-web",
         "--service", "web proto http descr 'my site'", "--monitor", "proto *")
     service = makeService(options, reactor)
     service.startService()

@@ -82,7 +82,8 @@ def registry(installed, tmp_path):
     server = Command(
         installed, "twistd", "-n", "--pidfile=", "regmgr",
         "--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1",
-        "--event", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
+        "--event", "tcp:0:interface=127.0.0.1", "--web", "tcp:0:interface=127.0.0.1",
+        cwd=tmp_path)
     ports = [server.waitFor(r"RegistryPortFactory starting on (\d+)").group(1) for _ in range(3)]
     yield server, "tcp:host=127.0.0.1:new=%s:find=%s:event=%s" % tuple(ports)
     assert server.stop() == STOPPED

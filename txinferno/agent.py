@@ -5,6 +5,7 @@ L{txinferno.client.manager.RegistryManager}.
 """
 
 import os
+from collections import Counter
 
 from twisted.application.service import Service
 from twisted.internet import error
@@ -20,7 +21,7 @@ from txinferno.wire.rules import normaliseAttrs, registrationLine
 from txinferno.wire.words import formatService, splitWords
 
 __all__ = ["parseServiceSpec", "parseQuerySpec", "readServicesFile", "Agent",
-           "ChangeLogger", "ChangeCommand"]
+           "ChangeLogger", "ChangeCommand", "queryText"]
 
 
 def parseServiceSpec(spec):
@@ -77,27 +78,52 @@ def readServicesFile(path):
     return services
 
 
+def queryText(query):
+    """
+    @param query: a monitor's query, C{(attr, value)} pairs.
+    @return: the query as C{--monitor} takes it (unquoted).
+    @rtype: L{str}
+    """
+    return " ".join("%s %s" % pair for pair in query)
+
+
 class ChangeLogger(MonitorObserver):
     """
-    Logs every change a monitor reports.
+    Logs every change a monitor reports, and remembers when it last
+    resynced.
+
+    @ivar query: the monitor's query.
+    @ivar lastResync: when the monitor's view last matched the registry
+        again (seconds since the epoch), or L{None}.
     """
 
     _log = Logger()
+    lastResync = None
 
-    def __init__(self, query):
-        self._query = query
+    def __init__(self, query, clock=None):
+        """
+        @param query: the monitor's query.
+        @param clock: the clock of L{lastResync}; the reactor when L{None}.
+        """
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.query = query
+        self._clock = clock
+
+    def resynced(self):
+        self.lastResync = self._clock.seconds()
 
     def added(self, name, attrs):
         self._log.info("added {name} {attrs} (monitor {query})",
-                       name=name, attrs=attrs, query=self._query)
+                       name=name, attrs=attrs, query=self.query)
 
     def updated(self, name, attrs, previous):
         self._log.info("updated {name} {attrs}, was {previous} (monitor {query})",
-                       name=name, attrs=attrs, previous=previous, query=self._query)
+                       name=name, attrs=attrs, previous=previous, query=self.query)
 
     def removed(self, name, attrs):
         self._log.info("removed {name} {attrs} (monitor {query})",
-                       name=name, attrs=attrs, query=self._query)
+                       name=name, attrs=attrs, query=self.query)
 
 
 class _CommandProcess(ProcessProtocol):
@@ -117,14 +143,19 @@ class ChangeCommand(MonitorObserver):
     The command's environment has C{TXINFERNO_EVENT} (C{added}, C{updated}
     or C{removed}), C{TXINFERNO_NAME}, C{TXINFERNO_SERVICE} (the service as
     the registry prints it: C{NAME ATTR VALUE...}) and C{TXINFERNO_QUERY}.
+
+    @ivar runs: commands that ended.
+    @ivar failures: those that did not exit with status 0.
     """
 
     _log = Logger()
+    runs = 0
+    failures = 0
 
     def __init__(self, reactor, command, query):
         self._reactor = reactor
         self._command = command
-        self._query = " ".join("%s %s" % pair for pair in query)
+        self._query = queryText(query)
         self._pending = {}
         self._running = None
         self._idle = []
@@ -178,7 +209,9 @@ class ChangeCommand(MonitorObserver):
 
     def _ended(self, reason, event, name):
         self._running = None
+        self.runs += 1
         if not reason.check(error.ProcessDone):
+            self.failures += 1
             self._log.warn("{command} for {event} {name} failed: {reason}",
                            command=self._command, event=event, name=name,
                            reason=reason.getErrorMessage())
@@ -193,6 +226,11 @@ class Agent(Service):
     @ivar manager: the manager (made by L{startService}).
     @ivar services: the L{txinferno.client.service.ServiceTask} tasks by name.
     @ivar monitors: the L{txinferno.client.monitor.Monitor} tasks.
+    @ivar changeLoggers: the L{ChangeLogger} of each monitor.
+    @ivar changeCommands: the L{ChangeCommand} of each monitor, when there
+        is a command to run.
+    @ivar retired: the L{ServiceTask.losses} and L{ServiceTask.failures} of
+        the tasks detached so far, under C{losses} and C{failures}.
     """
 
     _log = Logger()
@@ -216,10 +254,16 @@ class Agent(Service):
         self.services = {}
         self._fixed = dict(services)
         self.monitors = []
+        self.changeLoggers = []
+        self.changeCommands = []
+        self.retired = {"losses": 0, "failures": Counter()}
         for query in monitors:
-            observer = ChangeLogger(query)
+            observer = ChangeLogger(query, reactor)
+            self.changeLoggers.append(observer)
             if onChange is not None:
-                observer = _Both(observer, ChangeCommand(reactor, onChange, query))
+                command = ChangeCommand(reactor, onChange, query)
+                self.changeCommands.append(command)
+                observer = _Both(observer, command)
             self.monitors.append(Monitor(query, observer))
 
     def _wanted(self):
@@ -282,9 +326,11 @@ class Agent(Service):
             attrs = wanted.get(name)
             if attrs is None:
                 del self.services[name]
+                self._retire(task)
                 detaching.append(self.manager.detach(task))
             elif not set(task.attrs) <= set(attrs):
                 del self.services[name]
+                self._retire(task)
                 later.add(name)
                 d = self.manager.detach(task)
                 d.addCallback(lambda _, name=name, attrs=attrs: self._attach(name, attrs))
@@ -295,6 +341,10 @@ class Agent(Service):
             if name not in self.services and name not in later:
                 self._attach(name, attrs)
         return gatherResults(detaching)
+
+    def _retire(self, task):
+        self.retired["losses"] += task.losses
+        self.retired["failures"].update(task.failures)
 
     def _attach(self, name, attrs):
         self.services[name] = self.manager.attach(ServiceTask(name, attrs))
@@ -319,3 +369,7 @@ class _Both(MonitorObserver):
     def removed(self, name, attrs):
         for o in self._observers:
             o.removed(name, attrs)
+
+    def resynced(self):
+        for o in self._observers:
+            o.resynced()

@@ -26,6 +26,7 @@ from txinferno.client.manager import RegistryManager
 from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
 from txinferno.server.registry import Registry
 from txinferno.server.protocols import IDLE_TIMEOUT, RegistryServer
+from txinferno.web.site import DEFAULT_WEB, WebService
 from txinferno.wire.words import MAX_LINE
 
 __all__ = ["Options", "makeService"]
@@ -79,11 +80,20 @@ class Options(usage.Options):
         ["services", None, None,
          "attrdb(6) file of services to keep registered (one service=NAME entry "
          "each); re-read on SIGHUP."],
+        ["web", None, None,
+         "Server endpoint of the web port (live view, JSON API, metrics, "
+         "health); default tcp:6680:interface=127.0.0.1 when serving a "
+         "registry, none otherwise."],
+        ["web-max-streams", None, 256,
+         "Most event streams (open live views) the web port serves at once.",
+         _positive(int)],
         ["on-change", None, None,
          "Shell command run for each change a monitor sees (one at a time per "
          "monitor), with TXINFERNO_EVENT, TXINFERNO_NAME, TXINFERNO_SERVICE and "
          "TXINFERNO_QUERY in its environment."],
     ]
+
+    optFlags = [["no-web", None, "Serve no web port."]]
 
     def __init__(self):
         usage.Options.__init__(self)
@@ -125,6 +135,23 @@ class Options(usage.Options):
                 raise usage.UsageError("--services %s: %s" % (self["services"], e))
         if self["on-change"] is not None and not self["monitor"]:
             raise usage.UsageError("--on-change needs at least one --monitor")
+        self._checkWeb()
+
+    def _checkWeb(self):
+        """
+        Set C{self.webEndpoint}: where to serve the web port, or L{None}.
+        """
+        from twisted.internet import reactor
+
+        web = self["web"]
+        if web is None and self["registry"] is None:
+            web = DEFAULT_WEB
+        self.webEndpoint = None
+        if web is not None and not self["no-web"]:
+            try:
+                self.webEndpoint = serverFromString(reactor, web)
+            except (ValueError, TypeError, KeyError) as e:
+                raise usage.UsageError("--web %s: bad endpoint: %s" % (web, e))
 
     @property
     def agentWanted(self):
@@ -187,7 +214,8 @@ def makeService(options, reactor=None):
         port (named C{new}, C{find} and C{event}), all serving one
         L{RegistryServer} (its C{server} attribute), and an
         L{txinferno.agent.Agent} named C{agent} (its C{agent} attribute)
-        when asked for.
+        when asked for, and the L{WebService} named C{web} (its C{web}
+        attribute) unless C{--no-web}.
     @rtype: L{MultiService}
     """
     if reactor is None:
@@ -220,6 +248,13 @@ def makeService(options, reactor=None):
         if options["services"] is not None:
             signal.signal(signal.SIGHUP,
                           lambda *_: reactor.callFromThread(agent.reload))
+    service.web = None
+    if options.webEndpoint is not None:
+        web = service.web = WebService(
+            options.webEndpoint, server=service.server, agent=service.agent,
+            reactor=reactor, maxStreams=options["web-max-streams"])
+        web.setName("web")
+        web.setServiceParent(service)
     return service
 
 

@@ -3,6 +3,8 @@ The ServiceTask task: keep one service registered while the registry is
 reachable, with its current attributes.
 """
 
+from collections import Counter
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ReconnectingClientFactory
 from zope.interface import implementer
@@ -58,6 +60,10 @@ class ServiceTask:
         when asked for); do not change it directly, use L{update}.
     @type attrs: L{dict}
     @ivar manager: the manager this task is attached to, or L{None}.
+    @ivar losses: registrations held and then lost.
+    @type losses: L{int}
+    @ivar failures: failed registration attempts (each retried), by reason.
+    @type failures: L{collections.Counter}
     """
 
     followsChanges = False
@@ -95,6 +101,8 @@ class ServiceTask:
         self._waiting = None
         self._reportedFailure = None
         self._registeredAt = None
+        self.losses = 0
+        self.failures = Counter()
 
     def __repr__(self):
         return "<ServiceTask %r %s>" % (self.name, "registered" if self.registered else "unregistered")
@@ -228,6 +236,7 @@ class ServiceTask:
         if registration is not self._registration:
             return None
         self._registration = None
+        self.losses += 1
         # The connection plugin logs the loss.  A registration held at least
         # as long as the wait that would now follow was a success: the
         # backoff starts afresh.  One lost sooner (a registry that takes a
@@ -249,6 +258,7 @@ class ServiceTask:
             why = reason.value.reason
         else:
             why = reason.getErrorMessage()
+        self.failures[why] += 1
         self._reportedFailure = self.manager.taskLog.reportFailure(
             self._reportedFailure,
             "registration of service {name} failed: {reason}; trying again",

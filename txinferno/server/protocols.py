@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txinferno.errors import RegistryError
+from txinferno.server.statistics import ServerStatistics
 from txinferno.wire.words import MAX_LINE, LineAssembler, splitWords
 
 __all__ = [
@@ -103,9 +104,11 @@ class _WriteProtocol(Protocol):
     that sends no first write within C{server.idleTimeout} seconds.
 
     @ivar server: the L{RegistryServer}, set by the factory.
+    @ivar portName: the port's name in the server's statistics.
     """
 
     server = None
+    portName = None
     _done = False
     _idleCall = None
     _quotedCall = None
@@ -119,6 +122,7 @@ class _WriteProtocol(Protocol):
             )
 
     def dataReceived(self, data):
+        self.server.statistics.bytesIn[self.portName] += len(data)
         if self._done:
             return
         self._cancelQuoted()
@@ -128,7 +132,7 @@ class _WriteProtocol(Protocol):
                 return
         limit = self.server.maxLineLength
         if len(self._cutter.pending) >= limit:
-            self.writeFailed(RegistryError("line longer than %d bytes" % (limit,)))
+            self._lineTooLong()
         elif self._cutter.endsInQuotedNewline():
             self._quotedCall = self.server.reactor.callLater(
                 self.server.quotedNewlineDelay, self._applyQuoted
@@ -136,11 +140,16 @@ class _WriteProtocol(Protocol):
 
     def _apply(self, write):
         self._cancelIdle()
-        limit = self.server.maxLineLength
-        if len(write) > limit:
-            self.writeFailed(RegistryError("line longer than %d bytes" % (limit,)))
+        if len(write) > self.server.maxLineLength:
+            self._lineTooLong()
         else:
             self.writeReceived(write)
+
+    def _lineTooLong(self):
+        self.server.statistics.limitsHit["line"] += 1
+        self.writeFailed(
+            RegistryError("line longer than %d bytes" % (self.server.maxLineLength,))
+        )
 
     def _applyQuoted(self):
         """
@@ -172,6 +181,7 @@ class _WriteProtocol(Protocol):
 
     def _idle(self):
         self._idleCall = None
+        self.server.statistics.limitsHit["idle"] += 1
         self.writeFailed(
             RegistryError("no line within %s seconds" % (self.server.idleTimeout,))
         )
@@ -204,6 +214,7 @@ class NewServerProtocol(_WriteProtocol):
     """
 
     _log = Logger()
+    portName = "new"
     service = None
 
     def writeReceived(self, write):
@@ -226,6 +237,7 @@ class NewServerProtocol(_WriteProtocol):
             name=name,
             error=error.text,
         )
+        self.server.registry.reportRejection(name, error.text)
         self._releaseService()
         self.finish()
 
@@ -248,11 +260,16 @@ class FindServerProtocol(_WriteProtocol):
     """
 
     _log = Logger()
+    portName = "find"
 
     def writeReceived(self, write):
-        answer = self.server.registry.answer(splitWords(write))
+        server = self.server
+        started = server.reactor.seconds()
+        answer = server.registry.answer(splitWords(write))
         if answer:
             self.transport.write(answer)
+            server.statistics.bytesOut["find"] += len(answer)
+        server.statistics.found(server.reactor.seconds() - started)
         self.finish()
 
     def writeFailed(self, error):
@@ -293,6 +310,7 @@ class EventServerProtocol(Protocol):
     """
 
     server = None
+    portName = "event"
     _paused = False
     _owed = False
     _socket = None
@@ -306,6 +324,7 @@ class EventServerProtocol(Protocol):
         self._send(READY)
 
     def _send(self, data):
+        self.server.statistics.bytesOut["event"] += len(data)
         if self._socket is not None:
             try:
                 sent = self._socket.send(data)
@@ -321,7 +340,7 @@ class EventServerProtocol(Protocol):
         self.transport.write(data)
 
     def dataReceived(self, data):
-        pass
+        self.server.statistics.bytesIn["event"] += len(data)
 
     def report(self, version):
         """
@@ -332,6 +351,7 @@ class EventServerProtocol(Protocol):
         if self._paused:
             self._owed = True
         else:
+            self.server.statistics.reportsSent += 1
             self._send(b"%08d\n" % (version,))
 
     def pauseProducing(self):
@@ -392,6 +412,8 @@ class RegistryServer:
     @ivar eventFactory: the factory of the C{event} port.
     @ivar ports: the listening ports (C{new}, C{find}, C{event}) after
         L{listen}, else an empty list.
+    @ivar statistics: the server's counters.
+    @type statistics: L{ServerStatistics}
     """
 
     _log = Logger()
@@ -415,6 +437,7 @@ class RegistryServer:
         self.findFactory = RegistryPortFactory(self, FindServerProtocol)
         self.eventFactory = RegistryPortFactory(self, EventServerProtocol)
         self.ports = []
+        self.statistics = ServerStatistics()
         self._connections = set()
         self._watchers = set()
         self._allClosed = []
@@ -481,6 +504,23 @@ class RegistryServer:
         for protocol in list(self._connections):
             protocol.transport.abortConnection()
         return d
+
+    def connectionCounts(self):
+        """
+        @return: the open connections, by port name (C{new}, C{find},
+            C{event}).
+        @rtype: L{dict} of L{str} to L{int}
+        """
+        counts = dict.fromkeys(("new", "find", "event"), 0)
+        for protocol in self._connections:
+            counts[protocol.portName] += 1
+        return counts
+
+    def watcherCount(self):
+        """
+        @return: the open C{event} connections.
+        """
+        return len(self._watchers)
 
     def _track(self, protocol):
         self._connections.add(protocol)

@@ -14,8 +14,9 @@ from operator import attrgetter
 
 from twisted.logger import Logger
 
-from txinferno.wire import attrdb
 from txinferno.errors import RegistryError
+from txinferno.server.change import ChangeKind, RegistryChange
+from txinferno.wire import attrdb
 from txinferno.wire.persist import persists
 from txinferno.wire.words import formatLine
 
@@ -36,6 +37,19 @@ def _pairs(words):
     """
     it = iter(words)
     return list(zip(it, it))
+
+
+def _matches(service, pairs):
+    """
+    @return: whether C{service} has every C{(attr, value)} of C{pairs}, a
+        value C{*} matching any value.
+    """
+    values = service._values
+    for attr, value in pairs:
+        v = values.get(attr)
+        if v is None or (value != "*" and v != value):
+            return False
+    return True
 
 
 class RegisteredService:
@@ -85,6 +99,15 @@ class RegisteredService:
         """
         return [(a, self._values[a]) for a in self._order]
 
+    def matches(self, words):
+        """
+        @param words: the words of a query (see L{Registry.find}).
+        @return: whether the query finds this service.
+        """
+        if not words or len(words) % 2:
+            return True
+        return _matches(self, _pairs(words))
+
     def line(self):
         """
         @return: the service as a line of a C{find} answer: its name and
@@ -111,6 +134,11 @@ class Registry:
     service.  Opening a connection, a rejected write, loading static
     services and queries change nothing.
 
+    Change observers (L{txinferno.server.change.IRegistryObserver}, added
+    with L{addChangeObserver}) are told what changed: every registration,
+    update and removal, and every rejection the server reports with
+    L{reportRejection}.
+
     @ivar version: the version counter, starting at 0.
     @type version: L{int}
     """
@@ -123,6 +151,7 @@ class Registry:
         self._byName = {}
         self._index = {}
         self._observers = []
+        self._changeObservers = []
 
     def __len__(self):
         return len(self._slots)
@@ -155,6 +184,44 @@ class Registry:
         Stop calling an observer added with L{addObserver}.
         """
         self._observers.remove(observer)
+
+    def addChangeObserver(self, observer):
+        """
+        Tell C{observer} of every change from now on.
+
+        @type observer: L{txinferno.server.change.IRegistryObserver}
+        """
+        self._changeObservers.append(observer)
+
+    def removeChangeObserver(self, observer):
+        """
+        Stop telling an observer added with L{addChangeObserver}.
+        """
+        self._changeObservers.remove(observer)
+
+    def reportRejection(self, name, reason):
+        """
+        Tell the change observers that a write was rejected (the server's
+        C{new} port calls it when it closes a connection for an error).
+
+        @param name: the service named, or L{None}.
+        @type name: L{str} or L{None}
+        @param reason: the error text.
+        @type reason: L{str}
+        """
+        if self._changeObservers:
+            self._tell(RegistryChange(ChangeKind.rejected, name, (), self.version, reason))
+
+    def _tell(self, change):
+        for observer in list(self._changeObservers):
+            observer.registryChanged(change)
+
+    def _told(self, kind, service, attributes):
+        """
+        Tell the change observers of a change of C{service}.
+        """
+        if self._changeObservers:
+            self._tell(RegistryChange(kind, service.name, attributes, self.version))
 
     def checkName(self, name):
         """
@@ -203,6 +270,7 @@ class Registry:
             attrs=service.attributes(),
         )
         self._bump()
+        self._told(ChangeKind.registered, service, service.attributes())
         return service
 
     def update(self, service, words):
@@ -229,6 +297,7 @@ class Registry:
             "service {name} updated with {attrs}", name=service.name, attrs=pairs
         )
         self._bump()
+        self._told(ChangeKind.updated, service, service.attributes())
 
     def release(self, service):
         """
@@ -251,6 +320,7 @@ class Registry:
             "service {name} removed", name=service.name, attrs=service.attributes()
         )
         self._bump()
+        self._told(ChangeKind.removed, service, service.attributes())
         return True
 
     def find(self, words):
@@ -281,18 +351,11 @@ class Registry:
             if candidates is None or len(found) < len(candidates):
                 candidates = found
 
-        def matches(service):
-            values = service._values
-            for attr, value in pairs:
-                v = values.get(attr)
-                if v is None or (value != "*" and v != value):
-                    return False
-            return True
 
         if len(candidates) * 4 > len(self._slots):
-            return [s for s in self._slots if matches(s)]
+            return [s for s in self._slots if _matches(s, pairs)]
         return sorted(
-            (s for s in candidates if matches(s)), key=attrgetter("_slot")
+            (s for s in candidates if _matches(s, pairs)), key=attrgetter("_slot")
         )
 
     def answer(self, words):

@@ -1,0 +1,253 @@
+"""
+L{RegistryView}: what the web side knows of one registry server beyond its
+current services: recent changes with their times, counts of changes and
+rejections, a sampled history, and the open event streams it feeds.
+"""
+
+import json
+from collections import Counter, deque
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from txinferno.server.change import ChangeKind, IRegistryObserver
+from txinferno.wire.persist import persists
+from txinferno.wire.words import formatLine
+
+__all__ = ["RegistryView", "reasonLabel", "serviceJSON"]
+
+MAX_CHANGES = 200
+"""
+Default of L{RegistryView.maxChanges}.
+"""
+SAMPLE_INTERVAL = 10.0
+"""
+Default of L{RegistryView.sampleInterval}, in seconds.
+"""
+MAX_SAMPLES = 360
+"""
+Default of L{RegistryView.maxSamples} (an hour at the default interval).
+"""
+
+_REASONS = {
+    "bad character in service name": "bad character in service name",
+    "bad service name": "bad service name",
+    "duplicate service name": "duplicate service name",
+    "odd number of attribute words after the service name": "odd number of attribute words",
+    "odd number of attribute words": "odd number of attribute words",
+    "empty attribute write": "empty attribute write",
+}
+
+
+def reasonLabel(reason):
+    """
+    Name a rejection's reason with one of a fixed set of labels (a metric
+    label must not take a value per service or per limit setting).
+
+    @param reason: the error text of the rejection.
+    @type reason: L{str}
+    @rtype: L{str}
+    """
+    label = _REASONS.get(reason)
+    if label is not None:
+        return label
+    if reason.startswith("line longer than"):
+        return "line too long"
+    if reason.startswith("no line within"):
+        return "idle"
+    if reason.endswith("is not registered"):
+        return "not registered"
+    return "other"
+
+
+def _line(name, attributes):
+    words = [name]
+    for pair in attributes:
+        words.extend(pair)
+    return formatLine(words).decode("utf-8")[:-1]
+
+
+def serviceJSON(name, attributes):
+    """
+    @param name: a service's name.
+    @param attributes: its C{(attr, value)} pairs, newest-first.
+    @return: the service as the API and the page show it: C{name}, C{attrs}
+        (an object, newest-first) and C{line} (the service as the C{find}
+        port prints it, in the registry's quoting, without the newline).
+    @rtype: L{dict}
+    """
+    return {"name": name, "attrs": dict(attributes), "line": _line(name, attributes)}
+
+
+def _encodeEvent(kind, data):
+    return b"event: %s\ndata: %s\n\n" % (
+        kind, json.dumps(data, separators=(",", ":")).encode("utf-8"))
+
+
+@implementer(IRegistryObserver)
+class RegistryView:
+    """
+    Watches one L{txinferno.server.protocols.RegistryServer}'s registry.
+
+    @ivar server: the server.
+    @ivar clock: the clock of the times and of the sampling.
+    @ivar startedAt: when the view was made (the uptime counts from it).
+    @ivar changes: the recent changes, oldest first, as the page shows them
+        (at most L{maxChanges}).
+    @ivar history: the samples, oldest first: C{time}, C{services} and
+        C{changes} (changes since the sample before).
+    @ivar counts: changes by kind name (C{registered}, C{updated},
+        C{removed}, C{rejected}).
+    @type counts: L{Counter}
+    @ivar rejections: rejections by L{reasonLabel}.
+    @type rejections: L{Counter}
+    @ivar streams: the open event streams
+        (L{txinferno.web.events.EventStream}).
+    @ivar streamsDropped: event streams closed for not reading.
+    @ivar streamsRefused: event streams refused for the limit on their
+        number.
+    """
+
+    _log = Logger()
+
+    def __init__(self, server, clock, maxChanges=MAX_CHANGES,
+                 sampleInterval=SAMPLE_INTERVAL, maxSamples=MAX_SAMPLES):
+        """
+        @type server: L{txinferno.server.protocols.RegistryServer}
+        @param clock: an L{IReactorTime}.
+        @type maxChanges: L{int}
+        @param sampleInterval: seconds between samples of the history.
+        @type maxSamples: L{int}
+        """
+        self.server = server
+        self.registry = server.registry
+        self.clock = clock
+        self.startedAt = clock.seconds()
+        self.maxChanges = maxChanges
+        self.sampleInterval = sampleInterval
+        self.changes = deque(maxlen=maxChanges)
+        self.history = deque(maxlen=maxSamples)
+        self.counts = Counter()
+        self.rejections = Counter()
+        self.streams = set()
+        self.streamsDropped = 0
+        self.streamsRefused = 0
+        self._sinceSample = 0
+        self._sampling = LoopingCall(self._sample)
+        self._sampling.clock = clock
+
+    def start(self):
+        """
+        Observe the registry and start sampling.
+        """
+        self.registry.addChangeObserver(self)
+        self._sample()
+        self._sampling.start(self.sampleInterval, now=False)
+
+    def stop(self):
+        """
+        Stop observing and sampling.
+        """
+        self.registry.removeChangeObserver(self)
+        if self._sampling.running:
+            self._sampling.stop()
+
+    def registryChanged(self, change):
+        kind = change.kind.name
+        self.counts[kind] += 1
+        self._sinceSample += 1
+        entry = {"time": self.clock.seconds(), "kind": kind, "version": change.version}
+        if change.kind is ChangeKind.rejected:
+            self.rejections[reasonLabel(change.reason)] += 1
+            entry["name"] = change.name
+            entry["reason"] = change.reason
+        else:
+            entry.update(serviceJSON(change.name, change.attributes))
+        self.changes.append(entry)
+        if not self.streams:
+            return
+        shown = None
+        if change.kind in (ChangeKind.registered, ChangeKind.updated):
+            shown = self.registry[change.name]
+        encoded = {}
+        for stream in list(self.streams):
+            visible = shown is not None and shown.matches(stream.words)
+            data = encoded.get(visible)
+            if data is None:
+                data = encoded[visible] = _encodeEvent(b"change", dict(entry, shown=visible))
+            stream.send(data)
+
+    def status(self):
+        """
+        @return: the registry's status as C{/v1/status} answers it.
+        @rtype: L{dict}
+        """
+        persistent = static = 0
+        for service in self.registry:
+            if service.static:
+                static += 1
+            elif persists(service.get("persist")):
+                persistent += 1
+        ports = {}
+        for name, port in zip(("new", "find", "event"), self.server.ports):
+            address = port.getHost()
+            ports[name] = "tcp!%s!%d" % (address.host, address.port)
+        now = self.clock.seconds()
+        return {
+            "version": self.registry.version,
+            "services": len(self.registry),
+            "persistent": persistent,
+            "static": static,
+            "started": self.startedAt,
+            "uptime": now - self.startedAt,
+            "time": now,
+            "ports": ports,
+            "connections": self.server.connectionCounts(),
+            "watchers": self.server.watcherCount(),
+            "views": len(self.streams),
+            "changes": dict(self.counts),
+        }
+
+    def snapshotEvent(self, words):
+        """
+        @param words: the query of the stream.
+        @return: the first event of an event stream: the status, the recent
+            changes and the history (the services follow in L{servicesEvents}).
+        @rtype: L{bytes}
+        """
+        return _encodeEvent(b"snapshot", {
+            "status": self.status(),
+            "query": words,
+            "changes": list(self.changes),
+            "history": list(self.history),
+        })
+
+    def servicesEvents(self, words, chunk=500):
+        """
+        Generate the services matching C{words}, as they are when each
+        event is made, in C{services} events of up to C{chunk} services,
+        then a C{ready} event.  Services removed meanwhile are left out
+        (their removal follows on the stream anyway).
+
+        @rtype: iterator of L{bytes}
+        """
+        services = self.registry.find(words)
+        for start in range(0, len(services), chunk):
+            batch = [serviceJSON(s.name, s.attributes())
+                     for s in services[start:start + chunk] if s.registered]
+            yield _encodeEvent(b"services", batch)
+        yield _encodeEvent(b"ready", {"version": self.registry.version})
+
+    def _sample(self):
+        sample = {
+            "time": self.clock.seconds(),
+            "services": len(self.registry),
+            "changes": self._sinceSample,
+        }
+        self._sinceSample = 0
+        self.history.append(sample)
+        if self.streams:
+            data = _encodeEvent(b"sample", dict(sample, status=self.status()))
+            for stream in list(self.streams):
+                stream.send(data)
