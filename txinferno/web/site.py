@@ -23,6 +23,7 @@ import os
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.logger import Logger
+from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import File
@@ -106,7 +107,8 @@ class WebService(MultiService):
             self.metrics.collectors.register(AgentCollector(agent))
         self.site = Site(root, timeout=HTTP_TIMEOUT, reactor=reactor)
         self.site.displayTracebacks = False
-        self.port = StreamServerEndpointService(endpoint, self.site)
+        self._connections = WrappingFactory(self.site)
+        self.port = StreamServerEndpointService(endpoint, self._connections)
         self.port._raiseSynchronously = True
         self.port.setServiceParent(self)
 
@@ -117,13 +119,15 @@ class WebService(MultiService):
 
     def stopService(self):
         """
-        Stop listening and close the open event streams.
+        Stop listening and abort every open connection (event streams and
+        idle keep-alive connections alike, so that no browser goes on
+        talking to a stopped view).
 
         @return: a L{Deferred} that fires once the port is closed.
         """
         d = MultiService.stopService(self)
         if self.view is not None:
             self.view.stop()
-            for stream in list(self.view.streams):
-                stream.abort()
+        for connection in list(self._connections.protocols):
+            connection.transport.abortConnection()
         return d
