@@ -56,7 +56,7 @@ class ServedWeb:
     async def start(self):
         await bounded(self.registry.start())
         endpoint = _ListeningEndpoint(
-            TCP4ServerEndpoint(reactor, self.webPort, interface="127.0.0.1"))
+            TCP4ServerEndpoint(reactor, self.webPort, backlog=1024, interface="127.0.0.1"))
         self.web = WebService(endpoint, server=self.registry.server, reactor=reactor,
                               **self.webOptions)
         self.web.startService()
@@ -117,7 +117,8 @@ class EventsClient(Protocol):
     A raw HTTP/1.0 client of C{/v1/events}: its response's status line and
     headers, then its events, one by one.
 
-    @ivar status: the status line, once received.
+    @ivar status: the status line, once received (and L{responded} fires
+        with it).
     @ivar events: the events not yet taken, C{(kind, data)}.
     """
 
@@ -129,6 +130,7 @@ class EventsClient(Protocol):
         self.received = 0
         self._buffer = b""
         self._waiting = []
+        self.responded = Deferred()
         self.closed = Deferred()
 
     def connectionMade(self):
@@ -143,6 +145,7 @@ class EventsClient(Protocol):
                 return
             head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
             self.status, _, self.headers = head.partition(b"\r\n")
+            self.responded.callback(self.status)
         while b"\n\n" in self._buffer:
             block, self._buffer = self._buffer.split(b"\n\n", 1)
             fields = dict(line.split(b": ", 1) for line in block.split(b"\n") if b": " in line)
