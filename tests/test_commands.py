@@ -156,3 +156,31 @@ def test_regqueryUnreachable(installed, tmp_path):
     result = run(installed, "regquery", "-r", "tcp:127.0.0.1:%d" % port, "a", "b", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == "" and result.stderr.count("\n") == 1
+
+
+def test_webPortOfInstalledCopy(registry):
+    """
+    The installed copy's web port serves the page with its script and style
+    sheet (package data), the API and the metrics.
+    """
+    import json
+    import urllib.request
+
+    server, description = registry
+    port = server.waitFor(r"Site \(WrappingFactory\) starting on (\d+)").group(1)
+    base = "http://127.0.0.1:%s" % (port,)
+
+    def fetch(path):
+        with urllib.request.urlopen(base + path, timeout=TIMEOUT) as response:
+            return response.status, response.read()
+
+    status, page = fetch("/")
+    assert status == 200 and b"static/view.js" in page
+    status, script = fetch("/static/view.js")
+    assert status == 200 and b"new EventSource(" in script
+    status, style = fetch("/static/view.css")
+    assert status == 200 and b"#rows" not in style and b"body.live" in style
+    status, body = fetch("/v1/status")
+    assert json.loads(body)["services"] == 0
+    status, metrics = fetch("/metrics")
+    assert b"txinferno_registry_services 0.0" in metrics
