@@ -41,10 +41,14 @@ def freePorts(count):
     return ports
 
 
-def startServer(ports):
+def startServer(ports, web=None):
     args = [sys.executable, "-m", "twisted", "--log-file", "/dev/null", "regmgr"]
     for name, port in zip(("new", "find", "event"), ports):
         args += ["--" + name, "tcp:%d:interface=%s:backlog=4096" % (port, HOST)]
+    if web is None:
+        args.append("--no-web")
+    else:
+        args += ["--web", "tcp:%d:interface=%s:backlog=4096" % (web, HOST)]
     server = subprocess.Popen(args, cwd=os.path.dirname(os.path.abspath(__file__)))
     deadline = time.monotonic() + 30
     while True:

@@ -18,7 +18,7 @@ __all__ = ["browser", "served"]
 
 def rowNames(driver):
     return driver.execute_script(
-        "return Array.from(document.querySelectorAll('#rows tr')).map(r => r.dataset.name)")
+        "return Array.from(document.querySelectorAll('#rows .row')).map(r => r.dataset.name)")
 
 
 def pageState(driver):
@@ -52,7 +52,7 @@ async def test_serviceComesAndGoes(browser, served):
     conn = await register(served, b"web proto http descr 'my site'\n")
     await waitFor(browser, lambda d: rowNames(d) == ["web"])
     cells = await inBrowser(browser.execute_script,
-                            "return Array.from(document.querySelectorAll('#rows td'))"
+                            "return Array.from(document.querySelectorAll('#rows .row > span'))"
                             ".map(c => c.textContent)")
     assert cells == ["web", "descr 'my site' proto http"]
     conn.close()

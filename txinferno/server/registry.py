@@ -20,7 +20,7 @@ from txinferno.wire import attrdb
 from txinferno.wire.persist import persists
 from txinferno.wire.words import formatLine
 
-__all__ = ["Registry", "RegisteredService"]
+__all__ = ["Registry", "RegisteredService", "queryMatches"]
 
 RESERVED_NAMES = frozenset(["", "new", "event", "find", "index"])
 """
@@ -39,17 +39,28 @@ def _pairs(words):
     return list(zip(it, it))
 
 
-def _matches(service, pairs):
+def _matches(values, pairs):
     """
-    @return: whether C{service} has every C{(attr, value)} of C{pairs}, a
+    @param values: a service's attributes, C{{attr: value}}.
+    @return: whether C{values} has every C{(attr, value)} of C{pairs}, a
         value C{*} matching any value.
     """
-    values = service._values
     for attr, value in pairs:
         v = values.get(attr)
         if v is None or (value != "*" and v != value):
             return False
     return True
+
+
+def queryMatches(words, values):
+    """
+    @param words: the words of a query (see L{Registry.find}).
+    @param values: a service's attributes, C{{attr: value}}.
+    @return: whether the query finds a service with these attributes.
+    """
+    if not words or len(words) % 2:
+        return True
+    return _matches(values, _pairs(words))
 
 
 class RegisteredService:
@@ -104,9 +115,7 @@ class RegisteredService:
         @param words: the words of a query (see L{Registry.find}).
         @return: whether the query finds this service.
         """
-        if not words or len(words) % 2:
-            return True
-        return _matches(self, _pairs(words))
+        return queryMatches(words, self._values)
 
     def line(self):
         """
@@ -353,9 +362,9 @@ class Registry:
 
 
         if len(candidates) * 4 > len(self._slots):
-            return [s for s in self._slots if _matches(s, pairs)]
+            return [s for s in self._slots if _matches(s._values, pairs)]
         return sorted(
-            (s for s in candidates if _matches(s, pairs)), key=attrgetter("_slot")
+            (s for s in candidates if _matches(s._values, pairs)), key=attrgetter("_slot")
         )
 
     def answer(self, words):

@@ -35,8 +35,10 @@ _TEMPLATE = """\
 <span id="filter-note"></span>
 </form>
 <p id="shown"></p>
-<table id="services"><thead><tr><th>service</th><th>attributes</th></tr></thead>
-<tbody id="rows"></tbody></table>
+<div id="services">
+<div class="row heading"><span class="name">service</span><span class="attrs">attributes</span></div>
+<div id="rows"></div>
+</div>
 </section>
 <aside>
 <h2>over time</h2>

@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txinferno.server.change import ChangeKind, IRegistryObserver
+from txinferno.server.registry import queryMatches
 from txinferno.wire.persist import persists
 from txinferno.wire.words import formatLine
 
@@ -134,6 +135,8 @@ class RegistryView:
         self.streamsDropped = 0
         self.streamsRefused = 0
         self._sinceSample = 0
+        self._turnChanges = []
+        self._sendCall = None
         self._sampling = LoopingCall(self._sample)
         self._sampling.clock = clock
 
@@ -152,6 +155,10 @@ class RegistryView:
         self.registry.removeChangeObserver(self)
         if self._sampling.running:
             self._sampling.stop()
+        if self._sendCall is not None:
+            self._sendCall.cancel()
+            self._sendCall = None
+            self._turnChanges = []
 
     def registryChanged(self, change):
         kind = change.kind.name
@@ -167,15 +174,35 @@ class RegistryView:
         self.changes.append(entry)
         if not self.streams:
             return
-        shown = None
+        values = None
         if change.kind in (ChangeKind.registered, ChangeKind.updated):
-            shown = self.registry[change.name]
+            values = dict(change.attributes)
+        self._turnChanges.append((entry, values))
+        if self._sendCall is None:
+            self._sendCall = self.clock.callLater(0, self._sendChanges)
+
+    def _sendChanges(self):
+        """
+        Send the changes of a reactor turn to every stream, in one write
+        per stream: each change with C{shown}, whether the stream's query
+        finds the service after it.
+        """
+        self._sendCall = None
+        changes, self._turnChanges = self._turnChanges, []
         encoded = {}
+        byQuery = {}
         for stream in list(self.streams):
-            visible = shown is not None and shown.matches(stream.words)
-            data = encoded.get(visible)
+            query = tuple(stream.words)
+            data = byQuery.get(query)
             if data is None:
-                data = encoded[visible] = _encodeEvent(b"change", dict(entry, shown=visible))
+                parts = []
+                for i, (entry, values) in enumerate(changes):
+                    shown = values is not None and queryMatches(query, values)
+                    part = encoded.get((i, shown))
+                    if part is None:
+                        part = encoded[i, shown] = _encodeEvent(b"change", dict(entry, shown=shown))
+                    parts.append(part)
+                data = byQuery[query] = b"".join(parts)
             stream.send(data)
 
     def status(self):

@@ -5,13 +5,17 @@
   "use strict";
 
   var MAX_CHANGES_SHOWN = 50;
+  var ROW_HEIGHT = 24;        // px, as view.css sets it
+  var ROWS_AROUND = 20;       // rows made above and below those on screen
   var MAX_VALUES_SHOWN = 8;
 
   var rows = document.getElementById("rows");
   var filter = document.getElementById("filter");
   var filterNote = document.getElementById("filter-note");
   var stateText = document.getElementById("state");
-  var services = new Map();   // name -> {attrs, row}
+  var services = new Map();   // name -> {attrs, line}
+  var order = [];             // the names, in the registry's order
+  var orderStale = false;     // names removed since order was last cleaned
   var counts = new Map();     // attr -> Map(value -> services)
   var changes = [];
   var history = [];
@@ -55,27 +59,14 @@
     });
   }
 
-  function fillRow(row, service) {
-    var space = service.line.indexOf(" ");
-    row.cells[0].textContent = space < 0 ? service.line : service.line.slice(0, space);
-    row.cells[1].textContent = space < 0 ? "" : service.line.slice(space + 1);
-  }
-
-  function upsert(service, parent) {
+  function upsert(service) {
     var known = services.get(service.name);
     if (known) {
       count(known.attrs, -1);
-      known.attrs = service.attrs;
-      fillRow(known.row, service);
     } else {
-      var row = document.createElement("tr");
-      row.dataset.name = service.name;
-      row.appendChild(document.createElement("td")).className = "name";
-      row.appendChild(document.createElement("td")).className = "attrs";
-      fillRow(row, service);
-      (parent || rows).appendChild(row);
-      services.set(service.name, {attrs: service.attrs, row: row});
+      order.push(service.name);
     }
+    services.set(service.name, {attrs: service.attrs, line: service.line});
     count(service.attrs, 1);
   }
 
@@ -83,9 +74,43 @@
     var known = services.get(name);
     if (known) {
       count(known.attrs, -1);
-      known.row.remove();
       services.delete(name);
+      orderStale = true;
     }
+  }
+
+  // Only the rows on screen (and a few around) are in the document, so that
+  // 10,000 services cost the browser no more than a screenful.
+  function renderRows() {
+    if (orderStale) {
+      var seen = new Set();
+      order = order.filter(function (name) {
+        var keep = services.has(name) && !seen.has(name);
+        seen.add(name);
+        return keep;
+      });
+      orderStale = false;
+    }
+    var first = Math.max(0, Math.floor(rows.scrollTop / ROW_HEIGHT) - ROWS_AROUND);
+    var last = Math.min(order.length,
+                        first + Math.ceil(rows.clientHeight / ROW_HEIGHT) + 2 * ROWS_AROUND);
+    var fragment = document.createDocumentFragment();
+    fragment.appendChild(document.createElement("div")).style.height = first * ROW_HEIGHT + "px";
+    for (var i = first; i < last; i++) {
+      var name = order[i], line = services.get(name).line;
+      var space = line.indexOf(" ");
+      var row = fragment.appendChild(document.createElement("div"));
+      row.className = "row";
+      row.dataset.name = name;
+      row.title = line;
+      row.appendChild(document.createElement("span")).className = "name";
+      row.appendChild(document.createElement("span")).className = "attrs";
+      row.firstChild.textContent = space < 0 ? line : line.slice(0, space);
+      row.lastChild.textContent = space < 0 ? "" : line.slice(space + 1);
+    }
+    fragment.appendChild(document.createElement("div")).style.height =
+      (order.length - last) * ROW_HEIGHT + "px";
+    rows.replaceChildren(fragment);
   }
 
   function time(seconds) {
@@ -191,6 +216,7 @@
 
   function render() {
     renderPending = false;
+    renderRows();
     renderStatus();
     renderChanges();
     renderCounts();
@@ -221,7 +247,7 @@
       var data = JSON.parse(event.data);
       services.clear();
       counts.clear();
-      rows.replaceChildren();
+      order = [];
       status = data.status;
       clockOffset = status.time - Date.now() / 1000;
       changes = data.changes;
@@ -229,9 +255,7 @@
       setState("loading", "loading");
     });
     source.addEventListener("services", function (event) {
-      var fragment = document.createDocumentFragment();
-      JSON.parse(event.data).forEach(function (service) { upsert(service, fragment); });
-      rows.appendChild(fragment);
+      JSON.parse(event.data).forEach(upsert);
     });
     source.addEventListener("ready", function () {
       setState("live", "live");
@@ -269,6 +293,13 @@
     event.preventDefault();
     clearTimeout(typing);
     connect();
+  });
+  var scrolling = false;
+  rows.addEventListener("scroll", function () {
+    if (!scrolling) {
+      scrolling = true;
+      requestAnimationFrame(function () { scrolling = false; renderRows(); });
+    }
   });
   setInterval(renderUptime, 1000);
   connect();

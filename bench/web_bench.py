@@ -1,0 +1,231 @@
+"""
+Benchmark of the web port: python bench/web_bench.py
+
+Runs C{twistd -n regmgr} twice in a subprocess, once without its web port
+(C{--no-web}) and once with it and 100 open event streams (plain HTTP
+clients reading as browsers would), and measures in each:
+
+  - registrations per second until visible to find (10,000 held open);
+  - find latency for one service and for the full listing at 10,000;
+
+then, in the second run only:
+
+  - delay from a change (an update on a held connection) to its event at
+    the last of the 100 streams (target < 100 ms);
+  - first load of the view of 10,000 services in headless Chromium, from
+    the request of the page to the last row shown (target < 1 s).
+
+The registry's own figures of the two runs are printed side by side with
+their ratio: the web port and its views must not cost them more than 5 %.
+"""
+
+import os
+import resource
+import selectors
+import socket
+import statistics
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+from server_bench import HOST, find, freePorts, latencies, register, startServer, waitVisible  # noqa: E402
+
+SERVICES = 10000
+VIEWS = 100
+
+
+class StreamReader(threading.Thread):
+    """
+    Reads L{VIEWS} event streams as browsers would, as fast as they come,
+    and tells when every stream has seen a marker.
+    """
+
+    def __init__(self, port, count):
+        threading.Thread.__init__(self, daemon=True)
+        self.port = port
+        self.selector = selectors.DefaultSelector()
+        self.streams = []
+        self.dropped = 0
+        for _ in range(count):
+            self._open()
+        self.lock = threading.Lock()
+        self.marker = b"event: ready\n"
+        self.waiting = set(self.streams)
+        self.tails = {s: b"" for s in self.streams}
+        self.allSeen = threading.Event()
+        self.running = True
+
+    def _open(self):
+        s = socket.create_connection((HOST, self.port))
+        s.sendall(b"GET /v1/events HTTP/1.0\r\nHost: bench\r\n\r\n")
+        s.setblocking(False)
+        self.selector.register(s, selectors.EVENT_READ)
+        self.streams.append(s)
+        return s
+
+    def expect(self, marker):
+        with self.lock:
+            self.marker = marker
+            self.waiting = set(self.streams)
+            self.allSeen.clear()
+
+    def run(self):
+        while self.running:
+            for key, _ in self.selector.select(0.5):
+                s = key.fileobj
+                try:
+                    data = s.recv(1 << 20)
+                except OSError:
+                    data = b""
+                if not data:
+                    # Dropped for not reading fast enough: reconnect, as
+                    # EventSource does.
+                    self.selector.unregister(s)
+                    with self.lock:
+                        self.dropped += 1
+                        self.streams.remove(s)
+                        self.waiting.discard(s)
+                        del self.tails[s]
+                        fresh = self._open()
+                        self.tails[fresh] = b""
+                    continue
+                with self.lock:
+                    text = self.tails[s] + data
+                    self.tails[s] = text[-64:]
+                    if s in self.waiting and self.marker in text:
+                        self.waiting.discard(s)
+                        if not self.waiting:
+                            self.allSeen.set()
+
+    def close(self):
+        self.running = False
+        self.join(5)
+        for s in self.streams:
+            s.close()
+
+
+def changeDelays(conn, reader, repeat):
+    times = []
+    for i in range(repeat):
+        marker = b"tick%d " % (i,)
+        reader.expect(marker)
+        start = time.perf_counter()
+        conn.send(b"tick '%s'\n" % (marker,))
+        if not reader.allSeen.wait(10):
+            raise SystemExit("no change event at every view within 10 s")
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), statistics.quantiles(times, n=20)[18]
+
+
+def registryFigures(newPort, findPort):
+    """
+    Register L{SERVICES} services and measure the registry's own figures.
+
+    @return: the figures, and the held sockets.
+    """
+    figures = {}
+    start = time.perf_counter()
+    held = register(newPort, 0, SERVICES)
+    waitVisible(findPort, SERVICES)
+    figures["registrations until visible (reg/s)"] = SERVICES / (time.perf_counter() - start)
+    median, _ = latencies(findPort, b"id 7777\n", 300, 1)
+    figures["find one service at 10k, median (ms)"] = median * 1e3
+    median, _ = latencies(findPort, b"\n", 30, SERVICES)
+    figures["full listing of 10k, median (ms)"] = median * 1e3
+    return figures, held
+
+
+def firstLoad(webPort):
+    """
+    @return: the seconds from asking headless Chromium for the page to its
+        last row shown, or L{None} without Chromium.
+    """
+    try:
+        from browser import _missing, startChromium
+    except ImportError:
+        return None
+    if _missing() is not None:
+        print("no first-load figure:", _missing())
+        return None
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = startChromium()
+    try:
+        url = "http://%s:%d/" % (HOST, webPort)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            driver.get(url)
+            WebDriverWait(driver, 30, poll_frequency=0.005).until(lambda d: d.execute_script(
+                "return document.body.className === 'live'"
+                " && document.querySelectorAll('#rows .row').length"))
+            times.append(time.perf_counter() - start)
+            shown = driver.execute_script("return document.getElementById('shown').textContent")
+            assert shown == "%d services shown" % (SERVICES,), shown
+        return statistics.median(times)
+    finally:
+        driver.quit()
+
+
+def run(web):
+    newPort, findPort, eventPort, webPort = freePorts(4)
+    server = startServer((newPort, findPort, eventPort), web=webPort if web else None)
+    results = {}
+    try:
+        reader = None
+        if web:
+            reader = StreamReader(webPort, VIEWS)
+            reader.start()
+            if not reader.allSeen.wait(30):
+                raise SystemExit("the event streams did not start")
+        figures, held = registryFigures(newPort, findPort)
+        results.update(figures)
+        if web:
+            results["views dropped and reconnected in the burst"] = reader.dropped
+            median, p95 = changeDelays(held[0], reader, 30)
+            results["change to all %d views, median (ms)" % (VIEWS,)] = median * 1e3
+            results["change to all %d views, p95 (ms)" % (VIEWS,)] = p95 * 1e3
+            load = firstLoad(webPort)
+            if load is not None:
+                results["first load of 10k in Chromium (s)"] = load
+            reader.close()
+        for s in held:
+            s.close()
+    finally:
+        server.terminate()
+        server.wait(30)
+    return results
+
+
+def main():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    without = run(web=False)
+    with_ = run(web=True)
+    print("%-42s %12s %12s %8s" % ("registry figure", "no web", "web+views", "ratio"))
+    print("views dropped (too slow to read) and reconnected during the burst:",
+          with_.pop("views dropped and reconnected in the burst"))
+    for name, figure in without.items():
+        other = with_[name]
+        higherIsBetter = "reg/s" in name
+        ratio = other / figure
+        cost = (1 - ratio) if higherIsBetter else (ratio - 1)
+        print("%-42s %12.2f %12.2f %8.3f %s" % (
+            name, figure, other, ratio, "ok" if cost <= 0.05 else "MISSED (> 5 %)"))
+    print()
+    print("%-42s %12s %12s %8s" % ("web figure", "figure", "target", "ratio"))
+    targets = {"change to all %d views, median (ms)" % (VIEWS,): 100,
+               "change to all %d views, p95 (ms)" % (VIEWS,): 100,
+               "first load of 10k in Chromium (s)": 1}
+    for name, target in targets.items():
+        if name in with_:
+            ratio = with_[name] / target
+            print("%-42s %12.3f %12g %8.3f %s" % (name, with_[name], target, ratio,
+                                                  "ok" if ratio <= 1 else "MISSED"))
+
+
+if __name__ == "__main__":
+    main()
