@@ -4,9 +4,9 @@ server's statistics (L{txinferno.server.statistics}), with deterministic
 time and transports.
 """
 
-from twisted.internet.address import IPv4Address
+from test_server_protocols import connect
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import MemoryReactorClock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -31,13 +31,6 @@ def makeServer(**kwargs):
     recorder = Recorder()
     server.registry.addChangeObserver(recorder)
     return server, clock, recorder
-
-
-def connect(factory):
-    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    return protocol, transport
 
 
 def test_recorderIsAnObserver():

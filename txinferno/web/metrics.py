@@ -27,24 +27,27 @@ C{answer}, C{streams} and C{stream buffer} on the web port.
 """
 
 
-def _counter(name, documentation, value, labels=None):
-    family = CounterMetricFamily(name, documentation, labels=labels and list(labels))
-    if labels is None:
-        family.add_metric([], value)
-    else:
-        for key, count in sorted(value.items()):
-            family.add_metric([key], count)
-    return family
-
-
-def _gauge(name, documentation, value, label=None):
-    family = GaugeMetricFamily(name, documentation, labels=label and [label])
+def _family(kind, name, documentation, value, label=None):
+    """
+    @param kind: L{CounterMetricFamily} or L{GaugeMetricFamily}.
+    @param value: the figure, or, with C{label}, a mapping of label values
+        to figures.
+    """
+    family = kind(name, documentation, labels=label and [label])
     if label is None:
         family.add_metric([], value)
     else:
-        for key, count in sorted(value.items()):
-            family.add_metric([key], count)
+        for key, figure in sorted(value.items()):
+            family.add_metric([key], figure)
     return family
+
+
+def _counter(name, documentation, value, label=None):
+    return _family(CounterMetricFamily, name, documentation, value, label)
+
+
+def _gauge(name, documentation, value, label=None):
+    return _family(GaugeMetricFamily, name, documentation, value, label)
 
 
 class RegistryCollector:
@@ -84,7 +87,7 @@ class RegistryCollector:
                        view.counts["removed"])
         yield _counter("txinferno_registry_rejections",
                        "Writes of the new port rejected, by reason.",
-                       view.rejections, labels=["reason"])
+                       view.rejections, label="reason")
         buckets = []
         cumulative = 0
         for bound, count in zip(FIND_BUCKETS + (float("inf"),), stats.findBuckets):
@@ -104,9 +107,9 @@ class RegistryCollector:
         yield _gauge("txinferno_registry_connections", "Open connections, by port.",
                      status["connections"], label="port")
         yield _counter("txinferno_registry_received_bytes", "Bytes received, by port.",
-                       _allPorts(stats.bytesIn), labels=["port"])
+                       _allPorts(stats.bytesIn), label="port")
         yield _counter("txinferno_registry_sent_bytes", "Bytes sent, by port.",
-                       _allPorts(stats.bytesOut), labels=["port"])
+                       _allPorts(stats.bytesOut), label="port")
         limits = dict.fromkeys(LIMITS, 0)
         limits.update(stats.limitsHit)
         limits["answer"] = self.api.answersRefused
@@ -114,7 +117,7 @@ class RegistryCollector:
         limits["stream buffer"] = view.streamsDropped
         yield _counter("txinferno_registry_limits_hit",
                        "Connections or requests refused or closed for a limit, by limit.",
-                       limits, labels=["limit"])
+                       limits, label="limit")
         yield _gauge("txinferno_web_streams", "Open event streams of the web port.",
                      status["views"])
 
