@@ -25,7 +25,7 @@ import selectors
 import socket
 import statistics
 import sys
-import threading
+import multiprocessing
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -37,74 +37,95 @@ SERVICES = 10000
 VIEWS = 100
 
 
-class StreamReader(threading.Thread):
+class StreamReader:
     """
-    Reads L{VIEWS} event streams as browsers would, as fast as they come,
-    and tells when every stream has seen a marker.
+    Reads L{VIEWS} event streams as browsers would, in a process of its own
+    (as browsers are), as fast as they come, reconnecting a stream the
+    server drops as C{EventSource} does; tells when every stream has seen a
+    marker.
     """
 
     def __init__(self, port, count):
-        threading.Thread.__init__(self, daemon=True)
-        self.port = port
-        self.selector = selectors.DefaultSelector()
-        self.streams = []
-        self.dropped = 0
-        for _ in range(count):
-            self._open()
-        self.lock = threading.Lock()
-        self.marker = b"event: ready\n"
-        self.waiting = set(self.streams)
-        self.tails = {s: b"" for s in self.streams}
-        self.allSeen = threading.Event()
-        self.running = True
+        self._pipe, child = multiprocessing.Pipe()
+        self._process = multiprocessing.Process(target=_read, args=(port, count, child),
+                                                daemon=True)
+        self._process.start()
 
-    def _open(self):
-        s = socket.create_connection((HOST, self.port))
-        s.sendall(b"GET /v1/events HTTP/1.0\r\nHost: bench\r\n\r\n")
-        s.setblocking(False)
-        self.selector.register(s, selectors.EVENT_READ)
-        self.streams.append(s)
-        return s
+    def wait(self, timeout):
+        """
+        @return: what the reader says next (C{seen}), or L{None} after
+            C{timeout} seconds.
+        """
+        if self._pipe.poll(timeout):
+            return self._pipe.recv()
+        return None
 
     def expect(self, marker):
-        with self.lock:
-            self.marker = marker
-            self.waiting = set(self.streams)
-            self.allSeen.clear()
+        self._pipe.send(("expect", marker))
+        assert self.wait(10) == "expecting"
 
-    def run(self):
-        while self.running:
-            for key, _ in self.selector.select(0.5):
-                s = key.fileobj
-                try:
-                    data = s.recv(1 << 20)
-                except OSError:
-                    data = b""
-                if not data:
-                    # Dropped for not reading fast enough: reconnect, as
-                    # EventSource does.
-                    self.selector.unregister(s)
-                    with self.lock:
-                        self.dropped += 1
-                        self.streams.remove(s)
-                        self.waiting.discard(s)
-                        del self.tails[s]
-                        fresh = self._open()
-                        self.tails[fresh] = b""
-                    continue
-                with self.lock:
-                    text = self.tails[s] + data
-                    self.tails[s] = text[-64:]
-                    if s in self.waiting and self.marker in text:
-                        self.waiting.discard(s)
-                        if not self.waiting:
-                            self.allSeen.set()
+    def dropped(self):
+        self._pipe.send(("dropped", None))
+        return self.wait(10)
 
     def close(self):
-        self.running = False
-        self.join(5)
-        for s in self.streams:
-            s.close()
+        self._pipe.send(("stop", None))
+        self._process.join(10)
+
+
+def _read(port, count, pipe):
+    selector = selectors.DefaultSelector()
+    streams = set()
+    tails = {}
+
+    def open_():
+        s = socket.create_connection((HOST, port))
+        s.sendall(b"GET /v1/events HTTP/1.0\r\nHost: bench\r\n\r\n")
+        s.setblocking(False)
+        selector.register(s, selectors.EVENT_READ)
+        streams.add(s)
+        tails[s] = b""
+        return s
+
+    for _ in range(count):
+        open_()
+    marker = b"event: ready\n"
+    waiting = set(streams)
+    dropped = 0
+    selector.register(pipe, selectors.EVENT_READ)
+    while True:
+        for key, _ in selector.select(0.5):
+            s = key.fileobj
+            if s is pipe:
+                command, argument = pipe.recv()
+                if command == "stop":
+                    return
+                if command == "dropped":
+                    pipe.send(dropped)
+                elif command == "expect":
+                    marker = argument
+                    waiting = set(streams)
+                    pipe.send("expecting")
+                continue
+            try:
+                data = s.recv(1 << 20)
+            except OSError:
+                data = b""
+            if not data:
+                selector.unregister(s)
+                streams.discard(s)
+                waiting.discard(s)
+                del tails[s]
+                s.close()
+                dropped += 1
+                open_()
+                continue
+            text = tails[s] + data
+            tails[s] = text[-64:]
+            if s in waiting and marker in text:
+                waiting.discard(s)
+                if not waiting:
+                    pipe.send("seen")
 
 
 def changeDelays(conn, reader, repeat):
@@ -114,7 +135,7 @@ def changeDelays(conn, reader, repeat):
         reader.expect(marker)
         start = time.perf_counter()
         conn.send(b"tick '%s'\n" % (marker,))
-        if not reader.allSeen.wait(10):
+        if reader.wait(10) != "seen":
             raise SystemExit("no change event at every view within 10 s")
         times.append(time.perf_counter() - start)
     return statistics.median(times), statistics.quantiles(times, n=20)[18]
@@ -178,13 +199,12 @@ def run(web):
         reader = None
         if web:
             reader = StreamReader(webPort, VIEWS)
-            reader.start()
-            if not reader.allSeen.wait(30):
+            if reader.wait(30) != "seen":
                 raise SystemExit("the event streams did not start")
         figures, held = registryFigures(newPort, findPort)
         results.update(figures)
         if web:
-            results["views dropped and reconnected in the burst"] = reader.dropped
+            results["views dropped and reconnected in the burst"] = reader.dropped()
             median, p95 = changeDelays(held[0], reader, 30)
             results["change to all %d views, median (ms)" % (VIEWS,)] = median * 1e3
             results["change to all %d views, p95 (ms)" % (VIEWS,)] = p95 * 1e3

@@ -58,6 +58,13 @@ async def test_services(served):
     assert [s["name"] for s in services] == ["web"]
     code, services = await getJSON(served.url("/v1/services?proto=ftp"))
     assert (code, services) == (200, [])
+    # The answer follows a change of a service listed before.
+    before = served.registry.registry.version
+    b.send(b"proto ftp\n")
+    while served.registry.registry.version == before:
+        await bounded(_turn())
+    code, services = await getJSON(served.url("/v1/services?proto=ftp"))
+    assert [s["line"] for s in services] == ["ssh proto ftp"]
     a.close()
     b.close()
 

@@ -52,7 +52,7 @@ class ServicesResource(Resource):
             self.answersRefused += 1
             return jsonError(request, 413, "answer of %d bytes is larger than the limit "
                              "of %d bytes" % (size, self.maxAnswerSize))
-        return jsonResponse(request, [serviceJSON(s.name, s.attributes()) for s in services])
+        return jsonResponse(request, self.view.encodeServices(services))
 
 
 class StatusResource(Resource):

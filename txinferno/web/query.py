@@ -30,12 +30,15 @@ def jsonResponse(request, data, code=200):
     """
     Answer C{request} with C{data} as JSON.
 
+    @param data: the data, or its JSON text already encoded (L{bytes}).
     @return: the body, for a C{render_*} method.
     @rtype: L{bytes}
     """
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-cache")
+    if isinstance(data, bytes):
+        return data
     return json.dumps(data, separators=(",", ":")).encode("utf-8")
 
 

@@ -137,6 +137,7 @@ class RegistryView:
         self._sinceSample = 0
         self._turnChanges = []
         self._sendCall = None
+        self._encoded = {}
         self._sampling = LoopingCall(self._sample)
         self._sampling.clock = clock
 
@@ -172,6 +173,8 @@ class RegistryView:
         else:
             entry.update(serviceJSON(change.name, change.attributes))
         self.changes.append(entry)
+        if change.kind is ChangeKind.removed:
+            self._encoded.pop(change.name, None)
         if not self.streams:
             return
         values = None
@@ -261,10 +264,29 @@ class RegistryView:
         """
         services = self.registry.find(words)
         for start in range(0, len(services), chunk):
-            batch = [serviceJSON(s.name, s.attributes())
-                     for s in services[start:start + chunk] if s.registered]
-            yield _encodeEvent(b"services", batch)
+            batch = [s for s in services[start:start + chunk] if s.registered]
+            yield b"event: services\ndata: %s\n\n" % (self.encodeServices(batch),)
         yield _encodeEvent(b"ready", {"version": self.registry.version})
+
+    def encodeServices(self, services):
+        """
+        @param services: services in the registry.
+        @type services: L{list} of L{txinferno.server.registry.RegisteredService}
+        @return: the JSON array of their L{serviceJSON}, each encoded once
+            per change of the service and kept until the next.
+        @rtype: L{bytes}
+        """
+        parts = []
+        encoded = self._encoded
+        for service in services:
+            line = service.line()
+            known = encoded.get(service.name)
+            if known is None or known[0] is not line or known[1] is not service:
+                data = json.dumps(serviceJSON(service.name, service.attributes()),
+                                  separators=(",", ":")).encode("utf-8")
+                known = encoded[service.name] = (line, service, data)
+            parts.append(known[2])
+        return b"[" + b",".join(parts) + b"]"
 
     def _sample(self):
         sample = {
