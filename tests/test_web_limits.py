@@ -146,9 +146,10 @@ async def test_thousandsOfIdleStreams():
 @pytest_twisted.ensureDeferred
 async def test_slowStreamDropped():
     """
-    A stream whose client does not read is closed once more than its
-    buffer's bound of changes wait; the registry and the other streams go
-    on.
+    A stream whose client does not read starts again from a snapshot once
+    more than its buffer's bound of changes wait, and is closed when that
+    happens again before it has read the snapshot; the registry and the
+    other streams go on.
     """
     s = await ServedWeb(maxBuffer=64 * 1024).start()
     try:
@@ -171,10 +172,56 @@ async def test_slowStreamDropped():
         assert len(s.view.streams) == 1
         slow.transport.resumeProducing()
         await bounded(slow.closed)
+        assert s.view.streamsResynced == 1
         _, _, body = await get(s.url("/metrics"))
         assert b'txinferno_registry_limits_hit_total{limit="stream buffer"} 1.0' in body
+        assert b"txinferno_web_streams_resynced_total 1.0" in body
         await registryStillServes(s)
         fast.transport.loseConnection()
+        conn.close()
+    finally:
+        await s.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_laggingStreamResynced():
+    """
+    A stream whose client falls behind a burst of changes, then reads
+    again, gets a fresh snapshot of the registry as it is, then the changes
+    after it, and stays open.
+    """
+    s = await ServedWeb(maxBuffer=16 * 1024).start()
+    try:
+        lagging = await openEvents(s)
+        await lagging.ready()
+        lagging.transport.pauseProducing()
+        conn = await bounded(connectRaw(reactor, "127.0.0.1", s.registry.newPort))
+        conn.send(b"big proto http\n")
+        updates = 0
+        while s.view.streamsResynced == 0:
+            assert updates < 10000, "the lagging stream was never resynced"
+            conn.send(b"pad %s%d\n" % (b"v" * 4000, updates))
+            updates += 1
+            await bounded(_turn())
+        lagging.transport.resumeProducing()
+        # The changes sent before the stream fell behind come first.
+        while True:
+            kind, data = await lagging.next()
+            if kind == "snapshot":
+                break
+            assert kind == "change"
+        lagging.events.insert(0, (kind, data))
+        snapshot, services = await lagging.ready()
+        assert [x["name"] for x in services] == ["big"]
+        assert services[0]["attrs"]["pad"] == "v" * 4000 + str(updates - 1)
+        conn.send(b"after 1\n")
+        # Changes made while the snapshot waited to be read come after it
+        # (each with the whole service, so the view ends as the registry).
+        change = {"line": ""}
+        while not change["line"].startswith("big after 1 "):
+            _, change = await lagging.next("change")
+        assert s.view.streamsDropped == 0
+        lagging.transport.loseConnection()
         conn.close()
     finally:
         await s.stop()

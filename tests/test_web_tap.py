@@ -79,7 +79,7 @@ async def test_servedWithRegistry():
     service.startService()
     try:
         port = (await bounded(endpoint.listening)).getHost().port
-        await whenRegistry(service.server, lambda r: "self" in r)
+        await bounded(service.agent.services["self"].whenRegistered())
         code, services = await getJSON("http://127.0.0.1:%d/v1/services?proto=web" % (port,))
         assert [s["name"] for s in services] == ["self"]
         code, health = await getJSON("http://127.0.0.1:%d/health" % (port,))

@@ -12,6 +12,8 @@ as the real bridge would (C{q2 v1 it''s v2 'unbalanced\\n} registers C{q2}
 with C{v2} set to C{unbalanced\\n}).
 """
 
+from typing import Dict
+
 from twisted.internet import defer, tcp
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
@@ -505,7 +507,7 @@ class RegistryServer:
             protocol.transport.abortConnection()
         return d
 
-    def connectionCounts(self):
+    def connectionCounts(self) -> Dict[str, int]:
         """
         @return: the open connections, by port name (C{new}, C{find},
             C{event}).
@@ -516,7 +518,7 @@ class RegistryServer:
             counts[protocol.portName] += 1
         return counts
 
-    def watcherCount(self):
+    def watcherCount(self) -> int:
         """
         @return: the open C{event} connections.
         """

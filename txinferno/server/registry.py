@@ -11,11 +11,12 @@ keeps it in its place and reverses the order of those in front of it).
 
 import re
 from operator import attrgetter
+from typing import Mapping, Optional, Sequence
 
 from twisted.logger import Logger
 
 from txinferno.errors import RegistryError
-from txinferno.server.change import ChangeKind, RegistryChange
+from txinferno.server.change import ChangeKind, IRegistryObserver, RegistryChange
 from txinferno.wire import attrdb
 from txinferno.wire.persist import persists
 from txinferno.wire.words import formatLine
@@ -52,7 +53,7 @@ def _matches(values, pairs):
     return True
 
 
-def queryMatches(words, values):
+def queryMatches(words: Sequence[str], values: Mapping[str, str]) -> bool:
     """
     @param words: the words of a query (see L{Registry.find}).
     @param values: a service's attributes, C{{attr: value}}.
@@ -110,7 +111,7 @@ class RegisteredService:
         """
         return [(a, self._values[a]) for a in self._order]
 
-    def matches(self, words):
+    def matches(self, words: Sequence[str]) -> bool:
         """
         @param words: the words of a query (see L{Registry.find}).
         @return: whether the query finds this service.
@@ -194,7 +195,7 @@ class Registry:
         """
         self._observers.remove(observer)
 
-    def addChangeObserver(self, observer):
+    def addChangeObserver(self, observer: IRegistryObserver) -> None:
         """
         Tell C{observer} of every change from now on.
 
@@ -202,13 +203,13 @@ class Registry:
         """
         self._changeObservers.append(observer)
 
-    def removeChangeObserver(self, observer):
+    def removeChangeObserver(self, observer: IRegistryObserver) -> None:
         """
         Stop telling an observer added with L{addChangeObserver}.
         """
         self._changeObservers.remove(observer)
 
-    def reportRejection(self, name, reason):
+    def reportRejection(self, name: Optional[str], reason: str) -> None:
         """
         Tell the change observers that a write was rejected (the server's
         C{new} port calls it when it closes a connection for an error).

@@ -14,6 +14,7 @@ from a snapshot).
 """
 
 from collections import deque
+from itertools import chain
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -51,6 +52,7 @@ class EventStream:
     _log = Logger()
     _paused = False
     _closed = False
+    _resyncing = False
 
     def __init__(self, view, request, words, maxBuffer=MAX_BUFFER):
         """
@@ -95,12 +97,21 @@ class EventStream:
             return
         self._pending.append(data)
         self._pendingBytes += len(data)
-        if self._pendingBytes > self.maxBuffer:
+        if self._pendingBytes <= self.maxBuffer:
+            return
+        self._pending.clear()
+        self._pendingBytes = 0
+        if self._resyncing:
             self._log.warn(
-                "event stream to {peer} closed: more than {limit} bytes waiting",
+                "event stream to {peer} closed: more than {limit} bytes waiting twice",
                 peer=self._request.getClientAddress(), limit=self.maxBuffer)
             self.view.streamsDropped += 1
             self.abort()
+        else:
+            self._resyncing = True
+            self.view.streamsResynced += 1
+            self._services = chain([self.view.snapshotEvent(self.words)],
+                                   self.view.servicesEvents(self.words))
 
     def abort(self):
         """
@@ -115,6 +126,7 @@ class EventStream:
                 data = next(self._services, None)
                 if data is None:
                     self._services = None
+                    self._resyncing = False
                     continue
             elif self._pending:
                 data = self._pending.popleft()

@@ -120,6 +120,9 @@ class RegistryCollector:
                        limits, label="limit")
         yield _gauge("txinferno_web_streams", "Open event streams of the web port.",
                      status["views"])
+        yield _counter("txinferno_web_streams_resynced",
+                       "Event streams started again from a snapshot, their client "
+                       "reading slower than the changes came.", view.streamsResynced)
 
 
 def _allPorts(counts):

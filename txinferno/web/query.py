@@ -4,14 +4,17 @@ query C{ATTR VALUE ...} (C{*} matches any value), and answers are JSON.
 """
 
 import json
+from typing import Any, List
 from urllib.parse import parse_qsl, urlsplit
+
+from twisted.web.server import Request
 
 from txinferno.wire.words import decode
 
 __all__ = ["queryWords", "jsonResponse", "jsonError"]
 
 
-def queryWords(request):
+def queryWords(request: Request) -> List[str]:
     """
     @type request: L{twisted.web.server.Request}
     @return: the words of the registry query a request's query string
@@ -26,7 +29,7 @@ def queryWords(request):
     return words
 
 
-def jsonResponse(request, data, code=200):
+def jsonResponse(request: Request, data: Any, code: int = 200) -> bytes:
     """
     Answer C{request} with C{data} as JSON.
 
@@ -42,7 +45,7 @@ def jsonResponse(request, data, code=200):
     return json.dumps(data, separators=(",", ":")).encode("utf-8")
 
 
-def jsonError(request, code, message):
+def jsonError(request: Request, code: int, message: str) -> bytes:
     """
     Answer C{request} with an error: C{{"error": message}} and C{code}.
 

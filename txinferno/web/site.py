@@ -19,18 +19,22 @@ C{HEAD}) only.
 """
 
 import os
+from typing import Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.logger import Logger
+from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
 from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import File
 
+from txinferno.agent import Agent
 from txinferno.client.find import DEFAULT_MAX_ANSWER_SIZE
+from txinferno.server.protocols import RegistryServer
 from txinferno.web.api import ServicesResource, StatusResource
 from txinferno.web.events import MAX_BUFFER, MAX_STREAMS, EventsResource
+from txinferno.web.health import AgentCollector, HealthResource
 from txinferno.web.metrics import MetricsResource, RegistryCollector
 from txinferno.web.page import ViewResource
 from txinferno.web.view import SAMPLE_INTERVAL, RegistryView
@@ -62,11 +66,11 @@ class WebService(MultiService):
     @ivar port: the L{StreamServerEndpointService} of the endpoint.
     """
 
-    _log = Logger()
-
-    def __init__(self, endpoint, server=None, agent=None, reactor=None,
-                 maxStreams=MAX_STREAMS, maxBuffer=MAX_BUFFER,
-                 maxAnswerSize=DEFAULT_MAX_ANSWER_SIZE, sampleInterval=SAMPLE_INTERVAL):
+    def __init__(self, endpoint: IStreamServerEndpoint, server: Optional[RegistryServer] = None,
+                 agent: Optional[Agent] = None, reactor: Optional[IReactorTime] = None,
+                 maxStreams: int = MAX_STREAMS, maxBuffer: int = MAX_BUFFER,
+                 maxAnswerSize: int = DEFAULT_MAX_ANSWER_SIZE,
+                 sampleInterval: float = SAMPLE_INTERVAL) -> None:
         """
         @param endpoint: where to listen.
         @type endpoint: L{IStreamServerEndpoint}
@@ -101,8 +105,6 @@ class WebService(MultiService):
             root.putChild(b"static", File(STATIC))
             self.metrics.collectors.register(RegistryCollector(self.view, services))
         if agent is not None:
-            from txinferno.web.health import AgentCollector, HealthResource
-
             root.putChild(b"health", HealthResource(agent))
             self.metrics.collectors.register(AgentCollector(agent))
         self.site = Site(root, timeout=HTTP_TIMEOUT, reactor=reactor)

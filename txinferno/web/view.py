@@ -6,13 +6,15 @@ rejections, a sampled history, and the open event streams it feeds.
 
 import json
 from collections import Counter, deque
+from typing import Iterator, Sequence, Tuple
 
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from txinferno.server.change import ChangeKind, IRegistryObserver
-from txinferno.server.registry import queryMatches
+from txinferno.server.change import ChangeKind, IRegistryObserver, RegistryChange
+from txinferno.server.protocols import RegistryServer
+from txinferno.server.registry import RegisteredService, queryMatches
 from txinferno.wire.persist import persists
 from txinferno.wire.words import formatLine
 
@@ -41,7 +43,7 @@ _REASONS = {
 }
 
 
-def reasonLabel(reason):
+def reasonLabel(reason: str) -> str:
     """
     Name a rejection's reason with one of a fixed set of labels (a metric
     label must not take a value per service or per limit setting).
@@ -69,7 +71,7 @@ def _line(name, attributes):
     return formatLine(words).decode("utf-8")[:-1]
 
 
-def serviceJSON(name, attributes):
+def serviceJSON(name: str, attributes: Sequence[Tuple[str, str]]) -> dict:
     """
     @param name: a service's name.
     @param attributes: its C{(attr, value)} pairs, newest-first.
@@ -105,15 +107,16 @@ class RegistryView:
     @type rejections: L{Counter}
     @ivar streams: the open event streams
         (L{txinferno.web.events.EventStream}).
+    @ivar streamsResynced: event streams started again from a snapshot,
+        their client reading slower than the changes came.
     @ivar streamsDropped: event streams closed for not reading.
     @ivar streamsRefused: event streams refused for the limit on their
         number.
     """
 
-    _log = Logger()
-
-    def __init__(self, server, clock, maxChanges=MAX_CHANGES,
-                 sampleInterval=SAMPLE_INTERVAL, maxSamples=MAX_SAMPLES):
+    def __init__(self, server: RegistryServer, clock: IReactorTime,
+                 maxChanges: int = MAX_CHANGES, sampleInterval: float = SAMPLE_INTERVAL,
+                 maxSamples: int = MAX_SAMPLES) -> None:
         """
         @type server: L{txinferno.server.protocols.RegistryServer}
         @param clock: an L{IReactorTime}.
@@ -132,6 +135,7 @@ class RegistryView:
         self.counts = Counter()
         self.rejections = Counter()
         self.streams = set()
+        self.streamsResynced = 0
         self.streamsDropped = 0
         self.streamsRefused = 0
         self._sinceSample = 0
@@ -141,7 +145,7 @@ class RegistryView:
         self._sampling = LoopingCall(self._sample)
         self._sampling.clock = clock
 
-    def start(self):
+    def start(self) -> None:
         """
         Observe the registry and start sampling.
         """
@@ -149,7 +153,7 @@ class RegistryView:
         self._sample()
         self._sampling.start(self.sampleInterval, now=False)
 
-    def stop(self):
+    def stop(self) -> None:
         """
         Stop observing and sampling.
         """
@@ -161,7 +165,7 @@ class RegistryView:
             self._sendCall = None
             self._turnChanges = []
 
-    def registryChanged(self, change):
+    def registryChanged(self, change: RegistryChange) -> None:
         kind = change.kind.name
         self.counts[kind] += 1
         self._sinceSample += 1
@@ -208,7 +212,7 @@ class RegistryView:
                 data = byQuery[query] = b"".join(parts)
             stream.send(data)
 
-    def status(self):
+    def status(self) -> dict:
         """
         @return: the registry's status as C{/v1/status} answers it.
         @rtype: L{dict}
@@ -239,7 +243,7 @@ class RegistryView:
             "changes": dict(self.counts),
         }
 
-    def snapshotEvent(self, words):
+    def snapshotEvent(self, words: Sequence[str]) -> bytes:
         """
         @param words: the query of the stream.
         @return: the first event of an event stream: the status, the recent
@@ -253,7 +257,7 @@ class RegistryView:
             "history": list(self.history),
         })
 
-    def servicesEvents(self, words, chunk=500):
+    def servicesEvents(self, words: Sequence[str], chunk: int = 500) -> Iterator[bytes]:
         """
         Generate the services matching C{words}, as they are when each
         event is made, in C{services} events of up to C{chunk} services,
@@ -268,7 +272,7 @@ class RegistryView:
             yield b"event: services\ndata: %s\n\n" % (self.encodeServices(batch),)
         yield _encodeEvent(b"ready", {"version": self.registry.version})
 
-    def encodeServices(self, services):
+    def encodeServices(self, services: Sequence[RegisteredService]) -> bytes:
         """
         @param services: services in the registry.
         @type services: L{list} of L{txinferno.server.registry.RegisteredService}
