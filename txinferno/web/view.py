@@ -142,6 +142,7 @@ class RegistryView:
         self._turnChanges = []
         self._sendCall = None
         self._encoded = {}
+        self._status = None
         self._sampling = LoopingCall(self._sample)
         self._sampling.clock = clock
 
@@ -214,9 +215,19 @@ class RegistryView:
 
     def status(self) -> dict:
         """
-        @return: the registry's status as C{/v1/status} answers it.
+        @return: the registry's status as C{/v1/status} answers it; the
+            counts that take a walk through every service or connection are
+            made at most once per version and second.
         @rtype: L{dict}
         """
+        now = self.clock.seconds()
+        key = (self.registry.version, int(now))
+        if self._status is None or self._status[0] != key:
+            self._status = (key, self._counts())
+        return dict(self._status[1], uptime=now - self.startedAt, time=now,
+                    views=len(self.streams), changes=dict(self.counts))
+
+    def _counts(self):
         persistent = static = 0
         for service in self.registry:
             if service.static:
@@ -227,20 +238,15 @@ class RegistryView:
         for name, port in zip(("new", "find", "event"), self.server.ports):
             address = port.getHost()
             ports[name] = "tcp!%s!%d" % (address.host, address.port)
-        now = self.clock.seconds()
         return {
             "version": self.registry.version,
             "services": len(self.registry),
             "persistent": persistent,
             "static": static,
             "started": self.startedAt,
-            "uptime": now - self.startedAt,
-            "time": now,
             "ports": ports,
             "connections": self.server.connectionCounts(),
             "watchers": self.server.watcherCount(),
-            "views": len(self.streams),
-            "changes": dict(self.counts),
         }
 
     def snapshotEvent(self, words: Sequence[str]) -> bytes:
