@@ -13,6 +13,7 @@ from zope.interface.verify import verifyObject
 from txinferno.server.change import ChangeKind, IRegistryObserver, RegistryChange
 from txinferno.server.protocols import RegistryServer
 from txinferno.server.registry import Registry
+from txinferno.web.events import EventStream
 from txinferno.web.view import RegistryView, reasonLabel
 
 
@@ -166,3 +167,16 @@ def test_viewKeepsRecentChanges():
         (0, 0, 0), (10, 4, 5)]
     view.stop()
     assert times.getDelayedCalls() == []
+
+
+def test_eventStreamIsAPushProducer():
+    """
+    An event stream is a push producer (its pausing is exercised over real
+    sockets in test_web_limits).
+    """
+    from twisted.internet.interfaces import IPushProducer
+    from twisted.web.test.requesthelper import DummyRequest
+
+    server, clock, _ = makeServer()
+    stream = EventStream(RegistryView(server, Clock()), DummyRequest([b""]), [])
+    assert verifyObject(IPushProducer, stream)
