@@ -179,7 +179,7 @@ def test_webPortOfInstalledCopy(registry):
     status, script = fetch("/static/view.js")
     assert status == 200 and b"new EventSource(" in script
     status, style = fetch("/static/view.css")
-    assert status == 200 and b"#rows" not in style and b"body.live" in style
+    assert status == 200 and b"body.live #state" in style
     status, body = fetch("/v1/status")
     assert json.loads(body)["services"] == 0
     status, metrics = fetch("/metrics")
