@@ -14,10 +14,11 @@ setup(
         "txinferno.client",
         "txinferno.server",
         "txinferno.testing",
+        "txinferno.web",
         "twisted.plugins",
     ],
-    package_data={"txinferno": ["py.typed"]},
-    install_requires=["twisted>=23.8", "zope.interface>=5"],
+    package_data={"txinferno": ["py.typed"], "txinferno.web": ["static/*.js", "static/*.css"]},
+    install_requires=["twisted>=23.8", "zope.interface>=5", "prometheus_client>=0.17"],
     extras_require={
         "tls": ["twisted[tls]"],
         "test": [
@@ -30,6 +31,7 @@ setup(
             "sphinx>=7",
             "myst-parser>=2",
             "pydoctor>=24",
+            "selenium>=4.10",
         ],
     },
     entry_points={"console_scripts": ["regquery = txinferno.regquery:main"]},

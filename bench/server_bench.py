@@ -41,14 +41,20 @@ def freePorts(count):
     return ports
 
 
-def startServer(ports, names=("new", "find", "event"), options=("--no-styx",), twistOptions=()):
+def startServer(ports, names=("new", "find", "event"), options=("--no-styx",), twistOptions=(),
+                web=None):
     """
     Run C{twistd -n regmgr} with a port of each of C{names} (in order) on
-    C{ports}; wait until the last one listens.
+    C{ports}, and the web port on C{web} (none when L{None}); wait until the
+    last one listens.
     """
     args = [sys.executable, "-m", "twisted", "--log-file", "/dev/null", *twistOptions, "regmgr", *options]
     for name, port in zip(names, ports):
         args += ["--" + name, "tcp:%d:interface=%s:backlog=4096" % (port, HOST)]
+    if web is None:
+        args.append("--no-web")
+    else:
+        args += ["--web", "tcp:%d:interface=%s:backlog=4096" % (web, HOST)]
     server = subprocess.Popen(args, cwd=os.path.dirname(os.path.abspath(__file__)))
     deadline = time.monotonic() + 30
     while True:

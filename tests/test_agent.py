@@ -337,7 +337,7 @@ async def test_agentStopKillsHooks(registry_server, tmp_path):
                   monitors=[[("proto", "*")]], onChange=hook("import time; time.sleep(600)"),
                   reactor=reactor)
     agent.startService()
-    command = agent._commands[0]
+    command = agent.changeCommands[0]
     command.added("a", {"proto": "x"})
     process = command._running
     await bounded(agent.stopService())

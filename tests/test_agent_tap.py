@@ -57,7 +57,7 @@ async def test_agentOfEmbeddedServer():
     """
     options = parse(
         "--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1",
-        "--event", "tcp:0:interface=127.0.0.1", "--styx", "tcp:0:interface=127.0.0.1",
+        "--event", "tcp:0:interface=127.0.0.1", "--styx", "tcp:0:interface=127.0.0.1", "--no-web",
         "--service", "web proto http descr 'my site'", "--monitor", "proto *")
     service = makeService(options, reactor)
     service.startService()
@@ -105,7 +105,7 @@ def test_hookTimeout():
     options = parse("--registry", "tcp:127.0.0.1", "--monitor", "proto *",
                     "--on-change", "true", "--hook-timeout", "2.5")
     agent = makeService(options, reactor).agent
-    assert [c._timeout for c in agent._commands] == [2.5]
+    assert [c._timeout for c in agent.changeCommands] == [2.5]
     assert parse("--registry", "tcp:127.0.0.1")["hook-timeout"] == 60
 @pytest_twisted.ensureDeferred
 async def test_agentHonoursEnvironment(registry_server, monkeypatch):

@@ -84,6 +84,7 @@ def registry(installed, tmp_path):
         installed, "twistd", "-n", "--pidfile=", "regmgr",
         "--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1",
         "--event", "tcp:0:interface=127.0.0.1", "--styx", "tcp:0:interface=127.0.0.1",
+        "--web", "tcp:0:interface=127.0.0.1",
         cwd=tmp_path)
     ports = server.waitFor(
         r"registry serving new=127.0.0.1:(\d+), find=127.0.0.1:(\d+), event=127.0.0.1:(\d+), "
@@ -241,3 +242,31 @@ def test_regqueryInteractive(installed, registry, tmp_path):
     assert err == "regquery: odd number of words in query proto\n"
     assert out == "> > it\n> "
     assert query.returncode == 2
+
+
+def test_webPortOfInstalledCopy(registry):
+    """
+    The installed copy's web port serves the page with its script and style
+    sheet (package data), the API and the metrics.
+    """
+    import json
+    import urllib.request
+
+    server, description = registry
+    port = server.waitFor(r"web port serving on 127\.0\.0\.1:(\d+)").group(1)
+    base = "http://127.0.0.1:%s" % (port,)
+
+    def fetch(path):
+        with urllib.request.urlopen(base + path, timeout=COMMAND_TIMEOUT) as response:
+            return response.status, response.read()
+
+    status, page = fetch("/")
+    assert status == 200 and b"static/view.js" in page
+    status, script = fetch("/static/view.js")
+    assert status == 200 and b"new EventSource(" in script
+    status, style = fetch("/static/view.css")
+    assert status == 200 and b"body.live #state" in style
+    status, body = fetch("/v1/status")
+    assert json.loads(body)["services"] == 0
+    status, metrics = fetch("/metrics")
+    assert b"txinferno_registry_services 0.0" in metrics

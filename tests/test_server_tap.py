@@ -213,7 +213,7 @@ async def test_makeService(tmp_path):
     """
     db = tmp_path / "services.db"
     db.write_text("service=static k=v\n")
-    options = parse("--db", str(db))
+    options = parse("--db", str(db), "--no-web")
     options.endpoints = {name: RecordingEndpoint() for name in ("new", "find", "event")}
     service = makeService(options, reactor)
     assert [s.name for s in service] == ["ports"]

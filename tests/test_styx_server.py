@@ -1064,7 +1064,8 @@ async def test_tap_serves_styx():
 
     options = Options()
     options.parseOptions(["--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1",
-                          "--event", "tcp:0:interface=127.0.0.1", "--styx", "tcp:0:interface=127.0.0.1"])
+                          "--event", "tcp:0:interface=127.0.0.1", "--styx", "tcp:0:interface=127.0.0.1",
+                          "--no-web"])
     service = makeService(options, reactor)
     assert [s.name for s in service] == ["ports"]
     assert service.styxServer.registry is service.server.registry

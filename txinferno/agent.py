@@ -5,6 +5,7 @@ L{txinferno.client.manager.RegistryManager}.
 """
 
 import os
+from collections import Counter
 from typing import Dict
 
 from twisted.application.service import Service
@@ -22,7 +23,8 @@ from txinferno.wire.rules import normaliseAttrs, registrationLine
 from txinferno.wire.words import formatService, splitWords
 
 __all__ = ["parseServiceSpec", "parseQuerySpec", "readServicesFile", "checkServices",
-           "Agent", "ChangeLogger", "ChangeCommand", "CHECK_ATTRIBUTE", "NO_SERVICES"]
+           "Agent", "ChangeLogger", "ChangeCommand", "CHECK_ATTRIBUTE", "NO_SERVICES",
+           "queryText"]
 
 CHECK_ATTRIBUTE = "check"
 """
@@ -155,27 +157,52 @@ def checkServices(services: dict, keepFailing: bool, reactor) -> dict:
     return checks
 
 
+def queryText(query):
+    """
+    @param query: a monitor's query, C{(attr, value)} pairs.
+    @return: the query as C{--monitor} takes it (unquoted).
+    @rtype: L{str}
+    """
+    return " ".join("%s %s" % pair for pair in query)
+
+
 class ChangeLogger(MonitorObserver):
     """
-    Logs every change a monitor reports.
+    Logs every change a monitor reports, and remembers when it last
+    resynced.
+
+    @ivar query: the monitor's query.
+    @ivar lastResync: when the monitor's view last matched the registry
+        again (seconds since the epoch), or L{None}.
     """
 
     _log = Logger()
+    lastResync = None
 
-    def __init__(self, query):
-        self._query = query
+    def __init__(self, query, clock=None):
+        """
+        @param query: the monitor's query.
+        @param clock: the clock of L{lastResync}; the reactor when L{None}.
+        """
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.query = query
+        self._clock = clock
+
+    def resynced(self):
+        self.lastResync = self._clock.seconds()
 
     def added(self, name, attrs):
         self._log.info("added {name} {attrs} (monitor {query})",
-                       name=name, attrs=attrs, query=self._query)
+                       name=name, attrs=attrs, query=self.query)
 
     def updated(self, name, attrs, previous):
         self._log.info("updated {name} {attrs}, was {previous} (monitor {query})",
-                       name=name, attrs=attrs, previous=previous, query=self._query)
+                       name=name, attrs=attrs, previous=previous, query=self.query)
 
     def removed(self, name, attrs):
         self._log.info("removed {name} {attrs} (monitor {query})",
-                       name=name, attrs=attrs, query=self._query)
+                       name=name, attrs=attrs, query=self.query)
 
 
 DEFAULT_HOOK_TIMEOUT = 60.0
@@ -234,9 +261,14 @@ class ChangeCommand(MonitorObserver):
     still running after C{timeout} seconds is killed (C{SIGKILL}) and that
     is logged; one that fails is logged with its exit status and the start
     of its standard error.
+
+    @ivar runs: commands that ended.
+    @ivar failures: those that did not exit with status 0.
     """
 
     _log = Logger()
+    runs = 0
+    failures = 0
 
     def __init__(self, reactor, command: str, query, timeout: float = DEFAULT_HOOK_TIMEOUT,
                  clock=None) -> None:
@@ -254,7 +286,7 @@ class ChangeCommand(MonitorObserver):
         self._clock = clock or reactor
         self._command = command
         self._timeout = timeout
-        self._query = " ".join("%s %s" % pair for pair in query)
+        self._query = queryText(query)
         self._pending = {}
         self._running = None
         self._deadline = None
@@ -345,7 +377,9 @@ class ChangeCommand(MonitorObserver):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        self.runs += 1
         if not reason.check(error.ProcessDone):
+            self.failures += 1
             status = reason.value.exitCode
             if status is None:
                 status = "signal %s" % (reason.value.signal,)
@@ -378,6 +412,12 @@ class Agent(Service):
     while the check passes, or, with C{keepFailing}, kept registered with
     its L{txinferno.client.service.HEALTH_ATTRIBUTE} attribute saying how
     the check stands.
+
+    @ivar changeLoggers: the L{ChangeLogger} of each monitor.
+    @ivar changeCommands: the L{ChangeCommand} of each monitor, when there
+        is a command to run.
+    @ivar retired: the L{ServiceTask.losses} and L{ServiceTask.failures} of
+        the tasks detached so far, under C{losses} and C{failures}.
     """
 
     _log = Logger()
@@ -416,12 +456,15 @@ class Agent(Service):
         self._reloading = None
         self._reloadWaiters = []
         self.monitors = []
-        self._commands = []
+        self.changeLoggers = []
+        self.changeCommands = []
+        self.retired = {"losses": 0, "failures": Counter()}
         for query in monitors:
-            observer = ChangeLogger(query)
+            observer = ChangeLogger(query, self._reactor)
+            self.changeLoggers.append(observer)
             if onChange is not None:
                 command = ChangeCommand(self._reactor, onChange, query, timeout=hookTimeout)
-                self._commands.append(command)
+                self.changeCommands.append(command)
                 observer = _Both(observer, command)
             self.monitors.append(Monitor(query, observer))
 
@@ -472,7 +515,7 @@ class Agent(Service):
         @return: a L{Deferred} that fires once all is closed.
         """
         Service.stopService(self)
-        stopped = [command.stop() for command in self._commands]
+        stopped = [command.stop() for command in self.changeCommands]
         stopped.append(self.manager.stopService())
         return gatherResults(stopped)
 
@@ -540,9 +583,11 @@ class Agent(Service):
             attrs, check = wanted.get(name, (None, None))
             if attrs is None:
                 del self.services[name]
+                self._retire(task)
                 detaching.append(self.manager.detach(task))
             elif not _own(task) <= set(attrs) or _changed(task.check, check):
                 del self.services[name]
+                self._retire(task)
                 later.add(name)
                 d = self.manager.detach(task)
                 d.addCallback(lambda _, name=name, want=(attrs, check): self._reattach(name, *want))
@@ -553,6 +598,10 @@ class Agent(Service):
             if name not in self.services and name not in later:
                 self._attach(name, attrs, check)
         return gatherResults(detaching)
+
+    def _retire(self, task):
+        self.retired["losses"] += task.losses
+        self.retired["failures"].update(task.failures)
 
     def _attach(self, name, attrs, check):
         self.services[name] = self.manager.attach(
@@ -602,3 +651,7 @@ class _Both(MonitorObserver):
     def removed(self, name, attrs):
         for o in self._observers:
             o.removed(name, attrs)
+
+    def resynced(self):
+        for o in self._observers:
+            o.resynced()

@@ -40,6 +40,7 @@ from txinferno.errors import RegistryError
 from txinferno.server.protocols import IDLE_TIMEOUT, RegistryServer
 from txinferno.server.registry import Registry
 from txinferno.server.styx import StyxRegistryServer
+from txinferno.web.site import DEFAULT_WEB, WebService
 from txinferno.wire.description import (
     REGISTRY_ENVIRONMENT,
     clientStringFor,
@@ -113,6 +114,13 @@ class Options(usage.Options):
         ["services", None, None,
          "attrdb(6) file of services to keep registered (one service=NAME entry "
          "each; an attribute check= is its health check); re-read on SIGHUP."],
+        ["web", None, None,
+         "Server endpoint of the web port (live view, JSON API, metrics, "
+         "health); default tcp:6680:interface=127.0.0.1 when serving a "
+         "registry, none otherwise."],
+        ["web-max-streams", None, 256,
+         "Most event streams (open live views) the web port serves at once.",
+         number("web-max-streams", int)],
         ["on-change", None, None,
          "Shell command run for each change a monitor sees (one at a time per "
          "monitor), with TXINFERNO_EVENT, TXINFERNO_NAME, TXINFERNO_SERVICE and "
@@ -131,6 +139,7 @@ class Options(usage.Options):
          "'health failing' (and 'health passing' once it passes again), instead of "
          "unregistering it."],
         ["no-styx", None, "Do not serve the registry over Styx."],
+        ["no-web", None, "Serve no web port."],
     ]
 
     def __init__(self):
@@ -197,6 +206,23 @@ class Options(usage.Options):
                 raise usage.UsageError("--services %s: %s" % (self["services"], e))
         if self["on-change"] is not None and not self["monitor"]:
             raise usage.UsageError("--on-change needs at least one --monitor")
+        self._checkWeb()
+
+    def _checkWeb(self):
+        """
+        Set C{self.webEndpoint}: where to serve the web port, or L{None}.
+        """
+        from twisted.internet import reactor
+
+        web = self["web"]
+        if web is None and self["registry"] is None:
+            web = DEFAULT_WEB
+        self.webEndpoint = None
+        if web is not None and not self["no-web"]:
+            try:
+                self.webEndpoint = serverFromString(reactor, web)
+            except (ValueError, TypeError, KeyError) as e:
+                raise usage.UsageError("--web %s: bad endpoint: %s" % (web, e))
 
     @property
     def agentWanted(self):
@@ -329,8 +355,9 @@ def makeService(options, reactor=None):
     @return: a L{MultiService} with a L{RegistryPortsService} named
         C{ports} serving one L{RegistryServer} (its C{server} attribute) and,
         unless C{--no-styx}, a L{StyxRegistryServer} of the same registry
-        (its C{styxServer} attribute), and an L{txinferno.agent.Agent} named
-        C{agent} (its C{agent} attribute) when asked for.
+        (its C{styxServer} attribute), an L{txinferno.agent.Agent} named
+        C{agent} (its C{agent} attribute) when asked for, and the
+        L{WebService} named C{web} (its C{web} attribute) unless C{--no-web}.
     @rtype: L{MultiService}
     """
     if reactor is None:
@@ -374,6 +401,13 @@ def makeService(options, reactor=None):
                       lambda *_: reactor.callFromThread(service.agent.reload))
     else:
         signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(_nothingToReload))
+    service.web = None
+    if options.webEndpoint is not None:
+        web = service.web = WebService(
+            options.webEndpoint, server=service.server, agent=service.agent,
+            reactor=reactor, maxStreams=options["web-max-streams"])
+        web.setName("web")
+        web.setServiceParent(service)
     return service
 
 

@@ -3,6 +3,7 @@ The ServiceTask task: keep one service registered while the registry is
 reachable, with its current attributes.
 """
 
+from collections import Counter
 from typing import Optional
 
 from twisted.internet.defer import Deferred, succeed
@@ -78,6 +79,10 @@ class ServiceTask:
     @ivar check: its health check, or L{None}.
     @ivar keepWhileFailing: whether it stays registered while its check
         fails.
+    @ivar losses: registrations held and then lost.
+    @type losses: L{int}
+    @ivar failures: failed registration attempts (each retried), by reason.
+    @type failures: L{collections.Counter}
     """
 
     _log = Logger()
@@ -137,6 +142,8 @@ class ServiceTask:
         self._waiting = None
         self._reportedFailure = None
         self._registeredAt = None
+        self.losses = 0
+        self.failures = Counter()
         self.check = check
         self.keepWhileFailing = keepWhileFailing
         self._health = None
@@ -330,6 +337,7 @@ class ServiceTask:
         if registration is not self._registration:
             return None
         self._registration = None
+        self.losses += 1
         # The connection plugin logs the loss.  A registration held at least
         # as long as the wait that would now follow was a success: the
         # backoff starts afresh.  One lost sooner (a registry that takes a
@@ -351,6 +359,7 @@ class ServiceTask:
             why = reason.value.reason
         else:
             why = reason.getErrorMessage()
+        self.failures[why] += 1
         self._reportedFailure = self.manager.taskLog.reportFailure(
             self._reportedFailure,
             "registration of service {name} failed: {reason}; trying again",

@@ -13,6 +13,7 @@ with C{v2} set to C{unbalanced\\n}).
 """
 
 import socket
+from typing import Dict
 
 from twisted.internet import defer, tcp
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -26,6 +27,7 @@ from zope.interface import implementer
 
 from txinferno.errors import RegistryError, TxInfernoError
 from txinferno.server.connections import ConnectionTracking, sendDirect
+from txinferno.server.statistics import ServerStatistics
 from txinferno.wire.words import MAX_LINE, LineAssembler, quote, splitWords
 
 __all__ = [
@@ -112,9 +114,11 @@ class _WriteProtocol(Protocol):
     that sends no first write within C{server.idleTimeout} seconds.
 
     @ivar server: the L{RegistryServer}, set by the factory.
+    @ivar portName: the port's name in the server's statistics.
     """
 
     server = None
+    portName = None
     _done = False
     _idleCall = None
     _quotedCall = None
@@ -128,6 +132,7 @@ class _WriteProtocol(Protocol):
             )
 
     def dataReceived(self, data):
+        self.server.statistics.bytesIn[self.portName] += len(data)
         if self._done:
             return
         self._cancelQuoted()
@@ -137,7 +142,7 @@ class _WriteProtocol(Protocol):
                 return
         limit = self.server.maxLineLength
         if len(self._cutter.pending) >= limit:
-            self.writeFailed(RegistryError("line longer than %d bytes" % (limit,)))
+            self._lineTooLong()
         elif self._cutter.endsInQuotedNewline():
             self._quotedCall = self.server.reactor.callLater(
                 self.server.quotedNewlineDelay, self._applyQuoted
@@ -145,11 +150,16 @@ class _WriteProtocol(Protocol):
 
     def _apply(self, write):
         self._cancelIdle()
-        limit = self.server.maxLineLength
-        if len(write) > limit:
-            self.writeFailed(RegistryError("line longer than %d bytes" % (limit,)))
+        if len(write) > self.server.maxLineLength:
+            self._lineTooLong()
         else:
             self.writeReceived(write)
+
+    def _lineTooLong(self):
+        self.server.statistics.limitsHit["line"] += 1
+        self.writeFailed(
+            RegistryError("line longer than %d bytes" % (self.server.maxLineLength,))
+        )
 
     def _applyQuoted(self):
         """
@@ -181,6 +191,7 @@ class _WriteProtocol(Protocol):
 
     def _idle(self):
         self._idleCall = None
+        self.server.statistics.limitsHit["idle"] += 1
         self.writeFailed(
             RegistryError("no line within %s seconds" % (self.server.idleTimeout,))
         )
@@ -213,6 +224,7 @@ class NewServerProtocol(_WriteProtocol):
     """
 
     _log = Logger()
+    portName = "new"
     service = None
 
     def writeReceived(self, write):
@@ -236,6 +248,7 @@ class NewServerProtocol(_WriteProtocol):
             forName="" if name is None else " for " + quote(name),
             error=error.text,
         )
+        self.server.registry.reportRejection(name, error.text)
         self._releaseService()
         self.finish()
 
@@ -258,11 +271,16 @@ class FindServerProtocol(_WriteProtocol):
     """
 
     _log = Logger()
+    portName = "find"
 
     def writeReceived(self, write):
-        answer = self.server.registry.answer(splitWords(write))
+        server = self.server
+        started = server.reactor.seconds()
+        answer = server.registry.answer(splitWords(write))
         if answer:
             self.transport.write(answer)
+            server.statistics.bytesOut["find"] += len(answer)
+        server.statistics.found(server.reactor.seconds() - started)
         self.finish()
 
     def writeFailed(self, error):
@@ -303,6 +321,7 @@ class EventServerProtocol(Protocol):
     """
 
     server = None
+    portName = "event"
     _paused = False
     _owed = False
     _socket = None
@@ -316,6 +335,7 @@ class EventServerProtocol(Protocol):
         self._send(READY)
 
     def _send(self, data):
+        self.server.statistics.bytesOut["event"] += len(data)
         if self._socket is not None:
             data = sendDirect(self._socket, data)
             if not data:
@@ -324,7 +344,7 @@ class EventServerProtocol(Protocol):
         self.transport.write(data)
 
     def dataReceived(self, data):
-        pass
+        self.server.statistics.bytesIn["event"] += len(data)
 
     def report(self, version):
         """
@@ -335,6 +355,7 @@ class EventServerProtocol(Protocol):
         if self._paused:
             self._owed = True
         else:
+            self.server.statistics.reportsSent += 1
             self._send(b"%08d\n" % (version,))
 
     def pauseProducing(self):
@@ -405,6 +426,8 @@ class RegistryServer(ConnectionTracking):
     @ivar eventFactory: the factory of the C{event} port.
     @ivar ports: the listening ports (C{new}, C{find}, C{event}) after
         L{listen}, else an empty list.
+    @ivar statistics: the server's counters.
+    @type statistics: L{ServerStatistics}
     """
 
     _log = Logger()
@@ -429,6 +452,7 @@ class RegistryServer(ConnectionTracking):
         self.eventFactory = RegistryPortFactory(self, EventServerProtocol, "event")
         self.ports = []
         self._initConnections()
+        self.statistics = ServerStatistics()
         self._watchers = set()
         self._reportCall = None
         registry.addObserver(self._changed)
@@ -516,6 +540,23 @@ class RegistryServer(ConnectionTracking):
             is closed.
         """
         return ConnectionTracking.disconnectAll(self)
+
+    def connectionCounts(self) -> Dict[str, int]:
+        """
+        @return: the open connections, by port name (C{new}, C{find},
+            C{event}).
+        @rtype: L{dict} of L{str} to L{int}
+        """
+        counts = dict.fromkeys(("new", "find", "event"), 0)
+        for protocol in self._connections:
+            counts[protocol.portName] += 1
+        return counts
+
+    def watcherCount(self) -> int:
+        """
+        @return: the open C{event} connections.
+        """
+        return len(self._watchers)
 
     def _noConnections(self):
         if self._reportCall is not None and not self._watchers:

@@ -13,15 +13,17 @@ import enum
 import re
 import time
 from operator import attrgetter
+from typing import Mapping, Optional, Sequence
 
 from twisted.logger import Logger
 
 from txinferno.errors import RegistryError
+from txinferno.server.change import ChangeKind, IRegistryObserver, RegistryChange
 from txinferno.wire import attrdb
 from txinferno.wire.persist import persists
 from txinferno.wire.words import formatLine, quote
 
-__all__ = ["Registry", "RegisteredService", "ServiceState", "REGISTRY_USER"]
+__all__ = ["Registry", "RegisteredService", "ServiceState", "REGISTRY_USER", "queryMatches"]
 
 REGISTRY_USER = "registry"
 """
@@ -45,6 +47,30 @@ def _pairs(words):
     """
     it = iter(words)
     return list(zip(it, it))
+
+
+def _matches(values, pairs):
+    """
+    @param values: a service's attributes, C{{attr: value}}.
+    @return: whether C{values} has every C{(attr, value)} of C{pairs}, a
+        value C{*} matching any value.
+    """
+    for attr, value in pairs:
+        v = values.get(attr)
+        if v is None or (value != "*" and v != value):
+            return False
+    return True
+
+
+def queryMatches(words: Sequence[str], values: Mapping[str, str]) -> bool:
+    """
+    @param words: the words of a query (see L{Registry.find}).
+    @param values: a service's attributes, C{{attr: value}}.
+    @return: whether the query finds a service with these attributes.
+    """
+    if not words or len(words) % 2:
+        return True
+    return _matches(values, _pairs(words))
 
 
 class ServiceState(enum.Enum):
@@ -124,6 +150,13 @@ class RegisteredService:
         """
         return [(a, self._values[a]) for a in self._order]
 
+    def matches(self, words: Sequence[str]) -> bool:
+        """
+        @param words: the words of a query (see L{Registry.find}).
+        @return: whether the query finds this service.
+        """
+        return queryMatches(words, self._values)
+
     def line(self):
         """
         @return: the service as a line of a C{find} answer: its name and
@@ -150,6 +183,11 @@ class Registry:
     service.  Opening a connection, a rejected write, loading static
     services and queries change nothing.
 
+    Change observers (L{txinferno.server.change.IRegistryObserver}, added
+    with L{addChangeObserver}) are told what changed: every registration,
+    update and removal, and every rejection the server reports with
+    L{reportRejection}.
+
     @ivar version: the version counter, starting at 0.
     @type version: L{int}
     @ivar started: when the registry was made (seconds since the epoch).
@@ -170,6 +208,7 @@ class Registry:
         self._byName = {}
         self._index = {}
         self._observers = []
+        self._changeObservers = []
 
     def __len__(self):
         return len(self._slots)
@@ -202,6 +241,44 @@ class Registry:
         Stop calling an observer added with L{addObserver}.
         """
         self._observers.remove(observer)
+
+    def addChangeObserver(self, observer: IRegistryObserver) -> None:
+        """
+        Tell C{observer} of every change from now on.
+
+        @type observer: L{txinferno.server.change.IRegistryObserver}
+        """
+        self._changeObservers.append(observer)
+
+    def removeChangeObserver(self, observer: IRegistryObserver) -> None:
+        """
+        Stop telling an observer added with L{addChangeObserver}.
+        """
+        self._changeObservers.remove(observer)
+
+    def reportRejection(self, name: Optional[str], reason: str) -> None:
+        """
+        Tell the change observers that a write was rejected (the server's
+        C{new} port calls it when it closes a connection for an error).
+
+        @param name: the service named, or L{None}.
+        @type name: L{str} or L{None}
+        @param reason: the error text.
+        @type reason: L{str}
+        """
+        if self._changeObservers:
+            self._tell(RegistryChange(ChangeKind.rejected, name, (), self.version, reason))
+
+    def _tell(self, change):
+        for observer in list(self._changeObservers):
+            observer.registryChanged(change)
+
+    def _told(self, kind, service, attributes):
+        """
+        Tell the change observers of a change of C{service}.
+        """
+        if self._changeObservers:
+            self._tell(RegistryChange(kind, service.name, attributes, self.version))
 
     def checkName(self, name):
         """
@@ -254,6 +331,7 @@ class Registry:
             attrs=service.attributes(),
         )
         self._bump()
+        self._told(ChangeKind.registered, service, service.attributes())
         return service
 
     def update(self, service, words):
@@ -283,6 +361,7 @@ class Registry:
             "service {name} updated with {attrs}", name=service.name, attrs=pairs
         )
         self._bump()
+        self._told(ChangeKind.updated, service, service.attributes())
 
     def release(self, service):
         """
@@ -307,6 +386,7 @@ class Registry:
             "service {name} removed", name=service.name, attrs=service.attributes()
         )
         self._bump()
+        self._told(ChangeKind.removed, service, service.attributes())
         return True
 
     def create(self, owner, uid):
@@ -350,6 +430,7 @@ class Registry:
             "service {name} registered with {attrs}", name=name, attrs=service.attributes()
         )
         self._bump()
+        self._told(ChangeKind.registered, service, service.attributes())
         if odd:
             raise RegistryError("odd attribute/value pairs")
 
@@ -364,7 +445,8 @@ class Registry:
         """
         if service.state is ServiceState.REMOVED:
             raise RegistryError("file does not exist")
-        if service.registered:
+        removed = service.registered
+        if removed:
             self._remove(service)
             self._log.info(
                 "service {name} removed", name=service.name, attrs=service.attributes()
@@ -373,6 +455,8 @@ class Registry:
             service.state = ServiceState.REMOVED
         service.owner = None
         self._bump()
+        if removed:
+            self._told(ChangeKind.removed, service, service.attributes())
 
     def now(self):
         """
@@ -409,18 +493,11 @@ class Registry:
             if candidates is None or len(found) < len(candidates):
                 candidates = found
 
-        def matches(service):
-            values = service._values
-            for attr, value in pairs:
-                v = values.get(attr)
-                if v is None or (value != "*" and v != value):
-                    return False
-            return True
 
         if len(candidates) * 4 > len(self._slots):
-            return [s for s in self._slots if matches(s)]
+            return [s for s in self._slots if _matches(s._values, pairs)]
         return sorted(
-            (s for s in candidates if matches(s)), key=attrgetter("_slot")
+            (s for s in candidates if _matches(s._values, pairs)), key=attrgetter("_slot")
         )
 
     def answer(self, words):

@@ -1,0 +1,54 @@
+"""
+The API's query strings and answers: C{?ATTR=VALUE&...} is the registry
+query C{ATTR VALUE ...} (C{*} matches any value), and answers are JSON.
+"""
+
+import json
+from typing import Any, List
+from urllib.parse import parse_qsl, urlsplit
+
+from twisted.web.server import Request
+
+from txinferno.wire.words import decode
+
+__all__ = ["queryWords", "jsonResponse", "jsonError"]
+
+
+def queryWords(request: Request) -> List[str]:
+    """
+    @type request: L{twisted.web.server.Request}
+    @return: the words of the registry query a request's query string
+        makes, its pairs in order (no pair: every service).
+    @rtype: L{list} of L{str}
+    """
+    query = decode(urlsplit(request.uri).query)
+    words = []
+    for attr, value in parse_qsl(query, keep_blank_values=True):
+        words.append(attr)
+        words.append(value)
+    return words
+
+
+def jsonResponse(request: Request, data: Any, code: int = 200) -> bytes:
+    """
+    Answer C{request} with C{data} as JSON.
+
+    @param data: the data, or its JSON text already encoded (L{bytes}).
+    @return: the body, for a C{render_*} method.
+    @rtype: L{bytes}
+    """
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-cache")
+    if isinstance(data, bytes):
+        return data
+    return json.dumps(data, separators=(",", ":")).encode("utf-8")
+
+
+def jsonError(request: Request, code: int, message: str) -> bytes:
+    """
+    Answer C{request} with an error: C{{"error": message}} and C{code}.
+
+    @rtype: L{bytes}
+    """
+    return jsonResponse(request, {"error": message}, code)
