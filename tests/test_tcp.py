@@ -438,7 +438,7 @@ async def test_probeDeclaresLoss(registry_server):
     "option", ["findTimeout", "maxAnswerSize", "initialDelay", "maxDelay", "probeInterval"]
 )
 def test_badOptions(option):
-    with pytest.raises(ValueError, match="%s must be positive" % (option,)):
+    with pytest.raises(ValueError, match="%s must be positive and finite" % (option,)):
         connectionFromString(reactor, "tcp", **{option: 0})
 
 

@@ -9,7 +9,7 @@ from zope.interface import implementer
 
 from txinferno.errors import RegistryUnavailable
 from txinferno.interfaces import IRegistryTask
-from txinferno.wire.rules import queryLine
+from txinferno.wire.rules import checkPositive, queryLine
 
 __all__ = ["Lookup"]
 
@@ -56,11 +56,14 @@ class Lookup:
             pairs; a value of C{*} matches any value of an existing
             attribute; no pairs find every service.
         @param timeout: seconds from attach before giving up.
-        @raise ValueError: for an invalid query.
+        @type timeout: L{int} or L{float}
+        @raise ValueError: for an invalid query, or a timeout that is not
+            positive.
+        @raise TypeError: for a timeout that is not a number.
         """
         queryLine(attrs)
         self.attrs = attrs
-        self.timeout = timeout
+        self.timeout = checkPositive(timeout, "the lookup timeout")
         self.deferred = Deferred(self._cancel)
         self._manager = None
         self._done = False

@@ -250,7 +250,9 @@ class RegistryManager(Service):
         @param attrs: the query: a mapping or a sequence of C{(attr, value)}
             pairs; a value of C{*} matches any value of an existing attribute.
         @param timeout: seconds, from now, before giving up.
-        @raise ValueError: for an invalid query.
+        @raise ValueError: for an invalid query or a timeout that is not
+            positive.
+        @raise TypeError: for a timeout that is not a number.
         @return: a L{Deferred} that fires with C{{name: {attr: value}}}, or
             fails with L{txinferno.errors.RegistryUnavailable} after
             C{timeout} seconds or with L{txinferno.errors.MalformedAnswer}.

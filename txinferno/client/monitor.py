@@ -6,7 +6,7 @@ one that comes, changes or goes.
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txinferno.interfaces import IRegistryTask
+from txinferno.interfaces import IMonitorObserver, IRegistryTask
 from txinferno.wire.rules import queryLine
 
 __all__ = ["QUIET", "MAX_WAIT", "PACE", "MAX_RETRY_DELAY", "SETTLE", "Monitor"]
@@ -95,10 +95,19 @@ class Monitor:
         @type observer: L{txinferno.interfaces.IMonitorObserver}
         @param settle: see L{settle}.
         @raise ValueError: for an invalid query or a negative C{settle}.
+        @raise TypeError: for an observer that neither provides
+            L{txinferno.interfaces.IMonitorObserver} nor has its methods.
         """
         queryLine(attrs)
         if not settle >= 0:
             raise ValueError("settle must be 0 or more seconds, not %r" % (settle,))
+        if not IMonitorObserver.providedBy(observer) and not all(
+            callable(getattr(observer, method, None)) for method in IMonitorObserver
+        ):
+            raise TypeError(
+                "the monitor's observer must provide IMonitorObserver (subclass "
+                "txinferno.client.observers.MonitorObserver), not %r" % (observer,)
+            )
         self.settle = settle
         self.attrs = attrs
         self.observer = observer

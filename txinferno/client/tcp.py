@@ -12,9 +12,22 @@ from txinferno.client.find import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE,
 from txinferno.client.new import Registrar
 from txinferno.interfaces import IChangeObserver, IRegistryConnection
 from txinferno.wire.description import parseRegistryDescription
-from txinferno.wire.rules import queryLine
+from txinferno.wire.rules import checkPositive, queryLine
 
-__all__ = ["PROBE_QUERY", "TCPRegistryConnection", "connectionFromString"]
+__all__ = [
+    "DEFAULT_PROBE_INTERVAL",
+    "PROBE_QUERY",
+    "TCPRegistryConnection",
+    "connectionFromString",
+]
+
+DEFAULT_PROBE_INTERVAL = 15.0
+"""
+Seconds between liveness probes of a ready change stream: with the
+default probe timeout (L{DEFAULT_FIND_TIMEOUT}, 10 s), a registry that
+keeps its sockets open but stops answering (a stopped process, whose
+kernel still answers TCP keepalive) is declared lost within 25 s.
+"""
 
 PROBE_QUERY = [("txinferno-liveness-probe", "1")]
 """
@@ -46,7 +59,7 @@ class TCPRegistryConnection:
         maxAnswerSize=DEFAULT_MAX_ANSWER_SIZE,
         initialDelay=DEFAULT_INITIAL_DELAY,
         maxDelay=DEFAULT_MAX_DELAY,
-        probeInterval=None,
+        probeInterval=DEFAULT_PROBE_INTERVAL,
         probeTimeout=None,
         clock=None,
     ):
@@ -68,15 +81,21 @@ class TCPRegistryConnection:
             (L{txinferno.errors.AnswerTooLarge} beyond).
         @param initialDelay: seconds before the change stream's first
             reconnection attempt.
-        @param maxDelay: the longest wait between reconnection attempts.
+        @param maxDelay: the longest wait between reconnection attempts
+            (before jitter), by default
+            L{txinferno.client.event.DEFAULT_MAX_DELAY}.
         @param probeInterval: seconds between liveness probes of a ready
-            change stream, or L{None} for none.
+            change stream (L{DEFAULT_PROBE_INTERVAL} by default), or
+            L{None} for none: a registry that stops answering is declared
+            lost within C{probeInterval + probeTimeout} seconds.
         @param probeTimeout: seconds a probe may take; by default
             C{findTimeout}.
         @param clock: times everything; by default C{reactor}.
         @type clock: L{IReactorTime}
         @raise ValueError: for a timeout, delay or interval that is not
             positive, or a bad endpoint string.
+        @raise TypeError: for a timeout, delay or interval that is not a
+            number.
         """
         for option, value in [
             ("findTimeout", findTimeout),
@@ -86,8 +105,8 @@ class TCPRegistryConnection:
             ("probeInterval", probeInterval),
             ("probeTimeout", probeTimeout),
         ]:
-            if value is not None and not value > 0:
-                raise ValueError("%s must be positive, not %r" % (option, value))
+            if value is not None:
+                checkPositive(value, option)
         self._find, self._event = [
             clientFromString(reactor, e) if isinstance(e, str) else e for e in (find, event)
         ]
