@@ -7,7 +7,7 @@ observer that is not one, a timeout that is not a positive number.
 import pytest
 from twisted.internet.task import Clock
 
-from clientsupport import Recorder
+from txinferno.testing.recorders import MonitorRecorder as Recorder
 from txinferno.client.lookup import Lookup
 from txinferno.client.manager import RegistryManager
 from txinferno.client.monitor import Monitor

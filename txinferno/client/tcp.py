@@ -123,17 +123,23 @@ class TCPRegistryConnection:
         self._probeTimeout = probeTimeout or findTimeout
         self._clock = clock or reactor
         self._registrar = Registrar(
-            connectionStarter(reactor, new), self._listServices, self._clock, findTimeout
+            connectionStarter(reactor, new), self._findServices, self._clock, findTimeout
         )
 
     def __repr__(self):
         return "<TCPRegistryConnection %s>" % (self.description,)
 
     def _query(self, line, timeout):
-        return runQuery(self._find, line, self._clock, timeout, self._maxAnswerSize)
+        """
+        Run a query; its answer is shown to the registrar, which watches
+        the registrations it has confirmed.
+        """
+        started = self._clock.seconds()
+        answer = runQuery(self._find, line, self._clock, timeout, self._maxAnswerSize)
+        return answer.addCallback(self._registrar.sawAnswer, started)
 
-    def _listServices(self):
-        return self._query(b"\n", self.findTimeout)
+    def _findServices(self, pairs):
+        return self._query(queryLine(pairs)[0], self.findTimeout)
 
     def _probe(self):
         return self._query(queryLine(PROBE_QUERY)[0], self._probeTimeout)
@@ -173,7 +179,7 @@ class TCPRegistryConnection:
             L{txinferno.errors.AnswerTooLarge} or a connection error.
             Cancelling it aborts the query.
         """
-        return self._query(queryLine(attrs)[0], self.findTimeout)
+        return self._findServices(attrs)
 
     def watch(self, observer):
         """

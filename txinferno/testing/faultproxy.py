@@ -165,6 +165,9 @@ class _Pair:
     def endLost(self, end):
         self.closed = True
         self._ends.discard(end)
+        if end is self.server and self.proxy.holdCloses and not self.aborted:
+            # The client's end stays open until the client closes it.
+            return
         for other in self._ends:
             if end.direction is not None and end.direction.pending and not self.aborted:
                 end.direction.closeWhenDrained()
@@ -208,6 +211,10 @@ class FaultProxy:
     @ivar delay: seconds to hold each chunk before it is forwarded.
     @ivar oneByteChunks: while L{True}, every chunk is forwarded one byte at
         a time, each byte in a write of its own on a later reactor turn.
+    @ivar holdCloses: while L{True}, a connection the target closes stays
+        open on the client's side until the client closes it, as the real
+        registry's bridge holds back the close of a duplicate registration
+        made at the same moment as another (spec section 4).
     @ivar port: the port the proxy listens on (set by L{start}).
     """
 
@@ -223,6 +230,7 @@ class FaultProxy:
         self.dropped = 0
         self.delay = 0
         self.oneByteChunks = False
+        self.holdCloses = False
         self._cutArmed = False
         self._listening = None
         self._pairs = set()
