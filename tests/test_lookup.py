@@ -89,7 +89,11 @@ async def test_deadline(registry_server):
     """
     await registry_server.stop()
     clock = Clock()
-    manager = RegistryManager(connectionFromString(reactor, registry_server.description), clock=clock)
+    manager = RegistryManager(
+        connectionFromString(reactor, registry_server.description),
+        clock=clock,
+        unreachableWarning=None,
+    )
     manager.startService()
     lookup = manager.attach(Lookup({"a": "*"}, timeout=5))
     clock.advance(4.9)

@@ -27,6 +27,7 @@ close of a duplicate usually comes first.
 from collections import Counter, deque
 
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -55,6 +56,7 @@ __all__ = [
     "CONFIRM_AFTER",
     "MAX_QUERIES",
     "EXPLAIN_INTERVAL",
+    "LOSS_WINDOW",
     "NewClientProtocol",
     "NewClientFactory",
     "Registration",
@@ -110,6 +112,13 @@ Seconds a registration may stay unlisted, its connection open, before a
 full listing looks for another holder of its name (one whose attributes
 share nothing with ours, which a find of ours cannot show); at most one
 such listing per interval.
+"""
+
+LOSS_WINDOW = 0.5
+"""
+Seconds over which the losses of registrations are collected into one log
+line per reason: a registry that dies closes every registration, and the
+closes arrive over many turns of the reactor.
 """
 
 
@@ -396,7 +405,7 @@ class Registration:
         if self._unregistering:
             self._end = None
         else:
-            self._lostReason = reason.getErrorMessage()
+            self._lostReason = _whyLost(reason)
             self._end = Failure(
                 RegistrationLost("registration of %r lost: %s" % (self.name, self._lostReason))
             )
@@ -861,7 +870,7 @@ class Registrar:
                 registration.name,
                 registration._lostReason,
             )
-            self._serviceLog.flushSoon()
+            self._serviceLog.flushSoon(LOSS_WINDOW)
 
     def _whyClosed(self, registration, listed):
         """
@@ -930,6 +939,18 @@ def _shared(registrations):
             group = [r for r in registrations if has(r.attrs)]
             return group, [r for r in registrations if not has(r.attrs)]
     return [], registrations
+
+
+def _whyLost(reason):
+    """
+    @return: why a registration's connection closed, in words: the same
+        words for every registration a dying registry closes the same way.
+    """
+    if reason.check(ConnectionDone):
+        return "the registry closed the connection"
+    if reason.check(ConnectionLost):
+        return "the connection to the registry was lost"
+    return reason.getErrorMessage()
 
 
 def _describe(attrs):

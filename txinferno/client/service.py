@@ -211,6 +211,9 @@ class ServiceTask:
             nothing to do.
         """
         self._running = True
+        if self._backoff is not None:
+            # Still retrying from before the change stream was lost.
+            self._backoff.stopTrying()
         self._backoff = None
         self._reportedFailure = None
         registering = None
@@ -224,8 +227,9 @@ class ServiceTask:
 
     def stop(self):
         """
-        The registry is unreachable, or this task is being detached: stop
-        retrying and close the registration.
+        The manager stops, or this task is being detached: stop retrying
+        and close the registration.  (A lost change stream does not stop a
+        service: its registration stays while its own connection holds.)
 
         @return: a L{Deferred} that fires with L{None} once the registration
             (or the attempt in progress) is closed.
@@ -361,19 +365,25 @@ class ServiceTask:
 
     def _retry(self):
         """
-        Register again after the next backoff delay, while running.
+        Register again after the next backoff delay, while running and
+        while the manager's change stream is ready; otherwise L{start}
+        registers again once it is.
         """
-        if self._running:
+        if self._running and self.manager.connected:
             if self._backoff is None:
                 self._backoff = _Backoff(
                     self.manager.clock,
-                    self._register,
+                    self._retryDue,
                     self.initialDelay,
                     self.factor,
                     self.jitter,
                     self.maxDelay,
                 )
             self._backoff.retry()
+
+    def _retryDue(self):
+        if self.manager.connected:
+            self._register()
 
     def _sync(self):
         """
