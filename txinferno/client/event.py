@@ -31,10 +31,13 @@ DEFAULT_INITIAL_DELAY = 0.5
 Seconds before the first reconnection attempt.
 """
 
-DEFAULT_MAX_DELAY = 30.0
+DEFAULT_MAX_DELAY = 5.0
 """
-The longest wait, in seconds, between reconnection attempts (before
-jitter).
+The longest wait, in seconds, between reconnection attempts, before
+jitter: a registry back from a restart is found again within about this
+long.  Each wait is drawn from a normal distribution of standard deviation
+C{jitter} (about 12%) times the delay, so that thousands of clients do not
+reconnect in step.
 """
 
 DEFAULT_READY_TIMEOUT = 10.0
@@ -43,6 +46,14 @@ Seconds the registry has, once connected, to send C{READY}.
 """
 
 _VERSION = re.compile(rb"[0-9]{8,}")
+
+
+def _sentence(reason):
+    """
+    @return: the message of C{reason} without its final full stop, to be
+        followed by more of a sentence.
+    """
+    return reason.getErrorMessage().rstrip(". ")
 
 
 class EventClientProtocol(LineOnlyReceiver):
@@ -172,12 +183,16 @@ class EventClientFactory(ReconnectingClientFactory):
     @ivar observer: told what happens.
     @type observer: L{IChangeObserver}
     @ivar connected: L{True} from C{READY} until the connection is lost.
+    @ivar lastFailure: why the last attempt failed or the last connection
+        was lost, or L{None}.
+    @type lastFailure: L{Failure}
     """
 
     _log = Logger()
     noisy = False
 
     connected = False
+    lastFailure = None
 
     def __init__(
         self,
@@ -233,10 +248,28 @@ class EventClientFactory(ReconnectingClientFactory):
         return protocol
 
     def clientConnectionFailed(self, connector, reason):
-        self._log.info(
-            "cannot reach the event port: {reason}; retrying", reason=reason.value
-        )
+        self.lastFailure = reason
         ReconnectingClientFactory.clientConnectionFailed(self, connector, reason)
+        self._logRetry("cannot reach the event port", reason)
+
+    def clientConnectionLost(self, connector, reason):
+        ReconnectingClientFactory.clientConnectionLost(self, connector, reason)
+        self._logRetry("the event connection was lost", reason)
+
+    def _logRetry(self, what, reason):
+        """
+        Log what happened, and when the next attempt is due.
+        """
+        delay = None
+        if self.continueTrying and self._callID is not None:
+            delay = self._callID.getTime() - self.clock.seconds()
+        self._log.info(
+            "{what}: {reason}{next}",
+            what=what,
+            reason=_sentence(reason),
+            next="" if delay is None else "; next try in %.1f s" % (delay,),
+            delay=delay,
+        )
 
     def _streamReady(self, protocol):
         if not self.continueTrying:
@@ -248,14 +281,10 @@ class EventClientFactory(ReconnectingClientFactory):
 
     def _connectionLost(self, protocol, reason):
         self._protocol = None
+        self.lastFailure = reason
         if self.connected:
             self.connected = False
-            self._log.info("change stream lost: {reason}", reason=reason.value)
             self.observer.streamLost(reason)
-        else:
-            self._log.info(
-                "event connection lost before READY: {reason}", reason=reason.value
-            )
         stopped, self._stopped = self._stopped, []
         for d in stopped:
             d.callback(None)

@@ -10,6 +10,7 @@ from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from txinferno.client.event import DEFAULT_MAX_DELAY
 from txinferno.client.health import HealthMonitor, HealthState
 from txinferno.errors import RegistrationLost, RegistrationRejected
 from txinferno.interfaces import IHealthCheck, IRegistryTask
@@ -90,7 +91,11 @@ class ServiceTask:
     initialDelay = 0.5
     factor = 2.7182818284590451
     jitter = 0.1
-    maxDelay = 30
+    maxDelay = DEFAULT_MAX_DELAY
+    """
+    The longest wait, in seconds, before another registration attempt
+    (before jitter); set it on a subclass or an instance.
+    """
 
     def __init__(self, name, attrs=(), persist=False, check: Optional[IHealthCheck] = None,
                  keepWhileFailing: bool = False):
