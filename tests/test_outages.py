@@ -8,7 +8,7 @@ as losses, in one line; a registry unreachable for long is warned about.
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from support import bounded, managerFor, registryServices, whenRegistry
@@ -158,3 +158,57 @@ def test_unreachableWarning(logged):
     assert len(lines(logged, LogLevel.warn)) == 2
     manager.stopService()
     assert clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_stallThenResume(registry_server, proxy, logged):
+    """
+    The registry stalls (a stopped process: its kernel accepts and queues,
+    it answers nothing) while services are being registered, and resumes:
+    the probe declares it lost, the attempts made during the stall time
+    out and are given up, and once it resumes, their lines, read late,
+    win no name: every service ends registered once, on a live
+    connection, none rejected as a duplicate, and the registry holds
+    exactly them; the services registered before the stall kept their
+    connections throughout.
+    """
+    manager = managerFor(
+        proxy, findTimeout=0.5, probeInterval=0.3, probeTimeout=0.3, maxDelay=0.3
+    )
+    try:
+        states = States()
+        manager.addObserver(states)
+        held = [manager.attach(ServiceTask("held%d" % i, {"n": str(i)})) for i in range(5)]
+        for service in held:
+            await bounded(service.whenRegistered())
+        registrations = [s._registration for s in held]
+        lost = states.next("lost")
+        proxy.stall()
+        late = [manager.attach(ServiceTask("late%d" % i, {"n": str(i)})) for i in range(5)]
+        await deferLater(reactor, 0, lambda: None)  # the turn they start on
+        attempts = [s._registering for s in late]
+        await lost
+        for attempt in attempts:
+            attempt.addErrback(lambda f: None)
+            await bounded(attempt)
+        assert not any(s.registered for s in late)
+        rejected = []
+        for service in late:
+            service.whenRegistered().addErrback(rejected.append)
+        connected = states.next("connected")
+        # The registry reads the queued lines, and their closes a while
+        # later, as the real one works through its queue.
+        proxy.new.closeDelay = 1.0
+        proxy.resume()
+        await connected
+        for service in held + late:
+            await bounded(service.whenRegistered())
+        wanted = {s.name: s.attrs for s in held + late}
+        await whenRegistry(registry_server, lambda r: registryServices(registry_server) == wanted)
+        assert rejected == []
+        assert all(s.registered for s in held + late)
+        # The services registered before the stall kept their connections.
+        assert [s._registration for s in held] == registrations
+        assert proxy.new.connections == len(wanted)
+    finally:
+        await bounded(manager.stopService())

@@ -22,6 +22,7 @@ from txinferno.client.new import (
     CHECK_RETRY_DELAY,
     CONFIRM_AFTER,
     LOSS_WINDOW,
+    STALE_RETRIES,
     Registrar,
 )
 from txinferno.errors import (
@@ -696,3 +697,56 @@ def test_lossesCollectedOverAWindow():
         "3 registrations lost: the connection to the registry was lost"
     )
     assert warning["names"] == ["svc0", "svc1", "svc2"]
+
+
+def test_staleAttemptDoesNotWinTheName():
+    """
+    An attempt given up unanswered (a stalled registry: its finds time
+    out) may still be read by the registry once it resumes, and hold the
+    name for a moment: the next attempt, closed by the registry while our
+    name is listed with exactly our attributes, is made again rather than
+    reported as a duplicate, and is confirmed once the stale entry is gone.
+    """
+    s = Setup()
+    first, firstFailed = s.register("svc", {"k": "1"})
+    stale = s.connect()
+    s.answer(failure=RegistryTimeout("the registry did not answer"))
+    assert firstFailed[0].check(RegistryTimeout)
+    assert stale.clientIO.disconnecting
+
+    fired, failed = s.register("svc", {"k": "1"})
+    pump = s.connect()
+    pump.serverIO.loseConnection()
+    pump.flush()
+    s.answer({"svc": {"k": "1"}})
+    s.answer({"svc": {"k": "1"}})
+    assert failed == [] and fired == []
+    again = s.connect()
+    assert s.servers[-1].writes == [b"svc k 1\n"]
+    s.answer({"svc": {"k": "1"}})
+    [registration] = fired
+    assert not again.clientIO.disconnecting
+
+
+def test_staleAttemptRetriesBounded():
+    """
+    When the holder with exactly our name and attributes is not a stale
+    attempt of ours going away (another registrant, the undecidable case),
+    the attempt made again is reported as a duplicate after
+    L{STALE_RETRIES} tries.
+    """
+    s = Setup()
+    first, firstFailed = s.register("svc", {"k": "1"})
+    s.connect()
+    s.answer(failure=RegistryTimeout("the registry did not answer"))
+    fired, failed = s.register("svc", {"k": "1"})
+    tries = 0
+    while not failed:
+        tries += 1
+        pump = s.connect()
+        pump.serverIO.loseConnection()
+        pump.flush()
+        while s.answer({"svc": {"k": "1"}}):
+            pass
+    assert tries == STALE_RETRIES + 1
+    assert failed[0].value.reason == "duplicate service name"

@@ -57,6 +57,7 @@ __all__ = [
     "MAX_QUERIES",
     "EXPLAIN_INTERVAL",
     "LOSS_WINDOW",
+    "STALE_RETRIES",
     "NewClientProtocol",
     "NewClientFactory",
     "Registration",
@@ -119,6 +120,21 @@ LOSS_WINDOW = 0.5
 Seconds over which the losses of registrations are collected into one log
 line per reason: a registry that dies closes every registration, and the
 closes arrive over many turns of the reactor.
+"""
+
+STALE_RETRIES = 10
+"""
+How many times a registration that the registry closed because the name
+is held by exactly our name and attributes, after an attempt of ours with
+them was given up unanswered (its line may have waited in a stalled
+registry's queue, to be read after the stall), is made again at once
+rather than reported as a duplicate: the stale attempt's entry goes as
+soon as the registry reads its close.
+"""
+
+_WAITING, _CONFIRMED, _AGAIN, _ENDED = "waiting", "confirmed", "again", "ended"
+"""
+What a confirmation round decides for a registration.
 """
 
 
@@ -259,7 +275,16 @@ class Registration:
     def _cancel(self, d):
         self._registrar._forget(self)
         self._abandonConnecting()
+        self._abort()
+
+    def _abort(self):
+        """
+        Give up the connection, if open.  Its line, unanswered, may still
+        be read by a registry that was not answering: the registrar
+        remembers it as a stale attempt.
+        """
         if self._protocol is not None:
+            self._registrar._abandoned(self)
             self._protocol.transport.abortConnection()
 
     def _connectTimedOut(self, timeout):
@@ -286,6 +311,14 @@ class Registration:
         self._protocol = protocol
         self._writtenAt = self._registrar.clock.seconds()
         self._registrar._written(self)
+
+    def _again(self):
+        """
+        Make this registration again, on a new connection: the registry
+        closed this one while a stale attempt of ours held the name.
+        """
+        self._closeReason = self._closedInRound = self._writtenAt = None
+        self._registrar.clock.callLater(CHECK_RETRY_DELAY, self._registrar._enqueue, self)
 
     def _confirm(self, listedSince):
         """
@@ -384,8 +417,11 @@ class Registration:
         connection if it is still open.  The caller, who gets C{reason},
         reports it.
         """
-        if self._protocol is not None:
-            self._protocol.transport.abortConnection()
+        if reason.check(RegistrationRejected, MalformedAnswer):
+            if self._protocol is not None:
+                self._protocol.transport.abortConnection()
+        else:
+            self._abort()
         self.registered.errback(reason)
 
     # The connection's end.
@@ -518,6 +554,7 @@ class Registrar:
         self._lastWrittenAt = None
         self._serviceLog = BurstLog(self._log, clock)
         self._confirmed = {}
+        self._stale = {}
         self._lastFullListingAt = float("-inf")
 
     def register(self, name, attrs):
@@ -536,12 +573,42 @@ class Registrar:
         """
         line, pairs = registrationLine(name, attrs)
         registration = Registration(self, name, pairs, line)
+        self._enqueue(registration)
+        return registration.registered
+
+    def _enqueue(self, registration):
+        """
+        Queue C{registration} for a connection, its deadline from now
+        (unless it was given up meanwhile).
+        """
+        if registration.registered.called:
+            return
         self._connectDeadlines[registration] = self.clock.seconds() + self._timeout
         if self._connectTimer is None:
             self._connectTimer = self.clock.callLater(self._timeout, self._connectTimeouts)
         self._waitingToConnect.append(registration)
         self._startConnections()
-        return registration.registered
+
+    def _abandoned(self, registration):
+        """
+        C{registration}'s connection, its line written and unanswered, is
+        given up: remember its name and attributes as a stale attempt,
+        good for L{STALE_RETRIES} attempts made again.
+        """
+        if registration._writtenAt is not None:
+            self._stale[registration.name] = (dict(registration.attrs), STALE_RETRIES)
+
+    def _heldByStaleAttempt(self, registration, listed):
+        """
+        @return: whether C{listed}, the entry holding the name of the
+            closed C{registration}, may be a stale attempt of ours; if so,
+            one of its retries is used up.
+        """
+        attrs, retries = self._stale.get(registration.name, (None, 0))
+        if listed != registration.attrs or attrs != listed or not retries:
+            return False
+        self._stale[registration.name] = (attrs, retries - 1)
+        return True
 
     def _startConnections(self):
         """
@@ -758,13 +825,16 @@ class Registrar:
                     del self._pending[registration]
                     registration._fail(self._whyNotListed(registration, answer))
                     continue
-                if self._resolved(registration, listed, number, writtenBy, now):
+                outcome = self._resolved(registration, listed, number, writtenBy, now)
+                if outcome is not _WAITING:
                     del self._pending[registration]
-                    if registration.registered.called:
-                        continue
+                if outcome is _CONFIRMED:
                     confirmed.append(registration)
+                elif outcome is _AGAIN:
+                    registration._again()
         for registration in confirmed:
             self._confirmed[registration.name] = registration
+            self._stale.pop(registration.name, None)
             self._serviceLog.add(
                 LogLevel.info,
                 "service {name} registered",
@@ -782,20 +852,27 @@ class Registrar:
         (or L{None}) by a find of round C{number} mean for it: ended
         (rejected, orphaned or timed out), confirmed, or still waiting.
 
-        @return: whether it is no longer waiting; it is to be confirmed
-            when its Deferred has not fired.
+        @return: L{_WAITING}, L{_CONFIRMED} (to be confirmed), L{_AGAIN}
+            (to be made again, see L{STALE_RETRIES}) or L{_ENDED}.
         """
         if registration._closeReason is not None:
             if registration._closedInRound >= number:
-                return False
+                return _WAITING
             if listed == registration.attrs and persists(listed.get("persist")):
                 registration._confirmOrphan()
+            elif self._heldByStaleAttempt(registration, listed):
+                self._log.info(
+                    "service {name} is held by an attempt of ours given up "
+                    "unanswered: registering it again",
+                    name=registration.name,
+                )
+                return _AGAIN
             else:
                 registration._fail(self._whyClosed(registration, listed))
-            return True
+            return _ENDED
         if listed is not None and registration._writtenAt <= writtenBy:
             if listed == registration.attrs:
-                return True
+                return _CONFIRMED
             registration._fail(
                 Failure(
                     RegistrationRejected(
@@ -810,7 +887,7 @@ class Registrar:
                 name=registration.name,
                 attrs=_describe(listed),
             )
-            return True
+            return _ENDED
         if now - registration._writtenAt >= self._timeout:
             registration._fail(
                 Failure(
@@ -820,8 +897,8 @@ class Registrar:
                     )
                 )
             )
-            return True
-        return False
+            return _ENDED
+        return _WAITING
 
     def sawAnswer(self, services, started):
         """
