@@ -721,6 +721,7 @@ def test_staleAttemptDoesNotWinTheName():
     s.answer({"svc": {"k": "1"}})
     s.answer({"svc": {"k": "1"}})
     assert failed == [] and fired == []
+    s.reactor.advance(CHECK_RETRY_DELAY)
     again = s.connect()
     assert s.servers[-1].writes == [b"svc k 1\n"]
     s.answer({"svc": {"k": "1"}})
@@ -748,5 +749,6 @@ def test_staleAttemptRetriesBounded():
         pump.flush()
         while s.answer({"svc": {"k": "1"}}):
             pass
+        s.reactor.advance(CHECK_RETRY_DELAY)
     assert tries == STALE_RETRIES + 1
     assert failed[0].value.reason == "duplicate service name"
