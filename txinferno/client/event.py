@@ -8,7 +8,7 @@ import re
 
 from twisted.internet import defer, task
 from twisted.internet.protocol import ReconnectingClientFactory
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -100,11 +100,12 @@ class EventClientProtocol(LineOnlyReceiver):
             )
         )
 
-    def _drop(self, error):
+    def _drop(self, error, level=LogLevel.error):
         """
-        Abort the connection; C{error} is the reason the stream reports.
+        Abort the connection; C{error} is the reason the stream reports,
+        logged at C{level}.
         """
-        self._log.error("dropping the event connection: {error}", error=error)
+        self._log.emit(level, "dropping the event connection: {error}", error=error)
         self._error = error
         self.transport.abortConnection()
 
@@ -148,7 +149,11 @@ class EventClientProtocol(LineOnlyReceiver):
         def failed(reason):
             if reason.check(defer.CancelledError) or self._error is not None:
                 return
-            self._drop(RegistryUnavailable("liveness probe failed: %s" % (reason.value,)))
+            # Not an error of ours: the manager warns that the registry is lost.
+            self._drop(
+                RegistryUnavailable("liveness probe failed: %s" % (reason.value,)),
+                LogLevel.info,
+            )
 
         def done(result):
             self._probing = None
