@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_READY_TIMEOUT",
     "EventClientProtocol",
     "EventClientFactory",
+    "sentence",
 ]
 
 DEFAULT_INITIAL_DELAY = 0.5
@@ -48,7 +49,7 @@ Seconds the registry has, once connected, to send C{READY}.
 _VERSION = re.compile(rb"[0-9]{8,}")
 
 
-def _sentence(reason):
+def sentence(reason):
     """
     @return: the message of C{reason} without its final full stop, to be
         followed by more of a sentence.
@@ -271,7 +272,7 @@ class EventClientFactory(ReconnectingClientFactory):
         self._log.info(
             "{what}: {reason}{next}",
             what=what,
-            reason=_sentence(reason),
+            reason=sentence(reason),
             next="" if delay is None else "; next try in %.1f s" % (delay,),
             delay=delay,
         )

@@ -21,6 +21,7 @@ from zope.interface import implementer
 from txinferno._filelimit import raiseOpenFileLimit
 from txinferno.client._burstlog import BurstLog
 from txinferno.client.lookup import Lookup
+from txinferno.client.event import sentence
 from txinferno.client.tcp import connectionFromString
 from txinferno.interfaces import IChangeObserver, IRegistryTask
 from txinferno.wire.rules import checkPositive
@@ -454,7 +455,7 @@ class RegistryManager(Service):
             "registry {registry} lost: {reason}; monitors and lookups wait for it, "
             "registered services stay while their own connections hold",
             registry=self.connection.description,
-            reason=reason.getErrorMessage(),
+            reason=sentence(reason),
         )
         self._state = _State.STREAM_LOST
         self._generation += 1
@@ -493,7 +494,7 @@ class RegistryManager(Service):
             "registry {registry} unreachable for {seconds:g} s{why}; still trying",
             registry=self.connection.description,
             seconds=self._unreachableWarning,
-            why="" if reason is None else " (%s)" % (reason.getErrorMessage(),),
+            why="" if reason is None else " (%s)" % (sentence(reason),),
             reason=reason,
         )
 
