@@ -1,6 +1,6 @@
 """
 Fault tests, short versions (issue 5): the real client against the embedded
-registry, through L{RegistryFaultProxy} where the network misbehaves.
+registry, through L{txinferno.testing.faultproxy.RegistryFaultProxy} where the network misbehaves.
 Nothing waits on a sleep: every wait is on an observer, the registry model
 or a Deferred, with a bounded timeout.
 """
@@ -15,13 +15,11 @@ from support import (
     registryServices,
     whenRegistry,
 )
-from twisted.internet import reactor
 from twisted.internet.error import ConnectionDone, ConnectionLost
 
 from txinferno.client.monitor import Monitor
 from txinferno.client.service import ServiceTask
 from txinferno.errors import MalformedAnswer, RegistrationLost, RegistrationRejected
-from txinferno.testing.faultproxy import RegistryFaultProxy
 from txinferno.testing.recorders import ConnectionStateRecorder, MonitorRecorder
 from txinferno.testing.sockets import clientSockets
 
@@ -85,25 +83,6 @@ def checkMonitors(server, manager, groups):
     for monitor in monitors:
         group = monitor.attrs["group"]
         assert monitor.services == {n: a for n, a in held.items() if a.get("group") == group}
-
-
-@pytest_twisted.async_yield_fixture
-async def proxy(registry_server):
-    """
-    A L{RegistryFaultProxy} in front of the embedded registry.
-    """
-    p = RegistryFaultProxy(
-        reactor,
-        registry_server.host,
-        registry_server.newPort,
-        registry_server.findPort,
-        registry_server.eventPort,
-    )
-    await p.start()
-    try:
-        yield p
-    finally:
-        await p.stop()
 
 
 SERVICES = 100

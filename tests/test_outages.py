@@ -15,7 +15,6 @@ from support import bounded, managerFor, registryServices, whenRegistry
 from txinferno.client.manager import RegistryManager
 from txinferno.client.monitor import Monitor
 from txinferno.client.service import ServiceTask
-from txinferno.testing.faultproxy import RegistryFaultProxy
 from txinferno.testing.memory import MemoryConnection
 from txinferno.testing.recorders import ConnectionStateRecorder as States
 from txinferno.testing.recorders import MonitorRecorder as Recorder
@@ -29,28 +28,26 @@ def logged():
     globalLogPublisher.removeObserver(events.append)
 
 
+async def registered(manager, prefix, count):
+    """
+    Attach C{count} services and wait until they are registered.
+
+    @return: the services, and their registrations.
+    """
+    services = [
+        manager.attach(ServiceTask("%s%d" % (prefix, i), {"n": str(i)})) for i in range(count)
+    ]
+    for service in services:
+        await bounded(service.whenRegistered())
+    return services, [s._registration for s in services]
+
+
 def lines(events, level=None):
     return [
         formatEvent(e)
         for e in events
         if "log_format" in e and (level is None or e["log_level"] == level)
     ]
-
-
-@pytest_twisted.async_yield_fixture
-async def proxy(registry_server):
-    p = RegistryFaultProxy(
-        reactor,
-        registry_server.host,
-        registry_server.newPort,
-        registry_server.findPort,
-        registry_server.eventPort,
-    )
-    await p.start()
-    try:
-        yield p
-    finally:
-        await p.stop()
 
 
 @pytest_twisted.ensureDeferred
@@ -67,10 +64,7 @@ async def test_eventPortOutageKeepsRegistrations(registry_server, proxy):
     try:
         states = States()
         manager.addObserver(states)
-        services = [manager.attach(ServiceTask("svc%d" % i, {"n": str(i)})) for i in range(10)]
-        for service in services:
-            await bounded(service.whenRegistered())
-        registrations = [s._registration for s in services]
+        services, registrations = await registered(manager, "svc", 10)
         other = Recorder()
         watcher.attach(Monitor({"n": "*"}, other))
         await other.waitUntil(lambda r: len(r.view) == 10)
@@ -178,10 +172,7 @@ async def test_stallThenResume(registry_server, proxy, logged):
     try:
         states = States()
         manager.addObserver(states)
-        held = [manager.attach(ServiceTask("held%d" % i, {"n": str(i)})) for i in range(5)]
-        for service in held:
-            await bounded(service.whenRegistered())
-        registrations = [s._registration for s in held]
+        held, registrations = await registered(manager, "held", 5)
         lost = states.next("lost")
         proxy.stall()
         late = [manager.attach(ServiceTask("late%d" % i, {"n": str(i)})) for i in range(5)]

@@ -9,13 +9,11 @@ answer limit.
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
 
 from support import bounded, managerFor, registryServices, whenRegistry
 from txinferno.errors import RegistrationLost, RegistrationRejected
 from txinferno.client.monitor import Monitor
 from txinferno.client.service import ServiceTask
-from txinferno.testing.faultproxy import RegistryFaultProxy
 from txinferno.testing.recorders import MonitorRecorder as Recorder
 
 
@@ -24,26 +22,15 @@ class QuickService(ServiceTask):
     maxDelay = 0.3
 
 
-@pytest_twisted.async_yield_fixture
-async def held(registry_server):
+@pytest.fixture
+def held(proxy):
     """
-    A L{RegistryFaultProxy} in front of the embedded registry whose new
-    port holds back the registry's closes, as the real bridge does for a
-    duplicate made at the same moment as another registration.
+    The fault proxy, its new port holding back the registry's closes, as
+    the real bridge does for a duplicate made at the same moment as another
+    registration.
     """
-    p = RegistryFaultProxy(
-        reactor,
-        registry_server.host,
-        registry_server.newPort,
-        registry_server.findPort,
-        registry_server.eventPort,
-    )
-    await p.start()
-    p.new.holdCloses = True
-    try:
-        yield p
-    finally:
-        await p.stop()
+    proxy.new.holdCloses = True
+    return proxy
 
 
 async def holder(server, name, attrs):
