@@ -354,6 +354,9 @@ async def reloadScenario(reactor, server, cycles, services):
         await agent.stopService()
         await until(reactor, lambda: clientSockets(*serverPorts(server)) == 0, 5)
         row.leaked += clientSockets(*serverPorts(server)) + len(server.registry)
+    return row
+
+
 async def burstDuplicateScenario(reactor, server, proxy, cycles, services):
     row = Row("burst-dup", cycles, services)
     first = RegistryManager.fromDescription(reactor, server.description, initialDelay=0.1)
