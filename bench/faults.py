@@ -21,6 +21,19 @@ duplicated, leaked, worst detection time, worst restore time.
     and shrunk, which registers them anew) and reloaded twice in one turn
     of the reactor or 1 ms apart, as two close SIGHUPs do (20 cycles, 100
     services).
+  - burst-dup: a second manager registers the first one's 50 names, with
+    fewer attributes, while the new port holds back the registry's closes
+    (the real bridge's behaviour under concurrency, spec section 4): every
+    attempt must be reported a duplicate, none taken as registered (5
+    cycles); detection is the time until the last is reported;
+  - large: 100 services register in a registry of 50,000 services of
+    1 KB, whose full listing (about 50 MB) is over the answer limit; the
+    restore time is the time until all are registered and seen (1 cycle);
+  - stall: the registry stalls (bytes and closes held, as for a stopped
+    process) while new services are being registered, the probe declares
+    it lost, their attempts time out; then it resumes, reading the queued
+    lines before their closes: no stale attempt may win a name (5 cycles,
+    50 services, 5 more each cycle).
 
 Counted after each cycle, once restored: I{lost} is a service missing from
 the registry or from the view of a monitor that should see it, or a service
@@ -153,7 +166,10 @@ class Setup:
     async def settle(self):
         start = time.monotonic()
         await until(
-            self.reactor, lambda: self.missing() == 0 and all(m.synced for m in self.monitors)
+            self.reactor,
+            lambda: self.manager.connected
+            and self.missing() == 0
+            and all(m.synced for m in self.monitors),
         )
         return time.monotonic() - start
 
@@ -341,6 +357,94 @@ async def reloadScenario(reactor, server, cycles, services):
     return row
 
 
+async def burstDuplicateScenario(reactor, server, proxy, cycles, services):
+    row = Row("burst-dup", cycles, services)
+    first = RegistryManager.fromDescription(reactor, server.description, initialDelay=0.1)
+    held = [
+        first.attach(QuickService("dup%03d" % i, {"proto": "http", "owner": "a"}))
+        for i in range(services)
+    ]
+    first.startService()
+    await defer.gatherResults([s.whenRegistered() for s in held])
+    proxy.new.holdCloses = True
+    for _ in range(cycles):
+        second = RegistryManager.fromDescription(reactor, proxy.description, initialDelay=0.1)
+        duplicates = [second.attach(QuickService(s.name, {"proto": "http"})) for s in held]
+        outcomes = [s.whenRegistered() for s in duplicates]
+        start = time.monotonic()
+        second.startService()
+        for d in outcomes:
+            try:
+                await d
+            except RegistrationRejected as e:
+                row.duplicated += e.reason != "duplicate service name"
+            else:
+                row.duplicated += 1
+        row.detection = max(row.detection, time.monotonic() - start)
+        await second.stopService()
+        row.lost += sum(1 for s in held if not s.registered)
+        row.lost += sum(
+            1 for s in held if s.name not in server.registry
+            or dict(server.registry[s.name].attributes()) != s.attrs
+        )
+    proxy.new.holdCloses = False
+    await first.stopService()
+    await until(reactor, lambda: len(server.registry) == 0, 5)
+    row.leaked += clientSockets(*serverPorts(server), *proxyPorts(proxy))
+    return row
+
+
+async def largeScenario(reactor, server, bulk, services, limit):
+    row = Row("large", 1, services)
+    pad = "x" * 1000
+    entries = [
+        server.registry.register(None, ["bulk%06d" % i, "bulk", "1", "pad", pad, "n", str(i)])
+        for i in range(bulk)
+    ]
+    start = time.monotonic()
+    setup = Setup(reactor, server, server, services, 1, maxAnswerSize=limit)
+    # The single monitor follows group 0: only the registered services.
+    row.restore = await setup.settle()
+    row.detection = time.monotonic() - start
+    setup.count(row)
+    await setup.stop(row, serverPorts(server))
+    for entry in entries:
+        server.registry.release(entry)
+    return row
+
+
+async def stallScenario(reactor, server, proxy, cycles, services, monitors):
+    row = Row("stall", cycles, services)
+    setup = Setup(
+        reactor, server, proxy, services, monitors,
+        findTimeout=1.0, probeInterval=0.5, probeTimeout=0.5,
+    )
+    await setup.settle()
+    for cycle in range(cycles):
+        before = len(setup.states.timesOf("lost"))
+        start = time.monotonic()
+        proxy.stall()
+        late = [
+            setup.manager.attach(
+                QuickService("late%02d%02d" % (cycle, i), {"group": "0", "n": "late"})
+            )
+            for i in range(5)
+        ]
+        setup.services.extend(late)
+        if await until(reactor, lambda: len(setup.states.timesOf("lost")) > before, 30):
+            row.detection = max(row.detection, setup.states.timesOf("lost")[-1] - start)
+        else:
+            row.detection = float("inf")
+        await until(reactor, lambda: all(s._registering is None for s in late), 30)
+        proxy.new.closeDelay = 0.3
+        proxy.resume()
+        row.restore = max(row.restore, await setup.settle())
+        proxy.new.closeDelay = 0
+        setup.count(row)
+    await setup.stop(row, proxyPorts(proxy))
+    return row
+
+
 def printTable(rows):
     header = ("scenario", "cycles", "services", "lost", "duplicated", "leaked",
               "worst detection s", "worst restore s")
@@ -365,6 +469,12 @@ async def main(reactor, quick=False):
         await cutEventScenario(reactor, server, proxy, scale(20, 5), scale(50, 10), scale(5, 2)),
         await duplicateScenario(reactor, server, scale(20, 5)),
         await reloadScenario(reactor, server, scale(20, 5), scale(100, 20)),
+        await burstDuplicateScenario(reactor, server, proxy, scale(5, 2), scale(50, 20)),
+        await largeScenario(
+            reactor, server, scale(50000, 5000), scale(100, 20),
+            scale(16 * 1024 * 1024, 1024 * 1024),
+        ),
+        await stallScenario(reactor, server, proxy, scale(5, 2), scale(50, 10), scale(5, 2)),
     ]
     await pause(reactor, 0.5)
     rows[-1].leaked += max(0, len([c for c in reactor.getDelayedCalls() if c.active()]) - timers)

@@ -1,7 +1,8 @@
 """
 Fixtures shared by the tests: C{registry_server} (an embedded registry on
 loopback, from L{txinferno.testing.embedded}), C{manager} (a started manager
-connected to it, from C{support}) and C{installed} (an installed
+connected to it, and C{proxy}, a fault proxy in front of it, both from
+C{support}) and C{installed} (an installed
 copy of txinferno).
 """
 
@@ -11,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import manager
+from support import manager, proxy
 
 from txinferno.testing import registry_server
 
-__all__ = ["installed", "manager", "registry_server"]
+__all__ = ["installed", "manager", "proxy", "registry_server"]
 
 SOURCE = Path(__file__).resolve().parent.parent
 

@@ -16,6 +16,7 @@ from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 
 from txinferno.client.manager import RegistryManager
+from txinferno.testing.faultproxy import RegistryFaultProxy
 
 TIMEOUT = 10
 """
@@ -60,6 +61,25 @@ def managerFor(server, **options):
     manager = RegistryManager.fromDescription(reactor, server.description, **options)
     manager.startService()
     return manager
+
+
+@pytest_twisted.async_yield_fixture
+async def proxy(registry_server):
+    """
+    A L{RegistryFaultProxy} in front of the embedded registry.
+    """
+    p = RegistryFaultProxy(
+        reactor,
+        registry_server.host,
+        registry_server.newPort,
+        registry_server.findPort,
+        registry_server.eventPort,
+    )
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
 
 
 @pytest_twisted.async_yield_fixture

@@ -9,7 +9,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import Logger
+from twisted.logger import Logger, formatEvent
 from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter
 from zope.interface.verify import verifyObject
@@ -289,3 +289,42 @@ def test_stopWhileConnecting():
     assert s.stream.stop().called
     assert s.reactor.connectors[0].stoppedConnecting
     assert s.reactor.getDelayedCalls() == []
+
+
+def test_retryLinesGiveTheNextTry():
+    """
+    Each failed attempt and each lost connection is logged as one
+    sentence that says when the next attempt is due; none once stopped.
+    """
+    s = Stream(initialDelay=0.5, maxDelay=30)
+    s.stream.jitter = 0
+    s.stream._log = Logger(observer=s.logged.append)
+    TCP4ServerEndpoint(s.reactor, 6703).listen(Factory.forProtocol(ReadyServer))
+    completer = ConnectionCompleter(s.reactor)
+    s.stream.start()
+    completer.failOnce()
+    s.reactor.advance(0.5)
+    pump = completer.succeedOnce()
+    pump.serverIO.loseConnection()
+    pump.flush()
+    s.reactor.advance(0.5)
+    pump = completer.succeedOnce()
+    s.stream.stop()
+    pump.flush()
+    assert [formatEvent(e) for e in s.logged if "what" in e] == [
+        "cannot reach the event port: Connection was refused by other side; next try in 0.5 s",
+        "the event connection was lost: Connection was closed cleanly: Connection done; "
+        "next try in 0.5 s",
+        "the event connection was lost: Connection was closed cleanly: Connection done",
+    ]
+    assert [e["delay"] for e in s.logged if "what" in e] == [0.5, 0.5, None]
+
+
+def test_defaultBackoffCap():
+    """
+    The reconnection delay is capped at a few seconds by default, with
+    jitter.
+    """
+    s = Stream()
+    assert s.stream.maxDelay == 5
+    assert s.stream.jitter > 0

@@ -10,7 +10,7 @@ from support import (
     managerFor,
 )
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
@@ -21,6 +21,7 @@ from txinferno.client.service import ServiceTask
 from txinferno.client.tcp import connectionFromString
 from txinferno.errors import MalformedAnswer, RegistryUnavailable
 from txinferno.interfaces import IRegistryTask
+from txinferno.testing.memory import MemoryConnection
 
 
 def test_provides():
@@ -88,7 +89,11 @@ async def test_deadline(registry_server):
     """
     await registry_server.stop()
     clock = Clock()
-    manager = RegistryManager(connectionFromString(reactor, registry_server.description), clock=clock)
+    manager = RegistryManager(
+        connectionFromString(reactor, registry_server.description),
+        clock=clock,
+        unreachableWarning=None,
+    )
     manager.startService()
     lookup = manager.attach(Lookup({"a": "*"}, timeout=5))
     clock.advance(4.9)
@@ -149,3 +154,50 @@ async def test_malformedAnswerFailsAtOnce(manager, registry_server):
         await bounded(bad.stopService())
     finally:
         await port.stopListening()
+
+
+class Unanswered(MemoryConnection):
+    """
+    A registry whose change stream is ready and whose find port never
+    answers.
+    """
+
+    def find(self, attrs):
+        self.finds += 1
+        return Deferred()
+
+
+def test_deadlineSaysAFindWasUnanswered():
+    """
+    When the registry is reachable and the find is in flight, the deadline
+    says so, rather than that the registry was not reachable.
+    """
+    clock = Clock()
+    manager = RegistryManager(Unanswered(), clock=clock)
+    manager.startService()
+    lookup = manager.attach(Lookup({"a": "*"}, timeout=5))
+    clock.advance(1)
+    assert manager.connection.finds == 1
+    clock.advance(4)
+    failure = lookup.deferred.result
+    lookup.deferred.addErrback(lambda f: None)
+    assert failure.check(RegistryUnavailable)
+    assert str(failure.value) == (
+        "lookup {'a': '*'} found no answer within 5 s: the registry was reachable, "
+        "but the find sent 4 s ago was not answered yet"
+    )
+    manager.stopService()
+
+
+def test_deadlineSaysTheRegistryWasNotReachable():
+    clock = Clock()
+    connection = MemoryConnection()
+    connection.reachable = False
+    manager = RegistryManager(connection, clock=clock)
+    manager.startService()
+    lookup = manager.attach(Lookup({}, timeout=2))
+    clock.advance(2)
+    failure = lookup.deferred.result
+    lookup.deferred.addErrback(lambda f: None)
+    assert str(failure.value).endswith("within 2 s: the registry was not reachable")
+    manager.stopService()

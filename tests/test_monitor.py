@@ -279,7 +279,8 @@ def test_failedFindTriedAgain():
             [retry] = clock.getDelayedCalls()
             delays.append(retry.getTime() - clock.seconds())
             clock.advance(delays[-1])
-        assert delays == [MAX_WAIT * 2**i for i in range(7)] + [MAX_RETRY_DELAY] * 2
+        assert delays == [min(MAX_RETRY_DELAY, MAX_WAIT * 2**i) for i in range(9)]
+    assert delays[-1] == MAX_RETRY_DELAY == 5
     warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
     assert warnings == ["monitor {}: find failed: garbled; trying again"] * 3
     manager.stopService()

@@ -21,9 +21,12 @@ from txinferno.client.new import (
     BURST_LISTING_DELAY,
     CHECK_RETRY_DELAY,
     CONFIRM_AFTER,
+    LOSS_WINDOW,
+    STALE_RETRIES,
     Registrar,
 )
 from txinferno.errors import (
+    AnswerTooLarge,
     MalformedAnswer,
     RegistrationLost,
     RegistrationRejected,
@@ -57,17 +60,35 @@ class Setup:
         self.completer = network.completer
         self.servers = network.serverProtocols
         self.listings = []
+        self.queries = []
         self.registrar = Registrar(
             connectionStarter(self.reactor, network.clientEndpoint(6701)),
-            self.listServices,
+            self.findServices,
             self.reactor,
             timeout,
         )
 
-    def listServices(self):
+    def findServices(self, pairs):
+        """
+        A find the test answers: its Deferred goes to C{listings}, its
+        pairs to C{queries}.
+        """
         d = defer.Deferred()
         self.listings.append(d)
+        self.queries.append(list(pairs))
         return d
+
+    def answer(self, services=None, failure=None):
+        """
+        Answer every find not answered yet (a round's finds together) with
+        C{services}, or fail them with C{failure}.
+
+        @return: how many were answered.
+        """
+        waiting = [d for d in self.listings if not d.called]
+        for d in waiting:
+            d.callback(services) if failure is None else d.errback(failure)
+        return len(waiting)
 
     def register(self, name, attrs=(("proto", "ssh"),)):
         fired, failed = [], []
@@ -190,7 +211,7 @@ def test_duplicateWithTheSameAttributes():
     pump.serverIO.loseConnection()
     pump.flush()
     s.reactor.advance(CONFIRM_AFTER)
-    s.listings[-1].callback(theirs)
+    s.answer(theirs)
     [failure] = late[1]
     assert failure.check(RegistrationRejected)
     assert failure.value.reason == "duplicate service name"
@@ -230,7 +251,7 @@ def test_connectionsInFlightBounded():
     s = Setup(timeout=2)
     s.registrar = Registrar(
         connectionStarter(s.reactor, "tcp:host=127.0.0.1:port=6701"),
-        s.listServices,
+        s.findServices,
         s.reactor,
         timeout=2,
         maxConnecting=3,
@@ -248,20 +269,121 @@ def test_connectionsInFlightBounded():
     assert all(c.stoppedConnecting for c in s.reactor.connectors)
 
 
-def test_attributesMustMatch():
+def test_attributesMustMatchExactly():
     """
-    A listing showing the name with other values does not confirm; the
-    registrar lists again after a short delay.
+    A listing showing the name with other values, or with more attributes
+    than ours, does not confirm: someone else holds the name, and the
+    registration fails with C{duplicate service name} at once, its
+    connection closed, although the registry has not closed it (a close
+    held back under concurrency, spec section 4).
+    """
+    for theirs in [{"k": "2"}, {"k": "1", "extra": "x"}]:
+        s = Setup()
+        fired, failed = s.register("svc", {"k": "1"})
+        pump = s.connect()
+        s.answer({"svc": theirs})
+        assert fired == []
+        [failure] = failed
+        assert failure.check(RegistrationRejected)
+        assert failure.value.reason == "duplicate service name"
+        assert pump.clientIO.disconnecting
+
+
+def test_withoutAttributesMatchesOnlyNone():
+    """
+    A service without attributes is confirmed only by an entry without
+    attributes, found by the full listing.
+    """
+    s = Setup()
+    fired, failed = s.register("svc", {})
+    s.connect()
+    assert s.queries == [[]]
+    s.answer({"svc": {"proto": "http"}})
+    assert fired == [] and failed[0].value.reason == "duplicate service name"
+    s = Setup()
+    fired, failed = s.register("svc", {})
+    s.connect()
+    s.answer({"svc": {}})
+    assert len(fired) == 1
+
+
+def test_findsOwnAttributes():
+    """
+    A registration is confirmed by a find of its own attributes, not by a
+    listing of every service; registrations that share attributes share
+    one find, of what they all have (attributes they all have with
+    different values as C{*}).
+    """
+    s = Setup()
+    fired, failed = s.register("svc", {"proto": "http", "port": "80"})
+    s.connect()
+    assert s.queries == [[("proto", "http"), ("port", "80")]]
+    s.answer({"svc": {"proto": "http", "port": "80"}})
+    assert len(fired) == 1
+
+    s = Setup()
+    results = [s.register("s%d" % i, {"proto": "http", "n": str(i)}) for i in range(10)]
+    results += [s.register("t%d" % i, {"k": str(i)}) for i in range(5)]
+    results.append(s.register("lone", {"z": "1"}))
+    for _ in results:
+        s.connect(settle=False)
+    s.reactor.advance(CONFIRM_AFTER)
+    assert sorted(s.queries) == sorted(
+        [[("proto", "http"), ("n", "*")], [("k", "*")], [("z", "1")]]
+    )
+    s.answer(
+        dict(
+            [("s%d" % i, {"proto": "http", "n": str(i)}) for i in range(10)]
+            + [("t%d" % i, {"k": str(i)}) for i in range(5)]
+            + [("lone", {"z": "1"})]
+        )
+    )
+    assert all(len(fired) == 1 for fired, failed in results)
+
+
+def test_sharedFindTooLarge():
+    """
+    When the shared find's answer is over the limit, each registration is
+    found by its own attributes in the next round.
+    """
+    s = Setup()
+    results = [s.register("s%d" % i, {"proto": "http", "n": str(i)}) for i in range(3)]
+    for _ in results:
+        s.connect(settle=False)
+    s.reactor.advance(CONFIRM_AFTER)
+    s.answer(failure=AnswerTooLarge("answer over the limit of 10 bytes"))
+    assert all(r == ([], []) for r in results)
+    assert sorted(s.queries[1:]) == [[("proto", "http"), ("n", str(i))] for i in range(3)]
+    s.answer({"s%d" % i: {"proto": "http", "n": str(i)} for i in range(3)})
+    assert all(len(fired) == 1 for fired, failed in results)
+
+
+def test_watchedAfterConfirmation():
+    """
+    A later answer (started after the confirming one) that lists our name
+    with attributes we never sent means someone else holds it: the
+    registration is lost, the reason given.  Attributes we did send, old
+    values of an update included, do not.
     """
     s = Setup()
     fired, failed = s.register("svc", {"k": "1"})
-    s.connect()
-    s.listings[0].callback({"svc": {"k": "2"}})
-    assert fired == [] and len(s.listings) == 1
-    s.reactor.advance(CHECK_RETRY_DELAY)
-    assert len(s.listings) == 2
-    s.listings[1].callback({"svc": {"k": "1", "extra": "x"}})
-    assert len(fired) == 1
+    pump = s.connect()
+    s.answer({"svc": {"k": "1"}})
+    [registration] = fired
+    lost = []
+    registration.whenLost().addErrback(lost.append)
+    registration.update({"k": "2"})
+    s.registrar.sawAnswer({"svc": {"k": "1"}}, s.reactor.seconds())
+    s.registrar.sawAnswer({"svc": {"k": "2"}}, s.reactor.seconds())
+    s.registrar.sawAnswer({"svc": {"k": "3"}}, s.reactor.seconds() - 1)
+    assert not pump.clientIO.disconnecting
+    s.registrar.sawAnswer({"svc": {"k": "2", "owner": "other"}}, s.reactor.seconds())
+    assert pump.clientIO.disconnecting
+    pump.flush()
+    [failure] = lost
+    assert failure.check(RegistrationLost)
+    assert "duplicate service name: the registry lists it with attributes this " \
+        "registration never sent (k 2 owner other)" in str(failure.value)
 
 
 def test_neverListed():
@@ -273,13 +395,15 @@ def test_neverListed():
     s = Setup(timeout=1)
     fired, failed = s.register("svc")
     pump = s.connect()
+    rounds = 0
     while not failed:
-        s.listings[-1].callback({})
+        rounds += 1
+        s.answer({})
         s.reactor.advance(CHECK_RETRY_DELAY)
     assert failed[0].check(RegistryTimeout)
     assert "not listed by the registry within 1 s" in str(failed[0].value)
     assert pump.clientIO.disconnecting
-    assert 9 <= len(s.listings) <= 12
+    assert 9 <= rounds <= 12
 
 
 def test_duplicate():
@@ -292,9 +416,10 @@ def test_duplicate():
     pump = s.connect()
     pump.serverIO.loseConnection()
     pump.flush()
-    s.listings[0].callback({"svc": {"proto": "ssh"}})
-    assert failed == [] and len(s.listings) == 2
-    s.listings[1].callback({"svc": {"other": "owner"}})
+    s.answer({"svc": {"proto": "ssh"}})
+    assert failed == [] and len(s.listings) == 3
+    assert s.queries[1:] == [[("proto", "ssh")], []]
+    s.answer({"svc": {"other": "owner"}})
     [failure] = failed
     assert failure.check(RegistrationRejected)
     assert failure.value.name == "svc"
@@ -309,9 +434,9 @@ def test_closedForAnotherReason():
     s.reactor.advance(CHECK_RETRY_DELAY)
     pump.serverIO.loseConnection()
     pump.flush()
-    s.listings[1].callback({})
-    assert len(s.listings) == 3
-    s.listings[2].callback({})
+    s.answer({})
+    assert failed == []
+    s.answer({})
     [failure] = failed
     assert failure.check(RegistrationRejected)
     assert failure.value.reason.startswith("the registry closed the connection (")
@@ -330,7 +455,7 @@ def test_listingFails():
     s.listings[0].callback({"a": {"proto": "ssh"}})
     pumpB.serverIO.loseConnection()
     pumpB.flush()
-    s.listings[1].errback(RegistryTimeout("too slow"))
+    s.answer(failure=RegistryTimeout("too slow"))
     assert len(first) == 1
     [failure] = secondFailed
     assert failure.check(RegistrationRejected)
@@ -338,7 +463,7 @@ def test_listingFails():
 
     third, thirdFailed = s.register("c")
     pumpC = s.connect()
-    s.listings[2].errback(RegistryTimeout("too slow"))
+    s.answer(failure=RegistryTimeout("too slow"))
     assert thirdFailed[0].check(RegistryTimeout)
     assert pumpC.clientIO.disconnecting
 
@@ -550,21 +675,80 @@ def test_unregistrationsLoggedOnce():
     assert s.reactor.getDelayedCalls() == []
 
 
-def test_lossesLoggedOncePerTurn():
+def test_lossesCollectedOverAWindow():
     """
-    Registrations lost in one turn (a registry that goes away) are logged
-    as one warning per reason, on the next turn, with their names.
+    Registrations lost over many turns within L{LOSS_WINDOW} (a registry
+    that goes away) are logged as one warning per reason, once the window
+    has passed, with their names; the reason is the same words for every
+    connection reset (or closed) alike.
     """
     s = Setup()
     registrations, pumps = confirmedMany(s, 3)
     with capturedLogs() as events:
-        for pump in pumps:
-            pump.clientIO.disconnectReason = ConnectionLost("reset")
+        for number, pump in enumerate(pumps):
+            pump.clientIO.disconnectReason = ConnectionLost("reset %d" % (number,))
             pump.serverIO.loseConnection()
             pump.flush(advanceClock=False)
+            s.reactor.advance(LOSS_WINDOW / 4)
         assert [e for e in events if e["log_level"] == LogLevel.warn] == []
-        s.reactor.advance(0)
+        s.reactor.advance(LOSS_WINDOW)
     [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
-    assert formatEvent(warning).startswith("3 registrations lost: ")
+    assert formatEvent(warning) == (
+        "3 registrations lost: the connection to the registry was lost"
+    )
     assert warning["names"] == ["svc0", "svc1", "svc2"]
-    assert "reset" in warning["reason"]
+
+
+def test_staleAttemptDoesNotWinTheName():
+    """
+    An attempt given up unanswered (a stalled registry: its finds time
+    out) may still be read by the registry once it resumes, and hold the
+    name for a moment: the next attempt, closed by the registry while our
+    name is listed with exactly our attributes, is made again rather than
+    reported as a duplicate, and is confirmed once the stale entry is gone.
+    """
+    s = Setup()
+    first, firstFailed = s.register("svc", {"k": "1"})
+    stale = s.connect()
+    s.answer(failure=RegistryTimeout("the registry did not answer"))
+    assert firstFailed[0].check(RegistryTimeout)
+    assert stale.clientIO.disconnecting
+
+    fired, failed = s.register("svc", {"k": "1"})
+    pump = s.connect()
+    pump.serverIO.loseConnection()
+    pump.flush()
+    s.answer({"svc": {"k": "1"}})
+    s.answer({"svc": {"k": "1"}})
+    assert failed == [] and fired == []
+    s.reactor.advance(CHECK_RETRY_DELAY)
+    again = s.connect()
+    assert s.servers[-1].writes == [b"svc k 1\n"]
+    s.answer({"svc": {"k": "1"}})
+    [registration] = fired
+    assert not again.clientIO.disconnecting
+
+
+def test_staleAttemptRetriesBounded():
+    """
+    When the holder with exactly our name and attributes is not a stale
+    attempt of ours going away (another registrant, the undecidable case),
+    the attempt made again is reported as a duplicate after
+    L{STALE_RETRIES} tries.
+    """
+    s = Setup()
+    first, firstFailed = s.register("svc", {"k": "1"})
+    s.connect()
+    s.answer(failure=RegistryTimeout("the registry did not answer"))
+    fired, failed = s.register("svc", {"k": "1"})
+    tries = 0
+    while not failed:
+        tries += 1
+        pump = s.connect()
+        pump.serverIO.loseConnection()
+        pump.flush()
+        while s.answer({"svc": {"k": "1"}}):
+            pass
+        s.reactor.advance(CHECK_RETRY_DELAY)
+    assert tries == STALE_RETRIES + 1
+    assert failed[0].value.reason == "duplicate service name"

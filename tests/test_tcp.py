@@ -164,12 +164,13 @@ async def test_manyRegistrations(registry_server):
     """
     conn = connect(registry_server)
     listings = []
-    listServices = conn._listServices
-    conn._registrar._listServices = lambda: listings.append(1) or listServices()
+    findServices = conn._registrar._findServices
+    conn._registrar._findServices = lambda pairs: listings.append(pairs) or findServices(pairs)
     registrations = await bounded(
         defer.gatherResults([conn.register("s%d" % i, {"i": str(i)}) for i in range(300)])
     )
     assert len(listings) <= 5
+    assert () not in listings
     found = await bounded(conn.find({"i": "*"}))
     assert found == {"s%d" % i: {"i": str(i)} for i in range(300)}
     await bounded(defer.gatherResults([r.unregister() for r in registrations]))
@@ -438,7 +439,7 @@ async def test_probeDeclaresLoss(registry_server):
     "option", ["findTimeout", "maxAnswerSize", "initialDelay", "maxDelay", "probeInterval"]
 )
 def test_badOptions(option):
-    with pytest.raises(ValueError, match="%s must be positive" % (option,)):
+    with pytest.raises(ValueError, match="%s must be positive and finite" % (option,)):
         connectionFromString(reactor, "tcp", **{option: 0})
 
 

@@ -186,8 +186,10 @@ class IRegistryTask(Interface):
 
     def stop():
         """
-        The registry became unreachable, or the task is being detached; it
-        may be called when the task is already stopped.
+        The registry's change stream was lost (only for a task that follows
+        changes: the others keep what they hold), or the manager stops, or
+        the task is being detached; it may be called when the task is
+        already stopped.
 
         @return: L{None}, or a L{Deferred} that fires once the task has
             released what it holds (such as a registration).

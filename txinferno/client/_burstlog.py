@@ -64,12 +64,13 @@ class BurstLog:
             self.flushSoon()
         return reason
 
-    def flushSoon(self):
+    def flushSoon(self, within=0):
         """
-        Flush on the next turn of the clock, with what is added meanwhile.
+        Flush on the next turn of the clock, or C{within} seconds from now,
+        with what is added meanwhile (unless a flush is due sooner).
         """
         if self._call is None:
-            self._call = self._clock.callLater(0, self.flush)
+            self._call = self._clock.callLater(within, self.flush)
 
     def flush(self):
         """

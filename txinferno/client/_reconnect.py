@@ -16,7 +16,7 @@ from zope.interface import implementer
 
 from txinferno.wire.description import tcpAddress
 
-__all__ = ["EndpointAddress", "EndpointConnector", "checkPositive", "connectionStarter"]
+__all__ = ["EndpointAddress", "EndpointConnector", "connectionStarter"]
 
 
 @implementer(IAddress)
@@ -234,15 +234,3 @@ def connectionStarter(reactor, endpoint):
         return connector
 
     return connectThroughEndpoint
-
-
-def checkPositive(**options):
-    """
-    Check a connection plugin's timeouts, delays, sizes and intervals.
-
-    @param options: each option's value, or L{None} when not given.
-    @raise ValueError: for a value given that is not positive.
-    """
-    for option, value in options.items():
-        if value is not None and not value > 0:
-            raise ValueError("%s must be positive, not %r" % (option, value))

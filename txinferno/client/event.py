@@ -8,7 +8,7 @@ import re
 
 from twisted.internet import defer, task
 from twisted.internet.protocol import ReconnectingClientFactory
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_READY_TIMEOUT",
     "EventClientProtocol",
     "EventClientFactory",
+    "sentence",
 ]
 
 DEFAULT_INITIAL_DELAY = 0.5
@@ -31,10 +32,13 @@ DEFAULT_INITIAL_DELAY = 0.5
 Seconds before the first reconnection attempt.
 """
 
-DEFAULT_MAX_DELAY = 30.0
+DEFAULT_MAX_DELAY = 5.0
 """
-The longest wait, in seconds, between reconnection attempts (before
-jitter).
+The longest wait, in seconds, between reconnection attempts, before
+jitter: a registry back from a restart is found again within about this
+long.  Each wait is drawn from a normal distribution of standard deviation
+C{jitter} (about 12%) times the delay, so that thousands of clients do not
+reconnect in step.
 """
 
 DEFAULT_READY_TIMEOUT = 10.0
@@ -43,6 +47,14 @@ Seconds the registry has, once connected, to send C{READY}.
 """
 
 _VERSION = re.compile(rb"[0-9]{8,}")
+
+
+def sentence(reason):
+    """
+    @return: the message of C{reason} without its final full stop, to be
+        followed by more of a sentence.
+    """
+    return reason.getErrorMessage().rstrip(". ")
 
 
 class EventClientProtocol(LineOnlyReceiver):
@@ -89,11 +101,12 @@ class EventClientProtocol(LineOnlyReceiver):
             )
         )
 
-    def _drop(self, error):
+    def _drop(self, error, level=LogLevel.error):
         """
-        Abort the connection; C{error} is the reason the stream reports.
+        Abort the connection; C{error} is the reason the stream reports,
+        logged at C{level}.
         """
-        self._log.error("dropping the event connection: {error}", error=error)
+        self._log.emit(level, "dropping the event connection: {error}", error=error)
         self._error = error
         self.transport.abortConnection()
 
@@ -137,7 +150,11 @@ class EventClientProtocol(LineOnlyReceiver):
         def failed(reason):
             if reason.check(defer.CancelledError) or self._error is not None:
                 return
-            self._drop(RegistryUnavailable("liveness probe failed: %s" % (reason.value,)))
+            # Not an error of ours: the manager warns that the registry is lost.
+            self._drop(
+                RegistryUnavailable("liveness probe failed: %s" % (reason.value,)),
+                LogLevel.info,
+            )
 
         def done(result):
             self._probing = None
@@ -172,12 +189,16 @@ class EventClientFactory(ReconnectingClientFactory):
     @ivar observer: told what happens.
     @type observer: L{IChangeObserver}
     @ivar connected: L{True} from C{READY} until the connection is lost.
+    @ivar lastFailure: why the last attempt failed or the last connection
+        was lost, or L{None}.
+    @type lastFailure: L{Failure}
     """
 
     _log = Logger()
     noisy = False
 
     connected = False
+    lastFailure = None
 
     def __init__(
         self,
@@ -233,10 +254,28 @@ class EventClientFactory(ReconnectingClientFactory):
         return protocol
 
     def clientConnectionFailed(self, connector, reason):
-        self._log.info(
-            "cannot reach the event port: {reason}; retrying", reason=reason.value
-        )
+        self.lastFailure = reason
         ReconnectingClientFactory.clientConnectionFailed(self, connector, reason)
+        self._logRetry("cannot reach the event port", reason)
+
+    def clientConnectionLost(self, connector, reason):
+        ReconnectingClientFactory.clientConnectionLost(self, connector, reason)
+        self._logRetry("the event connection was lost", reason)
+
+    def _logRetry(self, what, reason):
+        """
+        Log what happened, and when the next attempt is due.
+        """
+        delay = None
+        if self.continueTrying and self._callID is not None:
+            delay = self._callID.getTime() - self.clock.seconds()
+        self._log.info(
+            "{what}: {reason}{next}",
+            what=what,
+            reason=sentence(reason),
+            next="" if delay is None else "; next try in %.1f s" % (delay,),
+            delay=delay,
+        )
 
     def _streamReady(self, protocol):
         if not self.continueTrying:
@@ -248,14 +287,10 @@ class EventClientFactory(ReconnectingClientFactory):
 
     def _connectionLost(self, protocol, reason):
         self._protocol = None
+        self.lastFailure = reason
         if self.connected:
             self.connected = False
-            self._log.info("change stream lost: {reason}", reason=reason.value)
             self.observer.streamLost(reason)
-        else:
-            self._log.info(
-                "event connection lost before READY: {reason}", reason=reason.value
-            )
         stopped, self._stopped = self._stopped, []
         for d in stopped:
             d.callback(None)

@@ -9,7 +9,7 @@ from zope.interface import implementer
 
 from txinferno.errors import RegistryUnavailable
 from txinferno.interfaces import IRegistryTask
-from txinferno.wire.rules import queryLine
+from txinferno.wire.rules import checkPositive, queryLine
 
 __all__ = ["Lookup"]
 
@@ -56,18 +56,22 @@ class Lookup:
             pairs; a value of C{*} matches any value of an existing
             attribute; no pairs find every service.
         @param timeout: seconds from attach before giving up.
-        @raise ValueError: for an invalid query.
+        @type timeout: L{int} or L{float}
+        @raise ValueError: for an invalid query, or a timeout that is not
+            positive.
+        @raise TypeError: for a timeout that is not a number.
         """
         queryLine(attrs)
         self.attrs = attrs
-        self.timeout = timeout
+        self.timeout = checkPositive(timeout, "the lookup timeout")
         self.deferred = Deferred(self._cancel)
         self._manager = None
         self._done = False
         self._deadline = None
         self._restoring = None
         self._finding = None
-        self._lastFailure = "the registry was not reachable"
+        self._findStarted = None
+        self._lastFailure = None
 
     def __repr__(self):
         return "<Lookup %r>" % (self.attrs,)
@@ -104,6 +108,7 @@ class Lookup:
     def _restored(self, manager, restoring):
         if restoring is self._restoring and not self._done:
             self._restoring = None
+            self._findStarted = self._manager.clock.seconds()
             finding = self._finding = self._manager.connection.find(self.attrs)
             finding.addCallbacks(
                 self._found,
@@ -151,12 +156,38 @@ class Lookup:
 
     def _expire(self):
         self._deadline = None
+        why = self._whyUnanswered()
         self._end()
         self.deferred.errback(
             RegistryUnavailable(
-                "lookup %r found no answer within %g s: %s"
-                % (self.attrs, self.timeout, self._lastFailure)
+                "lookup %r found no answer within %g s: %s" % (self.attrs, self.timeout, why)
             )
+        )
+
+    def _whyUnanswered(self):
+        """
+        @return: what kept the lookup from its answer, in words: a find in
+            flight, the wait for the manager's services, the last find's
+            failure, or the registry never reached.
+        """
+        if self._finding is not None:
+            return (
+                "the registry was reachable, but the find sent %.3g s ago was not "
+                "answered yet" % (self._manager.clock.seconds() - self._findStarted,)
+            )
+        if self._restoring is not None:
+            return (
+                "the registry was reachable, but the services its manager "
+                "registers were still being restored"
+            )
+        if self._lastFailure is None:
+            return "the registry was not reachable"
+        if self._manager.connected:
+            return "the registry was reachable, but the last find failed: %s" % (
+                self._lastFailure,
+            )
+        return "the last find failed (%s), and the registry was not reachable since" % (
+            self._lastFailure,
         )
 
     def _cancel(self, deferred):

@@ -20,11 +20,13 @@ from zope.interface import implementer
 
 from txinferno._filelimit import raiseOpenFileLimit
 from txinferno.client._burstlog import BurstLog
+from txinferno.client.event import sentence
 from txinferno.client.lookup import Lookup
 from txinferno.client.tcp import connectionFromString
 from txinferno.interfaces import IChangeObserver, IRegistryTask
+from txinferno.wire.rules import checkPositive
 
-__all__ = ["START_BATCH", "RegistryManager"]
+__all__ = ["START_BATCH", "DEFAULT_UNREACHABLE_WARNING", "RegistryManager"]
 
 START_BATCH = 32
 """
@@ -34,6 +36,41 @@ start over the following turns, in the order they were attached: the
 registry is already serving the first while the others start, and the
 reactor goes on serving other work meanwhile.
 """
+
+DEFAULT_UNREACHABLE_WARNING = 10.0
+"""
+Seconds the registry may stay unreachable (from the manager's start, or
+from the loss of its change stream) before the manager logs a warning.
+"""
+
+
+class _State:
+    """
+    The states of a L{RegistryManager}.
+    """
+
+    STOPPED = "stopped"
+    """
+    The service is not running: no stream, no task running.
+    """
+
+    CONNECTING = "connecting"
+    """
+    Started, and the change stream not ready yet: no task started.
+    """
+
+    CONNECTED = "connected"
+    """
+    The change stream is ready: every task is started (or waits its turn).
+    """
+
+    STREAM_LOST = "stream lost"
+    """
+    The change stream was lost: the tasks that read the registry (those
+    that follow changes) are stopped until it is ready again; the others
+    keep what they hold (a registration whose own connection holds stays)
+    but start nothing new.
+    """
 
 
 @implementer(IChangeObserver)
@@ -74,8 +111,16 @@ class RegistryManager(Service):
     L{START_BATCH}); each burst of change reports gives
     one C{refresh()} call to each task that follows changes (its
     C{followsChanges} is true when it is attached); when the stream is lost,
-    it calls C{stop()} on every task, tells its observers, and waits for the
-    plugin to reopen the stream.
+    it calls C{stop()} on every task that follows changes (a
+    L{txinferno.client.monitor.Monitor}, a L{Lookup}: they read the
+    registry, and cannot follow it without the stream), tells its
+    observers, and waits for the plugin to reopen the stream.  The other
+    tasks (a L{txinferno.client.service.ServiceTask}) are not stopped: a
+    registration whose own connection holds stays registered through an
+    outage of the event port alone; one that is lost waits for the
+    stream's return (L{connected} is false meanwhile) before it is made
+    again.  A registry unreachable for longer than C{unreachableWarning}
+    seconds is logged as a warning.
 
     @ivar connection: the connection plugin.
     @type connection: L{txinferno.interfaces.IRegistryConnection}
@@ -92,24 +137,33 @@ class RegistryManager(Service):
 
     _log = Logger()
 
-    def __init__(self, connection, clock=None):
+    def __init__(self, connection, clock=None, unreachableWarning=DEFAULT_UNREACHABLE_WARNING):
         """
         @param connection: how to reach the registry.
         @type connection: L{txinferno.interfaces.IRegistryConnection}
 
         @param clock: the clock for timers; the global reactor by default.
         @type clock: L{twisted.internet.interfaces.IReactorTime}
+
+        @param unreachableWarning: seconds the registry may stay
+            unreachable before a warning is logged, or L{None} for none.
+        @raise ValueError: for an C{unreachableWarning} that is not
+            positive.
         """
         if clock is None:
             from twisted.internet import reactor as clock
+        if unreachableWarning is not None:
+            checkPositive(unreachableWarning, "unreachableWarning")
         self.connection = connection
         self.clock = clock
         self.taskLog = BurstLog(self._log, clock)
+        self._unreachableWarning = unreachableWarning
+        self._unreachableCall = None
         self._tasks = {}
         self._followers = {}
         self._observers = []
         self._waiting = []
-        self._connected = False
+        self._state = _State.STOPPED
         self._starting = False
         self._restoring = 0
         self._restoreWaiters = []
@@ -121,7 +175,9 @@ class RegistryManager(Service):
         self._refreshCall = None
 
     @classmethod
-    def fromDescription(cls, reactor, description, **options):
+    def fromDescription(
+        cls, reactor, description, unreachableWarning=DEFAULT_UNREACHABLE_WARNING, **options
+    ):
         """
         Build a manager for the registry a description string names.
 
@@ -129,24 +185,28 @@ class RegistryManager(Service):
         @param description: a registry description such as
             C{tcp:127.0.0.1:6701}; see L{txinferno.client.tcp.connectionFromString}.
         @type description: L{str}
-        @param options: passed to L{txinferno.client.tcp.connectionFromString}.
+        @param unreachableWarning: see L{__init__}.
+        @param options: passed to L{txinferno.client.tcp.connectionFromString}
+            (timeouts, the reconnection backoff's C{initialDelay} and
+            C{maxDelay}, the liveness probe).
 
         @rtype: L{RegistryManager}
         """
-        return cls(connectionFromString(reactor, description, **options), clock=reactor)
+        return cls(
+            connectionFromString(reactor, description, **options),
+            clock=reactor,
+            unreachableWarning=unreachableWarning,
+        )
 
     def __repr__(self):
-        return "<RegistryManager %s %s>" % (
-            self.connection.description,
-            "connected" if self._connected else "disconnected",
-        )
+        return "<RegistryManager %s %s>" % (self.connection.description, self._state)
 
     @property
     def connected(self):
         """
         L{True} while the registry's change stream is open and ready.
         """
-        return self._connected
+        return self._state is _State.CONNECTED
 
     @property
     def tasks(self):
@@ -166,6 +226,8 @@ class RegistryManager(Service):
         if after > before:
             self._log.info("open-file limit raised from {before} to {after}",
                            before=before, after=after)
+        self._state = _State.CONNECTING
+        self._warnIfStillUnreachable()
         self._listener = _StreamListener(self)
         self._stream = self.connection.watch(self._listener)
 
@@ -180,16 +242,18 @@ class RegistryManager(Service):
             registration and the stream are closed.
         """
         Service.stopService(self)
-        wasConnected = self._connected
-        self._connected = False
+        state, self._state = self._state, _State.STOPPED
         self._generation += 1
         self._restoring = 0
         self._cancelRefresh()
         self._cancelStarts()
+        self._cancelUnreachableWarning()
         stream, self._stream, self._listener = self._stream, None, None
         closing = [stream.stop()] if stream is not None else []
-        if wasConnected:
+        if state is _State.CONNECTED:
             closing.extend(self._callTasks("stop"))
+        elif state is _State.STREAM_LOST:
+            closing.extend(self._callTasks("stop", self._writers()))
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.errback(CancelledError("the registry manager was stopped"))
@@ -218,7 +282,7 @@ class RegistryManager(Service):
         if getattr(task, "followsChanges", True):
             self._followers[task] = None
         task.manager = self
-        if self._connected:
+        if self.connected:
             self._startLater([task])
         return task
 
@@ -250,7 +314,9 @@ class RegistryManager(Service):
         @param attrs: the query: a mapping or a sequence of C{(attr, value)}
             pairs; a value of C{*} matches any value of an existing attribute.
         @param timeout: seconds, from now, before giving up.
-        @raise ValueError: for an invalid query.
+        @raise ValueError: for an invalid query or a timeout that is not
+            positive.
+        @raise TypeError: for a timeout that is not a number.
         @return: a L{Deferred} that fires with C{{name: {attr: value}}}, or
             fails with L{txinferno.errors.RegistryUnavailable} after
             C{timeout} seconds or with L{txinferno.errors.MalformedAnswer}.
@@ -280,7 +346,7 @@ class RegistryManager(Service):
             L{CancelledError} if the service stops first; cancelling it
             stops the wait.
         """
-        if self._connected:
+        if self.connected:
             return succeed(self)
         return _waiter(self._waiting)
 
@@ -301,7 +367,7 @@ class RegistryManager(Service):
         return _waiter(self._restoreWaiters)
 
     def _isRestored(self):
-        return self._connected and not (self._starting or self._toStart or self._restoring)
+        return self.connected and not (self._starting or self._toStart or self._restoring)
 
     def _startLater(self, tasks):
         """
@@ -360,7 +426,8 @@ class RegistryManager(Service):
 
     def _streamReady(self):
         self._log.info("registry {registry} reachable", registry=self.connection.description)
-        self._connected = True
+        self._state = _State.CONNECTED
+        self._cancelUnreachableWarning()
         self._startLater([t for t in self._tasks if t.manager is self])
         for observer in list(self._observers):
             self._notify(observer, "registryConnected")
@@ -369,7 +436,7 @@ class RegistryManager(Service):
             d.callback(self)
 
     def _registryChanged(self, version):
-        if self._connected and self._refreshCall is None:
+        if self.connected and self._refreshCall is None:
             self._refreshCall = self.clock.callLater(0, self._refresh)
 
     def _refresh(self):
@@ -377,7 +444,7 @@ class RegistryManager(Service):
         self._callTasks("refresh", [t for t in self._followers if t not in self._toStart])
 
     def _streamLost(self, reason):
-        if not self._connected:
+        if not self.connected:
             self._log.debug(
                 "registry {registry} still unreachable: {reason}",
                 registry=self.connection.description,
@@ -385,21 +452,56 @@ class RegistryManager(Service):
             )
             return
         self._log.warn(
-            "registry {registry} lost: {reason}",
+            "registry {registry} lost: {reason}; monitors and lookups wait for it, "
+            "registered services stay while their own connections hold",
             registry=self.connection.description,
-            reason=reason.getErrorMessage(),
+            reason=sentence(reason),
         )
-        self._connected = False
+        self._state = _State.STREAM_LOST
         self._generation += 1
         self._restoring = 0
         self._cancelRefresh()
         self._cancelStarts()
-        for stopped in self._callTasks("stop"):
+        self._warnIfStillUnreachable()
+        for stopped in self._callTasks("stop", list(self._followers)):
             stopped.addErrback(
                 lambda f: self._log.failure("stopping a task failed", failure=f)
             )
         for observer in list(self._observers):
             self._notify(observer, "registryLost", reason)
+
+    def _writers(self):
+        """
+        @return: the attached tasks that do not follow changes, which a
+            lost stream does not stop.
+        """
+        return [t for t in self._tasks if t not in self._followers]
+
+    def _warnIfStillUnreachable(self):
+        """
+        Warn once the registry has been unreachable for
+        C{unreachableWarning} seconds from now.
+        """
+        if self._unreachableWarning is not None and self._unreachableCall is None:
+            self._unreachableCall = self.clock.callLater(
+                self._unreachableWarning, self._stillUnreachable
+            )
+
+    def _stillUnreachable(self):
+        self._unreachableCall = None
+        reason = getattr(self._stream, "lastFailure", None)
+        self._log.warn(
+            "registry {registry} unreachable for {seconds:g} s{why}; still trying",
+            registry=self.connection.description,
+            seconds=self._unreachableWarning,
+            why="" if reason is None else " (%s)" % (sentence(reason),),
+            reason=reason,
+        )
+
+    def _cancelUnreachableWarning(self):
+        if self._unreachableCall is not None:
+            self._unreachableCall.cancel()
+            self._unreachableCall = None
 
     def _cancelRefresh(self):
         if self._refreshCall is not None:

@@ -6,7 +6,8 @@ one that comes, changes or goes.
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txinferno.interfaces import IRegistryTask
+from txinferno.client.event import DEFAULT_MAX_DELAY
+from txinferno.interfaces import IMonitorObserver, IRegistryTask
 from txinferno.wire.rules import queryLine
 
 __all__ = ["QUIET", "MAX_WAIT", "PACE", "MAX_RETRY_DELAY", "SETTLE", "Monitor"]
@@ -30,10 +31,11 @@ when finds take longer, so that a monitor spends at most a quarter of its
 time finding while changes keep coming, however large its answers grow.
 """
 
-MAX_RETRY_DELAY = 30
+MAX_RETRY_DELAY = DEFAULT_MAX_DELAY
 """
-The longest wait before a monitor tries again after finds that failed
-(each failure in a row doubles the wait, from L{MAX_WAIT}).
+The longest wait, by default, before a monitor tries again after finds
+that failed (each failure in a row doubles the wait, from L{MAX_WAIT});
+see L{Monitor.maxDelay}.
 """
 
 SETTLE = 10.0
@@ -58,7 +60,7 @@ class Monitor:
     a burst of changes costs a few finds, and its end is seen soon after it
     ends.  A change after a quiet spell is queried at once.  A find that
     fails is tried again after L{MAX_WAIT}, the wait doubling with each
-    failure in a row up to L{MAX_RETRY_DELAY}; the reason is logged once for
+    failure in a row up to L{maxDelay}; the reason is logged once for
     as long as it stays the same.  Each answer is
     compared with the current view, so a service that starts matching after
     an update is reported as added, one that stops matching as removed, and
@@ -86,6 +88,12 @@ class Monitor:
 
     followsChanges = True
 
+    maxDelay = MAX_RETRY_DELAY
+    """
+    The longest wait, in seconds, before another find after finds that
+    failed; set it on a subclass or an instance.
+    """
+
     def __init__(self, attrs, observer, settle: float = SETTLE):
         """
         @param attrs: the query: a mapping or a sequence of C{(attr, value)}
@@ -95,10 +103,19 @@ class Monitor:
         @type observer: L{txinferno.interfaces.IMonitorObserver}
         @param settle: see L{settle}.
         @raise ValueError: for an invalid query or a negative C{settle}.
+        @raise TypeError: for an observer that neither provides
+            L{txinferno.interfaces.IMonitorObserver} nor has its methods.
         """
         queryLine(attrs)
         if not settle >= 0:
             raise ValueError("settle must be 0 or more seconds, not %r" % (settle,))
+        if not IMonitorObserver.providedBy(observer) and not all(
+            callable(getattr(observer, method, None)) for method in IMonitorObserver
+        ):
+            raise TypeError(
+                "the monitor's observer must provide IMonitorObserver (subclass "
+                "txinferno.client.observers.MonitorObserver), not %r" % (observer,)
+            )
         self.settle = settle
         self.attrs = attrs
         self.observer = observer
@@ -199,7 +216,7 @@ class Monitor:
         self._failures += 1
         if self.manager is None:
             return
-        delay = min(MAX_RETRY_DELAY, MAX_WAIT * 2 ** (self._failures - 1))
+        delay = min(self.maxDelay, MAX_WAIT * 2 ** (self._failures - 1))
         self._reportedFailure = self.manager.taskLog.reportFailure(
             self._reportedFailure,
             "monitor {name}: find failed: {reason}; trying again",

@@ -2,18 +2,32 @@
 The new port (6701): a registration is an open connection.
 
 The registry never writes on this port; it tells of a rejected
-registration only by closing the connection.  So a registration counts as
-made only once a listing of the find port, started after its line was
-written, shows the service with its attributes while its connection is
-still open.  One listing confirms every registration written before it
-started, so a burst of registrations costs a handful of listings.  When a
-connection closes first, a listing started after the close tells why: the
-name held by another service means C{duplicate service name}.
+registration only by closing the connection, and under concurrency that
+close can come late (spec section 4): silence proves nothing.  So a
+registration counts as made only once a find, started after its line was
+written, shows the service with exactly the attributes it sent while its
+connection is still open; a find that shows the name with other
+attributes means C{duplicate service name} at once.  The finds ask for the
+registrations' own attributes (registrations of a burst that share
+attributes share one find), so that their answers stay small however
+large the registry grows; only a service without attributes, and the
+explanation of a close, need the full listing.  When a connection closes
+first, a listing started after the close tells why: the name held by
+another service means C{duplicate service name}.
+
+A confirmed registration stays watched: every later answer of the find
+port that lists its name with attributes it never sent shows that someone
+else holds the name, and the registration is lost.  One case no listing
+can decide: another holder with the same name and exactly the same
+attributes (one services file given to two agents) looks like ours; the
+registrar waits L{CONFIRM_AFTER} after writing, so that the registry's
+close of a duplicate usually comes first.
 """
 
-from collections import deque
+from collections import Counter, deque
 
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -23,6 +37,7 @@ from txinferno._filelimit import explainOpenFileLimit
 from txinferno._keepalive import enableKeepAlive
 from txinferno.client._burstlog import BurstLog
 from txinferno.errors import (
+    AnswerTooLarge,
     MalformedAnswer,
     RegistrationLost,
     RegistrationRejected,
@@ -31,6 +46,7 @@ from txinferno.errors import (
 from txinferno.interfaces import IRegistration
 from txinferno.wire.persist import persists
 from txinferno.wire.rules import registrationLine, updateLine
+from txinferno.wire.words import formatLine
 
 __all__ = [
     "DEFAULT_REGISTRATION_TIMEOUT",
@@ -38,6 +54,10 @@ __all__ = [
     "CHECK_RETRY_DELAY",
     "BURST_LISTING_DELAY",
     "CONFIRM_AFTER",
+    "MAX_QUERIES",
+    "EXPLAIN_INTERVAL",
+    "LOSS_WINDOW",
+    "STALE_RETRIES",
     "NewClientProtocol",
     "NewClientFactory",
     "Registration",
@@ -81,6 +101,43 @@ before the registry has read our line, and before its close reaches us.
 """
 
 
+MAX_QUERIES = 16
+"""
+The most finds one confirmation round runs at once; registrations that
+need more wait for the next round.
+"""
+
+EXPLAIN_INTERVAL = 1.0
+"""
+Seconds a registration may stay unlisted, its connection open, before a
+full listing looks for another holder of its name (one whose attributes
+share nothing with ours, which a find of ours cannot show); at most one
+such listing per interval.
+"""
+
+LOSS_WINDOW = 0.5
+"""
+Seconds over which the losses of registrations are collected into one log
+line per reason: a registry that dies closes every registration, and the
+closes arrive over many turns of the reactor.
+"""
+
+STALE_RETRIES = 10
+"""
+How many times a registration that the registry closed because the name
+is held by exactly our name and attributes, after an attempt of ours with
+them was given up unanswered (its line may have waited in a stalled
+registry's queue, to be read after the stall), is made again at once
+rather than reported as a duplicate: the stale attempt's entry goes as
+soon as the registry reads its close.
+"""
+
+_WAITING, _CONFIRMED, _AGAIN, _ENDED = "waiting", "confirmed", "again", "ended"
+"""
+What a confirmation round decides for a registration.
+"""
+
+
 class NewClientProtocol(Protocol):
     """
     Write a registration line and hold the connection.
@@ -102,12 +159,21 @@ class NewClientProtocol(Protocol):
         self._registration._connectionMade(self)
 
     def dataReceived(self, data):
-        if self._error is None:
-            self._error = MalformedAnswer(
+        self.abortWith(
+            MalformedAnswer(
                 "the registry wrote %d bytes on the registration connection "
                 "of %r, which a registry never does: %r"
                 % (len(data), self._registration.name, data[:80])
             )
+        )
+
+    def abortWith(self, error):
+        """
+        Abort the connection; C{error} is the reason its loss is reported
+        with.
+        """
+        if self._error is None:
+            self._error = error
             self.transport.abortConnection()
 
     def connectionLost(self, reason):
@@ -164,6 +230,9 @@ class Registration:
         self._end = None
         self._lostReason = None
         self._endWaiters = None
+        self._sent = {attr: {value} for attr, value in self.attrs.items()}
+        self._listedSince = None
+        self._alone = False
 
     def __repr__(self):
         return "<Registration %r>" % (self.name,)
@@ -206,7 +275,16 @@ class Registration:
     def _cancel(self, d):
         self._registrar._forget(self)
         self._abandonConnecting()
+        self._abort()
+
+    def _abort(self):
+        """
+        Give up the connection, if open.  Its line, unanswered, may still
+        be read by a registry that was not answering: the registrar
+        remembers it as a stale attempt.
+        """
         if self._protocol is not None:
+            self._registrar._abandoned(self)
             self._protocol.transport.abortConnection()
 
     def _connectTimedOut(self, timeout):
@@ -234,19 +312,56 @@ class Registration:
         self._writtenAt = self._registrar.clock.seconds()
         self._registrar._written(self)
 
-    def _listed(self, services):
+    def _again(self):
         """
-        @return: whether C{services} show this service with its attributes.
+        Make this registration again, on a new connection: the registry
+        closed this one while a stale attempt of ours held the name.
         """
-        listed = services.get(self.name)
-        return listed is not None and (
-            listed == self.attrs
-            or all(listed.get(attr) == value for attr, value in self.attrs.items())
+        self._closeReason = self._closedInRound = self._writtenAt = None
+        self._registrar.clock.callLater(CHECK_RETRY_DELAY, self._registrar._enqueue, self)
+
+    def _confirm(self, listedSince):
+        """
+        A find started at C{listedSince} showed this service with exactly
+        its attributes.
+        """
+        self._confirmed = True
+        self._listedSince = listedSince
+        self.registered.callback(self)
+
+    def _sentEverything(self, listed):
+        """
+        @return: whether every attribute and value of C{listed} is one this
+            registration sent, and every attribute it sent is there (the
+            registry never removes one).
+        """
+        if listed == self.attrs:
+            return True
+        sent = self._sent
+        return listed.keys() == sent.keys() and all(
+            value in sent[attr] for attr, value in listed.items()
         )
 
-    def _confirm(self):
-        self._confirmed = True
-        self.registered.callback(self)
+    def _watch(self, listed, started):
+        """
+        A find started at C{started} listed this confirmed registration's
+        name with C{listed}: when it holds attributes this registration
+        never sent, someone else holds the name, and the registration is
+        lost.
+        """
+        if (
+            self._protocol is None
+            or self._unregistering
+            or started < self._listedSince
+            or self._sentEverything(listed)
+        ):
+            return
+        self._protocol.abortWith(
+            RegistrationLost(
+                "duplicate service name: the registry lists it with attributes "
+                "this registration never sent (%s)" % (_describe(listed),)
+            )
+        )
 
     def _orphanIn(self, services):
         """
@@ -302,8 +417,11 @@ class Registration:
         connection if it is still open.  The caller, who gets C{reason},
         reports it.
         """
-        if self._protocol is not None:
-            self._protocol.transport.abortConnection()
+        if reason.check(RegistrationRejected, MalformedAnswer):
+            if self._protocol is not None:
+                self._protocol.transport.abortConnection()
+        else:
+            self._abort()
         self.registered.errback(reason)
 
     # The connection's end.
@@ -323,7 +441,7 @@ class Registration:
         if self._unregistering:
             self._end = None
         else:
-            self._lostReason = reason.getErrorMessage()
+            self._lostReason = _whyLost(reason)
             self._end = Failure(
                 RegistrationLost("registration of %r lost: %s" % (self.name, self._lostReason))
             )
@@ -351,6 +469,8 @@ class Registration:
             raise RegistrationLost("registration of %r is gone" % (self.name,))
         self._protocol.transport.write(line)
         self.attrs.update(pairs)
+        for attr, value in pairs:
+            self._sent.setdefault(attr, set()).add(value)
 
     def unregister(self):
         """
@@ -394,7 +514,7 @@ class Registrar:
     def __init__(
         self,
         startConnection,
-        listServices,
+        findServices,
         clock,
         timeout=DEFAULT_REGISTRATION_TIMEOUT,
         maxConnecting=DEFAULT_MAX_CONNECTING,
@@ -403,8 +523,10 @@ class Registrar:
         @param startConnection: connects a L{ClientFactory} to the new port
             and returns its L{IConnector}; see
             L{txinferno.client._reconnect.connectionStarter}.
-        @param listServices: a callable returning a L{Deferred} that fires
-            with every service's attributes by name (a find of C{\\n}).
+        @param findServices: a callable taking a sequence of C{(attr,
+            value)} pairs and returning a L{Deferred} that fires with the
+            attributes by name of every service matching them (every
+            service for no pairs), or fails.
         @param clock: times connections and confirmations.
         @type clock: L{IReactorTime}
         @param timeout: seconds a registration may wait for its connection
@@ -414,7 +536,7 @@ class Registrar:
             once; more registrations wait their turn in order.
         """
         self._startConnection = startConnection
-        self._listServices = listServices
+        self._findServices = findServices
         self.clock = clock
         self._timeout = timeout
         self._maxConnecting = maxConnecting
@@ -431,6 +553,9 @@ class Registrar:
         self._unregistrationsInProgress = 0
         self._lastWrittenAt = None
         self._serviceLog = BurstLog(self._log, clock)
+        self._confirmed = {}
+        self._stale = {}
+        self._lastFullListingAt = float("-inf")
 
     def register(self, name, attrs):
         """
@@ -448,12 +573,42 @@ class Registrar:
         """
         line, pairs = registrationLine(name, attrs)
         registration = Registration(self, name, pairs, line)
+        self._enqueue(registration)
+        return registration.registered
+
+    def _enqueue(self, registration):
+        """
+        Queue C{registration} for a connection, its deadline from now
+        (unless it was given up meanwhile).
+        """
+        if registration.registered.called:
+            return
         self._connectDeadlines[registration] = self.clock.seconds() + self._timeout
         if self._connectTimer is None:
             self._connectTimer = self.clock.callLater(self._timeout, self._connectTimeouts)
         self._waitingToConnect.append(registration)
         self._startConnections()
-        return registration.registered
+
+    def _abandoned(self, registration):
+        """
+        C{registration}'s connection, its line written and unanswered, is
+        given up: remember its name and attributes as a stale attempt,
+        good for L{STALE_RETRIES} attempts made again.
+        """
+        if registration._writtenAt is not None:
+            self._stale[registration.name] = (dict(registration.attrs), STALE_RETRIES)
+
+    def _heldByStaleAttempt(self, registration, listed):
+        """
+        @return: whether C{listed}, the entry holding the name of the
+            closed C{registration}, may be a stale attempt of ours; if so,
+            one of its retries is used up.
+        """
+        attrs, retries = self._stale.get(registration.name, (None, 0))
+        if listed != registration.attrs or attrs != listed or not retries:
+            return False
+        self._stale[registration.name] = (attrs, retries - 1)
+        return True
 
     def _startConnections(self):
         """
@@ -580,52 +735,106 @@ class Registrar:
             self._list()
 
     def _list(self):
+        """
+        Start a confirmation round: the finds of L{_queries}, run at once.
+        """
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
         self._rounds += 1
         self._fresh = False
-        batch = list(self._pending)
-        self._listing = self._listServices()
-        self._listing.addCallbacks(
-            self._listed,
-            self._listingFailed,
-            callbackArgs=(batch, self._rounds, self.clock.seconds()),
-            errbackArgs=(batch,),
-        )
+        started = self.clock.seconds()
+        queries, full = self._queries(list(self._pending), started)
+        finds = [self._findServices(pairs) for pairs, group in queries]
+        if full or (queries and not queries[0][0]):
+            self._lastFullListingAt = started
+        if full:
+            finds.append(self._findServices(()))
+        self._listing = defer.DeferredList(finds, consumeErrors=True)
+        self._listing.addCallback(self._listed, queries, full, self._rounds, started)
 
-    def _listed(self, services, batch, number, started):
+    def _queries(self, batch, now):
+        """
+        Choose the finds of a round: registrations that share attributes
+        share one find, of the attributes they all have; the others are
+        found by their own attributes (those whose shared find was too
+        large, too), up to L{MAX_QUERIES} finds; the rest wait for the next
+        round.
+
+        @return: the finds, as C{(pairs, registrations)} (the first lists
+            every service when there are registrations without
+            attributes), and whether the round also lists every service:
+            to explain a close, or for a registration unlisted for
+            L{EXPLAIN_INTERVAL} (once an interval).
+        """
+        bare = [r for r in batch if not r.attrs]
+        full = any(r._closeReason is not None for r in batch)
+        if not full and now - self._lastFullListingAt >= EXPLAIN_INTERVAL:
+            full = any(now - r._writtenAt >= EXPLAIN_INTERVAL for r in batch)
+        full = full and not bare
+        queries = [((), bare)] if bare else []
+        alone = [r for r in batch if r.attrs and r._alone]
+        rest = [r for r in batch if r.attrs and not r._alone]
+        while len(rest) > 1 and len(queries) < MAX_QUERIES:
+            group, rest = _shared(rest)
+            if not group:
+                break
+            shared = set(group[0].attrs.items()).intersection(
+                *(r.attrs.items() for r in group[1:])
+            )
+            named = set(group[0].attrs).intersection(*(r.attrs for r in group[1:]))
+            named.difference_update(attr for attr, value in shared)
+            queries.append((sorted(shared) + [(attr, "*") for attr in sorted(named)], group))
+        for r in alone + rest:
+            if len(queries) >= MAX_QUERIES:
+                self._fresh = True
+                break
+            queries.append((list(r.attrs.items()), [r]))
+        return queries, full
+
+    def _listed(self, results, queries, full, number, started):
         self._listing = None
         now = self.clock.seconds()
+        everything = None
+        if full:
+            succeeded, everything = results.pop()
+        elif queries and not queries[0][0]:
+            succeeded, everything = results[0]
+        if everything is not None and not succeeded:
+            everything = None
         confirmed = []
-        # Listed registrations written later than this wait for the next
-        # listing (see CONFIRM_AFTER).
+        # Registrations written later than this wait for the next find (see
+        # CONFIRM_AFTER).
         writtenBy = started - CONFIRM_AFTER
-        for registration in batch:
-            if registration not in self._pending:
-                continue
-            if registration._closeReason is not None:
-                if registration._closedInRound < number:
+        for (pairs, group), (succeeded, answer) in zip(queries, results):
+            for registration in group:
+                if registration not in self._pending:
+                    continue
+                if succeeded:
+                    listed = answer.get(registration.name)
+                    if listed is None and everything is not None:
+                        listed = everything.get(registration.name)
+                elif everything is not None:
+                    listed = everything.get(registration.name)
+                elif answer.check(AnswerTooLarge) and len(group) > 1:
+                    # The shared find was too large: find it alone next time.
+                    registration._alone = True
+                    self._fresh = True
+                    continue
+                else:
                     del self._pending[registration]
-                    if registration._orphanIn(services):
-                        registration._confirmOrphan()
-                    else:
-                        registration._fail(self._whyClosed(registration, services))
-            elif registration._listed(services):
-                if registration._writtenAt <= writtenBy:
+                    registration._fail(self._whyNotListed(registration, answer))
+                    continue
+                outcome = self._resolved(registration, listed, number, writtenBy, now)
+                if outcome is not _WAITING:
                     del self._pending[registration]
+                if outcome is _CONFIRMED:
                     confirmed.append(registration)
-            elif now - registration._writtenAt >= self._timeout:
-                del self._pending[registration]
-                registration._fail(
-                    Failure(
-                        RegistryTimeout(
-                            "the registration was not listed by the registry within %g s"
-                            % (self._timeout,)
-                        )
-                    )
-                )
+                elif outcome is _AGAIN:
+                    registration._again()
         for registration in confirmed:
+            self._confirmed[registration.name] = registration
+            self._stale.pop(registration.name, None)
             self._serviceLog.add(
                 LogLevel.info,
                 "service {name} registered",
@@ -634,8 +843,82 @@ class Registrar:
             )
         self._serviceLog.flush()
         for registration in confirmed:
-            registration._confirm()
+            registration._confirm(started)
         self._next()
+
+    def _resolved(self, registration, listed, number, writtenBy, now):
+        """
+        Decide what the attributes C{listed} under C{registration}'s name
+        (or L{None}) by a find of round C{number} mean for it: ended
+        (rejected, orphaned or timed out), confirmed, or still waiting.
+
+        @return: L{_WAITING}, L{_CONFIRMED} (to be confirmed), L{_AGAIN}
+            (to be made again, see L{STALE_RETRIES}) or L{_ENDED}.
+        """
+        if registration._closeReason is not None:
+            if registration._closedInRound >= number:
+                return _WAITING
+            if listed == registration.attrs and persists(listed.get("persist")):
+                registration._confirmOrphan()
+            elif self._heldByStaleAttempt(registration, listed):
+                self._log.info(
+                    "service {name} is held by an attempt of ours given up "
+                    "unanswered: registering it again",
+                    name=registration.name,
+                )
+                return _AGAIN
+            else:
+                registration._fail(self._whyClosed(registration, listed))
+            return _ENDED
+        if listed is not None and registration._writtenAt <= writtenBy:
+            if listed == registration.attrs:
+                return _CONFIRMED
+            registration._fail(
+                Failure(
+                    RegistrationRejected(
+                        registration.name,
+                        "duplicate service name",
+                    )
+                )
+            )
+            self._log.debug(
+                "service {name} is held with other attributes ({attrs}): "
+                "duplicate service name",
+                name=registration.name,
+                attrs=_describe(listed),
+            )
+            return _ENDED
+        if now - registration._writtenAt >= self._timeout:
+            registration._fail(
+                Failure(
+                    RegistryTimeout(
+                        "the registration was not listed by the registry within %g s"
+                        % (self._timeout,)
+                    )
+                )
+            )
+            return _ENDED
+        return _WAITING
+
+    def sawAnswer(self, services, started):
+        """
+        Watch the confirmed registrations in an answer of the find port
+        (see L{Registration._watch}).
+
+        @param services: the answer.
+        @param started: when its find started.
+        @return: C{services}.
+        """
+        confirmed = self._confirmed
+        if confirmed:
+            if len(confirmed) < len(services):
+                pairs = [(r, services.get(name)) for name, r in confirmed.items()]
+            else:
+                pairs = [(confirmed.get(name), a) for name, a in services.items()]
+            for registration, listed in pairs:
+                if registration is not None and listed is not None:
+                    registration._watch(listed, started)
+        return services
 
     def _ended(self, registration):
         """
@@ -644,6 +927,8 @@ class Registrar:
         every registration at once), or, for an unregistration, with the
         others in progress, once the last of them ends.
         """
+        if self._confirmed.get(registration.name) is registration:
+            del self._confirmed[registration.name]
         if registration._unregistering:
             self._serviceLog.add(
                 LogLevel.info,
@@ -662,15 +947,14 @@ class Registrar:
                 registration.name,
                 registration._lostReason,
             )
-            self._serviceLog.flushSoon()
+            self._serviceLog.flushSoon(LOSS_WINDOW)
 
-    def _whyClosed(self, registration, services):
+    def _whyClosed(self, registration, listed):
         """
         @return: why the registry closed an unconfirmed registration, given
-            a listing made after the close.
+            what a find made after the close listed under its name.
         @rtype: L{Failure} of L{RegistrationRejected}
         """
-        listed = services.get(registration.name)
         if listed is not None and persists(listed.get("persist")):
             reason = (
                 "duplicate service name (held by a persistent entry; if an earlier "
@@ -684,29 +968,23 @@ class Registrar:
             )
         return Failure(RegistrationRejected(registration.name, reason))
 
-    def _listingFailed(self, reason, batch):
-        self._listing = None
-        for registration in batch:
-            if registration not in self._pending:
-                continue
-            del self._pending[registration]
-            if registration._closeReason is None:
-                registration._fail(reason)
-            else:
-                registration._fail(
-                    Failure(
-                        RegistrationRejected(
-                            registration.name,
-                            "the registry closed the connection (%s), and "
-                            "listing the services to find out why failed: %s"
-                            % (
-                                registration._closeReason.getErrorMessage(),
-                                reason.getErrorMessage(),
-                            ),
-                        )
-                    )
-                )
-        self._next()
+    def _whyNotListed(self, registration, reason):
+        """
+        @return: how a registration whose find failed with C{reason} fails:
+            with that reason, or for one the registry closed, rejected,
+            saying both.
+        @rtype: L{Failure}
+        """
+        if registration._closeReason is None:
+            return reason
+        return Failure(
+            RegistrationRejected(
+                registration.name,
+                "the registry closed the connection (%s), and listing the "
+                "services to find out why failed: %s"
+                % (registration._closeReason.getErrorMessage(), reason.getErrorMessage()),
+            )
+        )
 
     def _next(self):
         """
@@ -719,3 +997,43 @@ class Registrar:
             self._check()
         else:
             self._listLater(CHECK_RETRY_DELAY)
+
+
+def _shared(registrations):
+    """
+    Pick the largest group of C{registrations} that share an attribute
+    with its value, or else an attribute name.
+
+    @return: the group (empty when they share nothing) and the others.
+    """
+    for key in (dict.items, dict.keys):
+        (shared, count), = Counter(
+            item for r in registrations for item in key(r.attrs)
+        ).most_common(1)
+        if count > 1:
+            has = (lambda attrs: shared in attrs.items()) if key is dict.items else (
+                lambda attrs: shared in attrs)
+            group = [r for r in registrations if has(r.attrs)]
+            return group, [r for r in registrations if not has(r.attrs)]
+    return [], registrations
+
+
+def _whyLost(reason):
+    """
+    @return: why a registration's connection closed, in words: the same
+        words for every registration a dying registry closes the same way.
+    """
+    if reason.check(ConnectionDone):
+        return "the registry closed the connection"
+    if reason.check(ConnectionLost):
+        return "the connection to the registry was lost"
+    return reason.getErrorMessage()
+
+
+def _describe(attrs):
+    """
+    @return: attributes in words, as the registry prints them.
+    """
+    return formatLine([word for pair in attrs.items() for word in pair]).decode(
+        "utf-8"
+    ).rstrip("\n")

@@ -11,6 +11,7 @@ from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from txinferno.client.event import DEFAULT_MAX_DELAY
 from txinferno.client.health import HealthMonitor, HealthState
 from txinferno.errors import RegistrationLost, RegistrationRejected
 from txinferno.interfaces import IHealthCheck, IRegistryTask
@@ -95,7 +96,11 @@ class ServiceTask:
     initialDelay = 0.5
     factor = 2.7182818284590451
     jitter = 0.1
-    maxDelay = 30
+    maxDelay = DEFAULT_MAX_DELAY
+    """
+    The longest wait, in seconds, before another registration attempt
+    (before jitter); set it on a subclass or an instance.
+    """
 
     def __init__(self, name, attrs=(), persist=False, check: Optional[IHealthCheck] = None,
                  keepWhileFailing: bool = False):
@@ -218,6 +223,9 @@ class ServiceTask:
             nothing to do.
         """
         self._running = True
+        if self._backoff is not None:
+            # Still retrying from before the change stream was lost.
+            self._backoff.stopTrying()
         self._backoff = None
         self._reportedFailure = None
         registering = None
@@ -231,8 +239,9 @@ class ServiceTask:
 
     def stop(self):
         """
-        The registry is unreachable, or this task is being detached: stop
-        retrying and close the registration.
+        The manager stops, or this task is being detached: stop retrying
+        and close the registration.  (A lost change stream does not stop a
+        service: its registration stays while its own connection holds.)
 
         @return: a L{Deferred} that fires with L{None} once the registration
             (or the attempt in progress) is closed.
@@ -370,19 +379,25 @@ class ServiceTask:
 
     def _retry(self):
         """
-        Register again after the next backoff delay, while running.
+        Register again after the next backoff delay, while running and
+        while the manager's change stream is ready; otherwise L{start}
+        registers again once it is.
         """
-        if self._running:
+        if self._running and self.manager.connected:
             if self._backoff is None:
                 self._backoff = _Backoff(
                     self.manager.clock,
-                    self._register,
+                    self._retryDue,
                     self.initialDelay,
                     self.factor,
                     self.jitter,
                     self.maxDelay,
                 )
             self._backoff.retry()
+
+    def _retryDue(self):
+        if self.manager.connected:
+            self._register()
 
     def _sync(self):
         """

@@ -25,7 +25,6 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txinferno.client._burstlog import BurstLog
-from txinferno.client._reconnect import checkPositive
 from txinferno.client.event import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY
 from txinferno.client.find import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, parseAnswer
 from txinferno.client.styx import DEFAULT_MAX_MESSAGE_SIZE, StyxClientFactory
@@ -40,7 +39,7 @@ from txinferno.errors import (
 from txinferno.interfaces import IChangeStream, IRegistration, IRegistryConnection
 from txinferno.wire.description import parseStyxDescription
 from txinferno.wire.persist import persists
-from txinferno.wire.rules import queryLine, registrationLine, updateLine
+from txinferno.wire.rules import checkPositiveOptions, queryLine, registrationLine, updateLine
 from txinferno.wire.styx import IOHDRSZ, ORDWR, OREAD, OWRITE, Tstat
 
 __all__ = ["StyxRegistryConnection", "StyxRegistration", "StyxChangeStream", "styxConnectionFromString"]
@@ -131,7 +130,7 @@ class StyxRegistryConnection:
         @raise ValueError: for a timeout, delay, size or interval that is
             not positive, an empty user or a bad endpoint string.
         """
-        checkPositive(
+        checkPositiveOptions(
             findTimeout=findTimeout,
             maxAnswerSize=maxAnswerSize,
             initialDelay=initialDelay,

@@ -6,15 +6,28 @@ The TCP connection plugin: a registry reached through its three ports
 from twisted.internet.endpoints import clientFromString
 from zope.interface import implementer
 
-from txinferno.client._reconnect import checkPositive, connectionStarter
+from txinferno.client._reconnect import connectionStarter
 from txinferno.client.event import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, EventClientFactory
 from txinferno.client.find import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, runQuery
 from txinferno.client.new import Registrar
 from txinferno.interfaces import IChangeObserver, IRegistryConnection
 from txinferno.wire.description import StyxEndpoint, parseDescription
-from txinferno.wire.rules import queryLine
+from txinferno.wire.rules import checkPositiveOptions, queryLine
 
-__all__ = ["PROBE_QUERY", "TCPRegistryConnection", "connectionFromString"]
+__all__ = [
+    "DEFAULT_PROBE_INTERVAL",
+    "PROBE_QUERY",
+    "TCPRegistryConnection",
+    "connectionFromString",
+]
+
+DEFAULT_PROBE_INTERVAL = 15.0
+"""
+Seconds between liveness probes of a ready change stream: with the
+default probe timeout (L{DEFAULT_FIND_TIMEOUT}, 10 s), a registry that
+keeps its sockets open but stops answering (a stopped process, whose
+kernel still answers TCP keepalive) is declared lost within 25 s.
+"""
 
 PROBE_QUERY = [("txinferno-liveness-probe", "1")]
 """
@@ -46,7 +59,7 @@ class TCPRegistryConnection:
         maxAnswerSize=DEFAULT_MAX_ANSWER_SIZE,
         initialDelay=DEFAULT_INITIAL_DELAY,
         maxDelay=DEFAULT_MAX_DELAY,
-        probeInterval=None,
+        probeInterval=DEFAULT_PROBE_INTERVAL,
         probeTimeout=None,
         clock=None,
     ):
@@ -68,17 +81,23 @@ class TCPRegistryConnection:
             (L{txinferno.errors.AnswerTooLarge} beyond).
         @param initialDelay: seconds before the change stream's first
             reconnection attempt.
-        @param maxDelay: the longest wait between reconnection attempts.
+        @param maxDelay: the longest wait between reconnection attempts
+            (before jitter), by default
+            L{txinferno.client.event.DEFAULT_MAX_DELAY}.
         @param probeInterval: seconds between liveness probes of a ready
-            change stream, or L{None} for none.
+            change stream (L{DEFAULT_PROBE_INTERVAL} by default), or
+            L{None} for none: a registry that stops answering is declared
+            lost within C{probeInterval + probeTimeout} seconds.
         @param probeTimeout: seconds a probe may take; by default
             C{findTimeout}.
         @param clock: times everything; by default C{reactor}.
         @type clock: L{IReactorTime}
         @raise ValueError: for a timeout, delay or interval that is not
             positive, or a bad endpoint string.
+        @raise TypeError: for a timeout, delay or interval that is not a
+            number.
         """
-        checkPositive(
+        checkPositiveOptions(
             findTimeout=findTimeout,
             maxAnswerSize=maxAnswerSize,
             initialDelay=initialDelay,
@@ -102,17 +121,23 @@ class TCPRegistryConnection:
         self._probeTimeout = probeTimeout or findTimeout
         self._clock = clock or reactor
         self._registrar = Registrar(
-            connectionStarter(reactor, new), self._listServices, self._clock, findTimeout
+            connectionStarter(reactor, new), self._findServices, self._clock, findTimeout
         )
 
     def __repr__(self):
         return "<TCPRegistryConnection %s>" % (self.description,)
 
     def _query(self, line, timeout):
-        return runQuery(self._find, line, self._clock, timeout, self._maxAnswerSize)
+        """
+        Run a query; its answer is shown to the registrar, which watches
+        the registrations it has confirmed.
+        """
+        started = self._clock.seconds()
+        answer = runQuery(self._find, line, self._clock, timeout, self._maxAnswerSize)
+        return answer.addCallback(self._registrar.sawAnswer, started)
 
-    def _listServices(self):
-        return self._query(b"\n", self.findTimeout)
+    def _findServices(self, pairs):
+        return self._query(queryLine(pairs)[0], self.findTimeout)
 
     def _probe(self):
         return self._query(queryLine(PROBE_QUERY)[0], self._probeTimeout)
@@ -152,7 +177,7 @@ class TCPRegistryConnection:
             L{txinferno.errors.AnswerTooLarge} or a connection error.
             Cancelling it aborts the query.
         """
-        return self._query(queryLine(attrs)[0], self.findTimeout)
+        return self._findServices(attrs)
 
     def watch(self, observer):
         """

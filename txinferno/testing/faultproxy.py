@@ -56,7 +56,7 @@ class _Direction:
             self._queue.extend(data[i : i + 1] for i in range(len(data)))
         else:
             self._queue.append(data)
-        if not self._pumping:
+        if not self._pumping and not proxy.stalled:
             self._pump()
 
     @property
@@ -72,7 +72,15 @@ class _Direction:
         before is forwarded, as TCP delivers data before its FIN.
         """
         self._closing = True
-        if not self._pumping:
+        if not self._pumping and not self._proxy.stalled:
+            self._pump()
+
+    def resume(self):
+        """
+        The stall is over: forward what waited, then the close if one
+        waited too.
+        """
+        if not self._pumping and (self._queue or self._closing):
             self._pump()
 
     def _pump(self):
@@ -80,13 +88,25 @@ class _Direction:
         if self._pair.aborted or not self._queue:
             self._pumping = False
             if self._closing and not self._pair.aborted:
-                self._sink.transport.loseConnection()
+                self._close()
         elif proxy.delay or proxy.oneByteChunks:
             self._pumping = True
             proxy._reactor.callLater(proxy.delay, self._sendOne)
         else:
             while self._queue:
                 self._sink.transport.write(self._queue.popleft())
+            if self._closing:
+                self._close()
+
+    def _close(self):
+        """
+        Forward the source's close, after the proxy's C{closeDelay}.
+        """
+        delay = self._proxy.closeDelay
+        if delay:
+            self._proxy._reactor.callLater(delay, self._sink.transport.loseConnection)
+        else:
+            self._sink.transport.loseConnection()
 
     def _sendOne(self):
         if self._queue and not self._pair.aborted and not self._proxy.blackhole:
@@ -165,8 +185,12 @@ class _Pair:
     def endLost(self, end):
         self.closed = True
         self._ends.discard(end)
+        if end is self.server and self.proxy.holdCloses and not self.aborted:
+            # The client's end stays open until the client closes it.
+            return
         for other in self._ends:
-            if end.direction is not None and end.direction.pending and not self.aborted:
+            waits = end.direction is not None and (end.direction.pending or self.proxy.stalled)
+            if waits and not self.aborted:
                 end.direction.closeWhenDrained()
             else:
                 other.transport.loseConnection()
@@ -208,6 +232,17 @@ class FaultProxy:
     @ivar delay: seconds to hold each chunk before it is forwarded.
     @ivar oneByteChunks: while L{True}, every chunk is forwarded one byte at
         a time, each byte in a write of its own on a later reactor turn.
+    @ivar stalled: while L{True}, bytes and closes are held in both
+        directions, and forwarded in order by L{resume}: the path to a
+        registry process that is stopped (C{SIGSTOP}) while its kernel
+        keeps accepting and queueing.
+    @ivar closeDelay: seconds by which a close is forwarded after the bytes
+        before it (a registry working through its queue after a stall reads
+        a connection's line, then, a while later, its close).
+    @ivar holdCloses: while L{True}, a connection the target closes stays
+        open on the client's side until the client closes it, as the real
+        registry's bridge holds back the close of a duplicate registration
+        made at the same moment as another (spec section 4).
     @ivar port: the port the proxy listens on (set by L{start}).
     """
 
@@ -223,6 +258,9 @@ class FaultProxy:
         self.dropped = 0
         self.delay = 0
         self.oneByteChunks = False
+        self.holdCloses = False
+        self.stalled = False
+        self.closeDelay = 0
         self._cutArmed = False
         self._listening = None
         self._pairs = set()
@@ -281,6 +319,22 @@ class FaultProxy:
         for pair in pairs:
             pair.abort()
         return gatherResults([pair.whenLost() for pair in pairs])
+
+    def stall(self):
+        """
+        Hold every byte and close from now on (see L{stalled}).
+        """
+        self.stalled = True
+
+    def resume(self):
+        """
+        End a L{stall}: forward what waited, in order, and go on forwarding.
+        """
+        self.stalled = False
+        for pair in list(self._pairs):
+            for end in (pair.client, pair.server):
+                if end is not None and end.direction is not None:
+                    end.direction.resume()
 
     def cutNextChunk(self):
         """
@@ -363,3 +417,17 @@ class RegistryFaultProxy:
         """
         for proxy in self.proxies:
             proxy.blackhole = on
+
+    def stall(self):
+        """
+        Stall all three ports (see L{FaultProxy.stall}).
+        """
+        for proxy in self.proxies:
+            proxy.stall()
+
+    def resume(self):
+        """
+        Resume all three ports (see L{FaultProxy.resume}).
+        """
+        for proxy in self.proxies:
+            proxy.resume()

@@ -22,7 +22,8 @@ Rules:
 Every failure raises L{ValueError} saying what is wrong.
 """
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Set
 
 from txinferno.wire.words import MAX_LINE, formatLine
 
@@ -34,6 +35,8 @@ __all__ = [
     "updateLine",
     "queryLine",
     "CheckedRegistration",
+    "checkPositive",
+    "checkPositiveOptions",
 ]
 
 RESERVED_NAMES = frozenset(["new", "event", "find", "index", ""])
@@ -94,6 +97,12 @@ def _pairs(attrs):
     """
     if type(attrs) is dict or isinstance(attrs, Mapping):
         return list(attrs.items())
+    if isinstance(attrs, Set):
+        raise ValueError(
+            "attributes must be a mapping or a sequence of (attr, value) "
+            "pairs, not a %s: a set has no order, so its words would make "
+            "arbitrary pairs" % (type(attrs).__name__,)
+        )
     if isinstance(attrs, (str, bytes)) or not hasattr(attrs, "__iter__"):
         raise ValueError(
             "attributes must be a mapping or a sequence of (attr, value) "
@@ -115,6 +124,36 @@ def _pairs(attrs):
             )
         pairs.append(tuple(item))
     return pairs
+
+
+def checkPositive(value, what):
+    """
+    Check a number of seconds (or bytes) that must be positive and finite.
+
+    @param what: what the value is, for the message.
+    @raise TypeError: when C{value} is not an L{int} or a L{float} (a
+        L{bool} is not taken as a number).
+    @raise ValueError: when it is zero, negative, infinite or not a number.
+    @return: C{value}.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("%s must be a number, not %r" % (what, value))
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError("%s must be positive and finite, not %r" % (what, value))
+    return value
+
+
+def checkPositiveOptions(**options):
+    """
+    Check the timeouts, delays, sizes and intervals given to a connection
+    plugin with L{checkPositive}, by name; L{None} means not given.
+
+    @raise TypeError: for a value that is not a number.
+    @raise ValueError: for one that is not positive and finite.
+    """
+    for option, value in options.items():
+        if value is not None:
+            checkPositive(value, option)
 
 
 def normaliseAttrs(attrs):
