@@ -6,10 +6,10 @@ reachable, with its current attributes.
 from typing import Optional
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from txinferno.client._backoff import Backoff
 from txinferno.client.health import HealthMonitor, HealthState
 from txinferno.errors import RegistrationLost, RegistrationRejected
 from txinferno.interfaces import IHealthCheck, IRegistryTask
@@ -24,31 +24,6 @@ check fails, the state of the check: C{unknown}, C{passing} or C{failing}.
 """
 
 
-class _Backoff(ReconnectingClientFactory):
-    """
-    The backoff of L{ReconnectingClientFactory} (exponential growth by
-    C{factor}, normal jitter of C{jitter} times the delay, up to C{maxDelay}),
-    applied to a call rather than to a connection: L{retry} calls it after
-    the next delay.  It is its own connector.
-    """
-
-    noisy = False
-
-    def __init__(self, clock, call, initialDelay, factor, jitter, maxDelay):
-        self.clock = clock
-        self.connect = call
-        self.initialDelay = self.delay = initialDelay
-        self.factor = factor
-        self.jitter = jitter
-        self.maxDelay = maxDelay
-
-    def retry(self):
-        """
-        Call again after the next delay.
-        """
-        ReconnectingClientFactory.retry(self, self)
-
-
 @implementer(IRegistryTask)
 class ServiceTask:
     """
@@ -58,9 +33,9 @@ class ServiceTask:
     A registration the registry rejects (a name someone else holds) or
     closes is reported (L{whenRegistered} fails with
     L{RegistrationRejected}; the reason is logged, once for as long as it
-    stays the same) and retried with exponential backoff and jitter, as
-    Twisted's L{twisted.internet.protocol.ReconnectingClientFactory}
-    reconnects.
+    stays the same) and retried with exponential backoff and jitter, by
+    Twisted's L{twisted.application.internet.backoffPolicy}, as
+    L{twisted.application.internet.ClientService} reconnects.
 
     A service with a health check (an L{txinferno.interfaces.IHealthCheck},
     run by a L{txinferno.client.health.HealthMonitor} while the task is
@@ -243,7 +218,7 @@ class ServiceTask:
         @return: a L{Deferred} that fires with L{None} once it is closed.
         """
         if self._backoff is not None:
-            self._backoff.stopTrying()
+            self._backoff.cancel()
             self._backoff = None
         registering, self._registering = self._registering, None
         if registering is not None:
@@ -336,8 +311,8 @@ class ServiceTask:
         # registration and drops it again) makes the wait grow, as a failed
         # attempt does.
         held = self.manager.clock.seconds() - self._registeredAt
-        if self._backoff is not None and held >= self._backoff.delay:
-            self._backoff.resetDelay()
+        if self._backoff is not None and held >= self._backoff.nextDelay:
+            self._backoff.reset()
         self._retry()
 
     def _report(self, reason):
@@ -365,15 +340,14 @@ class ServiceTask:
         """
         if self._running:
             if self._backoff is None:
-                self._backoff = _Backoff(
+                self._backoff = Backoff(
                     self.manager.clock,
-                    self._register,
                     self.initialDelay,
                     self.factor,
                     self.jitter,
                     self.maxDelay,
                 )
-            self._backoff.retry()
+            self._backoff.schedule(self._register)
 
     def _sync(self):
         """
