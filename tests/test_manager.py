@@ -440,3 +440,24 @@ def test_serviceLostSoonKeepsBackingOff(memory):
         memory.clock.advance(waits[-1])
     assert waits == pytest.approx([0.5, 0.5 * svc.factor, 0.5])
     assert svc.registered
+
+
+def test_serviceStartedTwice(memory):
+    """
+    Starting a started L{ServiceTask} again, registered or backing off after
+    a rejection, changes nothing: one registration, one pending retry.
+    """
+    svc = memory.attach(ServiceTask("svc", {}))
+    memory.clock.advance(0)
+    assert svc.registered
+    assert svc.start() is None
+    assert len(memory.connection.registrations) == 1
+    memory.connection.register("taken", {})
+    other = memory.attach(ServiceTask("taken", {}))
+    memory.clock.advance(0)
+    assert not other.registered
+    pending = list(memory.clock.getDelayedCalls())
+    assert len(pending) == 1
+    assert other.start() is None
+    assert memory.clock.getDelayedCalls() == pending
+

@@ -3,6 +3,7 @@ The ServiceTask task: keep one service registered while the registry is
 reachable, with its current attributes.
 """
 
+from enum import Enum
 from typing import Optional
 
 from twisted.internet.defer import Deferred, succeed
@@ -22,6 +23,18 @@ HEALTH_ATTRIBUTE = "health"
 The attribute that says, in a service kept registered while its health
 check fails, the state of the check: C{unknown}, C{passing} or C{failing}.
 """
+
+
+class _ServiceState(Enum):
+    """
+    The states of a L{ServiceTask}.
+    """
+
+    stopped = "not started, or stopped: nothing in flight"
+    idle = "started, waiting for its health check to pass"
+    registering = "a registration attempt in flight"
+    registered = "the registry holds the service"
+    waiting = "backing off before the next attempt"
 
 
 @implementer(IRegistryTask)
@@ -105,7 +118,7 @@ class ServiceTask:
         self.attrs = checked.copy()
         self._checked = checked
         self.manager = None
-        self._running = False
+        self._state = _ServiceState.stopped
         self._registration = None
         self._registering = None
         self._backoff = None
@@ -124,7 +137,7 @@ class ServiceTask:
         """
         L{True} while the registry holds this service for us.
         """
-        return self._registration is not None
+        return self._state is _ServiceState.registered
 
     @property
     def health(self):
@@ -151,7 +164,7 @@ class ServiceTask:
             L{RegistrationRejected}, carrying the reason, if the next
             registration attempt is rejected.
         """
-        if self._registration is not None:
+        if self._state is _ServiceState.registered:
             return succeed(self)
         d = Deferred()
         if self._waiting is None:
@@ -179,23 +192,14 @@ class ServiceTask:
 
     def start(self):
         """
-        The registry is reachable: register the service.
+        The registry is reachable: register the service (once its check
+        passes, with a check).  Harmless when started already.
 
         @return: a L{Deferred} that fires with L{None} once this first
             attempt has ended (registered or not), or L{None} when there is
             nothing to do.
         """
-        self._running = True
-        self._backoff = None
-        self._reportedFailure = None
-        registering = None
-        if self._wanted and self._registration is None and self._registering is None:
-            registering = self._register()
-        if self.check is not None:
-            if self._health is None:
-                self._health = HealthMonitor(self.check, self.manager.clock, self._healthChanged)
-            self._health.start()
-        return registering
+        return self._handle("start")
 
     def stop(self):
         """
@@ -205,30 +209,9 @@ class ServiceTask:
         @return: a L{Deferred} that fires with L{None} once the registration
             (or the attempt in progress) is closed.
         """
-        self._running = False
         if self._health is not None:
             self._health.stop()
-        return self._release()
-
-    def _release(self):
-        """
-        Stop retrying and close the registration, or the attempt in
-        progress.
-
-        @return: a L{Deferred} that fires with L{None} once it is closed.
-        """
-        if self._backoff is not None:
-            self._backoff.cancel()
-            self._backoff = None
-        registering, self._registering = self._registering, None
-        if registering is not None:
-            # Closes its connection, or gives up its place in the queue.
-            registering.cancel()
-            return registering
-        registration, self._registration = self._registration, None
-        if registration is None:
-            return succeed(None)
-        return registration.unregister()
+        return self._handle("stop")
 
     def refresh(self):
         """
@@ -248,14 +231,44 @@ class ServiceTask:
         elif state is HealthState.passing:
             self._log.info("service {name} passes its health check {check}: registering it",
                            name=self.name, check=self.check.description)
-            if self._running and self._registration is None and self._registering is None:
-                self._register()
+            self._handle("wanted")
         else:
             self._log.warn("service {name} fails its health check {check}: {reason}; "
                            "unregistered until it passes",
                            name=self.name, check=self.check.description,
                            reason=reason.getErrorMessage())
-            self._release()
+            self._handle("unwanted")
+
+    # The state machine: _TRANSITIONS, after the class, says which event
+    # each state takes, the state it leads to and the action run there.  An
+    # event a state does not take is ignored: a stale one (the failure of an
+    # attempt cancelled on the way out of registering, which arrives during
+    # cancel()) arrives in a state that has no use for it.
+
+    def _handle(self, event, *args):
+        """
+        Take C{event} in the current state.
+
+        @return: what the transition's action returns, or L{None} for an
+            event this state ignores.
+        """
+        transition = _TRANSITIONS[self._state].get(event)
+        if transition is None:
+            return None
+        self._state, action = transition
+        return action(self, *args)
+
+    # Actions.
+
+    def _started(self):
+        self._backoff = None
+        self._reportedFailure = None
+        registering = self._handle("wanted") if self._wanted else None
+        if self.check is not None:
+            if self._health is None:
+                self._health = HealthMonitor(self.check, self.manager.clock, self._healthChanged)
+            self._health.start()
+        return registering
 
     def _register(self):
         """
@@ -269,41 +282,43 @@ class ServiceTask:
             # Changed directly rather than through update().
             attrs = dict(self.attrs)
         registering = self._registering = self.manager.connection.register(self.name, attrs)
-        registering.addCallbacks(
-            self._registered,
-            self._failed,
-            callbackArgs=(registering,),
-            errbackArgs=(registering,),
-        )
+        registering.addCallbacks(self._registered, self._failed)
         return registering
 
-    def _registered(self, registration, registering):
-        if registering is not self._registering:
-            return registration.unregister()
+    def _registered(self, registration):
+        return self._handle("registered", registration)
+
+    def _failed(self, reason):
+        self._handle("failed", reason)
+
+    def _lost(self, reason):
+        # Only a loss fails whenLost(): an unregistration fires it.
+        self._handle("lost", reason)
+
+    def _retry(self):
+        self._handle("retry")
+
+    def _hold(self, registration):
         self._registering = None
         self._registration = registration
         self._registeredAt = self.manager.clock.seconds()
         self._reportedFailure = None
-        registration.whenLost().addBoth(self._lost, registration)
+        registration.whenLost().addErrback(self._lost)
         self._sync()
         waiting, self._waiting = self._waiting, None
         for d in waiting or ():
             d.callback(self)
 
-    def _failed(self, reason, registering):
-        if registering is not self._registering:
-            return None
+    def _attemptFailed(self, reason):
         self._registering = None
         self._report(reason)
-        self._retry()
+        self._retryLater()
         if reason.check(RegistrationRejected):
             waiting, self._waiting = self._waiting, None
             for d in waiting or ():
                 d.errback(reason)
 
-    def _lost(self, result, registration):
-        if registration is not self._registration:
-            return None
+    def _registrationLost(self, reason):
         self._registration = None
         # The connection plugin logs the loss.  A registration held at least
         # as long as the wait that would now follow was a success: the
@@ -313,7 +328,28 @@ class ServiceTask:
         held = self.manager.clock.seconds() - self._registeredAt
         if self._backoff is not None and held >= self._backoff.nextDelay:
             self._backoff.reset()
-        self._retry()
+        self._retryLater()
+
+    def _cancelAttempt(self):
+        registering, self._registering = self._registering, None
+        # Closes its connection, or gives up its place in the queue.
+        registering.cancel()
+        return registering
+
+    def _unregister(self):
+        registration, self._registration = self._registration, None
+        return registration.unregister()
+
+    def _cancelRetry(self):
+        self._backoff.cancel()
+        return succeed(None)
+
+    def _nothingToClose(self):
+        return succeed(None)
+
+    def _discard(self, registration):
+        # A registration that came in a state that does not want it.
+        return registration.unregister()
 
     def _report(self, reason):
         """
@@ -334,20 +370,19 @@ class ServiceTask:
             why,
         )
 
-    def _retry(self):
+    def _retryLater(self):
         """
-        Register again after the next backoff delay, while running.
+        Register again after the next backoff delay.
         """
-        if self._running:
-            if self._backoff is None:
-                self._backoff = Backoff(
-                    self.manager.clock,
-                    self.initialDelay,
-                    self.factor,
-                    self.jitter,
-                    self.maxDelay,
-                )
-            self._backoff.schedule(self._register)
+        if self._backoff is None:
+            self._backoff = Backoff(
+                self.manager.clock,
+                self.initialDelay,
+                self.factor,
+                self.jitter,
+                self.maxDelay,
+            )
+        self._backoff.schedule(self._retry)
 
     def _sync(self):
         """
@@ -364,3 +399,42 @@ class ServiceTask:
                 # whenLost() reports it and _lost() registers again.
                 pass
 
+
+
+_S = _ServiceState
+_T = ServiceTask
+_TRANSITIONS = {
+    _S.stopped: {
+        "start": (_S.idle, _T._started),
+        "stop": (_S.stopped, _T._nothingToClose),
+        "registered": (_S.stopped, _T._discard),
+    },
+    _S.idle: {
+        "wanted": (_S.registering, _T._register),
+        "stop": (_S.stopped, _T._nothingToClose),
+        "registered": (_S.idle, _T._discard),
+    },
+    _S.registering: {
+        "registered": (_S.registered, _T._hold),
+        "failed": (_S.waiting, _T._attemptFailed),
+        "unwanted": (_S.idle, _T._cancelAttempt),
+        "stop": (_S.stopped, _T._cancelAttempt),
+    },
+    _S.registered: {
+        "lost": (_S.waiting, _T._registrationLost),
+        "unwanted": (_S.idle, _T._unregister),
+        "stop": (_S.stopped, _T._unregister),
+        "registered": (_S.registered, _T._discard),
+    },
+    _S.waiting: {
+        "retry": (_S.registering, _T._register),
+        "unwanted": (_S.idle, _T._cancelRetry),
+        "stop": (_S.stopped, _T._cancelRetry),
+        "registered": (_S.waiting, _T._discard),
+    },
+}
+"""
+For each state of a L{ServiceTask}, the events it takes: C{{event: (next
+state, action)}}.  The diagram is in docs/client.md.
+"""
+del _S, _T
