@@ -7,7 +7,7 @@ L{twisted.application.internet.ClientService} uses), on an injectable clock.
 """
 
 import random
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from twisted.application.internet import backoffPolicy
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -30,8 +30,14 @@ class Backoff:
     @ivar attempts: the calls scheduled since the last L{reset}.
     """
 
-    def __init__(self, clock: IReactorTime, initialDelay: float, factor: float,
-                 jitter: float, maxDelay: float) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        initialDelay: float,
+        factor: float,
+        jitter: float,
+        maxDelay: float,
+    ) -> None:
         """
         @param clock: schedules the calls.
         @param initialDelay: the first delay, in seconds.
@@ -43,7 +49,7 @@ class Backoff:
         self._clock = clock
         self._policy = backoffPolicy(initialDelay, maxDelay, factor, _noJitter)
         self._jitter = jitter
-        self._call: Optional[IDelayedCall] = None
+        self._call: IDelayedCall | None = None
         self.attempts = 0
 
     @property

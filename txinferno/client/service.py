@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txinferno.client._backoff import Backoff
+from txinferno.client._states import StateMachine
 from txinferno.client.health import HealthMonitor, HealthState
 from txinferno.errors import RegistrationLost, RegistrationRejected
 from txinferno.interfaces import IHealthCheck, IRegistryTask
@@ -38,7 +39,7 @@ class _ServiceState(Enum):
 
 
 @implementer(IRegistryTask)
-class ServiceTask:
+class ServiceTask(StateMachine):
     """
     Keeps one service registered while its manager is connected, and
     registers it again, with its current attributes, after every reconnect.
@@ -239,25 +240,6 @@ class ServiceTask:
                            reason=reason.getErrorMessage())
             self._handle("unwanted")
 
-    # The state machine: _TRANSITIONS, after the class, says which event
-    # each state takes, the state it leads to and the action run there.  An
-    # event a state does not take is ignored: a stale one (the failure of an
-    # attempt cancelled on the way out of registering, which arrives during
-    # cancel()) arrives in a state that has no use for it.
-
-    def _handle(self, event, *args):
-        """
-        Take C{event} in the current state.
-
-        @return: what the transition's action returns, or L{None} for an
-            event this state ignores.
-        """
-        transition = _TRANSITIONS[self._state].get(event)
-        if transition is None:
-            return None
-        self._state, action = transition
-        return action(self, *args)
-
     # Actions.
 
     def _started(self):
@@ -403,7 +385,7 @@ class ServiceTask:
 
 _S = _ServiceState
 _T = ServiceTask
-_TRANSITIONS = {
+ServiceTask._transitions = {
     _S.stopped: {
         "start": (_S.idle, _T._started),
         "stop": (_S.stopped, _T._nothingToClose),
@@ -433,8 +415,6 @@ _TRANSITIONS = {
         "registered": (_S.waiting, _T._discard),
     },
 }
-"""
-For each state of a L{ServiceTask}, the events it takes: C{{event: (next
-state, action)}}.  The diagram is in docs/client.md.
-"""
+# For each state, the events it takes: {event: (next state, action)}; an
+# event not listed is ignored.  The table is drawn in docs/client.md.
 del _S, _T
