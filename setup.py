@@ -19,7 +19,10 @@ setup(
     package_data={"txinferno": ["py.typed"]},
     install_requires=["twisted>=23.8", "zope.interface>=5"],
     extras_require={
+        "tls": ["twisted[tls]"],
         "test": [
+            "twisted[tls]",
+            "treq>=22",
             "pytest>=7",
             "pytest-twisted>=1.14",
             "pytest-timeout>=2",

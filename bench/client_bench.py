@@ -23,12 +23,12 @@ and measures, in one run:
       and, for scale, what holding them adds to this process's resident memory.
 """
 
-import os
 import gc
+import os
 import random
-import statistics
 import signal
 import socket
+import statistics
 import sys
 import time
 
@@ -46,8 +46,8 @@ from twisted.logger import (  # noqa: E402
 
 from txinferno.client.manager import RegistryManager  # noqa: E402
 from txinferno.client.monitor import Monitor  # noqa: E402
-from txinferno.client.observers import MonitorObserver  # noqa: E402
 from txinferno.client.new import DEFAULT_MAX_CONNECTING  # noqa: E402
+from txinferno.client.observers import MonitorObserver  # noqa: E402
 from txinferno.client.service import ServiceTask  # noqa: E402
 from txinferno.wire.words import splitLines  # noqa: E402
 

@@ -16,7 +16,11 @@ duplicated, leaked, worst detection time, worst restore time.
   - cut-event: the change stream cut in the middle of a change report
     (20 cycles, 50 services);
   - duplicate: two managers register the same name; exactly one may hold
-    it, the other takes it over when the first stops (20 cycles).
+    it, the other takes it over when the first stops (20 cycles);
+  - reload: the agent's services file rewritten (services added, dropped,
+    and shrunk, which registers them anew) and reloaded twice in one turn
+    of the reactor or 1 ms apart, as two close SIGHUPs do (20 cycles, 100
+    services).
 
 Counted after each cycle, once restored: I{lost} is a service missing from
 the registry or from the view of a monitor that should see it, or a service
@@ -26,11 +30,14 @@ socket to the registry left after the managers stop, or a timer left on the
 reactor.
 """
 
+import os
 import sys
+import tempfile
 import time
 
 from twisted.internet import defer, task
 
+from txinferno.agent import Agent  # noqa: E402
 from txinferno.client.manager import RegistryManager  # noqa: E402
 from txinferno.client.monitor import Monitor  # noqa: E402
 from txinferno.client.observers import MonitorObserver  # noqa: E402
@@ -270,6 +277,70 @@ async def duplicateScenario(reactor, server, cycles):
     return row
 
 
+def servicesText(cycle, services):
+    """
+    The services file of one cycle: most services the same, a tenth of them
+    shrunk or grown in turn, a tenth dropped or back.
+    """
+    lines = []
+    for i in range(services):
+        if i % 10 == 1 and cycle % 2:
+            continue
+        attrs = "n=%d" % i
+        if i % 10 == 0 and not cycle % 2:
+            attrs += " extra=%d" % cycle
+        lines.append("service=rel%04d %s\n" % (i, attrs))
+    return "".join(lines)
+
+
+def fileServices(text):
+    wanted = {}
+    for line in text.splitlines():
+        name, *pairs = line.split()
+        wanted[name[len("service="):]] = dict(p.split("=") for p in pairs)
+    return wanted
+
+
+async def reloadScenario(reactor, server, cycles, services):
+    row = Row("reload", cycles, services)
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "services")
+        text = servicesText(0, services)
+        with open(path, "w") as f:
+            f.write(text)
+        agent = Agent(lambda: RegistryManager.fromDescription(
+            reactor, server.description, initialDelay=0.1, maxDelay=1.0), servicesFile=path)
+        agent.startService()
+
+        def held():
+            return {s.name: dict(s.attributes()) for s in server.registry}
+
+        await until(reactor, lambda: held() == fileServices(text))
+        for cycle in range(1, cycles + 1):
+            text = servicesText(cycle, services)
+            with open(path, "w") as f:
+                f.write(text)
+            # Two SIGHUPs: in one turn of the reactor, or 1 ms apart.
+            first = agent.reload()
+            second = agent.reload() if cycle % 2 else task.deferLater(reactor, 0.001, agent.reload)
+            await first
+            await second
+            start = time.monotonic()
+            wanted = fileServices(text)
+            await until(reactor, lambda: held() == wanted, 30)
+            row.restore = max(row.restore, time.monotonic() - start)
+            current = held()
+            row.lost += sum(1 for n, a in wanted.items() if current.get(n) != a)
+            row.lost += sum(1 for n in current if n not in wanted)
+            names = [t.name for t in agent.manager.tasks if isinstance(t, ServiceTask)]
+            row.duplicated += len(names) - len(set(names))
+            row.duplicated += max(0, clientSockets(server.newPort) - len(wanted))
+        await agent.stopService()
+        await until(reactor, lambda: clientSockets(*serverPorts(server)) == 0, 5)
+        row.leaked += clientSockets(*serverPorts(server)) + len(server.registry)
+    return row
+
+
 def printTable(rows):
     header = ("scenario", "cycles", "services", "lost", "duplicated", "leaked",
               "worst detection s", "worst restore s")
@@ -293,6 +364,7 @@ async def main(reactor, quick=False):
         await oneByteScenario(reactor, server, proxy, scale(5, 2), scale(50, 10), scale(5, 2)),
         await cutEventScenario(reactor, server, proxy, scale(20, 5), scale(50, 10), scale(5, 2)),
         await duplicateScenario(reactor, server, scale(20, 5)),
+        await reloadScenario(reactor, server, scale(20, 5), scale(100, 20)),
     ]
     await pause(reactor, 0.5)
     rows[-1].leaked += max(0, len([c for c in reactor.getDelayedCalls() if c.active()]) - timers)

@@ -65,7 +65,7 @@ class Server:
 
     def __init__(self):
         self._log = tempfile.NamedTemporaryFile(prefix="regmgr-", suffix=".log")
-        args = twistdCommand() + ["-n", "--pidfile=", "regmgr"]
+        args = twistdCommand() + ["-n", "--pidfile=", "regmgr", "--no-styx"]
         for name in ("new", "find", "event"):
             args += ["--" + name, "tcp:0:interface=%s" % (HOST,)]
         self.process = subprocess.Popen(

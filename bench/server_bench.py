@@ -41,15 +41,19 @@ def freePorts(count):
     return ports
 
 
-def startServer(ports):
-    args = [sys.executable, "-m", "twisted", "--log-file", "/dev/null", "regmgr"]
-    for name, port in zip(("new", "find", "event"), ports):
+def startServer(ports, names=("new", "find", "event"), options=("--no-styx",), twistOptions=()):
+    """
+    Run C{twistd -n regmgr} with a port of each of C{names} (in order) on
+    C{ports}; wait until the last one listens.
+    """
+    args = [sys.executable, "-m", "twisted", "--log-file", "/dev/null", *twistOptions, "regmgr", *options]
+    for name, port in zip(names, ports):
         args += ["--" + name, "tcp:%d:interface=%s:backlog=4096" % (port, HOST)]
     server = subprocess.Popen(args, cwd=os.path.dirname(os.path.abspath(__file__)))
     deadline = time.monotonic() + 30
     while True:
         try:
-            socket.create_connection((HOST, ports[2]), timeout=1).close()
+            socket.create_connection((HOST, ports[len(names) - 1]), timeout=1).close()
             return server
         except OSError:
             if time.monotonic() > deadline or server.poll() is not None:
@@ -155,18 +159,43 @@ def eventDelays(conn, watchers, selector, repeat):
     return statistics.median(times), statistics.quantiles(times, n=20)[18]
 
 
+class Table:
+    """
+    The figures of a run, each with its target and the ratio figure/target.
+    """
+
+    HEADER = ("measure", "figure", "target", "ratio", "")
+
+    def __init__(self):
+        self.rows = []
+
+    def row(self, what, figure, unit, target, higherIsBetter=False):
+        ratio = figure / target
+        ok = ratio >= 1 if higherIsBetter else ratio <= 1
+        self.rows.append((what, "%.2f %s" % (figure, unit),
+                          "%s %g %s" % (">=" if higherIsBetter else "<", target, unit),
+                          "%.3f" % ratio, "ok" if ok else "MISSED"))
+
+    def note(self, what, figure):
+        """
+        A figure without a target.
+        """
+        self.rows.append((what, figure, "", "", ""))
+
+    def print(self):
+        rows = [self.HEADER] + self.rows
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
 def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     newPort, findPort, eventPort = ports = freePorts(3)
     server = startServer(ports)
-    rows = []
-
-    def row(what, figure, unit, target, higherIsBetter=False):
-        ratio = figure / target
-        ok = ratio >= 1 if higherIsBetter else ratio <= 1
-        rows.append((what, "%.2f %s" % (figure, unit), "%s %g %s" % (">=" if higherIsBetter else "<", target, unit),
-                     "%.3f" % ratio, "ok" if ok else "MISSED"))
+    table = Table()
+    row = table.row
 
     try:
         held = register(newPort, 0, 1000)
@@ -206,10 +235,7 @@ def main():
         server.terminate()
         server.wait(30)
 
-    widths = [max(len(r[i]) for r in rows + [("measure", "figure", "target", "ratio", "")]) for i in range(5)]
-    header = ("measure", "figure", "target", "ratio", "")
-    for r in [header] + rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    table.print()
 
 
 if __name__ == "__main__":

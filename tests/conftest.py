@@ -5,6 +5,7 @@ connected to it, from C{support}) and C{installed} (an installed
 copy of txinferno).
 """
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,10 @@ def failOnLoggedErrors(request):
     globalLogPublisher.addObserver(observer)
     try:
         yield errors
+        # A Deferred the test left failing with nobody to handle it logs
+        # its failure when collected: collect now, so that it is this
+        # test's.
+        gc.collect()
     finally:
         globalLogPublisher.removeObserver(observer)
     if errors and request.node.get_closest_marker("logs_errors") is None:

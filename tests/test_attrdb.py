@@ -79,3 +79,45 @@ def test_load(tmp_path):
     assert attrdb.load(str(path)) == expected
     assert attrdb.load(io.BytesIO(path.read_bytes())) == expected
     assert attrdb.load(io.StringIO("service=\u00fc\n")) == expected
+
+
+def test_wireFormatMistakeWarned():
+    """
+    Bare words in a row, most likely the registry's wire format written
+    for attrdb pairs, are reported with their line, in the registry's
+    quoting; a single bare word (an empty value) is not.
+    """
+    warnings = []
+    entries = attrdb.parse(
+        'service=static1 proto ftp descr "static one"\n'
+        "service=ok flag a=1\n", warnings)
+    assert entries[0][1] == ("proto", "")
+    assert warnings == [
+        "line 1: bare words proto ftp descr 'static one': attrdb pairs are written "
+        "attr=value, not as the registry's 'attr value' words"]
+
+
+def test_noServiceWarned():
+    warnings = []
+    assert attrdb.loadServices(io.StringIO("proto=ftp\n"), warnings) == []
+    assert warnings == ["no entry has a service=NAME pair: no service in the file"]
+    warnings = []
+    attrdb.loadServices(io.StringIO("service=a proto=ftp\n"), warnings)
+    assert warnings == []
+
+
+def test_staticWarningsLogged(tmp_path):
+    """
+    The registry logs the warnings of a static file, naming it.
+    """
+    from twisted.logger import capturedLogs, formatEvent
+
+    from txinferno.server.registry import Registry
+
+    db = tmp_path / "services.db"
+    db.write_text("service=s1 proto ftp\n")
+    with capturedLogs() as events:
+        Registry().loadStatic(str(db))
+    warned = [formatEvent(e) for e in events if e["log_level"].name == "warn"]
+    assert warned == ["%s: line 1: bare words proto ftp: attrdb pairs are written attr=value, "
+                      "not as the registry's 'attr value' words" % (db,)]

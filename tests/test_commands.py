@@ -26,9 +26,10 @@ class Command:
     line as it comes.
     """
 
-    def __init__(self, bindir, *args, cwd):
+    def __init__(self, bindir, *args, cwd, extraEnv=()):
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         env["PATH"] = str(bindir) + os.pathsep + env.get("PATH", "")
+        env.update(extraEnv)
         self.process = subprocess.Popen(
             [str(bindir / args[0]), *args[1:]], cwd=str(cwd), env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -82,8 +83,11 @@ def registry(installed, tmp_path):
     server = Command(
         installed, "twistd", "-n", "--pidfile=", "regmgr",
         "--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1",
-        "--event", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
-    ports = [server.waitFor(r"RegistryPortFactory starting on (\d+)").group(1) for _ in range(3)]
+        "--event", "tcp:0:interface=127.0.0.1", "--styx", "tcp:0:interface=127.0.0.1",
+        cwd=tmp_path)
+    ports = server.waitFor(
+        r"registry serving new=127.0.0.1:(\d+), find=127.0.0.1:(\d+), event=127.0.0.1:(\d+), "
+        r"styx=127.0.0.1:\d+, 0 static services$").groups()
     yield server, "tcp:host=127.0.0.1:new=%s:find=%s:event=%s" % tuple(ports)
     assert server.stop() == STOPPED
     server.waitFor(r"Server Shut Down")
@@ -147,6 +151,56 @@ def test_badOption(installed, tmp_path):
     assert "--registry udp:10.0.0.1" in result.stdout.strip().splitlines()[-1]
 
 
+COMMANDS = [["regquery"], ["twistd", "regmgr"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help(installed, tmp_path, command):
+    """
+    Every command's C{--help} prints its usage and exits 0, at once.
+    """
+    result = run(installed, *command, "--help", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "Usage" in result.stdout or result.stdout.startswith("regquery [")
+    assert "Traceback" not in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_version(installed, tmp_path, command):
+    """
+    Every command's C{--version} prints txinferno's version and exits 0.
+    """
+    version = run(installed, "python", "-c", "import txinferno; print(txinferno.__version__)",
+                  cwd=tmp_path).stdout.strip()
+    result = run(installed, *command, "--version", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "%s (txinferno) %s\n" % (" ".join(command), version)
+
+
+def test_portInUse(installed, tmp_path):
+    """
+    A port already in use: one line naming the port's role and address, no
+    port opened or logged as started, exit 1.
+    """
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        result = run(installed, "twistd", "-n", "--pidfile=", "regmgr", "--port", "0",
+                     "--event", "tcp:%d:interface=127.0.0.1" % (port,), cwd=tmp_path)
+    finally:
+        busy.close()
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    wanted = "cannot listen for the event port on 127.0.0.1:%d: address already in use" % (port,)
+    assert [line for line in output.splitlines() if "cannot listen" in line] == [
+        line for line in output.splitlines() if line.endswith(wanted)]
+    assert wanted in output
+    assert "Traceback" not in output and "starting on" not in output
+    assert "registry serving" not in output
+
+
 def test_regqueryUnreachable(installed, tmp_path):
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
@@ -155,3 +209,35 @@ def test_regqueryUnreachable(installed, tmp_path):
     result = run(installed, "regquery", "-r", "tcp:127.0.0.1:%d" % port, "a", "b", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == "" and result.stderr.count("\n") == 1
+
+
+def test_regqueryInteractive(installed, registry, tmp_path):
+    """
+    On a terminal, regquery prompts for each query; a bad line is reported
+    on standard error and the prompt comes again, as Inferno's regquery
+    does.
+    """
+    import pty
+
+    server, description = registry
+    agent = Command(installed, "twistd", "-n", "--pidfile=", "regmgr", "--registry", description,
+                    "--service", "it proto demo", cwd=tmp_path)
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    try:
+        agent.waitFor(r"service it registered")
+        query = subprocess.Popen(
+            [str(installed / "regquery"), "-r", description, "-n"], cwd=str(tmp_path), env=env,
+            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        os.close(slave)
+        slave = None
+        os.write(master, b"proto\nproto demo\n\x04")
+        out, err = query.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        os.close(master)
+        if slave is not None:
+            os.close(slave)
+        agent.stop()
+    assert err == "regquery: odd number of words in query proto\n"
+    assert out == "> > it\n> "
+    assert query.returncode == 2

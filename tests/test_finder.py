@@ -176,7 +176,7 @@ def test_timeoutWhileConnecting():
     assertNoResult(answer)
     network.reactor.advance(0.1)
     failure = failureResultOf(answer, RegistryTimeout)
-    assert "did not answer the query b'\\n' within 10 s" in str(failure.value)
+    assert "did not answer the query '' within 10 s" in str(failure.value)
     assert network.reactor.connectors[0].stoppedConnecting
 
 

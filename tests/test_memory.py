@@ -5,6 +5,7 @@ and the real server joined in memory on one clock.
 
 import pytest
 from support import failureResultOf, successResultOf
+
 from txinferno import Monitor, RegistryManager, ServiceTask
 from txinferno.errors import RegistrationRejected
 from txinferno.testing.memory import InMemoryRegistry

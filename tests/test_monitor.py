@@ -16,7 +16,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from txinferno.client.manager import RegistryManager
-from txinferno.client.monitor import MAX_RETRY_DELAY, MAX_WAIT, PACE, QUIET, Monitor
+from txinferno.client.monitor import MAX_RETRY_DELAY, MAX_WAIT, PACE, QUIET, SETTLE, Monitor
 from txinferno.client.service import ServiceTask
 from txinferno.errors import MalformedAnswer
 from txinferno.interfaces import IRegistryConnection, IRegistryTask
@@ -289,7 +289,8 @@ def test_failedFindTriedAgain():
 def test_outageWithoutChange():
     """
     After an outage in which nothing changed, a monitor reports nothing but
-    C{resynced()}; changes made during the outage are reported once.
+    C{resynced()}; changes made during the outage are reported once (a
+    removal once the settle window is over).
     """
     connection = MemoryConnection()
     clock = Clock()
@@ -312,9 +313,78 @@ def test_outageWithoutChange():
     registry.register("another client", ["fresh", "n", "fresh"])
     connection.recover()
     clock.advance(0)
-    assert recorder.kinds()[7:] == ["removed", "added", "resynced"]
+    assert recorder.kinds()[7:] == ["added", "resynced"]
+    clock.advance(SETTLE)
+    assert recorder.kinds()[7:] == ["added", "resynced", "removed"]
     assert set(recorder.view) == {"svc1", "svc2", "svc3", "svc4", "fresh"}
     manager.stopService()
+    assert clock.getDelayedCalls() == []
+
+
+def _outage(settle, comesBack):
+    """
+    A monitor of two services sees a registry restart after which C{svc1}
+    is registered again after C{comesBack} seconds (never when L{None}).
+
+    @return: the recorder's event kinds with their names, the manager's
+        clock and the monitor.
+    """
+    connection = MemoryConnection()
+    clock = Clock()
+    manager = RegistryManager(connection, clock=clock)
+    manager.startService()
+    registry = connection.registry
+    registry.register("owner1", ["svc1", "n", "1"])
+    registry.register("owner2", ["svc2", "n", "2"])
+    recorder = MonitorRecorder()
+    monitor = manager.attach(Monitor({"n": "*"}, recorder, settle=settle))
+    clock.advance(0)
+    connection.crash()
+    registry.release(registry["svc1"])
+    connection.recover()
+    clock.advance(0)
+    if comesBack is not None:
+        clock.advance(comesBack)
+        registry.register("owner1", ["svc1", "n", "1"])
+        clock.advance(1)
+    clock.advance(settle + 1)
+    kinds = [e[0] if len(e) == 1 else "%s %s" % e[:2] for e in recorder.events]
+    manager.stopService()
+    return kinds, clock, monitor
+
+
+def test_settleWindowHidesReRegistration():
+    """
+    A service that is registered again within the settle window after a
+    reconnection is never reported removed.
+    """
+    kinds, clock, monitor = _outage(settle=5, comesBack=2)
+    assert kinds == ["added svc1", "added svc2", "resynced", "resynced"]
+    assert clock.getDelayedCalls() == []
+
+
+def test_settleWindowThenRemoved():
+    """
+    A service still missing when the window ends is reported removed then,
+    not before.
+    """
+    kinds, clock, monitor = _outage(settle=5, comesBack=None)
+    assert kinds == ["added svc1", "added svc2", "resynced", "resynced", "removed svc1"]
+
+
+def test_noSettleWindow():
+    """
+    With C{settle=0}, a service missing after the reconnection is reported
+    removed by the first answer.
+    """
+    kinds, clock, monitor = _outage(settle=0, comesBack=2)
+    assert kinds == ["added svc1", "added svc2", "resynced", "removed svc1", "resynced",
+                     "added svc1"]
+
+
+def test_badSettle():
+    with pytest.raises(ValueError, match="settle"):
+        Monitor({}, MonitorRecorder(), settle=-1)
 
 
 def test_startedTwice():

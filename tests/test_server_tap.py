@@ -3,13 +3,21 @@ C{twistd regmgr}: its options and the service it makes (the installed
 plugin is tested elsewhere).
 """
 
+import io
+import re
+import socket
+
 import pytest
 import pytest_twisted
 from support import TIMEOUT
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python import usage
 
+import txinferno
+from txinferno.server.protocols import PortListenError, RegistryServer
+from txinferno.server.registry import Registry
 from txinferno.tap import Options, makeService
 from txinferno.testing import connectRaw, exchange
 
@@ -28,9 +36,95 @@ def test_defaults():
     options = parse()
     for name, port in (("new", 6701), ("find", 6702), ("event", 6703)):
         endpoint = options.endpoints[name]
-        assert (endpoint._port, endpoint._interface) == (port, "127.0.0.1")
+        assert (endpoint._port, endpoint._interface, endpoint._backlog) == (port, "127.0.0.1", 1024)
     assert len(options.registry) == 0
     assert options["max-line"] == 8192 and options["idle-timeout"] == 60
+
+
+def test_basePortAndInterface():
+    """
+    C{--port BASE} and C{--interface ADDR} move the three ports together;
+    C{--new}, C{--find} or C{--event} replaces one of them.
+    """
+    options = parse("--port", "7701", "--interface", "127.0.0.2", "--find", "tcp:9999")
+    endpoints = options.endpoints
+    assert (endpoints["new"]._port, endpoints["new"]._interface) == (7701, "127.0.0.2")
+    assert (endpoints["find"]._port, endpoints["find"]._interface) == (9999, "")
+    assert (endpoints["event"]._port, endpoints["event"]._interface) == (7703, "127.0.0.2")
+    assert endpoints["event"]._backlog == 1024
+    options = parse("--port", "0", "--interface", "::1")
+    assert [options.endpoints[n]._port for n in ("new", "find", "event")] == [0, 0, 0]
+    assert options.endpoints["new"]._interface == "::1"
+
+
+def test_helpText():
+    """
+    Every option's text in C{--help} is one paragraph with single spaces.
+    """
+    text = str(Options())
+    for line in text.splitlines():
+        doc = re.sub(r"^\s*(-\w, )?--[\w-]+=?\s+", "", line).strip()
+        assert "  " not in doc, line
+    for option in ("--port=", "--interface=", "--max-retry-delay="):
+        assert option in text
+
+
+def test_version(capsys):
+    """
+    C{--version} prints txinferno's version.
+    """
+    with pytest.raises(SystemExit) as e:
+        parse("--version")
+    assert e.value.code == 0
+    assert capsys.readouterr().out == "twistd regmgr (txinferno) %s\n" % (txinferno.__version__,)
+
+
+@pytest.mark.logs_errors
+def test_portInUse():
+    """
+    When one port cannot listen, none does: starting fails with one error
+    naming the port's role and address, and no port was opened, even for a
+    moment (Twisted logs each port that starts listening).
+    """
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        options = parse("--port", "0", "--event", "tcp:%d:interface=127.0.0.1" % (port,))
+        service = makeService(options, reactor)
+        with capturedLogs() as events:
+            with pytest.raises(PortListenError) as e:
+                service.startService()
+        assert str(e.value) == (
+            "cannot listen for the event port on 127.0.0.1:%d: address already in use" % (port,))
+        assert [formatEvent(event) for event in events] == []
+        assert service.server.ports == []
+        with pytest.raises(SystemExit) as e:
+            makeService(options, reactor).privilegedStartService()
+        assert e.value.code == 1
+    finally:
+        busy.close()
+
+
+def test_summaryLine():
+    """
+    Once the ports listen, one line says where each serves and how many
+    static services there are, in the registry's own terms.
+    """
+    db = io.StringIO("service=s1 a=1\nservice=s2\n")
+    registry = Registry()
+    registry.loadStatic(db)
+    server = RegistryServer(registry, reactor)
+    with capturedLogs() as events:
+        ports = server.listen(*["tcp:0:interface=127.0.0.1"] * 3)
+    ports = [p.getHost().port for p in ports.result]
+    lines = [formatEvent(e) for e in events]
+    assert lines[-1] == (
+        "registry serving new=127.0.0.1:%d, find=127.0.0.1:%d, event=127.0.0.1:%d, "
+        "2 static services" % tuple(ports))
+    assert lines[:-1] == ["%s port starting on %d" % pair for pair in zip(("new", "find", "event"), ports)]
+    return server.stopListening()
 
 
 def test_staticServices(tmp_path):
@@ -48,11 +142,17 @@ def test_staticServices(tmp_path):
     "args, message",
     [
         (["--db", "/nonexistent/services.db"],
-         "--db /nonexistent/services.db: cannot read: [Errno 2] No such file or directory: "
-         "'/nonexistent/services.db'"),
+         "--db /nonexistent/services.db: cannot read: No such file or directory"),
         (["--new", "bogus:1234"], "--new bogus:1234: bad endpoint: "),
         (["--find", "tcp:notaport"], "--find tcp:notaport: bad endpoint: "),
-        (["--max-line", "0"], "Parameter type enforcement failed: must be positive"),
+        (["--max-line", "0"], "--max-line 0: must be a positive integer"),
+        (["--max-line", "abc"], "--max-line abc: must be a positive integer"),
+        (["--idle-timeout", "-1"], "--idle-timeout -1: must be a positive number"),
+        (["--port", "65534"], "--port 65534: must leave room for ports BASE+1 and BASE+2"),
+        (["--port", "x"], "--port x: must be an integer, 0 or more"),
+        (["--interface", "no:such"], "--interface no:such: not an IPv4 or IPv6 address"),
+        (["--service", "name 'unterminated"], "--service name 'unterminated: unterminated quote"),
+        (["--monitor", "descr 'a"], "--monitor descr 'a: unterminated quote"),
     ],
 )
 def test_usageErrors(args, message):
@@ -83,6 +183,7 @@ def test_badStaticFile(tmp_path, content, message):
     with pytest.raises(usage.UsageError) as e:
         parse("--db", str(db))
     assert message in str(e.value) and str(db) in str(e.value)
+    assert "cannot read" not in str(e.value)
 
 
 class RecordingEndpoint:
@@ -115,7 +216,7 @@ async def test_makeService(tmp_path):
     options = parse("--db", str(db))
     options.endpoints = {name: RecordingEndpoint() for name in ("new", "find", "event")}
     service = makeService(options, reactor)
-    assert [s.name for s in service] == ["new", "find", "event"]
+    assert [s.name for s in service] == ["ports"]
     service.startService()
     try:
         new, find, event = await defer.gatherResults(

@@ -165,3 +165,14 @@ def test_splitNeverRaises(data):
     assert all(isinstance(w, str) for w in words)
     lines, rest = splitLines(data)
     assert b"".join(line + b"\n" for line in lines) + rest == data
+
+
+@given(st.one_of(st.binary(max_size=40), st.text(max_size=20).map(lambda t: t.encode("utf-8", "surrogatepass"))))
+def test_decodeFastPathAgrees(data):
+    """
+    The fast path of L{decode} (strict UTF-8) gives what Inferno's rule
+    gives, for any bytes.
+    """
+    import codecs
+
+    assert decode(data) == codecs.getincrementaldecoder("utf-8")("replace").decode(data, False)

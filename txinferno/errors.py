@@ -8,12 +8,14 @@ __all__ = [
     "RegistrationRejected",
     "RegistrationLost",
     "MalformedAnswer",
+    "MalformedMessage",
     "AnswerTooLarge",
     "RegistryUnavailable",
     "RegistryTimeout",
     "OpenFileLimit",
     "HealthCheckFailed",
     "HealthCheckTimedOut",
+    "AuthenticationRequired",
 ]
 
 
@@ -66,6 +68,13 @@ class MalformedAnswer(TxInfernoError):
     """
 
 
+class MalformedMessage(TxInfernoError):
+    """
+    Bytes that are not a well-formed Styx (9P2000) message: a size field out
+    of range, an unknown type, fields cut short or bytes left over.
+    """
+
+
 class AnswerTooLarge(MalformedAnswer):
     """
     An answer from the registry went over the client's size limit.
@@ -115,4 +124,12 @@ class HealthCheckFailed(TxInfernoError):
 class HealthCheckTimedOut(HealthCheckFailed):
     """
     A health check did not end within its timeout; it was cancelled.
+    """
+
+
+class AuthenticationRequired(RegistryUnavailable):
+    """
+    The Styx server began Inferno's authentication protocol instead of
+    answering Tversion: it is exported by Inferno's C{listen} without
+    C{-A}.  Export it with C{listen -A}, or reach it through TLS.
     """

@@ -3,51 +3,65 @@ C{twistd regmgr}: serve a registry on its three TCP ports, and keep services
 registered and monitors running, in it or in another registry.
 
 With no options it listens on 127.0.0.1, ports 6701 (new), 6702 (find) and
-6703 (event)::
+6703 (event), and serves the same registry over Styx on 6675 (C{--styx},
+C{--no-styx}); C{--port BASE} and C{--interface ADDR} move the three TCP
+bridge ports together, C{--new}, C{--find} and C{--event} take a full
+endpoint string for one::
 
     twistd -n regmgr
-    twistd -n regmgr --new tcp:7701 --find tcp:7702 --event tcp:7703 \\
-        --db /etc/services.db
+    twistd -n regmgr --port 7701 --db /etc/services.db
     twistd -n regmgr --registry tcp:10.0.0.1 --service "web proto http" \\
         --monitor "proto *" --on-change ./changed.sh
 """
 
+import ipaddress
+import os
 import signal
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
 from twisted.python import usage
 
+from txinferno import __version__
+from txinferno._options import number
 from txinferno.agent import (
+    DEFAULT_HOOK_TIMEOUT,
     Agent,
     checkServices,
     parseQuerySpec,
     parseServiceSpec,
     readServicesFile,
 )
-from txinferno.wire.description import clientStringFor, parseRegistryDescription
-from txinferno.errors import RegistryError
+from txinferno.client.event import DEFAULT_MAX_DELAY
 from txinferno.client.manager import RegistryManager
 from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
-from txinferno.server.registry import Registry
+from txinferno.errors import RegistryError
 from txinferno.server.protocols import IDLE_TIMEOUT, RegistryServer
+from txinferno.server.registry import Registry
+from txinferno.server.styx import StyxRegistryServer
+from txinferno.wire.description import (
+    REGISTRY_ENVIRONMENT,
+    clientStringFor,
+    defaultRegistry,
+    parseDescription,
+)
 from txinferno.wire.words import MAX_LINE
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "RegistryPortsService", "makeService"]
 
 PORTS = ("new", "find", "event")
+DEFAULT_BASE_PORT = 6701
+DEFAULT_INTERFACE = "127.0.0.1"
+BACKLOG = 1024
 
 
-def _positive(kind):
-    def coerce(value):
-        number = kind(value)
-        if number <= 0:
-            raise ValueError("must be positive")
-        return number
-
-    coerce.coerceDoc = "Must be positive."
-    return coerce
+def _portEndpoint(port, interface):
+    """
+    @return: the server endpoint string of one port, with a listen queue of
+        L{BACKLOG}.
+    """
+    return "tcp:%d:interface=%s:backlog=%d" % (port, interface.replace(":", "\\:"), BACKLOG)
 
 
 class Options(usage.Options):
@@ -61,47 +75,77 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Serve an Inferno registry(4) on three TCP ports: new (register), "
-        "find (query) and event (change notification)."
+        "find (query) and event (change notification), and over Styx (9P2000)."
     )
 
     optParameters = [
-        ["new", None, "tcp:6701:interface=127.0.0.1:backlog=1024",
-         "Server endpoint of the new (registration) port."],
-        ["find", None, "tcp:6702:interface=127.0.0.1:backlog=1024",
-         "Server endpoint of the find (query) port."],
-        ["event", None, "tcp:6703:interface=127.0.0.1:backlog=1024",
-         "Server endpoint of the event (change notification) port."],
+        ["port", "p", DEFAULT_BASE_PORT,
+         "Serve the new, find and event ports on BASE, BASE+1 and BASE+2 "
+         "(0: three ports the system chooses).",
+         number("port", int, 0, inclusive=True)],
+        ["interface", None, DEFAULT_INTERFACE,
+         "The address the three ports listen on (0.0.0.0: every IPv4 address)."],
+        ["new", None, None,
+         "Server endpoint string of the new (registration) port, instead of "
+         "the one --port and --interface give."],
+        ["find", None, None,
+         "Server endpoint string of the find (query) port, likewise."],
+        ["event", None, None,
+         "Server endpoint string of the event (change notification) port, likewise."],
+        ["styx", None, "tcp:6675:interface=127.0.0.1:backlog=1024",
+         "Server endpoint of the Styx (9P2000) port, Inferno's registry port."],
         ["db", None, None,
          "attrdb(6) file of static services (entries with a service=NAME pair)."],
         ["max-line", None, MAX_LINE,
          "Longest line accepted, in bytes; a longer one closes its connection.",
-         _positive(int)],
+         number("max-line", int)],
         ["idle-timeout", None, IDLE_TIMEOUT,
-         "Close a new or find connection that sends no line within this many seconds",
-         _positive(float)],
+         "Close a new or find connection that sends no line within this many seconds.",
+         number("idle-timeout")],
         ["registry", "r", None,
-         "Use this registry (a description such as tcp:10.0.0.1) instead of "
-         "serving one; the server options are then ignored."],
+         "Keep the services and run the monitors in this registry (a description "
+         "such as tcp:10.0.0.1 or styx:10.0.0.1) instead of serving one; the server "
+         "options are then ignored. Default with --service, --services or --monitor: $%s "
+         "when it is set." % (REGISTRY_ENVIRONMENT,)],
+        ["max-retry-delay", None, DEFAULT_MAX_DELAY,
+         "The agent's longest wait, in seconds, between attempts to reach a "
+         "lost registry.", number("max-retry-delay")],
         ["services", None, None,
          "attrdb(6) file of services to keep registered (one service=NAME entry "
          "each; an attribute check= is its health check); re-read on SIGHUP."],
         ["on-change", None, None,
          "Shell command run for each change a monitor sees (one at a time per "
          "monitor), with TXINFERNO_EVENT, TXINFERNO_NAME, TXINFERNO_SERVICE and "
-         "TXINFERNO_QUERY in its environment."],
+         "TXINFERNO_QUERY in its environment and the service line on its stdin."],
+        ["hook-timeout", None, DEFAULT_HOOK_TIMEOUT,
+         "Kill an --on-change command still running after this many seconds.",
+         number("hook-timeout")],
     ]
 
     optFlags = [
+        ["allow-empty-services", None,
+         "Accept a --services file that names no service (unregistering all of "
+         "its services) even without a 'noservices' entry."],
         ["keep-failing", None,
          "Keep a service whose health check fails registered, with the attribute "
          "'health failing' (and 'health passing' once it passes again), instead of "
          "unregistering it."],
+        ["no-styx", None, "Do not serve the registry over Styx."],
     ]
 
     def __init__(self):
         usage.Options.__init__(self)
         self["service"] = []
         self["monitor"] = []
+        # The help text wraps each option's text itself: one paragraph each.
+        self.docs = {name: doc and " ".join(doc.split()) for name, doc in self.docs.items()}
+
+    def opt_version(self):
+        """
+        Display txinferno's version and exit.
+        """
+        print("twistd regmgr (txinferno) %s" % (__version__,))
+        raise SystemExit(0)
 
     def opt_service(self, spec):
         """
@@ -109,6 +153,7 @@ class Options(usage.Options):
         the registry's wire (repeatable); an attribute 'check' is its health
         check (not sent), such as "web check 'http://127.0.0.1:8080/ interval=5'".
         """
+        _checkQuotes("--service", spec)
         try:
             self["service"].append(parseServiceSpec(spec))
         except ValueError as e:
@@ -119,19 +164,25 @@ class Options(usage.Options):
         Log every service matching 'ATTR VALUE...' that comes, changes or goes
         (repeatable).
         """
+        _checkQuotes("--monitor", spec)
         try:
             self["monitor"].append(parseQuerySpec(spec))
         except ValueError as e:
             raise usage.UsageError("--monitor %s: %s" % (spec, e))
 
     def postOptions(self):
+        if self["registry"] is None and self.agentWanted and REGISTRY_ENVIRONMENT in os.environ:
+            self["registry"] = defaultRegistry()
+            self.registryFrom = "$" + REGISTRY_ENVIRONMENT
+        else:
+            self.registryFrom = "--registry"
         if self["registry"] is None:
             self._checkServer()
         else:
             try:
-                parseRegistryDescription(self["registry"])
+                parseDescription(self["registry"])
             except ValueError as e:
-                raise usage.UsageError("--registry %s: %s" % (self["registry"], e))
+                raise usage.UsageError("%s %s: %s" % (self.registryFrom, self["registry"], e))
         from twisted.internet import reactor
 
         try:
@@ -140,7 +191,8 @@ class Options(usage.Options):
             raise usage.UsageError("--service: %s" % (e,))
         if self["services"] is not None:
             try:
-                checkServices(readServicesFile(self["services"]), self["keep-failing"], reactor)
+                checkServices(readServicesFile(self["services"], self["allow-empty-services"]),
+                              self["keep-failing"], reactor)
             except (OSError, ValueError) as e:
                 raise usage.UsageError("--services %s: %s" % (self["services"], e))
         if self["on-change"] is not None and not self["monitor"]:
@@ -162,69 +214,146 @@ class Options(usage.Options):
         """
         from twisted.internet import reactor
 
+        base = self["port"]
+        if base > 65533:
+            raise usage.UsageError(
+                "--port %d: must leave room for ports BASE+1 and BASE+2 (at most 65533)" % (base,))
+        try:
+            ipaddress.ip_address(self["interface"])
+        except ValueError:
+            raise usage.UsageError(
+                "--interface %s: not an IPv4 or IPv6 address" % (self["interface"],)) from None
         self.endpoints = {}
-        for name in PORTS:
+        for offset, name in enumerate(PORTS):
+            if self[name] is None:
+                self[name] = _portEndpoint(base + offset if base else 0, self["interface"])
+                option = "--port %d --interface %s" % (base, self["interface"])
+            else:
+                option = "--%s %s" % (name, self[name])
             try:
                 self.endpoints[name] = serverFromString(reactor, self[name])
             except (ValueError, TypeError, KeyError) as e:
-                raise usage.UsageError("--%s %s: bad endpoint: %s" % (name, self[name], e))
+                raise usage.UsageError("%s: bad endpoint: %s" % (option, e)) from None
+        if not self["no-styx"]:
+            try:
+                self.endpoints["styx"] = serverFromString(reactor, self["styx"])
+            except (ValueError, TypeError, KeyError) as e:
+                raise usage.UsageError("--styx %s: bad endpoint: %s" % (self["styx"], e)) from None
         self.registry = Registry()
         if self["db"] is not None:
             try:
                 self.registry.loadStatic(self["db"])
-            except (OSError, ValueError) as e:
-                raise usage.UsageError("--db %s: cannot read: %s" % (self["db"], e))
+            except OSError as e:
+                raise usage.UsageError("--db %s: cannot read: %s" % (self["db"], e.strerror or e)) from None
+            except UnicodeDecodeError as e:
+                raise usage.UsageError("--db %s: not UTF-8: %s" % (self["db"], e)) from None
+            except ValueError as e:
+                raise usage.UsageError("--db %s: %s" % (self["db"], e)) from None
             except RegistryError as e:
-                raise usage.UsageError("--db %s: %s" % (self["db"], e.text))
+                raise usage.UsageError("--db %s: %s" % (self["db"], e.text)) from None
 
 
-class _RecordingEndpoint:
+def _checkQuotes(option, spec):
     """
-    A server endpoint that remembers the address its port listens on.
+    @raise usage.UsageError: when C{spec} leaves a quote open.
+    """
+    if spec.count("'") % 2:
+        raise usage.UsageError("%s %s: unterminated quote" % (option, spec))
+
+
+class RegistryPortsService(Service):
+    """
+    Listens on a L{RegistryServer}'s three ports while running: on all three,
+    or, when one cannot listen, on none.
+
+    Under twistd the ports open in L{privilegedStartService}; a port that
+    cannot listen is logged in one line (C{cannot listen for the event port
+    on 127.0.0.1:6703: address already in use}) and twistd exits with
+    status 1.
+
+    @ivar server: the server.
+    @ivar endpoints: where its C{new}, C{find} and C{event} ports listen.
+    @ivar also: the other ports to open with them, all or none: C{(role,
+        endpoint, factory)} (the Styx port).
     """
 
-    def __init__(self, endpoint):
-        self._endpoint = endpoint
-        self.address = None
+    _log = Logger()
 
-    def listen(self, factory):
-        def listening(port):
-            self.address = port.getHost()
-            return port
+    def __init__(self, server, endpoints, also=()):
+        self.server = server
+        self.endpoints = endpoints
+        self.also = list(also)
+        self._listening = None
 
-        return self._endpoint.listen(factory).addCallback(listening)
+    def privilegedStartService(self):
+        failure = self._listen()
+        if failure is not None:
+            self._log.error("{error}", error=failure.getErrorMessage())
+            raise SystemExit(1)
+        Service.privilegedStartService(self)
+
+    def startService(self):
+        if self._listening is None:
+            failure = self._listen()
+            if failure is not None:
+                failure.raiseException()
+        Service.startService(self)
+
+    def _listen(self):
+        """
+        @return: the L{Failure} (of a L{PortListenError}) when listening
+            failed at once, else L{None}.
+        """
+        outcome = []
+        self._listening = self.server.listen(*self.endpoints, also=self.also)
+        self._listening.addErrback(outcome.append)
+        if outcome:
+            self._listening = None
+            return outcome[0]
+        return None
+
+    def stopService(self):
+        Service.stopService(self)
+        self._listening = None
+        return self.server.stopListening()
 
 
 def makeService(options, reactor=None):
     """
     Build the C{regmgr} service: the registry server unless C{--registry}
-    names another registry, and the agent when services or monitors are
-    given.
+    (or, for an agent, C{$TXINFERNO_REGISTRY}) names another registry, and
+    the agent when services or monitors are given.
 
     @param options: parsed L{Options}.
     @param reactor: the reactor; the global one when L{None}.
-    @return: a L{MultiService} with one L{StreamServerEndpointService} per
-        port (named C{new}, C{find} and C{event}), all serving one
-        L{RegistryServer} (its C{server} attribute), and an
-        L{txinferno.agent.Agent} named C{agent} (its C{agent} attribute)
-        when asked for.
+    @return: a L{MultiService} with a L{RegistryPortsService} named
+        C{ports} serving one L{RegistryServer} (its C{server} attribute) and,
+        unless C{--no-styx}, a L{StyxRegistryServer} of the same registry
+        (its C{styxServer} attribute), and an L{txinferno.agent.Agent} named
+        C{agent} (its C{agent} attribute) when asked for.
     @rtype: L{MultiService}
     """
     if reactor is None:
         from twisted.internet import reactor
     service = MultiService()
-    service.server = service.agent = None
+    service.server = service.styxServer = service.agent = None
+    maxDelay = options["max-retry-delay"]
     if options["registry"] is not None:
         description = options["registry"]
+        if options.agentWanted:
+            _log.info("the agent uses the registry {registry} (from {source})",
+                      registry=description, source=options.registryFrom)
 
         def makeManager():
-            return RegistryManager(connectionFromString(reactor, description), reactor)
+            return RegistryManager(
+                connectionFromString(reactor, description, maxDelay=maxDelay), reactor)
     else:
-        endpoints = _serve(options, service, reactor)
+        server = _serve(options, service, reactor)
 
         def makeManager():
-            new, find, event = [clientStringFor(e.address) for e in endpoints]
-            return RegistryManager(TCPRegistryConnection(reactor, new, find, event), reactor)
+            new, find, event = [clientStringFor(port.getHost()) for port in server.ports[:3]]
+            return RegistryManager(
+                TCPRegistryConnection(reactor, new, find, event, maxDelay=maxDelay), reactor)
 
     if options.agentWanted:
         agent = service.agent = Agent(
@@ -235,38 +364,45 @@ def makeService(options, reactor=None):
             onChange=options["on-change"],
             reactor=reactor,
             keepFailing=options["keep-failing"],
+            allowEmpty=options["allow-empty-services"],
+            hookTimeout=options["hook-timeout"],
         )
         agent.setName("agent")
         agent.setServiceParent(service)
-        if options["services"] is not None:
-            signal.signal(signal.SIGHUP,
-                          lambda *_: reactor.callFromThread(agent.reload))
+    if options["services"] is not None:
+        signal.signal(signal.SIGHUP,
+                      lambda *_: reactor.callFromThread(service.agent.reload))
+    else:
+        signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(_nothingToReload))
     return service
+
+
+_log = Logger()
+
+
+def _nothingToReload():
+    _log.warn("SIGHUP ignored: there is nothing to reload (static services of --db are "
+              "read once, at start; a --services file is re-read on SIGHUP)")
 
 
 def _serve(options, service, reactor):
     """
-    Add the registry server's three ports to C{service}.
+    Add the registry server's three TCP ports and its Styx port to
+    C{service}.
 
-    @return: the three endpoints, recording where they listen.
+    @return: the L{RegistryServer}.
     """
-    service.server = RegistryServer(
+    server = service.server = RegistryServer(
         options.registry,
         reactor,
         maxLineLength=options["max-line"],
         idleTimeout=options["idle-timeout"],
     )
-    factories = {
-        "new": service.server.newFactory,
-        "find": service.server.findFactory,
-        "event": service.server.eventFactory,
-    }
-    endpoints = []
-    for name in PORTS:
-        endpoint = _RecordingEndpoint(options.endpoints[name])
-        port = StreamServerEndpointService(endpoint, factories[name])
-        port._raiseSynchronously = True
-        port.setName(name)
-        port.setServiceParent(service)
-        endpoints.append(endpoint)
-    return endpoints
+    also = []
+    if "styx" in options.endpoints:
+        service.styxServer = StyxRegistryServer(options.registry, reactor)
+        also.append(("styx", options.endpoints["styx"], service.styxServer.factory))
+    ports = RegistryPortsService(server, [options.endpoints[name] for name in PORTS], also)
+    ports.setName("ports")
+    ports.setServiceParent(service)
+    return server

@@ -7,17 +7,16 @@ L{connectionStarter}, which starts connections as connectors, directly
 with C{connectTCP} for a plain TCP endpoint string.
 """
 
-from zope.interface import implementer
-
 from twisted.internet import error
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IAddress, IConnector
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from txinferno.wire.description import tcpAddress
 
-__all__ = ["EndpointAddress", "EndpointConnector", "connectionStarter"]
+__all__ = ["EndpointAddress", "EndpointConnector", "checkPositive", "connectionStarter"]
 
 
 @implementer(IAddress)
@@ -235,3 +234,15 @@ def connectionStarter(reactor, endpoint):
         return connector
 
     return connectThroughEndpoint
+
+
+def checkPositive(**options):
+    """
+    Check a connection plugin's timeouts, delays, sizes and intervals.
+
+    @param options: each option's value, or L{None} when not given.
+    @raise ValueError: for a value given that is not positive.
+    """
+    for option, value in options.items():
+        if value is not None and not value > 0:
+            raise ValueError("%s must be positive, not %r" % (option, value))

@@ -6,18 +6,17 @@ liveness probe.
 
 import re
 
-from zope.interface import implementer
-
 from twisted.internet import defer, task
 from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from txinferno.errors import MalformedAnswer, RegistryTimeout, RegistryUnavailable
-from txinferno.interfaces import IChangeStream
 from txinferno._keepalive import enableKeepAlive
 from txinferno.client._reconnect import EndpointConnector
+from txinferno.errors import MalformedAnswer, RegistryTimeout, RegistryUnavailable
+from txinferno.interfaces import IChangeStream
 
 __all__ = [
     "DEFAULT_INITIAL_DELAY",

@@ -8,10 +8,10 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.python.failure import Failure
 
-from txinferno.errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
 from txinferno._filelimit import explainOpenFileLimit
 from txinferno._keepalive import enableKeepAlive
-from txinferno.wire.words import splitLines, splitWords
+from txinferno.errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
+from txinferno.wire.words import decode, quote, splitLines, splitWords
 
 __all__ = [
     "DEFAULT_FIND_TIMEOUT",
@@ -221,7 +221,8 @@ def runQuery(
     def timedOut(result, timeout):
         return Failure(
             RegistryTimeout(
-                "the registry did not answer the query %r within %g s" % (query, timeout)
+                "the registry did not answer the query %s within %g s"
+                % (quote(decode(query).rstrip("\n")), timeout)
             )
         )
 

@@ -18,11 +18,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txinferno.client._burstlog import BurstLog
 from txinferno._filelimit import raiseOpenFileLimit
-from txinferno.interfaces import IChangeObserver, IRegistryTask
+from txinferno.client._burstlog import BurstLog
 from txinferno.client.lookup import Lookup
 from txinferno.client.tcp import connectionFromString
+from txinferno.interfaces import IChangeObserver, IRegistryTask
 
 __all__ = ["START_BATCH", "RegistryManager"]
 

@@ -14,7 +14,7 @@ from txinferno.client._states import StateMachine
 from txinferno.interfaces import IRegistryTask
 from txinferno.wire.rules import queryLine
 
-__all__ = ["QUIET", "MAX_WAIT", "PACE", "MAX_RETRY_DELAY", "Monitor"]
+__all__ = ["QUIET", "MAX_WAIT", "PACE", "MAX_RETRY_DELAY", "SETTLE", "Monitor"]
 
 QUIET = 0.01
 """
@@ -41,6 +41,13 @@ The longest wait before a monitor tries again after finds that failed
 (each failure in a row doubles the wait, from L{MAX_WAIT}).
 """
 
+SETTLE = 10.0
+"""
+Default of L{Monitor.settle}: seconds after the registry is reachable again
+during which a service of the view that has not come back yet is not
+reported removed (its owner may still be registering it again).
+"""
+
 
 class _MonitorState(Enum):
     """
@@ -52,7 +59,7 @@ class _MonitorState(Enum):
     idle = "the view is up to date: waiting for a change"
     finding = "a find in flight"
     findingChanged = "a find in flight, and a change came since it started"
-    settling = "waiting for a quiet spell before the next find"
+    quieting = "waiting for a quiet spell before the next find"
     retrying = "backing off after a failed find"
 
 
@@ -77,6 +84,12 @@ class Monitor(StateMachine):
     an update is reported as added, one that stops matching as removed, and
     an outage with no change produces no report but C{resynced()}.
 
+    After an outage, services of the view that the registry does not list
+    yet are held for L{settle} seconds from the reconnection: added and
+    updated services are reported at once, but one still missing is
+    reported removed only by the first answer after the window, since its
+    owner is most likely registering it again.
+
     @ivar attrs: the query.
     @ivar observer: told of the differences.
     @type observer: L{txinferno.interfaces.IMonitorObserver}
@@ -85,22 +98,28 @@ class Monitor(StateMachine):
     @type services: L{dict}
     @ivar synced: L{True} once the view matches an answer received since the
         registry last became reachable.
+    @ivar settle: seconds of the window after a reconnection (0: none).
+    @type settle: L{float}
     """
 
     _log = Logger()
 
     followsChanges = True
 
-    def __init__(self, attrs, observer):
+    def __init__(self, attrs, observer, settle: float = SETTLE):
         """
         @param attrs: the query: a mapping or a sequence of C{(attr, value)}
             pairs; a value of C{*} matches any value of an existing
             attribute; no pairs follow every service.
         @param observer: told of the services that come, change and go.
         @type observer: L{txinferno.interfaces.IMonitorObserver}
-        @raise ValueError: for an invalid query.
+        @param settle: see L{settle}.
+        @raise ValueError: for an invalid query or a negative C{settle}.
         """
         queryLine(attrs)
+        if not settle >= 0:
+            raise ValueError("settle must be 0 or more seconds, not %r" % (settle,))
+        self.settle = settle
         self.attrs = attrs
         self.observer = observer
         self.manager = None
@@ -115,6 +134,7 @@ class Monitor(StateMachine):
         self._quiet = None
         self._backoff = None
         self._reportedFailure = None
+        self._settling = None
 
     def __repr__(self):
         return "<Monitor %r: %d services>" % (self.attrs, len(self.services))
@@ -134,6 +154,9 @@ class Monitor(StateMachine):
         abandon the find in flight.  The view is kept, to be compared with
         the registry when it is reachable again.
         """
+        if self._settling is not None:
+            self._settling.cancel()
+            self._settling = None
         self._handle("stop")
 
     def refresh(self):
@@ -159,6 +182,14 @@ class Monitor(StateMachine):
     def _failed(self, reason):
         self._handle("failed", reason)
 
+    def _settled(self):
+        """
+        The window after a reconnection is over: query again, so that the
+        services still missing are reported removed.
+        """
+        self._settling = None
+        self.refresh()
+
     def _retry(self):
         self._handle("retry")
 
@@ -166,7 +197,7 @@ class Monitor(StateMachine):
         self._quiet = None
         now = self.manager.clock.seconds()
         if now >= self._lastChange + QUIET or now >= self._waitUntil:
-            self._handle("settled")
+            self._handle("quiet")
         else:
             self._wait(now)
 
@@ -175,6 +206,8 @@ class Monitor(StateMachine):
     def _restore(self):
         self.synced = False
         self._reportedFailure = None
+        if self.services and self.settle:
+            self._settling = self.manager.clock.callLater(self.settle, self._settled)
         restoring = self._restoring = self.manager.whenRestored()
         restoring.addCallbacks(self._restored, self._notRestored)
 
@@ -203,7 +236,7 @@ class Monitor(StateMachine):
         quiet spell, or once the longest wait has passed.
         """
         self._answered(services)
-        if self._state is _MonitorState.settling:
+        if self._state is _MonitorState.quieting:
             now = self.manager.clock.seconds()
             # The quiet spell counts from now: the registry may have been
             # quiet only because it was answering the find.
@@ -250,7 +283,12 @@ class Monitor(StateMachine):
         """
         Make C{services} the view and report how it differs from the last.
         """
-        previous, self.services = self.services, services
+        previous = self.services
+        if self._settling is not None:
+            services = dict(services)
+            for name, attrs in previous.items():
+                services.setdefault(name, attrs)
+        self.services = services
         for name, attrs in previous.items():
             if name not in services:
                 self._notify("removed", name, attrs)
@@ -294,13 +332,13 @@ Monitor._transitions = {
         "stop": (_S.stopped, _M._cancelFind),
     },
     _S.findingChanged: {
-        "found": (_S.settling, _M._answeredAfterChange),
+        "found": (_S.quieting, _M._answeredAfterChange),
         "failed": (_S.retrying, _M._findFailed),
         "stop": (_S.stopped, _M._cancelFind),
     },
-    _S.settling: {
-        "change": (_S.settling, _M._changed),
-        "settled": (_S.finding, _M._find),
+    _S.quieting: {
+        "change": (_S.quieting, _M._changed),
+        "quiet": (_S.finding, _M._find),
         "stop": (_S.stopped, _M._cancelQuiet),
     },
     _S.retrying: {

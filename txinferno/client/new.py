@@ -13,13 +13,14 @@ name held by another service means C{duplicate service name}.
 
 from collections import deque
 
-from zope.interface import implementer
-
 from twisted.internet import defer
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from txinferno._filelimit import explainOpenFileLimit
+from txinferno._keepalive import enableKeepAlive
 from txinferno.client._burstlog import BurstLog
 from txinferno.errors import (
     MalformedAnswer,
@@ -28,8 +29,6 @@ from txinferno.errors import (
     RegistryTimeout,
 )
 from txinferno.interfaces import IRegistration
-from txinferno._filelimit import explainOpenFileLimit
-from txinferno._keepalive import enableKeepAlive
 from txinferno.wire.persist import persists
 from txinferno.wire.rules import registrationLine, updateLine
 

@@ -3,16 +3,15 @@ The TCP connection plugin: a registry reached through its three ports
 (new, find, event), each any client endpoint (TCP, TLS, UNIX...).
 """
 
+from twisted.internet.endpoints import clientFromString
 from zope.interface import implementer
 
-from twisted.internet.endpoints import clientFromString
-
+from txinferno.client._reconnect import checkPositive, connectionStarter
 from txinferno.client.event import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, EventClientFactory
-from txinferno.wire.description import parseRegistryDescription
 from txinferno.client.find import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, runQuery
-from txinferno.interfaces import IChangeObserver, IRegistryConnection
-from txinferno.client._reconnect import connectionStarter
 from txinferno.client.new import Registrar
+from txinferno.interfaces import IChangeObserver, IRegistryConnection
+from txinferno.wire.description import StyxEndpoint, parseDescription
 from txinferno.wire.rules import queryLine
 
 __all__ = ["PROBE_QUERY", "TCPRegistryConnection", "connectionFromString"]
@@ -79,16 +78,14 @@ class TCPRegistryConnection:
         @raise ValueError: for a timeout, delay or interval that is not
             positive, or a bad endpoint string.
         """
-        for option, value in [
-            ("findTimeout", findTimeout),
-            ("maxAnswerSize", maxAnswerSize),
-            ("initialDelay", initialDelay),
-            ("maxDelay", maxDelay),
-            ("probeInterval", probeInterval),
-            ("probeTimeout", probeTimeout),
-        ]:
-            if value is not None and not value > 0:
-                raise ValueError("%s must be positive, not %r" % (option, value))
+        checkPositive(
+            findTimeout=findTimeout,
+            maxAnswerSize=maxAnswerSize,
+            initialDelay=initialDelay,
+            maxDelay=maxDelay,
+            probeInterval=probeInterval,
+            probeTimeout=probeTimeout,
+        )
         self._find, self._event = [
             clientFromString(reactor, e) if isinstance(e, str) else e for e in (find, event)
         ]
@@ -205,17 +202,28 @@ class _ChangesAlsoToRegistrar:
 
 def connectionFromString(reactor, description, **options):
     """
-    Make a connection plugin from a registry description string.
+    Make a connection plugin from a registry description string: the TCP
+    plugin for C{tcp:}, the Styx one for C{styx:}.
 
     @param reactor: the reactor to connect with.
-    @param description: such as C{tcp:192.0.2.1}, C{tcp:192.0.2.1:7000} or
-        C{tcp:host=192.0.2.1:new=7000:find=7001:event=7002}; see
-        L{txinferno.wire.description}.
-    @param options: keyword arguments of L{TCPRegistryConnection}.
+    @param description: such as C{tcp:192.0.2.1}, C{tcp:192.0.2.1:7000},
+        C{tcp:host=192.0.2.1:new=7000:find=7001:event=7002},
+        C{styx:192.0.2.1} or C{styx:endpoint=tls\\:h\\:6675:user=alice};
+        see L{txinferno.wire.description}.
+    @param options: keyword arguments of L{TCPRegistryConnection} or
+        L{txinferno.client.styxconnection.StyxRegistryConnection}.
     @raise ValueError: for a bad description or option.
-    @rtype: L{TCPRegistryConnection}
+    @rtype: L{TCPRegistryConnection} or
+        L{txinferno.client.styxconnection.StyxRegistryConnection}
     """
-    new, find, event = parseRegistryDescription(description)
+    parsed = parseDescription(description)
+    if isinstance(parsed, StyxEndpoint):
+        from txinferno.client.styxconnection import StyxRegistryConnection
+
+        return StyxRegistryConnection(
+            reactor, parsed.endpoint, parsed.user, description=description, **options
+        )
+    new, find, event = parsed
     return TCPRegistryConnection(
         reactor, new, find, event, description=description, **options
     )

@@ -12,15 +12,21 @@ as the real bridge would (C{q2 v1 it''s v2 'unbalanced\\n} registers C{q2}
 with C{v2} set to C{unbalanced\\n}).
 """
 
+import socket
+
 from twisted.internet import defer, tcp
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txinferno.errors import RegistryError
-from txinferno.wire.words import MAX_LINE, LineAssembler, splitWords
+from txinferno.errors import RegistryError, TxInfernoError
+from txinferno.server.connections import ConnectionTracking, sendDirect
+from txinferno.wire.words import MAX_LINE, LineAssembler, quote, splitWords
 
 __all__ = [
     "NewServerProtocol",
@@ -28,7 +34,10 @@ __all__ = [
     "EventServerProtocol",
     "RegistryPortFactory",
     "RegistryServer",
+    "PortListenError",
 ]
+
+ROLES = ("new", "find", "event")
 
 READY = b"READY\n"
 IDLE_TIMEOUT = 60.0
@@ -221,9 +230,10 @@ class NewServerProtocol(_WriteProtocol):
         if name is None and self.service is not None:
             name = self.service.name
         self._log.warn(
-            "new connection from {peer} for {name} closed: {error}",
-            peer=self.transport.getPeer(),
+            "new connection from {peer}{forName} closed: {error}",
+            peer=addressText(self.transport.getPeer()),
             name=name,
+            forName="" if name is None else " for " + quote(name),
             error=error.text,
         )
         self._releaseService()
@@ -258,7 +268,7 @@ class FindServerProtocol(_WriteProtocol):
     def writeFailed(self, error):
         self._log.warn(
             "find connection from {peer} closed: {error}",
-            peer=self.transport.getPeer(),
+            peer=addressText(self.transport.getPeer()),
             error=error.text,
         )
         self.finish()
@@ -307,17 +317,10 @@ class EventServerProtocol(Protocol):
 
     def _send(self, data):
         if self._socket is not None:
-            try:
-                sent = self._socket.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                # The connection is broken; the reactor will notice.
-                return
-            if sent == len(data):
+            data = sendDirect(self._socket, data)
+            if not data:
                 return
             self._socket = None
-            data = data[sent:]
         self.transport.write(data)
 
     def dataReceived(self, data):
@@ -356,15 +359,25 @@ class EventServerProtocol(Protocol):
 class RegistryPortFactory(Factory):
     """
     Build one port's protocols, all serving the same L{RegistryServer}.
+
+    @ivar role: C{new}, C{find} or C{event}; Twisted's line for a port that
+        starts listening names it (C{event port starting on 6703}).
     """
 
-    def __init__(self, server, protocol):
+    noisy = False
+
+    def __init__(self, server, protocol, role):
         """
         @type server: L{RegistryServer}
         @param protocol: L{NewServerProtocol}, L{FindServerProtocol} or L{EventServerProtocol}.
+        @param role: see L{role}.
         """
         self.server = server
         self.protocol = protocol
+        self.role = role
+
+    def logPrefix(self):
+        return "%s port" % (self.role,)
 
     def buildProtocol(self, addr):
         p = Factory.buildProtocol(self, addr)
@@ -372,7 +385,7 @@ class RegistryPortFactory(Factory):
         return p
 
 
-class RegistryServer:
+class RegistryServer(ConnectionTracking):
     """
     The three ports of one L{txinferno.server.registry.Registry}.
 
@@ -411,46 +424,74 @@ class RegistryServer:
         self.maxLineLength = maxLineLength
         self.idleTimeout = idleTimeout
         self.quotedNewlineDelay = quotedNewlineDelay
-        self.newFactory = RegistryPortFactory(self, NewServerProtocol)
-        self.findFactory = RegistryPortFactory(self, FindServerProtocol)
-        self.eventFactory = RegistryPortFactory(self, EventServerProtocol)
+        self.newFactory = RegistryPortFactory(self, NewServerProtocol, "new")
+        self.findFactory = RegistryPortFactory(self, FindServerProtocol, "find")
+        self.eventFactory = RegistryPortFactory(self, EventServerProtocol, "event")
         self.ports = []
-        self._connections = set()
+        self._initConnections()
         self._watchers = set()
-        self._allClosed = []
         self._reportCall = None
         registry.addObserver(self._changed)
 
-    def listen(self, new, find, event):
+    def listen(self, new, find, event, also=()):
         """
-        Start listening on the three ports.
+        Start listening on the three ports, and on any other port given to
+        open with them (the Styx port).  A TCP port that cannot be had (in
+        use, say) is found before any port opens, so that nothing listens,
+        even for a moment, when one of them cannot.
 
         @param new: where to serve C{new}.
         @type new: L{IStreamServerEndpoint} or a server endpoint string
         @param find: where to serve C{find} (same types).
         @param event: where to serve C{event} (same types).
-        @return: a L{Deferred} that fires with the L{list} of the three
-            listening ports (L{IListeningPort}), or fails with the first listening error
-            after any port that did listen has been stopped again.
+        @param also: more ports, each C{(role, endpoint, factory)}: they
+            open with the three, all or none, and close with them.
+
+        @return: a L{Deferred} that fires with the L{list} of the listening
+            ports (L{IListeningPort}: C{new}, C{find}, C{event}, then those
+            of C{also}), or fails with a L{PortListenError} for the first
+            port that could not listen, after any port that did listen has
+            been stopped again.
         """
+        also = list(also)
         endpoints = [
             serverFromString(self.reactor, e) if isinstance(e, str) else e
-            for e in (new, find, event)
+            for e in [new, find, event] + [endpoint for _, endpoint, _ in also]
         ]
+        roles = ROLES + tuple(role for role, _, _ in also)
+        try:
+            _checkFree(roles, endpoints)
+        except PortListenError as e:
+            return defer.fail(e)
         factories = [self.newFactory, self.findFactory, self.eventFactory]
+        factories += [factory for _, _, factory in also]
         d = defer.DeferredList(
             [e.listen(f) for e, f in zip(endpoints, factories)], consumeErrors=True
         )
 
         def listened(results):
             ports = [r for ok, r in results if ok]
-            failures = [r for ok, r in results if not ok]
+            failures = [
+                PortListenError.fromFailure(role, r)
+                for role, (ok, r) in zip(roles, results) if not ok
+            ]
             if failures:
                 stops = defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
-                return stops.addCallback(lambda _: failures[0])
+                return stops.addCallback(lambda _: defer.fail(failures[0]))
             self.ports = ports
-            for name, port in zip(("new", "find", "event"), ports):
-                self._log.info("{name} port listening on {address}", name=name, address=port.getHost())
+            more = "".join(
+                ", %s=%s" % (role, addressText(port.getHost()))
+                for role, port in zip(roles[3:], ports[3:])
+            )
+            self._log.info(
+                "registry serving new={new}, find={find}, event={event}{more}, "
+                "{static} static services",
+                new=addressText(ports[0].getHost()),
+                find=addressText(ports[1].getHost()),
+                event=addressText(ports[2].getHost()),
+                more=more,
+                static=sum(1 for service in self.registry if service.static),
+            )
             return ports
 
         return d.addCallback(listened)
@@ -474,26 +515,12 @@ class RegistryServer:
         @return: a L{Deferred} that fires with L{None} once every connection
             is closed.
         """
-        if not self._connections:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._allClosed.append(d)
-        for protocol in list(self._connections):
-            protocol.transport.abortConnection()
-        return d
+        return ConnectionTracking.disconnectAll(self)
 
-    def _track(self, protocol):
-        self._connections.add(protocol)
-
-    def _untrack(self, protocol):
-        self._connections.discard(protocol)
-        if not self._connections:
-            if self._reportCall is not None and not self._watchers:
-                self._reportCall.cancel()
-                self._reportCall = None
-            waiting, self._allClosed = self._allClosed, []
-            for d in waiting:
-                d.callback(None)
+    def _noConnections(self):
+        if self._reportCall is not None and not self._watchers:
+            self._reportCall.cancel()
+            self._reportCall = None
 
     def _changed(self, version):
         """
@@ -509,3 +536,85 @@ class RegistryServer:
         version = self.registry.version
         for watcher in list(self._watchers):
             watcher.report(version)
+
+
+def addressText(address):
+    """
+    An address as a log line gives it: C{HOST:PORT} (C{[HOST]:PORT} for
+    IPv6), a UNIX socket's path, or the address's own text.
+    """
+    if isinstance(address, IPv6Address):
+        return "[%s]:%d" % (address.host, address.port)
+    if isinstance(address, IPv4Address):
+        return "%s:%d" % (address.host, address.port)
+    name = getattr(address, "name", None)
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "replace")
+    return str(name if name is not None else address)
+
+
+class PortListenError(TxInfernoError):
+    """
+    One of the registry's ports could not listen.
+
+    @ivar role: C{new}, C{find} or C{event}.
+    @ivar address: where it was to listen (C{HOST:PORT}), or L{None} when
+        the error does not say.
+    @ivar reason: why, such as C{address already in use}.
+    """
+
+    def __init__(self, role, address, reason):
+        where = "" if address is None else " on " + address
+        TxInfernoError.__init__(
+            self, "cannot listen for the %s port%s: %s" % (role, where, reason))
+        self.role = role
+        self.address = address
+        self.reason = reason
+
+    @classmethod
+    def fromFailure(cls, role, failure):
+        """
+        @param failure: why an endpoint's C{listen} failed.
+        @type failure: L{Failure}
+        @rtype: L{PortListenError}
+        """
+        error = failure.value
+        if isinstance(error, CannotListenError):
+            family = IPv6Address if ":" in (error.interface or "") else IPv4Address
+            address = addressText(family("TCP", error.interface or "0.0.0.0", error.port))
+            cause = error.socketError
+            if isinstance(cause, OSError) and cause.strerror:
+                reason = cause.strerror[:1].lower() + cause.strerror[1:]
+            else:
+                reason = str(cause)
+            return cls(role, address, reason)
+        return cls(role, None, str(error) or type(error).__name__)
+
+
+def _checkFree(roles, endpoints):
+    """
+    Bind, and release, a socket where each TCP endpoint (of the port
+    C{roles} names) is to listen.
+
+    @raise PortListenError: for the first that cannot be bound; no socket
+        stays open.
+    """
+    held = []
+    try:
+        for role, endpoint in zip(roles, endpoints):
+            if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
+                continue
+            ipv6 = isinstance(endpoint, TCP6ServerEndpoint)
+            probe = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET)
+            held.append(probe)
+            # As Twisted's own TCP ports do on POSIX.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((endpoint._interface, endpoint._port))
+            except OSError as e:
+                raise PortListenError.fromFailure(
+                    role, Failure(CannotListenError(endpoint._interface, endpoint._port, e))
+                ) from e
+    finally:
+        for probe in held:
+            probe.close()

@@ -9,17 +9,26 @@ newest-first (a new attribute goes to the front; setting an existing one
 keeps it in its place and reverses the order of those in front of it).
 """
 
+import enum
 import re
+import time
 from operator import attrgetter
 
 from twisted.logger import Logger
 
-from txinferno.wire import attrdb
 from txinferno.errors import RegistryError
+from txinferno.wire import attrdb
 from txinferno.wire.persist import persists
-from txinferno.wire.words import formatLine
+from txinferno.wire.words import formatLine, quote
 
-__all__ = ["Registry", "RegisteredService"]
+__all__ = ["Registry", "RegisteredService", "ServiceState", "REGISTRY_USER"]
+
+REGISTRY_USER = "registry"
+"""
+The user that owns the registry's own files, its static services and the
+services registered through the TCP C{new} port (which, in Inferno, is a
+program of the registry's user).
+"""
 
 RESERVED_NAMES = frozenset(["", "new", "event", "find", "index"])
 """
@@ -38,24 +47,54 @@ def _pairs(words):
     return list(zip(it, it))
 
 
+class ServiceState(enum.Enum):
+    """
+    The life of a L{RegisteredService}: C{ANONYMOUS} (created by an open of
+    C{new} over Styx, not yet named: invisible, changes no version), then
+    C{REGISTERED} (named and listed), then C{REMOVED}.
+    """
+
+    ANONYMOUS = "anonymous"
+    REGISTERED = "registered"
+    REMOVED = "removed"
+
+
 class RegisteredService:
     """
     One service in a L{Registry}.
 
-    @ivar name: the service name.
+    @ivar name: the service name; L{None} while anonymous.
     @type name: L{str}
     @ivar owner: whatever registered it (the server passes its connection);
         L{None} for a static service and for a persistent service whose
         connection has closed.
     @ivar static: whether it was loaded from a static file.
+    @ivar state: a L{ServiceState}.
+    @ivar id: the registry's number for it, counting up from 0 (its Styx
+        qid path is C{id << 4 | 5}).
+    @ivar uid: the user that owns it (L{REGISTRY_USER} for static services
+        and those registered through the TCP C{new} port, the attach name
+        over Styx).
+    @ivar writes: the number of accepted writes to it (its Styx qid
+        version).
+    @ivar atime: when its file was last read (seconds since the epoch).
+    @ivar mtime: when it was last written.
     """
 
-    __slots__ = ("name", "owner", "static", "_values", "_order", "_slot", "_line")
+    __slots__ = (
+        "name", "owner", "static", "state", "id", "uid", "writes", "atime", "mtime",
+        "_values", "_order", "_slot", "_line",
+    )
 
-    def __init__(self, name, owner, static=False):
+    def __init__(self, name, owner, static=False, id=0, uid=REGISTRY_USER, now=0):
         self.name = name
         self.owner = owner
         self.static = static
+        self.state = ServiceState.ANONYMOUS
+        self.id = id
+        self.uid = uid
+        self.writes = 0
+        self.atime = self.mtime = now
         self._values = {}
         self._order = []
         self._slot = None
@@ -113,11 +152,19 @@ class Registry:
 
     @ivar version: the version counter, starting at 0.
     @type version: L{int}
+    @ivar started: when the registry was made (seconds since the epoch).
     """
 
     _log = Logger()
 
-    def __init__(self):
+    def __init__(self, clock=None):
+        """
+        @param clock: an L{IReactorTime} giving the times of writes and
+            reads; the system clock when L{None}.
+        """
+        self._clock = clock
+        self.started = self.now()
+        self._ids = 0
         self.version = 0
         self._slots = []
         self._byName = {}
@@ -189,14 +236,18 @@ class Registry:
         """
         name = words[0] if words else ""
         self.checkName(name)
-        service = RegisteredService(name, owner)
+        service = self._new(name, owner, REGISTRY_USER)
         self._add(service)
         if len(words) % 2 == 0:
             self._remove(service)
-            self._log.info("service {name} removed", name=name, attrs=[])
+            error = RegistryError("odd number of attribute words after the service name")
+            self._log.info(
+                "service {name} refused: {error}", name=quote(name), attrs=[], error=error.text
+            )
             self._bump()
-            raise RegistryError("odd number of attribute words after the service name")
+            raise error
         self._set(service, _pairs(words[1:]))
+        self._written(service)
         self._log.info(
             "service {name} registered with {attrs}",
             name=name,
@@ -214,17 +265,20 @@ class Registry:
         @type service: L{RegisteredService}
         @param words: the words of the write.
         @type words: L{list} of L{str}
-        @raise RegistryError: for an empty write, an odd number of words or
-            a service no longer in the registry.
+        @raise RegistryError: with Inferno's text: C{bad syntax} for an
+            empty write, C{odd attribute/value pairs} for an odd number of
+            words, C{buggy program!} for a service no longer in the
+            registry.
         """
         if not service.registered:
-            raise RegistryError("service %s is not registered" % (service.name,))
+            raise RegistryError("buggy program!")
         if not words:
-            raise RegistryError("empty attribute write")
+            raise RegistryError("bad syntax")
         if len(words) % 2:
-            raise RegistryError("odd number of attribute words")
+            raise RegistryError("odd attribute/value pairs")
         pairs = _pairs(words)
         self._set(service, pairs)
+        self._written(service)
         self._log.info(
             "service {name} updated with {attrs}", name=service.name, attrs=pairs
         )
@@ -241,6 +295,8 @@ class Registry:
         @rtype: L{bool}
         """
         if not service.registered:
+            if service.state is ServiceState.ANONYMOUS:
+                service.state = ServiceState.REMOVED
             return False
         service.owner = None
         if service.static or persists(service.get("persist")):
@@ -252,6 +308,78 @@ class Registry:
         )
         self._bump()
         return True
+
+    def create(self, owner, uid):
+        """
+        Open C{new} over Styx: make an anonymous service, not listed and not
+        counted as a change until L{name} names it.
+
+        @param owner: what holds it (the Styx server passes its connection).
+        @param uid: the user that owns it.
+        @type uid: L{str}
+        @rtype: L{RegisteredService}
+        """
+        return self._new(None, owner, uid)
+
+    def name(self, service, words):
+        """
+        Apply the first write to an anonymous service over Styx: C{NAME
+        [ATTR VALUE]...}. A name followed by an odd number of words is kept
+        (the service is registered without those words) and the write then
+        fails; other failures leave it anonymous.
+
+        @type service: L{RegisteredService}
+        @type words: L{list} of L{str}
+        @raise RegistryError: with Inferno's text: C{bad syntax} (no words),
+            those of L{checkName}, C{odd attribute/value pairs}, C{buggy
+            program!} (the service was removed).
+        """
+        if service.state is ServiceState.REMOVED:
+            raise RegistryError("buggy program!")
+        if not words:
+            raise RegistryError("bad syntax")
+        name = words[0]
+        self.checkName(name)
+        service.name = name
+        self._add(service)
+        odd = len(words) % 2 == 0
+        if not odd:
+            self._set(service, _pairs(words[1:]))
+            self._written(service)
+        self._log.info(
+            "service {name} registered with {attrs}", name=name, attrs=service.attributes()
+        )
+        self._bump()
+        if odd:
+            raise RegistryError("odd attribute/value pairs")
+
+    def remove(self, service):
+        """
+        Remove a service whatever its C{persist} attribute (a Styx
+        C{Tremove}, or the clunk of a creating fid opened with C{ORCLOSE}).
+        Removing an anonymous service counts as a change too.
+
+        @type service: L{RegisteredService}
+        @raise RegistryError: C{file does not exist} if it is already gone.
+        """
+        if service.state is ServiceState.REMOVED:
+            raise RegistryError("file does not exist")
+        if service.registered:
+            self._remove(service)
+            self._log.info(
+                "service {name} removed", name=service.name, attrs=service.attributes()
+            )
+        else:
+            service.state = ServiceState.REMOVED
+        service.owner = None
+        self._bump()
+
+    def now(self):
+        """
+        @return: the current time, in whole seconds since the epoch.
+        @rtype: L{int}
+        """
+        return int(self._clock.seconds() if self._clock is not None else time.time())
 
     def find(self, words):
         """
@@ -311,9 +439,12 @@ class Registry:
         Add the static services of an attrdb(6) file: every entry with a
         C{service=NAME} pair becomes a persistent service NAME whose
         attributes are the entry's other pairs.  No change is reported and
-        the version does not move.
+        the version does not move.  Lines that look like the wire format
+        written by mistake (bare words in a row) and a file with no service
+        are logged as warnings.
 
         @param source: a path or an open file (see L{attrdb.load}).
+
         @return: the number of services added.
         @rtype: L{int}
         @raise OSError: when the file cannot be read.
@@ -323,14 +454,19 @@ class Registry:
             added then.
         """
         names = set()
-        services = attrdb.loadServices(source)
+        warnings = []
+        services = attrdb.loadServices(source, warnings)
+        where = source if isinstance(source, str) else getattr(source, "name", "static services")
+        for warning in warnings:
+            self._log.warn("{file}: {warning}", file=str(where), warning=warning)
         for name, pairs in services:
             self.checkName(name)
             if name in names:
                 raise RegistryError("duplicate service name")
             names.add(name)
         for name, pairs in services:
-            service = RegisteredService(name, None, static=True)
+            service = self._new(name, None, REGISTRY_USER)
+            service.static = True
             self._add(service)
             self._set(service, pairs)
             self._log.info(
@@ -340,12 +476,22 @@ class Registry:
             )
         return len(services)
 
+    def _new(self, name, owner, uid):
+        service = RegisteredService(name, owner, id=self._ids, uid=uid, now=self.now())
+        self._ids += 1
+        return service
+
+    def _written(self, service):
+        service.writes += 1
+        service.mtime = self.now()
+
     def _bump(self):
         self.version += 1
         for observer in list(self._observers):
             observer(self.version)
 
     def _add(self, service):
+        service.state = ServiceState.REGISTERED
         service._slot = len(self._slots)
         self._slots.append(service)
         self._byName[service.name] = service
@@ -357,6 +503,7 @@ class Registry:
             self._slots[slot] = last
             last._slot = slot
         service._slot = None
+        service.state = ServiceState.REMOVED
         del self._byName[service.name]
         index = self._index
         for attr, value in service._values.items():

@@ -13,6 +13,7 @@ Usage with pytest-twisted::
         await registry_server.restart()   # crash: every connection aborted,
                                           # same ports, empty registry
         assert "svc" not in registry_server.registry
+        await registry_server.waitFor("svc")  # registered again
 
 Or by hand (with trial too)::
 
@@ -28,19 +29,21 @@ then serves again on the same ports.
 
 from collections import deque
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from txinferno.server.protocols import RegistryServer
 from txinferno.server.registry import Registry
+from txinferno.server.styx import StyxRegistryServer
 
 __all__ = ["EmbeddedRegistry", "RawConnection", "connectRaw", "exchange"]
 
 
 class EmbeddedRegistry:
     """
-    A registry served on three loopback TCP ports.
+    A registry served on three loopback TCP ports, and over Styx on a
+    fourth.
 
     @ivar registry: the current registry model (a fresh one after each
         L{start}); L{None} before the first.
@@ -51,6 +54,9 @@ class EmbeddedRegistry:
     @ivar newPort: the C{new} port number (0 before the first start).
     @ivar findPort: the C{find} port number.
     @ivar eventPort: the C{event} port number.
+    @ivar styxServer: the current L{StyxRegistryServer}, serving the same
+        registry; L{None} before the first start.
+    @ivar styxPort: the Styx port number.
     @ivar running: whether it is listening.
     """
 
@@ -73,8 +79,10 @@ class EmbeddedRegistry:
         self.serverOptions = serverOptions
         self.registry = None
         self.server = None
-        self.newPort = self.findPort = self.eventPort = 0
+        self.styxServer = None
+        self.newPort = self.findPort = self.eventPort = self.styxPort = 0
         self.running = False
+        self._waiters = []
 
     @property
     def description(self):
@@ -89,12 +97,19 @@ class EmbeddedRegistry:
             self.eventPort,
         )
 
+    @property
+    def styxAddress(self):
+        """
+        Where the Styx port listens: C{(host, port)}.
+        """
+        return (self.host, self.styxPort)
+
     def start(self):
         """
         Serve a fresh registry (static services loaded): on ports chosen by
         the system the first time, on the same ports afterwards.
 
-        @return: a L{Deferred} that fires with this object once the three
+        @return: a L{Deferred} that fires with this object once the four
             ports listen.
         """
         if self.running:
@@ -104,18 +119,29 @@ class EmbeddedRegistry:
             if hasattr(self.static, "seek"):
                 self.static.seek(0)
             self.registry.loadStatic(self.static)
+        registry = self.registry
+        registry.addObserver(lambda version: self._changed(registry))
         self.server = RegistryServer(self.registry, self.reactor, **self.serverOptions)
+        self.styxServer = StyxRegistryServer(self.registry, self.reactor)
         endpoints = [
             TCP4ServerEndpoint(self.reactor, port, backlog=self.backlog, interface=self.host)
-            for port in (self.newPort, self.findPort, self.eventPort)
+            for port in (self.newPort, self.findPort, self.eventPort, self.styxPort)
         ]
 
         def listening(ports):
-            self.running = True
             self.newPort, self.findPort, self.eventPort = [p.getHost().port for p in ports]
+            return self.styxServer.listen(endpoints[3]).addErrback(styxFailed)
+
+        def styxFailed(failure):
+            return self.server.stopListening().addCallback(lambda _: failure)
+
+        def styxListening(port):
+            self.running = True
+            self.styxPort = port.getHost().port
             return self
 
-        return self.server.listen(*endpoints).addCallback(listening)
+        d = self.server.listen(*endpoints[:3]).addCallback(listening)
+        return d.addCallback(styxListening)
 
     def stop(self):
         """
@@ -128,10 +154,40 @@ class EmbeddedRegistry:
         if not self.running:
             return succeed(None)
         self.running = False
-        server = self.server
-        d = server.stopListening()
-        d.addCallback(lambda _: server.disconnectAll())
-        return d
+        servers = [self.server, self.styxServer]
+        d = gatherResults([s.stopListening() for s in servers])
+        d.addCallback(lambda _: gatherResults([s.disconnectAll() for s in servers]))
+        return d.addCallback(lambda _: None)
+
+    def waitFor(self, name, timeout=10):
+        """
+        Wait until a service called C{name} is in the registry: registered
+        by a client, or registered again after L{restart}, whatever the
+        restarts in between.
+
+        @param name: the service name.
+        @param timeout: seconds to wait at most, or L{None} for no limit.
+        @return: a L{Deferred} that fires with the
+            L{txinferno.server.registry.RegisteredService} (at once when it
+            is there now), or fails with L{twisted.internet.defer.TimeoutError}
+            after C{timeout} seconds; cancelling it stops the wait.
+        """
+        if self.registry is not None and name in self.registry:
+            return succeed(self.registry[name])
+        waiter = (name, Deferred(lambda d: self._waiters.remove(waiter)))
+        self._waiters.append(waiter)
+        if timeout is not None:
+            waiter[1].addTimeout(timeout, self.reactor)
+        return waiter[1]
+
+    def _changed(self, registry):
+        if registry is not self.registry:
+            return
+        for waiter in list(self._waiters):
+            name, d = waiter
+            if name in registry:
+                self._waiters.remove(waiter)
+                d.callback(registry[name])
 
     def restart(self):
         """

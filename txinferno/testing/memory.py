@@ -30,10 +30,10 @@ L{MemoryConnection.crash} and L{MemoryConnection.recover} play an outage::
 """
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.testing import MemoryReactorClock
-from twisted.test.iosim import ConnectionCompleter
 from twisted.internet.error import ConnectionLost, ConnectionRefusedError
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
+from twisted.test.iosim import ConnectionCompleter
 from zope.interface import implementer
 
 from txinferno.errors import RegistrationLost, RegistrationRejected, RegistryError

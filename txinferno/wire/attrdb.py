@@ -10,7 +10,9 @@ two have an empty value); a value may be quoted with C{'} or C{"}, a doubled
 quote inside standing for one quote; C{#} outside quotes starts a comment.
 """
 
-__all__ = ["AttrdbError", "parse", "load", "loadServices"]
+from txinferno.wire.words import quote
+
+__all__ = ["AttrdbError", "parse", "load", "loadServices", "servicesOf"]
 
 _BLANKS = " \t\r\n"
 
@@ -70,13 +72,22 @@ def _tokens(line, lineno):
     return tokens
 
 
-def _pairs(tokens, lineno):
+def _pairs(tokens, lineno, warnings=None):
     """
     Group the tokens of one line into C{(attr, value)} pairs.
 
+    @param warnings: a list to append a warning to when the line holds bare
+        words in a row.
     @raise AttrdbError: for an C{=} with no attribute before it.
     """
     pairs = []
+    bare = [isWord and (i + 1 >= len(tokens) or tokens[i + 1][0]) and (i == 0 or tokens[i - 1][0])
+            for i, (isWord, _) in enumerate(tokens)]
+    if warnings is not None and any(a and b for a, b in zip(bare, bare[1:])):
+        words = " ".join(quote(word) for (_, word), isBare in zip(tokens, bare) if isBare)
+        warnings.append(
+            "line %d: bare words %s: attrdb pairs are written attr=value, not as the "
+            "registry's 'attr value' words" % (lineno, words))
     i = 0
     n = len(tokens)
     while i < n:
@@ -99,11 +110,13 @@ def _pairs(tokens, lineno):
     return pairs
 
 
-def parse(text):
+def parse(text, warnings=None):
     """
     Parse the text of an attrdb file.
 
     @type text: L{str}
+    @param warnings: a list to append a warning to for each line that holds
+        bare words in a row.
     @return: the entries in file order, each a L{list} of C{(attr, value)}
         pairs of L{str} in the order written.
     @rtype: L{list} of L{list} of L{tuple}
@@ -116,22 +129,23 @@ def parse(text):
             continue
         if line[0] in " \t":
             if current is None:
-                pairs = _pairs(_tokens(line, lineno), lineno)
+                pairs = _pairs(_tokens(line, lineno), lineno, warnings)
                 if pairs:
                     raise AttrdbError("line %d: continuation line outside an entry" % (lineno,))
                 continue
         else:
             current = []
             entries.append(current)
-        current.extend(_pairs(_tokens(line, lineno), lineno))
+        current.extend(_pairs(_tokens(line, lineno), lineno, warnings))
     return entries
 
 
-def load(source):
+def load(source, warnings=None):
     """
     Read and parse an attrdb file.
 
     @param source: a path, or an open file (text, or binary holding UTF-8).
+    @param warnings: as for L{parse}.
     @return: the entries, as L{parse} returns them.
     @raise OSError: when the file cannot be read.
     @raise AttrdbError: when it cannot be parsed.
@@ -144,23 +158,40 @@ def load(source):
             text = f.read()
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    return parse(text)
+    return parse(text, warnings)
 
 
-def loadServices(source):
+def loadServices(source, warnings=None):
     """
     Read the services of an attrdb file: every entry with a C{service=NAME}
     pair is a service NAME whose attributes are the entry's other pairs.
 
     @param source: as for L{load}.
+    @param warnings: as for L{parse}; a file with no service adds a
+        warning too.
     @return: the services in file order, each a C{(name, pairs)} L{tuple}.
     @rtype: L{list}
     @raise OSError: when the file cannot be read.
     @raise ValueError: when it cannot be parsed (L{AttrdbError},
         L{UnicodeDecodeError}).
     """
+    services = servicesOf(load(source, warnings))
+    if not services and warnings is not None:
+        warnings.append("no entry has a service=NAME pair: no service in the file")
+    return services
+
+
+def servicesOf(entries):
+    """
+    The services of parsed entries: every entry with a C{service=NAME} pair
+    is a service NAME whose attributes are the entry's other pairs.
+
+    @param entries: as L{parse} returns them.
+    @return: the services in file order, each a C{(name, pairs)} L{tuple}.
+    @rtype: L{list}
+    """
     services = []
-    for entry in load(source):
+    for entry in entries:
         name = next((v for a, v in entry if a == "service"), None)
         if name is not None:
             services.append((name, [(a, v) for a, v in entry if a != "service"]))

@@ -1,8 +1,8 @@
 """
-The registry description string: one string saying how to reach the three
-ports of a registry.
+The registry description string: one string saying how to reach a
+registry, through its three TCP ports (C{tcp:}) or over Styx (C{styx:}).
 
-Forms (C{tcp} alone, or C{tcp:} followed by colon-separated parts)::
+TCP forms (C{tcp} alone, or C{tcp:} followed by colon-separated parts)::
 
     tcp                                  127.0.0.1, ports 6701 6702 6703
     tcp:HOST                             HOST, ports 6701 6702 6703
@@ -14,32 +14,55 @@ Positional and keyword parts may be mixed (C{tcp:HOST:7000:event=9000});
 a keyword port overrides the one derived from the base port.  As in
 Twisted's endpoint strings, a backslash escapes the next character, so an
 IPv6 host is written C{tcp:\\:\\:1:6701}.
+
+Styx forms (the registry's own 9P2000 file service, one connection)::
+
+    styx                                 127.0.0.1, port 6675
+    styx:HOST                            HOST, port 6675
+    styx:HOST:PORT                       HOST, port PORT
+    styx:host=H:port=P:user=U            any subset of the keywords
+    styx:endpoint=ENDPOINT:user=U        any client endpoint string
+
+C{user} is the attach name, the owner of the services registered (by
+default the local user name).  C{endpoint} takes any client endpoint
+string, its colons escaped: C{styx:endpoint=tls\\:reg.example\\:6675}
+or C{styx:endpoint=unix\\:path\\=/run/registry:user=alice}.
 """
 
+import getpass
 import os
 import re
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_BASE_PORT",
+    "DEFAULT_STYX_PORT",
     "DEFAULT_REGISTRY",
     "REGISTRY_ENVIRONMENT",
     "RegistryEndpoints",
+    "StyxEndpoint",
     "clientStringFor",
     "defaultRegistry",
+    "parseDescription",
     "parseRegistryDescription",
+    "parseStyxDescription",
     "tcpAddress",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_BASE_PORT = 6701
+DEFAULT_STYX_PORT = 6675
+"""
+The registry's Styx port, C{registry} in Inferno's services database.
+"""
 DEFAULT_REGISTRY = "tcp:127.0.0.1:6701"
 REGISTRY_ENVIRONMENT = "TXINFERNO_REGISTRY"
 
 _PORT_KEYWORDS = ("new", "find", "event")
+_STYX_KEYWORDS = ("host", "port", "endpoint", "user")
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _DIGITS = re.compile("[0-9]{1,5}")
 
@@ -57,6 +80,19 @@ class RegistryEndpoints(NamedTuple):
     new: str
     find: str
     event: str
+
+
+class StyxEndpoint(NamedTuple):
+    """
+    How to reach a registry over Styx.
+
+    @ivar endpoint: the client endpoint string of its Styx port (for
+        L{twisted.internet.endpoints.clientFromString}).
+    @ivar user: the attach name (the owner of the services registered).
+    """
+
+    endpoint: str
+    user: str
 
 
 def _split(text, separator):
@@ -162,7 +198,7 @@ def tcpAddress(endpoint):
 
 def parseRegistryDescription(description):
     """
-    Parse a registry description string.
+    Parse a C{tcp:} registry description string.
 
     @param description: such as C{tcp:192.0.2.1}, C{tcp:192.0.2.1:7000} or
         C{tcp:host=192.0.2.1:find=7001}.
@@ -179,34 +215,7 @@ def parseRegistryDescription(description):
         raise ValueError(
             "a registry description is a str, not %s" % (type(description).__name__,)
         )
-    parts = _split(description, ":")
-    scheme = _unescape(parts.pop(0))
-    if scheme != "tcp":
-        raise ValueError(
-            "unknown scheme %r in registry description %r: only 'tcp' is "
-            "supported (tcp:HOST:BASEPORT or tcp:host=H:new=P:find=P:event=P)"
-            % (scheme, description)
-        )
-    if parts == [""]:
-        parts = []
-    positional = []
-    keywords = {}
-    for part in parts:
-        pair = _split(part, "=")
-        if len(pair) == 1:
-            positional.append(_unescape(part))
-            continue
-        key = _unescape(pair[0])
-        if key != "host" and key not in _PORT_KEYWORDS:
-            raise ValueError(
-                "unknown keyword %r in registry description %r: the keywords "
-                "are host, new, find and event" % (key, description)
-            )
-        if key in keywords:
-            raise ValueError(
-                "%s given twice in registry description %r" % (key, description)
-            )
-        keywords[key] = _unescape("=".join(pair[1:]))
+    positional, keywords = _parts(description, "tcp", ("host",) + _PORT_KEYWORDS)
     if len(positional) > 2:
         raise ValueError(
             "too many parts in registry description %r: expected "
@@ -228,6 +237,116 @@ def parseRegistryDescription(description):
         for offset, key in enumerate(_PORT_KEYWORDS)
     ]
     return RegistryEndpoints(*[_clientString(host, port) for port in ports])
+
+
+def _parts(description, wanted, known):
+    """
+    Split a description into its positional and keyword parts.
+
+    @param wanted: the scheme it must have.
+    @param known: the keywords it may have.
+    @raise ValueError: for another scheme, an unknown keyword or one given
+        twice.
+    @return: the positional parts and the keywords, unescaped.
+    """
+    if not isinstance(description, str):
+        raise ValueError(
+            "a registry description is a str, not %s" % (type(description).__name__,)
+        )
+    parts = _split(description, ":")
+    scheme = _unescape(parts.pop(0))
+    if scheme != wanted:
+        raise ValueError(
+            "unknown scheme %r in registry description %r: the schemes are "
+            "tcp (tcp:HOST:BASEPORT or tcp:host=H:new=P:find=P:event=P) and "
+            "styx (styx:HOST:PORT or styx:endpoint=ENDPOINT:user=U)"
+            % (scheme, description)
+        )
+    if parts == [""]:
+        parts = []
+    positional = []
+    keywords = {}
+    for part in parts:
+        pair = _split(part, "=")
+        if len(pair) == 1:
+            positional.append(_unescape(part))
+            continue
+        key = _unescape(pair[0])
+        if key not in known:
+            raise ValueError(
+                "unknown keyword %r in registry description %r: the keywords "
+                "are %s" % (key, description, ", ".join(known))
+            )
+        if key in keywords:
+            raise ValueError(
+                "%s given twice in registry description %r" % (key, description)
+            )
+        keywords[key] = _unescape("=".join(pair[1:]))
+    return positional, keywords
+
+
+def parseStyxDescription(description):
+    """
+    Parse a C{styx:} registry description string.
+
+    @param description: such as C{styx:192.0.2.1}, C{styx:192.0.2.1:7000},
+        C{styx:host=h:user=alice} or C{styx:endpoint=tls\\:h\\:6675}.
+    @type description: L{str}
+    @raise ValueError: for another scheme, an unknown keyword, a part given
+        twice, too many parts, a bad port, an empty user, or an endpoint
+        given with a host or port.
+    @rtype: L{StyxEndpoint}
+    """
+    positional, keywords = _parts(description, "styx", _STYX_KEYWORDS)
+    if len(positional) > 2:
+        raise ValueError(
+            "too many parts in registry description %r: expected "
+            "styx:HOST:PORT" % (description,)
+        )
+    for i, key in enumerate(("host", "port")[: len(positional)]):
+        if key in keywords:
+            raise ValueError("%s given twice in registry description %r" % (key, description))
+        if positional[i]:
+            keywords[key] = positional[i]
+    user = keywords.get("user", _localUser())
+    if not user:
+        raise ValueError("empty user in registry description %r" % (description,))
+    if "endpoint" in keywords:
+        if "host" in keywords or "port" in keywords:
+            raise ValueError(
+                "registry description %r gives an endpoint and a host or port: "
+                "the endpoint says both" % (description,)
+            )
+        if not keywords["endpoint"]:
+            raise ValueError("empty endpoint in registry description %r" % (description,))
+        return StyxEndpoint(keywords["endpoint"], user)
+    port = DEFAULT_STYX_PORT
+    if "port" in keywords:
+        port = _port(description, "Styx", keywords["port"])
+    return StyxEndpoint(_clientString(keywords.get("host") or DEFAULT_HOST, port), user)
+
+
+def _localUser():
+    """
+    @return: the local user name, the default attach name.
+    """
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "none"
+
+
+def parseDescription(description) -> Union[RegistryEndpoints, StyxEndpoint]:
+    """
+    Parse a registry description string of either scheme.
+
+    @raise ValueError: for a bad description.
+    @return: what L{parseRegistryDescription} or L{parseStyxDescription}
+        returns, by its scheme.
+    """
+    if isinstance(description, str) and _unescape(_split(description, ":")[0]) == "styx":
+        return parseStyxDescription(description)
+    return parseRegistryDescription(description)
 
 
 def defaultRegistry():

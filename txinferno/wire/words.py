@@ -93,7 +93,10 @@ def decode(data):
     @type data: L{bytes}
     @rtype: L{str}
     """
-    return codecs.getincrementaldecoder("utf-8")("replace").decode(data, False)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return codecs.getincrementaldecoder("utf-8")("replace").decode(data, False)
 
 
 def splitWords(data):

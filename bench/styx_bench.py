@@ -1,0 +1,268 @@
+"""
+Benchmark of the embedded registry served over Styx: python bench/styx_bench.py
+
+Runs C{twistd -n regmgr} with C{--styx} in a subprocess (so that the
+benchmark's clients do not share its CPU time), logging at C{--log-level
+warn} (at the default level every registration is a log line, which costs
+more than serving it), and measures, with plain
+blocking sockets and selectors on the client side and messages encoded
+before the clock starts:
+
+  - registrations per second over 4 Styx connections (20,000 in all, each a
+    Twalk to C{new}, a Topen and a Twrite, pipelined), until the last
+    Rwrite; then that every one is listed by the TCP C{find} port;
+  - the same per second of the server's CPU time (user and system), a
+    figure that does not depend on what else the machine runs;
+  - the server's memory per registration (resident memory before and
+    after, the 20,000 registrations held open);
+  - delay from a change (an update through a held Styx fid) until the last
+    of 1,000 Styx event readers (1,000 connections, one pending Tread each,
+    made pending before the change is sent) has its Rread; median and p95
+    of 30.
+
+Each figure is printed with its target from issue 12 and the ratio
+figure/target (below 1 is good for times, above 1 for rates), and the load
+average of the machine at the end of the run.
+"""
+
+import os
+import resource
+import selectors
+import socket
+import statistics
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from server_bench import HOST, Table, freePorts, rss, startServer  # noqa: E402
+
+from txinferno.wire import styx  # noqa: E402
+from txinferno.wire.styx import NOFID, NOTAG, OREAD, OWRITE, FrameSplitter, decode  # noqa: E402
+
+CONNECTIONS = 4
+REGISTRATIONS = 20000
+READERS = 1000
+MSIZE = 8216
+
+
+def cpu(pid):
+    """
+    @return: the CPU seconds (user and system) the process has used.
+    """
+    with open("/proc/%d/stat" % (pid,)) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Connection:
+    """
+    A blocking Styx connection: Tversion and Tattach (fid 0) done.
+    """
+
+    def __init__(self, port, uname="bench"):
+        self.sock = socket.create_connection((HOST, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.splitter = FrameSplitter(1 << 20)
+        self.pending = []
+        assert self.call(styx.Tversion(NOTAG, MSIZE, "9P2000")) == styx.Rversion(NOTAG, MSIZE, "9P2000")
+        assert isinstance(self.call(styx.Tattach(1, 0, NOFID, uname, "")), styx.Rattach)
+
+    def frames(self):
+        while not self.pending:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise SystemExit("the server closed a Styx connection")
+            self.pending.extend(self.splitter.feed(data))
+        return self.pending.pop(0)
+
+    def call(self, message):
+        self.sock.sendall(message.encode())
+        reply = decode(self.frames())
+        if isinstance(reply, styx.Rerror):
+            raise SystemExit("%s: %s" % (message, reply.ename))
+        return reply
+
+    def send(self, message):
+        self.sock.sendall(message.encode())
+
+
+def registrations(port, first, count):
+    messages = []
+    for i in range(first, first + count):
+        fid = 10 + i
+        messages.append(styx.Twalk(1, 0, fid, ("new",)).encode())
+        messages.append(styx.Topen(1, fid, OWRITE).encode())
+        messages.append(styx.Twrite(1, fid, 0, b"svc%d id %d proto bench" % (i, i)).encode())
+    return Connection(port), b"".join(messages), 3 * count
+
+
+def registerAll(jobs):
+    """
+    Send every connection's requests and read until every reply is in.
+
+    @return: the seconds taken.
+    """
+    selector = selectors.DefaultSelector()
+    start = time.perf_counter()
+    state = {}
+    for conn, data, replies in jobs:
+        conn.sock.setblocking(False)
+        state[conn.sock] = [conn, memoryview(data), replies, b""]
+        selector.register(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    left = len(jobs)
+    while left:
+        for key, events in selector.select(10):
+            entry = state[key.fileobj]
+            conn, data, replies, buffer = entry
+            if events & selectors.EVENT_WRITE and data:
+                try:
+                    sent = conn.sock.send(data[: 1 << 18])
+                except BlockingIOError:
+                    sent = 0
+                entry[1] = data = data[sent:]
+                if not data:
+                    selector.modify(conn.sock, selectors.EVENT_READ)
+            if events & selectors.EVENT_READ:
+                buffer += conn.sock.recv(1 << 20)
+                offset = 0
+                while len(buffer) - offset >= 5:
+                    (size,) = struct.unpack_from("<I", buffer, offset)
+                    if len(buffer) - offset < size:
+                        break
+                    if buffer[offset + 4] == styx.Rerror.TYPE:
+                        raise SystemExit("registration refused: %r" % (decode(buffer[offset : offset + size]),))
+                    offset += size
+                    replies -= 1
+                entry[2], entry[3] = replies, buffer[offset:]
+                if replies == 0:
+                    selector.unregister(conn.sock)
+                    left -= 1
+    elapsed = time.perf_counter() - start
+    selector.close()
+    for conn, _, _ in jobs:
+        conn.sock.setblocking(True)
+    return elapsed
+
+
+def findCount(port):
+    with socket.create_connection((HOST, port)) as s:
+        s.sendall(b"proto bench\n")
+        chunks = []
+        while True:
+            data = s.recv(1 << 20)
+            if not data:
+                return b"".join(chunks).count(b"\n")
+            chunks.append(data)
+
+
+def openReaders(port, count):
+    readers = []
+    selector = selectors.DefaultSelector()
+    for _ in range(count):
+        conn = Connection(port)
+        conn.call(styx.Twalk(1, 0, 1, ("event",)))
+        conn.call(styx.Topen(1, 1, OREAD))
+        readers.append(conn)
+    return readers, selector
+
+
+def armReaders(readers, selector, request):
+    """
+    Send each reader a Tread of C{event} followed by a Tstat, and wait for
+    every Rstat: the server serves a connection's requests in order, so the
+    reads are then all pending.
+    """
+    for conn in readers:
+        conn.sock.send(request)
+    waiting = set(readers)
+    while waiting:
+        for key, _ in selector.select(10):
+            conn = key.data
+            data = conn.sock.recv(1000)
+            assert data[4] == styx.Rstat.TYPE, data
+            waiting.discard(conn)
+
+
+def eventDelays(ticker, readers, selector, repeat, pid):
+    """
+    Time changes (an update through the ticker's held fid) until the last
+    reader has its Rread, each with every read already pending.
+
+    @return: the median and p95 delays, and the server's CPU seconds per
+        change (from those rounds only, in clock ticks summed over them).
+    """
+    request = styx.Tread(7, 1, 0, 64).encode() + styx.Tstat(8, 1).encode()
+    for conn in readers:
+        conn.sock.setblocking(False)
+        selector.register(conn.sock, selectors.EVENT_READ, conn)
+    times = []
+    serverCPU = 0
+    for i in range(repeat):
+        armReaders(readers, selector, request)
+        waiting = set(readers)
+        cpuBefore = cpu(pid)
+        start = time.perf_counter()
+        ticker.send(styx.Twrite(1, 10, 0, b"tick %d" % (i,)))
+        while waiting:
+            ready = selector.select(10)
+            if not ready:
+                raise SystemExit("no event within 10 s")
+            for key, _ in ready:
+                conn = key.data
+                data = conn.sock.recv(100)
+                assert data[4] == styx.Rread.TYPE and len(data) == 20, data
+                waiting.discard(conn)
+        times.append(time.perf_counter() - start)
+        serverCPU += cpu(pid) - cpuBefore
+        assert decode(ticker.frames()) == styx.Rwrite(1, 5 + len(str(i)))
+    return statistics.median(times), statistics.quantiles(times, n=20)[18], serverCPU / repeat
+
+
+def main():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    ports = freePorts(4)
+    server = startServer(ports, ("new", "find", "event", "styx"), options=(), twistOptions=("--log-level", "warn"))
+    findPort, styxPort = ports[1], ports[3]
+    table = Table()
+    row = table.row
+
+    try:
+        share = REGISTRATIONS // CONNECTIONS
+        jobs = [registrations(styxPort, c * share, share) for c in range(CONNECTIONS)]
+        before, cpuBefore = rss(server.pid), cpu(server.pid)
+        elapsed = registerAll(jobs)
+        after, cpuAfter = rss(server.pid), cpu(server.pid)
+        row("Styx registrations over %d connections" % (CONNECTIONS,), REGISTRATIONS / elapsed, "reg/s",
+            20000, True)
+        row("  the same per second of server CPU", REGISTRATIONS / (cpuAfter - cpuBefore), "reg/s",
+            20000, True)
+        listed = findCount(findPort)
+        if listed != REGISTRATIONS:
+            raise SystemExit("TCP find lists %d of %d Styx registrations" % (listed, REGISTRATIONS))
+        table.note("server memory per Styx registration", "%.0f bytes" % ((after - before) / REGISTRATIONS,))
+
+        ticker = jobs[0][0]
+        readers, selector = openReaders(styxPort, READERS)
+        median, p95, perChange = eventDelays(ticker, readers, selector, 30, server.pid)
+        row("change to %d Styx event readers, median" % (READERS,), median * 1e3, "ms", 10)
+        row("change to %d Styx event readers, p95" % (READERS,), p95 * 1e3, "ms", 10)
+        row("  server CPU per change to %d readers" % (READERS,), perChange * 1e3, "ms", 10)
+        selector.close()
+        for conn in readers:
+            conn.sock.close()
+        for conn, _, _ in jobs:
+            conn.sock.close()
+    finally:
+        server.terminate()
+        server.wait(30)
+
+    table.note("load average during the run", "%.2f" % (os.getloadavg()[0],))
+    table.print()
+
+
+if __name__ == "__main__":
+    main()

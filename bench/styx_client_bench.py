@@ -1,0 +1,170 @@
+"""
+Benchmark of the Styx connection plugin's client side against the TCP
+plugin: python bench/styx_client_bench.py
+
+Runs the embedded registry (its three TCP ports and its Styx port) in a
+subprocess, and measures in one run, over TRIALS trials alternating the
+two plugins (each trial from a collected heap and an empty registry):
+
+  - 5,000 registrations through one manager until a Monitor of the same
+    manager has seen them all: the time, and this process's CPU time per
+    registration; targets: Styx at least 3 times faster than the TCP
+    plugin, with at most a third of its client CPU per registration;
+  - the server's CPU time per registration meanwhile, for scale;
+  - client memory per registration: after the timed trials, one more
+    trial of each plugin with tracemalloc on, and the Python memory the
+    5,000 registrations (with their tasks) hold once the Monitor has seen
+    them, per registration (kernel socket buffers are not counted).
+
+The figures are medians of the trials; the ratios are those of the medians.
+"""
+
+import gc
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from client_bench import Counter, logLikeAnApplication  # noqa: E402
+from twisted.internet import defer, task  # noqa: E402
+
+from txinferno.client.manager import RegistryManager  # noqa: E402
+from txinferno.client.monitor import Monitor  # noqa: E402
+from txinferno.client.service import ServiceTask  # noqa: E402
+
+COUNT = int(os.environ.get("STYX_BENCH_COUNT", 5000))
+TRIALS = 3
+OPTIONS = {"initialDelay": 0.2, "maxDelay": 1.0}
+
+SERVER = """
+from twisted.internet import reactor
+from twisted.logger import globalLogBeginner, textFileLogObserver
+import os
+globalLogBeginner.beginLoggingTo([textFileLogObserver(open(os.devnull, "w"))], redirectStandardIO=False)
+from txinferno.testing.embedded import EmbeddedRegistry
+registry = EmbeddedRegistry(reactor, backlog=4096)
+def up(r):
+    print(r.description, "styx:%s:%d" % r.styxAddress, flush=True)
+registry.start().addCallback(up)
+reactor.run()
+"""
+
+
+def startServer():
+    """
+    @return: the server process, and the TCP and Styx descriptions of the
+        registry it serves.
+    """
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True
+    )
+    line = server.stdout.readline().split()
+    if len(line) != 2:
+        server.kill()
+        raise SystemExit("the server did not start")
+    return server, line[0], line[1]
+
+
+def serverCPU(pid):
+    """
+    @return: the CPU seconds the server process has used.
+    """
+    with open("/proc/%d/stat" % (pid,)) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def trial(reactor, description, server):
+    """
+    One trial: register L{COUNT} services through one manager until its
+    Monitor has seen them all.
+
+    @return: the seconds taken, the CPU seconds this process used meanwhile,
+        the memory allocated meanwhile and still held (when tracemalloc
+        traces), and the CPU seconds the server used meanwhile.
+    """
+    gc.collect()
+    manager = RegistryManager.fromDescription(reactor, description, **OPTIONS)
+    manager.startService()
+    await manager.whenConnected()
+    counter = Counter()
+    monitor = manager.attach(Monitor({"bench": "1"}, counter))
+    counter.condition = lambda: len(monitor.services) == COUNT
+    await manager.whenRestored()
+    memoryBefore = tracemalloc.get_traced_memory()[0]
+    cpuBefore = cpu()
+    serverBefore = serverCPU(server.pid)
+    start = time.perf_counter()
+    for i in range(COUNT):
+        manager.attach(ServiceTask("b%d" % i, {"id": str(i), "bench": "1"}))
+    end = await counter.done
+    elapsed = end - start
+    used = cpu() - cpuBefore
+    serverUsed = serverCPU(server.pid) - serverBefore
+    memory = tracemalloc.get_traced_memory()[0] - memoryBefore
+    await manager.stopService()
+    # Wait for the registry to be empty again.
+    check = RegistryManager.fromDescription(reactor, description, **OPTIONS).connection
+    while await check.find({"bench": "1"}):
+        await task.deferLater(reactor, 0.05)
+    return elapsed, used, memory, serverUsed
+
+
+async def main(reactor):
+    server, tcp, styx = startServer()
+    try:
+        results = {"styx": [], "tcp": []}
+        for number in range(TRIALS):
+            order = ["styx", "tcp"] if number % 2 == 0 else ["tcp", "styx"]
+            for kind in order:
+                results[kind].append(await trial(reactor, styx if kind == "styx" else tcp, server))
+        medians = {
+            kind: [statistics.median(r[i] for r in runs) for i in (0, 1, 3)]
+            for kind, runs in results.items()
+        }
+        tracemalloc.start()
+        memories = {kind: (await trial(reactor, d, server))[2] for kind, d in [("styx", styx), ("tcp", tcp)]}
+        tracemalloc.stop()
+        for kind in ("styx", "tcp"):
+            elapsed, used, serverUsed = medians[kind]
+            memory = memories[kind]
+            print(
+                "%-4s plugin: %d registrations until seen by a Monitor in %.2f s "
+                "(%.0f/s; trials %s), client CPU %.0f us a registration, "
+                "client memory %.2f KB a registration; server CPU %.0f us a registration"
+                % (
+                    kind,
+                    COUNT,
+                    elapsed,
+                    COUNT / elapsed,
+                    ", ".join("%.2f" % r[0] for r in results[kind]),
+                    used / COUNT * 1e6,
+                    memory / COUNT / 1024,
+                    serverUsed / COUNT * 1e6,
+                )
+            )
+        speed = medians["tcp"][0] / medians["styx"][0]
+        cpuRatio = medians["styx"][1] / medians["tcp"][1]
+        print(
+            "Styx is %.1f times as fast as TCP (target >= 3), with %.2f of its client "
+            "CPU a registration (target <= 0.33), median of %d trials; %.2f of its "
+            "client memory a registration" % (speed, cpuRatio, TRIALS, memories["styx"] / memories["tcp"])
+        )
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    logLikeAnApplication()
+    task.react(lambda reactor: defer.ensureDeferred(main(reactor)))

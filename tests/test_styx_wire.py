@@ -1,0 +1,390 @@
+"""
+Tests for L{txinferno.wire.styx}: the byte vectors of the protocol notes
+(section 9) byte for byte, encode-then-decode identity for every message
+type, and decoding of arbitrary bytes raising only L{MalformedMessage}.
+"""
+
+import dataclasses
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from txinferno.errors import MalformedMessage, TxInfernoError
+from txinferno.wire import styx
+from txinferno.wire.styx import (
+    DMDIR,
+    MESSAGE_TYPES,
+    NOFID,
+    NOTAG,
+    QTDIR,
+    FrameSplitter,
+    FrameTooLarge,
+    Qid,
+    Rattach,
+    Rerror,
+    Ropen,
+    Rread,
+    Rremove,
+    Rstat,
+    Rversion,
+    Stat,
+    Tversion,
+    Twalk,
+    decode,
+    decodeDirectory,
+)
+
+
+def h(text):
+    return bytes.fromhex(text.replace(" ", ""))
+
+
+# The vectors of section 9, as the notes print them.
+VECTORS = [
+    # 9.2
+    ("13000000 64 ffff 00200000 0600 395032303030", Tversion(NOTAG, 8192, "9P2000")),
+    ("13000000 65 ffff 00200000 0600 395032303030", Rversion(NOTAG, 8192, "9P2000")),
+    ("14000000 65 ffff 00200000 0700 756e6b6e6f776e", Rversion(NOTAG, 8192, "unknown")),
+    (
+        "1f000000 6b ffff 1600 6d6573736167652073697a6520746f6f20736d616c6c",
+        Rerror(NOTAG, "message size too small"),
+    ),
+    # 9.3
+    (
+        "240000006b 0100 1b00 61757468656e7469636174696f6e206e6f74207265717569726564",
+        Rerror(1, "authentication not required"),
+    ),
+    ("14000000 69 0200 80 00000000 0000000000000000", Rattach(2, Qid(QTDIR, 0, 0))),
+    (
+        "14000000 69 0200 80 837e0f6b fb4624000000807e",
+        Rattach(2, Qid(QTDIR, 0x6B0F7E83, 0x7E800000002446FB)),
+    ),
+    # 9.6
+    ("18000000 71 0300 00 00000000 0500000000000000 e81f0000", Ropen(3, Qid(0, 0, 5), 8168)),
+    ("18000000 71 0300 00 00000000 0500000000000000 00000000", Ropen(3, Qid(0, 0, 5), 0)),
+    # 9.10
+    ("14000000 75 0400 09000000 30303030303030310a", Rread(4, b"00000001\n")),
+    # 9.11 (the tag is not printed; 5 here)
+    ("140000006b 0500 0b00 6e6f207375636820666964", Rerror(5, "no such fid")),
+    # 9.12
+    ("07000000 7b 0400", Rremove(4)),
+]
+
+
+@pytest.mark.parametrize("wire, message", VECTORS, ids=[type(m).__name__ + str(i) for i, (w, m) in enumerate(VECTORS)])
+def test_vectors(wire, message):
+    """
+    Each vector of section 9 decodes to its message and the message
+    encodes to exactly those bytes.
+    """
+    assert message.encode() == h(wire)
+    assert decode(h(wire)) == message
+
+
+ROOT_STAT = Stat(
+    type=0,
+    dev=0,
+    qid=Qid(QTDIR, 0, 0),
+    mode=DMDIR | 0o777,
+    atime=0x5F000001,
+    mtime=0x5F000002,
+    length=0,
+    name=".",
+    uid="registry",
+    gid="registry",
+    muid="",
+)
+
+
+def test_stat_of_root():
+    """
+    The [D] Rstat of the root in 9.4, with the atime and mtime that the
+    notes leave open filled in.
+    """
+    wire = h(
+        "4b000000 7d 0200 4200 4000 0000 00000000 80 00000000 0000000000000000 ff010080"
+        " 0100005f 0200005f 0000000000000000 0100 2e 0800 7265676973747279"
+        " 0800 7265676973747279 0000"
+    )
+    assert Rstat(2, ROOT_STAT).encode() == wire
+    assert decode(wire) == Rstat(2, ROOT_STAT)
+
+
+def test_directory_entry_sizes():
+    """
+    9.7: C{new} is 68 bytes, C{index} 70, C{find} 69, C{event} 70 (as
+    entries of a directory read: C{size[2]} included).
+    """
+    for name, size in [("new", 68), ("index", 70), ("find", 69), ("event", 70)]:
+        entry = Stat(0x4D, 2, Qid(0, 0, 1), 0o666, 0, 0, 0, name, "registry", "registry", "")
+        assert len(entry.encode()) == size
+
+
+def test_decode_directory():
+    """
+    L{decodeDirectory} reads whole entries back to back, and refuses a cut
+    one.
+    """
+    entries = [ROOT_STAT, Stat(0, 0, Qid(0, 3, 0x15), 0o644, 1, 2, 0, "svc", "alice", "alice", "")]
+    data = b"".join(e.encode() for e in entries)
+    assert decodeDirectory(data) == entries
+    assert decodeDirectory(b"") == []
+    with pytest.raises(MalformedMessage):
+        decodeDirectory(data[:-1])
+
+
+def test_walk_of_17_names():
+    """
+    9.5: a Twalk of 17 names is malformed; 16 decode. Encoding 17 is
+    refused.
+    """
+    sixteen = Twalk(1, 0, 1, ("a",) * 16)
+    assert decode(sixteen.encode()) == sixteen
+    body = struct.pack("<IIH", 0, 1, 17) + b"\x01\x00a" * 17
+    wire = struct.pack("<IBH", 7 + len(body), 110, 1) + body
+    with pytest.raises(MalformedMessage):
+        decode(wire)
+    with pytest.raises(ValueError):
+        Twalk(1, 0, 1, ("a",) * 17).encode()
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        "07000000 6a 0100",  # Terror (106) does not exist
+        "07000000 96 0100",  # type 150
+        "0b000000 78 0100 000000",  # Tclunk cut short
+        "0c000000 78 0100 00000000 00",  # Tclunk with a trailing byte
+        "08000000 78 0100 00000000",  # size field that does not match
+        "0400",  # shorter than a header
+    ],
+)
+def test_malformed(wire):
+    """
+    Each of the framing errors of 9.14 is a L{MalformedMessage}.
+    """
+    with pytest.raises(MalformedMessage):
+        decode(h(wire))
+
+
+def test_malformed_is_project_error():
+    assert issubclass(MalformedMessage, TxInfernoError)
+    assert issubclass(FrameTooLarge, MalformedMessage)
+
+
+def test_encode_out_of_range():
+    """
+    A field out of its range is a L{ValueError} at encoding time.
+    """
+    with pytest.raises(ValueError):
+        Tversion(0x10000, 8192, "9P2000").encode()
+    with pytest.raises(ValueError):
+        Tversion(1, -1, "9P2000").encode()
+    with pytest.raises(ValueError):
+        styx.Tattach(1, 0, NOFID, "\ud800x", "").encode()
+
+
+def test_non_utf8_string_survives():
+    """
+    A string that is not UTF-8 decodes (with surrogate escapes) and encodes
+    back to the same bytes.
+    """
+    wire = h("0a000000 6b 0100 0100") + b"\xff"
+    message = decode(wire)
+    assert message.encode() == wire
+
+
+# Property tests
+
+u8 = st.integers(0, 0xFF)
+u16 = st.integers(0, 0xFFFF)
+u32 = st.integers(0, 0xFFFFFFFF)
+u64 = st.integers(0, 0xFFFFFFFFFFFFFFFF)
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+data = st.binary(max_size=200)
+qids = st.builds(Qid, u8, u32, u64)
+stats = st.builds(Stat, u16, u32, qids, u32, u32, u32, u64, text, text, text, text)
+
+FIELDS = {
+    "tag": u16,
+    "msize": u32,
+    "version": text,
+    "afid": u32,
+    "uname": text,
+    "aname": text,
+    "aqid": qids,
+    "fid": u32,
+    "qid": qids,
+    "ename": text,
+    "oldtag": u16,
+    "newfid": u32,
+    "names": st.lists(text, max_size=16).map(tuple),
+    "qids": st.lists(qids, max_size=16).map(tuple),
+    "mode": u8,
+    "iounit": u32,
+    "name": text,
+    "perm": u32,
+    "offset": u64,
+    "count": u32,
+    "data": data,
+}
+
+
+def _strategy(cls):
+    kwargs = {}
+    for name in (f.name for f in dataclasses.fields(cls)):
+        if name == "stat":
+            kwargs[name] = stats if cls is Rstat else stats.map(Stat.encode)
+        else:
+            kwargs[name] = FIELDS[name]
+    return st.builds(cls, **kwargs)
+
+
+messages = st.one_of([_strategy(cls) for cls in MESSAGE_TYPES.values()])
+
+
+@given(messages)
+@settings(max_examples=500)
+def test_roundtrip(message):
+    """
+    Every message of every type decodes back to itself, and the size field
+    is the whole length.
+    """
+    wire = message.encode()
+    assert struct.unpack_from("<I", wire)[0] == len(wire)
+    assert decode(wire) == message
+
+
+@given(messages, st.binary(min_size=1, max_size=4))
+def test_trailing_bytes(message, extra):
+    """
+    Bytes after the fields (with the size field counting them) are
+    malformed.
+    """
+    wire = message.encode() + extra
+    wire = struct.pack("<I", len(wire)) + wire[4:]
+    with pytest.raises(MalformedMessage):
+        decode(wire)
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=1000)
+def test_arbitrary_bytes(data):
+    """
+    Decoding arbitrary bytes either works or raises L{MalformedMessage}.
+    """
+    try:
+        decode(data)
+    except MalformedMessage:
+        pass
+
+
+@given(messages, st.data())
+def test_arbitrary_body(message, draw):
+    """
+    A valid header with a mutated body, and a size field fixed up to match:
+    decoding works or raises L{MalformedMessage}.
+    """
+    wire = bytearray(message.encode())
+    for _ in range(draw.draw(st.integers(1, 4))):
+        if len(wire) > 7:
+            wire[draw.draw(st.integers(7, len(wire) - 1))] = draw.draw(u8)
+    cut = draw.draw(st.integers(7, len(wire)))
+    wire = bytearray(wire[:cut])
+    wire[0:4] = struct.pack("<I", len(wire))
+    try:
+        decode(bytes(wire))
+    except MalformedMessage:
+        pass
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_stat(data):
+    try:
+        Stat.decode(data)
+    except MalformedMessage:
+        pass
+    try:
+        decodeDirectory(data)
+    except MalformedMessage:
+        pass
+
+
+# The frame splitter
+
+
+@given(st.lists(messages, max_size=10), st.data())
+def test_splitter_any_chunks(batch, draw):
+    """
+    Whatever the chunking, the splitter gives back the messages in order,
+    whole, and holds back nothing at the end.
+    """
+    stream = b"".join(m.encode() for m in batch)
+    splitter = FrameSplitter(1 << 20)
+    frames = []
+    position = 0
+    while position < len(stream):
+        step = draw.draw(st.integers(1, 64))
+        frames.extend(splitter.feed(stream[position : position + step]))
+        position += step
+    assert [decode(f) for f in frames] == batch
+    assert splitter.pending == 0
+
+
+def test_splitter_one_byte_chunks():
+    wire = Tversion(NOTAG, 8216, "9P2000").encode()
+    splitter = FrameSplitter(8216)
+    out = []
+    for i in range(len(wire)):
+        assert splitter.pending == i
+        out.extend(splitter.feed(wire[i : i + 1]))
+    assert out == [wire]
+
+
+def test_splitter_over_maximum():
+    """
+    A size field over the maximum raises as soon as the size field is
+    whole, before the body arrives.
+    """
+    splitter = FrameSplitter(8192)
+    size = struct.pack("<I", 8193)
+    assert splitter.feed(size[:3]) == []
+    with pytest.raises(FrameTooLarge) as e:
+        splitter.feed(size[3:])
+    assert (e.value.size, e.value.maximum) == (8193, 8192)
+    splitter = FrameSplitter(100)
+    with pytest.raises(FrameTooLarge):
+        splitter.feed(struct.pack("<I", 101))
+    assert FrameSplitter(101).feed(struct.pack("<I", 101)) == []
+
+
+def test_splitter_exactly_maximum():
+    message = Rread(1, b"x" * (100 - 11))
+    assert len(message.encode()) == 100
+    assert FrameSplitter(100).feed(message.encode()) == [message.encode()]
+
+
+@pytest.mark.parametrize("size", [0, 4, 6])
+def test_splitter_under_seven(size):
+    with pytest.raises(MalformedMessage):
+        FrameSplitter(8192).feed(struct.pack("<I", size) + b"\x00" * 3)
+
+
+def test_splitter_maximum_changes():
+    """
+    The maximum may be lowered after a negotiation and applies to the next
+    size field.
+    """
+    splitter = FrameSplitter(65536)
+    big = Rread(1, b"x" * 1000).encode()
+    assert splitter.feed(big) == [big]
+    splitter.maximum = 256
+    with pytest.raises(FrameTooLarge):
+        splitter.feed(big)
+
+
+def test_splitter_minimum():
+    with pytest.raises(ValueError):
+        FrameSplitter(6)
