@@ -447,3 +447,30 @@ def test_serviceLostSoonKeepsBackingOff(memory):
         memory.clock.advance(waits[-1])
     assert waits == pytest.approx([0.5, 0.5 * svc.factor, 0.5])
     assert svc.registered
+
+
+def test_serviceStartedTwice(memory):
+    """
+    Starting a started L{ServiceTask} again changes nothing when it is
+    registered (one registration); one backing off after a rejection tries
+    again at once, with its backoff afresh, leaving one pending retry, not
+    two.
+    """
+    svc = memory.attach(ServiceTask("svc", {}))
+    memory.clock.advance(0)
+    assert svc.registered
+    assert svc.start() is None
+    assert len(memory.connection.registrations) == 1
+    memory.connection.register("taken", {})
+    other = memory.attach(ServiceTask("taken", {}))
+    memory.clock.advance(0)
+    assert not other.registered
+    [pending] = memory.clock.getDelayedCalls()
+    attempt = other.start()
+    assert attempt is not None and not pending.active()
+    memory.clock.advance(0)
+    assert not other.registered
+    [retry] = memory.clock.getDelayedCalls()
+    assert retry is not pending
+    assert retry.getTime() - memory.clock.seconds() <= other.initialDelay * 2
+

@@ -386,3 +386,27 @@ def test_noSettleWindow():
 def test_badSettle():
     with pytest.raises(ValueError, match="settle"):
         Monitor({}, MonitorRecorder(), settle=-1)
+
+
+def test_startedTwice():
+    """
+    Starting a started monitor again changes nothing: no second find, no
+    second C{resynced()}.  Stopped while it waits for the manager to restore
+    its services, it gives up that wait.
+    """
+    connection = MemoryConnection()
+    clock = Clock()
+    manager = RegistryManager(connection, clock=clock)
+    manager.startService()
+    recorder = MonitorRecorder()
+    monitor = manager.attach(Monitor({}, recorder))
+    clock.advance(0)
+    assert (connection.finds, recorder.kinds()) == (1, ["resynced"])
+    monitor.start()
+    clock.advance(0)
+    assert (connection.finds, recorder.kinds()) == (1, ["resynced"])
+    manager.stopService()
+    monitor.start()
+    assert len(manager._restoreWaiters) == 1
+    monitor.stop()
+    assert manager._restoreWaiters == []

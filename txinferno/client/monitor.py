@@ -3,9 +3,14 @@ The Monitor task: follow the services that match a query, reporting each
 one that comes, changes or goes.
 """
 
+from enum import Enum
+
+from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from txinferno.client._backoff import Backoff
+from txinferno.client._states import StateMachine
 from txinferno.client.event import DEFAULT_MAX_DELAY
 from txinferno.interfaces import IMonitorObserver, IRegistryTask
 from txinferno.wire.rules import queryLine
@@ -46,8 +51,22 @@ reported removed (its owner may still be registering it again).
 """
 
 
+class _MonitorState(Enum):
+    """
+    The states of a L{Monitor}.
+    """
+
+    stopped = "not started, or stopped"
+    restoring = "waiting for the manager to restore its services"
+    idle = "the view is up to date: waiting for a change"
+    finding = "a find in flight"
+    findingChanged = "a find in flight, and a change came since it started"
+    quieting = "waiting for a quiet spell before the next find"
+    retrying = "backing off after a failed find"
+
+
 @implementer(IRegistryTask)
-class Monitor:
+class Monitor(StateMachine):
     """
     Follows the services matching a query and reports the differences to an
     L{txinferno.interfaces.IMonitorObserver}.
@@ -60,7 +79,8 @@ class Monitor:
     a burst of changes costs a few finds, and its end is seen soon after it
     ends.  A change after a quiet spell is queried at once.  A find that
     fails is tried again after L{MAX_WAIT}, the wait doubling with each
-    failure in a row up to L{maxDelay}; the reason is logged once for
+    failure in a row up to L{maxDelay} (Twisted's
+    L{twisted.application.internet.backoffPolicy}); the reason is logged once for
     as long as it stays the same.  Each answer is
     compared with the current view, so a service that starts matching after
     an update is reported as added, one that stops matching as removed, and
@@ -122,14 +142,14 @@ class Monitor:
         self.manager = None
         self.services = {}
         self.synced = False
+        self._state = _MonitorState.stopped
         self._restoring = None
         self._finding = None
         self._findStarted = None
         self._lastChange = None
         self._waitUntil = None
-        self._waiting = None
-        self._again = False
-        self._failures = 0
+        self._quiet = None
+        self._backoff = None
         self._reportedFailure = None
         self._settling = None
 
@@ -140,19 +160,10 @@ class Monitor:
         """
         The registry is reachable: once the manager's services are restored
         (see L{txinferno.client.manager.RegistryManager.whenRestored}), query it and
-        report the differences, then C{resynced()}.
+        report the differences, then C{resynced()}.  Harmless when started
+        already.
         """
-        self.synced = False
-        self._reportedFailure = None
-        if self.services and self.settle:
-            self._settling = self.manager.clock.callLater(self.settle, self._settled)
-        restoring = self._restoring = self.manager.whenRestored()
-        restoring.addCallback(self._restored, restoring)
-
-    def _restored(self, manager, restoring):
-        if restoring is self._restoring:
-            self._restoring = None
-            self.refresh()
+        self._handle("start")
 
     def stop(self):
         """
@@ -160,17 +171,10 @@ class Monitor:
         abandon the find in flight.  The view is kept, to be compared with
         the registry when it is reachable again.
         """
-        self._again = False
-        self._restoring = None
         if self._settling is not None:
             self._settling.cancel()
             self._settling = None
-        if self._waiting is not None:
-            self._waiting.cancel()
-            self._waiting = None
-        finding, self._finding = self._finding, None
-        if finding is not None:
-            finding.cancel()
+        self._handle("stop")
 
     def refresh(self):
         """
@@ -178,53 +182,22 @@ class Monitor:
         flight (or not at all before the first query after C{start()},
         which sees the change).
         """
-        if self._restoring is not None:
-            return
-        self._lastChange = self.manager.clock.seconds()
-        if self._finding is not None or self._waiting is not None:
-            self._again = True
-            return
-        self._find()
+        self._handle("change")
 
-    def _find(self):
-        self._again = False
-        self._findStarted = self.manager.clock.seconds()
-        finding = self._finding = self.manager.connection.find(self.attrs)
-        finding.addCallbacks(
-            self._found,
-            self._failed,
-            callbackArgs=(finding,),
-            errbackArgs=(finding,),
-        )
+    # Events from what the monitor waits for.
 
-    def _found(self, services, finding):
-        if finding is not self._finding:
-            return
-        self._finding = None
-        self._failures = 0
-        self._reportedFailure = None
-        self._report(services)
-        if not self.synced and self.manager is not None:
-            self.synced = True
-            self._notify("resynced")
-        self._next()
+    def _restored(self, manager):
+        self._handle("restored")
 
-    def _failed(self, reason, finding):
-        if finding is not self._finding:
-            return
-        self._finding = None
-        self._failures += 1
-        if self.manager is None:
-            return
-        delay = min(self.maxDelay, MAX_WAIT * 2 ** (self._failures - 1))
-        self._reportedFailure = self.manager.taskLog.reportFailure(
-            self._reportedFailure,
-            "monitor {name}: find failed: {reason}; trying again",
-            "{count} monitors' finds failed: {reason}; trying again",
-            repr(self.attrs),
-            reason.getErrorMessage(),
-        )
-        self._waiting = self.manager.clock.callLater(delay, self._retry)
+    def _notRestored(self, reason):
+        # stop() cancelled the wait.
+        reason.trap(CancelledError)
+
+    def _found(self, services):
+        self._handle("found", services)
+
+    def _failed(self, reason):
+        self._handle("failed", reason)
 
     def _settled(self):
         """
@@ -235,15 +208,52 @@ class Monitor:
         self.refresh()
 
     def _retry(self):
-        self._waiting = None
-        self._find()
+        self._handle("retry")
 
-    def _next(self):
+    def _waited(self):
+        self._quiet = None
+        now = self.manager.clock.seconds()
+        if now >= self._lastChange + QUIET or now >= self._waitUntil:
+            self._handle("quiet")
+        else:
+            self._wait(now)
+
+    # Actions.
+
+    def _restore(self):
+        self.synced = False
+        self._reportedFailure = None
+        if self.services and self.settle:
+            self._settling = self.manager.clock.callLater(self.settle, self._settled)
+        restoring = self._restoring = self.manager.whenRestored()
+        restoring.addCallbacks(self._restored, self._notRestored)
+
+    def _find(self):
+        self._restoring = None
+        self._findStarted = self.manager.clock.seconds()
+        finding = self._finding = self.manager.connection.find(self.attrs)
+        finding.addCallbacks(self._found, self._failed)
+
+    def _answered(self, services):
         """
-        After a find: if a change came meanwhile, query again after a quiet
-        spell, or once the longest wait has passed.
+        A find answered: make its answer the view.
         """
-        if self._again and self.manager is not None:
+        self._finding = None
+        if self._backoff is not None:
+            self._backoff.reset()
+        self._reportedFailure = None
+        self._report(services)
+        if not self.synced and self._state is not _MonitorState.stopped:
+            self.synced = True
+            self._notify("resynced")
+
+    def _answeredAfterChange(self, services):
+        """
+        A find during which a change came answered: query again after a
+        quiet spell, or once the longest wait has passed.
+        """
+        self._answered(services)
+        if self._state is _MonitorState.quieting:
             now = self.manager.clock.seconds()
             # The quiet spell counts from now: the registry may have been
             # quiet only because it was answering the find.
@@ -251,17 +261,40 @@ class Monitor:
             self._waitUntil = now + max(MAX_WAIT, PACE * (now - self._findStarted))
             self._wait(now)
 
+    def _changed(self):
+        self._lastChange = self.manager.clock.seconds()
+
     def _wait(self, now):
         due = min(self._lastChange + QUIET, self._waitUntil)
-        self._waiting = self.manager.clock.callLater(max(0, due - now), self._waited)
+        self._quiet = self.manager.clock.callLater(max(0, due - now), self._waited)
 
-    def _waited(self):
-        self._waiting = None
-        now = self.manager.clock.seconds()
-        if now >= self._lastChange + QUIET or now >= self._waitUntil:
-            self._find()
-        else:
-            self._wait(now)
+    def _findFailed(self, reason):
+        self._finding = None
+        self._reportedFailure = self.manager.taskLog.reportFailure(
+            self._reportedFailure,
+            "monitor {name}: find failed: {reason}; trying again",
+            "{count} monitors' finds failed: {reason}; trying again",
+            repr(self.attrs),
+            reason.getErrorMessage(),
+        )
+        if self._backoff is None:
+            self._backoff = Backoff(self.manager.clock, MAX_WAIT, 2, 0, self.maxDelay)
+        self._backoff.schedule(self._retry)
+
+    def _cancelRestore(self):
+        restoring, self._restoring = self._restoring, None
+        restoring.cancel()
+
+    def _cancelFind(self):
+        finding, self._finding = self._finding, None
+        finding.cancel()
+
+    def _cancelQuiet(self):
+        quiet, self._quiet = self._quiet, None
+        quiet.cancel()
+
+    def _cancelRetry(self):
+        self._backoff.cancel()
 
     def _report(self, services):
         """
@@ -294,3 +327,43 @@ class Monitor:
             )
 
 
+
+_S = _MonitorState
+_M = Monitor
+Monitor._transitions = {
+    _S.stopped: {
+        "start": (_S.restoring, _M._restore),
+    },
+    _S.restoring: {
+        "restored": (_S.finding, _M._find),
+        "stop": (_S.stopped, _M._cancelRestore),
+    },
+    _S.idle: {
+        "change": (_S.finding, _M._find),
+        "stop": (_S.stopped, None),
+    },
+    _S.finding: {
+        "found": (_S.idle, _M._answered),
+        "change": (_S.findingChanged, None),
+        "failed": (_S.retrying, _M._findFailed),
+        "stop": (_S.stopped, _M._cancelFind),
+    },
+    _S.findingChanged: {
+        "found": (_S.quieting, _M._answeredAfterChange),
+        "failed": (_S.retrying, _M._findFailed),
+        "stop": (_S.stopped, _M._cancelFind),
+    },
+    _S.quieting: {
+        "change": (_S.quieting, _M._changed),
+        "quiet": (_S.finding, _M._find),
+        "stop": (_S.stopped, _M._cancelQuiet),
+    },
+    _S.retrying: {
+        "retry": (_S.finding, _M._find),
+        "stop": (_S.stopped, _M._cancelRetry),
+    },
+}
+# For each state, the events it takes: {event: (next state, action)}; an
+# event not listed is ignored (a change while restoring or retrying is seen
+# by the find that follows).  The table is drawn in docs/client.md.
+del _S, _M

@@ -4,13 +4,15 @@ reachable, with its current attributes.
 """
 
 from collections import Counter
+from enum import Enum
 from typing import Optional
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from txinferno.client._backoff import Backoff
+from txinferno.client._states import StateMachine
 from txinferno.client.event import DEFAULT_MAX_DELAY
 from txinferno.client.health import HealthMonitor, HealthState
 from txinferno.errors import RegistrationLost, RegistrationRejected
@@ -26,33 +28,21 @@ check fails, the state of the check: C{unknown}, C{passing} or C{failing}.
 """
 
 
-class _Backoff(ReconnectingClientFactory):
+class _ServiceState(Enum):
     """
-    The backoff of L{ReconnectingClientFactory} (exponential growth by
-    C{factor}, normal jitter of C{jitter} times the delay, up to C{maxDelay}),
-    applied to a call rather than to a connection: L{retry} calls it after
-    the next delay.  It is its own connector.
+    The states of a L{ServiceTask}.
     """
 
-    noisy = False
-
-    def __init__(self, clock, call, initialDelay, factor, jitter, maxDelay):
-        self.clock = clock
-        self.connect = call
-        self.initialDelay = self.delay = initialDelay
-        self.factor = factor
-        self.jitter = jitter
-        self.maxDelay = maxDelay
-
-    def retry(self):
-        """
-        Call again after the next delay.
-        """
-        ReconnectingClientFactory.retry(self, self)
+    stopped = "not started, or stopped: nothing in flight"
+    idle = "started, waiting for its health check to pass"
+    registering = "a registration attempt in flight"
+    registered = "the registry holds the service"
+    waiting = "backing off before the next attempt"
+    held = "its retry due while the change stream is down: waiting for start()"
 
 
 @implementer(IRegistryTask)
-class ServiceTask:
+class ServiceTask(StateMachine):
     """
     Keeps one service registered while its manager is connected, and
     registers it again, with its current attributes, after every reconnect.
@@ -60,9 +50,9 @@ class ServiceTask:
     A registration the registry rejects (a name someone else holds) or
     closes is reported (L{whenRegistered} fails with
     L{RegistrationRejected}; the reason is logged, once for as long as it
-    stays the same) and retried with exponential backoff and jitter, as
-    Twisted's L{twisted.internet.protocol.ReconnectingClientFactory}
-    reconnects.
+    stays the same) and retried with exponential backoff and jitter, by
+    Twisted's L{twisted.application.internet.backoffPolicy}, as
+    L{twisted.application.internet.ClientService} reconnects.
 
     A service with a health check (an L{txinferno.interfaces.IHealthCheck},
     run by a L{txinferno.client.health.HealthMonitor} while the task is
@@ -140,18 +130,18 @@ class ServiceTask:
         self.attrs = checked.copy()
         self._checked = checked
         self.manager = None
-        self._running = False
+        self._state = _ServiceState.stopped
         self._registration = None
         self._registering = None
         self._backoff = None
         self._waiting = None
         self._reportedFailure = None
         self._registeredAt = None
-        self.losses = 0
-        self.failures = Counter()
         self.check = check
         self.keepWhileFailing = keepWhileFailing
         self._health = None
+        self.losses = 0
+        self.failures = Counter()
 
     def __repr__(self):
         return "<ServiceTask %r %s>" % (self.name, "registered" if self.registered else "unregistered")
@@ -161,7 +151,7 @@ class ServiceTask:
         """
         L{True} while the registry holds this service for us.
         """
-        return self._registration is not None
+        return self._state is _ServiceState.registered
 
     @property
     def health(self):
@@ -188,7 +178,7 @@ class ServiceTask:
             L{RegistrationRejected}, carrying the reason, if the next
             registration attempt is rejected.
         """
-        if self._registration is not None:
+        if self._state is _ServiceState.registered:
             return succeed(self)
         d = Deferred()
         if self._waiting is None:
@@ -216,26 +206,17 @@ class ServiceTask:
 
     def start(self):
         """
-        The registry is reachable: register the service.
+        The registry is reachable: register the service (once its check
+        passes, with a check).  Harmless when started already, but for a
+        service waiting to try again (its registration lost or refused,
+        perhaps while the change stream was down, whose retries then wait
+        for this call): it tries again now, its backoff afresh.
 
         @return: a L{Deferred} that fires with L{None} once this first
             attempt has ended (registered or not), or L{None} when there is
             nothing to do.
         """
-        self._running = True
-        if self._backoff is not None:
-            # Still retrying from before the change stream was lost.
-            self._backoff.stopTrying()
-        self._backoff = None
-        self._reportedFailure = None
-        registering = None
-        if self._wanted and self._registration is None and self._registering is None:
-            registering = self._register()
-        if self.check is not None:
-            if self._health is None:
-                self._health = HealthMonitor(self.check, self.manager.clock, self._healthChanged)
-            self._health.start()
-        return registering
+        return self._handle("start")
 
     def stop(self):
         """
@@ -246,30 +227,9 @@ class ServiceTask:
         @return: a L{Deferred} that fires with L{None} once the registration
             (or the attempt in progress) is closed.
         """
-        self._running = False
         if self._health is not None:
             self._health.stop()
-        return self._release()
-
-    def _release(self):
-        """
-        Stop retrying and close the registration, or the attempt in
-        progress.
-
-        @return: a L{Deferred} that fires with L{None} once it is closed.
-        """
-        if self._backoff is not None:
-            self._backoff.stopTrying()
-            self._backoff = None
-        registering, self._registering = self._registering, None
-        if registering is not None:
-            # Closes its connection, or gives up its place in the queue.
-            registering.cancel()
-            return registering
-        registration, self._registration = self._registration, None
-        if registration is None:
-            return succeed(None)
-        return registration.unregister()
+        return self._handle("stop")
 
     def refresh(self):
         """
@@ -289,14 +249,25 @@ class ServiceTask:
         elif state is HealthState.passing:
             self._log.info("service {name} passes its health check {check}: registering it",
                            name=self.name, check=self.check.description)
-            if self._running and self._registration is None and self._registering is None:
-                self._register()
+            self._handle("wanted")
         else:
             self._log.warn("service {name} fails its health check {check}: {reason}; "
                            "unregistered until it passes",
                            name=self.name, check=self.check.description,
                            reason=reason.getErrorMessage())
-            self._release()
+            self._handle("unwanted")
+
+    # Actions.
+
+    def _started(self):
+        self._backoff = None
+        self._reportedFailure = None
+        registering = self._handle("wanted") if self._wanted else None
+        if self.check is not None:
+            if self._health is None:
+                self._health = HealthMonitor(self.check, self.manager.clock, self._healthChanged)
+            self._health.start()
+        return registering
 
     def _register(self):
         """
@@ -310,41 +281,54 @@ class ServiceTask:
             # Changed directly rather than through update().
             attrs = dict(self.attrs)
         registering = self._registering = self.manager.connection.register(self.name, attrs)
-        registering.addCallbacks(
-            self._registered,
-            self._failed,
-            callbackArgs=(registering,),
-            errbackArgs=(registering,),
-        )
+        registering.addCallbacks(self._registered, self._failed)
         return registering
 
-    def _registered(self, registration, registering):
-        if registering is not self._registering:
-            return registration.unregister()
+    def _registered(self, registration):
+        return self._handle("registered", registration)
+
+    def _failed(self, reason):
+        self._handle("failed", reason)
+
+    def _lost(self, reason):
+        # Only a loss fails whenLost(): an unregistration fires it.
+        self._handle("lost", reason)
+
+    def _retry(self):
+        self._handle("retry")
+
+    def _retryDue(self):
+        # While the change stream is down, a retry waits for start().
+        return self._handle("due" if self.manager.connected else "hold")
+
+    def _restart(self):
+        if self._backoff is not None:
+            self._backoff.cancel()
+        self._backoff = None
+        self._reportedFailure = None
+        return self._register()
+
+    def _hold(self, registration):
         self._registering = None
         self._registration = registration
         self._registeredAt = self.manager.clock.seconds()
         self._reportedFailure = None
-        registration.whenLost().addBoth(self._lost, registration)
+        registration.whenLost().addErrback(self._lost)
         self._sync()
         waiting, self._waiting = self._waiting, None
         for d in waiting or ():
             d.callback(self)
 
-    def _failed(self, reason, registering):
-        if registering is not self._registering:
-            return None
+    def _attemptFailed(self, reason):
         self._registering = None
         self._report(reason)
-        self._retry()
+        self._retryLater()
         if reason.check(RegistrationRejected):
             waiting, self._waiting = self._waiting, None
             for d in waiting or ():
                 d.errback(reason)
 
-    def _lost(self, result, registration):
-        if registration is not self._registration:
-            return None
+    def _registrationLost(self, reason):
         self._registration = None
         self.losses += 1
         # The connection plugin logs the loss.  A registration held at least
@@ -353,9 +337,30 @@ class ServiceTask:
         # registration and drops it again) makes the wait grow, as a failed
         # attempt does.
         held = self.manager.clock.seconds() - self._registeredAt
-        if self._backoff is not None and held >= self._backoff.delay:
-            self._backoff.resetDelay()
-        self._retry()
+        if self._backoff is not None and held >= self._backoff.nextDelay:
+            self._backoff.reset()
+        self._retryLater()
+
+    def _cancelAttempt(self):
+        registering, self._registering = self._registering, None
+        # Closes its connection, or gives up its place in the queue.
+        registering.cancel()
+        return registering
+
+    def _unregister(self):
+        registration, self._registration = self._registration, None
+        return registration.unregister()
+
+    def _cancelRetry(self):
+        self._backoff.cancel()
+        return succeed(None)
+
+    def _nothingToClose(self):
+        return succeed(None)
+
+    def _discard(self, registration):
+        # A registration that came in a state that does not want it.
+        return registration.unregister()
 
     def _report(self, reason):
         """
@@ -377,27 +382,19 @@ class ServiceTask:
             why,
         )
 
-    def _retry(self):
+    def _retryLater(self):
         """
-        Register again after the next backoff delay, while running and
-        while the manager's change stream is ready; otherwise L{start}
-        registers again once it is.
+        Register again after the next backoff delay.
         """
-        if self._running and self.manager.connected:
-            if self._backoff is None:
-                self._backoff = _Backoff(
-                    self.manager.clock,
-                    self._retryDue,
-                    self.initialDelay,
-                    self.factor,
-                    self.jitter,
-                    self.maxDelay,
-                )
-            self._backoff.retry()
-
-    def _retryDue(self):
-        if self.manager.connected:
-            self._register()
+        if self._backoff is None:
+            self._backoff = Backoff(
+                self.manager.clock,
+                self.initialDelay,
+                self.factor,
+                self.jitter,
+                self.maxDelay,
+            )
+        self._backoff.schedule(self._retry)
 
     def _sync(self):
         """
@@ -414,3 +411,49 @@ class ServiceTask:
                 # whenLost() reports it and _lost() registers again.
                 pass
 
+
+
+_S = _ServiceState
+_T = ServiceTask
+ServiceTask._transitions = {
+    _S.stopped: {
+        "start": (_S.idle, _T._started),
+        "stop": (_S.stopped, _T._nothingToClose),
+        "registered": (_S.stopped, _T._discard),
+    },
+    _S.idle: {
+        "wanted": (_S.registering, _T._register),
+        "stop": (_S.stopped, _T._nothingToClose),
+        "registered": (_S.idle, _T._discard),
+    },
+    _S.registering: {
+        "registered": (_S.registered, _T._hold),
+        "failed": (_S.waiting, _T._attemptFailed),
+        "unwanted": (_S.idle, _T._cancelAttempt),
+        "stop": (_S.stopped, _T._cancelAttempt),
+    },
+    _S.registered: {
+        "lost": (_S.waiting, _T._registrationLost),
+        "unwanted": (_S.idle, _T._unregister),
+        "stop": (_S.stopped, _T._unregister),
+        "registered": (_S.registered, _T._discard),
+    },
+    _S.waiting: {
+        "retry": (_S.waiting, _T._retryDue),
+        "due": (_S.registering, _T._register),
+        "hold": (_S.held, None),
+        "start": (_S.registering, _T._restart),
+        "unwanted": (_S.idle, _T._cancelRetry),
+        "stop": (_S.stopped, _T._cancelRetry),
+        "registered": (_S.waiting, _T._discard),
+    },
+    _S.held: {
+        "start": (_S.registering, _T._restart),
+        "unwanted": (_S.idle, None),
+        "stop": (_S.stopped, _T._nothingToClose),
+        "registered": (_S.held, _T._discard),
+    },
+}
+# For each state, the events it takes: {event: (next state, action)}; an
+# event not listed is ignored.  The table is drawn in docs/client.md.
+del _S, _T
