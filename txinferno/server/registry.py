@@ -7,6 +7,10 @@ Services are kept in slot order (a new service takes the next slot; removing
 one moves the last service into its slot) and each service's attributes
 newest-first (a new attribute goes to the front; setting an existing one
 keeps it in its place and reverses the order of those in front of it).
+
+A registry bounds what clients can make it hold (L{Registry} limits): the
+services in all, the attributes and bytes of one service, and the
+persistent services left behind by one peer address.
 """
 
 import re
@@ -19,7 +23,35 @@ from txinferno.errors import RegistryError
 from txinferno.wire.persist import persists
 from txinferno.wire.words import formatLine
 
-__all__ = ["Registry", "RegisteredService"]
+__all__ = [
+    "Registry",
+    "RegisteredService",
+    "MAX_SERVICES",
+    "MAX_ATTRIBUTES",
+    "MAX_SERVICE_BYTES",
+    "MAX_PERSISTENT_PER_ORIGIN",
+]
+
+MAX_SERVICES = 100000
+"""
+Default of L{Registry.maxServices}.
+"""
+MAX_ATTRIBUTES = 256
+"""
+Default of L{Registry.maxAttributes}.
+"""
+MAX_SERVICE_BYTES = 16384
+"""
+Default of L{Registry.maxServiceBytes}: two full lines.
+"""
+MAX_PERSISTENT_PER_ORIGIN = 1000
+"""
+Default of L{Registry.maxPersistentPerOrigin}.
+"""
+LOGGED_ATTRIBUTES = 100
+"""
+How many characters of a change's attributes its info line shows.
+"""
 
 RESERVED_NAMES = frozenset(["", "new", "event", "find", "index"])
 """
@@ -38,6 +70,65 @@ def _pairs(words):
     return list(zip(it, it))
 
 
+def _wordBytes(attr, value):
+    """
+    @return: what one attribute adds to the size of its service: its UTF-8
+        bytes and two separators.
+    """
+    return len(attr.encode("utf-8")) + len(value.encode("utf-8")) + 2
+
+
+def _reorder(order, pairs):
+    """
+    Apply the order rule for setting C{pairs} one after the other: a new
+    attribute goes to the front; setting an existing one keeps it in its
+    place and reverses those in front of it.
+
+    The order is worked on as a string with one character per attribute
+    (the character of code I{i} stands for the I{i}th name), so that
+    finding an attribute and reversing the attributes in front of it are
+    each one scan of machine words, not a comparison of names per
+    attribute: a line of I{k} pairs on a service of I{n} attributes costs
+    I{n} + I{k} steps of the interpreter (and I{k} times I{n} bytes
+    scanned, I{n} being bounded by L{Registry.maxAttributes}).
+
+    @param order: the attribute names, newest first; changed in place.
+    @type order: L{list} of L{str}
+    @param pairs: the C{(attr, value)} pairs in the order written.
+    @return: the value each attribute is left with, by attribute.
+    @rtype: L{dict}
+    """
+    names = list(order)
+    codes = {attr: chr(i) for i, attr in enumerate(names)}
+    text = "".join(map(chr, range(len(names))))
+    final = {}
+    for attr, value in pairs:
+        code = codes.get(attr)
+        if code is None:
+            code = codes[attr] = chr(len(names))
+            names.append(attr)
+            text = code + text
+        else:
+            position = text.find(code)
+            if position:
+                text = text[position - 1 :: -1] + text[position:]
+        final[attr] = value
+    order[:] = [names[ord(c)] for c in text]
+    return final
+
+
+def _summary(pairs, limit=LOGGED_ATTRIBUTES):
+    """
+    @return: C{pairs} as words for a log line, cut at C{limit} characters
+        (L{None} for no cut).
+    @rtype: L{str}
+    """
+    text = " ".join("%s %s" % pair for pair in pairs)
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "... (%d attributes)" % (len(pairs),)
+    return text
+
+
 class RegisteredService:
     """
     One service in a L{Registry}.
@@ -48,18 +139,22 @@ class RegisteredService:
         L{None} for a static service and for a persistent service whose
         connection has closed.
     @ivar static: whether it was loaded from a static file.
+    @ivar origin: the peer address (host) that registered it, or L{None}.
     """
 
-    __slots__ = ("name", "owner", "static", "_values", "_order", "_slot", "_line")
+    __slots__ = ("name", "owner", "static", "origin", "_values", "_order", "_slot", "_line",
+                 "_size")
 
-    def __init__(self, name, owner, static=False):
+    def __init__(self, name, owner, static=False, origin=None):
         self.name = name
         self.owner = owner
         self.static = static
+        self.origin = origin
         self._values = {}
         self._order = []
         self._slot = None
         self._line = None
+        self._size = len(name.encode("utf-8")) + 1
 
     def __repr__(self):
         return "<RegisteredService %r>" % (self.name,)
@@ -111,18 +206,48 @@ class Registry:
     service.  Opening a connection, a rejected write, loading static
     services and queries change nothing.
 
+    Every change is logged as one info line whose attributes are cut at
+    L{LOGGED_ATTRIBUTES} characters; with C{logFullChanges} set, a debug
+    line follows it with every attribute.
+
     @ivar version: the version counter, starting at 0.
     @type version: L{int}
+    @ivar maxServices: the most services (static ones included) the registry
+        holds; a registration beyond is refused with C{registry full}.
+    @ivar maxAttributes: the most attributes of one registered service; a
+        write that would go beyond is refused.
+    @ivar maxServiceBytes: the most bytes of one registered service (name,
+        attributes and values in UTF-8, a separator after each); a write
+        that would go beyond is refused.
+    @ivar maxPersistentPerOrigin: the most persistent services whose
+        connections have closed that one origin (peer address) may leave;
+        beyond, a service whose connection closes is removed even though it
+        says C{persist}, and that is logged.
+    @ivar logFullChanges: whether each change's info line is followed by a
+        debug line with all its attributes.
     """
 
     _log = Logger()
 
-    def __init__(self):
+    def __init__(
+        self,
+        maxServices: int = MAX_SERVICES,
+        maxAttributes: int = MAX_ATTRIBUTES,
+        maxServiceBytes: int = MAX_SERVICE_BYTES,
+        maxPersistentPerOrigin: int = MAX_PERSISTENT_PER_ORIGIN,
+        logFullChanges: bool = False,
+    ):
         self.version = 0
+        self.maxServices = maxServices
+        self.maxAttributes = maxAttributes
+        self.maxServiceBytes = maxServiceBytes
+        self.maxPersistentPerOrigin = maxPersistentPerOrigin
+        self.logFullChanges = logFullChanges
         self._slots = []
         self._byName = {}
         self._index = {}
         self._observers = []
+        self._persisted = {}
 
     def __len__(self):
         return len(self._slots)
@@ -171,7 +296,7 @@ class Registry:
         if name in self._byName:
             raise RegistryError("duplicate service name")
 
-    def register(self, owner, words):
+    def register(self, owner, words, origin=None):
         """
         Apply the first write of a C{new} connection: C{NAME [ATTR VALUE]...}.
 
@@ -182,26 +307,31 @@ class Registry:
         @param owner: what registers it (the server passes its connection).
         @param words: the words of the write.
         @type words: L{list} of L{str}
+        @param origin: the peer address (host) it comes from, counted by
+            L{maxPersistentPerOrigin}; L{None} for no count.
+        @type origin: L{str} or L{None}
         @return: the new service.
         @rtype: L{RegisteredService}
-        @raise RegistryError: when the name check fails or the attribute
-            words are odd in number.
+        @raise RegistryError: when the name check fails, the attribute
+            words are odd in number or a limit would be passed (nothing is
+            added then).
         """
         name = words[0] if words else ""
         self.checkName(name)
-        service = RegisteredService(name, owner)
-        self._add(service)
+        if len(self._slots) >= self.maxServices:
+            raise RegistryError("registry full: %d services" % (self.maxServices,))
+        service = RegisteredService(name, owner, origin=origin)
         if len(words) % 2 == 0:
+            self._add(service)
             self._remove(service)
-            self._log.info("service {name} removed", name=name, attrs=[])
+            self._log.info("service {name} removed", name=name)
             self._bump()
             raise RegistryError("odd number of attribute words after the service name")
-        self._set(service, _pairs(words[1:]))
-        self._log.info(
-            "service {name} registered with {attrs}",
-            name=name,
-            attrs=service.attributes(),
-        )
+        pairs = _pairs(words[1:])
+        self._checkLimits(service, pairs)
+        self._add(service)
+        self._set(service, pairs)
+        self._logChange("service {name} registered with {attrs}", service, service.attributes())
         self._bump()
         return service
 
@@ -224,11 +354,44 @@ class Registry:
         if len(words) % 2:
             raise RegistryError("odd number of attribute words")
         pairs = _pairs(words)
+        self._checkLimits(service, pairs)
         self._set(service, pairs)
-        self._log.info(
-            "service {name} updated with {attrs}", name=service.name, attrs=pairs
-        )
+        self._logChange("service {name} updated with {attrs}", service, pairs)
         self._bump()
+
+    def _checkLimits(self, service, pairs):
+        """
+        Check that setting C{pairs} leaves C{service} within
+        L{maxAttributes} and L{maxServiceBytes}.
+
+        @raise RegistryError: when it would not.
+        """
+        values = service._values
+        final = dict(pairs)
+        added = sum(1 for attr in final if attr not in values)
+        if len(values) + added > self.maxAttributes:
+            raise RegistryError(
+                "too many attributes: more than %d for one service" % (self.maxAttributes,)
+            )
+        size = service._size
+        for attr, value in final.items():
+            old = values.get(attr)
+            if old is not None:
+                size -= _wordBytes(attr, old)
+            size += _wordBytes(attr, value)
+        if size > self.maxServiceBytes:
+            raise RegistryError(
+                "service too large: more than %d bytes" % (self.maxServiceBytes,)
+            )
+
+    def _logChange(self, format, service, pairs):
+        """
+        Log one change: one info line, its attributes cut, then (with
+        L{logFullChanges}) a debug line with them all.
+        """
+        self._log.info(format, name=service.name, attrs=_summary(pairs))
+        if self.logFullChanges:
+            self._log.debug(format, name=service.name, attrs=_summary(pairs, None))
 
     def release(self, service):
         """
@@ -243,13 +406,26 @@ class Registry:
         if not service.registered:
             return False
         service.owner = None
-        if service.static or persists(service.get("persist")):
-            self._log.info("service {name} persists", name=service.name)
+        if service.static:
             return False
+        if persists(service.get("persist")):
+            origin = service.origin
+            held = self._persisted.get(origin, 0)
+            if origin is None or held < self.maxPersistentPerOrigin:
+                if origin is not None:
+                    self._persisted[origin] = held + 1
+                self._log.info("service {name} persists", name=service.name)
+                return False
+            self._log.warn(
+                "service {name} removed instead of persisting: {origin} already left"
+                " {limit} persistent services",
+                name=service.name,
+                origin=origin,
+                limit=self.maxPersistentPerOrigin,
+            )
+        else:
+            self._log.info("service {name} removed", name=service.name)
         self._remove(service)
-        self._log.info(
-            "service {name} removed", name=service.name, attrs=service.attributes()
-        )
         self._bump()
         return True
 
@@ -275,9 +451,14 @@ class Registry:
             holders = self._index.get(attr)
             if holders is None:
                 return []
-            found = holders[0] if value == "*" else holders[1].get(value)
-            if not found:
-                return []
+            if value == "*":
+                found = holders[0]
+            else:
+                found = holders[1].get(value)
+                if found is None:
+                    return []
+                if type(found) is RegisteredService:
+                    found = (found,)
             if candidates is None or len(found) < len(candidates):
                 candidates = found
 
@@ -333,11 +514,8 @@ class Registry:
             service = RegisteredService(name, None, static=True)
             self._add(service)
             self._set(service, pairs)
-            self._log.info(
-                "static service {name} loaded with {attrs}",
-                name=name,
-                attrs=service.attributes(),
-            )
+            self._logChange("static service {name} loaded with {attrs}", service,
+                            service.attributes())
         return len(services)
 
     def _bump(self):
@@ -358,40 +536,65 @@ class Registry:
             last._slot = slot
         service._slot = None
         del self._byName[service.name]
-        index = self._index
         for attr, value in service._values.items():
-            holders, byValue = index[attr]
-            holders.discard(service)
-            same = byValue[value]
+            self._unindex(service, attr, value)
+
+    def _unindex(self, service, attr, value):
+        """
+        Take C{service} out of the index entries of C{attr} and of C{(attr,
+        value)}.
+        """
+        holders, byValue = self._index[attr]
+        holders.discard(service)
+        same = byValue[value]
+        if same is service:
+            del byValue[value]
+        else:
             same.discard(service)
-            if not same:
-                del byValue[value]
-            if not holders:
-                del index[attr]
+            if len(same) == 1:
+                byValue[value] = next(iter(same))
+        if not holders:
+            del self._index[attr]
 
     def _set(self, service, pairs):
         """
-        Set attributes one pair after the other, keeping the order rule and
-        the index.
+        Set attributes as if one pair after the other, keeping the order
+        rule (see L{_reorder}); the values and the index follow once per
+        attribute.
+
+        The index maps each attribute to the L{set} of its holders and a
+        L{dict} from each value to its one holder, or to the L{set} of its
+        holders when there are several (most values belong to one service,
+        and a set each would cost ten times the entry).
         """
         values = service._values
-        order = service._order
+        final = _reorder(service._order, pairs)
         index = self._index
-        for attr, value in pairs:
-            holders = index.get(attr)
-            if holders is None:
-                holders = index[attr] = (set(), {})
+        for attr, value in final.items():
             old = values.get(attr)
+            if old == value:
+                continue
             if old is None:
-                order.insert(0, attr)
-                holders[0].add(service)
+                entry = index.get(attr)
+                if entry is None:
+                    entry = index[attr] = (set(), {})
+                entry[0].add(service)
             else:
-                position = order.index(attr)
-                order[:position] = order[position - 1 :: -1] if position else []
-                same = holders[1][old]
-                same.discard(service)
-                if not same:
-                    del holders[1][old]
+                self._unindex(service, attr, old)
+                entry = index.get(attr)
+                if entry is None:
+                    entry = index[attr] = ({service}, {})
+                else:
+                    entry[0].add(service)
+                service._size -= _wordBytes(attr, old)
+            service._size += _wordBytes(attr, value)
             values[attr] = value
-            holders[1].setdefault(value, set()).add(service)
+            byValue = entry[1]
+            same = byValue.get(value)
+            if same is None:
+                byValue[value] = service
+            elif type(same) is RegisteredService:
+                byValue[value] = {same, service}
+            else:
+                same.add(service)
         service._line = None
