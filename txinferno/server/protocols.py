@@ -10,15 +10,25 @@ explicit maximum line length.  For compatibility, bytes that a single read
 leaves ending with a newline inside an open quote are applied as one write,
 as the real bridge would (C{q2 v1 it''s v2 'unbalanced\\n} registers C{q2}
 with C{v2} set to C{unbalanced\\n}).
+
+What a client can make the server hold is bounded: a C{find} answer is
+written as the client reads it, a watcher that stops reading is dropped, and
+every accepted connection has TCP keepalive, so that a peer whose host
+vanished is noticed (see L{RegistryServer}).
 """
 
+import socket
+from typing import Optional, Tuple
+
 from twisted.internet import defer, tcp
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from txinferno._keepalive import enableKeepAlive
 from txinferno.errors import RegistryError
 from txinferno.wire.words import MAX_LINE, LineAssembler, splitWords
 
@@ -38,6 +48,33 @@ Default of L{RegistryServer.idleTimeout}.
 QUOTED_NEWLINE_DELAY = 0.1
 """
 Default of L{RegistryServer.quotedNewlineDelay}.
+"""
+MAX_FINDS = 16
+"""
+Default of L{RegistryServer.maxFinds}.
+"""
+FIND_BUFFER = 65536
+"""
+Default of L{RegistryServer.findBufferSize}.
+"""
+FIND_CHUNK = 16384
+"""
+About how many bytes of answer lines a C{find} answer is written in at a
+time.
+"""
+WATCHER_TIMEOUT = 30.0
+"""
+Default of L{RegistryServer.watcherTimeout}.
+"""
+WATCHER_SEND_BUFFER = 4096
+"""
+Default of L{RegistryServer.watcherSendBuffer}.
+"""
+KEEPALIVE = (20, 10, 4)
+"""
+Default of L{RegistryServer.keepAlive}: the first probe after 20 s of
+silence, then 4 probes 10 s apart, so that a vanished peer is noticed about
+a minute after it falls silent.
 """
 
 
@@ -211,7 +248,8 @@ class NewServerProtocol(_WriteProtocol):
         registry = self.server.registry
         try:
             if self.service is None:
-                self.service = registry.register(self, words)
+                peer = self.transport.getPeer()
+                self.service = registry.register(self, words, getattr(peer, "host", None))
             else:
                 registry.update(self.service, words)
         except RegistryError as e:
@@ -239,21 +277,107 @@ class NewServerProtocol(_WriteProtocol):
             self.server.registry.release(service)
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IPushProducer)
 class FindServerProtocol(_WriteProtocol):
     """
     The C{find} port: answer the first write (or what arrived before the
     client shut down its sending side) with one line per matching service,
     then close.
+
+    An answer of more than L{FIND_CHUNK} bytes is streamed: the lines of
+    the matching services are taken when the answer starts and written
+    about L{FIND_CHUNK} bytes at a time as the transport drains (this
+    protocol is its push producer), so that the connection never holds
+    more than C{server.findBufferSize} bytes and a chunk.  At most
+    C{server.maxFinds} answers stream at once; more wait their turn (see
+    L{RegistryServer}).  A reader that takes nothing for
+    C{server.idleTimeout} seconds has its answer cut.
     """
 
     _log = Logger()
+    _services = None
+    _next = 0
+    _paused = False
+    _stallCall = None
 
     def writeReceived(self, write):
-        answer = self.server.registry.answer(splitWords(write))
-        if answer:
-            self.transport.write(answer)
+        self._done = True
+        self.server._findReceived(self, splitWords(write))
+
+    def answerNow(self, lines):
+        """
+        Write a short answer whole, and close.
+
+        @type lines: L{list} of L{bytes}
+        """
+        if lines:
+            self.transport.write(b"".join(lines))
         self.finish()
+
+    def stream(self, services):
+        """
+        Write a long answer as the transport drains, and close.
+
+        @param services: the services matching when the answer starts; each
+            is listed as it is when its line is written, and one that has
+            left the registry by then is left out.
+        @type services: L{list} of
+            L{txinferno.server.registry.RegisteredService}
+        """
+        self._services = services
+        if isinstance(self.transport, FileDescriptor):
+            self.transport.bufferSize = self.server.findBufferSize
+        self.transport.registerProducer(self, True)
+        self.resumeProducing()
+
+    def pauseProducing(self):
+        self._paused = True
+        if self.server.idleTimeout is not None and self._stallCall is None:
+            self._stallCall = self.server.reactor.callLater(
+                self.server.idleTimeout, self._stalled
+            )
+
+    def resumeProducing(self):
+        self._paused = False
+        self._stallCall = _cancelled(self._stallCall)
+        while not self._paused and self._services is not None:
+            services = self._services
+            count = len(services)
+            end = self._next
+            lines = []
+            size = 0
+            while end < count and size < FIND_CHUNK:
+                service = services[end]
+                end += 1
+                if service.registered:
+                    line = service.line()
+                    lines.append(line)
+                    size += len(line)
+            self._next = end
+            if end == count:
+                self._services = None
+                self.transport.unregisterProducer()
+                self.server._findAnswered(self)
+                self.answerNow(lines)
+            else:
+                self.transport.write(b"".join(lines))
+
+    def stopProducing(self):
+        self._paused = True
+        self._stallCall = _cancelled(self._stallCall)
+        if self._services is not None:
+            self._services = None
+            self.server._findAnswered(self)
+
+    def _stalled(self):
+        self._stallCall = None
+        self._log.warn(
+            "find connection from {peer} cut: it read nothing of its answer for"
+            " {timeout} seconds",
+            peer=self.transport.getPeer(),
+            timeout=self.server.idleTimeout,
+        )
+        self.transport.abortConnection()
 
     def writeFailed(self, error):
         self._log.warn(
@@ -272,30 +396,43 @@ class FindServerProtocol(_WriteProtocol):
     def writeConnectionLost(self):
         self.finish()
 
+    def connectionLost(self, reason):
+        _WriteProtocol.connectionLost(self, reason)
+        self.stopProducing()
+        self.server._findGone(self)
+
 
 @implementer(IPushProducer)
 class EventServerProtocol(Protocol):
     """
     The C{event} port: C{READY\\n}, then the current version as C{%08d\\n}
     after changes.  The server coalesces changes (L{RegistryServer}); while
-    the transport's buffer is full this protocol only remembers that a
-    report is owed and sends the then-current version when it can write
-    again, so a watcher that does not read costs no memory.  What the
-    client sends is ignored.
+    the transport holds bytes the socket did not take, this protocol only
+    remembers that a report is owed and sends the then-current version when
+    the transport has drained, so a watcher never has more than one report
+    pending in the server.  What the client sends is ignored.
+
+    A watcher that stops reading costs little and not for long: its
+    socket's send buffer is set to C{server.watcherSendBuffer} bytes (so
+    the kernel holds little for it), and once the socket has not drained
+    for C{server.watcherTimeout} seconds the watcher is dropped, which is
+    logged once.  A watcher that reads is never dropped.
 
     On a plain TCP transport, bytes go straight to the socket while it
     takes them whole, which spares the reactor a round of write
     notifications per watcher (it matters for a report to 1,000 watchers);
-    the first short send hands the rest, and every later byte, to the
-    transport's buffer, whose fullness then pauses this producer.
+    after a short send the rest waits in the transport's buffer, and this
+    producer is paused until the transport has drained it.
 
     @ivar server: the L{RegistryServer}, set by the factory.
     """
 
+    _log = Logger()
     server = None
     _paused = False
     _owed = False
     _socket = None
+    _dropCall = None
 
     def connectionMade(self):
         self.server._track(self)
@@ -303,6 +440,10 @@ class EventServerProtocol(Protocol):
         self.transport.registerProducer(self, True)
         if type(self.transport) is tcp.Server:
             self._socket = self.transport.getHandle()
+            if self.server.watcherSendBuffer is not None:
+                self._socket.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_SNDBUF, self.server.watcherSendBuffer
+                )
         self._send(READY)
 
     def _send(self, data):
@@ -319,6 +460,12 @@ class EventServerProtocol(Protocol):
             self._socket = None
             data = data[sent:]
         self.transport.write(data)
+        if isinstance(self.transport, FileDescriptor):
+            # The bytes wait in the transport until the socket takes them:
+            # pause until it has drained (the transport resumes a producer
+            # it marks paused once its buffer is empty).
+            self.transport.producerPaused = True
+            self.pauseProducing()
 
     def dataReceived(self, data):
         pass
@@ -336,9 +483,15 @@ class EventServerProtocol(Protocol):
 
     def pauseProducing(self):
         self._paused = True
+        timeout = self.server.watcherTimeout
+        if timeout is not None and self._dropCall is None:
+            self._dropCall = self.server.reactor.callLater(timeout, self._drop)
 
     def resumeProducing(self):
         self._paused = False
+        self._dropCall = _cancelled(self._dropCall)
+        if type(self.transport) is tcp.Server:
+            self._socket = self.transport.getHandle()
         if self._owed:
             self._owed = False
             self.report(self.server.registry.version)
@@ -346,9 +499,20 @@ class EventServerProtocol(Protocol):
     def stopProducing(self):
         self._paused = True
         self._owed = False
+        self._dropCall = _cancelled(self._dropCall)
+
+    def _drop(self):
+        self._dropCall = None
+        self._log.warn(
+            "event watcher {peer} dropped: its socket has not drained for {timeout} seconds",
+            peer=self.transport.getPeer(),
+            timeout=self.server.watcherTimeout,
+        )
+        self.transport.abortConnection()
 
     def connectionLost(self, reason):
         self._socket = None
+        self._dropCall = _cancelled(self._dropCall)
         self.server._watchers.discard(self)
         self.server._untrack(self)
 
@@ -387,6 +551,20 @@ class RegistryServer:
         with a newline inside an open quote, before applying them as one
         write as the real bridge would (more bytes in the meantime mean the
         newline belongs to a quoted value that goes on).
+    @ivar maxFinds: how many C{find} answers longer than L{FIND_CHUNK}
+        bytes are written at once; more wait, in order of arrival, and are
+        answered as the registry is when their turn comes.  A shorter answer
+        never waits.
+    @ivar findBufferSize: the most bytes of answer a C{find} connection
+        holds in the server (beside one chunk being written); the rest of
+        the answer is made as the client reads.
+    @ivar watcherTimeout: seconds an C{event} connection's socket may stay
+        undrained before the watcher is dropped, or L{None} for no limit.
+    @ivar watcherSendBuffer: the kernel send buffer size (C{SO_SNDBUF}) set
+        on each C{event} connection, or L{None} to keep the system's.
+    @ivar keepAlive: the TCP keepalive timers of every accepted connection,
+        C{(idle, interval, count)} in seconds and probes (see
+        L{enableKeepAlive}), or L{None} to leave keepalive off.
     @ivar newFactory: the factory of the C{new} port.
     @ivar findFactory: the factory of the C{find} port.
     @ivar eventFactory: the factory of the C{event} port.
@@ -397,7 +575,11 @@ class RegistryServer:
     _log = Logger()
 
     def __init__(self, registry, reactor=None, maxLineLength=MAX_LINE, idleTimeout=IDLE_TIMEOUT,
-                 quotedNewlineDelay=QUOTED_NEWLINE_DELAY):
+                 quotedNewlineDelay=QUOTED_NEWLINE_DELAY, maxFinds: int = MAX_FINDS,
+                 findBufferSize: int = FIND_BUFFER,
+                 watcherTimeout: Optional[float] = WATCHER_TIMEOUT,
+                 watcherSendBuffer: Optional[int] = WATCHER_SEND_BUFFER,
+                 keepAlive: Optional[Tuple[int, int, int]] = KEEPALIVE):
         """
         @type registry: L{txinferno.server.registry.Registry}
         @param reactor: the reactor; the global one when L{None}.
@@ -411,6 +593,14 @@ class RegistryServer:
         self.maxLineLength = maxLineLength
         self.idleTimeout = idleTimeout
         self.quotedNewlineDelay = quotedNewlineDelay
+        self.maxFinds = maxFinds
+        self.findBufferSize = findBufferSize
+        self.watcherTimeout = watcherTimeout
+        self.watcherSendBuffer = watcherSendBuffer
+        self.keepAlive = keepAlive
+        self._streaming = set()
+        self._waiting = {}
+        self._startingFinds = False
         self.newFactory = RegistryPortFactory(self, NewServerProtocol)
         self.findFactory = RegistryPortFactory(self, FindServerProtocol)
         self.eventFactory = RegistryPortFactory(self, EventServerProtocol)
@@ -484,6 +674,8 @@ class RegistryServer:
 
     def _track(self, protocol):
         self._connections.add(protocol)
+        if self.keepAlive is not None:
+            enableKeepAlive(protocol.transport, *self.keepAlive)
 
     def _untrack(self, protocol):
         self._connections.discard(protocol)
@@ -494,6 +686,51 @@ class RegistryServer:
             waiting, self._allClosed = self._allClosed, []
             for d in waiting:
                 d.callback(None)
+
+    def _findReceived(self, protocol, words):
+        """
+        Answer a query: at once when its answer is short, else as a stream
+        when fewer than L{maxFinds} are streaming, else later.
+        """
+        services = self.registry.find(words)
+        lines = []
+        size = 0
+        for service in services:
+            line = service.line()
+            lines.append(line)
+            size += len(line)
+            if size > FIND_CHUNK:
+                break
+        else:
+            protocol.answerNow(lines)
+            return
+        if len(self._streaming) < self.maxFinds:
+            self._streaming.add(protocol)
+            protocol.stream(services)
+        else:
+            self._waiting[protocol] = words
+
+    def _findAnswered(self, protocol):
+        """
+        A streamed answer is over (written, or its connection lost): start
+        the answers waiting for its place.
+        """
+        self._streaming.discard(protocol)
+        if self._startingFinds:
+            return
+        self._startingFinds = True
+        try:
+            while self._waiting and len(self._streaming) < self.maxFinds:
+                waiting = next(iter(self._waiting))
+                self._findReceived(waiting, self._waiting.pop(waiting))
+        finally:
+            self._startingFinds = False
+
+    def _findGone(self, protocol):
+        """
+        A C{find} connection is lost: forget its query if it was waiting.
+        """
+        self._waiting.pop(protocol, None)
 
     def _changed(self, version):
         """
