@@ -24,13 +24,32 @@ from txinferno.wire.description import clientStringFor, parseRegistryDescription
 from txinferno.errors import RegistryError
 from txinferno.client.manager import RegistryManager
 from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
-from txinferno.server.registry import Registry
-from txinferno.server.protocols import IDLE_TIMEOUT, RegistryServer
+from txinferno.server.registry import (
+    MAX_ATTRIBUTES,
+    MAX_PERSISTENT_PER_ORIGIN,
+    MAX_SERVICE_BYTES,
+    MAX_SERVICES,
+    Registry,
+)
+from txinferno.server.protocols import (
+    FIND_BUFFER,
+    IDLE_TIMEOUT,
+    KEEPALIVE,
+    MAX_FINDS,
+    WATCHER_TIMEOUT,
+    RegistryServer,
+)
 from txinferno.wire.words import MAX_LINE
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "makeService", "withBacklog"]
 
 PORTS = ("new", "find", "event")
+
+BACKLOG = 4096
+"""
+The listen queue given to a TCP server endpoint string that names none
+(Twisted's own default is 50).
+"""
 
 
 def _positive(kind):
@@ -59,11 +78,12 @@ class Options(usage.Options):
     )
 
     optParameters = [
-        ["new", None, "tcp:6701:interface=127.0.0.1:backlog=1024",
-         "Server endpoint of the new (registration) port."],
-        ["find", None, "tcp:6702:interface=127.0.0.1:backlog=1024",
+        ["new", None, "tcp:6701:interface=127.0.0.1",
+         "Server endpoint of the new (registration) port (a TCP endpoint without "
+         "backlog= gets backlog=%d)." % (BACKLOG,)],
+        ["find", None, "tcp:6702:interface=127.0.0.1",
          "Server endpoint of the find (query) port."],
-        ["event", None, "tcp:6703:interface=127.0.0.1:backlog=1024",
+        ["event", None, "tcp:6703:interface=127.0.0.1",
          "Server endpoint of the event (change notification) port."],
         ["db", None, None,
          "attrdb(6) file of static services (entries with a service=NAME pair)."],
@@ -73,6 +93,33 @@ class Options(usage.Options):
         ["idle-timeout", None, IDLE_TIMEOUT,
          "Close a new or find connection that sends no line within this many seconds",
          _positive(float)],
+        # What one client can make the server hold, and how long (issue 14).
+        ["max-services", None, MAX_SERVICES,
+         "Most services the registry holds; a registration beyond is refused.",
+         _positive(int)],
+        ["max-attributes", None, MAX_ATTRIBUTES,
+         "Most attributes of one service; a write beyond is refused.", _positive(int)],
+        ["max-service-bytes", None, MAX_SERVICE_BYTES,
+         "Most bytes of one service's name, attributes and values; a write beyond "
+         "is refused.", _positive(int)],
+        ["max-persistent", None, MAX_PERSISTENT_PER_ORIGIN,
+         "Most persistent services one peer address may leave behind; beyond, a "
+         "service goes with its connection.", _positive(int)],
+        ["max-finds", None, MAX_FINDS,
+         "Most long find answers written at once; more wait their turn.", _positive(int)],
+        ["find-buffer", None, FIND_BUFFER,
+         "Most bytes of a find answer held for one connection.", _positive(int)],
+        ["watcher-timeout", None, WATCHER_TIMEOUT,
+         "Drop an event watcher whose socket has not drained for this many seconds.",
+         _positive(float)],
+        ["keepalive-idle", None, KEEPALIVE[0],
+         "Seconds of silence on an accepted connection before the first TCP "
+         "keepalive probe.", _positive(int)],
+        ["keepalive-interval", None, KEEPALIVE[1],
+         "Seconds between unanswered keepalive probes.", _positive(int)],
+        ["keepalive-count", None, KEEPALIVE[2],
+         "Unanswered keepalive probes after which a connection is closed.",
+         _positive(int)],
         ["registry", "r", None,
          "Use this registry (a description such as tcp:10.0.0.1) instead of "
          "serving one; the server options are then ignored."],
@@ -83,6 +130,11 @@ class Options(usage.Options):
          "Shell command run for each change a monitor sees (one at a time per "
          "monitor), with TXINFERNO_EVENT, TXINFERNO_NAME, TXINFERNO_SERVICE and "
          "TXINFERNO_QUERY in its environment."],
+    ]
+
+    optFlags = [
+        ["log-changes", None, "Log each change with all its attributes, at debug level "
+         "(the info line shows the first 100 characters)."],
     ]
 
     def __init__(self):
@@ -144,11 +196,19 @@ class Options(usage.Options):
 
         self.endpoints = {}
         for name in PORTS:
+            given = self[name]
+            self[name] = withBacklog(given)
             try:
                 self.endpoints[name] = serverFromString(reactor, self[name])
             except (ValueError, TypeError, KeyError) as e:
-                raise usage.UsageError("--%s %s: bad endpoint: %s" % (name, self[name], e))
-        self.registry = Registry()
+                raise usage.UsageError("--%s %s: bad endpoint: %s" % (name, given, e))
+        self.registry = Registry(
+            maxServices=self["max-services"],
+            maxAttributes=self["max-attributes"],
+            maxServiceBytes=self["max-service-bytes"],
+            maxPersistentPerOrigin=self["max-persistent"],
+            logFullChanges=bool(self["log-changes"]),
+        )
         if self["db"] is not None:
             try:
                 self.registry.loadStatic(self["db"])
@@ -156,6 +216,20 @@ class Options(usage.Options):
                 raise usage.UsageError("--db %s: cannot read: %s" % (self["db"], e))
             except RegistryError as e:
                 raise usage.UsageError("--db %s: %s" % (self["db"], e.text))
+
+
+def withBacklog(description: str) -> str:
+    """
+    Give a TCP server endpoint string (C{tcp:}, C{tcp6:} or C{ssl:}) that
+    names no listen queue C{backlog=}L{BACKLOG}; leave others alone.
+
+    @param description: a server endpoint string.
+    @return: the string to listen with.
+    """
+    kind = description.split(":", 1)[0]
+    if kind in ("tcp", "tcp6", "ssl") and "backlog=" not in description:
+        return "%s:backlog=%d" % (description, BACKLOG)
+    return description
 
 
 class _RecordingEndpoint:
@@ -234,6 +308,11 @@ def _serve(options, service, reactor):
         reactor,
         maxLineLength=options["max-line"],
         idleTimeout=options["idle-timeout"],
+        maxFinds=options["max-finds"],
+        findBufferSize=options["find-buffer"],
+        watcherTimeout=options["watcher-timeout"],
+        keepAlive=(options["keepalive-idle"], options["keepalive-interval"],
+                   options["keepalive-count"]),
     )
     factories = {
         "new": service.server.newFactory,
