@@ -302,6 +302,8 @@ def test_attributeOrderMatchesReference(first, later):
         assert registry.find([attr, value]) == [s]
         assert registry.find([attr, "*"]) == [s]
         assert registry.find([attr, value + "other"]) == []
+    registry.release(s)
+    assert registry._index == {} and registry._holders == {}
 
 
 class CountedName(str):
@@ -349,7 +351,7 @@ def test_indexSharesSingletons(registry):
     single entry again when one leaves.
     """
     a = registry.register(None, ["a", "k", "1"])
-    byValue = registry._index["k"][1]
+    byValue = registry._index["k"]
     assert byValue["1"] is a
     b = registry.register(None, ["b", "k", "1"])
     assert byValue["1"] == {a, b}

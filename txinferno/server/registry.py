@@ -246,6 +246,7 @@ class Registry:
         self._slots = []
         self._byName = {}
         self._index = {}
+        self._holders = {}
         self._observers = []
         self._persisted = {}
 
@@ -446,22 +447,20 @@ class Registry:
         if not words or len(words) % 2:
             return list(self._slots)
         pairs = _pairs(words)
-        candidates = None
+        best = None
         for attr, value in pairs:
-            holders = self._index.get(attr)
-            if holders is None:
+            byValue = self._index.get(attr)
+            if byValue is None:
                 return []
             if value == "*":
-                found = holders[0]
+                size = self._holders[attr]
             else:
-                found = holders[1].get(value)
+                found = byValue.get(value)
                 if found is None:
                     return []
-                if type(found) is RegisteredService:
-                    found = (found,)
-            if candidates is None or len(found) < len(candidates):
-                candidates = found
-
+                size = 1 if type(found) is RegisteredService else len(found)
+            if best is None or size < best[0]:
+                best = (size, attr, value)
         def matches(service):
             values = service._values
             for attr, value in pairs:
@@ -470,8 +469,17 @@ class Registry:
                     return False
             return True
 
-        if len(candidates) * 4 > len(self._slots):
+        size, attr, value = best
+        if size * 4 > len(self._slots):
             return [s for s in self._slots if matches(s)]
+        byValue = self._index[attr]
+        groups = byValue.values() if value == "*" else [byValue[value]]
+        candidates = []
+        for group in groups:
+            if type(group) is RegisteredService:
+                candidates.append(group)
+            else:
+                candidates.extend(group)
         return sorted(
             (s for s in candidates if matches(s)), key=attrgetter("_slot")
         )
@@ -541,20 +549,30 @@ class Registry:
 
     def _unindex(self, service, attr, value):
         """
-        Take C{service} out of the index entries of C{attr} and of C{(attr,
-        value)}.
+        Take C{service} out of the index entry of C{(attr, value)}, and out
+        of the count of the holders of C{attr}.
         """
-        holders, byValue = self._index[attr]
-        holders.discard(service)
+        self._unindexValue(service, attr, value)
+        holders = self._holders[attr] - 1
+        if holders:
+            self._holders[attr] = holders
+        else:
+            del self._holders[attr]
+
+    def _unindexValue(self, service, attr, value):
+        """
+        Take C{service} out of the index entry of C{(attr, value)}.
+        """
+        byValue = self._index[attr]
         same = byValue[value]
         if same is service:
             del byValue[value]
+            if not byValue:
+                del self._index[attr]
         else:
             same.discard(service)
             if len(same) == 1:
                 byValue[value] = next(iter(same))
-        if not holders:
-            del self._index[attr]
 
     def _set(self, service, pairs):
         """
@@ -562,34 +580,30 @@ class Registry:
         rule (see L{_reorder}); the values and the index follow once per
         attribute.
 
-        The index maps each attribute to the L{set} of its holders and a
-        L{dict} from each value to its one holder, or to the L{set} of its
-        holders when there are several (most values belong to one service,
-        and a set each would cost ten times the entry).
+        The index maps each attribute to a L{dict} from each of its values
+        to the one service holding it, or to the L{set} of them when there
+        are several (most values belong to one service, and a set each
+        would cost ten times the entry); beside it, the number of holders of
+        each attribute.
         """
         values = service._values
         final = _reorder(service._order, pairs)
         index = self._index
+        holders = self._holders
         for attr, value in final.items():
             old = values.get(attr)
             if old == value:
                 continue
             if old is None:
-                entry = index.get(attr)
-                if entry is None:
-                    entry = index[attr] = (set(), {})
-                entry[0].add(service)
+                holders[attr] = holders.get(attr, 0) + 1
             else:
-                self._unindex(service, attr, old)
-                entry = index.get(attr)
-                if entry is None:
-                    entry = index[attr] = ({service}, {})
-                else:
-                    entry[0].add(service)
+                self._unindexValue(service, attr, old)
                 service._size -= _wordBytes(attr, old)
             service._size += _wordBytes(attr, value)
             values[attr] = value
-            byValue = entry[1]
+            byValue = index.get(attr)
+            if byValue is None:
+                byValue = index[attr] = {}
             same = byValue.get(value)
             if same is None:
                 byValue[value] = service
