@@ -449,11 +449,13 @@ def test_changeLogTruncated():
         quiet.update(s, ["k1", "x" * 5000])
         loud = Registry(logFullChanges=True)
         loud.register(None, ["svc", "a", "y" * 500])
+        quiet.release(quiet.register(None, ["n" * 5000]))
     finally:
         globalLogPublisher.removeObserver(events.append)
     mine = [e for e in events if e.get("log_namespace") == "txinferno.server.registry.Registry"]
     lines = [formatEvent(e) for e in mine]
-    assert [e["log_level"] for e in mine] == [LogLevel.info, LogLevel.info, LogLevel.info, LogLevel.debug]
+    assert [e["log_level"] for e in mine] == [LogLevel.info] * 3 + [LogLevel.debug] + [LogLevel.info] * 2
+    assert lines[4:] == ["service %s... registered with " % ("n" * 100,), "service %s... removed" % ("n" * 100,)]
     assert all(len(line) < 200 for line in lines[:3]), lines
     assert lines[0].startswith("service svc registered with k99 " + "v" * 50)
     assert lines[0].endswith("... (100 attributes)")

@@ -30,6 +30,7 @@ from zope.interface import implementer
 
 from txinferno._keepalive import enableKeepAlive
 from txinferno.errors import RegistryError
+from txinferno.server.registry import shortened
 from txinferno.wire.words import MAX_LINE, LineAssembler, splitWords
 
 __all__ = [
@@ -261,7 +262,7 @@ class NewServerProtocol(_WriteProtocol):
         self._log.warn(
             "new connection from {peer} for {name} closed: {error}",
             peer=self.transport.getPeer(),
-            name=name,
+            name=name if name is None else shortened(name),
             error=error.text,
         )
         self._releaseService()

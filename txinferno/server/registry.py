@@ -30,6 +30,7 @@ __all__ = [
     "MAX_ATTRIBUTES",
     "MAX_SERVICE_BYTES",
     "MAX_PERSISTENT_PER_ORIGIN",
+    "shortened",
 ]
 
 MAX_SERVICES = 100000
@@ -50,7 +51,8 @@ Default of L{Registry.maxPersistentPerOrigin}.
 """
 LOGGED_ATTRIBUTES = 100
 """
-How many characters of a change's attributes its info line shows.
+How many characters of a change's attributes, or of a service name, a log
+line shows.
 """
 
 RESERVED_NAMES = frozenset(["", "new", "event", "find", "index"])
@@ -115,6 +117,16 @@ def _reorder(order, pairs):
         final[attr] = value
     order[:] = [names[ord(c)] for c in text]
     return final
+
+
+def shortened(name: str) -> str:
+    """
+    @return: a service name for a log line: cut at L{LOGGED_ATTRIBUTES}
+        characters, which C{...} then ends.
+    """
+    if len(name) > LOGGED_ATTRIBUTES:
+        return name[:LOGGED_ATTRIBUTES] + "..."
+    return name
 
 
 def _summary(pairs, limit=LOGGED_ATTRIBUTES):
@@ -325,7 +337,7 @@ class Registry:
         if len(words) % 2 == 0:
             self._add(service)
             self._remove(service)
-            self._log.info("service {name} removed", name=name)
+            self._log.info("service {name} removed", name=shortened(name))
             self._bump()
             raise RegistryError("odd number of attribute words after the service name")
         pairs = _pairs(words[1:])
@@ -390,7 +402,7 @@ class Registry:
         Log one change: one info line, its attributes cut, then (with
         L{logFullChanges}) a debug line with them all.
         """
-        self._log.info(format, name=service.name, attrs=_summary(pairs))
+        self._log.info(format, name=shortened(service.name), attrs=_summary(pairs))
         if self.logFullChanges:
             self._log.debug(format, name=service.name, attrs=_summary(pairs, None))
 
@@ -415,17 +427,17 @@ class Registry:
             if origin is None or held < self.maxPersistentPerOrigin:
                 if origin is not None:
                     self._persisted[origin] = held + 1
-                self._log.info("service {name} persists", name=service.name)
+                self._log.info("service {name} persists", name=shortened(service.name))
                 return False
             self._log.warn(
                 "service {name} removed instead of persisting: {origin} already left"
                 " {limit} persistent services",
-                name=service.name,
+                name=shortened(service.name),
                 origin=origin,
                 limit=self.maxPersistentPerOrigin,
             )
         else:
-            self._log.info("service {name} removed", name=service.name)
+            self._log.info("service {name} removed", name=shortened(service.name))
         self._remove(service)
         self._bump()
         return True
