@@ -14,7 +14,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from txinferno.server.protocols import (
     FIND_BUFFER,
-    FIND_CHUNK,
+    FIND_CHUNKS,
     EventServerProtocol,
     FindServerProtocol,
 )
@@ -95,7 +95,7 @@ async def test_findAnswersStreamWithBoundedBuffers():
         assert answer == server.registry["svc5"].line()
         finds = protocols(server, FindServerProtocol)
         assert len(finds) == 10
-        bound = FIND_BUFFER + FIND_CHUNK + len(server.registry["svc0"].line())
+        bound = FIND_BUFFER + FIND_BUFFER // FIND_CHUNKS + len(server.registry["svc0"].line())
         assert max(buffered(p.transport) for p in finds) <= bound
         assert len([p for p in finds if getattr(p, "_services", None) is not None]) <= 3
     finally:

@@ -18,6 +18,8 @@ vanished is noticed (see L{RegistryServer}).
 """
 
 import socket
+from bisect import bisect_right
+from itertools import accumulate
 from typing import Optional, Tuple
 
 from twisted.internet import defer, tcp
@@ -58,10 +60,10 @@ FIND_BUFFER = 65536
 """
 Default of L{RegistryServer.findBufferSize}.
 """
-FIND_CHUNK = 16384
+FIND_CHUNKS = 4
 """
-About how many bytes of answer lines a C{find} answer is written in at a
-time.
+A streamed C{find} answer is written in pieces of about a quarter of
+L{RegistryServer.findBufferSize} (or one line, when a line is longer).
 """
 WATCHER_TIMEOUT = 30.0
 """
@@ -285,18 +287,20 @@ class FindServerProtocol(_WriteProtocol):
     client shut down its sending side) with one line per matching service,
     then close.
 
-    An answer of more than L{FIND_CHUNK} bytes is streamed: the lines of
-    the matching services are taken when the answer starts and written
-    about L{FIND_CHUNK} bytes at a time as the transport drains (this
-    protocol is its push producer), so that the connection never holds
-    more than C{server.findBufferSize} bytes and a chunk.  At most
+    An answer of more than C{server.findBufferSize} bytes is streamed: the
+    lines of the matching services are taken when the answer starts and
+    written a quarter of C{server.findBufferSize} at a time as the
+    transport drains (this protocol is its push producer), so that the
+    connection never holds more than C{server.findBufferSize} bytes and one
+    piece (or one line, when a line is longer).  At most
     C{server.maxFinds} answers stream at once; more wait their turn (see
     L{RegistryServer}).  A reader that takes nothing for
     C{server.idleTimeout} seconds has its answer cut.
     """
 
     _log = Logger()
-    _services = None
+    _lines = None
+    _ends = None
     _next = 0
     _paused = False
     _stallCall = None
@@ -315,17 +319,16 @@ class FindServerProtocol(_WriteProtocol):
             self.transport.write(b"".join(lines))
         self.finish()
 
-    def stream(self, services):
+    def stream(self, lines):
         """
         Write a long answer as the transport drains, and close.
 
-        @param services: the services matching when the answer starts; each
-            is listed as it is when its line is written, and one that has
-            left the registry by then is left out.
-        @type services: L{list} of
-            L{txinferno.server.registry.RegisteredService}
+        @param lines: the answer's lines, as the registry held them when the
+            answer started.
+        @type lines: L{list} of L{bytes}
         """
-        self._services = services
+        self._lines = lines
+        self._ends = list(accumulate(map(len, lines)))
         if isinstance(self.transport, FileDescriptor):
             self.transport.bufferSize = self.server.findBufferSize
         self.transport.registerProducer(self, True)
@@ -341,22 +344,14 @@ class FindServerProtocol(_WriteProtocol):
     def resumeProducing(self):
         self._paused = False
         self._stallCall = _cancelled(self._stallCall)
-        while not self._paused and self._services is not None:
-            services = self._services
-            count = len(services)
-            end = self._next
-            lines = []
-            size = 0
-            while end < count and size < FIND_CHUNK:
-                service = services[end]
-                end += 1
-                if service.registered:
-                    line = service.line()
-                    lines.append(line)
-                    size += len(line)
-            self._next = end
-            if end == count:
-                self._services = None
+        chunk = max(1, self.server.findBufferSize // FIND_CHUNKS)
+        while not self._paused and self._lines is not None:
+            start = self._next
+            offset = self._ends[start - 1] if start else 0
+            end = self._next = max(start + 1, bisect_right(self._ends, offset + chunk, start))
+            lines = self._lines[start:end]
+            if end >= len(self._lines):
+                self._lines = self._ends = None
                 self.transport.unregisterProducer()
                 self.server._findAnswered(self)
                 self.answerNow(lines)
@@ -366,8 +361,8 @@ class FindServerProtocol(_WriteProtocol):
     def stopProducing(self):
         self._paused = True
         self._stallCall = _cancelled(self._stallCall)
-        if self._services is not None:
-            self._services = None
+        if self._lines is not None:
+            self._lines = self._ends = None
             self.server._findAnswered(self)
 
     def _stalled(self):
@@ -552,13 +547,13 @@ class RegistryServer:
         with a newline inside an open quote, before applying them as one
         write as the real bridge would (more bytes in the meantime mean the
         newline belongs to a quoted value that goes on).
-    @ivar maxFinds: how many C{find} answers longer than L{FIND_CHUNK}
-        bytes are written at once; more wait, in order of arrival, and are
+    @ivar maxFinds: how many C{find} answers longer than L{findBufferSize}
+        are written at once; more wait, in order of arrival, and are
         answered as the registry is when their turn comes.  A shorter answer
         never waits.
     @ivar findBufferSize: the most bytes of answer a C{find} connection
-        holds in the server (beside one chunk being written); the rest of
-        the answer is made as the client reads.
+        holds in the server (beside one piece being written, see
+        L{FIND_CHUNKS}); a longer answer is made as the client reads.
     @ivar watcherTimeout: seconds an C{event} connection's socket may stay
         undrained before the watcher is dropped, or L{None} for no limit.
     @ivar watcherSendBuffer: the kernel send buffer size (C{SO_SNDBUF}) set
@@ -693,21 +688,12 @@ class RegistryServer:
         Answer a query: at once when its answer is short, else as a stream
         when fewer than L{maxFinds} are streaming, else later.
         """
-        services = self.registry.find(words)
-        lines = []
-        size = 0
-        for service in services:
-            line = service.line()
-            lines.append(line)
-            size += len(line)
-            if size > FIND_CHUNK:
-                break
-        else:
+        lines = [s.line() for s in self.registry.find(words)]
+        if sum(map(len, lines)) <= self.findBufferSize:
             protocol.answerNow(lines)
-            return
-        if len(self._streaming) < self.maxFinds:
+        elif len(self._streaming) < self.maxFinds:
             self._streaming.add(protocol)
-            protocol.stream(services)
+            protocol.stream(lines)
         else:
             self._waiting[protocol] = words
 
