@@ -136,6 +136,38 @@ def _cancelled(call):
     return None
 
 
+def _handOver(transport, handle, data):
+    """
+    Send C{data} straight on C{handle} (a plain TCP transport's socket,
+    used only while the transport's buffer is empty), and give the
+    transport what the socket does not take.  Sending straight spares the
+    reactor a round of write notifications; bytes left in a TCP transport
+    are marked as pausing its producer, so that the transport resumes it
+    once they are sent.
+
+    @param handle: the socket, or L{None} to write through the transport.
+    @return: whether bytes now wait in a TCP transport (the producer must
+        pause until it resumes it).
+    @rtype: L{bool}
+    """
+    if handle is not None:
+        try:
+            sent = handle.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            # The connection is broken; the reactor will notice.
+            return False
+        if sent == len(data):
+            return False
+        data = data[sent:]
+    transport.write(data)
+    if isinstance(transport, FileDescriptor):
+        transport.producerPaused = True
+        return True
+    return False
+
+
 class _WriteProtocol(Protocol):
     """
     The common part of the C{new} and C{find} protocols: cut the bytes into
@@ -290,7 +322,8 @@ class FindServerProtocol(_WriteProtocol):
     An answer of more than C{server.findBufferSize} bytes is streamed: the
     lines of the matching services are taken when the answer starts and
     written a quarter of C{server.findBufferSize} at a time as the
-    transport drains (this protocol is its push producer), so that the
+    socket takes them (straight while it takes them whole, see
+    L{_handOver}; this protocol is its transport's push producer), so that the
     connection never holds more than C{server.findBufferSize} bytes and one
     piece (or one line, when a line is longer).  At most
     C{server.maxFinds} answers stream at once; more wait their turn (see
@@ -319,16 +352,18 @@ class FindServerProtocol(_WriteProtocol):
             self.transport.write(b"".join(lines))
         self.finish()
 
-    def stream(self, lines):
+    def stream(self, lines, ends):
         """
         Write a long answer as the transport drains, and close.
 
         @param lines: the answer's lines, as the registry held them when the
             answer started.
         @type lines: L{list} of L{bytes}
+        @param ends: the offset in the answer of the end of each line.
+        @type ends: L{list} of L{int}
         """
         self._lines = lines
-        self._ends = list(accumulate(map(len, lines)))
+        self._ends = ends
         if isinstance(self.transport, FileDescriptor):
             self.transport.bufferSize = self.server.findBufferSize
         self.transport.registerProducer(self, True)
@@ -345,18 +380,20 @@ class FindServerProtocol(_WriteProtocol):
         self._paused = False
         self._stallCall = _cancelled(self._stallCall)
         chunk = max(1, self.server.findBufferSize // FIND_CHUNKS)
+        handle = self.transport.getHandle() if type(self.transport) is tcp.Server else None
         while not self._paused and self._lines is not None:
             start = self._next
             offset = self._ends[start - 1] if start else 0
             end = self._next = max(start + 1, bisect_right(self._ends, offset + chunk, start))
-            lines = self._lines[start:end]
+            piece = b"".join(self._lines[start:end])
             if end >= len(self._lines):
                 self._lines = self._ends = None
                 self.transport.unregisterProducer()
                 self.server._findAnswered(self)
-                self.answerNow(lines)
-            else:
-                self.transport.write(b"".join(lines))
+                _handOver(self.transport, handle, piece)
+                self.finish()
+            elif _handOver(self.transport, handle, piece):
+                self.pauseProducing()
 
     def stopProducing(self):
         self._paused = True
@@ -415,10 +452,9 @@ class EventServerProtocol(Protocol):
     logged once.  A watcher that reads is never dropped.
 
     On a plain TCP transport, bytes go straight to the socket while it
-    takes them whole, which spares the reactor a round of write
-    notifications per watcher (it matters for a report to 1,000 watchers);
-    after a short send the rest waits in the transport's buffer, and this
-    producer is paused until the transport has drained it.
+    takes them whole (see L{_handOver}; it matters for a report to 1,000
+    watchers); after a short send the rest waits in the transport's buffer,
+    and this producer is paused until the transport has drained it.
 
     @ivar server: the L{RegistryServer}, set by the factory.
     """
@@ -443,24 +479,8 @@ class EventServerProtocol(Protocol):
         self._send(READY)
 
     def _send(self, data):
-        if self._socket is not None:
-            try:
-                sent = self._socket.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                # The connection is broken; the reactor will notice.
-                return
-            if sent == len(data):
-                return
+        if _handOver(self.transport, self._socket, data):
             self._socket = None
-            data = data[sent:]
-        self.transport.write(data)
-        if isinstance(self.transport, FileDescriptor):
-            # The bytes wait in the transport until the socket takes them:
-            # pause until it has drained (the transport resumes a producer
-            # it marks paused once its buffer is empty).
-            self.transport.producerPaused = True
             self.pauseProducing()
 
     def dataReceived(self, data):
@@ -689,11 +709,12 @@ class RegistryServer:
         when fewer than L{maxFinds} are streaming, else later.
         """
         lines = [s.line() for s in self.registry.find(words)]
-        if sum(map(len, lines)) <= self.findBufferSize:
+        ends = list(accumulate(map(len, lines)))
+        if not ends or ends[-1] <= self.findBufferSize:
             protocol.answerNow(lines)
         elif len(self._streaming) < self.maxFinds:
             self._streaming.add(protocol)
-            protocol.stream(lines)
+            protocol.stream(lines, ends)
         else:
             self._waiting[protocol] = words
 
