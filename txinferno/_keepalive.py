@@ -1,6 +1,8 @@
 """
 TCP keepalive for the connections to a registry, so that a registry host
-that vanishes without closing them is noticed.
+that vanishes without closing them is noticed, and for the connections a
+registry server accepts (with its own shorter timers), so that a client
+host that vanishes is.
 """
 
 import socket
