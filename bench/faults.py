@@ -25,7 +25,11 @@ duplicated, leaked, worst detection time, worst restore time.
     detection column (10 cycles);
   - persistent-flood: one address registers persistent services and drops
     each connection, 3,000 of them, past its limit of 1,000; exactly the
-    first 1,000 may stay.
+    first 1,000 may stay (the registry is restarted empty after);
+  - reload: the agent's services file rewritten (services added, dropped,
+    and shrunk, which registers them anew) and reloaded twice in one turn
+    of the reactor or 1 ms apart, as two close SIGHUPs do (20 cycles, 100
+    services).
 
 Counted after each cycle, once restored: I{lost} is a service missing from
 the registry or from the view of a monitor that should see it, or a service
@@ -39,22 +43,22 @@ memory (server and clients) over the scenario, in MB.
 import os
 import socket
 import sys
+import tempfile
 import time
 
 from twisted.internet import defer, task
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-
-from clientsupport import clientSockets  # noqa: E402
-
-from txinferno.errors import RegistrationRejected  # noqa: E402
-from txinferno.testing.faultproxy import RegistryFaultProxy  # noqa: E402
+from txinferno.agent import Agent  # noqa: E402
 from txinferno.client.manager import RegistryManager  # noqa: E402
 from txinferno.client.monitor import Monitor  # noqa: E402
-from txinferno.client.observers import ConnectionStateObserver, MonitorObserver  # noqa: E402
+from txinferno.client.observers import MonitorObserver  # noqa: E402
 from txinferno.client.service import ServiceTask  # noqa: E402
+from txinferno.errors import RegistrationRejected  # noqa: E402
 from txinferno.server.protocols import FindServerProtocol  # noqa: E402
 from txinferno.testing import EmbeddedRegistry, connectRaw, exchange  # noqa: E402
+from txinferno.testing.faultproxy import RegistryFaultProxy  # noqa: E402
+from txinferno.testing.recorders import ConnectionStateRecorder  # noqa: E402
+from txinferno.testing.sockets import clientSockets  # noqa: E402
 
 RESTORE_TIMEOUT = 60
 PROBE = {"probeInterval": 1.0, "probeTimeout": 1.0}
@@ -63,17 +67,6 @@ PROBE = {"probeInterval": 1.0, "probeTimeout": 1.0}
 class QuickService(ServiceTask):
     initialDelay = 0.1
     maxDelay = 1.0
-
-
-class States(ConnectionStateObserver):
-    def __init__(self):
-        self.lost = []
-
-    def registryConnected(self):
-        pass
-
-    def registryLost(self, reason):
-        self.lost.append(time.monotonic())
 
 
 class Counter(MonitorObserver):
@@ -166,7 +159,7 @@ class Setup:
         self.manager = RegistryManager.fromDescription(
             reactor, target.description, initialDelay=0.1, maxDelay=1.0, **options
         )
-        self.states = States()
+        self.states = ConnectionStateRecorder()
         self.manager.addObserver(self.states)
         self.counters = [Counter() for _ in range(monitors)]
         self.monitors = [
@@ -244,11 +237,11 @@ async def blackholeScenario(reactor, server, proxy, cycles, services, monitors):
     setup = Setup(reactor, server, proxy, services, monitors, **PROBE)
     await setup.settle()
     for _ in range(cycles):
-        before = len(setup.states.lost)
+        before = len(setup.states.timesOf("lost"))
         start = time.monotonic()
         proxy.setBlackhole(True)
-        if await until(reactor, lambda: len(setup.states.lost) > before, 30):
-            row.detection = max(row.detection, setup.states.lost[-1] - start)
+        if await until(reactor, lambda: len(setup.states.timesOf("lost")) > before, 30):
+            row.detection = max(row.detection, setup.states.timesOf("lost")[-1] - start)
         else:
             row.detection = float("inf")
         proxy.setBlackhole(False)
@@ -265,9 +258,9 @@ async def oneByteScenario(reactor, server, proxy, cycles, services, monitors):
     setup = Setup(reactor, server, proxy, services, monitors)
     await setup.settle()
     for _ in range(cycles):
-        before = len(setup.states.lost)
+        before = len(setup.states.timesOf("lost"))
         await proxy.resetAll()
-        await until(reactor, lambda: len(setup.states.lost) > before, 30)
+        await until(reactor, lambda: len(setup.states.timesOf("lost")) > before, 30)
         row.restore = max(row.restore, await setup.settle())
         setup.count(row)
     await setup.stop(row, proxyPorts(proxy))
@@ -281,12 +274,12 @@ async def cutEventScenario(reactor, server, proxy, cycles, services, monitors):
     setup = Setup(reactor, server, proxy, services, monitors)
     await setup.settle()
     for cycle in range(cycles):
-        before = len(setup.states.lost)
+        before = len(setup.states.timesOf("lost"))
         start = time.monotonic()
         proxy.event.cutNextChunk()
         setup.services[cycle % services].update({"cycle": str(cycle)})
-        if await until(reactor, lambda: len(setup.states.lost) > before, 30):
-            row.detection = max(row.detection, setup.states.lost[-1] - start)
+        if await until(reactor, lambda: len(setup.states.timesOf("lost")) > before, 30):
+            row.detection = max(row.detection, setup.states.timesOf("lost")[-1] - start)
         row.restore = max(row.restore, await setup.settle())
         setup.count(row)
     await setup.stop(row, proxyPorts(proxy))
@@ -423,6 +416,71 @@ async def persistentFloodScenario(reactor, server, flood, limit, services, monit
     setup.count(row)
     await setup.stop(row, serverPorts(server))
     row.sample()
+    await server.restart()
+    return row
+
+
+def servicesText(cycle, services):
+    """
+    The services file of one cycle: most services the same, a tenth of them
+    shrunk or grown in turn, a tenth dropped or back.
+    """
+    lines = []
+    for i in range(services):
+        if i % 10 == 1 and cycle % 2:
+            continue
+        attrs = "n=%d" % i
+        if i % 10 == 0 and not cycle % 2:
+            attrs += " extra=%d" % cycle
+        lines.append("service=rel%04d %s\n" % (i, attrs))
+    return "".join(lines)
+
+
+def fileServices(text):
+    wanted = {}
+    for line in text.splitlines():
+        name, *pairs = line.split()
+        wanted[name[len("service="):]] = dict(p.split("=") for p in pairs)
+    return wanted
+
+
+async def reloadScenario(reactor, server, cycles, services):
+    row = Row("reload", cycles, services)
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "services")
+        text = servicesText(0, services)
+        with open(path, "w") as f:
+            f.write(text)
+        agent = Agent(lambda: RegistryManager.fromDescription(
+            reactor, server.description, initialDelay=0.1, maxDelay=1.0), servicesFile=path)
+        agent.startService()
+
+        def held():
+            return {s.name: dict(s.attributes()) for s in server.registry}
+
+        await until(reactor, lambda: held() == fileServices(text))
+        for cycle in range(1, cycles + 1):
+            text = servicesText(cycle, services)
+            with open(path, "w") as f:
+                f.write(text)
+            # Two SIGHUPs: in one turn of the reactor, or 1 ms apart.
+            first = agent.reload()
+            second = agent.reload() if cycle % 2 else task.deferLater(reactor, 0.001, agent.reload)
+            await first
+            await second
+            start = time.monotonic()
+            wanted = fileServices(text)
+            await until(reactor, lambda: held() == wanted, 30)
+            row.restore = max(row.restore, time.monotonic() - start)
+            current = held()
+            row.lost += sum(1 for n, a in wanted.items() if current.get(n) != a)
+            row.lost += sum(1 for n in current if n not in wanted)
+            names = [t.name for t in agent.manager.tasks if isinstance(t, ServiceTask)]
+            row.duplicated += len(names) - len(set(names))
+            row.duplicated += max(0, clientSockets(server.newPort) - len(wanted))
+        await agent.stopService()
+        await until(reactor, lambda: clientSockets(*serverPorts(server)) == 0, 5)
+        row.leaked += clientSockets(*serverPorts(server)) + len(server.registry)
     return row
 
 
@@ -455,6 +513,7 @@ async def main(reactor, quick=False):
                                 scale(100, 20)),
         await persistentFloodScenario(reactor, server, scale(3000, 600), scale(1000, 200),
                                       scale(50, 10), scale(5, 2)),
+        await reloadScenario(reactor, server, scale(20, 5), scale(100, 20)),
     ]
     await pause(reactor, 0.5)
     rows[-1].leaked += max(0, len([c for c in reactor.getDelayedCalls() if c.active()]) - timers)

@@ -1,7 +1,7 @@
 """
 Bad input, measured (issue 5, item 3): python bench/fuzz.py [--scale X] [--seed N]
 
-Runs the fuzz targets of C{tests/test_fuzz.py} (word splitter and line
+Runs the fuzz targets of C{tests/fuzz.py} (word splitter and line
 assembler, find-answer parser, event reader, the three server protocols on
 a registry model) on more than 100,000 inputs from a seeded generator, each
 under a time bound (an input that takes longer counts as a hang).  Every
@@ -23,10 +23,11 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "tests")]
+sys.path.insert(0, HERE)
 
 import load  # noqa: E402
-import test_fuzz  # noqa: E402
+
+from txinferno.testing import fuzz as targets  # noqa: E402
 
 COUNTS = {
     "words": 150000,
@@ -80,7 +81,7 @@ class LiveCheck:
         """
         for i in range(count):
             port = self.server.ports[i % 3]
-            data, cuts = test_fuzz.randomInput(self.rng)
+            data, cuts = targets.randomInput(self.rng)
             try:
                 s = socket.create_connection((load.HOST, port), timeout=5)
             except OSError as e:
@@ -88,7 +89,7 @@ class LiveCheck:
                 continue
             with s:
                 try:
-                    for piece in test_fuzz.pieces(data, cuts):
+                    for piece in targets.pieces(data, cuts):
                         s.sendall(piece)
                 except OSError:
                     pass
@@ -181,7 +182,7 @@ def fuzz(name, check, count, rng, live, examples):
     exceptions = hangs = 0
     start = time.perf_counter()
     for i in range(count):
-        data, cuts = test_fuzz.randomInput(rng)
+        data, cuts = targets.randomInput(rng)
         signal.setitimer(signal.ITIMER_REAL, HANG_SECONDS)
         try:
             check(data, cuts)
@@ -210,7 +211,7 @@ def main():
     rows = []
     try:
         live = LiveCheck(server, random.Random(options.seed + 1))
-        for name, check in test_fuzz.TARGETS:
+        for name, check in targets.TARGETS:
             count = int(COUNTS[name] * options.scale)
             rows.append((name, count) + fuzz(name, check, count, rng, live, examples))
         live.run()

@@ -2,44 +2,56 @@
 Sphinx configuration for txinferno's documentation.
 
 Build: python -m sphinx -W docs docs/_build
+
+The prose pages are Markdown (MyST); the API reference is built by pydoctor,
+Twisted's own API documentation tool (it reads epytext and renders
+zope.interface interfaces), into the C{reference/} folder of the build, and its
+inventory lets the prose pages link into it with roles such as
+C{{py:class}`txinferno.client.manager.RegistryManager`}.
 """
 
 import os
-import re
-import sys
 
-sys.path.insert(0, os.path.abspath(".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.join(os.path.dirname(HERE), "txinferno")
 
 project = "txinferno"
 author = "the txinferno developers"
 copyright = "2026, " + author
-extensions = ["myst_parser", "sphinx.ext.autodoc"]
+extensions = ["myst_parser", "sphinx.ext.intersphinx", "pydoctor.sphinx_ext.build_apidocs"]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "examples"]
 myst_heading_anchors = 3
 html_theme = "alabaster"
-autodoc_member_order = "bysource"
-autodoc_default_options = {"members": True}
+intersphinx_mapping = {}
 
-_MARKUP = re.compile(r"[LCIB]\{([^{}]*)\}")
-_FIELD = re.compile(r"^(\s*)@(param|type|return|rtype|raise|ivar|cvar)\b\s*([^:]*):(.*)$")
+# What a user of the API never calls: the callbacks Twisted calls on
+# protocols, factories and option parsers, and private names.
+_HIDDEN = [
+    "txinferno._*",
+    "txinferno.**._*",
+    "txinferno.**.dataReceived",
+    "txinferno.**.lineReceived",
+    "txinferno.**.rawDataReceived",
+    "txinferno.**.connectionMade",
+    "txinferno.**.connectionLost",
+    "txinferno.**.buildProtocol",
+    "txinferno.**.clientConnectionFailed",
+    "txinferno.**.clientConnectionLost",
+    "txinferno.**.startedConnecting",
+    "txinferno.**.postOptions",
+    "txinferno.**.parseArgs",
+    "txinferno.**.opt*",
+    "txinferno.**.compData",
+]
 
-
-def _epytextToRst(app, what, name, obj, options, lines):
-    """
-    Turn the epytext of Twisted-style docstrings (C{code}, L{link},
-    C{@param x: ...}) into reStructuredText, in place.
-    """
-    for i, line in enumerate(lines):
-        line = _MARKUP.sub(lambda m: "``%s``" % (m.group(1),) if m.group(1) else "", line)
-        field = _FIELD.match(line)
-        if field:
-            indent, kind, arg, rest = field.groups()
-            kind = {"return": "returns", "raise": "raises"}.get(kind, kind)
-            arg = arg.strip()
-            line = "%s:%s%s:%s" % (indent, kind, " " + arg if arg else "", rest)
-        lines[i] = line
-
-
-def setup(app):
-    app.connect("autodoc-process-docstring", _epytextToRst)
+pydoctor_args = [
+    "-q",
+    "-q",
+    "--html-output={outdir}/reference",
+    "--project-name=txinferno",
+    "--docformat=epytext",
+    *("--privacy=HIDDEN:" + pattern for pattern in _HIDDEN),
+    SOURCE,
+]
+pydoctor_url_path = "reference/"

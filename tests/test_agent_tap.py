@@ -4,10 +4,10 @@ Tests for the agent options of C{twistd regmgr} (L{txinferno.tap}).
 
 import pytest
 import pytest_twisted
+from support import bounded, whenRegistry
 from twisted.internet import reactor
 from twisted.python import usage
 
-from clientsupport import bounded, whenRegistry
 from txinferno.tap import Options, makeService
 
 
@@ -26,6 +26,8 @@ def parse(*argv):
         (["--monitor", "proto"], "odd number"),
         (["--on-change", "true"], "needs at least one --monitor"),
         (["--services", "/nonexistent/services"], "--services /nonexistent/services: "),
+        (["--monitor", "proto *", "--on-change", "true", "--hook-timeout", "0"],
+         "must be positive"),
     ],
 )
 def test_badOptions(argv, message):
@@ -77,3 +79,26 @@ async def test_agentOfOtherRegistry(registry_server):
     finally:
         await bounded(service.stopService())
     await whenRegistry(registry_server, lambda r: "svc" not in r)
+
+
+def test_emptyServicesFile(tmp_path):
+    """
+    An empty C{--services} file is refused unless C{--allow-empty-services}
+    is given; the agent then accepts empty files on reload too.
+    """
+    path = tmp_path / "services"
+    path.write_text("")
+    with pytest.raises(usage.UsageError, match="no service in the file"):
+        parse("--registry", "tcp:127.0.0.1", "--services", str(path))
+    options = parse("--registry", "tcp:127.0.0.1", "--services", str(path),
+                    "--allow-empty-services")
+    agent = makeService(options, reactor).agent
+    assert agent._readFile() == {}
+
+
+def test_hookTimeout():
+    options = parse("--registry", "tcp:127.0.0.1", "--monitor", "proto *",
+                    "--on-change", "true", "--hook-timeout", "2.5")
+    agent = makeService(options, reactor).agent
+    assert [c._timeout for c in agent._commands] == [2.5]
+    assert parse("--registry", "tcp:127.0.0.1")["hook-timeout"] == 60

@@ -4,9 +4,6 @@ change stream's reconnection, on a L{MemoryReactorClock}.
 """
 
 import pytest
-from zope.interface import implementer
-from zope.interface.verify import verifyObject
-
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionDone
@@ -15,25 +12,12 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter
+from zope.interface.verify import verifyObject
 
 from txinferno.client.event import EventClientFactory, EventClientProtocol
 from txinferno.errors import MalformedAnswer, RegistryTimeout, RegistryUnavailable
 from txinferno.interfaces import IChangeObserver, IChangeStream
-
-
-@implementer(IChangeObserver)
-class RecordingObserver:
-    def __init__(self):
-        self.events = []
-
-    def streamReady(self):
-        self.events.append("ready")
-
-    def registryChanged(self, version):
-        self.events.append(version)
-
-    def streamLost(self, reason):
-        self.events.append(("lost", reason))
+from txinferno.testing.recorders import ChangeRecorder
 
 
 class Probes:
@@ -58,7 +42,7 @@ class Stream:
 
     def __init__(self, **options):
         self.reactor = MemoryReactorClock()
-        self.observer = RecordingObserver()
+        self.observer = ChangeRecorder()
         self.endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", 6703)
         self.stream = EventClientFactory(self.endpoint, self.observer, self.reactor, **options)
         self.logged = []

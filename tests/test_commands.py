@@ -14,10 +14,10 @@ import subprocess
 import threading
 
 import pytest
+from support import COMMAND_TIMEOUT
 
 pytestmark = pytest.mark.install
 
-TIMEOUT = 30
 
 
 class Command:
@@ -44,10 +44,10 @@ class Command:
     def waitFor(self, pattern):
         """
         @return: the match of the first line from now that matches C{pattern},
-            waiting at most L{TIMEOUT} seconds.
+            waiting at most L{COMMAND_TIMEOUT} seconds.
         """
         while True:
-            line = self.lines.get(timeout=TIMEOUT)
+            line = self.lines.get(timeout=COMMAND_TIMEOUT)
             assert line is not None, "exited before %r:\n%s" % (pattern, "".join(self.seen))
             self.seen.append(line)
             match = re.search(pattern, line)
@@ -61,7 +61,7 @@ class Command:
         """
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=TIMEOUT)
+        return self.process.wait(timeout=COMMAND_TIMEOUT)
 
 
 STOPPED = -signal.SIGTERM
@@ -71,7 +71,7 @@ def run(bindir, *args, cwd):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = str(bindir) + os.pathsep + env.get("PATH", "")
     return subprocess.run([str(bindir / args[0]), *args[1:]], cwd=str(cwd), env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT)
+                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_tour(installed, registry, tmp_path):
     target = socket.socket()
     target.bind(("127.0.0.1", 0))
     target.listen(1)
-    target.settimeout(TIMEOUT)
+    target.settimeout(COMMAND_TIMEOUT)
     address = "tcp!127.0.0.1!%d" % target.getsockname()[1]
 
     watch = Command(installed, "regquery", "-r", description, "--watch", "proto", "demo",

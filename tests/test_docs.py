@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
@@ -20,3 +19,63 @@ def test_sphinxBuildsWithoutWarnings(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "html" / "index.html").exists()
+
+
+INTERFACES = [
+    "IRegistryConnection",
+    "IRegistration",
+    "IChangeStream",
+    "IChangeObserver",
+    "IRegistryTask",
+    "IConnectionStateObserver",
+    "IMonitorObserver",
+]
+
+
+def test_referenceRendersEveryInterfaceAndNoInternals(tmp_path):
+    """
+    The API reference (pydoctor, inside the Sphinx build) has a page for
+    each interface that shows its methods, and none for what a user never
+    calls: private modules and the callbacks Twisted calls on protocols.
+    """
+    out = tmp_path / "html"
+    subprocess.run(
+        [sys.executable, "-m", "sphinx", "-q", "-b", "html", str(DOCS), str(out)],
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    reference = out / "reference"
+    for name in INTERFACES:
+        page = (reference / ("txinferno.interfaces.%s.html" % (name,))).read_text()
+        assert "Interface" in page
+    connection = (reference / "txinferno.interfaces.IRegistryConnection.html").read_text()
+    for method in ["register", "find", "watch"]:
+        assert 'name="txinferno.interfaces.IRegistryConnection.%s"' % (method,) in connection
+    pages = [p.name for p in reference.glob("*.html")]
+    assert not [p for p in pages if "._" in p], pages
+    protocol = (reference / "txinferno.client.find.FindClientProtocol.html").read_text()
+    assert "dataReceived" not in protocol
+    api = (out / "api.html").read_text()
+    assert 'href="reference/txinferno.client.manager.RegistryManager.html' in api
+
+
+def test_docstringsParseAndLinkWithinTheProject(tmp_path):
+    """
+    Every docstring is valid epytext, and every L{} link to a txinferno
+    name resolves (links to Python's and Twisted's own names need their
+    inventories, which an offline build does not have).
+    """
+    result = subprocess.run(
+        [sys.executable, "-m", "pydoctor", "--make-html", "-q", "--docformat=epytext",
+         "--html-output", str(tmp_path / "api"), str(DOCS.parent / "txinferno")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = (result.stdout + result.stderr).splitlines()
+    problems = [
+        line for line in lines
+        if "Cannot find link target" not in line or 'for "txinferno' in line
+    ]
+    assert problems == []

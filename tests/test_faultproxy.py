@@ -5,6 +5,7 @@ small recording server.
 
 import pytest
 import pytest_twisted
+from support import TIMEOUT
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
@@ -14,10 +15,8 @@ from twisted.internet.task import deferLater
 
 from txinferno.testing.faultproxy import FaultProxy
 
-TIMEOUT = 10
 
-
-class Recorder(Protocol):
+class TargetProtocol(Protocol):
     """
     Records what it receives, echoes what it is told to, and fires
     C{closed} when its connection ends.
@@ -51,7 +50,7 @@ class Recorder(Protocol):
 
 class Target:
     """
-    A listening server whose connections are L{Recorder}s.
+    A listening server whose connections are L{TargetProtocol}s.
     """
 
     def __init__(self):
@@ -59,7 +58,7 @@ class Target:
         self.nextAccepted = Deferred()
 
     def build(self):
-        protocol = Recorder()
+        protocol = TargetProtocol()
         self.accepted.append(protocol)
         d, self.nextAccepted = self.nextAccepted, Deferred()
         reactor.callLater(0, d.callback, protocol)
@@ -95,10 +94,10 @@ def proxied():
 
 async def connect(proxy):
     """
-    Connect a L{Recorder} through C{proxy}, and wait for the target to have
+    Connect a L{TargetProtocol} through C{proxy}, and wait for the target to have
     accepted the proxied connection.
     """
-    client = Recorder()
+    client = TargetProtocol()
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", proxy.port)
     await endpoint.connect(Factory.forProtocol(lambda: client)).addTimeout(TIMEOUT, reactor)
     return client

@@ -9,23 +9,21 @@ import time
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionDone, ConnectionLost
-
-from clientsupport import (
-    Recorder,
+from support import (
     bounded,
-    clientSockets,
     managerFor,
     registryServices,
     whenRegistry,
 )
+from twisted.internet import reactor
+from twisted.internet.error import ConnectionDone, ConnectionLost
+
+from txinferno.client.monitor import Monitor
+from txinferno.client.service import ServiceTask
 from txinferno.errors import MalformedAnswer, RegistrationLost, RegistrationRejected
 from txinferno.testing.faultproxy import RegistryFaultProxy
-from txinferno.client.monitor import Monitor
-from txinferno.client.observers import ConnectionStateObserver
-from txinferno.client.service import ServiceTask
+from txinferno.testing.recorders import ConnectionStateRecorder, MonitorRecorder
+from txinferno.testing.sockets import clientSockets
 
 PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 0.5
@@ -44,43 +42,6 @@ class QuickService(ServiceTask):
     maxDelay = 0.3
 
 
-class States(ConnectionStateObserver):
-    """
-    Records a manager's connection states, and lets a test wait for the
-    next one.
-    """
-
-    def __init__(self):
-        self.events = []
-        self.times = []
-        self._waiting = []
-
-    def registryConnected(self):
-        self._record("connected")
-
-    def registryLost(self, reason):
-        self._record("lost")
-
-    def _record(self, event):
-        self.events.append(event)
-        self.times.append(time.monotonic())
-        waiting, self._waiting = self._waiting, []
-        for kind, d in waiting:
-            if kind == event:
-                d.callback(self.times[-1])
-            else:
-                self._waiting.append((kind, d))
-
-    def next(self, kind, timeout=10):
-        """
-        @return: a L{Deferred} that fires with the monotonic time of the
-            next C{kind} event.
-        """
-        d = Deferred()
-        self._waiting.append((kind, d))
-        return bounded(d, timeout)
-
-
 def expectedView(services, group):
     return {s.name: s.attrs for s in services if s.attrs["group"] == str(group)}
 
@@ -92,7 +53,7 @@ def attachAll(manager, count, groups, prefix="svc"):
 
     @return: C{(services, recorders)}
     """
-    recorders = [Recorder() for _ in range(groups)]
+    recorders = [MonitorRecorder() for _ in range(groups)]
     for group, recorder in enumerate(recorders):
         manager.attach(Monitor({"group": str(group)}, recorder))
     services = [
@@ -158,7 +119,7 @@ async def test_restartCycles(registry_server):
     matches the registry, and the client holds as many sockets as before.
     """
     manager = managerFor(registry_server)
-    states = States()
+    states = ConnectionStateRecorder()
     manager.addObserver(states)
     services, recorders = attachAll(manager, SERVICES, MONITORS)
     await consistent(registry_server, services, recorders)
@@ -182,6 +143,7 @@ async def test_restartCycles(registry_server):
     assert clientSockets(*ports(registry_server)) == 0
 
 
+@pytest.mark.logs_errors
 @pytest_twisted.ensureDeferred
 async def test_blackhole(registry_server, proxy):
     """
@@ -193,7 +155,7 @@ async def test_blackhole(registry_server, proxy):
     manager = managerFor(
         proxy, probeInterval=PROBE_INTERVAL, probeTimeout=PROBE_TIMEOUT, maxDelay=0.5
     )
-    states = States()
+    states = ConnectionStateRecorder()
     manager.addObserver(states)
     services, recorders = attachAll(manager, 20, 4)
     await consistent(registry_server, services, recorders)
@@ -268,7 +230,7 @@ async def test_cutEventMidLine(registry_server, proxy):
     monitor is restored, the new one included.
     """
     manager = managerFor(proxy, maxDelay=0.5)
-    states = States()
+    states = ConnectionStateRecorder()
     manager.addObserver(states)
     services, recorders = attachAll(manager, 4, 2)
     await consistent(registry_server, services, recorders)

@@ -11,9 +11,9 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.python.failure import Failure
 
-from txinferno.errors import OpenFileLimit
 from txinferno._filelimit import explainOpenFileLimit, raiseOpenFileLimit
 from txinferno.client.tcp import connectionFromString
+from txinferno.errors import OpenFileLimit
 
 
 def test_raiseOpenFileLimit():

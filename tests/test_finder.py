@@ -6,26 +6,16 @@ limits and timeout, with Twisted's in-memory transports.
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from support import MemoryNetwork, assertNoResult, failureResultOf, successResultOf
+from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.test.iosim import ConnectionCompleter
 
-from txinferno.errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
 from txinferno.client.find import FindClientFactory, FindClientProtocol, parseAnswer, runQuery
+from txinferno.errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
 from txinferno.wire.words import splitLines, splitWords
-
-
-def results(d):
-    """
-    @return: lists that will hold what C{d} fires with, and its failure.
-    """
-    fired, failed = [], []
-    d.addCallbacks(fired.append, failed.append)
-    return fired, failed
 
 
 @pytest.mark.parametrize(
@@ -94,21 +84,21 @@ def test_answerInPieces():
     The answer may come in pieces of any size; it is parsed at the end.
     """
     protocol, transport = connected()
-    fired, failed = results(protocol.answer)
     for byte in b"fa z 'two\nwords' k 1\nfc k 1\n":
         protocol.dataReceived(bytes([byte]))
-    assert fired == []
+    assertNoResult(protocol.answer)
     protocol.connectionLost(Failure(ConnectionDone()))
-    assert fired == [{"fa": {"z": "two\nwords", "k": "1"}, "fc": {"k": "1"}}]
+    assert successResultOf(protocol.answer) == {
+        "fa": {"z": "two\nwords", "k": "1"},
+        "fc": {"k": "1"},
+    }
 
 
 def test_malformedAnswer():
     protocol, transport = connected()
-    fired, failed = results(protocol.answer)
     protocol.dataReceived(b"svc a 1\ngarbage with no newline")
     protocol.connectionLost(Failure(ConnectionDone()))
-    [failure] = failed
-    assert failure.check(MalformedAnswer)
+    failure = failureResultOf(protocol.answer, MalformedAnswer)
     assert "not a complete line" in str(failure.value)
 
 
@@ -118,11 +108,9 @@ def test_reset():
     the bytes so far parse.
     """
     protocol, transport = connected()
-    fired, failed = results(protocol.answer)
     protocol.dataReceived(b"svc a 1\n")
     protocol.connectionLost(Failure(ConnectionLost("reset")))
-    [failure] = failed
-    assert failure.check(ConnectionLost)
+    failureResultOf(protocol.answer, ConnectionLost)
 
 
 def test_tooLarge():
@@ -131,24 +119,21 @@ def test_tooLarge():
     L{AnswerTooLarge}; what follows is ignored.
     """
     protocol, transport = connected(maxAnswerSize=10)
-    fired, failed = results(protocol.answer)
     protocol.dataReceived(b"svc a 1\n")
     assert not transport.disconnecting
     protocol.dataReceived(b"xyz")
     assert transport.disconnected
     protocol.dataReceived(b"more\n")
     protocol.connectionLost(Failure(ConnectionDone()))
-    [failure] = failed
-    assert failure.check(AnswerTooLarge)
+    failure = failureResultOf(protocol.answer, AnswerTooLarge)
     assert "limit of 10 bytes" in str(failure.value)
 
 
 def test_limitInclusive():
     protocol, transport = connected(maxAnswerSize=8)
-    fired, failed = results(protocol.answer)
     protocol.dataReceived(b"svc a 1\n")
     protocol.connectionLost(Failure(ConnectionDone()))
-    assert fired == [{"svc": {"a": "1"}}]
+    assert successResultOf(protocol.answer) == {"svc": {"a": "1"}}
 
 
 def test_cancelAborts():
@@ -157,11 +142,10 @@ def test_cancelAborts():
     fires nothing more.
     """
     protocol, transport = connected()
-    fired, failed = results(protocol.answer)
     protocol.answer.cancel()
     assert transport.disconnected
     protocol.connectionLost(Failure(ConnectionDone()))
-    assert fired == [] and len(failed) == 1
+    failureResultOf(protocol.answer, CancelledError)
 
 
 class SilentServer(Protocol):
@@ -170,12 +154,15 @@ class SilentServer(Protocol):
     """
 
 
-class Network:
+class Network(MemoryNetwork):
+    """
+    A memory network whose find port (6702) is served by C{serverProtocol}.
+    """
+
     def __init__(self, serverProtocol=SilentServer):
-        self.reactor = MemoryReactorClock()
-        self.endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", 6702)
-        TCP4ServerEndpoint(self.reactor, 6702).listen(Factory.forProtocol(serverProtocol))
-        self.completer = ConnectionCompleter(self.reactor)
+        MemoryNetwork.__init__(self)
+        self.listen(6702, serverProtocol)
+        self.endpoint = self.clientEndpoint(6702)
 
 
 def test_timeoutWhileConnecting():
@@ -184,12 +171,11 @@ def test_timeoutWhileConnecting():
     L{RegistryTimeout} after the timeout, and the attempt is stopped.
     """
     network = Network()
-    fired, failed = results(runQuery(network.endpoint, b"\n", network.reactor, timeout=10))
+    answer = runQuery(network.endpoint, b"\n", network.reactor, timeout=10)
     network.reactor.advance(9.9)
-    assert failed == []
+    assertNoResult(answer)
     network.reactor.advance(0.1)
-    [failure] = failed
-    assert failure.check(RegistryTimeout)
+    failure = failureResultOf(answer, RegistryTimeout)
     assert "did not answer the query b'\\n' within 10 s" in str(failure.value)
     assert network.reactor.connectors[0].stoppedConnecting
 
@@ -201,12 +187,11 @@ def test_timeoutWithoutAnswer():
     aborted.
     """
     network = Network()
-    fired, failed = results(runQuery(network.endpoint, b"k 1\n", network.reactor, timeout=3))
+    answer = runQuery(network.endpoint, b"k 1\n", network.reactor, timeout=3)
     pump = network.completer.succeedOnce()
     pump.flush()
     network.reactor.advance(3)
-    [failure] = failed
-    assert failure.check(RegistryTimeout)
+    failureResultOf(answer, RegistryTimeout)
     assert pump.clientIO.disconnecting
     pump.flush()
     assert network.reactor.getDelayedCalls() == []
@@ -219,9 +204,9 @@ def test_answerBeforeTimeout():
             self.transport.loseConnection()
 
     network = Network(Answering)
-    fired, failed = results(runQuery(network.endpoint, b"k 1\n", network.reactor, timeout=3))
+    answer = runQuery(network.endpoint, b"k 1\n", network.reactor, timeout=3)
     network.completer.succeedOnce().flush()
-    assert fired == [{"svc": {"k": "1"}}]
+    assert successResultOf(answer) == {"svc": {"k": "1"}}
     assert network.reactor.getDelayedCalls() == []
 
 

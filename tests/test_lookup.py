@@ -5,22 +5,22 @@ the embedded registry over loopback TCP, and of its deadline on a L{Clock}.
 
 import pytest
 import pytest_twisted
+from support import (
+    bounded,
+    managerFor,
+)
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
-from clientsupport import (
-    bounded,
-    managerFor,
-)
-from txinferno.errors import MalformedAnswer, RegistryUnavailable
-from txinferno.interfaces import IRegistryTask
 from txinferno.client.lookup import Lookup
 from txinferno.client.manager import RegistryManager
 from txinferno.client.service import ServiceTask
 from txinferno.client.tcp import connectionFromString
+from txinferno.errors import MalformedAnswer, RegistryUnavailable
+from txinferno.interfaces import IRegistryTask
 
 
 def test_provides():

@@ -10,161 +10,28 @@ embedded server over loopback TCP.
 """
 
 import pytest
+from support import TurnClock
 from twisted.application.service import MultiService
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.error import ConnectionLost, ConnectionRefusedError
+from twisted.internet.defer import CancelledError
+from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from txinferno.errors import RegistrationLost, RegistrationRejected, RegistryError
+from txinferno.client.manager import START_BATCH, RegistryManager
+from txinferno.client.service import ServiceTask
+from txinferno.errors import RegistrationLost
 from txinferno.interfaces import (
     IChangeStream,
     IRegistration,
     IRegistryConnection,
     IRegistryTask,
 )
-from txinferno.client.manager import START_BATCH, RegistryManager
-from txinferno.client.observers import ConnectionStateObserver
-from txinferno.server.registry import Registry
-from txinferno.client.service import ServiceTask
-from txinferno.wire.rules import queryLine, registrationLine, updateLine
-from txinferno.wire.words import splitWords
-
-
-@implementer(IRegistration)
-class MemoryRegistration:
-    """
-    A registration held in a L{MemoryConnection}'s registry.
-    """
-
-    def __init__(self, connection, service, attrs):
-        self._connection = connection
-        self._service = service
-        self._lost = []
-        self.name = service.name
-        self.attrs = dict(attrs)
-
-    def update(self, attrs):
-        line, pairs = updateLine(attrs)
-        if self._service is None:
-            raise RegistrationLost(self.name)
-        self._connection.registry.update(self._service, splitWords(line))
-        self.attrs.update(pairs)
-
-    def unregister(self):
-        self._end(None)
-        return succeed(None)
-
-    def whenLost(self):
-        d = Deferred()
-        self._lost.append(d)
-        return d
-
-    def _end(self, reason):
-        service, self._service = self._service, None
-        if service is None:
-            return
-        self._connection.registry.release(service)
-        self._connection.registrations.remove(self)
-        for d in self._lost:
-            d.callback(None) if reason is None else d.errback(reason)
-
-
-@implementer(IChangeStream)
-class MemoryStream:
-    """
-    A change stream of a L{MemoryConnection}.
-    """
-
-    def __init__(self, connection, observer):
-        self._connection = connection
-        self.observer = observer
-        self.connected = False
-
-    def stop(self):
-        self._connection.streams.remove(self)
-        if self.connected:
-            self.connected = False
-            self._connection.registry.removeObserver(self.observer.registryChanged)
-        return succeed(None)
-
-
-@implementer(IRegistryConnection)
-class MemoryConnection:
-    """
-    A connection plugin whose registry lives in this process; L{crash} and
-    L{recover} simulate an outage.
-
-    @ivar registry: the registry.
-    """
-
-    description = "memory"
-
-    def __init__(self):
-        self.registry = Registry()
-        self.reachable = True
-        self.registrations = []
-        self.streams = []
-        self.finds = 0
-
-    def register(self, name, attrs):
-        line, pairs = registrationLine(name, attrs)
-        if not self.reachable:
-            return fail(ConnectionRefusedError())
-        try:
-            service = self.registry.register(self, splitWords(line))
-        except RegistryError as e:
-            return fail(RegistrationRejected(name, e.text))
-        registration = MemoryRegistration(self, service, pairs)
-        self.registrations.append(registration)
-        return succeed(registration)
-
-    def find(self, attrs):
-        line, _ = queryLine(attrs)
-        if not self.reachable:
-            return fail(ConnectionRefusedError())
-        self.finds += 1
-        return succeed(
-            {s.name: dict(s.attributes()) for s in self.registry.find(splitWords(line))}
-        )
-
-    def watch(self, observer):
-        stream = MemoryStream(self, observer)
-        self.streams.append(stream)
-        if self.reachable:
-            self._ready(stream)
-        return stream
-
-    def _ready(self, stream):
-        stream.connected = True
-        self.registry.addObserver(stream.observer.registryChanged)
-        stream.observer.streamReady()
-
-    def crash(self):
-        """
-        The registry goes away: every registration and stream is lost.
-        """
-        self.reachable = False
-        reason = Failure(ConnectionLost("crash"))
-        for registration in list(self.registrations):
-            registration._end(Failure(RegistrationLost(registration.name)))
-        for stream in list(self.streams):
-            stream.connected = False
-            self.registry.removeObserver(stream.observer.registryChanged)
-            stream.observer.streamLost(reason)
-
-    def recover(self):
-        """
-        The registry is back (it kept its services, as a new one with
-        persistent services would).
-        """
-        self.reachable = True
-        for stream in list(self.streams):
-            self._ready(stream)
+from txinferno.testing.memory import MemoryConnection
+from txinferno.testing.recorders import ChangeRecorder, ConnectionStateRecorder
 
 
 @implementer(IRegistryTask)
@@ -189,35 +56,6 @@ class RecordingTask:
         self.calls.append("refresh")
 
 
-class RecordingTaskObserver:
-    """
-    An L{IChangeObserver} that records what it is told.
-    """
-
-    def __init__(self):
-        self.events = []
-
-    def streamReady(self):
-        self.events.append("ready")
-
-    def registryChanged(self, version):
-        self.events.append(version)
-
-    def streamLost(self, reason):
-        self.events.append(reason)
-
-
-class RecordingObserver(ConnectionStateObserver):
-    def __init__(self):
-        self.events = []
-
-    def registryConnected(self):
-        self.events.append("connected")
-
-    def registryLost(self, reason):
-        self.events.append(("lost", reason.type))
-
-
 @pytest.fixture
 def logged():
     """
@@ -227,22 +65,6 @@ def logged():
     globalLogPublisher.addObserver(events.append)
     yield events
     globalLogPublisher.removeObserver(events.append)
-
-
-class TurnClock(Clock):
-    """
-    A L{Clock} that can also run one turn as a reactor does: the calls due
-    when the turn begins, not those they schedule for now (which
-    L{Clock.advance} would run too).
-    """
-
-    def turn(self):
-        due = [call for call in self.calls if call.getTime() <= self.seconds()]
-        for call in due:
-            if call in self.calls:
-                self.calls.remove(call)
-                call.called = 1
-                call.func(*call.args, **call.kw)
 
 
 @pytest.fixture
@@ -268,7 +90,7 @@ def test_memoryConnectionProvidesInterfaces():
     verifyObject(IRegistryConnection, connection)
     registration = connection.register("svc", {"a": "1"}).result
     verifyObject(IRegistration, registration)
-    verifyObject(IChangeStream, connection.watch(RecordingTaskObserver()))
+    verifyObject(IChangeStream, connection.watch(ChangeRecorder()))
 
 
 def test_managerIsAService():
@@ -439,7 +261,7 @@ def test_outageStopsAndRestartsTasks(memory):
     back starts every task again and fires L{whenConnected}.
     """
     connection = memory.connection
-    observer = RecordingObserver()
+    observer = ConnectionStateRecorder()
     memory.addObserver(observer)
     verifyObject(IRegistryTask, memory.attach(RecordingTask()))
     tasks = [memory.attach(RecordingTask()) for _ in range(3)]
@@ -448,14 +270,15 @@ def test_outageStopsAndRestartsTasks(memory):
     connection.crash()
     assert not memory.connected
     assert all(t.calls == ["start", "stop"] for t in tasks)
-    assert observer.events == [("lost", ConnectionLost)]
+    assert observer.events == ["lost"]
+    assert observer.reasons[0].type is ConnectionLost
     waiting = memory.whenConnected()
     assert not waiting.called
     connection.recover()
     assert waiting.result is memory
     memory.clock.advance(0)
     assert all(t.calls == ["start", "stop", "start"] for t in tasks)
-    assert observer.events == [("lost", ConnectionLost), "connected"]
+    assert observer.events == ["lost", "connected"]
     memory.removeObserver(observer)
     connection.crash()
     assert len(observer.events) == 2
@@ -516,6 +339,7 @@ def test_outageCancelsPendingRefresh(memory):
     assert task.calls == ["start", "stop"]
 
 
+@pytest.mark.logs_errors
 def test_failingTaskDoesNotStopOthers(memory, logged):
     """
     A task that raises in C{start()} is logged; the others still start.

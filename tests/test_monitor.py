@@ -5,32 +5,32 @@ loopback TCP, and of its find coalescing with L{MemoryConnection}.
 
 import pytest
 import pytest_twisted
-from twisted.logger import LogLevel, capturedLogs, formatEvent
-from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
-from zope.interface import implementer
-from zope.interface.verify import verifyObject
-
-from clientsupport import (
-    Recorder,
+from support import (
     bounded,
     registryServices,
 )
-from test_manager import MemoryConnection
-from txinferno.interfaces import IRegistryConnection, IRegistryTask
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs, formatEvent
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
 from txinferno.client.manager import RegistryManager
-from txinferno.errors import MalformedAnswer
 from txinferno.client.monitor import MAX_RETRY_DELAY, MAX_WAIT, PACE, QUIET, Monitor
 from txinferno.client.service import ServiceTask
+from txinferno.errors import MalformedAnswer
+from txinferno.interfaces import IRegistryConnection, IRegistryTask
+from txinferno.testing.memory import MemoryConnection
+from txinferno.testing.recorders import MonitorRecorder
 
 
 def test_provides():
-    verifyObject(IRegistryTask, Monitor({"a": "1"}, Recorder()))
+    verifyObject(IRegistryTask, Monitor({"a": "1"}, MonitorRecorder()))
 
 
 def test_invalidQuery():
     with pytest.raises(ValueError, match="NUL"):
-        Monitor({"a": "\x00"}, Recorder())
+        Monitor({"a": "\x00"}, MonitorRecorder())
 
 
 @pytest_twisted.ensureDeferred
@@ -39,7 +39,7 @@ async def test_addUpdateRemove(manager, registry_server):
     A monitor reports services that come, change and go, with their
     attributes, and keeps its C{services} view.
     """
-    recorder = Recorder()
+    recorder = MonitorRecorder()
     monitor = manager.attach(Monitor({"proto": "*"}, recorder))
     await recorder.waitUntil(lambda r: r.count("resynced"))
     assert recorder.events == [("resynced",)]
@@ -65,7 +65,7 @@ async def test_filterChanges(manager, registry_server):
     A service that starts matching after an update is added; one that stops
     matching is removed; one that never matches is never reported.
     """
-    recorder = Recorder()
+    recorder = MonitorRecorder()
     monitor = manager.attach(Monitor({"state": "up"}, recorder))
     other = manager.attach(ServiceTask("other", {"state": "down"}))
     svc = manager.attach(ServiceTask("svc", {"state": "down"}))
@@ -127,7 +127,7 @@ def test_neverCancelsCoalesces():
     clock = Clock()
     manager = RegistryManager(connection, clock=clock)
     manager.startService()
-    recorder = Recorder()
+    recorder = MonitorRecorder()
     manager.attach(Monitor({}, recorder))
     clock.advance(0)
     assert len(connection.waiting) == 1
@@ -155,7 +155,7 @@ def pacing():
     clock = Clock()
     manager = RegistryManager(connection, clock=clock)
     manager.startService()
-    recorder = Recorder()
+    recorder = MonitorRecorder()
     monitor = manager.attach(Monitor({}, recorder))
     clock.advance(0)
     connection.answer()
@@ -249,7 +249,7 @@ def test_failedFindTriedAgain():
     clock = Clock()
     manager = RegistryManager(connection, clock=clock)
     manager.startService()
-    recorder = Recorder()
+    recorder = MonitorRecorder()
     connection.register("svc", {"n": "1"})
     with capturedLogs() as events:
         manager.attach(Monitor({}, recorder))
@@ -298,7 +298,7 @@ def test_outageWithoutChange():
     registry = connection.registry
     for i in range(5):
         registry.register("another client", ["svc%d" % i, "n", str(i)])
-    recorder = Recorder()
+    recorder = MonitorRecorder()
     manager.attach(Monitor({}, recorder))
     clock.advance(0)
     assert recorder.count("added") == 5

@@ -5,8 +5,8 @@ Tests for the no-op observer base classes in L{txinferno.client.observers}.
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyClass, verifyObject
 
-from txinferno.interfaces import IConnectionStateObserver, IMonitorObserver
 from txinferno.client.observers import ConnectionStateObserver, MonitorObserver
+from txinferno.interfaces import IConnectionStateObserver, IMonitorObserver
 
 
 def test_connectionStateObserver():

@@ -7,44 +7,31 @@ import math
 import random
 
 import pytest
-from zope.interface.verify import verifyObject
-
+from support import MemoryNetwork
 from twisted.internet import error
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IAddress, IConnector
 from twisted.internet.protocol import (
     ClientFactory,
-    Factory,
     Protocol,
     ReconnectingClientFactory,
 )
 from twisted.internet.testing import MemoryReactorClock
-from twisted.test.iosim import ConnectionCompleter
+from zope.interface.verify import verifyObject
 
 from txinferno.client._reconnect import EndpointAddress, EndpointConnector, connectionStarter
 
 PORT = 6703
 
 
-class Network:
+class Network(MemoryNetwork):
     """
-    A memory reactor with a client endpoint, a listening server and a way to
-    complete or fail each connection attempt.
+    A memory network with a client endpoint to a listening server.
     """
 
     def __init__(self):
-        self.reactor = MemoryReactorClock()
-        self.endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", PORT)
-        self.serverProtocols = []
-        server = Factory.forProtocol(Protocol)
-        server.buildProtocol = self._buildServerProtocol
-        TCP4ServerEndpoint(self.reactor, PORT).listen(server)
-        self.completer = ConnectionCompleter(self.reactor)
-
-    def _buildServerProtocol(self, addr):
-        protocol = Protocol()
-        self.serverProtocols.append(protocol)
-        return protocol
+        MemoryNetwork.__init__(self)
+        self.listen(PORT)
+        self.endpoint = self.clientEndpoint(PORT)
 
     def attempts(self):
         return len(self.reactor.tcpClients)

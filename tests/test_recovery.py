@@ -4,31 +4,19 @@ with 200 services and 20 monitors attached to one manager.
 """
 
 import pytest_twisted
-
-from clientsupport import (
-    Recorder,
+from support import (
     bounded,
-    clientSockets,
     managerFor,
     registryServices,
 )
+
 from txinferno.client.monitor import Monitor
-from txinferno.client.observers import ConnectionStateObserver
 from txinferno.client.service import ServiceTask
+from txinferno.testing.recorders import ConnectionStateRecorder, MonitorRecorder
+from txinferno.testing.sockets import clientSockets
 
 SERVICES = 200
 MONITORS = 20
-
-
-class States(ConnectionStateObserver):
-    def __init__(self):
-        self.events = []
-
-    def registryConnected(self):
-        self.events.append("connected")
-
-    def registryLost(self, reason):
-        self.events.append("lost")
 
 
 def expectedView(services, group):
@@ -48,9 +36,9 @@ async def test_restartWithManyTasks(registry_server):
     """
     ports = (registry_server.newPort, registry_server.findPort, registry_server.eventPort)
     manager = managerFor(registry_server)
-    states = States()
+    states = ConnectionStateRecorder()
     manager.addObserver(states)
-    recorders = [Recorder() for _ in range(MONITORS)]
+    recorders = [MonitorRecorder() for _ in range(MONITORS)]
     monitors = [Monitor({"group": str(g)}, r) for g, r in enumerate(recorders)]
     # Monitors attached before and after the services all wait for them.
     for monitor in monitors[: MONITORS // 2]:

@@ -5,27 +5,17 @@ L{MemoryReactorClock}.
 """
 
 import pytest
-from zope.interface.verify import verifyObject
-
+from support import MemoryNetwork
 from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import (
     ConnectingCancelledError,
     ConnectionLost,
     ConnectionRefusedError,
 )
-from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.protocol import Protocol
 from twisted.logger import LogLevel, capturedLogs, formatEvent
-from twisted.test.iosim import ConnectionCompleter
+from zope.interface.verify import verifyObject
 
-from txinferno.errors import (
-    MalformedAnswer,
-    RegistrationLost,
-    RegistrationRejected,
-    RegistryTimeout,
-)
-from txinferno.interfaces import IRegistration
 from txinferno.client._reconnect import connectionStarter
 from txinferno.client.new import (
     BURST_LISTING_DELAY,
@@ -33,9 +23,16 @@ from txinferno.client.new import (
     CONFIRM_AFTER,
     Registrar,
 )
+from txinferno.errors import (
+    MalformedAnswer,
+    RegistrationLost,
+    RegistrationRejected,
+    RegistryTimeout,
+)
+from txinferno.interfaces import IRegistration
 
 
-class Recorder(Protocol):
+class NewPortServerProtocol(Protocol):
     """
     The server side of a registration: keeps every write it gets.
     """
@@ -54,15 +51,14 @@ class Setup:
     """
 
     def __init__(self, timeout=10):
-        self.reactor = MemoryReactorClock()
-        self.servers = []
-        server = Factory()
-        server.buildProtocol = lambda addr: self.servers.append(Recorder()) or self.servers[-1]
-        TCP4ServerEndpoint(self.reactor, 6701).listen(server)
-        self.completer = ConnectionCompleter(self.reactor)
+        network = MemoryNetwork()
+        network.listen(6701, NewPortServerProtocol)
+        self.reactor = network.reactor
+        self.completer = network.completer
+        self.servers = network.serverProtocols
         self.listings = []
         self.registrar = Registrar(
-            connectionStarter(self.reactor, TCP4ClientEndpoint(self.reactor, "127.0.0.1", 6701)),
+            connectionStarter(self.reactor, network.clientEndpoint(6701)),
             self.listServices,
             self.reactor,
             timeout,

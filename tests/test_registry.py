@@ -4,7 +4,6 @@ matching, static services and speed.
 """
 
 import io
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -12,8 +11,8 @@ from hypothesis import strategies as st
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from txinferno.errors import RegistryError
-from txinferno.wire.persist import persists
 from txinferno.server.registry import Registry
+from txinferno.wire.persist import persists
 
 
 @pytest.fixture
@@ -234,26 +233,20 @@ def test_loadStaticBadNames(registry, text, error):
     assert e.value.text == error and len(registry) == 0
 
 
-def test_speed(registry):
+def test_tenThousandServices(registry):
     """
-    At 10,000 services a one-service find takes well under 2 ms and a full
-    listing well under 40 ms.
+    At 10,000 services a find by one attribute answers that one service and
+    a full listing every service (how fast: C{bench/server_bench.py}, which
+    times both over the find port).
     """
     services = [
         registry.register(None, ["svc%d" % i, "proto", "tcp", "id", str(i), "descr", "service %d" % i])
         for i in range(10000)
     ]
-    registry.answer([])
-    start = time.perf_counter()
     for i in range(100):
-        assert registry.answer(["id", str(i * 97)])
-    one = (time.perf_counter() - start) / 100
-    start = time.perf_counter()
-    for i in range(10):
-        everything = registry.answer(["proto", "*"])
-    full = (time.perf_counter() - start) / 10
+        assert registry.answer(["id", str(i * 97)]).startswith(b"svc%d " % (i * 97,))
+    everything = registry.answer(["proto", "*"])
     assert everything.count(b"\n") == 10000
-    assert one < 0.0005 and full < 0.02, (one, full)
     for s in services:
         registry.release(s)
     assert len(registry) == 0

@@ -6,13 +6,12 @@ registry over loopback.
 import json
 
 import pytest_twisted
+from support import TIMEOUT
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
-from txinferno.regquery import ERROR, FOUND, NOT_FOUND, formatAnswer, run
 from txinferno.client.tcp import connectionFromString
-
-TIMEOUT = 10
+from txinferno.regquery import ERROR, FOUND, NOT_FOUND, formatAnswer, run
 
 
 class Output:

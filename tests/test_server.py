@@ -6,11 +6,10 @@ protocol notes' table (section 7), byte for byte.
 import io
 
 import pytest_twisted
+from support import TIMEOUT
 from twisted.internet import reactor
 
 from txinferno.testing import EmbeddedRegistry, connectRaw, exchange
-
-TIMEOUT = 10
 
 
 class Harness:

@@ -8,8 +8,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 
-from txinferno.server.registry import Registry
 from txinferno.server.protocols import IDLE_TIMEOUT, RegistryServer
+from txinferno.server.registry import Registry
 
 
 def makeServer(**kwargs):

@@ -8,11 +8,10 @@ import resource
 
 import pytest
 import pytest_twisted
+from support import TIMEOUT
 from twisted.internet import defer, reactor
 
 from txinferno.testing import connectRaw, exchange
-
-TIMEOUT = 10
 
 
 def connect(server, port):

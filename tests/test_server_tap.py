@@ -5,6 +5,7 @@ plugin is tested elsewhere).
 
 import pytest
 import pytest_twisted
+from support import TIMEOUT
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
@@ -12,8 +13,6 @@ from twisted.python import usage
 
 from txinferno.tap import Options, makeService, withBacklog
 from txinferno.testing import connectRaw, exchange
-
-TIMEOUT = 10
 
 
 def parse(*args):

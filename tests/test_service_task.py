@@ -7,27 +7,26 @@ import random
 
 import pytest
 import pytest_twisted
+from support import (
+    bounded,
+    managerFor,
+    registryServices,
+)
 from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from zope.interface.verify import verifyObject
 
-from clientsupport import (
-    Recorder,
-    bounded,
-    clientSockets,
-    managerFor,
-    registryServices,
-)
-from txinferno.errors import RegistrationRejected
-from txinferno.interfaces import IRegistryTask
 from txinferno.client.manager import RegistryManager
 from txinferno.client.monitor import Monitor
-from txinferno.client.observers import ConnectionStateObserver
 from txinferno.client.service import ServiceTask
 from txinferno.client.tcp import connectionFromString
+from txinferno.errors import RegistrationRejected
+from txinferno.interfaces import IRegistryTask
 from txinferno.testing import connectRaw
+from txinferno.testing.recorders import ConnectionStateRecorder, MonitorRecorder
+from txinferno.testing.sockets import clientSockets
 
 
 async def watching(manager, attrs=()):
@@ -35,7 +34,7 @@ async def watching(manager, attrs=()):
     @return: a recorder of a monitor of C{attrs}, once it has its first
         view.
     """
-    recorder = Recorder()
+    recorder = MonitorRecorder()
     manager.attach(Monitor(attrs, recorder))
     await recorder.waitUntil(lambda r: r.count("resynced"))
     return recorder
@@ -190,14 +189,6 @@ async def test_lostRegistrationComesBack(manager, registry_server):
     assert svc.registered and manager.connected
 
 
-class StateRecorder(ConnectionStateObserver):
-    def __init__(self):
-        self.lost = Deferred()
-
-    def registryLost(self, reason):
-        self.lost.callback(reason.value)
-
-
 @pytest_twisted.ensureDeferred
 async def test_detachDuringAttemptCancelsIt(manager, registry_server):
     """
@@ -224,12 +215,13 @@ async def test_updateWhileDisconnected(registry_server):
     """
     ports = (registry_server.newPort, registry_server.findPort, registry_server.eventPort)
     manager = managerFor(registry_server)
-    state = StateRecorder()
+    state = ConnectionStateRecorder()
     manager.addObserver(state)
     svc = manager.attach(ServiceTask("svc", {"a": "1"}))
     await bounded(svc.whenRegistered())
+    lost = state.next("lost")
     await registry_server.stop()
-    await bounded(state.lost)
+    await lost
     svc.update({"a": "2", "b": "x y"})
     assert svc.attrs == {"a": "2", "b": "x y"}
     await registry_server.start()

@@ -8,15 +8,16 @@ from collections import deque
 
 import pytest
 import pytest_twisted
-from zope.interface import implementer
-from zope.interface.verify import verifyObject
-
+from support import bounded
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from txinferno.client.event import EventClientFactory
+from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
 from txinferno.errors import (
     MalformedAnswer,
     RegistrationLost,
@@ -29,14 +30,7 @@ from txinferno.interfaces import (
     IRegistration,
     IRegistryConnection,
 )
-from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
 from txinferno.testing import EmbeddedRegistry
-
-TIMEOUT = 10
-
-
-def bounded(d, timeout=TIMEOUT):
-    return d.addTimeout(timeout, reactor)
 
 
 def connect(server, **options):
@@ -365,6 +359,7 @@ class Garbage(Counted):
         self.transport.loseConnection()
 
 
+@pytest.mark.logs_errors
 @pytest_twisted.ensureDeferred
 async def test_silentRegistry():
     """
@@ -386,6 +381,7 @@ async def test_silentRegistry():
     await servers.close()
 
 
+@pytest.mark.logs_errors
 @pytest_twisted.ensureDeferred
 async def test_garbageRegistry():
     """
@@ -408,6 +404,7 @@ async def test_garbageRegistry():
     await servers.close()
 
 
+@pytest.mark.logs_errors
 @pytest_twisted.ensureDeferred
 async def test_probeDeclaresLoss(registry_server):
     """

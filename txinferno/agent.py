@@ -5,6 +5,7 @@ L{txinferno.client.manager.RegistryManager}.
 """
 
 import os
+from typing import Dict
 
 from twisted.application.service import Service
 from twisted.internet import error
@@ -12,15 +13,23 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
-from txinferno.wire import attrdb
+from txinferno.client.health import checkFromString
 from txinferno.client.monitor import Monitor
 from txinferno.client.observers import MonitorObserver
-from txinferno.client.service import ServiceTask
+from txinferno.client.service import HEALTH_ATTRIBUTE, ServiceTask
+from txinferno.wire import attrdb
 from txinferno.wire.rules import normaliseAttrs, registrationLine
 from txinferno.wire.words import formatService, splitWords
 
-__all__ = ["parseServiceSpec", "parseQuerySpec", "readServicesFile", "Agent",
-           "ChangeLogger", "ChangeCommand"]
+__all__ = ["parseServiceSpec", "parseQuerySpec", "readServicesFile", "checkServices",
+           "Agent", "ChangeLogger", "ChangeCommand", "CHECK_ATTRIBUTE", "NO_SERVICES"]
+
+CHECK_ATTRIBUTE = "check"
+"""
+The attribute of a service given to the agent that holds its health check
+(a description for L{txinferno.client.health.checkFromString}); it is not
+sent to the registry.
+"""
 
 
 def parseServiceSpec(spec):
@@ -57,24 +66,93 @@ def parseQuerySpec(spec):
     return normaliseAttrs(words)
 
 
-def readServicesFile(path):
+NO_SERVICES = "noservices"
+"""
+The attribute of the entry that says a services file holds no service on
+purpose: a file with no C{service=NAME} entry is refused unless it has an
+entry C{noservices} (or the agent was told empty files are allowed).
+"""
+
+
+class IncompleteServicesFile(ValueError):
+    """
+    A services file that is not whole: its last line has no newline (it is
+    being written, or was cut short), or it names no service and does not
+    say so with a C{noservices} entry.
+    """
+
+
+def readServicesFile(path: str, allowEmpty: bool = False) -> Dict[str, Dict[str, str]]:
     """
     Read services from an attrdb(6) file: one C{service=NAME} entry each,
     the entry's other pairs being the attributes.
 
+    A file must end with a newline, so that one cut short (or read while
+    it is written) is refused rather than applied in part; and a file with
+    no service must say so, with an entry C{noservices} (see
+    L{NO_SERVICES}), unless C{allowEmpty}.
+
+    @param allowEmpty: whether a file with no service and no C{noservices}
+        entry is accepted.
     @raise OSError: when the file cannot be read.
+    @raise IncompleteServicesFile: when it is not whole (see above).
     @raise ValueError: when it cannot be parsed, or holds a name or
         attributes the registry would reject, or a name twice.
     @return: the attributes of each service by name.
     @rtype: L{dict}
     """
+    with open(path, "rb") as f:
+        text = f.read()
+    if text and not text.endswith(b"\n"):
+        raise IncompleteServicesFile(
+            "the last line has no newline: the file is incomplete (still being "
+            "written or cut short)")
+    try:
+        text = text.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError("not UTF-8: %s" % (e,))
+    entries = attrdb.parse(text)
     services = {}
-    for name, pairs in attrdb.loadServices(path):
+    for name, pairs in attrdb.servicesOf(entries):
         registrationLine(name, pairs)
         if name in services:
             raise ValueError("service %r given twice" % (name,))
         services[name] = dict(pairs)
+    if not services and not allowEmpty and not any(
+            attr == NO_SERVICES for entry in entries for attr, _ in entry):
+        raise IncompleteServicesFile(
+            "no service in the file: an empty file is refused unless it has a "
+            "'%s' entry (or empty files are allowed)" % (NO_SERVICES,))
     return services
+
+def checkServices(services: dict, keepFailing: bool, reactor) -> dict:
+    """
+    Check the health checks of services given to the agent: the
+    L{CHECK_ATTRIBUTE} attribute of each, when it has one.
+
+    @param services: the attributes of each service by name.
+    @param keepFailing: whether services are kept registered while their
+        check fails.
+    @param reactor: the reactor the checks would run with (none runs).
+    @raise ValueError: for a check that does not parse, or a check of a
+        C{persist} service that is to be unregistered while failing (the
+        registry would keep it).
+    @return: the check of each service that has one, by name.
+    @rtype: L{dict}
+    """
+    checks = {}
+    for name, attrs in services.items():
+        description = attrs.get(CHECK_ATTRIBUTE)
+        if description is None:
+            continue
+        try:
+            checks[name] = checkFromString(reactor, description)
+        except ValueError as e:
+            raise ValueError("service %r: %s" % (name, e))
+        if "persist" in attrs and not keepFailing:
+            raise ValueError("service %r persists, so unregistering it while its check fails "
+                             "would not remove it: keep failing services registered" % (name,))
+    return checks
 
 
 class ChangeLogger(MonitorObserver):
@@ -100,9 +178,44 @@ class ChangeLogger(MonitorObserver):
                        name=name, attrs=attrs, query=self._query)
 
 
+DEFAULT_HOOK_TIMEOUT = 60.0
+"""
+Seconds an C{--on-change} command may run before it is killed.
+"""
+
+MAX_HOOK_STDERR = 4096
+"""
+The most bytes of a command's standard error kept for the log; the rest is
+read and dropped.
+"""
+
+
 class _CommandProcess(ProcessProtocol):
-    def __init__(self, done):
+    """
+    One run of a L{ChangeCommand}: feeds the service line to the command's
+    standard input and closes it, keeps the first L{MAX_HOOK_STDERR} bytes
+    of its standard error, drops its output.
+    """
+
+    def __init__(self, stdin, done):
+        self._stdin = stdin
         self._done = done
+        self.stderr = b""
+        self.stderrDropped = 0
+
+    def connectionMade(self):
+        self.transport.write(self._stdin)
+        self.transport.closeStdin()
+
+    def errReceived(self, data):
+        room = MAX_HOOK_STDERR - len(self.stderr)
+        self.stderr += data[:room]
+        self.stderrDropped += max(0, len(data) - room)
+
+    def processExited(self, reason):
+        # The command's own children may hold the pipes open: close our ends,
+        # so that processEnded follows its exit.
+        self.transport.loseConnection()
 
     def processEnded(self, reason):
         self._done(reason)
@@ -116,18 +229,37 @@ class ChangeCommand(MonitorObserver):
 
     The command's environment has C{TXINFERNO_EVENT} (C{added}, C{updated}
     or C{removed}), C{TXINFERNO_NAME}, C{TXINFERNO_SERVICE} (the service as
-    the registry prints it: C{NAME ATTR VALUE...}) and C{TXINFERNO_QUERY}.
+    the registry prints it: C{NAME ATTR VALUE...}) and C{TXINFERNO_QUERY};
+    its standard input is that service line, then end of file.  A command
+    still running after C{timeout} seconds is killed (C{SIGKILL}) and that
+    is logged; one that fails is logged with its exit status and the start
+    of its standard error.
     """
 
     _log = Logger()
 
-    def __init__(self, reactor, command, query):
+    def __init__(self, reactor, command: str, query, timeout: float = DEFAULT_HOOK_TIMEOUT,
+                 clock=None) -> None:
+        """
+        @param reactor: spawns the command (an L{IReactorProcess}).
+        @param command: the shell command.
+        @param query: the monitor's query, C{(attr, value)} pairs.
+        @param timeout: seconds one run may take before it is killed.
+        @param clock: times the runs; by default C{reactor}.
+        @raise ValueError: for a timeout that is not positive.
+        """
+        if not timeout > 0:
+            raise ValueError("timeout must be positive, not %r" % (timeout,))
         self._reactor = reactor
+        self._clock = clock or reactor
         self._command = command
+        self._timeout = timeout
         self._query = " ".join("%s %s" % pair for pair in query)
         self._pending = {}
         self._running = None
+        self._deadline = None
         self._idle = []
+        self._stopped = False
 
     def whenIdle(self):
         """
@@ -140,6 +272,21 @@ class ChangeCommand(MonitorObserver):
         self._idle.append(d)
         return d
 
+    def stop(self) -> Deferred:
+        """
+        Drop the changes still waiting and kill the command that runs, if
+        any; no command runs after this.
+
+        @return: a L{Deferred} that fires with L{None} once no command runs.
+        """
+        self._stopped = True
+        self._pending.clear()
+        if self._running is not None:
+            self._log.info("stopping: killing {command} (pid {pid})",
+                           command=self._command, pid=self._running.pid)
+            self._kill()
+        return self.whenIdle()
+
     def added(self, name, attrs):
         self._queue("added", name, attrs)
 
@@ -150,6 +297,8 @@ class ChangeCommand(MonitorObserver):
         self._queue("removed", name, attrs)
 
     def _queue(self, event, name, attrs):
+        if self._stopped:
+            return
         self._pending.pop(name, None)
         self._pending[name] = (event, attrs)
         if self._running is None:
@@ -163,25 +312,50 @@ class ChangeCommand(MonitorObserver):
             return
         name = next(iter(self._pending))
         event, attrs = self._pending.pop(name)
+        line = formatService(name, attrs)
         env = dict(os.environ)
         env.update(
             TXINFERNO_EVENT=event,
             TXINFERNO_NAME=name,
-            TXINFERNO_SERVICE=formatService(name, attrs).decode("utf-8").rstrip("\n"),
+            TXINFERNO_SERVICE=line.decode("utf-8").rstrip("\n"),
             TXINFERNO_QUERY=self._query,
         )
         self._log.debug("running {command} for {event} {name}",
                         command=self._command, event=event, name=name)
+        process = _CommandProcess(line, lambda reason: self._ended(process, reason, event, name))
         self._running = self._reactor.spawnProcess(
-            _CommandProcess(lambda reason: self._ended(reason, event, name)),
-            "/bin/sh", ["/bin/sh", "-c", self._command], env=env)
+            process, "/bin/sh", ["/bin/sh", "-c", self._command], env=env)
+        self._deadline = self._clock.callLater(self._timeout, self._expired, event, name)
 
-    def _ended(self, reason, event, name):
+    def _kill(self):
+        try:
+            self._running.signalProcess("KILL")
+        except error.ProcessExitedAlready:
+            pass
+
+    def _expired(self, event, name):
+        self._deadline = None
+        self._log.warn(
+            "{command} for {event} {name} still ran after {timeout} s: killed",
+            command=self._command, event=event, name=name, timeout=self._timeout)
+        self._kill()
+
+    def _ended(self, process, reason, event, name):
         self._running = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         if not reason.check(error.ProcessDone):
-            self._log.warn("{command} for {event} {name} failed: {reason}",
-                           command=self._command, event=event, name=name,
-                           reason=reason.getErrorMessage())
+            status = reason.value.exitCode
+            if status is None:
+                status = "signal %s" % (reason.value.signal,)
+            stderr = process.stderr.decode("utf-8", "replace").rstrip("\n")
+            if process.stderrDropped:
+                stderr += " [%d more bytes]" % (process.stderrDropped,)
+            self._log.warn(
+                "{command} for {event} {name} failed (exit status {status}): {stderr}",
+                command=self._command, event=event, name=name, status=status,
+                stderr=stderr or "(no error output)")
         self._next()
 
 
@@ -190,15 +364,27 @@ class Agent(Service):
     Keeps services registered and monitors running, through one registry
     manager, and re-reads a services file on demand.
 
+    Reloads never overlap: one asked for while another is being applied
+    waits for it, and all those asked for meanwhile are served by one more
+    reading of the file, so the services after any number of reloads are
+    those of the file as last read.
+
     @ivar manager: the manager (made by L{startService}).
     @ivar services: the L{txinferno.client.service.ServiceTask} tasks by name.
     @ivar monitors: the L{txinferno.client.monitor.Monitor} tasks.
+
+    A service whose attributes include L{CHECK_ATTRIBUTE} has that health
+    check (the attribute is not sent to the registry): it is registered
+    while the check passes, or, with C{keepFailing}, kept registered with
+    its L{txinferno.client.service.HEALTH_ATTRIBUTE} attribute saying how
+    the check stands.
     """
 
     _log = Logger()
 
     def __init__(self, makeManager, services=(), monitors=(), servicesFile=None,
-                 onChange=None, reactor=None):
+                 onChange=None, reactor=None, keepFailing: bool = False,
+                 allowEmpty: bool = False, hookTimeout: float = DEFAULT_HOOK_TIMEOUT) -> None:
         """
         @param makeManager: called with no argument when the agent starts,
             returns the (not yet started) manager to attach tasks to.
@@ -208,25 +394,60 @@ class Agent(Service):
             L{reload}.
         @param onChange: a shell command to run for each change of each
             monitor (see L{ChangeCommand}), or L{None}.
-        @param reactor: spawns the C{onChange} command.
+        @param reactor: spawns the C{onChange} command and runs the health
+            checks; the global reactor when L{None}.
+        @param keepFailing: keep services registered while their health
+            check fails.
+        @param allowEmpty: whether a services file with no service (and no
+            C{noservices} entry) is accepted, unregistering all of its
+            services (see L{readServicesFile}).
+        @param hookTimeout: seconds an C{onChange} command may run.
         """
         self._makeManager = makeManager
         self.manager = None
         self.servicesFile = servicesFile
         self.services = {}
         self._fixed = dict(services)
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self._keepFailing = keepFailing
+        self._allowEmpty = allowEmpty
+        self._reloading = None
+        self._reloadWaiters = []
         self.monitors = []
+        self._commands = []
         for query in monitors:
             observer = ChangeLogger(query)
             if onChange is not None:
-                observer = _Both(observer, ChangeCommand(reactor, onChange, query))
+                command = ChangeCommand(self._reactor, onChange, query, timeout=hookTimeout)
+                self._commands.append(command)
+                observer = _Both(observer, command)
             self.monitors.append(Monitor(query, observer))
 
-    def _wanted(self):
+    def _readFile(self):
+        """
+        @return: the services of the services file (none without one).
+        @raise OSError: when the services file cannot be read.
+        @raise ValueError: when it cannot be parsed or is not whole.
+        """
+        if self.servicesFile is None:
+            return {}
+        return readServicesFile(self.servicesFile, self._allowEmpty)
+
+    def _wanted(self, fromFile):
+        """
+        @return: the attributes, and the check (or L{None}), of each service
+            to keep registered (the fixed ones and C{fromFile}), by name.
+        @raise ValueError: when a service holds a bad check.
+        """
         wanted = dict(self._fixed)
-        if self.servicesFile is not None:
-            wanted.update(readServicesFile(self.servicesFile))
-        return wanted
+        wanted.update(fromFile)
+        checks = checkServices(wanted, self._keepFailing, self._reactor)
+        return {
+            name: ({a: v for a, v in attrs.items() if a != CHECK_ATTRIBUTE}, checks.get(name))
+            for name, attrs in wanted.items()
+        }
 
     def startService(self):
         """
@@ -235,7 +456,7 @@ class Agent(Service):
         @raise OSError: when the services file cannot be read.
         @raise ValueError: when it cannot be parsed.
         """
-        wanted = self._wanted()
+        wanted = self._wanted(self._readFile())
         self.manager = self._makeManager()
         self._apply(wanted)
         for monitor in self.monitors:
@@ -245,59 +466,121 @@ class Agent(Service):
 
     def stopService(self):
         """
-        Stop the manager: every service is unregistered.
+        Kill the C{onChange} commands still running and stop the manager:
+        every service is unregistered.
 
         @return: a L{Deferred} that fires once all is closed.
         """
         Service.stopService(self)
-        return self.manager.stopService()
+        stopped = [command.stop() for command in self._commands]
+        stopped.append(self.manager.stopService())
+        return gatherResults(stopped)
 
     def reload(self):
         """
         Re-read the services file and register, update or unregister only
-        what changed.  A file that cannot be read or parsed is logged and
-        changes nothing.
+        what changed.  A file that cannot be read or parsed, or is not whole
+        (see L{readServicesFile}), is logged and changes nothing.  A reload
+        asked for while one is applied waits for it, then reads the file
+        again (once for all that waited).
 
-        @return: a L{Deferred} that fires once the services removed are
-            unregistered.
+        @return: a L{Deferred} that fires once the file is applied and the
+            services removed are unregistered.
         """
+        d = Deferred()
+        self._reloadWaiters.append(d)
+        if self._reloading is None:
+            self._reloadNext()
+        return d
+
+    def _reloadNext(self):
+        waiters, self._reloadWaiters = self._reloadWaiters, []
+        self._reloading = self._reloadOnce()
+
+        def done(_):
+            self._reloading = None
+            for d in waiters:
+                d.callback(None)
+            if self._reloadWaiters:
+                self._reloadNext()
+
+        self._reloading.addBoth(done)
+
+    def _reloadOnce(self):
+        if not self.running:
+            return succeed(None)
         try:
-            wanted = self._wanted()
+            fromFile = self._readFile()
+            wanted = self._wanted(fromFile)
         except (OSError, ValueError) as e:
-            self._log.error("services file {path} not reloaded: {error}",
-                            path=self.servicesFile, error=str(e))
-            return gatherResults([])
-        self._log.info("services file {path} reloaded", path=self.servicesFile)
+            self._log.error("services file {path} not reloaded (the services stay as they "
+                            "were): {error}", path=self.servicesFile, error=str(e))
+            return succeed(None)
+        if fromFile:
+            self._log.info("services file {path} reloaded: {count} services",
+                           path=self.servicesFile, count=len(fromFile))
+        else:
+            self._log.warn("services file {path} reloaded: it names no service, so "
+                           "every service of the file is unregistered", path=self.servicesFile)
         return self._apply(wanted)
 
     def _apply(self, wanted):
         """
         Make the registered services C{wanted}: attach the new ones, update
         the changed ones, detach the others.  A service that lost an
-        attribute is registered again (the registry cannot delete one).
+        attribute is registered again (the registry cannot delete one), and
+        so is one whose check changed.
+
+        @return: a L{Deferred} that fires once the tasks detached are gone
+            and those registered again attached.
         """
         detaching = []
         later = set()
         for name, task in list(self.services.items()):
-            attrs = wanted.get(name)
+            attrs, check = wanted.get(name, (None, None))
             if attrs is None:
                 del self.services[name]
                 detaching.append(self.manager.detach(task))
-            elif not set(task.attrs) <= set(attrs):
+            elif not _own(task) <= set(attrs) or _changed(task.check, check):
                 del self.services[name]
                 later.add(name)
                 d = self.manager.detach(task)
-                d.addCallback(lambda _, name=name, attrs=attrs: self._attach(name, attrs))
+                d.addCallback(lambda _, name=name, want=(attrs, check): self._reattach(name, *want))
                 detaching.append(d)
             else:
                 task.update(attrs)
-        for name, attrs in wanted.items():
+        for name, (attrs, check) in wanted.items():
             if name not in self.services and name not in later:
-                self._attach(name, attrs)
+                self._attach(name, attrs, check)
         return gatherResults(detaching)
 
-    def _attach(self, name, attrs):
-        self.services[name] = self.manager.attach(ServiceTask(name, attrs))
+    def _attach(self, name, attrs, check):
+        self.services[name] = self.manager.attach(
+            ServiceTask(name, attrs, check=check, keepWhileFailing=self._keepFailing))
+
+    def _reattach(self, name, attrs, check):
+        if self.running:
+            self._attach(name, attrs, check)
+
+
+def _own(task):
+    """
+    @return: the names of the attributes of C{task} the agent was given
+        (not the one its check sets).
+    """
+    return set(task.attrs) - ({HEALTH_ATTRIBUTE} if task.keepWhileFailing else set())
+
+
+def _changed(old, new):
+    """
+    @return: whether health check C{new} differs from C{old} (either may be
+        L{None}): another kind, target or timing.
+    """
+    if old is None or new is None:
+        return old is not new
+    timing = ("interval", "timeout", "rise", "fall")
+    return (type(old), old.description) != (type(new), new.description) or any(
+        getattr(old, a) != getattr(new, a) for a in timing)
 
 
 class _Both(MonitorObserver):

@@ -12,6 +12,8 @@ __all__ = [
     "RegistryUnavailable",
     "RegistryTimeout",
     "OpenFileLimit",
+    "HealthCheckFailed",
+    "HealthCheckTimedOut",
 ]
 
 
@@ -100,3 +102,17 @@ class OpenFileLimit(TxInfernoError):
             "(RLIMIT_NOFILE; raise it with ulimit -n)" % (limit,),
         )
         self.limit = limit
+
+
+class HealthCheckFailed(TxInfernoError):
+    """
+    A health check found its service not answering as it should: an HTTP
+    status that is not 2xx or 3xx, a command that exited with a non-zero
+    status or was killed.  The message says which.
+    """
+
+
+class HealthCheckTimedOut(HealthCheckFailed):
+    """
+    A health check did not end within its timeout; it was cancelled.
+    """

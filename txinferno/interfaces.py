@@ -14,6 +14,7 @@ __all__ = [
     "IRegistryTask",
     "IConnectionStateObserver",
     "IMonitorObserver",
+    "IHealthCheck",
 ]
 
 
@@ -251,4 +252,47 @@ class IMonitorObserver(Interface):
         """
         The monitor's view matches the registry: after its first query, and
         after each reconnect (once its differences have been reported).
+        """
+
+
+class IHealthCheck(Interface):
+    """
+    A health check of a service: one probe of whether it answers, and how
+    often and how patiently to run it.  A check never blocks the reactor.
+    """
+
+    description = Attribute(
+        "A short L{str} naming what is checked, for logs, such as "
+        "C{tcp:127.0.0.1:80} or C{http://127.0.0.1:8080/}."
+    )
+
+    interval = Attribute(
+        "Seconds (a positive L{float}) from the end of one run to the start "
+        "of the next."
+    )
+
+    timeout = Attribute(
+        "Seconds (a positive L{float}) a run may take: one still running "
+        "then is cancelled and counts as a failure."
+    )
+
+    rise = Attribute(
+        "How many consecutive passes (a positive L{int}) turn a failing "
+        "check passing."
+    )
+
+    fall = Attribute(
+        "How many consecutive failures (a positive L{int}) turn a passing "
+        "check failing."
+    )
+
+    def check():
+        """
+        Run the check once.
+
+        @return: a L{Deferred} that fires with L{None} when the check
+            passes, or fails with a L{twisted.python.failure.Failure} saying
+            why (usually L{txinferno.errors.HealthCheckFailed}) when it
+            fails.  Cancelling it stops the run (closes its connection,
+            kills its process).
         """

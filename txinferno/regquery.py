@@ -1,6 +1,6 @@
 """
 C{regquery}: look services up in a registry from a shell, like Inferno's
-regquery.
+regquery::
 
     regquery [-r DESC] [-n] [--json] [--watch] [attr value ...]
 

@@ -19,18 +19,17 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from txinferno.agent import Agent, parseQuerySpec, parseServiceSpec, readServicesFile
-from txinferno.wire.description import clientStringFor, parseRegistryDescription
-from txinferno.errors import RegistryError
+from txinferno.agent import (
+    DEFAULT_HOOK_TIMEOUT,
+    Agent,
+    checkServices,
+    parseQuerySpec,
+    parseServiceSpec,
+    readServicesFile,
+)
 from txinferno.client.manager import RegistryManager
 from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
-from txinferno.server.registry import (
-    MAX_ATTRIBUTES,
-    MAX_PERSISTENT_PER_ORIGIN,
-    MAX_SERVICE_BYTES,
-    MAX_SERVICES,
-    Registry,
-)
+from txinferno.errors import RegistryError
 from txinferno.server.protocols import (
     FIND_BUFFER,
     IDLE_TIMEOUT,
@@ -39,6 +38,14 @@ from txinferno.server.protocols import (
     WATCHER_TIMEOUT,
     RegistryServer,
 )
+from txinferno.server.registry import (
+    MAX_ATTRIBUTES,
+    MAX_PERSISTENT_PER_ORIGIN,
+    MAX_SERVICE_BYTES,
+    MAX_SERVICES,
+    Registry,
+)
+from txinferno.wire.description import clientStringFor, parseRegistryDescription
 from txinferno.wire.words import MAX_LINE
 
 __all__ = ["Options", "makeService", "withBacklog"]
@@ -125,11 +132,24 @@ class Options(usage.Options):
          "serving one; the server options are then ignored."],
         ["services", None, None,
          "attrdb(6) file of services to keep registered (one service=NAME entry "
-         "each); re-read on SIGHUP."],
+         "each; an attribute check= is its health check); re-read on SIGHUP."],
         ["on-change", None, None,
          "Shell command run for each change a monitor sees (one at a time per "
          "monitor), with TXINFERNO_EVENT, TXINFERNO_NAME, TXINFERNO_SERVICE and "
-         "TXINFERNO_QUERY in its environment."],
+         "TXINFERNO_QUERY in its environment and the service line on its stdin."],
+        ["hook-timeout", None, DEFAULT_HOOK_TIMEOUT,
+         "Kill an --on-change command still running after this many seconds.",
+         _positive(float)],
+    ]
+
+    optFlags = [
+        ["allow-empty-services", None,
+         "Accept a --services file that names no service (unregistering all of "
+         "its services) even without a 'noservices' entry."],
+        ["keep-failing", None,
+         "Keep a service whose health check fails registered, with the attribute "
+         "'health failing' (and 'health passing' once it passes again), instead of "
+         "unregistering it."],
     ]
 
     optFlags = [
@@ -145,7 +165,8 @@ class Options(usage.Options):
     def opt_service(self, spec):
         """
         Keep a service registered: 'NAME [ATTR VALUE]...', words quoted as on
-        the registry's wire (repeatable).
+        the registry's wire (repeatable); an attribute 'check' is its health
+        check (not sent), such as "web check 'http://127.0.0.1:8080/ interval=5'".
         """
         try:
             self["service"].append(parseServiceSpec(spec))
@@ -170,9 +191,16 @@ class Options(usage.Options):
                 parseRegistryDescription(self["registry"])
             except ValueError as e:
                 raise usage.UsageError("--registry %s: %s" % (self["registry"], e))
+        from twisted.internet import reactor
+
+        try:
+            checkServices(dict(self["service"]), self["keep-failing"], reactor)
+        except ValueError as e:
+            raise usage.UsageError("--service: %s" % (e,))
         if self["services"] is not None:
             try:
-                readServicesFile(self["services"])
+                checkServices(readServicesFile(self["services"], self["allow-empty-services"]),
+                              self["keep-failing"], reactor)
             except (OSError, ValueError) as e:
                 raise usage.UsageError("--services %s: %s" % (self["services"], e))
         if self["on-change"] is not None and not self["monitor"]:
@@ -288,6 +316,9 @@ def makeService(options, reactor=None):
             servicesFile=options["services"],
             onChange=options["on-change"],
             reactor=reactor,
+            keepFailing=options["keep-failing"],
+            allowEmpty=options["allow-empty-services"],
+            hookTimeout=options["hook-timeout"],
         )
         agent.setName("agent")
         agent.setServiceParent(service)

@@ -3,15 +3,25 @@ The ServiceTask task: keep one service registered while the registry is
 reachable, with its current attributes.
 """
 
+from typing import Optional
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ReconnectingClientFactory
+from twisted.logger import Logger
 from zope.interface import implementer
 
+from txinferno.client.health import HealthMonitor, HealthState
 from txinferno.errors import RegistrationLost, RegistrationRejected
-from txinferno.interfaces import IRegistryTask
+from txinferno.interfaces import IHealthCheck, IRegistryTask
 from txinferno.wire.rules import CheckedRegistration, normaliseAttrs
 
-__all__ = ["ServiceTask"]
+__all__ = ["ServiceTask", "HEALTH_ATTRIBUTE"]
+
+HEALTH_ATTRIBUTE = "health"
+"""
+The attribute that says, in a service kept registered while its health
+check fails, the state of the check: C{unknown}, C{passing} or C{failing}.
+"""
 
 
 class _Backoff(ReconnectingClientFactory):
@@ -52,13 +62,25 @@ class ServiceTask:
     Twisted's L{twisted.internet.protocol.ReconnectingClientFactory}
     reconnects.
 
+    A service with a health check (an L{txinferno.interfaces.IHealthCheck},
+    run by a L{txinferno.client.health.HealthMonitor} while the task is
+    started) is registered once the check first passes, unregistered when
+    it turns failing, and registered again when it turns passing.  With
+    C{keepWhileFailing} it is registered at once and stays registered, its
+    L{HEALTH_ATTRIBUTE} attribute saying the check's state.
+
     @ivar name: the service name.
     @type name: L{str}
     @ivar attrs: the attributes the service should have (including C{persist}
         when asked for); do not change it directly, use L{update}.
     @type attrs: L{dict}
     @ivar manager: the manager this task is attached to, or L{None}.
+    @ivar check: its health check, or L{None}.
+    @ivar keepWhileFailing: whether it stays registered while its check
+        fails.
     """
+
+    _log = Logger()
 
     followsChanges = False
     """
@@ -70,7 +92,8 @@ class ServiceTask:
     jitter = 0.1
     maxDelay = 30
 
-    def __init__(self, name, attrs=(), persist=False):
+    def __init__(self, name, attrs=(), persist=False, check: Optional[IHealthCheck] = None,
+                 keepWhileFailing: bool = False):
         """
         @param name: the service name.
         @type name: L{str}
@@ -78,12 +101,31 @@ class ServiceTask:
             C{(attr, value)} pairs of L{str}.
         @param persist: whether the registry keeps the service after its
             registration closes (adds the attribute C{persist 1}).
+        @param check: a health check: the service is registered only while
+            it passes (see L{health}), or L{None}.
+        @type check: L{txinferno.interfaces.IHealthCheck}
+        @param keepWhileFailing: with a C{check}, keep the service
+            registered whatever the check says, with the attribute
+            L{HEALTH_ATTRIBUTE} saying C{unknown}, C{passing} or
+            C{failing}.
         @raise ValueError: if the registry would reject the name or the
-            attributes.
+            attributes, if C{keepWhileFailing} is asked for with an
+            attribute L{HEALTH_ATTRIBUTE} of its own, or if a C{persist}
+            service is to be unregistered while its check fails (the
+            registry would keep it).
         """
         checked = CheckedRegistration(name, attrs)
         if persist:
             checked = CheckedRegistration(name, {**checked, "persist": "1"})
+        if check is not None and keepWhileFailing:
+            if HEALTH_ATTRIBUTE in checked:
+                raise ValueError("service %r: the attribute %s is its health check's"
+                                 % (name, HEALTH_ATTRIBUTE))
+            checked = CheckedRegistration(name, {**checked, HEALTH_ATTRIBUTE: HealthState.unknown.name})
+        elif check is not None and persist:
+            raise ValueError("service %r persists: the registry keeps it when it is unregistered "
+                             "for a failing check; keep it registered while failing (keepWhileFailing=True)"
+                             % (name,))
         self.name = name
         self.attrs = checked.copy()
         self._checked = checked
@@ -95,6 +137,9 @@ class ServiceTask:
         self._waiting = None
         self._reportedFailure = None
         self._registeredAt = None
+        self.check = check
+        self.keepWhileFailing = keepWhileFailing
+        self._health = None
 
     def __repr__(self):
         return "<ServiceTask %r %s>" % (self.name, "registered" if self.registered else "unregistered")
@@ -105,6 +150,24 @@ class ServiceTask:
         L{True} while the registry holds this service for us.
         """
         return self._registration is not None
+
+    @property
+    def health(self):
+        """
+        The L{HealthState} of its check (C{unknown} until a first run ended),
+        or L{None} without a check.
+        """
+        if self.check is None:
+            return None
+        return HealthState.unknown if self._health is None else self._health.state
+
+    @property
+    def _wanted(self):
+        """
+        Whether the service should be registered now, by what its check
+        says.
+        """
+        return self.check is None or self.keepWhileFailing or self.health is HealthState.passing
 
     def whenRegistered(self):
         """
@@ -150,8 +213,14 @@ class ServiceTask:
         self._running = True
         self._backoff = None
         self._reportedFailure = None
-        if self._registration is None and self._registering is None:
-            return self._register()
+        registering = None
+        if self._wanted and self._registration is None and self._registering is None:
+            registering = self._register()
+        if self.check is not None:
+            if self._health is None:
+                self._health = HealthMonitor(self.check, self.manager.clock, self._healthChanged)
+            self._health.start()
+        return registering
 
     def stop(self):
         """
@@ -162,8 +231,20 @@ class ServiceTask:
             (or the attempt in progress) is closed.
         """
         self._running = False
+        if self._health is not None:
+            self._health.stop()
+        return self._release()
+
+    def _release(self):
+        """
+        Stop retrying and close the registration, or the attempt in
+        progress.
+
+        @return: a L{Deferred} that fires with L{None} once it is closed.
+        """
         if self._backoff is not None:
             self._backoff.stopTrying()
+            self._backoff = None
         registering, self._registering = self._registering, None
         if registering is not None:
             # Closes its connection, or gives up its place in the queue.
@@ -179,6 +260,27 @@ class ServiceTask:
         The registry changed: nothing to do, a registration's loss is
         reported by the connection plugin.
         """
+
+    def _healthChanged(self, state, reason):
+        """
+        Its health check changed state: say so in the registry (when kept
+        registered while failing), or register or unregister the service.
+        """
+        if self.keepWhileFailing:
+            self._log.info("service {name} is {state} its health check {check}",
+                           name=self.name, state=state.name, check=self.check.description)
+            self.update({HEALTH_ATTRIBUTE: state.name})
+        elif state is HealthState.passing:
+            self._log.info("service {name} passes its health check {check}: registering it",
+                           name=self.name, check=self.check.description)
+            if self._running and self._registration is None and self._registering is None:
+                self._register()
+        else:
+            self._log.warn("service {name} fails its health check {check}: {reason}; "
+                           "unregistered until it passes",
+                           name=self.name, check=self.check.description,
+                           reason=reason.getErrorMessage())
+            self._release()
 
     def _register(self):
         """

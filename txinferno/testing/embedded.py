@@ -32,8 +32,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
-from txinferno.server.registry import Registry
 from txinferno.server.protocols import RegistryServer
+from txinferno.server.registry import Registry
 
 __all__ = ["EmbeddedRegistry", "RawConnection", "connectRaw", "exchange"]
 

@@ -13,7 +13,7 @@ two have an empty value); a value may be quoted with C{'} or C{"}, a doubled
 quote inside standing for one quote; C{#} outside quotes starts a comment.
 """
 
-__all__ = ["AttrdbError", "parse", "load", "loadServices"]
+__all__ = ["AttrdbError", "parse", "load", "loadServices", "servicesOf"]
 
 _BLANKS = " \t\r\n"
 
@@ -162,8 +162,20 @@ def loadServices(source):
     @raise ValueError: when it cannot be parsed (L{AttrdbError},
         L{UnicodeDecodeError}).
     """
+    return servicesOf(load(source))
+
+
+def servicesOf(entries):
+    """
+    The services of parsed entries: every entry with a C{service=NAME} pair
+    is a service NAME whose attributes are the entry's other pairs.
+
+    @param entries: as L{parse} returns them.
+    @return: the services in file order, each a C{(name, pairs)} L{tuple}.
+    @rtype: L{list}
+    """
     services = []
-    for entry in load(source):
+    for entry in entries:
         name = next((v for a, v in entry if a == "service"), None)
         if name is not None:
             services.append((name, [(a, v) for a, v in entry if a != "service"]))

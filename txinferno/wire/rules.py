@@ -250,7 +250,7 @@ class CheckedRegistration(Mapping):
             other = other._attrs
         return self._attrs == other
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self):
         return "CheckedRegistration(%r, %r)" % (self.name, self._attrs)

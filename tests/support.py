@@ -1,0 +1,155 @@
+"""
+Shared pieces of the client tests: a manager fixture talking to the
+embedded registry over loopback TCP, a recording monitor observer, and a
+count of the process's client sockets to a registry.
+"""
+
+
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.test.iosim import ConnectionCompleter
+from twisted.trial.unittest import SynchronousTestCase
+
+from txinferno.client.manager import RegistryManager
+
+TIMEOUT = 10
+"""
+Seconds any single wait in a test may take.
+"""
+
+_synchronous = SynchronousTestCase()
+successResultOf = _synchronous.successResultOf
+"""
+C{successResultOf(d)}: what C{d} has fired with; fails the test if it has
+not fired or has failed (Twisted's own L{SynchronousTestCase} helper).
+"""
+failureResultOf = _synchronous.failureResultOf
+"""
+C{failureResultOf(d, *types)}: the L{Failure} C{d} has failed with (of one
+of C{types}, when given); fails the test otherwise.
+"""
+assertNoResult = _synchronous.assertNoResult
+"""
+C{assertNoResult(d)}: fails the test if C{d} has fired.
+"""
+
+COMMAND_TIMEOUT = 30
+"""
+Seconds a test may wait for a command it runs (an installed C{twistd} or
+C{regquery}), which starts a Python interpreter of its own.
+"""
+
+
+def bounded(d, timeout=TIMEOUT):
+    """
+    @return: C{d}, failing with a timeout after C{timeout} seconds.
+    """
+    return d.addTimeout(timeout, reactor)
+
+
+def managerFor(server, **options):
+    """
+    @return: a started manager for C{server}, reconnecting quickly.
+    """
+    options.setdefault("initialDelay", 0.1)
+    manager = RegistryManager.fromDescription(reactor, server.description, **options)
+    manager.startService()
+    return manager
+
+
+@pytest_twisted.async_yield_fixture
+async def manager(registry_server):
+    """
+    A started, connected manager for the embedded registry; stopped after
+    the test.
+    """
+    m = managerFor(registry_server)
+    await bounded(m.whenConnected())
+    try:
+        yield m
+    finally:
+        await bounded(m.stopService())
+
+
+def registryServices(server):
+    """
+    @return: the services the embedded registry holds, C{{name: attrs}}.
+    """
+    return {s.name: dict(s.attributes()) for s in server.registry}
+
+
+def whenRegistry(server, predicate):
+    """
+    @return: a L{Deferred} that fires once C{predicate(registry)} holds,
+        checked now and after every change of the registry.
+    """
+    registry = server.registry
+    d = Deferred()
+
+    def check(*_):
+        if not d.called and predicate(registry):
+            registry.removeObserver(check)
+            d.callback(None)
+
+    registry.addObserver(check)
+    check()
+    return d.addTimeout(TIMEOUT, reactor)
+
+
+class TurnClock(Clock):
+    """
+    A L{Clock} that can also run one turn as a reactor does: the calls due
+    when the turn begins, not those they schedule for now (which
+    L{Clock.advance} would run too).
+    """
+
+    def turn(self):
+        due = [call for call in self.calls if call.getTime() <= self.seconds()]
+        for call in due:
+            if call in self.calls:
+                self.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)
+
+
+class MemoryNetwork:
+    """
+    A L{MemoryReactorClock} with servers listening on it, client endpoints
+    to them, and a L{ConnectionCompleter} with which a test completes (or
+    fails) each connection attempt.
+
+    @ivar reactor: the memory reactor.
+    @ivar completer: its connection completer.
+    @ivar serverProtocols: every server protocol built, in order.
+    """
+
+    def __init__(self):
+        self.reactor = MemoryReactorClock()
+        self.completer = ConnectionCompleter(self.reactor)
+        self.serverProtocols = []
+
+    def listen(self, port, protocol=Protocol):
+        """
+        Listen on C{port} with protocols made by calling C{protocol()}.
+        """
+
+        def build(addr):
+            server = protocol()
+            server.factory = factory
+            self.serverProtocols.append(server)
+            return server
+
+        factory = Factory()
+        factory.buildProtocol = build
+        TCP4ServerEndpoint(self.reactor, port).listen(factory)
+
+    def clientEndpoint(self, port):
+        """
+        @return: a client endpoint to C{port} on this network.
+        """
+        return TCP4ClientEndpoint(self.reactor, "127.0.0.1", port)
