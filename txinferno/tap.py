@@ -150,9 +150,6 @@ class Options(usage.Options):
          "Keep a service whose health check fails registered, with the attribute "
          "'health failing' (and 'health passing' once it passes again), instead of "
          "unregistering it."],
-    ]
-
-    optFlags = [
         ["log-changes", None, "Log each change with all its attributes, at debug level "
          "(the info line shows the first 100 characters)."],
     ]
