@@ -17,6 +17,15 @@ duplicated, leaked, worst detection time, worst restore time.
     (20 cycles, 50 services);
   - duplicate: two managers register the same name; exactly one may hold
     it, the other takes it over when the first stops (20 cycles);
+  - slow-watchers: 500 event watchers that never read (small receive
+    buffers) while services change; every one must be dropped, the
+    monitors that read see every change (10 cycles);
+  - slow-finds: 100 clients ask for a 5 MB listing and never read while
+    services change and small finds go on; the worst small find is the
+    detection column (10 cycles);
+  - persistent-flood: one address registers persistent services and drops
+    each connection, 3,000 of them, past its limit of 1,000; exactly the
+    first 1,000 may stay (the registry is restarted empty after);
   - reload: the agent's services file rewritten (services added, dropped,
     and shrunk, which registers them anew) and reloaded twice in one turn
     of the reactor or 1 ms apart, as two close SIGHUPs do (20 cycles, 100
@@ -40,10 +49,12 @@ the registry or from the view of a monitor that should see it, or a service
 the client does not hold; I{duplicated} is a registration connection beyond
 one per service (or both managers holding the name); I{leaked} is a client
 socket to the registry left after the managers stop, or a timer left on the
-reactor.
+reactor.  The last column is the growth of this process's resident
+memory (server and clients) over the scenario, in MB.
 """
 
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -56,7 +67,8 @@ from txinferno.client.monitor import Monitor  # noqa: E402
 from txinferno.client.observers import MonitorObserver  # noqa: E402
 from txinferno.client.service import ServiceTask  # noqa: E402
 from txinferno.errors import RegistrationRejected  # noqa: E402
-from txinferno.testing import EmbeddedRegistry  # noqa: E402
+from txinferno.server.protocols import FindServerProtocol  # noqa: E402
+from txinferno.testing import EmbeddedRegistry, connectRaw, exchange  # noqa: E402
 from txinferno.testing.faultproxy import RegistryFaultProxy  # noqa: E402
 from txinferno.testing.recorders import ConnectionStateRecorder  # noqa: E402
 from txinferno.testing.sockets import clientSockets  # noqa: E402
@@ -98,6 +110,36 @@ class Row:
         self.services = services
         self.lost = self.duplicated = self.leaked = 0
         self.detection = self.restore = 0.0
+        self.start = rss()
+        self.memory = 0.0
+
+    def sample(self):
+        """
+        Note the growth of resident memory since the scenario started.
+        """
+        self.memory = max(self.memory, (rss() - self.start) / 2**20)
+
+
+def rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise SystemExit("no VmRSS")
+
+
+def neverReading(port, count):
+    """
+    C{count} blocking loopback sockets with small receive buffers,
+    connected to C{port}, that nobody reads.
+    """
+    sockets = []
+    for _ in range(count):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        s.connect(("127.0.0.1", port))
+        sockets.append(s)
+    return sockets
 
 
 async def pause(reactor, seconds):
@@ -174,6 +216,7 @@ class Setup:
         return time.monotonic() - start
 
     def count(self, row):
+        row.sample()
         row.lost += self.missing()
         row.duplicated += self.extraRegistrations() + sum(c.wrong for c in self.counters)
         for c in self.counters:
@@ -290,6 +333,106 @@ async def duplicateScenario(reactor, server, cycles):
         await managers[loser].stopService()
         await until(reactor, lambda: len(server.registry) == 0, 5)
     row.leaked += clientSockets(*serverPorts(server))
+    return row
+
+
+async def slowWatchersScenario(reactor, server, cycles, services, monitors, watchers):
+    """
+    Event watchers that never read, while services change: each must be
+    dropped within the server's watcher timeout (here 1 s), and the
+    monitors, which read, must miss nothing.
+    """
+    row = Row("slow-watchers", cycles, services)
+    server.server.watcherTimeout = 1.0
+    setup = Setup(reactor, server, server, services, monitors)
+    await setup.settle()
+    for cycle in range(cycles):
+        stuck = neverReading(server.eventPort, watchers)
+        await until(reactor, lambda: len(server.server._watchers) == watchers + 1, 10)
+        start = time.monotonic()
+        step = 0
+        while len(server.server._watchers) > 1 and time.monotonic() - start < 30:
+            setup.services[step % services].update({"cycle": "%d.%d" % (cycle, step)})
+            step += 1
+            await pause(reactor, 0.005)
+            row.sample()
+        row.detection = max(row.detection, time.monotonic() - start)
+        row.leaked += sum(1 for w in server.server._watchers if w.transport.getPeer().port
+                          in {s.getsockname()[1] for s in stuck})
+        for s in stuck:
+            s.close()
+        row.restore = max(row.restore, await setup.settle())
+        setup.count(row)
+        row.sample()
+    await setup.stop(row, serverPorts(server))
+    return row
+
+
+async def slowFindsScenario(reactor, server, cycles, services, monitors, readers):
+    """
+    Clients that ask for a large listing and never read, while services
+    change and small finds go on: the worst small find is the detection
+    figure; the readers' connections must leave nothing behind.
+    """
+    row = Row("slow-finds", cycles, services)
+    bulk = [server.registry.register(None, ["bulk%05d" % i, "blob", "b" * 1000]) for i in range(5000)]
+    for service in bulk:
+        service.line()
+    row.start = rss()
+    setup = Setup(reactor, server, server, services, monitors)
+    await setup.settle()
+    for cycle in range(cycles):
+        stuck = neverReading(server.findPort, readers)
+        for s in stuck:
+            s.sendall(b"\n")
+        for step in range(20):
+            setup.services[step % services].update({"cycle": "%d.%d" % (cycle, step)})
+            start = time.monotonic()
+            answer = await exchange(reactor, server.host, server.findPort, b"n 0\n")
+            row.detection = max(row.detection, time.monotonic() - start)
+            row.lost += answer.count(b"\n") != 1
+            row.sample()
+        for s in stuck:
+            s.close()
+        await until(reactor, lambda: not any(isinstance(p, FindServerProtocol)
+                                             for p in server.server._connections), 10)
+        row.leaked += len(server.server._streaming) + len(server.server._waiting)
+        row.restore = max(row.restore, await setup.settle())
+        setup.count(row)
+        row.sample()
+    await setup.stop(row, serverPorts(server))
+    for service in bulk:
+        server.registry.release(service)
+    return row
+
+
+async def persistentFloodScenario(reactor, server, flood, limit, services, monitors):
+    """
+    One address registers persistent services and drops each connection:
+    past the limit they go with their connections; the managed services
+    and monitors must not notice.
+    """
+    row = Row("persistent-flood", 1, services)
+    server.registry.maxPersistentPerOrigin = limit
+    setup = Setup(reactor, server, server, services, monitors)
+    await setup.settle()
+    for first in range(0, flood, 100):
+        conns = await defer.gatherResults(
+            [connectRaw(reactor, server.host, server.newPort) for _ in range(100)])
+        for i, conn in enumerate(conns):
+            conn.send(b"flood%05d persist 1\n" % (first + i,))
+        await until(reactor, lambda: all("flood%05d" % (first + i) in server.registry
+                                         for i in range(len(conns))), 10)
+        await defer.gatherResults([conn.close() for conn in conns])
+        row.sample()
+    await until(reactor, lambda: sum(1 for s in server.registry if s.name.startswith("flood")) <= limit, 10)
+    kept = sorted(s.name for s in server.registry if s.name.startswith("flood"))
+    row.leaked += len(kept) != limit or kept != ["flood%05d" % i for i in range(limit)]
+    row.restore = await setup.settle()
+    setup.count(row)
+    await setup.stop(row, serverPorts(server))
+    row.sample()
+    await server.restart()
     return row
 
 
@@ -447,12 +590,12 @@ async def stallScenario(reactor, server, proxy, cycles, services, monitors):
 
 def printTable(rows):
     header = ("scenario", "cycles", "services", "lost", "duplicated", "leaked",
-              "worst detection s", "worst restore s")
-    print("%-10s %6s %8s %5s %10s %6s %17s %15s" % header)
+              "worst detection s", "worst restore s", "RSS growth MB")
+    print("%-16s %6s %8s %5s %10s %6s %17s %15s %13s" % header)
     for r in rows:
-        print("%-10s %6d %8d %5d %10d %6d %17.3f %15.3f" % (
+        print("%-16s %6d %8d %5d %10d %6d %17.3f %15.3f %13.1f" % (
             r.scenario, r.cycles, r.services, r.lost, r.duplicated, r.leaked,
-            r.detection, r.restore))
+            r.detection, r.restore, r.memory))
 
 
 async def main(reactor, quick=False):
@@ -468,6 +611,12 @@ async def main(reactor, quick=False):
         await oneByteScenario(reactor, server, proxy, scale(5, 2), scale(50, 10), scale(5, 2)),
         await cutEventScenario(reactor, server, proxy, scale(20, 5), scale(50, 10), scale(5, 2)),
         await duplicateScenario(reactor, server, scale(20, 5)),
+        await slowWatchersScenario(reactor, server, scale(10, 2), scale(50, 10), scale(5, 2),
+                                   scale(500, 100)),
+        await slowFindsScenario(reactor, server, scale(10, 2), scale(50, 10), scale(5, 2),
+                                scale(100, 20)),
+        await persistentFloodScenario(reactor, server, scale(3000, 600), scale(1000, 200),
+                                      scale(50, 10), scale(5, 2)),
         await reloadScenario(reactor, server, scale(20, 5), scale(100, 20)),
         await burstDuplicateScenario(reactor, server, proxy, scale(5, 2), scale(50, 20)),
         await largeScenario(

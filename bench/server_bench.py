@@ -11,7 +11,9 @@ selectors on the client side:
     service and for the full listing, at 1,000 and at 10,000 services;
   - delay from a change (an update on a held connection) to its event line at
     the last of 1 and of 1,000 event watchers;
-  - the server's resident memory with 10,000 services.
+  - the server's resident memory with 10,000 services;
+  - the registry model's memory per service (20,000 ordinary services, and
+    200 services of 250 attributes), measured in a fresh child process.
 
 Each figure is printed with its target from issue 2 and the ratio
 figure/target (below 1 is good for times and memory, above 1 for rates).
@@ -195,6 +197,43 @@ class Table:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
+MODEL_MEMORY = r"""
+import gc, sys
+from txinferno.server.registry import Registry
+
+def rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+
+count, wide = int(sys.argv[1]), sys.argv[2] == "wide"
+if wide:
+    words = lambda i: ["wide%d" % i] + [w for j in range(250) for w in ("a%d" % j, "v%d.%d" % (i, j))]
+else:
+    words = lambda i: ["svc%d" % i, "id", str(i), "bench", "1", "proto", "tcp", "descr", "service %d" % i]
+registry = Registry()
+gc.collect()
+before = rss()
+held = [registry.register(None, words(i)) for i in range(count)]
+for s in held:
+    s.line()
+gc.collect()
+print((rss() - before) / count)
+"""
+
+
+def modelMemory(count, kind):
+    """
+    @return: the bytes of resident memory per service that C{count}
+        services of C{kind} (C{ordinary} or C{wide}) cost the registry
+        model, with their answer lines cached.
+    """
+    out = subprocess.run([sys.executable, "-c", MODEL_MEMORY, str(count), kind],
+                         check=True, capture_output=True, text=True).stdout
+    return float(out)
+
+
 def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -237,6 +276,8 @@ def main():
                 s.close()
         for s in held:
             s.close()
+        row("model memory per ordinary service (20k)", modelMemory(20000, "ordinary") / 1024, "KiB", 2)
+        row("model memory per 250-attribute service", modelMemory(200, "wide") / 1024, "KiB", 100)
     finally:
         server.terminate()
         server.wait(30)

@@ -121,3 +121,18 @@ def test_staticWarningsLogged(tmp_path):
     warned = [formatEvent(e) for e in events if e["log_level"].name == "warn"]
     assert warned == ["%s: line 1: bare words proto ftp: attrdb pairs are written attr=value, "
                       "not as the registry's 'attr value' words" % (db,)]
+
+
+@pytest.mark.parametrize("c", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\r"])
+def test_onlyNewlineEndsALine(c):
+    """
+    Only a newline ends a line: the other characters Python's
+    C{splitlines()} takes for line ends are part of values, quoted or not
+    (a carriage return before the newline is a blank, as in a file written
+    with CRLF line ends).
+    """
+    text = "service=s q='a%sb' u=c%sd\r\n\tw=1\n" % (c, c)
+    if c == "\r":
+        assert attrdb.parse(text) == [[("service", "s"), ("q", "a\rb"), ("u", "c"), ("d", ""), ("w", "1")]]
+    else:
+        assert attrdb.parse(text) == [[("service", "s"), ("q", "a%sb" % c), ("u", "c%sd" % c), ("w", "1")]]

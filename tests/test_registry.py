@@ -6,6 +6,9 @@ matching, static services and speed.
 import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from txinferno.errors import RegistryError
 from txinferno.server.registry import Registry
@@ -247,3 +250,206 @@ def test_tenThousandServices(registry):
     for s in services:
         registry.release(s)
     assert len(registry) == 0
+
+
+def referenceOrder(order, pairs):
+    """
+    The order rule of the protocol notes (section 3), one pair at a time:
+    a new attribute goes to the front, setting an existing one reverses
+    those in front of it.
+    """
+    order = list(order)
+    for attr, value in pairs:
+        if attr in order:
+            position = order.index(attr)
+            order[:position] = reversed(order[:position])
+        else:
+            order.insert(0, attr)
+    return order
+
+
+names = st.sampled_from(["a", "b", "c", "d", "e", "f", "g", "persist", "x" * 20])
+pairLists = st.lists(st.tuples(names, st.sampled_from(["1", "2", "it's", ""])), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=pairLists, later=st.lists(pairLists, max_size=4))
+def test_attributeOrderMatchesReference(first, later):
+    """
+    Registration and updates leave the attributes in the order, and with
+    the values, that the rule applied one pair at a time gives, and the
+    index finds the service by each of them and by no other.
+    """
+    registry = Registry()
+    s = registry.register(None, ["svc"] + [w for pair in first for w in pair])
+    expected = referenceOrder([], first)
+    values = dict(first)
+    for pairs in later:
+        if not pairs:
+            continue
+        registry.update(s, [w for pair in pairs for w in pair])
+        expected = referenceOrder(expected, pairs)
+        values.update(pairs)
+    assert s.attributes() == [(a, values[a]) for a in expected]
+    for attr, value in values.items():
+        assert registry.find([attr, value]) == [s]
+        assert registry.find([attr, "*"]) == [s]
+        assert registry.find([attr, value + "other"]) == []
+    if registry.release(s):
+        assert registry._index == {} and registry._holders == {}
+
+
+class CountedName(str):
+    """
+    An attribute name that counts how often it is compared.
+    """
+
+    comparisons = 0
+
+    def __eq__(self, other):
+        CountedName.comparisons += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_updateIsLinear():
+    """
+    Applying an update line costs a bounded number of name comparisons per
+    pair, whatever the number of attributes in front of the one it sets
+    (the pair-by-pair rule compares names with every attribute in front).
+    """
+    registry = Registry()
+    first = ["svc"]
+    for i in range(250):
+        first += [CountedName("a%d" % i), "1"]
+    s = registry.register(None, first)
+    words = []
+    for i in range(1000):
+        words += [CountedName("a%d" % ((i * 7919) % 250)), "2"]
+    CountedName.comparisons = 0
+    registry.update(s, words)
+    assert CountedName.comparisons <= 5 * (250 + 1000), CountedName.comparisons
+    assert s.attributes() == [(a, "2") for a in referenceOrder([w for w in first[-2:0:-2]], _pairsOf(words))]
+
+
+def _pairsOf(words):
+    return list(zip(words[::2], words[1::2]))
+
+
+def test_indexSharesSingletons(registry):
+    """
+    A value held by one service is indexed without a set of its own; the
+    entry becomes a set when a second service takes the value, and a
+    single entry again when one leaves.
+    """
+    a = registry.register(None, ["a", "k", "1"])
+    byValue = registry._index["k"]
+    assert byValue["1"] is a
+    b = registry.register(None, ["b", "k", "1"])
+    assert byValue["1"] == {a, b}
+    registry.update(a, ["k", "2"])
+    assert byValue == {"1": b, "2": a}
+    assert registry.find(["k", "1"]) == [b] and registry.find(["k", "2"]) == [a]
+
+
+def test_serviceLimit():
+    """
+    Past C{maxServices} (static services included) a registration is
+    refused with C{registry full} and nothing changes.
+    """
+    registry = Registry(maxServices=3)
+    registry.loadStatic(io.StringIO("service=st\n"))
+    held = [registry.register(None, ["s%d" % i]) for i in range(2)]
+    version = registry.version
+    with pytest.raises(RegistryError) as e:
+        registry.register(None, ["s2", "a", "1"])
+    assert e.value.text == "registry full: 3 services"
+    assert len(registry) == 3 and registry.version == version
+    registry.release(held[0])
+    registry.register(None, ["s2", "a", "1"])
+
+
+def test_attributeLimit():
+    """
+    A registration or update that would give a service more than
+    C{maxAttributes} attributes is refused whole; setting existing ones
+    again is not counted.
+    """
+    registry = Registry(maxAttributes=3)
+    with pytest.raises(RegistryError) as e:
+        registry.register(None, "s a 1 b 2 c 3 d 4".split())
+    assert e.value.text == "too many attributes: more than 3 for one service"
+    assert "s" not in registry and registry.version == 0
+    s = registry.register(None, "s a 1 b 2 a 3".split())
+    registry.update(s, "c 3 a 4 b 5 c 6".split())
+    with pytest.raises(RegistryError):
+        registry.update(s, "a 7 d 4".split())
+    assert s.attributes() == [("b", "5"), ("c", "6"), ("a", "4")]
+
+
+def test_byteLimit():
+    """
+    A service whose name, attributes and values (in UTF-8, each followed
+    by a separator) would pass C{maxServiceBytes} is refused; replacing a
+    value frees its bytes.
+    """
+    registry = Registry(maxServiceBytes=20)
+    s = registry.register(None, ["svc", "k", "\u00e9" * 6])
+    assert s._size == 4 + 1 + 12 + 2
+    with pytest.raises(RegistryError) as e:
+        registry.update(s, ["x", ""])
+    assert e.value.text == "service too large: more than 20 bytes"
+    registry.update(s, ["k", "", "x", "y"])
+    assert s._size == 4 + 3 + 4
+    with pytest.raises(RegistryError):
+        registry.register(None, ["big", "v", "x" * 20])
+
+
+def test_persistentLimitPerOrigin():
+    """
+    One origin may leave C{maxPersistentPerOrigin} persistent services;
+    beyond, a service of its that says C{persist} is removed when its
+    connection closes, and that is logged; other origins are not affected.
+    """
+    registry = Registry(maxPersistentPerOrigin=2)
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        kept = [registry.register(None, ["p%d" % i, "persist", "1"], origin="10.0.0.1") for i in range(3)]
+        other = registry.register(None, ["q", "persist", "1"], origin="10.0.0.2")
+        assert [registry.release(s) for s in kept] == [False, False, True]
+        assert registry.release(other) is False
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert [s.name for s in registry] == ["p0", "p1", "q"]
+    warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+    assert warnings == [
+        "service p2 removed instead of persisting: 10.0.0.1 already left 2 persistent services"
+    ]
+
+
+def test_changeLogTruncated():
+    """
+    A change is logged as one line whose attributes are cut; the full text
+    is logged at debug level only when asked for.
+    """
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        quiet = Registry()
+        s = quiet.register(None, ["svc"] + ["k%d" % i if j == 0 else "v" * 50 for i in range(100) for j in (0, 1)])
+        quiet.update(s, ["k1", "x" * 5000])
+        loud = Registry(logFullChanges=True)
+        loud.register(None, ["svc", "a", "y" * 500])
+        quiet.release(quiet.register(None, ["n" * 5000]))
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    mine = [e for e in events if e.get("log_namespace") == "txinferno.server.registry.Registry"]
+    lines = [formatEvent(e) for e in mine]
+    assert [e["log_level"] for e in mine] == [LogLevel.info] * 3 + [LogLevel.debug] + [LogLevel.info] * 2
+    assert lines[4:] == ["service %s... registered with " % ("n" * 100,), "service %s... removed" % ("n" * 100,)]
+    assert all(len(line) < 200 for line in lines[:3]), lines
+    assert lines[0].startswith("service svc registered with k99 " + "v" * 50)
+    assert lines[0].endswith("... (100 attributes)")
+    assert lines[3] == "service svc registered with a " + "y" * 500

@@ -6,7 +6,7 @@ one-read-one-write quote rule.
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from txinferno.server.protocols import IDLE_TIMEOUT, RegistryServer
 from txinferno.server.registry import Registry
@@ -158,3 +158,38 @@ def test_idleTimeoutByDefault():
     assert silentNew.disconnecting and silentFind.disconnecting
     assert not talkerTransport.disconnecting
     assert clock.getDelayedCalls() == []
+
+
+def test_findStreamsAsTheTransportAsks():
+    """
+    A find answer longer than the server's find buffer is written in pieces
+    while the transport does not pause its producer; a reader that takes
+    nothing for the idle timeout has its answer cut, which is logged; a
+    further long answer waits for a free place and then comes whole.
+    """
+    server, clock = makeServer(findBufferSize=1000, maxFinds=1)
+    for i in range(100):
+        server.registry.register(None, ["svc%02d" % i, "pad", "x" * 40])
+    everything = server.registry.answer([])
+    first, firstTransport = connect(server.findFactory)
+    first.dataReceived(b"\n")
+    assert firstTransport.value() == everything and firstTransport.disconnecting
+    assert firstTransport.producer is None and not server._streaming
+
+    slow, slowTransport = connect(server.findFactory)
+    slowTransport.write = lambda data, write=slowTransport.write: (write(data), slow.pauseProducing())
+    slow.dataReceived(b"\n")
+    assert 0 < len(slowTransport.value()) <= 250 + 50
+    waiting, waitingTransport = connect(server.findFactory)
+    waiting.dataReceived(b"pad *\n")
+    assert waitingTransport.value() == b"" and list(server._waiting) == [waiting]
+    small, smallTransport = connect(server.findFactory)
+    small.dataReceived(b"pad nothing\n")
+    assert smallTransport.disconnecting
+    with capturedLogs() as events:
+        clock.advance(IDLE_TIMEOUT)
+    assert slowTransport.disconnecting
+    [event] = [e for e in events if e["log_level"] == LogLevel.warn]
+    assert "cut: it read nothing of its answer for 60.0 seconds" in formatEvent(event)
+    slow.connectionLost(None)
+    assert waitingTransport.value() == everything and not server._waiting

@@ -12,13 +12,14 @@ import pytest_twisted
 from support import TIMEOUT
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Factory
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python import usage
 
 import txinferno
 from txinferno.server.protocols import PortListenError, RegistryServer
 from txinferno.server.registry import Registry
-from txinferno.tap import Options, makeService
+from txinferno.tap import Options, makeService, withBacklog
 from txinferno.testing import connectRaw, exchange
 
 
@@ -36,7 +37,7 @@ def test_defaults():
     options = parse()
     for name, port in (("new", 6701), ("find", 6702), ("event", 6703)):
         endpoint = options.endpoints[name]
-        assert (endpoint._port, endpoint._interface, endpoint._backlog) == (port, "127.0.0.1", 1024)
+        assert (endpoint._port, endpoint._interface, endpoint._backlog) == (port, "127.0.0.1", 4096)
     assert len(options.registry) == 0
     assert options["max-line"] == 8192 and options["idle-timeout"] == 60
 
@@ -51,7 +52,7 @@ def test_basePortAndInterface():
     assert (endpoints["new"]._port, endpoints["new"]._interface) == (7701, "127.0.0.2")
     assert (endpoints["find"]._port, endpoints["find"]._interface) == (9999, "")
     assert (endpoints["event"]._port, endpoints["event"]._interface) == (7703, "127.0.0.2")
-    assert endpoints["event"]._backlog == 1024
+    assert endpoints["event"]._backlog == 4096
     options = parse("--port", "0", "--interface", "::1")
     assert [options.endpoints[n]._port for n in ("new", "find", "event")] == [0, 0, 0]
     assert options.endpoints["new"]._interface == "::1"
@@ -232,3 +233,47 @@ async def test_makeService(tmp_path):
     finally:
         await service.stopService()
         await service.server.disconnectAll()
+
+
+@pytest_twisted.ensureDeferred
+async def test_defaultBacklog():
+    """
+    A TCP endpoint string given without C{backlog=} listens with a queue of
+    4096 connections; one that names a backlog, or is not TCP, is kept.
+    """
+    options = parse("--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1:backlog=7",
+                    "--event", "tcp6:0:interface=\\:\\:1")
+    assert options["new"] == "tcp:0:interface=127.0.0.1:backlog=4096"
+    assert options["find"] == "tcp:0:interface=127.0.0.1:backlog=7"
+    assert options["event"] == "tcp6:0:interface=\\:\\:1:backlog=4096"
+    assert parse()["new"] == "tcp:6701:interface=127.0.0.1:backlog=4096"
+    assert withBacklog("unix:/tmp/x.sock") == "unix:/tmp/x.sock"
+    port = await options.endpoints["new"].listen(Factory())
+    try:
+        assert port.backlog == 4096
+    finally:
+        await port.stopListening()
+
+
+def test_limitOptions():
+    """
+    The limits and timers of the server are options with sane defaults,
+    given to the registry and to the server.
+    """
+    options = parse()
+    registry = options.registry
+    assert (registry.maxServices, registry.maxAttributes, registry.maxServiceBytes,
+            registry.maxPersistentPerOrigin, registry.logFullChanges) == (100000, 256, 16384, 1000, False)
+    options = parse("--max-services", "5", "--max-attributes", "6", "--max-service-bytes", "700",
+                    "--max-persistent", "8", "--max-finds", "2", "--find-buffer", "4096",
+                    "--watcher-timeout", "1.5", "--keepalive-idle", "9", "--keepalive-interval", "3",
+                    "--keepalive-count", "2", "--log-changes")
+    registry = options.registry
+    assert (registry.maxServices, registry.maxAttributes, registry.maxServiceBytes,
+            registry.maxPersistentPerOrigin, registry.logFullChanges) == (5, 6, 700, 8, True)
+    server = makeService(options, reactor).server
+    assert (server.maxFinds, server.findBufferSize, server.watcherTimeout, server.keepAlive) == (
+        2, 4096, 1.5, (9, 3, 2))
+    defaults = makeService(parse(), reactor).server
+    assert (defaults.maxFinds, defaults.findBufferSize, defaults.watcherTimeout, defaults.keepAlive) == (
+        16, 65536, 30.0, (20, 10, 4))

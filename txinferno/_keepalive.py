@@ -1,6 +1,8 @@
 """
 TCP keepalive for the connections to a registry, so that a registry host
-that vanishes without closing them is noticed.
+that vanishes without closing them is noticed, and for the connections a
+registry server accepts (with its own shorter timers), so that a client
+host that vanishes is.
 """
 
 import socket
@@ -25,27 +27,25 @@ KEEPALIVE_COUNT = 4
 Unanswered probes after which the connection is declared dead.
 """
 
-_TUNING = [
-    (getattr(socket, option), value)
-    for option, value in [
-        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
-        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
-        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
-    ]
-    if hasattr(socket, option)
+_OPTIONS = [
+    getattr(socket, option, None) for option in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT")
 ]
 """
-The timer options this platform has, with their values.
+The timer options, L{None} where this platform has not got one.
 """
 
 
-def enableKeepAlive(transport):
+def enableKeepAlive(transport, idle=KEEPALIVE_IDLE, interval=KEEPALIVE_INTERVAL,
+                    count=KEEPALIVE_COUNT):
     """
     Turn TCP keepalive on for C{transport} when it is a TCP transport, and
-    shorten its timers (to L{KEEPALIVE_IDLE}, L{KEEPALIVE_INTERVAL} and
-    L{KEEPALIVE_COUNT}) where the platform allows: a dead peer is then
-    noticed about two minutes after the connection falls silent.
+    set its timers where the platform allows: a dead peer is then noticed
+    about C{idle + interval * count} seconds after the connection falls
+    silent (two minutes with the defaults).
 
+    @param idle: seconds of silence before the first probe.
+    @param interval: seconds between unanswered probes.
+    @param count: unanswered probes after which the connection is dead.
     @return: whether keepalive was turned on.
     @rtype: L{bool}
     """
@@ -54,6 +54,7 @@ def enableKeepAlive(transport):
     transport.setTcpKeepAlive(1)
     handle = transport.getHandle() if ISystemHandle.providedBy(transport) else None
     if isinstance(handle, socket.socket):
-        for option, value in _TUNING:
-            handle.setsockopt(socket.IPPROTO_TCP, option, value)
+        for option, value in zip(_OPTIONS, (idle, interval, count)):
+            if option is not None:
+                handle.setsockopt(socket.IPPROTO_TCP, option, value)
     return True

@@ -37,8 +37,21 @@ from txinferno.client.event import DEFAULT_MAX_DELAY
 from txinferno.client.manager import RegistryManager
 from txinferno.client.tcp import TCPRegistryConnection, connectionFromString
 from txinferno.errors import RegistryError
-from txinferno.server.protocols import IDLE_TIMEOUT, RegistryServer
-from txinferno.server.registry import Registry
+from txinferno.server.protocols import (
+    FIND_BUFFER,
+    IDLE_TIMEOUT,
+    KEEPALIVE,
+    MAX_FINDS,
+    WATCHER_TIMEOUT,
+    RegistryServer,
+)
+from txinferno.server.registry import (
+    MAX_ATTRIBUTES,
+    MAX_PERSISTENT_PER_ORIGIN,
+    MAX_SERVICE_BYTES,
+    MAX_SERVICES,
+    Registry,
+)
 from txinferno.server.styx import StyxRegistryServer
 from txinferno.web.site import DEFAULT_WEB, WebService
 from txinferno.wire.description import (
@@ -49,12 +62,16 @@ from txinferno.wire.description import (
 )
 from txinferno.wire.words import MAX_LINE
 
-__all__ = ["Options", "RegistryPortsService", "makeService"]
+__all__ = ["Options", "RegistryPortsService", "makeService", "withBacklog"]
 
 PORTS = ("new", "find", "event")
 DEFAULT_BASE_PORT = 6701
 DEFAULT_INTERFACE = "127.0.0.1"
-BACKLOG = 1024
+BACKLOG = 4096
+"""
+The listen queue given to a TCP server endpoint string that names none
+(Twisted's own default is 50).
+"""
 
 
 def _portEndpoint(port, interface):
@@ -88,12 +105,13 @@ class Options(usage.Options):
          "The address the three ports listen on (0.0.0.0: every IPv4 address)."],
         ["new", None, None,
          "Server endpoint string of the new (registration) port, instead of "
-         "the one --port and --interface give."],
+         "the one --port and --interface give (a TCP endpoint without backlog= "
+         "gets backlog=%d)." % (BACKLOG,)],
         ["find", None, None,
          "Server endpoint string of the find (query) port, likewise."],
         ["event", None, None,
          "Server endpoint string of the event (change notification) port, likewise."],
-        ["styx", None, "tcp:6675:interface=127.0.0.1:backlog=1024",
+        ["styx", None, "tcp:6675:interface=127.0.0.1",
          "Server endpoint of the Styx (9P2000) port, Inferno's registry port."],
         ["db", None, None,
          "attrdb(6) file of static services (entries with a service=NAME pair)."],
@@ -103,6 +121,33 @@ class Options(usage.Options):
         ["idle-timeout", None, IDLE_TIMEOUT,
          "Close a new or find connection that sends no line within this many seconds.",
          number("idle-timeout")],
+        # What one client can make the server hold, and how long (issue 14).
+        ["max-services", None, MAX_SERVICES,
+         "Most services the registry holds; a registration beyond is refused.",
+         number("max-services", int)],
+        ["max-attributes", None, MAX_ATTRIBUTES,
+         "Most attributes of one service; a write beyond is refused.", number("max-attributes", int)],
+        ["max-service-bytes", None, MAX_SERVICE_BYTES,
+         "Most bytes of one service's name, attributes and values; a write beyond "
+         "is refused.", number("max-service-bytes", int)],
+        ["max-persistent", None, MAX_PERSISTENT_PER_ORIGIN,
+         "Most persistent services one peer address may leave behind; beyond, a "
+         "service goes with its connection.", number("max-persistent", int)],
+        ["max-finds", None, MAX_FINDS,
+         "Most long find answers written at once; more wait their turn.", number("max-finds", int)],
+        ["find-buffer", None, FIND_BUFFER,
+         "Most bytes of a find answer held for one connection.", number("find-buffer", int)],
+        ["watcher-timeout", None, WATCHER_TIMEOUT,
+         "Drop an event watcher whose socket has not drained for this many seconds.",
+         number("watcher-timeout")],
+        ["keepalive-idle", None, KEEPALIVE[0],
+         "Seconds of silence on an accepted connection before the first TCP "
+         "keepalive probe.", number("keepalive-idle", int)],
+        ["keepalive-interval", None, KEEPALIVE[1],
+         "Seconds between unanswered keepalive probes.", number("keepalive-interval", int)],
+        ["keepalive-count", None, KEEPALIVE[2],
+         "Unanswered keepalive probes after which a connection is closed.",
+         number("keepalive-count", int)],
         ["registry", "r", None,
          "Keep the services and run the monitors in this registry (a description "
          "such as tcp:10.0.0.1 or styx:10.0.0.1) instead of serving one; the server "
@@ -140,6 +185,8 @@ class Options(usage.Options):
          "unregistering it."],
         ["no-styx", None, "Do not serve the registry over Styx."],
         ["no-web", None, "Serve no web port."],
+        ["log-changes", None, "Log each change with all its attributes, at debug level "
+         "(the info line shows the first 100 characters)."],
     ]
 
     def __init__(self):
@@ -266,6 +313,20 @@ class Options(usage.Options):
             except (ValueError, TypeError, KeyError) as e:
                 raise usage.UsageError("--styx %s: bad endpoint: %s" % (self["styx"], e)) from None
         self.registry = Registry()
+        for name in PORTS:
+            given = self[name]
+            self[name] = withBacklog(given)
+            try:
+                self.endpoints[name] = serverFromString(reactor, self[name])
+            except (ValueError, TypeError, KeyError) as e:
+                raise usage.UsageError("--%s %s: bad endpoint: %s" % (name, given, e))
+        self.registry = Registry(
+            maxServices=self["max-services"],
+            maxAttributes=self["max-attributes"],
+            maxServiceBytes=self["max-service-bytes"],
+            maxPersistentPerOrigin=self["max-persistent"],
+            logFullChanges=bool(self["log-changes"]),
+        )
         if self["db"] is not None:
             try:
                 self.registry.loadStatic(self["db"])
@@ -277,6 +338,20 @@ class Options(usage.Options):
                 raise usage.UsageError("--db %s: %s" % (self["db"], e)) from None
             except RegistryError as e:
                 raise usage.UsageError("--db %s: %s" % (self["db"], e.text)) from None
+
+
+def withBacklog(description: str) -> str:
+    """
+    Give a TCP server endpoint string (C{tcp:}, C{tcp6:} or C{ssl:}) that
+    names no listen queue C{backlog=}L{BACKLOG}; leave others alone.
+
+    @param description: a server endpoint string.
+    @return: the string to listen with.
+    """
+    kind = description.split(":", 1)[0]
+    if kind in ("tcp", "tcp6", "ssl") and "backlog=" not in description:
+        return "%s:backlog=%d" % (description, BACKLOG)
+    return description
 
 
 def _checkQuotes(option, spec):
@@ -431,6 +506,11 @@ def _serve(options, service, reactor):
         reactor,
         maxLineLength=options["max-line"],
         idleTimeout=options["idle-timeout"],
+        maxFinds=options["max-finds"],
+        findBufferSize=options["find-buffer"],
+        watcherTimeout=options["watcher-timeout"],
+        keepAlive=(options["keepalive-idle"], options["keepalive-interval"],
+                   options["keepalive-count"]),
     )
     also = []
     if "styx" in options.endpoints:

@@ -10,12 +10,20 @@ explicit maximum line length.  For compatibility, bytes that a single read
 leaves ending with a newline inside an open quote are applied as one write,
 as the real bridge would (C{q2 v1 it''s v2 'unbalanced\\n} registers C{q2}
 with C{v2} set to C{unbalanced\\n}).
+
+What a client can make the server hold is bounded: a C{find} answer is
+written as the client reads it, a watcher that stops reading is dropped, and
+every accepted connection has TCP keepalive, so that a peer whose host
+vanished is noticed (see L{RegistryServer}).
 """
 
 import socket
-from typing import Dict
+from bisect import bisect_right
+from itertools import accumulate
+from typing import Dict, Optional, Tuple
 
 from twisted.internet import defer, tcp
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.internet.error import CannotListenError
@@ -25,8 +33,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txinferno._keepalive import enableKeepAlive
 from txinferno.errors import RegistryError, TxInfernoError
 from txinferno.server.connections import ConnectionTracking, sendDirect
+from txinferno.server.registry import shortened
 from txinferno.server.statistics import ServerStatistics
 from txinferno.wire.words import MAX_LINE, LineAssembler, quote, splitWords
 
@@ -49,6 +59,33 @@ Default of L{RegistryServer.idleTimeout}.
 QUOTED_NEWLINE_DELAY = 0.1
 """
 Default of L{RegistryServer.quotedNewlineDelay}.
+"""
+MAX_FINDS = 16
+"""
+Default of L{RegistryServer.maxFinds}.
+"""
+FIND_BUFFER = 65536
+"""
+Default of L{RegistryServer.findBufferSize}.
+"""
+FIND_CHUNKS = 4
+"""
+A streamed C{find} answer is written in pieces of about a quarter of
+L{RegistryServer.findBufferSize} (or one line, when a line is longer).
+"""
+WATCHER_TIMEOUT = 30.0
+"""
+Default of L{RegistryServer.watcherTimeout}.
+"""
+WATCHER_SEND_BUFFER = 4096
+"""
+Default of L{RegistryServer.watcherSendBuffer}.
+"""
+KEEPALIVE = (20, 10, 4)
+"""
+Default of L{RegistryServer.keepAlive}: the first probe after 20 s of
+silence, then 4 probes 10 s apart, so that a vanished peer is noticed about
+a minute after it falls silent.
 """
 
 
@@ -105,6 +142,31 @@ def _cancelled(call):
     if call is not None and call.active():
         call.cancel()
     return None
+
+
+def _handOver(transport, handle, data):
+    """
+    Send C{data} straight on C{handle} (a plain TCP transport's socket,
+    used only while the transport's buffer is empty), and give the
+    transport what the socket does not take.  Sending straight spares the
+    reactor a round of write notifications; bytes left in a TCP transport
+    are marked as pausing its producer, so that the transport resumes it
+    once they are sent.
+
+    @param handle: the socket, or L{None} to write through the transport.
+    @return: whether bytes now wait in a TCP transport (the producer must
+        pause until it resumes it).
+    @rtype: L{bool}
+    """
+    if handle is not None:
+        data = sendDirect(handle, data)
+        if not data:
+            return False
+    transport.write(data)
+    if isinstance(transport, FileDescriptor):
+        transport.producerPaused = True
+        return True
+    return False
 
 
 class _WriteProtocol(Protocol):
@@ -232,7 +294,8 @@ class NewServerProtocol(_WriteProtocol):
         registry = self.server.registry
         try:
             if self.service is None:
-                self.service = registry.register(self, words)
+                peer = self.transport.getPeer()
+                self.service = registry.register(self, words, getattr(peer, "host", None))
             else:
                 registry.update(self.service, words)
         except RegistryError as e:
@@ -245,7 +308,7 @@ class NewServerProtocol(_WriteProtocol):
             "new connection from {peer}{forName} closed: {error}",
             peer=addressText(self.transport.getPeer()),
             name=name,
-            forName="" if name is None else " for " + quote(name),
+            forName="" if name is None else " for " + quote(shortened(name)),
             error=error.text,
         )
         self.server.registry.reportRejection(name, error.text)
@@ -262,26 +325,106 @@ class NewServerProtocol(_WriteProtocol):
             self.server.registry.release(service)
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IPushProducer)
 class FindServerProtocol(_WriteProtocol):
     """
     The C{find} port: answer the first write (or what arrived before the
     client shut down its sending side) with one line per matching service,
     then close.
+
+    An answer of more than C{server.findBufferSize} bytes is streamed: the
+    lines of the matching services are taken when the answer starts and
+    written a quarter of C{server.findBufferSize} at a time as the
+    socket takes them (straight while it takes them whole, see
+    L{_handOver}; this protocol is its transport's push producer), so that the
+    connection never holds more than C{server.findBufferSize} bytes and one
+    piece (or one line, when a line is longer).  At most
+    C{server.maxFinds} answers stream at once; more wait their turn (see
+    L{RegistryServer}).  A reader that takes nothing for
+    C{server.idleTimeout} seconds has its answer cut.
     """
 
     _log = Logger()
     portName = "find"
+    _lines = None
+    _ends = None
+    _next = 0
+    _paused = False
+    _stallCall = None
 
     def writeReceived(self, write):
-        server = self.server
-        started = server.reactor.seconds()
-        answer = server.registry.answer(splitWords(write))
-        if answer:
-            self.transport.write(answer)
-            server.statistics.bytesOut["find"] += len(answer)
-        server.statistics.found(server.reactor.seconds() - started)
+        self._done = True
+        self.server._findReceived(self, splitWords(write))
+
+    def answerNow(self, lines):
+        """
+        Write a short answer whole, and close.
+
+        @type lines: L{list} of L{bytes}
+        """
+        if lines:
+            self.transport.write(b"".join(lines))
         self.finish()
+
+    def stream(self, lines, ends):
+        """
+        Write a long answer as the transport drains, and close.
+
+        @param lines: the answer's lines, as the registry held them when the
+            answer started.
+        @type lines: L{list} of L{bytes}
+        @param ends: the offset in the answer of the end of each line.
+        @type ends: L{list} of L{int}
+        """
+        self._lines = lines
+        self._ends = ends
+        if isinstance(self.transport, FileDescriptor):
+            self.transport.bufferSize = self.server.findBufferSize
+        self.transport.registerProducer(self, True)
+        self.resumeProducing()
+
+    def pauseProducing(self):
+        self._paused = True
+        if self.server.idleTimeout is not None and self._stallCall is None:
+            self._stallCall = self.server.reactor.callLater(
+                self.server.idleTimeout, self._stalled
+            )
+
+    def resumeProducing(self):
+        self._paused = False
+        self._stallCall = _cancelled(self._stallCall)
+        chunk = max(1, self.server.findBufferSize // FIND_CHUNKS)
+        handle = self.transport.getHandle() if type(self.transport) is tcp.Server else None
+        while not self._paused and self._lines is not None:
+            start = self._next
+            offset = self._ends[start - 1] if start else 0
+            end = self._next = max(start + 1, bisect_right(self._ends, offset + chunk, start))
+            piece = b"".join(self._lines[start:end])
+            if end >= len(self._lines):
+                self._lines = self._ends = None
+                self.transport.unregisterProducer()
+                self.server._findAnswered(self)
+                _handOver(self.transport, handle, piece)
+                self.finish()
+            elif _handOver(self.transport, handle, piece):
+                self.pauseProducing()
+
+    def stopProducing(self):
+        self._paused = True
+        self._stallCall = _cancelled(self._stallCall)
+        if self._lines is not None:
+            self._lines = self._ends = None
+            self.server._findAnswered(self)
+
+    def _stalled(self):
+        self._stallCall = None
+        self._log.warn(
+            "find connection from {peer} cut: it read nothing of its answer for"
+            " {timeout} seconds",
+            peer=addressText(self.transport.getPeer()),
+            timeout=self.server.idleTimeout,
+        )
+        self.transport.abortConnection()
 
     def writeFailed(self, error):
         self._log.warn(
@@ -300,31 +443,43 @@ class FindServerProtocol(_WriteProtocol):
     def writeConnectionLost(self):
         self.finish()
 
+    def connectionLost(self, reason):
+        _WriteProtocol.connectionLost(self, reason)
+        self.stopProducing()
+        self.server._findGone(self)
+
 
 @implementer(IPushProducer)
 class EventServerProtocol(Protocol):
     """
     The C{event} port: C{READY\\n}, then the current version as C{%08d\\n}
     after changes.  The server coalesces changes (L{RegistryServer}); while
-    the transport's buffer is full this protocol only remembers that a
-    report is owed and sends the then-current version when it can write
-    again, so a watcher that does not read costs no memory.  What the
-    client sends is ignored.
+    the transport holds bytes the socket did not take, this protocol only
+    remembers that a report is owed and sends the then-current version when
+    the transport has drained, so a watcher never has more than one report
+    pending in the server.  What the client sends is ignored.
+
+    A watcher that stops reading costs little and not for long: its
+    socket's send buffer is set to C{server.watcherSendBuffer} bytes (so
+    the kernel holds little for it), and once the socket has not drained
+    for C{server.watcherTimeout} seconds the watcher is dropped, which is
+    logged once.  A watcher that reads is never dropped.
 
     On a plain TCP transport, bytes go straight to the socket while it
-    takes them whole, which spares the reactor a round of write
-    notifications per watcher (it matters for a report to 1,000 watchers);
-    the first short send hands the rest, and every later byte, to the
-    transport's buffer, whose fullness then pauses this producer.
+    takes them whole (see L{_handOver}; it matters for a report to 1,000
+    watchers); after a short send the rest waits in the transport's buffer,
+    and this producer is paused until the transport has drained it.
 
     @ivar server: the L{RegistryServer}, set by the factory.
     """
 
+    _log = Logger()
     server = None
     portName = "event"
     _paused = False
     _owed = False
     _socket = None
+    _dropCall = None
 
     def connectionMade(self):
         self.server._track(self)
@@ -332,16 +487,17 @@ class EventServerProtocol(Protocol):
         self.transport.registerProducer(self, True)
         if type(self.transport) is tcp.Server:
             self._socket = self.transport.getHandle()
+            if self.server.watcherSendBuffer is not None:
+                self._socket.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_SNDBUF, self.server.watcherSendBuffer
+                )
         self._send(READY)
 
     def _send(self, data):
         self.server.statistics.bytesOut["event"] += len(data)
-        if self._socket is not None:
-            data = sendDirect(self._socket, data)
-            if not data:
-                return
+        if _handOver(self.transport, self._socket, data):
             self._socket = None
-        self.transport.write(data)
+            self.pauseProducing()
 
     def dataReceived(self, data):
         self.server.statistics.bytesIn["event"] += len(data)
@@ -360,9 +516,15 @@ class EventServerProtocol(Protocol):
 
     def pauseProducing(self):
         self._paused = True
+        timeout = self.server.watcherTimeout
+        if timeout is not None and self._dropCall is None:
+            self._dropCall = self.server.reactor.callLater(timeout, self._drop)
 
     def resumeProducing(self):
         self._paused = False
+        self._dropCall = _cancelled(self._dropCall)
+        if type(self.transport) is tcp.Server:
+            self._socket = self.transport.getHandle()
         if self._owed:
             self._owed = False
             self.report(self.server.registry.version)
@@ -370,9 +532,20 @@ class EventServerProtocol(Protocol):
     def stopProducing(self):
         self._paused = True
         self._owed = False
+        self._dropCall = _cancelled(self._dropCall)
+
+    def _drop(self):
+        self._dropCall = None
+        self._log.warn(
+            "event watcher {peer} dropped: its socket has not drained for {timeout} seconds",
+            peer=self.transport.getPeer(),
+            timeout=self.server.watcherTimeout,
+        )
+        self.transport.abortConnection()
 
     def connectionLost(self, reason):
         self._socket = None
+        self._dropCall = _cancelled(self._dropCall)
         self.server._watchers.discard(self)
         self.server._untrack(self)
 
@@ -421,6 +594,20 @@ class RegistryServer(ConnectionTracking):
         with a newline inside an open quote, before applying them as one
         write as the real bridge would (more bytes in the meantime mean the
         newline belongs to a quoted value that goes on).
+    @ivar maxFinds: how many C{find} answers longer than L{findBufferSize}
+        are written at once; more wait, in order of arrival, and are
+        answered as the registry is when their turn comes.  A shorter answer
+        never waits.
+    @ivar findBufferSize: the most bytes of answer a C{find} connection
+        holds in the server (beside one piece being written, see
+        L{FIND_CHUNKS}); a longer answer is made as the client reads.
+    @ivar watcherTimeout: seconds an C{event} connection's socket may stay
+        undrained before the watcher is dropped, or L{None} for no limit.
+    @ivar watcherSendBuffer: the kernel send buffer size (C{SO_SNDBUF}) set
+        on each C{event} connection, or L{None} to keep the system's.
+    @ivar keepAlive: the TCP keepalive timers of every accepted connection,
+        C{(idle, interval, count)} in seconds and probes (see
+        L{enableKeepAlive}), or L{None} to leave keepalive off.
     @ivar newFactory: the factory of the C{new} port.
     @ivar findFactory: the factory of the C{find} port.
     @ivar eventFactory: the factory of the C{event} port.
@@ -433,7 +620,11 @@ class RegistryServer(ConnectionTracking):
     _log = Logger()
 
     def __init__(self, registry, reactor=None, maxLineLength=MAX_LINE, idleTimeout=IDLE_TIMEOUT,
-                 quotedNewlineDelay=QUOTED_NEWLINE_DELAY):
+                 quotedNewlineDelay=QUOTED_NEWLINE_DELAY, maxFinds: int = MAX_FINDS,
+                 findBufferSize: int = FIND_BUFFER,
+                 watcherTimeout: Optional[float] = WATCHER_TIMEOUT,
+                 watcherSendBuffer: Optional[int] = WATCHER_SEND_BUFFER,
+                 keepAlive: Optional[Tuple[int, int, int]] = KEEPALIVE):
         """
         @type registry: L{txinferno.server.registry.Registry}
         @param reactor: the reactor; the global one when L{None}.
@@ -447,6 +638,14 @@ class RegistryServer(ConnectionTracking):
         self.maxLineLength = maxLineLength
         self.idleTimeout = idleTimeout
         self.quotedNewlineDelay = quotedNewlineDelay
+        self.maxFinds = maxFinds
+        self.findBufferSize = findBufferSize
+        self.watcherTimeout = watcherTimeout
+        self.watcherSendBuffer = watcherSendBuffer
+        self.keepAlive = keepAlive
+        self._streaming = set()
+        self._waiting = {}
+        self._startingFinds = False
         self.newFactory = RegistryPortFactory(self, NewServerProtocol, "new")
         self.findFactory = RegistryPortFactory(self, FindServerProtocol, "find")
         self.eventFactory = RegistryPortFactory(self, EventServerProtocol, "event")
@@ -552,6 +751,11 @@ class RegistryServer(ConnectionTracking):
             counts[protocol.portName] += 1
         return counts
 
+    def _track(self, protocol):
+        ConnectionTracking._track(self, protocol)
+        if self.keepAlive is not None:
+            enableKeepAlive(protocol.transport, *self.keepAlive)
+
     def watcherCount(self) -> int:
         """
         @return: the open C{event} connections.
@@ -562,6 +766,47 @@ class RegistryServer(ConnectionTracking):
         if self._reportCall is not None and not self._watchers:
             self._reportCall.cancel()
             self._reportCall = None
+
+    def _findReceived(self, protocol, words):
+        """
+        Answer a query: at once when its answer is short, else as a stream
+        when fewer than L{maxFinds} are streaming, else later.
+        """
+        started = self.reactor.seconds()
+        lines = [s.line() for s in self.registry.find(words)]
+        ends = list(accumulate(map(len, lines)))
+        self.statistics.found(self.reactor.seconds() - started)
+        if ends:
+            self.statistics.bytesOut["find"] += ends[-1]
+        if not ends or ends[-1] <= self.findBufferSize:
+            protocol.answerNow(lines)
+        elif len(self._streaming) < self.maxFinds:
+            self._streaming.add(protocol)
+            protocol.stream(lines, ends)
+        else:
+            self._waiting[protocol] = words
+
+    def _findAnswered(self, protocol):
+        """
+        A streamed answer is over (written, or its connection lost): start
+        the answers waiting for its place.
+        """
+        self._streaming.discard(protocol)
+        if self._startingFinds:
+            return
+        self._startingFinds = True
+        try:
+            while self._waiting and len(self._streaming) < self.maxFinds:
+                waiting = next(iter(self._waiting))
+                self._findReceived(waiting, self._waiting.pop(waiting))
+        finally:
+            self._startingFinds = False
+
+    def _findGone(self, protocol):
+        """
+        A C{find} connection is lost: forget its query if it was waiting.
+        """
+        self._waiting.pop(protocol, None)
 
     def _changed(self, version):
         """

@@ -7,6 +7,10 @@ Services are kept in slot order (a new service takes the next slot; removing
 one moves the last service into its slot) and each service's attributes
 newest-first (a new attribute goes to the front; setting an existing one
 keeps it in its place and reverses the order of those in front of it).
+
+A registry bounds what clients can make it hold (L{Registry} limits): the
+services in all, the attributes and bytes of one service, and the
+persistent services left behind by one peer address.
 """
 
 import enum
@@ -23,13 +27,46 @@ from txinferno.wire import attrdb
 from txinferno.wire.persist import persists
 from txinferno.wire.words import formatLine, quote
 
-__all__ = ["Registry", "RegisteredService", "ServiceState", "REGISTRY_USER", "queryMatches"]
+__all__ = [
+    "Registry",
+    "RegisteredService",
+    "ServiceState",
+    "REGISTRY_USER",
+    "queryMatches",
+    "MAX_SERVICES",
+    "MAX_ATTRIBUTES",
+    "MAX_SERVICE_BYTES",
+    "MAX_PERSISTENT_PER_ORIGIN",
+    "shortened",
+]
 
 REGISTRY_USER = "registry"
 """
 The user that owns the registry's own files, its static services and the
 services registered through the TCP C{new} port (which, in Inferno, is a
 program of the registry's user).
+"""
+
+MAX_SERVICES = 100000
+"""
+Default of L{Registry.maxServices}.
+"""
+MAX_ATTRIBUTES = 256
+"""
+Default of L{Registry.maxAttributes}.
+"""
+MAX_SERVICE_BYTES = 16384
+"""
+Default of L{Registry.maxServiceBytes}: two full lines.
+"""
+MAX_PERSISTENT_PER_ORIGIN = 1000
+"""
+Default of L{Registry.maxPersistentPerOrigin}.
+"""
+LOGGED_ATTRIBUTES = 100
+"""
+How many characters of a change's attributes, or of a service name, a log
+line shows.
 """
 
 RESERVED_NAMES = frozenset(["", "new", "event", "find", "index"])
@@ -47,6 +84,75 @@ def _pairs(words):
     """
     it = iter(words)
     return list(zip(it, it))
+
+
+def _wordBytes(attr, value):
+    """
+    @return: what one attribute adds to the size of its service: its UTF-8
+        bytes and two separators.
+    """
+    return len(attr.encode("utf-8")) + len(value.encode("utf-8")) + 2
+
+
+def _reorder(order, pairs):
+    """
+    Apply the order rule for setting C{pairs} one after the other: a new
+    attribute goes to the front; setting an existing one keeps it in its
+    place and reverses those in front of it.
+
+    The order is worked on as a string with one character per attribute
+    (the character of code I{i} stands for the I{i}th name), so that
+    finding an attribute and reversing the attributes in front of it are
+    each one scan of machine words, not a comparison of names per
+    attribute: a line of I{k} pairs on a service of I{n} attributes costs
+    I{n} + I{k} steps of the interpreter (and I{k} times I{n} bytes
+    scanned, I{n} being bounded by L{Registry.maxAttributes}).
+
+    @param order: the attribute names, newest first; changed in place.
+    @type order: L{list} of L{str}
+    @param pairs: the C{(attr, value)} pairs in the order written.
+    @return: the value each attribute is left with, by attribute.
+    @rtype: L{dict}
+    """
+    names = list(order)
+    codes = {attr: chr(i) for i, attr in enumerate(names)}
+    text = "".join(map(chr, range(len(names))))
+    final = {}
+    for attr, value in pairs:
+        code = codes.get(attr)
+        if code is None:
+            code = codes[attr] = chr(len(names))
+            names.append(attr)
+            text = code + text
+        else:
+            position = text.find(code)
+            if position:
+                text = text[position - 1 :: -1] + text[position:]
+        final[attr] = value
+    order[:] = [names[ord(c)] for c in text]
+    return final
+
+
+def shortened(name: str) -> str:
+    """
+    @return: a service name for a log line: cut at L{LOGGED_ATTRIBUTES}
+        characters, which C{...} then ends.
+    """
+    if len(name) > LOGGED_ATTRIBUTES:
+        return name[:LOGGED_ATTRIBUTES] + "..."
+    return name
+
+
+def _summary(pairs, limit=LOGGED_ATTRIBUTES):
+    """
+    @return: C{pairs} as words for a log line, cut at C{limit} characters
+        (L{None} for no cut).
+    @rtype: L{str}
+    """
+    text = " ".join("%s %s" % pair for pair in pairs)
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "... (%d attributes)" % (len(pairs),)
+    return text
 
 
 def _matches(values, pairs):
@@ -89,12 +195,13 @@ class RegisteredService:
     """
     One service in a L{Registry}.
 
-    @ivar name: the service name; L{None} while anonymous.
+    @ivar name: the service name.
     @type name: L{str}
     @ivar owner: whatever registered it (the server passes its connection);
         L{None} for a static service and for a persistent service whose
         connection has closed.
     @ivar static: whether it was loaded from a static file.
+    @ivar origin: the peer address (host) that registered it, or L{None}.
     @ivar state: a L{ServiceState}.
     @ivar id: the registry's number for it, counting up from 0 (its Styx
         qid path is C{id << 4 | 5}).
@@ -108,14 +215,15 @@ class RegisteredService:
     """
 
     __slots__ = (
-        "name", "owner", "static", "state", "id", "uid", "writes", "atime", "mtime",
-        "_values", "_order", "_slot", "_line",
+        "name", "owner", "static", "origin", "state", "id", "uid", "writes", "atime", "mtime",
+        "_values", "_order", "_slot", "_line", "_size",
     )
 
-    def __init__(self, name, owner, static=False, id=0, uid=REGISTRY_USER, now=0):
+    def __init__(self, name, owner, static=False, origin=None, id=0, uid=REGISTRY_USER, now=0):
         self.name = name
         self.owner = owner
         self.static = static
+        self.origin = origin
         self.state = ServiceState.ANONYMOUS
         self.id = id
         self.uid = uid
@@ -125,6 +233,7 @@ class RegisteredService:
         self._order = []
         self._slot = None
         self._line = None
+        self._size = (len(name.encode("utf-8")) if name is not None else 0) + 1
 
     def __repr__(self):
         return "<RegisteredService %r>" % (self.name,)
@@ -188,14 +297,39 @@ class Registry:
     update and removal, and every rejection the server reports with
     L{reportRejection}.
 
+    Every change is logged as one info line whose attributes are cut at
+    L{LOGGED_ATTRIBUTES} characters; with C{logFullChanges} set, a debug
+    line follows it with every attribute.
+
     @ivar version: the version counter, starting at 0.
     @type version: L{int}
     @ivar started: when the registry was made (seconds since the epoch).
+    @ivar maxServices: the most services (static ones included) the registry
+        holds; a registration beyond is refused with C{registry full}.
+    @ivar maxAttributes: the most attributes of one registered service; a
+        write that would go beyond is refused.
+    @ivar maxServiceBytes: the most bytes of one registered service (name,
+        attributes and values in UTF-8, a separator after each); a write
+        that would go beyond is refused.
+    @ivar maxPersistentPerOrigin: the most persistent services whose
+        connections have closed that one origin (peer address) may leave;
+        beyond, a service whose connection closes is removed even though it
+        says C{persist}, and that is logged.
+    @ivar logFullChanges: whether each change's info line is followed by a
+        debug line with all its attributes.
     """
 
     _log = Logger()
 
-    def __init__(self, clock=None):
+    def __init__(
+        self,
+        clock=None,
+        maxServices: int = MAX_SERVICES,
+        maxAttributes: int = MAX_ATTRIBUTES,
+        maxServiceBytes: int = MAX_SERVICE_BYTES,
+        maxPersistentPerOrigin: int = MAX_PERSISTENT_PER_ORIGIN,
+        logFullChanges: bool = False,
+    ):
         """
         @param clock: an L{IReactorTime} giving the times of writes and
             reads; the system clock when L{None}.
@@ -204,10 +338,17 @@ class Registry:
         self.started = self.now()
         self._ids = 0
         self.version = 0
+        self.maxServices = maxServices
+        self.maxAttributes = maxAttributes
+        self.maxServiceBytes = maxServiceBytes
+        self.maxPersistentPerOrigin = maxPersistentPerOrigin
+        self.logFullChanges = logFullChanges
         self._slots = []
         self._byName = {}
         self._index = {}
+        self._holders = {}
         self._observers = []
+        self._persisted = {}
         self._changeObservers = []
 
     def __len__(self):
@@ -295,7 +436,7 @@ class Registry:
         if name in self._byName:
             raise RegistryError("duplicate service name")
 
-    def register(self, owner, words):
+    def register(self, owner, words, origin=None):
         """
         Apply the first write of a C{new} connection: C{NAME [ATTR VALUE]...}.
 
@@ -306,30 +447,35 @@ class Registry:
         @param owner: what registers it (the server passes its connection).
         @param words: the words of the write.
         @type words: L{list} of L{str}
+        @param origin: the peer address (host) it comes from, counted by
+            L{maxPersistentPerOrigin}; L{None} for no count.
+        @type origin: L{str} or L{None}
         @return: the new service.
         @rtype: L{RegisteredService}
-        @raise RegistryError: when the name check fails or the attribute
-            words are odd in number.
+        @raise RegistryError: when the name check fails, the attribute
+            words are odd in number or a limit would be passed (nothing is
+            added then).
         """
         name = words[0] if words else ""
         self.checkName(name)
-        service = self._new(name, owner, REGISTRY_USER)
-        self._add(service)
+        if len(self._slots) >= self.maxServices:
+            raise RegistryError("registry full: %d services" % (self.maxServices,))
+        service = self._new(name, owner, REGISTRY_USER, origin)
         if len(words) % 2 == 0:
+            self._add(service)
             self._remove(service)
             error = RegistryError("odd number of attribute words after the service name")
             self._log.info(
-                "service {name} refused: {error}", name=quote(name), attrs=[], error=error.text
+                "service {name} refused: {error}", name=quote(shortened(name)), error=error.text
             )
             self._bump()
             raise error
-        self._set(service, _pairs(words[1:]))
+        pairs = _pairs(words[1:])
+        self._checkLimits(service, pairs)
+        self._add(service)
+        self._set(service, pairs)
         self._written(service)
-        self._log.info(
-            "service {name} registered with {attrs}",
-            name=name,
-            attrs=service.attributes(),
-        )
+        self._logChange("service {name} registered with {attrs}", service, service.attributes())
         self._bump()
         self._told(ChangeKind.registered, service, service.attributes())
         return service
@@ -346,7 +492,7 @@ class Registry:
         @raise RegistryError: with Inferno's text: C{bad syntax} for an
             empty write, C{odd attribute/value pairs} for an odd number of
             words, C{buggy program!} for a service no longer in the
-            registry.
+            registry; or for a limit it would pass.
         """
         if not service.registered:
             raise RegistryError("buggy program!")
@@ -355,13 +501,46 @@ class Registry:
         if len(words) % 2:
             raise RegistryError("odd attribute/value pairs")
         pairs = _pairs(words)
+        self._checkLimits(service, pairs)
         self._set(service, pairs)
         self._written(service)
-        self._log.info(
-            "service {name} updated with {attrs}", name=service.name, attrs=pairs
-        )
+        self._logChange("service {name} updated with {attrs}", service, pairs)
         self._bump()
         self._told(ChangeKind.updated, service, service.attributes())
+
+    def _checkLimits(self, service, pairs):
+        """
+        Check that setting C{pairs} leaves C{service} within
+        L{maxAttributes} and L{maxServiceBytes}.
+
+        @raise RegistryError: when it would not.
+        """
+        values = service._values
+        final = dict(pairs)
+        added = sum(1 for attr in final if attr not in values)
+        if len(values) + added > self.maxAttributes:
+            raise RegistryError(
+                "too many attributes: more than %d for one service" % (self.maxAttributes,)
+            )
+        size = service._size
+        for attr, value in final.items():
+            old = values.get(attr)
+            if old is not None:
+                size -= _wordBytes(attr, old)
+            size += _wordBytes(attr, value)
+        if size > self.maxServiceBytes:
+            raise RegistryError(
+                "service too large: more than %d bytes" % (self.maxServiceBytes,)
+            )
+
+    def _logChange(self, format, service, pairs):
+        """
+        Log one change: one info line, its attributes cut, then (with
+        L{logFullChanges}) a debug line with them all.
+        """
+        self._log.info(format, name=shortened(service.name), attrs=_summary(pairs))
+        if self.logFullChanges:
+            self._log.debug(format, name=service.name, attrs=_summary(pairs, None))
 
     def release(self, service):
         """
@@ -378,13 +557,26 @@ class Registry:
                 service.state = ServiceState.REMOVED
             return False
         service.owner = None
-        if service.static or persists(service.get("persist")):
-            self._log.info("service {name} persists", name=service.name)
+        if service.static:
             return False
+        if persists(service.get("persist")):
+            origin = service.origin
+            held = self._persisted.get(origin, 0)
+            if origin is None or held < self.maxPersistentPerOrigin:
+                if origin is not None:
+                    self._persisted[origin] = held + 1
+                self._log.info("service {name} persists", name=shortened(service.name))
+                return False
+            self._log.warn(
+                "service {name} removed instead of persisting: {origin} already left"
+                " {limit} persistent services",
+                name=shortened(service.name),
+                origin=origin,
+                limit=self.maxPersistentPerOrigin,
+            )
+        else:
+            self._log.info("service {name} removed", name=shortened(service.name))
         self._remove(service)
-        self._log.info(
-            "service {name} removed", name=service.name, attrs=service.attributes()
-        )
         self._bump()
         self._told(ChangeKind.removed, service, service.attributes())
         return True
@@ -420,15 +612,22 @@ class Registry:
             raise RegistryError("bad syntax")
         name = words[0]
         self.checkName(name)
-        service.name = name
-        self._add(service)
+        if len(self._slots) >= self.maxServices:
+            raise RegistryError("registry full: %d services" % (self.maxServices,))
         odd = len(words) % 2 == 0
+        pairs = [] if odd else _pairs(words[1:])
+        service.name = name
+        service._size = len(name.encode("utf-8")) + 1
+        try:
+            self._checkLimits(service, pairs)
+        except RegistryError:
+            service.name = None
+            raise
+        self._add(service)
         if not odd:
-            self._set(service, _pairs(words[1:]))
+            self._set(service, pairs)
             self._written(service)
-        self._log.info(
-            "service {name} registered with {attrs}", name=name, attrs=service.attributes()
-        )
+        self._logChange("service {name} registered with {attrs}", service, service.attributes())
         self._bump()
         self._told(ChangeKind.registered, service, service.attributes())
         if odd:
@@ -447,10 +646,10 @@ class Registry:
             raise RegistryError("file does not exist")
         removed = service.registered
         if removed:
+            if service.owner is None and persists(service.get("persist")):
+                self._forgetPersisted(service)
             self._remove(service)
-            self._log.info(
-                "service {name} removed", name=service.name, attrs=service.attributes()
-            )
+            self._log.info("service {name} removed", name=shortened(service.name))
         else:
             service.state = ServiceState.REMOVED
         service.owner = None
@@ -464,6 +663,18 @@ class Registry:
         @rtype: L{int}
         """
         return int(self._clock.seconds() if self._clock is not None else time.time())
+
+    def _forgetPersisted(self, service):
+        """
+        A persistent service left by its connection goes: its origin may
+        leave one more.
+        """
+        origin = service.origin
+        held = self._persisted.get(origin, 0)
+        if held > 1:
+            self._persisted[origin] = held - 1
+        else:
+            self._persisted.pop(origin, None)
 
     def find(self, words):
         """
@@ -482,20 +693,32 @@ class Registry:
         if not words or len(words) % 2:
             return list(self._slots)
         pairs = _pairs(words)
-        candidates = None
+        best = None
         for attr, value in pairs:
-            holders = self._index.get(attr)
-            if holders is None:
+            byValue = self._index.get(attr)
+            if byValue is None:
                 return []
-            found = holders[0] if value == "*" else holders[1].get(value)
-            if not found:
-                return []
-            if candidates is None or len(found) < len(candidates):
-                candidates = found
+            if value == "*":
+                size = self._holders[attr]
+            else:
+                found = byValue.get(value)
+                if found is None:
+                    return []
+                size = 1 if type(found) is RegisteredService else len(found)
+            if best is None or size < best[0]:
+                best = (size, attr, value)
 
-
-        if len(candidates) * 4 > len(self._slots):
+        size, attr, value = best
+        if size * 4 > len(self._slots):
             return [s for s in self._slots if _matches(s._values, pairs)]
+        byValue = self._index[attr]
+        groups = byValue.values() if value == "*" else [byValue[value]]
+        candidates = []
+        for group in groups:
+            if type(group) is RegisteredService:
+                candidates.append(group)
+            else:
+                candidates.extend(group)
         return sorted(
             (s for s in candidates if _matches(s._values, pairs)), key=attrgetter("_slot")
         )
@@ -546,26 +769,25 @@ class Registry:
             service.static = True
             self._add(service)
             self._set(service, pairs)
-            self._log.info(
-                "static service {name} loaded with {attrs}",
-                name=name,
-                attrs=service.attributes(),
-            )
+            self._logChange("static service {name} loaded with {attrs}", service,
+                            service.attributes())
         return len(services)
 
-    def _new(self, name, owner, uid):
-        service = RegisteredService(name, owner, id=self._ids, uid=uid, now=self.now())
+    def _bump(self):
+        self.version += 1
+        for observer in list(self._observers):
+            observer(self.version)
+
+    def _new(self, name, owner, uid, origin=None):
+        service = RegisteredService(
+            name, owner, origin=origin, id=self._ids, uid=uid, now=self.now()
+        )
         self._ids += 1
         return service
 
     def _written(self, service):
         service.writes += 1
         service.mtime = self.now()
-
-    def _bump(self):
-        self.version += 1
-        for observer in list(self._observers):
-            observer(self.version)
 
     def _add(self, service):
         service.state = ServiceState.REGISTERED
@@ -582,40 +804,71 @@ class Registry:
         service._slot = None
         service.state = ServiceState.REMOVED
         del self._byName[service.name]
-        index = self._index
         for attr, value in service._values.items():
-            holders, byValue = index[attr]
-            holders.discard(service)
-            same = byValue[value]
+            self._unindex(service, attr, value)
+
+    def _unindex(self, service, attr, value):
+        """
+        Take C{service} out of the index entry of C{(attr, value)}, and out
+        of the count of the holders of C{attr}.
+        """
+        self._unindexValue(service, attr, value)
+        holders = self._holders[attr] - 1
+        if holders:
+            self._holders[attr] = holders
+        else:
+            del self._holders[attr]
+
+    def _unindexValue(self, service, attr, value):
+        """
+        Take C{service} out of the index entry of C{(attr, value)}.
+        """
+        byValue = self._index[attr]
+        same = byValue[value]
+        if same is service:
+            del byValue[value]
+            if not byValue:
+                del self._index[attr]
+        else:
             same.discard(service)
-            if not same:
-                del byValue[value]
-            if not holders:
-                del index[attr]
+            if len(same) == 1:
+                byValue[value] = next(iter(same))
 
     def _set(self, service, pairs):
         """
-        Set attributes one pair after the other, keeping the order rule and
-        the index.
+        Set attributes as if one pair after the other, keeping the order
+        rule (see L{_reorder}); the values and the index follow once per
+        attribute.
+
+        The index maps each attribute to a L{dict} from each of its values
+        to the one service holding it, or to the L{set} of them when there
+        are several (most values belong to one service, and a set each
+        would cost ten times the entry); beside it, the number of holders of
+        each attribute.
         """
         values = service._values
-        order = service._order
+        final = _reorder(service._order, pairs)
         index = self._index
-        for attr, value in pairs:
-            holders = index.get(attr)
-            if holders is None:
-                holders = index[attr] = (set(), {})
+        holders = self._holders
+        for attr, value in final.items():
             old = values.get(attr)
+            if old == value:
+                continue
             if old is None:
-                order.insert(0, attr)
-                holders[0].add(service)
+                holders[attr] = holders.get(attr, 0) + 1
             else:
-                position = order.index(attr)
-                order[:position] = order[position - 1 :: -1] if position else []
-                same = holders[1][old]
-                same.discard(service)
-                if not same:
-                    del holders[1][old]
+                self._unindexValue(service, attr, old)
+                service._size -= _wordBytes(attr, old)
+            service._size += _wordBytes(attr, value)
             values[attr] = value
-            holders[1].setdefault(value, set()).add(service)
+            byValue = index.get(attr)
+            if byValue is None:
+                byValue = index[attr] = {}
+            same = byValue.get(value)
+            if same is None:
+                byValue[value] = service
+            elif type(same) is RegisteredService:
+                byValue[value] = {same, service}
+            else:
+                same.add(service)
         service._line = None

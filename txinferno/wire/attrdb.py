@@ -2,6 +2,9 @@
 A reader for Inferno's attribute database files, attrdb(6), enough of it to
 load a registry's static services.
 
+Only a newline ends a line (a carriage return before it is a blank); the
+other characters Python's C{splitlines()} takes for line ends (U+000B,
+U+000C, U+001C to U+001E, U+0085, U+2028, U+2029) are ordinary characters.
 An entry starts at a line whose first character is not a blank, a tab or
 C{#}; the following lines that start with a blank or a tab continue it
 (blank lines and comment lines inside an entry do not end it).  Pairs are
@@ -124,7 +127,7 @@ def parse(text, warnings=None):
     """
     entries = []
     current = None
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip(_BLANKS) or line[0] == "#":
             continue
         if line[0] in " \t":
