@@ -304,7 +304,7 @@ async def cutEventScenario(reactor, server, proxy, cycles, services, monitors):
 
 async def duplicateScenario(reactor, server, cycles):
     row = Row("duplicate", cycles, 1)
-    for cycle in range(cycles):
+    for _cycle in range(cycles):
         managers = [
             RegistryManager.fromDescription(reactor, server.description, initialDelay=0.1)
             for _ in range(2)

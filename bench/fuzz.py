@@ -169,7 +169,7 @@ class EventLines:
         try:
             while True:
                 last = self.next(timeout=0.05)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return last
 
 

@@ -124,7 +124,7 @@ def connect(port, attempts=50):
     for _ in range(attempts - 1):
         try:
             s = socket.create_connection((HOST, port), timeout=0.25)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             continue
         s.settimeout(10)
         return s

@@ -66,7 +66,7 @@ def startServer(ports, names=("new", "find", "event"), options=("--no-styx",), t
         except OSError:
             if time.monotonic() > deadline or server.poll() is not None:
                 server.kill()
-                raise SystemExit("the server did not start")
+                raise SystemExit("the server did not start") from None
             time.sleep(0.05)
 
 

@@ -199,7 +199,7 @@ def failAndMeasure(network, count):
     Fail C{count} attempts in a row, returning the delay before each retry.
     """
     delays = []
-    for i in range(count):
+    for _ in range(count):
         network.completer.failOnce()
         delays.append(network.nextDelay())
         network.reactor.advance(delays[-1])

@@ -143,7 +143,7 @@ def test_coalesced():
     """
     s = Setup()
     results = [s.register("svc%d" % i, {"k": str(i)}) for i in range(100)]
-    for i in range(99):
+    for _ in range(99):
         s.connect(settle=False)
     assert s.listings == []
     s.connect()

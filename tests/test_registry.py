@@ -174,7 +174,9 @@ def test_matching(registry):
     fa = registry.register(None, ["fa", "k", "1", "z", "two words"])
     registry.register(None, ["fb", "k", "2", "z", "y"])
     fc = registry.register(None, ["fc", "k", "1"])
-    names = lambda words: [s.name for s in registry.find(words)]
+    def names(words):
+        return [s.name for s in registry.find(words)]
+
     assert names(["k", "1"]) == ["fa", "fc"]
     assert names(["k", "1", "z", "*"]) == ["fa"]
     assert names(["k", "1", "k", "2"]) == []
@@ -259,7 +261,7 @@ def referenceOrder(order, pairs):
     those in front of it.
     """
     order = list(order)
-    for attr, value in pairs:
+    for attr, _value in pairs:
         if attr in order:
             position = order.index(attr)
             order[:position] = reversed(order[:position])

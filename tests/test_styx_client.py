@@ -801,7 +801,9 @@ async def test_managerTasks(registry_server):
     styx.attach(ServiceTask("fromStyx", {"side": "styx"}))
     tcp.attach(ServiceTask("fromTCP", {"side": "tcp"}))
     styx.startService()
-    both = lambda r: set(r.view) == {"fromStyx", "fromTCP"}
+    def both(r):
+        return set(r.view) == {"fromStyx", "fromTCP"}
+
     await seenOverTCP.waitUntil(both)
     await seenOverStyx.waitUntil(both)
     await bounded(styx.stopService())

@@ -6,7 +6,6 @@ L{txinferno.client.manager.RegistryManager}.
 
 import os
 from collections import Counter
-from typing import Dict
 
 from twisted.application.service import Service
 from twisted.internet import error
@@ -84,7 +83,7 @@ class IncompleteServicesFile(ValueError):
     """
 
 
-def readServicesFile(path: str, allowEmpty: bool = False) -> Dict[str, Dict[str, str]]:
+def readServicesFile(path: str, allowEmpty: bool = False) -> dict[str, dict[str, str]]:
     """
     Read services from an attrdb(6) file: one C{service=NAME} entry each,
     the entry's other pairs being the attributes.
@@ -112,7 +111,7 @@ def readServicesFile(path: str, allowEmpty: bool = False) -> Dict[str, Dict[str,
     try:
         text = text.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError("not UTF-8: %s" % (e,))
+        raise ValueError("not UTF-8: %s" % (e,)) from None
     entries = attrdb.parse(text)
     services = {}
     for name, pairs in attrdb.servicesOf(entries):
@@ -150,7 +149,7 @@ def checkServices(services: dict, keepFailing: bool, reactor) -> dict:
         try:
             checks[name] = checkFromString(reactor, description)
         except ValueError as e:
-            raise ValueError("service %r: %s" % (name, e))
+            raise ValueError("service %r: %s" % (name, e)) from None
         if "persist" in attrs and not keepFailing:
             raise ValueError("service %r persists, so unregistering it while its check fails "
                              "would not remove it: keep failing services registered" % (name,))

@@ -24,7 +24,7 @@ dials the service a URI's host names.
 import random
 import re
 import socket
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
@@ -114,8 +114,8 @@ class InfernoServiceUnreachable(ConnectError, TxInfernoError):
         order tried (empty when none matched).
     """
 
-    def __init__(self, registry: str, query: str, tried: List[Tuple[str, str, str]],
-                 why: Optional[str] = None) -> None:
+    def __init__(self, registry: str, query: str, tried: list[tuple[str, str, str]],
+                 why: str | None = None) -> None:
         self.registry = registry
         self.tried = tried
         if not tried:
@@ -311,7 +311,7 @@ class InfernoClientEndpoint:
     _log = Logger()
 
     def __init__(self, reactor, connection, query, choose: str = "first", timeout: float = 30,
-                 attemptDelay: float = ATTEMPT_DELAY, name: Optional[str] = None) -> None:
+                 attemptDelay: float = ATTEMPT_DELAY, name: str | None = None) -> None:
         """
         @param reactor: the reactor to connect with, and to time with.
         @param connection: how to reach the registry.
@@ -522,8 +522,8 @@ class RegisteredServerEndpoint:
     service task to it and detaches it when it stops listening.
     """
 
-    def __init__(self, reactor, inner, connection=None, attrs=(), name: Optional[str] = None,
-                 host: Optional[str] = None, manager: Optional["RegistryManager"] = None) -> None:
+    def __init__(self, reactor, inner, connection=None, attrs=(), name: str | None = None,
+                 host: str | None = None, manager: Optional["RegistryManager"] = None) -> None:
         """
         @param inner: the endpoint to listen on.
         @type inner: L{IStreamServerEndpoint}
@@ -674,7 +674,7 @@ def _seconds(option, text):
     try:
         return float(text)
     except ValueError:
-        raise ValueError("inferno: %s=%s is not a number of seconds" % (option, text))
+        raise ValueError("inferno: %s=%s is not a number of seconds" % (option, text)) from None
 
 
 @implementer(IPlugin, IStreamServerEndpointStringParser)

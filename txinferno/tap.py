@@ -213,7 +213,7 @@ class Options(usage.Options):
         try:
             self["service"].append(parseServiceSpec(spec))
         except ValueError as e:
-            raise usage.UsageError("--service %s: %s" % (spec, e))
+            raise usage.UsageError("--service %s: %s" % (spec, e)) from None
 
     def opt_monitor(self, spec):
         """
@@ -224,7 +224,7 @@ class Options(usage.Options):
         try:
             self["monitor"].append(parseQuerySpec(spec))
         except ValueError as e:
-            raise usage.UsageError("--monitor %s: %s" % (spec, e))
+            raise usage.UsageError("--monitor %s: %s" % (spec, e)) from None
 
     def postOptions(self):
         if self["registry"] is None and self.agentWanted and REGISTRY_ENVIRONMENT in os.environ:
@@ -238,19 +238,19 @@ class Options(usage.Options):
             try:
                 parseDescription(self["registry"])
             except ValueError as e:
-                raise usage.UsageError("%s %s: %s" % (self.registryFrom, self["registry"], e))
+                raise usage.UsageError("%s %s: %s" % (self.registryFrom, self["registry"], e)) from None
         from twisted.internet import reactor
 
         try:
             checkServices(dict(self["service"]), self["keep-failing"], reactor)
         except ValueError as e:
-            raise usage.UsageError("--service: %s" % (e,))
+            raise usage.UsageError("--service: %s" % (e,)) from None
         if self["services"] is not None:
             try:
                 checkServices(readServicesFile(self["services"], self["allow-empty-services"]),
                               self["keep-failing"], reactor)
             except (OSError, ValueError) as e:
-                raise usage.UsageError("--services %s: %s" % (self["services"], e))
+                raise usage.UsageError("--services %s: %s" % (self["services"], e)) from None
         if self["on-change"] is not None and not self["monitor"]:
             raise usage.UsageError("--on-change needs at least one --monitor")
         self._checkWeb()
@@ -269,7 +269,7 @@ class Options(usage.Options):
             try:
                 self.webEndpoint = serverFromString(reactor, web)
             except (ValueError, TypeError, KeyError) as e:
-                raise usage.UsageError("--web %s: bad endpoint: %s" % (web, e))
+                raise usage.UsageError("--web %s: bad endpoint: %s" % (web, e)) from None
 
     @property
     def agentWanted(self):
@@ -319,7 +319,7 @@ class Options(usage.Options):
             try:
                 self.endpoints[name] = serverFromString(reactor, self[name])
             except (ValueError, TypeError, KeyError) as e:
-                raise usage.UsageError("--%s %s: bad endpoint: %s" % (name, given, e))
+                raise usage.UsageError("--%s %s: bad endpoint: %s" % (name, given, e)) from None
         self.registry = Registry(
             maxServices=self["max-services"],
             maxAttributes=self["max-attributes"],

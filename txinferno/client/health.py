@@ -20,7 +20,7 @@ C{exec:/usr/bin/pg_isready -q timeout=2}.
 import math
 import os
 import shutil
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from constantly import NamedConstant, Names
@@ -181,7 +181,7 @@ class HTTPGetCheck(_CheckOptions):
                 BrowserLikePolicyForHTTPS().creatorForNetloc(b"localhost", 443)
             except NotImplementedError:
                 raise ValueError("http check: %r needs TLS, which needs pyOpenSSL and "
-                                 "service_identity (pip install 'twisted[tls]')" % (url,))
+                                 "service_identity (pip install 'twisted[tls]')" % (url,)) from None
         self.url = url
         self.description = url
         self._agent = Agent(reactor, connectTimeout=timeout)
@@ -210,9 +210,9 @@ def _checkURL(url):
     try:
         url.encode("ascii")
         parts = urlsplit(url)
-        parts.port
+        parts.port  # noqa: B018 - reading it checks the port number
     except (UnicodeError, ValueError) as e:
-        raise ValueError("http check: bad URL %r: %s" % (url, e))
+        raise ValueError("http check: bad URL %r: %s" % (url, e)) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("http check: %r is not an http:// or https:// URL with a host" % (url,))
 
@@ -368,7 +368,7 @@ class HealthMonitor:
     """
 
     def __init__(self, check: IHealthCheck, clock: IReactorTime,
-                 stateChanged: Callable[[NamedConstant, Optional[Failure]], None]):
+                 stateChanged: Callable[[NamedConstant, Failure | None], None]):
         """
         @param check: the check to run.
         @param clock: an L{IReactorTime} for the interval and the timeout.
@@ -487,7 +487,7 @@ def checkFromString(reactor, description: str) -> IHealthCheck:
         except ValueError:
             raise ValueError("check %r: %s=%s is not a %s" % (
                 description, option, value,
-                "number" if _OPTIONS[option] is float else "whole number"))
+                "number" if _OPTIONS[option] is float else "whole number")) from None
         words.pop()
     if not words:
         raise ValueError("empty check: give tcp:HOST:PORT, http://URL or exec:COMMAND")

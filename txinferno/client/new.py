@@ -806,7 +806,7 @@ class Registrar:
         # Registrations written later than this wait for the next find (see
         # CONFIRM_AFTER).
         writtenBy = started - CONFIRM_AFTER
-        for (pairs, group), (succeeded, answer) in zip(queries, results):
+        for (_pairs, group), (succeeded, answer) in zip(queries, results):
             for registration in group:
                 if registration not in self._pending:
                     continue
@@ -1011,8 +1011,8 @@ def _shared(registrations):
             item for r in registrations for item in key(r.attrs)
         ).most_common(1)
         if count > 1:
-            has = (lambda attrs: shared in attrs.items()) if key is dict.items else (
-                lambda attrs: shared in attrs)
+            has = (lambda attrs, shared=shared: shared in attrs.items()) if key is dict.items else (
+                lambda attrs, shared=shared: shared in attrs)
             group = [r for r in registrations if has(r.attrs)]
             return group, [r for r in registrations if not has(r.attrs)]
     return [], registrations

@@ -5,7 +5,6 @@ reachable, with its current attributes.
 
 from collections import Counter
 from enum import Enum
-from typing import Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -92,7 +91,7 @@ class ServiceTask(StateMachine):
     (before jitter); set it on a subclass or an instance.
     """
 
-    def __init__(self, name, attrs=(), persist=False, check: Optional[IHealthCheck] = None,
+    def __init__(self, name, attrs=(), persist=False, check: IHealthCheck | None = None,
                  keepWhileFailing: bool = False):
         """
         @param name: the service name.

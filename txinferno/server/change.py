@@ -4,8 +4,8 @@ one L{RegistryChange} per service registered, updated or removed, and per
 write the registry or its C{new} port rejected.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
 
 from constantly import NamedConstant, Names
 from zope.interface import Interface
@@ -39,10 +39,10 @@ class RegistryChange:
     """
 
     kind: NamedConstant
-    name: Optional[str]
-    attributes: Sequence[Tuple[str, str]]
+    name: str | None
+    attributes: Sequence[tuple[str, str]]
     version: int
-    reason: Optional[str] = None
+    reason: str | None = None
 
 
 class IRegistryObserver(Interface):

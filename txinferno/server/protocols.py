@@ -20,7 +20,6 @@ vanished is noticed (see L{RegistryServer}).
 import socket
 from bisect import bisect_right
 from itertools import accumulate
-from typing import Dict, Optional, Tuple
 
 from twisted.internet import defer, tcp
 from twisted.internet.abstract import FileDescriptor
@@ -622,9 +621,9 @@ class RegistryServer(ConnectionTracking):
     def __init__(self, registry, reactor=None, maxLineLength=MAX_LINE, idleTimeout=IDLE_TIMEOUT,
                  quotedNewlineDelay=QUOTED_NEWLINE_DELAY, maxFinds: int = MAX_FINDS,
                  findBufferSize: int = FIND_BUFFER,
-                 watcherTimeout: Optional[float] = WATCHER_TIMEOUT,
-                 watcherSendBuffer: Optional[int] = WATCHER_SEND_BUFFER,
-                 keepAlive: Optional[Tuple[int, int, int]] = KEEPALIVE):
+                 watcherTimeout: float | None = WATCHER_TIMEOUT,
+                 watcherSendBuffer: int | None = WATCHER_SEND_BUFFER,
+                 keepAlive: tuple[int, int, int] | None = KEEPALIVE):
         """
         @type registry: L{txinferno.server.registry.Registry}
         @param reactor: the reactor; the global one when L{None}.
@@ -740,7 +739,7 @@ class RegistryServer(ConnectionTracking):
         """
         return ConnectionTracking.disconnectAll(self)
 
-    def connectionCounts(self) -> Dict[str, int]:
+    def connectionCounts(self) -> dict[str, int]:
         """
         @return: the open connections, by port name (C{new}, C{find},
             C{event}).

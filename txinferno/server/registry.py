@@ -16,8 +16,8 @@ persistent services left behind by one peer address.
 import enum
 import re
 import time
+from collections.abc import Mapping, Sequence
 from operator import attrgetter
-from typing import Mapping, Optional, Sequence
 
 from twisted.logger import Logger
 
@@ -397,7 +397,7 @@ class Registry:
         """
         self._changeObservers.remove(observer)
 
-    def reportRejection(self, name: Optional[str], reason: str) -> None:
+    def reportRejection(self, name: str | None, reason: str) -> None:
         """
         Tell the change observers that a write was rejected (the server's
         C{new} port calls it when it closes a connection for an error).
@@ -759,7 +759,7 @@ class Registry:
         where = source if isinstance(source, str) else getattr(source, "name", "static services")
         for warning in warnings:
             self._log.warn("{file}: {warning}", file=str(where), warning=warning)
-        for name, pairs in services:
+        for name, _pairs in services:
             self.checkName(name)
             if name in names:
                 raise RegistryError("duplicate service name")

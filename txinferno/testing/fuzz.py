@@ -198,7 +198,7 @@ def checkServer(data, cuts, connections=4):
             assert not reported or reported[-1] <= registry.version
         else:
             assert transport.value() == b""
-    for protocol, transport in conns:
+    for protocol, _transport in conns:
         protocol.connectionLost(Failure(ConnectionDone()))
     clock.advance(0)
     assert versions == list(range(1, len(versions) + 1))

@@ -4,7 +4,7 @@ query C{ATTR VALUE ...} (C{*} matches any value), and answers are JSON.
 """
 
 import json
-from typing import Any, List
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from twisted.web.server import Request
@@ -14,7 +14,7 @@ from txinferno.wire.words import decode
 __all__ = ["queryWords", "jsonResponse", "jsonError"]
 
 
-def queryWords(request: Request) -> List[str]:
+def queryWords(request: Request) -> list[str]:
     """
     @type request: L{twisted.web.server.Request}
     @return: the words of the registry query a request's query string

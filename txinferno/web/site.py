@@ -19,7 +19,6 @@ C{HEAD}) only.
 """
 
 import os
-from typing import Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -69,8 +68,8 @@ class WebService(MultiService):
 
     _log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint, server: Optional[RegistryServer] = None,
-                 agent: Optional[Agent] = None, reactor: Optional[IReactorTime] = None,
+    def __init__(self, endpoint: IStreamServerEndpoint, server: RegistryServer | None = None,
+                 agent: Agent | None = None, reactor: IReactorTime | None = None,
                  maxStreams: int = MAX_STREAMS, maxBuffer: int = MAX_BUFFER,
                  maxAnswerSize: int = DEFAULT_MAX_ANSWER_SIZE,
                  sampleInterval: float = SAMPLE_INTERVAL) -> None:

@@ -6,7 +6,7 @@ rejections, a sampled history, and the open event streams it feeds.
 
 import json
 from collections import Counter, deque
-from typing import Iterator, Sequence, Tuple
+from collections.abc import Iterator, Sequence
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -72,7 +72,7 @@ def _line(name, attributes):
     return formatLine(words).decode("utf-8")[:-1]
 
 
-def serviceJSON(name: str, attributes: Sequence[Tuple[str, str]]) -> dict:
+def serviceJSON(name: str, attributes: Sequence[tuple[str, str]]) -> dict:
     """
     @param name: a service's name.
     @param attributes: its C{(attr, value)} pairs, newest-first.

@@ -32,7 +32,7 @@ or C{styx:endpoint=unix\\:path\\=/run/registry:user=alice}.
 import getpass
 import os
 import re
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
@@ -336,7 +336,7 @@ def _localUser():
         return "none"
 
 
-def parseDescription(description) -> Union[RegistryEndpoints, StyxEndpoint]:
+def parseDescription(description) -> RegistryEndpoints | StyxEndpoint:
     """
     Parse a registry description string of either scheme.
 
