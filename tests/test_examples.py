@@ -33,8 +33,9 @@ def blocks(path):
         C{(language, text)}.
     """
     text = (SOURCE / path).read_text()
-    return [(m.group(1), m.group(2))
-            for m in re.finditer(r"^```(\w*)\n(.*?)^```$", text, re.M | re.S)]
+    return [
+        (m.group(1), m.group(2)) for m in re.finditer(r"^```(\w*)\n(.*?)^```$", text, re.M | re.S)
+    ]
 
 
 def freeBase():
@@ -88,7 +89,7 @@ def shellSteps(text):
             while "&&" in words:
                 i = words.index("&&")
                 steps.append(Step(words[:i]))
-                words = words[i + 1:]
+                words = words[i + 1 :]
             last = Step(words)
             steps.append(last)
     return steps
@@ -122,16 +123,23 @@ class Reader:
         return argv
 
     def start(self, argv):
-        command = Command(self.bindir, *argv, cwd=self.cwd,
-                          extraEnv={k: v for k, v in self.env.items() if k.startswith("TXINFERNO")})
+        command = Command(
+            self.bindir,
+            *argv,
+            cwd=self.cwd,
+            extraEnv={k: v for k, v in self.env.items() if k.startswith("TXINFERNO")},
+        )
         self.background.append(command)
         return command
 
     def runShell(self, text):
         for step in shellSteps(text):
             argv = self.localise(step.argv)
-            if (argv[:1] in (["pip"], ["."]) or argv[:3] == ["python", "-m", "pytest"]
-                    or argv[:3] == ["python3", "-m", "venv"]):
+            if (
+                argv[:1] in (["pip"], ["."])
+                or argv[:3] == ["python", "-m", "pytest"]
+                or argv[:3] == ["python3", "-m", "venv"]
+            ):
                 continue
             if argv[:1] == ["twistd"]:
                 command = self.start(argv)
@@ -146,8 +154,14 @@ class Reader:
                 self.watch = self.start(argv)
                 self.watch.waitFor(r"^added ")
             else:
-                result = subprocess.run(argv, cwd=str(self.cwd), env=self.env,
-                                        capture_output=True, text=True, timeout=TIMEOUT)
+                result = subprocess.run(
+                    argv,
+                    cwd=str(self.cwd),
+                    env=self.env,
+                    capture_output=True,
+                    text=True,
+                    timeout=TIMEOUT,
+                )
                 assert result.returncode == 0, (argv, result.stdout, result.stderr)
                 if step.expected:
                     assert result.stdout.splitlines() == step.expected, argv
@@ -157,8 +171,14 @@ class Reader:
         script = script.replace(r"tcp\:127.0.0.1", r"tcp\:127.0.0.1\:%d" % (self.base,))
         for offset in range(3):
             script = script.replace("tcp:%d:" % (6701 + offset,), "tcp:%d:" % (self.base + offset,))
-        result = subprocess.run([str(self.bindir / "python"), "-c", script], cwd=str(self.cwd),
-                                env=self.env, capture_output=True, text=True, timeout=TIMEOUT)
+        result = subprocess.run(
+            [str(self.bindir / "python"), "-c", script],
+            cwd=str(self.cwd),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
@@ -204,8 +224,14 @@ def test_readme(reader):
     agent = [c for c in reader.background if "--service" in c.process.args][0]
     reader.restartServer()
     agent.waitFor(r"service tcp!127.0.0.1!8080 registered")
-    found = subprocess.run(["regquery", "proto", "http"], cwd=str(reader.cwd), env=reader.env,
-                           capture_output=True, text=True, timeout=TIMEOUT)
+    found = subprocess.run(
+        ["regquery", "proto", "http"],
+        cwd=str(reader.cwd),
+        env=reader.env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert found.stdout == "tcp!127.0.0.1!8080 descr 'my web site' proto http\n"
     reader.watch.waitFor(r"registry reachable again")
     assert reader.watch.stop() in (0, 1)
@@ -233,8 +259,10 @@ def test_regqueryPage(reader):
     The regquery page's examples, against the registry of the quick start.
     """
     reader.runShell("twistd -n regmgr\n")
-    reader.runShell("twistd -n --pidfile= regmgr --registry tcp:127.0.0.1 "
-                    "--service \"tcp!127.0.0.1!8080 proto http descr 'my web site'\"\n")
+    reader.runShell(
+        "twistd -n --pidfile= regmgr --registry tcp:127.0.0.1 "
+        "--service \"tcp!127.0.0.1!8080 proto http descr 'my web site'\"\n"
+    )
     shell = [text for language, text in blocks("docs/regquery.md") if language == "sh"]
     assert shell
     for text in shell:
@@ -256,10 +284,17 @@ def test_serverPage(reader, tmp_path):
         reader.runShell(line + "\n")
         argv, command = reader.server
         static = 2 if "--db" in argv else 0
-        assert re.search(r"registry serving .*, %d static services$" % (static,),
-                         "".join(command.seen), re.M)
-        found = subprocess.run(["regquery", "--all"], cwd=str(reader.cwd), env=reader.env,
-                               capture_output=True, text=True, timeout=TIMEOUT)
+        assert re.search(
+            r"registry serving .*, %d static services$" % (static,), "".join(command.seen), re.M
+        )
+        found = subprocess.run(
+            ["regquery", "--all"],
+            cwd=str(reader.cwd),
+            env=reader.env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
         assert found.returncode == (0 if static else 1), found.stderr
         assert len(found.stdout.splitlines()) == static
         assert command.stop() == STOPPED
@@ -284,13 +319,18 @@ def test_programsOfOtherPages(reader):
                 output = reader.runPython(text)
                 assert "tcp!myhost!22" in output
                 ran.append(page)
-    assert ran == ["docs/client.md", "docs/connection.md"]
+    # connection.md has one program for each plugin, TCP and Styx.
+    assert ran == ["docs/client.md", "docs/connection.md", "docs/connection.md"]
     argv, server = reader.server
     assert server.stop() == STOPPED
     reader.background.remove(server)
-    local = [line for line in shellSteps(
-        [text for language, text in blocks("docs/agent.md") if language == "sh"][0])
-        if "10.0.0.1" not in " ".join(line.argv)]
+    local = [
+        line
+        for line in shellSteps(
+            [text for language, text in blocks("docs/agent.md") if language == "sh"][0]
+        )
+        if "10.0.0.1" not in " ".join(line.argv)
+    ]
     assert len(local) == 2
     # "serve one and register in it" holds where no $TXINFERNO_REGISTRY names another.
     del reader.env["TXINFERNO_REGISTRY"]
