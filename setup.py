@@ -31,6 +31,7 @@ setup(
             "sphinx>=7",
             "myst-parser>=2",
             "pydoctor>=24",
+            "ruff>=0.15",
             "selenium>=4.10",
         ],
     },
