@@ -255,7 +255,9 @@ async def benchRecovery(reactor, ports, description, server, services, monitors)
     for monitor, counter in watchers:
         before = counter.resyncs
         counter.done = defer.Deferred()
-        counter.condition = lambda m=monitor, c=counter, b=before: c.resyncs > b and len(m.services) == perGroup
+        counter.condition = lambda m=monitor, c=counter, b=before: (
+            c.resyncs > b and len(m.services) == perGroup
+        )
     server = startServer(ports)
     back = time.perf_counter()
     await defer.gatherResults([c.done for _, c in watchers])
@@ -302,7 +304,9 @@ async def benchChurn(reactor, ports, description, count, rate, seconds):
     await manager.whenConnected()
     lag = Lag()
     monitor = manager.attach(Monitor({"churn": "1"}, lag))
-    services = [manager.attach(ServiceTask("ch%d" % i, {"churn": "1", "n": "0"})) for i in range(count)]
+    services = [
+        manager.attach(ServiceTask("ch%d" % i, {"churn": "1", "n": "0"})) for i in range(count)
+    ]
     await defer.gatherResults([s.whenRegistered() for s in services])
     while len(monitor.services) < count:
         await task.deferLater(reactor, 0.05)
@@ -340,21 +344,39 @@ async def main(reactor):
     try:
         times = await benchRegisterTrials(reactor, ports, description, 5000)
         floor, twisted, managed = [statistics.median(times[kind]) for kind in TRIAL_KINDS]
-        print("(a) 5,000 registrations until seen, median of %d trials (range): raw sockets "
-              "%.2f s (%.2f-%.2f); plain Twisted connectTCP %.2f s (%.2f-%.2f), ratio %.2f; "
-              "manager + Monitor %.2f s (%.2f-%.2f), ratio %.2f (target <= 1.5)"
-              % (TRIALS, floor, min(times["raw"]), max(times["raw"]), twisted,
-                 min(times["twisted"]), max(times["twisted"]), twisted / floor, managed,
-                 min(times["manager"]), max(times["manager"]), managed / floor))
+        print(
+            "(a) 5,000 registrations until seen, median of %d trials (range): raw sockets "
+            "%.2f s (%.2f-%.2f); plain Twisted connectTCP %.2f s (%.2f-%.2f), ratio %.2f; "
+            "manager + Monitor %.2f s (%.2f-%.2f), ratio %.2f (target <= 1.5)"
+            % (
+                TRIALS,
+                floor,
+                min(times["raw"]),
+                max(times["raw"]),
+                twisted,
+                min(times["twisted"]),
+                max(times["twisted"]),
+                twisted / floor,
+                managed,
+                min(times["manager"]),
+                max(times["manager"]),
+                managed / floor,
+            )
+        )
         recovery, server = await benchRecovery(reactor, ports, description, server, 1000, 100)
-        print("(b) recovery of 1,000 services and 100 monitors after the server is back: %.2f s "
-              "(target < 3 s; reconnection backoff initialDelay %.1f s, maxDelay %.1f s)"
-              % (recovery, OPTIONS["initialDelay"], OPTIONS["maxDelay"]))
+        print(
+            "(b) recovery of 1,000 services and 100 monitors after the server is back: %.2f s "
+            "(target < 3 s; reconnection backoff initialDelay %.1f s, maxDelay %.1f s)"
+            % (recovery, OPTIONS["initialDelay"], OPTIONS["maxDelay"])
+        )
         worst, settled, rate, memory = await benchChurn(reactor, ports, description, 10000, 500, 10)
-        print("(c) churn, 10,000 services, %.0f updates/s for 10 s: max monitor lag %.2f s "
-              "(target <= 1 s), matching the registry %.2f s after the churn (target <= 1 s); "
-              "this process's RSS grew by %.1f MB (%.1f KB a service) for the 10,000 "
-              "services and the monitor" % (rate, worst, settled, memory / 2**20, memory / 10000 / 1024))
+        print(
+            "(c) churn, 10,000 services, %.0f updates/s for 10 s: max monitor lag %.2f s "
+            "(target <= 1 s), matching the registry %.2f s after the churn (target <= 1 s); "
+            "this process's RSS grew by %.1f MB (%.1f KB a service) for the 10,000 "
+            "services and the monitor"
+            % (rate, worst, settled, memory / 2**20, memory / 10000 / 1024)
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait()

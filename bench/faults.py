@@ -209,9 +209,11 @@ class Setup:
         start = time.monotonic()
         await until(
             self.reactor,
-            lambda: self.manager.connected
-            and self.missing() == 0
-            and all(m.synced for m in self.monitors),
+            lambda: (
+                self.manager.connected
+                and self.missing() == 0
+                and all(m.synced for m in self.monitors)
+            ),
         )
         return time.monotonic() - start
 
@@ -309,7 +311,9 @@ async def duplicateScenario(reactor, server, cycles):
             RegistryManager.fromDescription(reactor, server.description, initialDelay=0.1)
             for _ in range(2)
         ]
-        services = [m.attach(QuickService("same", {"owner": str(i)})) for i, m in enumerate(managers)]
+        services = [
+            m.attach(QuickService("same", {"owner": str(i)})) for i, m in enumerate(managers)
+        ]
         outcomes = [s.whenRegistered() for s in services]
         for m in managers:
             m.startService()
@@ -357,8 +361,11 @@ async def slowWatchersScenario(reactor, server, cycles, services, monitors, watc
             await pause(reactor, 0.005)
             row.sample()
         row.detection = max(row.detection, time.monotonic() - start)
-        row.leaked += sum(1 for w in server.server._watchers if w.transport.getPeer().port
-                          in {s.getsockname()[1] for s in stuck})
+        row.leaked += sum(
+            1
+            for w in server.server._watchers
+            if w.transport.getPeer().port in {s.getsockname()[1] for s in stuck}
+        )
         for s in stuck:
             s.close()
         row.restore = max(row.restore, await setup.settle())
@@ -375,7 +382,9 @@ async def slowFindsScenario(reactor, server, cycles, services, monitors, readers
     figure; the readers' connections must leave nothing behind.
     """
     row = Row("slow-finds", cycles, services)
-    bulk = [server.registry.register(None, ["bulk%05d" % i, "blob", "b" * 1000]) for i in range(5000)]
+    bulk = [
+        server.registry.register(None, ["bulk%05d" % i, "blob", "b" * 1000]) for i in range(5000)
+    ]
     for service in bulk:
         service.line()
     row.start = rss()
@@ -394,8 +403,11 @@ async def slowFindsScenario(reactor, server, cycles, services, monitors, readers
             row.sample()
         for s in stuck:
             s.close()
-        await until(reactor, lambda: not any(isinstance(p, FindServerProtocol)
-                                             for p in server.server._connections), 10)
+        await until(
+            reactor,
+            lambda: not any(isinstance(p, FindServerProtocol) for p in server.server._connections),
+            10,
+        )
         row.leaked += len(server.server._streaming) + len(server.server._waiting)
         row.restore = max(row.restore, await setup.settle())
         setup.count(row)
@@ -418,14 +430,20 @@ async def persistentFloodScenario(reactor, server, flood, limit, services, monit
     await setup.settle()
     for first in range(0, flood, 100):
         conns = await defer.gatherResults(
-            [connectRaw(reactor, server.host, server.newPort) for _ in range(100)])
+            [connectRaw(reactor, server.host, server.newPort) for _ in range(100)]
+        )
         for i, conn in enumerate(conns):
             conn.send(b"flood%05d persist 1\n" % (first + i,))
-        await until(reactor, lambda: all("flood%05d" % (first + i) in server.registry
-                                         for i in range(len(conns))), 10)
+        await until(
+            reactor,
+            lambda: all("flood%05d" % (first + i) in server.registry for i in range(len(conns))),
+            10,
+        )
         await defer.gatherResults([conn.close() for conn in conns])
         row.sample()
-    await until(reactor, lambda: sum(1 for s in server.registry if s.name.startswith("flood")) <= limit, 10)
+    await until(
+        reactor, lambda: sum(1 for s in server.registry if s.name.startswith("flood")) <= limit, 10
+    )
     kept = sorted(s.name for s in server.registry if s.name.startswith("flood"))
     row.leaked += len(kept) != limit or kept != ["flood%05d" % i for i in range(limit)]
     row.restore = await setup.settle()
@@ -456,7 +474,7 @@ def fileServices(text):
     wanted = {}
     for line in text.splitlines():
         name, *pairs = line.split()
-        wanted[name[len("service="):]] = dict(p.split("=") for p in pairs)
+        wanted[name[len("service=") :]] = dict(p.split("=") for p in pairs)
     return wanted
 
 
@@ -467,8 +485,12 @@ async def reloadScenario(reactor, server, cycles, services):
         text = servicesText(0, services)
         with open(path, "w") as f:
             f.write(text)
-        agent = Agent(lambda: RegistryManager.fromDescription(
-            reactor, server.description, initialDelay=0.1, maxDelay=1.0), servicesFile=path)
+        agent = Agent(
+            lambda: RegistryManager.fromDescription(
+                reactor, server.description, initialDelay=0.1, maxDelay=1.0
+            ),
+            servicesFile=path,
+        )
         agent.startService()
 
         def held():
@@ -527,7 +549,9 @@ async def burstDuplicateScenario(reactor, server, proxy, cycles, services):
         await second.stopService()
         row.lost += sum(1 for s in held if not s.registered)
         row.lost += sum(
-            1 for s in held if s.name not in server.registry
+            1
+            for s in held
+            if s.name not in server.registry
             or dict(server.registry[s.name].attributes()) != s.attrs
         )
     proxy.new.holdCloses = False
@@ -559,8 +583,14 @@ async def largeScenario(reactor, server, bulk, services, limit):
 async def stallScenario(reactor, server, proxy, cycles, services, monitors):
     row = Row("stall", cycles, services)
     setup = Setup(
-        reactor, server, proxy, services, monitors,
-        findTimeout=1.0, probeInterval=0.5, probeTimeout=0.5,
+        reactor,
+        server,
+        proxy,
+        services,
+        monitors,
+        findTimeout=1.0,
+        probeInterval=0.5,
+        probeTimeout=0.5,
     )
     await setup.settle()
     for cycle in range(cycles):
@@ -589,13 +619,33 @@ async def stallScenario(reactor, server, proxy, cycles, services, monitors):
 
 
 def printTable(rows):
-    header = ("scenario", "cycles", "services", "lost", "duplicated", "leaked",
-              "worst detection s", "worst restore s", "RSS growth MB")
+    header = (
+        "scenario",
+        "cycles",
+        "services",
+        "lost",
+        "duplicated",
+        "leaked",
+        "worst detection s",
+        "worst restore s",
+        "RSS growth MB",
+    )
     print("%-16s %6s %8s %5s %10s %6s %17s %15s %13s" % header)
     for r in rows:
-        print("%-16s %6d %8d %5d %10d %6d %17.3f %15.3f %13.1f" % (
-            r.scenario, r.cycles, r.services, r.lost, r.duplicated, r.leaked,
-            r.detection, r.restore, r.memory))
+        print(
+            "%-16s %6d %8d %5d %10d %6d %17.3f %15.3f %13.1f"
+            % (
+                r.scenario,
+                r.cycles,
+                r.services,
+                r.lost,
+                r.duplicated,
+                r.leaked,
+                r.detection,
+                r.restore,
+                r.memory,
+            )
+        )
 
 
 async def main(reactor, quick=False):
@@ -611,16 +661,22 @@ async def main(reactor, quick=False):
         await oneByteScenario(reactor, server, proxy, scale(5, 2), scale(50, 10), scale(5, 2)),
         await cutEventScenario(reactor, server, proxy, scale(20, 5), scale(50, 10), scale(5, 2)),
         await duplicateScenario(reactor, server, scale(20, 5)),
-        await slowWatchersScenario(reactor, server, scale(10, 2), scale(50, 10), scale(5, 2),
-                                   scale(500, 100)),
-        await slowFindsScenario(reactor, server, scale(10, 2), scale(50, 10), scale(5, 2),
-                                scale(100, 20)),
-        await persistentFloodScenario(reactor, server, scale(3000, 600), scale(1000, 200),
-                                      scale(50, 10), scale(5, 2)),
+        await slowWatchersScenario(
+            reactor, server, scale(10, 2), scale(50, 10), scale(5, 2), scale(500, 100)
+        ),
+        await slowFindsScenario(
+            reactor, server, scale(10, 2), scale(50, 10), scale(5, 2), scale(100, 20)
+        ),
+        await persistentFloodScenario(
+            reactor, server, scale(3000, 600), scale(1000, 200), scale(50, 10), scale(5, 2)
+        ),
         await reloadScenario(reactor, server, scale(20, 5), scale(100, 20)),
         await burstDuplicateScenario(reactor, server, proxy, scale(5, 2), scale(50, 20)),
         await largeScenario(
-            reactor, server, scale(50000, 5000), scale(100, 20),
+            reactor,
+            server,
+            scale(50000, 5000),
+            scale(100, 20),
             scale(16 * 1024 * 1024, 1024 * 1024),
         ),
         await stallScenario(reactor, server, proxy, scale(5, 2), scale(50, 10), scale(5, 2)),

@@ -121,7 +121,6 @@ class LiveCheck:
                 if time.monotonic() > deadline:
                     raise AssertionError("%s still listed after its connection closed" % (name,))
 
-
     def run(self):
         self.rounds += 1
         self.garbage()
@@ -224,9 +223,11 @@ def main():
     for row in rows + [total]:
         print("%-18s %8d %10d %6d %8.1f" % row)
     print()
-    print("live server: %d rounds, %d garbage connections, %d well-behaved client failures, "
-          "%d tracebacks in its log, RSS %.1f MB"
-          % (live.rounds, live.garbageConnections, len(live.failures), tracebacks, rss / 2**20))
+    print(
+        "live server: %d rounds, %d garbage connections, %d well-behaved client failures, "
+        "%d tracebacks in its log, RSS %.1f MB"
+        % (live.rounds, live.garbageConnections, len(live.failures), tracebacks, rss / 2**20)
+    )
     for failure in live.failures[:5]:
         print("  ", failure)
     for name, kind, data, cuts, text in examples[:5]:

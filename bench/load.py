@@ -257,7 +257,10 @@ class Load:
                 self.base = version - self.changes
             last = self.seen.get(w, self.base + 1)
             if version < last or version > self.base + self.changes:
-                self.error("watcher read version %d, expected %d..%d" % (version, last, self.base + self.changes))
+                self.error(
+                    "watcher read version %d, expected %d..%d"
+                    % (version, last, self.base + self.changes)
+                )
                 continue
             for k in range(last - self.base - 1, version - self.base):
                 self.delays.append(now - self.changeTimes[k])
@@ -309,7 +312,9 @@ class Load:
         if inFlight:
             self.error("%d finds unanswered after 10 s" % (inFlight,))
         if not self.caughtUp():
-            behind = sum(1 for w in self.watchers if self.seen.get(w) != self.base + self.changes + 1)
+            behind = sum(
+                1 for w in self.watchers if self.seen.get(w) != self.base + self.changes + 1
+            )
             self.error("%d watchers missed the last change" % (behind,))
         return time.perf_counter() - start
 
@@ -347,7 +352,9 @@ def main():
         setup = time.perf_counter() - began
         watchers = openWatchers(eventPort, WATCHERS)
         rssBefore = server.rss()
-        load = Load(server, held[0], list(watchers), options.finds_per_second, options.changes_per_second)
+        load = Load(
+            server, held[0], list(watchers), options.finds_per_second, options.changes_per_second
+        )
         elapsed = load.run(options.seconds)
         rssAfter = server.rss()
         checker = selectors.DefaultSelector()

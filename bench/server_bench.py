@@ -43,14 +43,24 @@ def freePorts(count):
     return ports
 
 
-def startServer(ports, names=("new", "find", "event"), options=("--no-styx",), twistOptions=(),
-                web=None):
+def startServer(
+    ports, names=("new", "find", "event"), options=("--no-styx",), twistOptions=(), web=None
+):
     """
     Run C{twistd -n regmgr} with a port of each of C{names} (in order) on
     C{ports}, and the web port on C{web} (none when L{None}); wait until the
     last one listens.
     """
-    args = [sys.executable, "-m", "twisted", "--log-file", "/dev/null", *twistOptions, "regmgr", *options]
+    args = [
+        sys.executable,
+        "-m",
+        "twisted",
+        "--log-file",
+        "/dev/null",
+        *twistOptions,
+        "regmgr",
+        *options,
+    ]
     for name, port in zip(names, ports):
         args += ["--" + name, "tcp:%d:interface=%s:backlog=4096" % (port, HOST)]
     if web is None:
@@ -180,9 +190,15 @@ class Table:
     def row(self, what, figure, unit, target, higherIsBetter=False):
         ratio = figure / target
         ok = ratio >= 1 if higherIsBetter else ratio <= 1
-        self.rows.append((what, "%.2f %s" % (figure, unit),
-                          "%s %g %s" % (">=" if higherIsBetter else "<", target, unit),
-                          "%.3f" % ratio, "ok" if ok else "MISSED"))
+        self.rows.append(
+            (
+                what,
+                "%.2f %s" % (figure, unit),
+                "%s %g %s" % (">=" if higherIsBetter else "<", target, unit),
+                "%.3f" % ratio,
+                "ok" if ok else "MISSED",
+            )
+        )
 
     def note(self, what, figure):
         """
@@ -229,8 +245,12 @@ def modelMemory(count, kind):
         services of C{kind} (C{ordinary} or C{wide}) cost the registry
         model, with their answer lines cached.
     """
-    out = subprocess.run([sys.executable, "-c", MODEL_MEMORY, str(count), kind],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", MODEL_MEMORY, str(count), kind],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return float(out)
 
 
@@ -255,7 +275,13 @@ def main():
         start = time.perf_counter()
         held += register(newPort, 1000, 9000)
         waitVisible(findPort, 10000)
-        row("registrations until visible (9k more)", 9000 / (time.perf_counter() - start), "reg/s", 5000, True)
+        row(
+            "registrations until visible (9k more)",
+            9000 / (time.perf_counter() - start),
+            "reg/s",
+            5000,
+            True,
+        )
 
         median, p95 = latencies(findPort, b"id 7777\n", 300, 1)
         row("find one service at 10k, median", median * 1e3, "ms", 2)
@@ -276,7 +302,12 @@ def main():
                 s.close()
         for s in held:
             s.close()
-        row("model memory per ordinary service (20k)", modelMemory(20000, "ordinary") / 1024, "KiB", 2)
+        row(
+            "model memory per ordinary service (20k)",
+            modelMemory(20000, "ordinary") / 1024,
+            "KiB",
+            2,
+        )
         row("model memory per 250-attribute service", modelMemory(200, "wide") / 1024, "KiB", 100)
     finally:
         server.terminate()

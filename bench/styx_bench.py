@@ -67,7 +67,9 @@ class Connection:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.splitter = FrameSplitter(1 << 20)
         self.pending = []
-        assert self.call(styx.Tversion(NOTAG, MSIZE, "9P2000")) == styx.Rversion(NOTAG, MSIZE, "9P2000")
+        assert self.call(styx.Tversion(NOTAG, MSIZE, "9P2000")) == styx.Rversion(
+            NOTAG, MSIZE, "9P2000"
+        )
         assert isinstance(self.call(styx.Tattach(1, 0, NOFID, uname, "")), styx.Rattach)
 
     def frames(self):
@@ -133,7 +135,9 @@ def registerAll(jobs):
                     if len(buffer) - offset < size:
                         break
                     if buffer[offset + 4] == styx.Rerror.TYPE:
-                        raise SystemExit("registration refused: %r" % (decode(buffer[offset : offset + size]),))
+                        raise SystemExit(
+                            "registration refused: %r" % (decode(buffer[offset : offset + size]),)
+                        )
                     offset += size
                     replies -= 1
                 entry[2], entry[3] = replies, buffer[offset:]
@@ -225,7 +229,9 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ports = freePorts(4)
-    server = startServer(ports, ("new", "find", "event", "styx"), options=(), twistOptions=("--log-level", "warn"))
+    server = startServer(
+        ports, ("new", "find", "event", "styx"), options=(), twistOptions=("--log-level", "warn")
+    )
     findPort, styxPort = ports[1], ports[3]
     table = Table()
     row = table.row
@@ -236,14 +242,27 @@ def main():
         before, cpuBefore = rss(server.pid), cpu(server.pid)
         elapsed = registerAll(jobs)
         after, cpuAfter = rss(server.pid), cpu(server.pid)
-        row("Styx registrations over %d connections" % (CONNECTIONS,), REGISTRATIONS / elapsed, "reg/s",
-            20000, True)
-        row("  the same per second of server CPU", REGISTRATIONS / (cpuAfter - cpuBefore), "reg/s",
-            20000, True)
+        row(
+            "Styx registrations over %d connections" % (CONNECTIONS,),
+            REGISTRATIONS / elapsed,
+            "reg/s",
+            20000,
+            True,
+        )
+        row(
+            "  the same per second of server CPU",
+            REGISTRATIONS / (cpuAfter - cpuBefore),
+            "reg/s",
+            20000,
+            True,
+        )
         listed = findCount(findPort)
         if listed != REGISTRATIONS:
             raise SystemExit("TCP find lists %d of %d Styx registrations" % (listed, REGISTRATIONS))
-        table.note("server memory per Styx registration", "%.0f bytes" % ((after - before) / REGISTRATIONS,))
+        table.note(
+            "server memory per Styx registration",
+            "%.0f bytes" % ((after - before) / REGISTRATIONS,),
+        )
 
         ticker = jobs[0][0]
         readers, selector = openReaders(styxPort, READERS)

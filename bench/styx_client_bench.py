@@ -60,9 +60,7 @@ def startServer():
     @return: the server process, and the TCP and Styx descriptions of the
         registry it serves.
     """
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True
-    )
+    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline().split()
     if len(line) != 2:
         server.kill()
@@ -133,7 +131,9 @@ async def main(reactor):
             for kind, runs in results.items()
         }
         tracemalloc.start()
-        memories = {kind: (await trial(reactor, d, server))[2] for kind, d in [("styx", styx), ("tcp", tcp)]}
+        memories = {
+            kind: (await trial(reactor, d, server))[2] for kind, d in [("styx", styx), ("tcp", tcp)]
+        }
         tracemalloc.stop()
         for kind in ("styx", "tcp"):
             elapsed, used, serverUsed = medians[kind]
@@ -158,7 +158,8 @@ async def main(reactor):
         print(
             "Styx is %.1f times as fast as TCP (target >= 3), with %.2f of its client "
             "CPU a registration (target <= 0.33), median of %d trials; %.2f of its "
-            "client memory a registration" % (speed, cpuRatio, TRIALS, memories["styx"] / memories["tcp"])
+            "client memory a registration"
+            % (speed, cpuRatio, TRIALS, memories["styx"] / memories["tcp"])
         )
     finally:
         server.terminate()

@@ -49,8 +49,9 @@ class StreamReader:
 
     def __init__(self, port, count):
         self._pipe, child = multiprocessing.Pipe()
-        self._process = multiprocessing.Process(target=_read, args=(port, count, child),
-                                                daemon=True)
+        self._process = multiprocessing.Process(
+            target=_read, args=(port, count, child), daemon=True
+        )
         self._process.start()
 
     def wait(self, timeout):
@@ -182,9 +183,12 @@ def firstLoad(webPort):
         for _ in range(3):
             start = time.perf_counter()
             driver.get(url)
-            WebDriverWait(driver, 30, poll_frequency=0.005).until(lambda d: d.execute_script(
-                "return document.body.className === 'live'"
-                " && document.querySelectorAll('#rows .row').length"))
+            WebDriverWait(driver, 30, poll_frequency=0.005).until(
+                lambda d: d.execute_script(
+                    "return document.body.className === 'live'"
+                    " && document.querySelectorAll('#rows .row').length"
+                )
+            )
             times.append(time.perf_counter() - start)
             shown = driver.execute_script("return document.getElementById('shown').textContent")
             assert shown == "%d services shown" % (SERVICES,), shown
@@ -228,10 +232,14 @@ def main():
     without = run(web=False)
     idle = run(web=True, views=0)
     with_ = run(web=True)
-    print("views dropped (too slow to read) and reconnected during the burst:",
-          with_.pop("views dropped and reconnected in the burst"))
-    print("%-40s %9s %9s %7s %9s %7s" % ("registry figure", "no web", "web", "ratio",
-                                           "web+%d" % (VIEWS,), "ratio"))
+    print(
+        "views dropped (too slow to read) and reconnected during the burst:",
+        with_.pop("views dropped and reconnected in the burst"),
+    )
+    print(
+        "%-40s %9s %9s %7s %9s %7s"
+        % ("registry figure", "no web", "web", "ratio", "web+%d" % (VIEWS,), "ratio")
+    )
     for name, figure in without.items():
         higherIsBetter = "reg/s" in name
         cells = []
@@ -243,14 +251,18 @@ def main():
     print("(! marks a cost above 5 %)")
     print()
     print("%-42s %12s %12s %8s" % ("web figure", "figure", "target", "ratio"))
-    targets = {"change to all %d views, median (ms)" % (VIEWS,): 100,
-               "change to all %d views, p95 (ms)" % (VIEWS,): 100,
-               "first load of 10k in Chromium (s)": 1}
+    targets = {
+        "change to all %d views, median (ms)" % (VIEWS,): 100,
+        "change to all %d views, p95 (ms)" % (VIEWS,): 100,
+        "first load of 10k in Chromium (s)": 1,
+    }
     for name, target in targets.items():
         if name in with_:
             ratio = with_[name] / target
-            print("%-42s %12.3f %12g %8.3f %s" % (name, with_[name], target, ratio,
-                                                  "ok" if ratio <= 1 else "MISSED"))
+            print(
+                "%-42s %12.3f %12g %8.3f %s"
+                % (name, with_[name], target, ratio, "ok" if ratio <= 1 else "MISSED")
+            )
 
 
 if __name__ == "__main__":

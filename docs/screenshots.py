@@ -76,12 +76,15 @@ async def main():
     try:
         await threads.deferToThread(driver.get, "http://127.0.0.1:%d/" % (port,))
         await pause(1.5)
-        await threads.deferToThread(driver.save_screenshot, os.path.join(HERE, "images", "view.png"))
+        await threads.deferToThread(
+            driver.save_screenshot, os.path.join(HERE, "images", "view.png")
+        )
         box = await threads.deferToThread(driver.find_element, "id", "filter")
         await threads.deferToThread(box.send_keys, "proto http\n")
         await pause(1.5)
-        await threads.deferToThread(driver.save_screenshot,
-                                    os.path.join(HERE, "images", "view-filtered.png"))
+        await threads.deferToThread(
+            driver.save_screenshot, os.path.join(HERE, "images", "view-filtered.png")
+        )
     finally:
         await threads.deferToThread(driver.quit)
     for conn in conns:

@@ -4,7 +4,6 @@ embedded registry over loopback TCP, a recording monitor observer, and a
 count of the process's client sockets to a registry.
 """
 
-
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred

@@ -33,7 +33,9 @@ def attributes(server, name):
 
 def test_parseServiceSpec():
     assert parseServiceSpec("web proto http descr 'my site'") == (
-        "web", {"proto": "http", "descr": "my site"})
+        "web",
+        {"proto": "http", "descr": "my site"},
+    )
     with pytest.raises(ValueError, match="odd number"):
         parseServiceSpec("web proto")
     with pytest.raises(ValueError, match="bad service name"):
@@ -68,21 +70,34 @@ async def test_servicesAndReload(registry_server, tmp_path):
     unregisters only what changed in the file.
     """
     path = tmp_path / "services"
-    path.write_text("service=keep a=1\nservice=change a=1\nservice=drop a=1\nservice=shrink a=1 b=2\n")
-    agent = Agent(lambda: RegistryManager.fromDescription(reactor, registry_server.description),
-                  services=[("fixed", {"f": "1"})], servicesFile=str(path))
+    path.write_text(
+        "service=keep a=1\nservice=change a=1\nservice=drop a=1\nservice=shrink a=1 b=2\n"
+    )
+    agent = Agent(
+        lambda: RegistryManager.fromDescription(reactor, registry_server.description),
+        services=[("fixed", {"f": "1"})],
+        servicesFile=str(path),
+    )
     agent.startService()
     try:
         names = {"fixed", "keep", "change", "drop", "shrink"}
         await whenRegistry(registry_server, lambda r: names <= set(s.name for s in r))
         keep = registry_server.registry["keep"]
 
-        path.write_text("service=keep a=1\nservice=change a=2\nservice=shrink a=1\nservice=fresh n=1\n")
+        path.write_text(
+            "service=keep a=1\nservice=change a=2\nservice=shrink a=1\nservice=fresh n=1\n"
+        )
         await bounded(agent.reload())
         await whenRegistry(
             registry_server,
-            lambda r: "drop" not in r and "fresh" in r and "shrink" in r
-            and r["change"].get("a") == "2" and r["shrink"].get("b") is None)
+            lambda r: (
+                "drop" not in r
+                and "fresh" in r
+                and "shrink" in r
+                and r["change"].get("a") == "2"
+                and r["shrink"].get("b") is None
+            ),
+        )
         assert registry_server.registry["keep"] is keep
         assert attributes(registry_server, "shrink") == {"a": "1"}
         assert attributes(registry_server, "fixed") == {"f": "1"}
@@ -102,8 +117,10 @@ async def test_onChangeCommand(registry_server, tmp_path):
     environment.
     """
     out = tmp_path / "changes"
-    command = ('printf "%%s|%%s|%%s\\n" "$TXINFERNO_EVENT" "$TXINFERNO_NAME" '
-               '"$TXINFERNO_SERVICE" >> %s' % out)
+    command = (
+        'printf "%%s|%%s|%%s\\n" "$TXINFERNO_EVENT" "$TXINFERNO_NAME" '
+        '"$TXINFERNO_SERVICE" >> %s' % out
+    )
     runner = ChangeCommand(reactor, command, [("proto", "*")])
     runner.added("web", {"proto": "http", "descr": "my site"})
     runner.updated("web", {"proto": "https"}, {"proto": "http"})
@@ -125,8 +142,11 @@ def serviceTasks(agent):
 
 
 def startAgent(server, path, **options):
-    agent = Agent(lambda: RegistryManager.fromDescription(reactor, server.description),
-                  servicesFile=str(path), **options)
+    agent = Agent(
+        lambda: RegistryManager.fromDescription(reactor, server.description),
+        servicesFile=str(path),
+        **options,
+    )
     agent.startService()
     return agent
 
@@ -189,21 +209,33 @@ async def test_reloadBurst(registry_server, tmp_path):
             done.append(agent.reload())
         await bounded(gatherResults(done))
         assert serviceTasks(agent) == ["right", "svc"]
-        await whenRegistry(registry_server, lambda r: set(s.name for s in r) == {"svc", "right"}
-                           and dict(r["svc"].attributes()) == {"a": "1"})
+        await whenRegistry(
+            registry_server,
+            lambda r: (
+                set(s.name for s in r) == {"svc", "right"}
+                and dict(r["svc"].attributes()) == {"a": "1"}
+            ),
+        )
 
         done = []
         for i in range(30):
+
             def step(i=i):
                 path.write_text(variants[i % 3])
                 done.append(agent.reload())
+
             reactor.callLater(0.001 * (i // 2), step)
         await bounded(deferLater(reactor, 0.001 * 15, lambda: None))
         await bounded(gatherResults(done))
         # The last write was variants[29 % 3]: svc a=2 c=3 alone.
         assert serviceTasks(agent) == ["svc"]
-        await whenRegistry(registry_server, lambda r: set(s.name for s in r) == {"svc"}
-                           and dict(r["svc"].attributes()) == {"a": "2", "c": "3"})
+        await whenRegistry(
+            registry_server,
+            lambda r: (
+                set(s.name for s in r) == {"svc"}
+                and dict(r["svc"].attributes()) == {"a": "2", "c": "3"}
+            ),
+        )
 
         path.write_text("noservices\n")
         await bounded(agent.reload())
@@ -213,12 +245,15 @@ async def test_reloadBurst(registry_server, tmp_path):
         await bounded(agent.stopService())
 
 
-@pytest.mark.parametrize("text, message", [
-    ("service=a x=1\nservice=b x=", "the last line has no newline"),
-    ("", "no service in the file"),
-    ("# all gone\n", "no service in the file"),
-    ("service=a x='cut\n", "unterminated quote"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("service=a x=1\nservice=b x=", "the last line has no newline"),
+        ("", "no service in the file"),
+        ("# all gone\n", "no service in the file"),
+        ("service=a x='cut\n", "unterminated quote"),
+    ],
+)
 def test_servicesFileIncomplete(tmp_path, text, message):
     path = tmp_path / "services"
     path.write_text(text)
@@ -252,8 +287,9 @@ async def test_reloadRefusesIncompleteFile(registry_server, tmp_path):
             with capturedLogs() as events:
                 await bounded(agent.reload())
             assert set(agent.services) == {"a", "b"}
-            assert [formatEvent(e) for e in events if e["log_level"] == LogLevel.error][0] \
-                .startswith("services file %s not reloaded" % (path,))
+            assert [formatEvent(e) for e in events if e["log_level"] == LogLevel.error][
+                0
+            ].startswith("services file %s not reloaded" % (path,))
         assert serviceTasks(agent) == ["a", "b"]
     finally:
         await bounded(agent.stopService())
@@ -266,8 +302,9 @@ async def test_reloadRefusesIncompleteFile(registry_server, tmp_path):
         with capturedLogs() as events:
             await bounded(agent.reload())
         await whenRegistry(registry_server, lambda r: "a" not in r)
-        assert any("names no service" in formatEvent(e) for e in events
-                   if e["log_level"] == LogLevel.warn)
+        assert any(
+            "names no service" in formatEvent(e) for e in events if e["log_level"] == LogLevel.warn
+        )
     finally:
         await bounded(agent.stopService())
 
@@ -333,9 +370,12 @@ async def test_agentStopKillsHooks(registry_server, tmp_path):
     """
     The agent's stop kills its running C{onChange} commands.
     """
-    agent = Agent(lambda: RegistryManager.fromDescription(reactor, registry_server.description),
-                  monitors=[[("proto", "*")]], onChange=hook("import time; time.sleep(600)"),
-                  reactor=reactor)
+    agent = Agent(
+        lambda: RegistryManager.fromDescription(reactor, registry_server.description),
+        monitors=[[("proto", "*")]],
+        onChange=hook("import time; time.sleep(600)"),
+        reactor=reactor,
+    )
     agent.startService()
     command = agent.changeCommands[0]
     command.added("a", {"proto": "x"})

@@ -31,8 +31,10 @@ def parse(*argv):
         (["--monitor", "proto"], "odd number"),
         (["--on-change", "true"], "needs at least one --monitor"),
         (["--services", "/nonexistent/services"], "--services /nonexistent/services: "),
-        (["--monitor", "proto *", "--on-change", "true", "--hook-timeout", "0"],
-         "--hook-timeout 0: must be a positive number"),
+        (
+            ["--monitor", "proto *", "--on-change", "true", "--hook-timeout", "0"],
+            "--hook-timeout 0: must be a positive number",
+        ),
     ],
 )
 def test_badOptions(argv, message):
@@ -56,9 +58,20 @@ async def test_agentOfEmbeddedServer():
     the same process serves, wherever its ports listen.
     """
     options = parse(
-        "--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1",
-        "--event", "tcp:0:interface=127.0.0.1", "--styx", "tcp:0:interface=127.0.0.1", "--no-web",
-        "--service", "web proto http descr 'my site'", "--monitor", "proto *")
+        "--new",
+        "tcp:0:interface=127.0.0.1",
+        "--find",
+        "tcp:0:interface=127.0.0.1",
+        "--event",
+        "tcp:0:interface=127.0.0.1",
+        "--styx",
+        "tcp:0:interface=127.0.0.1",
+        "--no-web",
+        "--service",
+        "web proto http descr 'my site'",
+        "--monitor",
+        "proto *",
+    )
     service = makeService(options, reactor)
     service.startService()
     try:
@@ -76,7 +89,8 @@ async def test_agentOfEmbeddedServer():
 @pytest_twisted.ensureDeferred
 async def test_agentOfOtherRegistry(registry_server):
     service = makeService(
-        parse("--registry", registry_server.description, "--service", "svc a 1"), reactor)
+        parse("--registry", registry_server.description, "--service", "svc a 1"), reactor
+    )
     assert service.server is None
     service.startService()
     try:
@@ -95,18 +109,29 @@ def test_emptyServicesFile(tmp_path):
     path.write_text("")
     with pytest.raises(usage.UsageError, match="no service in the file"):
         parse("--registry", "tcp:127.0.0.1", "--services", str(path))
-    options = parse("--registry", "tcp:127.0.0.1", "--services", str(path),
-                    "--allow-empty-services")
+    options = parse(
+        "--registry", "tcp:127.0.0.1", "--services", str(path), "--allow-empty-services"
+    )
     agent = makeService(options, reactor).agent
     assert agent._readFile() == {}
 
 
 def test_hookTimeout():
-    options = parse("--registry", "tcp:127.0.0.1", "--monitor", "proto *",
-                    "--on-change", "true", "--hook-timeout", "2.5")
+    options = parse(
+        "--registry",
+        "tcp:127.0.0.1",
+        "--monitor",
+        "proto *",
+        "--on-change",
+        "true",
+        "--hook-timeout",
+        "2.5",
+    )
     agent = makeService(options, reactor).agent
     assert [c._timeout for c in agent.changeCommands] == [2.5]
     assert parse("--registry", "tcp:127.0.0.1")["hook-timeout"] == 60
+
+
 @pytest_twisted.ensureDeferred
 async def test_agentHonoursEnvironment(registry_server, monkeypatch):
     """

@@ -47,9 +47,7 @@ def test_quotes():
     and C{=} inside quotes are text.
     """
     text = "a='it''s # x' b=\"say \"\"hi\"\"\" c='' d='k=v'\n"
-    assert attrdb.parse(text) == [
-        [("a", "it's # x"), ("b", 'say "hi"'), ("c", ""), ("d", "k=v")]
-    ]
+    assert attrdb.parse(text) == [[("a", "it's # x"), ("b", 'say "hi"'), ("c", ""), ("d", "k=v")]]
 
 
 @pytest.mark.parametrize(
@@ -89,12 +87,13 @@ def test_wireFormatMistakeWarned():
     """
     warnings = []
     entries = attrdb.parse(
-        'service=static1 proto ftp descr "static one"\n'
-        "service=ok flag a=1\n", warnings)
+        'service=static1 proto ftp descr "static one"\nservice=ok flag a=1\n', warnings
+    )
     assert entries[0][1] == ("proto", "")
     assert warnings == [
         "line 1: bare words proto ftp descr 'static one': attrdb pairs are written "
-        "attr=value, not as the registry's 'attr value' words"]
+        "attr=value, not as the registry's 'attr value' words"
+    ]
 
 
 def test_noServiceWarned():
@@ -119,11 +118,15 @@ def test_staticWarningsLogged(tmp_path):
     with capturedLogs() as events:
         Registry().loadStatic(str(db))
     warned = [formatEvent(e) for e in events if e["log_level"].name == "warn"]
-    assert warned == ["%s: line 1: bare words proto ftp: attrdb pairs are written attr=value, "
-                      "not as the registry's 'attr value' words" % (db,)]
+    assert warned == [
+        "%s: line 1: bare words proto ftp: attrdb pairs are written attr=value, "
+        "not as the registry's 'attr value' words" % (db,)
+    ]
 
 
-@pytest.mark.parametrize("c", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\r"])
+@pytest.mark.parametrize(
+    "c", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\r"]
+)
 def test_onlyNewlineEndsALine(c):
     """
     Only a newline ends a line: the other characters Python's
@@ -133,6 +136,10 @@ def test_onlyNewlineEndsALine(c):
     """
     text = "service=s q='a%sb' u=c%sd\r\n\tw=1\n" % (c, c)
     if c == "\r":
-        assert attrdb.parse(text) == [[("service", "s"), ("q", "a\rb"), ("u", "c"), ("d", ""), ("w", "1")]]
+        assert attrdb.parse(text) == [
+            [("service", "s"), ("q", "a\rb"), ("u", "c"), ("d", ""), ("w", "1")]
+        ]
     else:
-        assert attrdb.parse(text) == [[("service", "s"), ("q", "a%sb" % c), ("u", "c%sd" % c), ("w", "1")]]
+        assert attrdb.parse(text) == [
+            [("service", "s"), ("q", "a%sb" % c), ("u", "c%sd" % c), ("w", "1")]
+        ]

@@ -92,7 +92,15 @@ def test_versions():
 
 @pytest.mark.parametrize(
     "noise",
-    [b'29 "Sh":28 "Cat":killed', b"0000001", b"READY", b"", b"00000001 ", b"x00000001", b"\xff\xfe"],
+    [
+        b'29 "Sh":28 "Cat":killed',
+        b"0000001",
+        b"READY",
+        b"",
+        b"00000001 ",
+        b"x00000001",
+        b"\xff\xfe",
+    ],
 )
 def test_noiseIgnored(noise):
     """

@@ -19,7 +19,6 @@ from support import COMMAND_TIMEOUT
 pytestmark = pytest.mark.install
 
 
-
 class Command:
     """
     An installed command running in the background, its output read line by
@@ -31,8 +30,13 @@ class Command:
         env["PATH"] = str(bindir) + os.pathsep + env.get("PATH", "")
         env.update(extraEnv)
         self.process = subprocess.Popen(
-            [str(bindir / args[0]), *args[1:]], cwd=str(cwd), env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [str(bindir / args[0]), *args[1:]],
+            cwd=str(cwd),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines = queue.Queue()
         self.seen = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -71,8 +75,14 @@ STOPPED = -signal.SIGTERM
 def run(bindir, *args, cwd):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = str(bindir) + os.pathsep + env.get("PATH", "")
-    return subprocess.run([str(bindir / args[0]), *args[1:]], cwd=str(cwd), env=env,
-                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    return subprocess.run(
+        [str(bindir / args[0]), *args[1:]],
+        cwd=str(cwd),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+    )
 
 
 @pytest.fixture
@@ -81,14 +91,27 @@ def registry(installed, tmp_path):
     C{twistd -n regmgr} on free loopback ports; its registry description.
     """
     server = Command(
-        installed, "twistd", "-n", "--pidfile=", "regmgr",
-        "--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1",
-        "--event", "tcp:0:interface=127.0.0.1", "--styx", "tcp:0:interface=127.0.0.1",
-        "--web", "tcp:0:interface=127.0.0.1",
-        cwd=tmp_path)
+        installed,
+        "twistd",
+        "-n",
+        "--pidfile=",
+        "regmgr",
+        "--new",
+        "tcp:0:interface=127.0.0.1",
+        "--find",
+        "tcp:0:interface=127.0.0.1",
+        "--event",
+        "tcp:0:interface=127.0.0.1",
+        "--styx",
+        "tcp:0:interface=127.0.0.1",
+        "--web",
+        "tcp:0:interface=127.0.0.1",
+        cwd=tmp_path,
+    )
     ports = server.waitFor(
         r"registry serving new=127.0.0.1:(\d+), find=127.0.0.1:(\d+), event=127.0.0.1:(\d+), "
-        r"styx=127.0.0.1:\d+, 0 static services$").groups()
+        r"styx=127.0.0.1:\d+, 0 static services$"
+    ).groups()
     yield server, "tcp:host=127.0.0.1:new=%s:find=%s:event=%s" % tuple(ports)
     assert server.stop() == STOPPED
     server.waitFor(r"Server Shut Down")
@@ -102,10 +125,21 @@ def test_tour(installed, registry, tmp_path):
     target.settimeout(COMMAND_TIMEOUT)
     address = "tcp!127.0.0.1!%d" % target.getsockname()[1]
 
-    watch = Command(installed, "regquery", "-r", description, "--watch", "proto", "demo",
-                    cwd=tmp_path)
-    agent = Command(installed, "twistd", "-n", "--pidfile=", "regmgr", "--registry", description,
-                    "--service", "%s proto demo descr 'my demo'" % address, cwd=tmp_path)
+    watch = Command(
+        installed, "regquery", "-r", description, "--watch", "proto", "demo", cwd=tmp_path
+    )
+    agent = Command(
+        installed,
+        "twistd",
+        "-n",
+        "--pidfile=",
+        "regmgr",
+        "--registry",
+        description,
+        "--service",
+        "%s proto demo descr 'my demo'" % address,
+        cwd=tmp_path,
+    )
     try:
         agent.waitFor(r"service %s registered" % re.escape(address))
         server.waitFor(r"%s" % re.escape(address))
@@ -120,15 +154,22 @@ def test_tour(installed, registry, tmp_path):
 
         watch.waitFor(r"^added %s descr 'my demo' proto demo$" % re.escape(address))
 
-        dial = run(installed, "python", "-c", (
-            "from twisted.internet import task, protocol, endpoints\n"
-            "async def main(reactor):\n"
-            "    e = endpoints.clientFromString(reactor, %r)\n"
-            "    p = await e.connect(protocol.Factory.forProtocol(protocol.Protocol))\n"
-            "    print('connected to', p.transport.getPeer().port)\n"
-            "    p.transport.loseConnection()\n"
-            "task.react(lambda r: __import__('twisted').internet.defer.ensureDeferred(main(r)))\n"
-        ) % ("inferno:registry=%s:proto=demo" % description.replace(":", "\\:"),), cwd=tmp_path)
+        dial = run(
+            installed,
+            "python",
+            "-c",
+            (
+                "from twisted.internet import task, protocol, endpoints\n"
+                "async def main(reactor):\n"
+                "    e = endpoints.clientFromString(reactor, %r)\n"
+                "    p = await e.connect(protocol.Factory.forProtocol(protocol.Protocol))\n"
+                "    print('connected to', p.transport.getPeer().port)\n"
+                "    p.transport.loseConnection()\n"
+                "task.react(lambda r: __import__('twisted').internet.defer.ensureDeferred(main(r)))\n"
+            )
+            % ("inferno:registry=%s:proto=demo" % description.replace(":", "\\:"),),
+            cwd=tmp_path,
+        )
         assert dial.returncode == 0, dial.stdout + dial.stderr
         assert dial.stdout == "connected to %d\n" % target.getsockname()[1]
         target.accept()[0].close()
@@ -146,8 +187,7 @@ def test_badOption(installed, tmp_path):
     """
     A bad option ends twistd at once, with the error on its last line.
     """
-    result = run(installed, "twistd", "-n", "regmgr", "--registry", "udp:10.0.0.1",
-                 cwd=tmp_path)
+    result = run(installed, "twistd", "-n", "regmgr", "--registry", "udp:10.0.0.1", cwd=tmp_path)
     assert result.returncode != 0
     assert "--registry udp:10.0.0.1" in result.stdout.strip().splitlines()[-1]
 
@@ -171,8 +211,9 @@ def test_version(installed, tmp_path, command):
     """
     Every command's C{--version} prints txinferno's version and exits 0.
     """
-    version = run(installed, "python", "-c", "import txinferno; print(txinferno.__version__)",
-                  cwd=tmp_path).stdout.strip()
+    version = run(
+        installed, "python", "-c", "import txinferno; print(txinferno.__version__)", cwd=tmp_path
+    ).stdout.strip()
     result = run(installed, *command, "--version", cwd=tmp_path)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == "%s (txinferno) %s\n" % (" ".join(command), version)
@@ -188,15 +229,26 @@ def test_portInUse(installed, tmp_path):
     busy.listen(1)
     port = busy.getsockname()[1]
     try:
-        result = run(installed, "twistd", "-n", "--pidfile=", "regmgr", "--port", "0",
-                     "--event", "tcp:%d:interface=127.0.0.1" % (port,), cwd=tmp_path)
+        result = run(
+            installed,
+            "twistd",
+            "-n",
+            "--pidfile=",
+            "regmgr",
+            "--port",
+            "0",
+            "--event",
+            "tcp:%d:interface=127.0.0.1" % (port,),
+            cwd=tmp_path,
+        )
     finally:
         busy.close()
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     wanted = "cannot listen for the event port on 127.0.0.1:%d: address already in use" % (port,)
     assert [line for line in output.splitlines() if "cannot listen" in line] == [
-        line for line in output.splitlines() if line.endswith(wanted)]
+        line for line in output.splitlines() if line.endswith(wanted)
+    ]
     assert wanted in output
     assert "Traceback" not in output and "starting on" not in output
     assert "registry serving" not in output
@@ -221,15 +273,31 @@ def test_regqueryInteractive(installed, registry, tmp_path):
     import pty
 
     server, description = registry
-    agent = Command(installed, "twistd", "-n", "--pidfile=", "regmgr", "--registry", description,
-                    "--service", "it proto demo", cwd=tmp_path)
+    agent = Command(
+        installed,
+        "twistd",
+        "-n",
+        "--pidfile=",
+        "regmgr",
+        "--registry",
+        description,
+        "--service",
+        "it proto demo",
+        cwd=tmp_path,
+    )
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     try:
         agent.waitFor(r"service it registered")
         query = subprocess.Popen(
-            [str(installed / "regquery"), "-r", description, "-n"], cwd=str(tmp_path), env=env,
-            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [str(installed / "regquery"), "-r", description, "-n"],
+            cwd=str(tmp_path),
+            env=env,
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         os.close(slave)
         slave = None
         os.write(master, b"proto\nproto demo\n\x04")

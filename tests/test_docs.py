@@ -11,8 +11,18 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 def test_sphinxBuildsWithoutWarnings(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-         str(DOCS), str(tmp_path / "html")],
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            str(DOCS),
+            str(tmp_path / "html"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -67,15 +77,23 @@ def test_docstringsParseAndLinkWithinTheProject(tmp_path):
     inventories, which an offline build does not have).
     """
     result = subprocess.run(
-        [sys.executable, "-m", "pydoctor", "--make-html", "-q", "--docformat=epytext",
-         "--html-output", str(tmp_path / "api"), str(DOCS.parent / "txinferno")],
+        [
+            sys.executable,
+            "-m",
+            "pydoctor",
+            "--make-html",
+            "-q",
+            "--docformat=epytext",
+            "--html-output",
+            str(tmp_path / "api"),
+            str(DOCS.parent / "txinferno"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
     )
     lines = (result.stdout + result.stderr).splitlines()
     problems = [
-        line for line in lines
-        if "Cannot find link target" not in line or 'for "txinferno' in line
+        line for line in lines if "Cannot find link target" not in line or 'for "txinferno' in line
     ]
     assert problems == []

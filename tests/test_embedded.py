@@ -87,8 +87,20 @@ def test_testingPage(tmp_path):
     page = (Path(__file__).resolve().parent.parent / "docs" / "testing.md").read_text()
     examples = re.findall(r"^```python\n(.*?)^```$", page, re.M | re.S)
     (tmp_path / "test_example.py").write_text(examples[0])
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             str(tmp_path / "test_example.py")], cwd=str(tmp_path),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path / "test_example.py"),
+        ],
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout

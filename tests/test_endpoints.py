@@ -58,8 +58,8 @@ class Reader(Protocol):
 @pytest.fixture
 def greeter():
     port = pytest_twisted.blockon(
-        TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            Factory.forProtocol(Greeter)))
+        TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Factory.forProtocol(Greeter))
+    )
     yield port.getHost().port
     pytest_twisted.blockon(port.stopListening())
 
@@ -90,7 +90,9 @@ async def test_dialByAttributes(registry_server, greeter):
     C{inferno:} finds the service by its attributes and connects to the
     address in its C{addr} attribute.
     """
-    await register(registry_server, "greeter", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % greeter})
+    await register(
+        registry_server, "greeter", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % greeter}
+    )
     registry = quoteStringArgument(registry_server.description)
     assert await dial("inferno:registry=%s:proto=greet" % registry) == b"hello\n"
 
@@ -110,8 +112,12 @@ async def test_nextWhenRefused(registry_server, greeter):
     """
     When the first service found refuses, the next one is tried.
     """
-    await register(registry_server, "a-dead", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % await deadPort()})
-    await register(registry_server, "b-live", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % greeter})
+    await register(
+        registry_server, "a-dead", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % await deadPort()}
+    )
+    await register(
+        registry_server, "b-live", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % greeter}
+    )
     connection = connectionFromString(reactor, registry_server.description)
     assert list(await connection.find({"proto": "greet"})) == ["a-dead", "b-live"]
     registry = quoteStringArgument(registry_server.description)
@@ -133,8 +139,9 @@ async def test_noneAccepts(registry_server):
     await register(registry_server, "gone", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % dead})
     registry = quoteStringArgument(registry_server.description)
     endpoint = clientFromString(reactor, "inferno:registry=%s:proto=greet" % registry)
-    with pytest.raises(InfernoServiceUnreachable,
-                       match="accepted a connection: gone at tcp!127.0.0.1!%d: " % dead):
+    with pytest.raises(
+        InfernoServiceUnreachable, match="accepted a connection: gone at tcp!127.0.0.1!%d: " % dead
+    ):
         await endpoint.connect(Factory.forProtocol(Reader)).addTimeout(TIMEOUT, reactor)
 
 
@@ -161,7 +168,8 @@ async def test_registeredWhileListening(registry_server):
     registry = quoteStringArgument(registry_server.description)
     endpoint = serverFromString(
         reactor,
-        r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=web:proto=http" % registry)
+        r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=web:proto=http" % registry,
+    )
     assert isinstance(endpoint, RegisteredServerEndpoint)
     port = await endpoint.listen(Factory.forProtocol(Greeter)).addTimeout(TIMEOUT, reactor)
     address = "tcp!127.0.0.1!%d" % port.getHost().port
@@ -188,7 +196,8 @@ async def test_registeredByAddress(registry_server):
     """
     registry = quoteStringArgument(registry_server.description)
     endpoint = serverFromString(
-        reactor, r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:proto=x" % registry)
+        reactor, r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:proto=x" % registry
+    )
     port = await endpoint.listen(Factory.forProtocol(Greeter)).addTimeout(TIMEOUT, reactor)
     await port.whenRegistered().addTimeout(TIMEOUT, reactor)
     name = "tcp!127.0.0.1!%d" % port.getHost().port
@@ -225,13 +234,19 @@ async def test_raceBlackHoleFirst(registry_server, greeter, blackHole):
     connect wins and the others are cancelled.
     """
     for name in ("a-hole", "b-hole", "c-hole"):
-        await register(registry_server, name, {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % blackHole})
-    await register(registry_server, "d-live", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % greeter})
+        await register(
+            registry_server, name, {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % blackHole}
+        )
+    await register(
+        registry_server, "d-live", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % greeter}
+    )
     registry = quoteStringArgument(registry_server.description)
     # The whole connect may take 60 s; the test allows it TIMEOUT (10 s):
     # trying each entry in turn would wait on the first hole for ever.
-    assert await dial("inferno:registry=%s:timeout=60:attemptDelay=0.05:proto=greet"
-                      % registry) == b"hello\n"
+    assert (
+        await dial("inferno:registry=%s:timeout=60:attemptDelay=0.05:proto=greet" % registry)
+        == b"hello\n"
+    )
 
 
 @pytest_twisted.ensureDeferred
@@ -241,10 +256,13 @@ async def test_overallTimeout(registry_server, blackHole):
     tried, its address and why.
     """
     for name in ("a-hole", "b-hole"):
-        await register(registry_server, name, {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % blackHole})
+        await register(
+            registry_server, name, {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % blackHole}
+        )
     registry = quoteStringArgument(registry_server.description)
     endpoint = clientFromString(
-        reactor, "inferno:registry=%s:timeout=0.5:attemptDelay=0.1:proto=greet" % registry)
+        reactor, "inferno:registry=%s:timeout=0.5:attemptDelay=0.1:proto=greet" % registry
+    )
     with pytest.raises(InfernoServiceUnreachable) as caught:
         await endpoint.connect(Factory.forProtocol(Reader)).addTimeout(TIMEOUT, reactor)
     address = "tcp!127.0.0.1!%d" % blackHole
@@ -255,7 +273,8 @@ async def test_overallTimeout(registry_server, blackHole):
     assert str(caught.value) == (
         "inferno: no service matching proto=greet (registry %s) accepted a connection "
         "within 0.5 s: a-hole at %s: no connection within 0.5 s; b-hole at %s: "
-        "no connection within 0.5 s" % (registry_server.description, address, address))
+        "no connection within 0.5 s" % (registry_server.description, address, address)
+    )
 
 
 @pytest_twisted.ensureDeferred
@@ -267,27 +286,38 @@ async def test_lookupFailureNamesRegistry():
     port = await deadPort()
     description = "tcp:host=127.0.0.1:new=%d:find=%d:event=%d" % (port, port, port)
     endpoint = clientFromString(
-        reactor, "inferno:registry=%s:proto=x" % quoteStringArgument(description))
+        reactor, "inferno:registry=%s:proto=x" % quoteStringArgument(description)
+    )
     with pytest.raises(InfernoLookupFailed) as caught:
         await endpoint.connect(Factory.forProtocol(Reader)).addTimeout(TIMEOUT, reactor)
     assert caught.value.findAddress == "127.0.0.1:%d" % port
     assert str(caught.value).startswith(
         "inferno: looking up proto=x in registry %s (find port 127.0.0.1:%d) failed: "
-        % (description, port))
+        % (description, port)
+    )
     assert isinstance(caught.value, ConnectError)
 
 
-@pytest.mark.parametrize("description, message", [
-    ("inferno:registry=tcp:127.0.0.1:28700:proto=x",
-     r"registry=tcp is followed by 127.0.0.1:28700: unescaped colons end the registry "
-     r"description, so escape them with a backslash: registry=tcp\\:127.0.0.1\\:28700"),
-    ("inferno:registry=tcp:host=10.0.0.1:find=7001:proto=x",
-     r"registry=tcp is followed by host=10.0.0.1:find=7001"),
-    ("inferno:registry=tcp:registry.example:proto=x",
-     r"registry=tcp is followed by registry.example: .* registry=tcp\\:registry.example$"),
-    ("inferno:timeout=soon:proto=x", "timeout=soon is not a number of seconds"),
-    ("inferno:timeout=0:proto=x", "timeout must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "description, message",
+    [
+        (
+            "inferno:registry=tcp:127.0.0.1:28700:proto=x",
+            r"registry=tcp is followed by 127.0.0.1:28700: unescaped colons end the registry "
+            r"description, so escape them with a backslash: registry=tcp\\:127.0.0.1\\:28700",
+        ),
+        (
+            "inferno:registry=tcp:host=10.0.0.1:find=7001:proto=x",
+            r"registry=tcp is followed by host=10.0.0.1:find=7001",
+        ),
+        (
+            "inferno:registry=tcp:registry.example:proto=x",
+            r"registry=tcp is followed by registry.example: .* registry=tcp\\:registry.example$",
+        ),
+        ("inferno:timeout=soon:proto=x", "timeout=soon is not a number of seconds"),
+        ("inferno:timeout=0:proto=x", "timeout must be a positive number"),
+    ],
+)
 def test_clientParserExplains(description, message):
     with pytest.raises(ValueError, match=message):
         clientFromString(reactor, description)
@@ -298,17 +328,25 @@ def test_clientParserKeepsAttributeOnlyRegistry():
     A bare C{registry=tcp} followed by attribute pairs is not mistaken for
     a registry description that lost its colons.
     """
-    assert isinstance(clientFromString(reactor, "inferno:registry=tcp:proto:ssh"),
-                      InfernoClientEndpoint)
+    assert isinstance(
+        clientFromString(reactor, "inferno:registry=tcp:proto:ssh"), InfernoClientEndpoint
+    )
 
 
-@pytest.mark.parametrize("description, message", [
-    (r"registered:tcp\:0\:interface=127.0.0.1:name=web",
-     r"the inner endpoint's '=' must be escaped with a backslash too: "
-     r"'tcp:0:interface=127.0.0.1' reads as a keyword; write tcp\\:0\\:interface\\=127.0.0.1"),
-    (r"registered:tcp\:0:registry=tcp:10.0.0.1:name=web",
-     r"registry=tcp is followed by 10.0.0.1"),
-])
+@pytest.mark.parametrize(
+    "description, message",
+    [
+        (
+            r"registered:tcp\:0\:interface=127.0.0.1:name=web",
+            r"the inner endpoint's '=' must be escaped with a backslash too: "
+            r"'tcp:0:interface=127.0.0.1' reads as a keyword; write tcp\\:0\\:interface\\=127.0.0.1",
+        ),
+        (
+            r"registered:tcp\:0:registry=tcp:10.0.0.1:name=web",
+            r"registry=tcp is followed by 10.0.0.1",
+        ),
+    ],
+)
 def test_serverParserExplains(description, message):
     with pytest.raises(ValueError, match=message):
         serverFromString(reactor, description)
@@ -323,8 +361,12 @@ async def test_registeredWithApplicationManager(registry_server):
     manager = managerFor(registry_server)
     try:
         endpoint = RegisteredServerEndpoint(
-            reactor, TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
-            manager=manager, attrs={"proto": "http"}, name="web")
+            reactor,
+            TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
+            manager=manager,
+            attrs={"proto": "http"},
+            name="web",
+        )
         port = await endpoint.listen(Factory.forProtocol(Greeter)).addTimeout(TIMEOUT, reactor)
         assert port.manager is manager
         task = await port.whenRegistered().addTimeout(TIMEOUT, reactor)
@@ -342,8 +384,11 @@ def test_registeredNeedsOneRegistry(registry_server):
         RegisteredServerEndpoint(reactor, inner)
     with pytest.raises(TypeError, match="a connection or a manager"):
         RegisteredServerEndpoint(
-            reactor, inner, connectionFromString(reactor, registry_server.description),
-            manager=RegistryManager.fromDescription(reactor, registry_server.description))
+            reactor,
+            inner,
+            connectionFromString(reactor, registry_server.description),
+            manager=RegistryManager.fromDescription(reactor, registry_server.description),
+        )
 
 
 SCRIPT = """
@@ -380,11 +425,13 @@ async def test_registeredScriptStopsCleanly(registry_server, tmp_path):
     """
     script = tmp_path / "script.py"
     script.write_text(SCRIPT)
-    description = (r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=web:proto=http"
-                   % quoteStringArgument(registry_server.description))
+    description = (
+        r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=web:proto=http"
+        % quoteStringArgument(registry_server.description)
+    )
     out, err, status = await getProcessOutputAndValue(
-        sys.executable, [str(script), description], env=dict(os.environ)).addTimeout(
-            TIMEOUT, reactor)
+        sys.executable, [str(script), description], env=dict(os.environ)
+    ).addTimeout(TIMEOUT, reactor)
     output = out.decode() + err.decode()
     assert status == 0 and "REGISTERED" in output, output
     assert "#warn" not in output and "non-clean" not in output, output
@@ -400,15 +447,20 @@ async def test_registeredRejected(registry_server):
     holder = await register(registry_server, "web", {"proto": "other"})
     registry = quoteStringArgument(registry_server.description)
     endpoint = serverFromString(
-        reactor, r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=web:proto=http" % registry)
+        reactor,
+        r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=web:proto=http" % registry,
+    )
     port = await endpoint.listen(Factory.forProtocol(Greeter)).addTimeout(TIMEOUT, reactor)
     try:
         with pytest.raises(RegistrationRejected, match="duplicate service name"):
             await port.whenRegistered().addTimeout(TIMEOUT, reactor)
         # The port still listens.
         reader = Reader()
-        await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
-            Factory.forProtocol(lambda: reader)).addTimeout(TIMEOUT, reactor)
+        await (
+            TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            .connect(Factory.forProtocol(lambda: reader))
+            .addTimeout(TIMEOUT, reactor)
+        )
         assert await reader.closed.addTimeout(TIMEOUT, reactor) == b"hello\n"
     finally:
         await port.stopListening()
@@ -423,7 +475,9 @@ async def test_dialByServiceName(registry_server, greeter):
     """
     dead = await deadPort()
     await register(registry_server, "a-dead", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % dead})
-    await register(registry_server, "b-live", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % greeter})
+    await register(
+        registry_server, "b-live", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % greeter}
+    )
     registry = quoteStringArgument(registry_server.description)
     assert await dial("inferno:registry=%s:name=b-live:proto=greet" % registry) == b"hello\n"
     endpoint = clientFromString(reactor, "inferno:registry=%s:name=a-dead:proto=greet" % registry)
@@ -440,7 +494,9 @@ async def test_cancelConnect(registry_server, blackHole):
     """
     dead = await deadPort()
     await register(registry_server, "a-dead", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % dead})
-    await register(registry_server, "b-hole", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % blackHole})
+    await register(
+        registry_server, "b-hole", {"proto": "greet", "addr": "tcp!127.0.0.1!%d" % blackHole}
+    )
     registry = quoteStringArgument(registry_server.description)
     endpoint = clientFromString(reactor, "inferno:registry=%s:proto=greet" % registry)
     d = endpoint.connect(Factory.forProtocol(Reader))
@@ -475,5 +531,7 @@ async def test_cancelConnect(registry_server, blackHole):
 def test_interfaces(registry_server):
     connection = connectionFromString(reactor, registry_server.description)
     assert verifyObject(IStreamClientEndpoint, InfernoClientEndpoint(reactor, connection, {}))
-    assert verifyObject(IStreamServerEndpoint, RegisteredServerEndpoint(
-        reactor, TCP4ServerEndpoint(reactor, 0), connection))
+    assert verifyObject(
+        IStreamServerEndpoint,
+        RegisteredServerEndpoint(reactor, TCP4ServerEndpoint(reactor, 0), connection),
+    )

@@ -81,7 +81,9 @@ def proxied():
     target = Target()
     port = pytest_twisted.blockon(
         TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            Factory.forProtocol(target.build)))
+            Factory.forProtocol(target.build)
+        )
+    )
     proxy = FaultProxy(reactor, "127.0.0.1", port.getHost().port)
     pytest_twisted.blockon(proxy.start())
     yield target, proxy

@@ -173,7 +173,7 @@ async def test_oneByteChunks(registry_server, proxy):
     await consistent(registry_server, services, recorders)
     # A quoted newline at a chunk boundary does not end the line: the
     # next byte comes before the server's quotedNewlineDelay.
-    services[0].update({"text": "it's a \"quoted\"\nvalue with spaces"})
+    services[0].update({"text": 'it\'s a "quoted"\nvalue with spaces'})
     await recorders[0].waitUntil(lambda r: r.count("updated") == 1)
     assert registryServices(registry_server)[services[0].name]["text"] == services[0].attrs["text"]
     found = await bounded(manager.lookup({"group": "1"}))
@@ -272,9 +272,7 @@ async def test_duplicateNameRace(registry_server):
     the first goes away.
     """
     managers = [managerFor(registry_server), managerFor(registry_server)]
-    services = [
-        m.attach(QuickService("same", {"owner": str(i)})) for i, m in enumerate(managers)
-    ]
+    services = [m.attach(QuickService("same", {"owner": str(i)})) for i, m in enumerate(managers)]
     outcomes = [s.whenRegistered() for s in services]
     results = []
     for d in outcomes:

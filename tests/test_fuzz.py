@@ -128,7 +128,9 @@ async def test_garbageThenWellBehavedClient():
         ports = [server.newPort, server.findPort, server.eventPort]
         await throwGarbage(server.host, ports, 150, 5)
         conn = connectionFromString(reactor, server.description)
-        registration = await conn.register("good", {"kind": "fuzz survivor"}).addTimeout(10, reactor)
+        registration = await conn.register("good", {"kind": "fuzz survivor"}).addTimeout(
+            10, reactor
+        )
         found = await conn.find([("kind", "fuzz survivor")]).addTimeout(10, reactor)
         assert found == {"good": {"kind": "fuzz survivor"}}
         await registration.unregister().addTimeout(10, reactor)

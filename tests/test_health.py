@@ -237,8 +237,15 @@ async def test_httpPasses(web, code):
     assert await bounded(HTTPGetCheck(reactor, url + "health?x=1").check()) is None
 
 
-@pytest.mark.parametrize("code, phrase", [(404, "Not Found"), (500, "Internal Server Error"),
-                                          (503, "Service Unavailable"), (410, "Gone")])
+@pytest.mark.parametrize(
+    "code, phrase",
+    [
+        (404, "Not Found"),
+        (500, "Internal Server Error"),
+        (503, "Service Unavailable"),
+        (410, "Gone"),
+    ],
+)
 @pytest_twisted.ensureDeferred
 async def test_httpFails(web, code, phrase):
     resource, url = web
@@ -276,8 +283,9 @@ async def test_commandFails():
     A failure says the exit status and what the command wrote on its
     standard output and error.
     """
-    check = CommandCheck(reactor, python(
-        "import sys; print('db'); sys.stderr.write('is down\\n'); sys.exit(3)"))
+    check = CommandCheck(
+        reactor, python("import sys; print('db'); sys.stderr.write('is down\\n'); sys.exit(3)")
+    )
     with pytest.raises(HealthCheckFailed) as info:
         await bounded(check.check())
     assert str(info.value).startswith("exit status 3: ")
@@ -300,8 +308,9 @@ async def test_commandOutputBounded():
     Of a command writing 20 MB, the failure keeps the first
     L{MAX_OUTPUT} bytes.
     """
-    check = CommandCheck(reactor, python(
-        "import sys; sys.stdout.write('y' * (20 * 1024 * 1024)); sys.exit(1)"))
+    check = CommandCheck(
+        reactor, python("import sys; sys.stdout.write('y' * (20 * 1024 * 1024)); sys.exit(1)")
+    )
     with pytest.raises(HealthCheckFailed) as info:
         await bounded(check.check())
     assert str(info.value) == "exit status 1: " + "y" * MAX_OUTPUT
@@ -319,9 +328,15 @@ async def test_commandKilledAtTimeout():
     factory = Accepting()
     port = listen(factory)
     try:
-        check = CommandCheck(reactor, python(
-            "import socket, sys, time; s = socket.create_connection(('127.0.0.1', int(sys.argv[1])));"
-            " time.sleep(60)", str(port.getHost().port)), timeout=3)
+        check = CommandCheck(
+            reactor,
+            python(
+                "import socket, sys, time; s = socket.create_connection(('127.0.0.1', int(sys.argv[1])));"
+                " time.sleep(60)",
+                str(port.getHost().port),
+            ),
+            timeout=3,
+        )
         clock = Clock()
         changes = Recording()
         monitor = HealthMonitor(check, clock, changes)
@@ -398,8 +413,7 @@ def test_riseAndFall():
     turn passing again.
     """
     clock = Clock()
-    script = [True, False, True, False, False, True, False, False, False,
-              True, False, True, True]
+    script = [True, False, True, False, False, True, False, False, False, True, False, True, True]
     check = ScriptedCheck(results=script, interval=1, rise=2, fall=3)
     changes = Recording()
     monitor = HealthMonitor(check, clock, changes)
@@ -476,15 +490,27 @@ def test_checkRaising():
 @pytest.mark.parametrize(
     "description, kind, attrs",
     [
-        ("tcp:127.0.0.1:22", TCPConnectCheck,
-         dict(host="127.0.0.1", port=22, interval=10.0, timeout=5.0, rise=2, fall=3)),
-        ("tcp:[::1]:80 interval=5 timeout=0.5 rise=1 fall=4", TCPConnectCheck,
-         dict(host="::1", port=80, interval=5.0, timeout=0.5, rise=1, fall=4)),
+        (
+            "tcp:127.0.0.1:22",
+            TCPConnectCheck,
+            dict(host="127.0.0.1", port=22, interval=10.0, timeout=5.0, rise=2, fall=3),
+        ),
+        (
+            "tcp:[::1]:80 interval=5 timeout=0.5 rise=1 fall=4",
+            TCPConnectCheck,
+            dict(host="::1", port=80, interval=5.0, timeout=0.5, rise=1, fall=4),
+        ),
         ("tcp:db.example:5432", TCPConnectCheck, dict(host="db.example", port=5432)),
-        ("http://127.0.0.1:8080/health?a=b interval=2", HTTPGetCheck,
-         dict(url="http://127.0.0.1:8080/health?a=b", interval=2.0)),
-        ("exec:%s -c 'print(''a b'')' x=1 fall=2" % (sys.executable,), CommandCheck,
-         dict(argv=[sys.executable, "-c", "print('a b')", "x=1"], fall=2)),
+        (
+            "http://127.0.0.1:8080/health?a=b interval=2",
+            HTTPGetCheck,
+            dict(url="http://127.0.0.1:8080/health?a=b", interval=2.0),
+        ),
+        (
+            "exec:%s -c 'print(''a b'')' x=1 fall=2" % (sys.executable,),
+            CommandCheck,
+            dict(argv=[sys.executable, "-c", "print('a b')", "x=1"], fall=2),
+        ),
         ("exec: sh -c true", CommandCheck, dict(argv=["sh", "-c", "true"])),
     ],
 )
@@ -629,10 +655,12 @@ async def test_serviceKeptWhileFailing(registry_server, manager):
     the attribute follows the check.
     """
     check = ScriptedCheck(results=[None], result=True, interval=0.01, rise=1, fall=1)
-    task = manager.attach(
-        ServiceTask("web", {"proto": "http"}, check=check, keepWhileFailing=True))
+    task = manager.attach(ServiceTask("web", {"proto": "http"}, check=check, keepWhileFailing=True))
     await whenRegistry(registry_server, lambda r: "web" in r)
-    assert registryServices(registry_server)["web"] == {"proto": "http", HEALTH_ATTRIBUTE: "unknown"}
+    assert registryServices(registry_server)["web"] == {
+        "proto": "http",
+        HEALTH_ATTRIBUTE: "unknown",
+    }
     held = registry_server.registry["web"]
 
     check.runs[0].callback(None)
@@ -678,9 +706,12 @@ async def test_agentChecks(registry_server, tmp_path):
     fileUp = tmp_path / "file-up"
     path = tmp_path / "services"
     path.write_text("service=filed proto=http check=%s\nservice=plain a=1\n" % (exists(fileUp),))
-    agent = Agent(lambda: RegistryManager.fromDescription(reactor, registry_server.description),
-                  services=[("fixed", {"f": "1", "check": exists(up)[1:-1]})],
-                  servicesFile=str(path), reactor=reactor)
+    agent = Agent(
+        lambda: RegistryManager.fromDescription(reactor, registry_server.description),
+        services=[("fixed", {"f": "1", "check": exists(up)[1:-1]})],
+        servicesFile=str(path),
+        reactor=reactor,
+    )
     agent.startService()
     try:
         await whenRegistry(registry_server, lambda r: "plain" in r)
@@ -697,8 +728,9 @@ async def test_agentChecks(registry_server, tmp_path):
         await whenRegistry(registry_server, lambda r: "fixed" not in r)
 
         # The file's check now looks for another file: reloaded, it fails.
-        path.write_text("service=filed proto=http check=%s\nservice=plain a=1\n"
-                        % (exists(tmp_path / "other"),))
+        path.write_text(
+            "service=filed proto=http check=%s\nservice=plain a=1\n" % (exists(tmp_path / "other"),)
+        )
         await bounded(agent.reload())
         await whenRegistry(registry_server, lambda r: "filed" not in r)
         (tmp_path / "other").touch()
@@ -729,11 +761,17 @@ async def test_agentKeepFailing(registry_server, tmp_path):
     up = tmp_path / "up"
     path = tmp_path / "services"
     path.write_text("service=filed proto=http check=%s\n" % (exists(up),))
-    agent = Agent(lambda: RegistryManager.fromDescription(reactor, registry_server.description),
-                  servicesFile=str(path), reactor=reactor, keepFailing=True)
+    agent = Agent(
+        lambda: RegistryManager.fromDescription(reactor, registry_server.description),
+        servicesFile=str(path),
+        reactor=reactor,
+        keepFailing=True,
+    )
     agent.startService()
     try:
-        await whenRegistry(registry_server, lambda r: "filed" in r and r["filed"].get("health") == "failing")
+        await whenRegistry(
+            registry_server, lambda r: "filed" in r and r["filed"].get("health") == "failing"
+        )
         held = registry_server.registry["filed"]
         up.touch()
         await whenRegistry(registry_server, lambda r: r["filed"].get("health") == "passing")
@@ -753,13 +791,18 @@ def test_checkServices(tmp_path):
         checkServices({"web": {"check": "ftp:x"}}, False, reactor)
     with pytest.raises(ValueError, match="service 'web' persists"):
         checkServices({"web": {"check": "tcp:h:1", "persist": "1"}}, False, reactor)
-    assert list(checkServices({"web": {"check": "tcp:h:1", "persist": "1"}}, True, reactor)) == ["web"]
+    assert list(checkServices({"web": {"check": "tcp:h:1", "persist": "1"}}, True, reactor)) == [
+        "web"
+    ]
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--service", "web check 'ftp:x'"], "--service: service 'web': check 'ftp:x': unknown kind"),
+        (
+            ["--service", "web check 'ftp:x'"],
+            "--service: service 'web': check 'ftp:x': unknown kind",
+        ),
         (["--service", "web check 'tcp:h:1 rise=0'"], "rise must be a positive whole number"),
         (["--service", "web persist 1 check tcp:h:1"], "service 'web' persists"),
     ],
@@ -772,7 +815,9 @@ def test_badCheckOptions(argv, message):
 def test_badCheckInServicesFile(tmp_path):
     path = tmp_path / "services"
     path.write_text("service=web check='exec:/nonexistent/probe'\n")
-    with pytest.raises(usage.UsageError, match="--services %s: service 'web': exec check" % (path,)):
+    with pytest.raises(
+        usage.UsageError, match="--services %s: service 'web': exec check" % (path,)
+    ):
         parse("--registry", "tcp:127.0.0.1", "--services", str(path))
     path.write_text("service=web persist=1 check='tcp:h:1'\n")
     with pytest.raises(usage.UsageError, match="persists"):
@@ -786,14 +831,24 @@ async def test_keepFailingOption(registry_server, tmp_path):
     C{twistd regmgr --keep-failing}: a service whose check fails is
     registered with C{health failing}; one without a check is as ever.
     """
-    service = makeService(parse(
-        "--registry", registry_server.description, "--keep-failing",
-        "--service", "web proto http check %s" % (exists(tmp_path / "absent"),),
-        "--service", "plain a 1"), reactor)
+    service = makeService(
+        parse(
+            "--registry",
+            registry_server.description,
+            "--keep-failing",
+            "--service",
+            "web proto http check %s" % (exists(tmp_path / "absent"),),
+            "--service",
+            "plain a 1",
+        ),
+        reactor,
+    )
     service.startService()
     try:
-        await whenRegistry(registry_server, lambda r: "plain" in r and "web" in r
-                           and r["web"].get("health") == "failing")
+        await whenRegistry(
+            registry_server,
+            lambda r: "plain" in r and "web" in r and r["web"].get("health") == "failing",
+        )
         services = registryServices(registry_server)
         assert services == {"web": {"proto": "http", "health": "failing"}, "plain": {"a": "1"}}
     finally:

@@ -46,7 +46,10 @@ def test_installedCopyIsUsed(installed, tmp_path):
     The installed copy, not the source tree, provides the package.
     """
     result = run(
-        installed, "python", "-c", "import txinferno; print(txinferno.__file__)",
+        installed,
+        "python",
+        "-c",
+        "import txinferno; print(txinferno.__file__)",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr

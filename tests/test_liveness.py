@@ -104,9 +104,7 @@ def test_probeTunable():
     The interval and the timeout are options: detection then comes after
     their sum, not before.
     """
-    reactor, completer, pumps, observer, stream = silentRegistry(
-        probeInterval=2, probeTimeout=1
-    )
+    reactor, completer, pumps, observer, stream = silentRegistry(probeInterval=2, probeTimeout=1)
     advanceTo(reactor, completer, pumps, 2)
     assert observer.events == ["ready"]
     advanceTo(reactor, completer, pumps, 3)
@@ -133,12 +131,22 @@ def test_defaultDetectionWithin30Seconds():
 @pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf")])
 def test_badProbeInterval(value):
     with pytest.raises(ValueError, match="probeInterval must be positive"):
-        TCPRegistryConnection(MemoryReactorClock(), "tcp:host=a:port=1", "tcp:host=a:port=2",
-                              "tcp:host=a:port=3", probeInterval=value)
+        TCPRegistryConnection(
+            MemoryReactorClock(),
+            "tcp:host=a:port=1",
+            "tcp:host=a:port=2",
+            "tcp:host=a:port=3",
+            probeInterval=value,
+        )
 
 
 @pytest.mark.parametrize("value", ["5", True, object()])
 def test_probeIntervalNotANumber(value):
     with pytest.raises(TypeError, match="probeInterval must be a number"):
-        TCPRegistryConnection(MemoryReactorClock(), "tcp:host=a:port=1", "tcp:host=a:port=2",
-                              "tcp:host=a:port=3", probeInterval=value)
+        TCPRegistryConnection(
+            MemoryReactorClock(),
+            "tcp:host=a:port=1",
+            "tcp:host=a:port=2",
+            "tcp:host=a:port=3",
+            probeInterval=value,
+        )

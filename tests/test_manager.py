@@ -473,4 +473,3 @@ def test_serviceStartedTwice(memory):
     [retry] = memory.clock.getDelayedCalls()
     assert retry is not pending
     assert retry.getTime() - memory.clock.seconds() <= other.initialDelay * 2
-

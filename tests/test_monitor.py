@@ -379,8 +379,14 @@ def test_noSettleWindow():
     removed by the first answer.
     """
     kinds, clock, monitor = _outage(settle=0, comesBack=2)
-    assert kinds == ["added svc1", "added svc2", "resynced", "removed svc1", "resynced",
-                     "added svc1"]
+    assert kinds == [
+        "added svc1",
+        "added svc2",
+        "resynced",
+        "removed svc1",
+        "resynced",
+        "added svc1",
+    ]
 
 
 def test_badSettle():

@@ -166,9 +166,7 @@ async def test_stallThenResume(registry_server, proxy, logged):
     exactly them; the services registered before the stall kept their
     connections throughout.
     """
-    manager = managerFor(
-        proxy, findTimeout=0.5, probeInterval=0.3, probeTimeout=0.3, maxDelay=0.3
-    )
+    manager = managerFor(proxy, findTimeout=0.5, probeInterval=0.3, probeTimeout=0.3, maxDelay=0.3)
     try:
         states = States()
         manager.addObserver(states)

@@ -51,9 +51,12 @@ async def webServices(registry_server):
     ports = []
     for name in ("web", "other"):
         endpoint = RegisteredServerEndpoint(
-            reactor, TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
+            reactor,
+            TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
             connectionFromString(reactor, registry_server.description),
-            attrs={"proto": "http"}, name=name)
+            attrs={"proto": "http"},
+            name=name,
+        )
         port = await bounded(endpoint.listen(site(b"hello from %s\n" % name.encode())))
         await bounded(port.whenRegistered())
         ports.append(port)
@@ -66,7 +69,8 @@ async def webServices(registry_server):
 
 def agentFor(server):
     factory = InfernoAgentEndpointFactory(
-        reactor, connectionFromString(reactor, server.description), {"proto": "http"})
+        reactor, connectionFromString(reactor, server.description), {"proto": "http"}
+    )
     return Agent.usingEndpointFactory(reactor, factory)
 
 
@@ -84,11 +88,13 @@ async def test_agentOverInferno(webServices):
 
 def test_agentEndpointFactoryInterface(registry_server):
     factory = InfernoAgentEndpointFactory(
-        reactor, connectionFromString(reactor, registry_server.description))
+        reactor, connectionFromString(reactor, registry_server.description)
+    )
     assert verifyObject(IAgentEndpointFactory, factory)
     with pytest.raises(ValueError, match="choose must be one of"):
         InfernoAgentEndpointFactory(
-            reactor, connectionFromString(reactor, registry_server.description), choose="best")
+            reactor, connectionFromString(reactor, registry_server.description), choose="best"
+        )
 
 
 @pytest_twisted.ensureDeferred
@@ -99,14 +105,17 @@ async def test_treqOverInferno(webServices):
 
 @pytest_twisted.ensureDeferred
 async def test_agentUnknownService(webServices):
-    with pytest.raises(InfernoServiceUnreachable, match="no service matching name=nowhere proto=http"):
+    with pytest.raises(
+        InfernoServiceUnreachable, match="no service matching name=nowhere proto=http"
+    ):
         await bounded(agentFor(webServices).request(b"GET", b"http://nowhere/hello"))
 
 
 @pytest_twisted.ensureDeferred
 async def test_agentOnlyHTTP(registry_server):
     factory = InfernoAgentEndpointFactory(
-        reactor, connectionFromString(reactor, registry_server.description))
+        reactor, connectionFromString(reactor, registry_server.description)
+    )
     with pytest.raises(SchemeNotSupported):
         await bounded(Agent.usingEndpointFactory(reactor, factory).request(b"GET", b"https://web/"))
 
@@ -147,18 +156,25 @@ async def test_tacFile(registry_server, tmp_path):
     on SIGTERM.
     """
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-    env = dict(os.environ, TXINFERNO_REGISTRY=registry_server.description,
-               EXAMPLE_WEB="tcp:0:interface=127.0.0.1")
+    env = dict(
+        os.environ,
+        TXINFERNO_REGISTRY=registry_server.description,
+        EXAMPLE_WEB="tcp:0:interface=127.0.0.1",
+    )
     process = _Twistd()
     transport = reactor.spawnProcess(
-        process, twistd,
+        process,
+        twistd,
         [twistd, "-ny", str(EXAMPLES / "registry.tac"), "--pidfile", "", "-l", "-"],
-        env=env, path=str(tmp_path))
+        env=env,
+        path=str(tmp_path),
+    )
     try:
-        await whenRegistry(registry_server,
-                           lambda r: "example-web" in r and "example-notes" in r)
+        await whenRegistry(registry_server, lambda r: "example-web" in r and "example-notes" in r)
         assert registryServices(registry_server)["example-notes"] == {
-            "proto": "notes", "descr": "an example"}
+            "proto": "notes",
+            "descr": "an example",
+        }
         response = await bounded(agentFor(registry_server).request(b"GET", b"http://example-web/"))
         assert await bounded(readBody(response)) == b"hello from the example\n"
         await process.waitFor(b"HTTP service example-web is here")
@@ -179,9 +195,19 @@ def test_trialExample(tmp_path):
     The trial example of docs/recipes.md passes under trial.
     """
     result = subprocess.run(
-        [sys.executable, "-m", "twisted.trial", "--temp-directory", str(tmp_path / "_trial"),
-         "test_with_trial"],
-        cwd=str(EXAMPLES), capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "twisted.trial",
+            "--temp-directory",
+            str(tmp_path / "_trial"),
+            "test_with_trial",
+        ],
+        cwd=str(EXAMPLES),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASSED (successes=1)" in result.stdout
 
@@ -208,17 +234,35 @@ async def test_twistdWebOnRegistered(registry_server, tmp_path):
     """
     (tmp_path / "index.html").write_text("hello\n")
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-    listen = (r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=site:proto=http"
-              % registry_server.description.replace(":", "\\:"))
+    listen = (
+        r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=site:proto=http"
+        % registry_server.description.replace(":", "\\:")
+    )
     process = _Twistd()
     transport = reactor.spawnProcess(
-        process, twistd,
-        [twistd, "-n", "--pidfile", "", "-l", "-", "web", "--listen", listen,
-         "--path", str(tmp_path)],
-        env=dict(os.environ), path=str(tmp_path))
+        process,
+        twistd,
+        [
+            twistd,
+            "-n",
+            "--pidfile",
+            "",
+            "-l",
+            "-",
+            "web",
+            "--listen",
+            listen,
+            "--path",
+            str(tmp_path),
+        ],
+        env=dict(os.environ),
+        path=str(tmp_path),
+    )
     try:
         await whenRegistry(registry_server, lambda r: "site" in r)
-        response = await bounded(agentFor(registry_server).request(b"GET", b"http://site/index.html"))
+        response = await bounded(
+            agentFor(registry_server).request(b"GET", b"http://site/index.html")
+        )
         assert await bounded(readBody(response)) == b"hello\n"
     finally:
         if not process.ended.called:

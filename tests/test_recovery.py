@@ -44,7 +44,9 @@ async def test_restartWithManyTasks(registry_server):
     for monitor in monitors[: MONITORS // 2]:
         manager.attach(monitor)
     services = [
-        manager.attach(ServiceTask("svc%03d" % i, {"group": str(i % MONITORS), "text": "it's %d\n" % i}))
+        manager.attach(
+            ServiceTask("svc%03d" % i, {"group": str(i % MONITORS), "text": "it's %d\n" % i})
+        )
         for i in range(SERVICES)
     ]
     for monitor in monitors[MONITORS // 2 :]:

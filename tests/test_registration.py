@@ -382,8 +382,10 @@ def test_watchedAfterConfirmation():
     pump.flush()
     [failure] = lost
     assert failure.check(RegistrationLost)
-    assert "duplicate service name: the registry lists it with attributes this " \
+    assert (
+        "duplicate service name: the registry lists it with attributes this "
         "registration never sent (k 2 owner other)" in str(failure.value)
+    )
 
 
 def test_neverListed():
@@ -693,9 +695,7 @@ def test_lossesCollectedOverAWindow():
         assert [e for e in events if e["log_level"] == LogLevel.warn] == []
         s.reactor.advance(LOSS_WINDOW)
     [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
-    assert formatEvent(warning) == (
-        "3 registrations lost: the connection to the registry was lost"
-    )
+    assert formatEvent(warning) == ("3 registrations lost: the connection to the registry was lost")
     assert warning["names"] == ["svc0", "svc1", "svc2"]
 
 

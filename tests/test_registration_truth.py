@@ -87,8 +87,10 @@ async def test_confirmedRegistrationWatched(registry_server, held):
         theirs.update({"load": "5"})
         with pytest.raises(RegistrationLost) as caught:
             await bounded(lost)
-        assert "duplicate service name: the registry lists it with attributes this " \
+        assert (
+            "duplicate service name: the registry lists it with attributes this "
             "registration never sent (load 5 proto http)" in str(caught.value)
+        )
         assert registryServices(registry_server) == {"same": {"proto": "http", "load": "5"}}
     finally:
         await bounded(second.stopService())
@@ -113,8 +115,7 @@ async def test_registryLargerThanTheAnswerLimit(registry_server):
             await bounded(manager.connection.find({}))
         one = manager.attach(ServiceTask("mine", {"proto": "http"}))
         burst = [
-            manager.attach(ServiceTask("b%d" % i, {"group": "g", "n": str(i)}))
-            for i in range(50)
+            manager.attach(ServiceTask("b%d" % i, {"group": "g", "n": str(i)})) for i in range(50)
         ]
         for task in [one] + burst:
             await bounded(task.whenRegistered())

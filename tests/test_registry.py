@@ -116,10 +116,22 @@ def test_updateOfRemovedService(registry):
 @pytest.mark.parametrize(
     "value, kept",
     [
-        ("1", True), ("-1", True), (" 1", True), ("1x", True), ("+2", True),
-        ("\t\n 007", True), ("0", False), ("00", False), ("abc", False),
-        ("0x1", False), ("", False), ("-0", False), ("+", False), (" ", False),
-        ("\u0661", False), (None, False),
+        ("1", True),
+        ("-1", True),
+        (" 1", True),
+        ("1x", True),
+        ("+2", True),
+        ("\t\n 007", True),
+        ("0", False),
+        ("00", False),
+        ("abc", False),
+        ("0x1", False),
+        ("", False),
+        ("-0", False),
+        ("+", False),
+        (" ", False),
+        ("\u0661", False),
+        (None, False),
     ],
 )
 def test_persists(value, kept):
@@ -174,6 +186,7 @@ def test_matching(registry):
     fa = registry.register(None, ["fa", "k", "1", "z", "two words"])
     registry.register(None, ["fb", "k", "2", "z", "y"])
     fc = registry.register(None, ["fc", "k", "1"])
+
     def names(words):
         return [s.name for s in registry.find(words)]
 
@@ -215,8 +228,7 @@ def test_loadStatic(registry):
     )
     assert registry.loadStatic(db) == 2
     assert registry.answer([]) == (
-        b"net!click!1234 auth none description 'snapshot service'\n"
-        b"s2 persist 0 kind x\n"
+        b"net!click!1234 auth none description 'snapshot service'\ns2 persist 0 kind x\n"
     )
     assert registry.versions == [] and registry.version == 0
     assert registry.release(registry["s2"]) is False
@@ -242,7 +254,9 @@ def test_tenThousandServices(registry):
     times both over the find port).
     """
     services = [
-        registry.register(None, ["svc%d" % i, "proto", "tcp", "id", str(i), "descr", "service %d" % i])
+        registry.register(
+            None, ["svc%d" % i, "proto", "tcp", "id", str(i), "descr", "service %d" % i]
+        )
         for i in range(10000)
     ]
     for i in range(100):
@@ -332,7 +346,9 @@ def test_updateIsLinear():
     CountedName.comparisons = 0
     registry.update(s, words)
     assert CountedName.comparisons <= 5 * (250 + 1000), CountedName.comparisons
-    assert s.attributes() == [(a, "2") for a in referenceOrder([w for w in first[-2:0:-2]], _pairsOf(words))]
+    assert s.attributes() == [
+        (a, "2") for a in referenceOrder([w for w in first[-2:0:-2]], _pairsOf(words))
+    ]
 
 
 def _pairsOf(words):
@@ -418,7 +434,10 @@ def test_persistentLimitPerOrigin():
     events = []
     globalLogPublisher.addObserver(events.append)
     try:
-        kept = [registry.register(None, ["p%d" % i, "persist", "1"], origin="10.0.0.1") for i in range(3)]
+        kept = [
+            registry.register(None, ["p%d" % i, "persist", "1"], origin="10.0.0.1")
+            for i in range(3)
+        ]
         other = registry.register(None, ["q", "persist", "1"], origin="10.0.0.2")
         assert [registry.release(s) for s in kept] == [False, False, True]
         assert registry.release(other) is False
@@ -440,7 +459,9 @@ def test_changeLogTruncated():
     globalLogPublisher.addObserver(events.append)
     try:
         quiet = Registry()
-        s = quiet.register(None, ["svc"] + ["k%d" % i if j == 0 else "v" * 50 for i in range(100) for j in (0, 1)])
+        s = quiet.register(
+            None, ["svc"] + ["k%d" % i if j == 0 else "v" * 50 for i in range(100) for j in (0, 1)]
+        )
         quiet.update(s, ["k1", "x" * 5000])
         loud = Registry(logFullChanges=True)
         loud.register(None, ["svc", "a", "y" * 500])
@@ -449,8 +470,13 @@ def test_changeLogTruncated():
         globalLogPublisher.removeObserver(events.append)
     mine = [e for e in events if e.get("log_namespace") == "txinferno.server.registry.Registry"]
     lines = [formatEvent(e) for e in mine]
-    assert [e["log_level"] for e in mine] == [LogLevel.info] * 3 + [LogLevel.debug] + [LogLevel.info] * 2
-    assert lines[4:] == ["service %s... registered with " % ("n" * 100,), "service %s... removed" % ("n" * 100,)]
+    assert [e["log_level"] for e in mine] == [LogLevel.info] * 3 + [LogLevel.debug] + [
+        LogLevel.info
+    ] * 2
+    assert lines[4:] == [
+        "service %s... registered with " % ("n" * 100,),
+        "service %s... removed" % ("n" * 100,),
+    ]
     assert all(len(line) < 200 for line in lines[:3]), lines
     assert lines[0].startswith("service svc registered with k99 " + "v" * 50)
     assert lines[0].endswith("... (100 attributes)")

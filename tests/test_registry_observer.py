@@ -158,13 +158,18 @@ def test_viewKeepsRecentChanges():
     dup, _ = connect(server.newFactory)
     dup.dataReceived(b"svc0\n")
     assert [(c["time"], c["kind"]) for c in view.changes] == [
-        (3, "registered"), (4, "registered"), (4, "rejected")]
+        (3, "registered"),
+        (4, "registered"),
+        (4, "rejected"),
+    ]
     assert view.changes[0]["line"] == "svc2 a 'x y'"
     assert view.counts == {"registered": 4, "rejected": 1}
     assert view.rejections == {"duplicate service name": 1}
     times.advance(6)
     assert [(s["time"], s["services"], s["changes"]) for s in view.history] == [
-        (0, 0, 0), (10, 4, 5)]
+        (0, 0, 0),
+        (10, 4, 5),
+    ]
     view.stop()
     assert times.getDelayedCalls() == []
 

@@ -53,8 +53,9 @@ class NoInput:
 
 async def regquery(*argv, stdin=None, interrupted=None):
     out, err = Output(), Output()
-    status = await run(reactor, list(argv), stdin or NoInput(), out, err,
-                       interrupted or Deferred()).addTimeout(TIMEOUT, reactor)
+    status = await run(
+        reactor, list(argv), stdin or NoInput(), out, err, interrupted or Deferred()
+    ).addTimeout(TIMEOUT, reactor)
     return status, out.text, err.text
 
 
@@ -127,8 +128,7 @@ async def test_queriesFromStandardInput(registry_server, tmp_path):
     queries = tmp_path / "queries"
     queries.write_bytes(b"k 1\nz 'two words'\nk 3\n")
     with open(queries) as stdin:
-        status, out, err = await regquery(
-            "-r", registry_server.description, "-n", stdin=stdin)
+        status, out, err = await regquery("-r", registry_server.description, "-n", stdin=stdin)
     assert (status, out, err) == (FOUND, "s1\ns2\n", "")
 
 
@@ -139,8 +139,14 @@ async def test_watch(registry_server):
     """
     interrupted = Deferred()
     out, err = Output(), Output()
-    done = run(reactor, ["-r", registry_server.description, "--watch", "proto", "*"],
-               NoInput(), out, err, interrupted)
+    done = run(
+        reactor,
+        ["-r", registry_server.description, "--watch", "proto", "*"],
+        NoInput(),
+        out,
+        err,
+        interrupted,
+    )
     reg = await register(registry_server, "w1", {"proto": "ssh"})
     await out.whenContains("added w1 proto ssh\n")
     reg.update({"proto": "tcp"})
@@ -242,8 +248,14 @@ async def test_watchNames(registry_server):
     """
     interrupted = Deferred()
     out, err = Output(), Output()
-    done = run(reactor, ["-r", registry_server.description, "--watch", "-n", "proto", "*"],
-               NoInput(), out, err, interrupted)
+    done = run(
+        reactor,
+        ["-r", registry_server.description, "--watch", "-n", "proto", "*"],
+        NoInput(),
+        out,
+        err,
+        interrupted,
+    )
     reg = await register(registry_server, "w1", {"proto": "ssh"})
     await out.whenContains("added w1\n")
     await reg.unregister()
@@ -276,9 +288,24 @@ async def test_watchOutage(registry_server):
     """
     interrupted = Deferred()
     out, err = Output(), Output()
-    done = run(reactor, ["-r", registry_server.description, "--watch", "--settle", "30",
-                         "--max-retry-delay", "0.5", "proto", "*"],
-               NoInput(), out, err, interrupted)
+    done = run(
+        reactor,
+        [
+            "-r",
+            registry_server.description,
+            "--watch",
+            "--settle",
+            "30",
+            "--max-retry-delay",
+            "0.5",
+            "proto",
+            "*",
+        ],
+        NoInput(),
+        out,
+        err,
+        interrupted,
+    )
     await register(registry_server, "w1", {"proto": "ssh"})
     await out.whenContains("added w1 proto ssh\n")
     await registry_server.restart()

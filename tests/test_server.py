@@ -103,9 +103,7 @@ async def test_vectors1to12(registry_server):
     await c12.close().addTimeout(TIMEOUT, reactor)
     c13 = await h.new(b"later x 1\n", b"00000007")
     assert await h.find(b"\n") == (
-        b"other addr tcp!host!22 proto tcp\n"
-        b"keeper persist 1 proto ssh\n"
-        b"later x 1\n"
+        b"other addr tcp!host!22 proto tcp\nkeeper persist 1 proto ssh\nlater x 1\n"
     )
     assert c10.received == c12.received == c13.received == b""
 
@@ -253,9 +251,7 @@ async def test_vector25StaticFile():
     Step 25: a static attrdb entry is a persistent service; no event.
     """
     db = io.StringIO(
-        "# static services\n"
-        "service=net!click!1234\n"
-        "\tdescription='snapshot service' auth=none\n"
+        "# static services\nservice=net!click!1234\n\tdescription='snapshot service' auth=none\n"
     )
     server = await EmbeddedRegistry(static=db).start()
     try:
@@ -264,6 +260,9 @@ async def test_vector25StaticFile():
         assert server.registry.version == 0
         await h.rejected(b"net!click!1234 a 1\n")
         await server.restart()
-        assert await h.find(b"auth none\n") == b"net!click!1234 auth none description 'snapshot service'\n"
+        assert (
+            await h.find(b"auth none\n")
+            == b"net!click!1234 auth none description 'snapshot service'\n"
+        )
     finally:
         await server.stop()

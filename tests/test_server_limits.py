@@ -67,7 +67,8 @@ class LogCapture:
 
     def warnings(self, text):
         return [
-            formatEvent(e) for e in self.events
+            formatEvent(e)
+            for e in self.events
             if e["log_level"] == LogLevel.warn and text in formatEvent(e)
         ]
 
@@ -89,8 +90,12 @@ async def test_findAnswersStreamWithBoundedBuffers():
         sockets = [neverReading(server.findPort) for _ in range(10)]
         for s in sockets:
             s.sendall(b"\n")
-        await turnUntil(lambda: len([p for p in protocols(server, FindServerProtocol) if p._done]) == 10)
-        answer = await exchange(reactor, server.host, server.findPort, b"id 5\n").addTimeout(TIMEOUT, reactor)
+        await turnUntil(
+            lambda: len([p for p in protocols(server, FindServerProtocol) if p._done]) == 10
+        )
+        answer = await exchange(reactor, server.host, server.findPort, b"id 5\n").addTimeout(
+            TIMEOUT, reactor
+        )
         assert answer == server.registry["svc5"].line()
         finds = protocols(server, FindServerProtocol)
         assert len(finds) == 10
@@ -142,7 +147,11 @@ async def test_watcherThatNeverReadsIsDropped():
         reader = await connectRaw(reactor, server.host, server.eventPort)
         assert await reader.readLine().addTimeout(TIMEOUT, reactor) == b"READY"
         await turnUntil(lambda: len(server.server._watchers) == 2)
-        [slow] = [w for w in server.server._watchers if w.transport.getPeer().port == stuck.getsockname()[1]]
+        [slow] = [
+            w
+            for w in server.server._watchers
+            if w.transport.getPeer().port == stuck.getsockname()[1]
+        ]
         service = server.registry.register(None, ["tick"])
         deadline = time.monotonic() + TIMEOUT
         most = 0
@@ -182,7 +191,13 @@ async def test_persistentServicesPerAddress():
             conn.send(b"p%d persist 1\n" % (i,))
             await turnUntil(lambda: "p%d" % (i,) in server.registry)
             await conn.close().addTimeout(TIMEOUT, reactor)
-            await turnUntil(lambda: server.registry["p%d" % (i,)].owner is None if "p%d" % (i,) in server.registry else True)
+            await turnUntil(
+                lambda: (
+                    server.registry["p%d" % (i,)].owner is None
+                    if "p%d" % (i,) in server.registry
+                    else True
+                )
+            )
         assert sorted(s.name for s in server.registry) == ["p0", "p1"]
         assert server.registry["p0"].origin == "127.0.0.1"
         assert log.warnings("removed instead of persisting") == [
@@ -214,7 +229,10 @@ async def test_keepAliveOnAcceptedConnections():
                 assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 20
                 assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
                 assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
-        assert {type(p) for p in server.server._connections} >= {EventServerProtocol, FindServerProtocol}
+        assert {type(p) for p in server.server._connections} >= {
+            EventServerProtocol,
+            FindServerProtocol,
+        }
     finally:
         for conn in held:
             conn.transport.abortConnection()

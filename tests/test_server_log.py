@@ -67,8 +67,16 @@ def test_agentMaxRetryDelay(registry_server):
     C{--max-retry-delay} caps the agent's reconnection backoff.
     """
     options = Options()
-    options.parseOptions(["--registry", registry_server.description, "--service", "s a 1",
-                          "--max-retry-delay", "2.5"])
+    options.parseOptions(
+        [
+            "--registry",
+            registry_server.description,
+            "--service",
+            "s a 1",
+            "--max-retry-delay",
+            "2.5",
+        ]
+    )
     manager = makeService(options, reactor).agent._makeManager()
     assert manager.connection._maxDelay == 2.5
     options = Options()

@@ -102,7 +102,8 @@ def test_oneReadOneWriteQuoteRule():
     assert server.registry.answer([]) == b"q3 w 1 v 'x\ny'\nq4 v 'x\ny'\n"
     clock.advance(server.quotedNewlineDelay)
     assert server.registry.answer([]) == (
-        b"q3 w 1 v 'x\ny'\nq4 v 'x\ny'\nq2 v2 'unbalanced\n' v1 its\n")
+        b"q3 w 1 v 'x\ny'\nq4 v 'x\ny'\nq2 v2 'unbalanced\n' v1 its\n"
+    )
     assert not clock.getDelayedCalls()
 
 
@@ -177,7 +178,10 @@ def test_findStreamsAsTheTransportAsks():
     assert firstTransport.producer is None and not server._streaming
 
     slow, slowTransport = connect(server.findFactory)
-    slowTransport.write = lambda data, write=slowTransport.write: (write(data), slow.pauseProducing())
+    slowTransport.write = lambda data, write=slowTransport.write: (
+        write(data),
+        slow.pauseProducing(),
+    )
     slow.dataReceived(b"\n")
     assert 0 < len(slowTransport.value()) <= 250 + 50
     waiting, waitingTransport = connect(server.findFactory)

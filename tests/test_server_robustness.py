@@ -172,7 +172,9 @@ async def test_silentConnectionsBlockNobody(registry_server):
             silent.append(await connect(registry_server, port))
     await register(registry_server, b"svc a 1\n", events)
     assert await find(registry_server, b"\n") == b"svc a 1\n"
-    assert all(c.lost is None and c.received in (b"", b"READY\n", b"READY\n00000001\n") for c in silent)
+    assert all(
+        c.lost is None and c.received in (b"", b"READY\n", b"READY\n00000001\n") for c in silent
+    )
 
 
 @pytest.fixture

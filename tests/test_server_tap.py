@@ -98,7 +98,8 @@ def test_portInUse():
             with pytest.raises(PortListenError) as e:
                 service.startService()
         assert str(e.value) == (
-            "cannot listen for the event port on 127.0.0.1:%d: address already in use" % (port,))
+            "cannot listen for the event port on 127.0.0.1:%d: address already in use" % (port,)
+        )
         assert [formatEvent(event) for event in events] == []
         assert service.server.ports == []
         with pytest.raises(SystemExit) as e:
@@ -123,8 +124,11 @@ def test_summaryLine():
     lines = [formatEvent(e) for e in events]
     assert lines[-1] == (
         "registry serving new=127.0.0.1:%d, find=127.0.0.1:%d, event=127.0.0.1:%d, "
-        "2 static services" % tuple(ports))
-    assert lines[:-1] == ["%s port starting on %d" % pair for pair in zip(("new", "find", "event"), ports)]
+        "2 static services" % tuple(ports)
+    )
+    assert lines[:-1] == [
+        "%s port starting on %d" % pair for pair in zip(("new", "find", "event"), ports)
+    ]
     return server.stopListening()
 
 
@@ -142,8 +146,10 @@ def test_staticServices(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--db", "/nonexistent/services.db"],
-         "--db /nonexistent/services.db: cannot read: No such file or directory"),
+        (
+            ["--db", "/nonexistent/services.db"],
+            "--db /nonexistent/services.db: cannot read: No such file or directory",
+        ),
         (["--new", "bogus:1234"], "--new bogus:1234: bad endpoint: "),
         (["--find", "tcp:notaport"], "--find tcp:notaport: bad endpoint: "),
         (["--max-line", "0"], "--max-line 0: must be a positive integer"),
@@ -168,8 +174,11 @@ def test_usageErrors(args, message):
 
 @pytest.mark.parametrize(
     "content, message",
-    [("service='open\n", "line 1: unterminated quote"), ("service=new\n", "bad service name"),
-     (b"service=\xff\n", "invalid start byte")],
+    [
+        ("service='open\n", "line 1: unterminated quote"),
+        ("service=new\n", "bad service name"),
+        (b"service=\xff\n", "invalid start byte"),
+    ],
 )
 def test_badStaticFile(tmp_path, content, message):
     """
@@ -241,8 +250,14 @@ async def test_defaultBacklog():
     A TCP endpoint string given without C{backlog=} listens with a queue of
     4096 connections; one that names a backlog, or is not TCP, is kept.
     """
-    options = parse("--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1:backlog=7",
-                    "--event", "tcp6:0:interface=\\:\\:1")
+    options = parse(
+        "--new",
+        "tcp:0:interface=127.0.0.1",
+        "--find",
+        "tcp:0:interface=127.0.0.1:backlog=7",
+        "--event",
+        "tcp6:0:interface=\\:\\:1",
+    )
     assert options["new"] == "tcp:0:interface=127.0.0.1:backlog=4096"
     assert options["find"] == "tcp:0:interface=127.0.0.1:backlog=7"
     assert options["event"] == "tcp6:0:interface=\\:\\:1:backlog=4096"
@@ -262,18 +277,55 @@ def test_limitOptions():
     """
     options = parse()
     registry = options.registry
-    assert (registry.maxServices, registry.maxAttributes, registry.maxServiceBytes,
-            registry.maxPersistentPerOrigin, registry.logFullChanges) == (100000, 256, 16384, 1000, False)
-    options = parse("--max-services", "5", "--max-attributes", "6", "--max-service-bytes", "700",
-                    "--max-persistent", "8", "--max-finds", "2", "--find-buffer", "4096",
-                    "--watcher-timeout", "1.5", "--keepalive-idle", "9", "--keepalive-interval", "3",
-                    "--keepalive-count", "2", "--log-changes")
+    assert (
+        registry.maxServices,
+        registry.maxAttributes,
+        registry.maxServiceBytes,
+        registry.maxPersistentPerOrigin,
+        registry.logFullChanges,
+    ) == (100000, 256, 16384, 1000, False)
+    options = parse(
+        "--max-services",
+        "5",
+        "--max-attributes",
+        "6",
+        "--max-service-bytes",
+        "700",
+        "--max-persistent",
+        "8",
+        "--max-finds",
+        "2",
+        "--find-buffer",
+        "4096",
+        "--watcher-timeout",
+        "1.5",
+        "--keepalive-idle",
+        "9",
+        "--keepalive-interval",
+        "3",
+        "--keepalive-count",
+        "2",
+        "--log-changes",
+    )
     registry = options.registry
-    assert (registry.maxServices, registry.maxAttributes, registry.maxServiceBytes,
-            registry.maxPersistentPerOrigin, registry.logFullChanges) == (5, 6, 700, 8, True)
+    assert (
+        registry.maxServices,
+        registry.maxAttributes,
+        registry.maxServiceBytes,
+        registry.maxPersistentPerOrigin,
+        registry.logFullChanges,
+    ) == (5, 6, 700, 8, True)
     server = makeService(options, reactor).server
     assert (server.maxFinds, server.findBufferSize, server.watcherTimeout, server.keepAlive) == (
-        2, 4096, 1.5, (9, 3, 2))
+        2,
+        4096,
+        1.5,
+        (9, 3, 2),
+    )
     defaults = makeService(parse(), reactor).server
-    assert (defaults.maxFinds, defaults.findBufferSize, defaults.watcherTimeout, defaults.keepAlive) == (
-        16, 65536, 30.0, (20, 10, 4))
+    assert (
+        defaults.maxFinds,
+        defaults.findBufferSize,
+        defaults.watcherTimeout,
+        defaults.keepAlive,
+    ) == (16, 65536, 30.0, (20, 10, 4))

@@ -245,7 +245,9 @@ async def test_backoffTiming(registry_server):
     by C{e} up to C{5} s (no jitter here); detaching stops the retries.
     """
     clock = Clock()
-    manager = RegistryManager(connectionFromString(reactor, registry_server.description), clock=clock)
+    manager = RegistryManager(
+        connectionFromString(reactor, registry_server.description), clock=clock
+    )
     manager.startService()
     await bounded(manager.whenConnected())
     holder = await holdName(registry_server, "dup")
@@ -279,7 +281,9 @@ async def test_backoffJitter(registry_server):
     """
     random.seed(3)
     clock = Clock()
-    manager = RegistryManager(connectionFromString(reactor, registry_server.description), clock=clock)
+    manager = RegistryManager(
+        connectionFromString(reactor, registry_server.description), clock=clock
+    )
     manager.startService()
     await bounded(manager.whenConnected())
     holder = await holdName(registry_server, "dup")
@@ -349,4 +353,3 @@ async def test_rejectedBurstLoggedInFewLines(manager, registry_server):
     finally:
         globalLogPublisher.removeObserver(observe)
         await bounded(second.stopService())
-

@@ -801,6 +801,7 @@ async def test_managerTasks(registry_server):
     styx.attach(ServiceTask("fromStyx", {"side": "styx"}))
     tcp.attach(ServiceTask("fromTCP", {"side": "tcp"}))
     styx.startService()
+
     def both(r):
         return set(r.view) == {"fromStyx", "fromTCP"}
 
@@ -1005,7 +1006,9 @@ class ClosesOnGarbage(Protocol):
 def authServer(request):
     port = pytest_twisted.blockon(
         TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            Factory.forProtocol(request.param)))
+            Factory.forProtocol(request.param)
+        )
+    )
     yield port.getHost().port
     pytest_twisted.blockon(port.stopListening())
 
@@ -1070,7 +1073,8 @@ async def test_endpoints(registry_server):
     """
     registry = quoteStringArgument(styxDescription(registry_server))
     endpoint = serverFromString(
-        reactor, r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=web:proto=greet" % registry
+        reactor,
+        r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=web:proto=greet" % registry,
     )
     port = await bounded(endpoint.listen(Factory.forProtocol(Greeter)))
     await bounded(port.whenRegistered())
@@ -1132,7 +1136,9 @@ async def test_persistentTakenOver(registry_server):
     other = styxConnection(registry_server, user="mallory")
     with pytest.raises(RegistrationRejected, match="cannot be taken over: permission denied"):
         await bounded(other.register("pers", {"persist": "1"}))
-    again = StyxRegistryConnection(reactor, "tcp:host=%s:port=%d" % registry_server.styxAddress, conn.user)
+    again = StyxRegistryConnection(
+        reactor, "tcp:host=%s:port=%d" % registry_server.styxAddress, conn.user
+    )
     taken = await bounded(again.register("pers", {"persist": "1", "b": "3"}))
     assert registry_server.registry["pers"].get("b") == "3"
     await bounded(taken.remove())

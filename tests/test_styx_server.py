@@ -194,7 +194,9 @@ def test_version_bytes(server):
     ]
     p.transport.clear()
     p.protocol.dataReceived(styx.Tversion(1, 8192, "9P2000").encode())
-    assert p.transport.value() == bytes.fromhex("1300000065 0100 00200000 0600 395032303030".replace(" ", ""))
+    assert p.transport.value() == bytes.fromhex(
+        "1300000065 0100 00200000 0600 395032303030".replace(" ", "")
+    )
 
 
 def test_second_version_keeps_fids(peer):
@@ -248,7 +250,9 @@ def test_ls_l(peer, server):
     """
     peer.register(5, b"svc1 port 22")
     root = peer.call(styx.Tstat(1, 0)).stat
-    assert root == styx.Stat(0x4D, 0, Qid(QTDIR, 1, 0), DMDIR | 0o777, T0, T0, 0, ".", "registry", "registry", "")
+    assert root == styx.Stat(
+        0x4D, 0, Qid(QTDIR, 1, 0), DMDIR | 0o777, T0, T0, 0, ".", "registry", "registry", ""
+    )
     assert peer.walk(0, 1) == styx.Rwalk(1, ())
     assert peer.open(1, OREAD) == styx.Ropen(1, Qid(QTDIR, 1, 0), 8192)
     entries = decodeDirectory(peer.readAll(1, 2048))
@@ -349,7 +353,13 @@ def test_open_modes(peer):
         peer.walk(0, 1, "find")
         assert peer.open(1, mode) == error("bad argument")
         peer.clunk(1)
-    for name, mode in [("index", OWRITE), ("index", ORDWR), ("event", OWRITE), (None, OWRITE), (None, ORDWR)]:
+    for name, mode in [
+        ("index", OWRITE),
+        ("index", ORDWR),
+        ("event", OWRITE),
+        (None, OWRITE),
+        (None, ORDWR),
+    ]:
         peer.walk(0, 1, *([name] if name else []))
         assert peer.open(1, mode) == error("permission denied")
         peer.clunk(1)
@@ -377,7 +387,9 @@ def test_ropen_bytes(peer):
     peer.walk(0, 3, "new")
     peer.transport.clear()
     peer.protocol.dataReceived(styx.Topen(3, 3, ORDWR).encode())
-    assert peer.transport.value() == bytes.fromhex("18000000 71 0300 00 00000000 0500000000000000 00200000".replace(" ", ""))
+    assert peer.transport.value() == bytes.fromhex(
+        "18000000 71 0300 00 00000000 0500000000000000 00200000".replace(" ", "")
+    )
 
 
 # Registration (9.8), clunk and persist (9.11)
@@ -467,8 +479,20 @@ def test_service_file_reads(peer, server):
 
 @pytest.mark.parametrize(
     "value, kept",
-    [("1", True), ("-1", True), ("' 1'", True), ("1x", True), ("+2", True), ("'\t5'", True),
-     ("2147483648", True), ("0", False), ("00", False), ("abc", False), ("0x1", False), ("''", False)],
+    [
+        ("1", True),
+        ("-1", True),
+        ("' 1'", True),
+        ("1x", True),
+        ("+2", True),
+        ("'\t5'", True),
+        ("2147483648", True),
+        ("0", False),
+        ("00", False),
+        ("abc", False),
+        ("0x1", False),
+        ("''", False),
+    ],
 )
 def test_persist(peer, value, kept):
     peer.register(5, b"p persist " + value.encode())
@@ -614,7 +638,10 @@ def test_event_bytes_and_order(peer):
     peer.open(2, ORDWR)
     peer.transport.clear()
     peer.protocol.dataReceived(styx.Twrite(7, 2, 0, b"s").encode())
-    assert peer.transport.value() == bytes.fromhex("140000007504000900000030303030303030310a") + styx.Rwrite(7, 1).encode()
+    assert (
+        peer.transport.value()
+        == bytes.fromhex("140000007504000900000030303030303030310a") + styx.Rwrite(7, 1).encode()
+    )
 
 
 def test_cat_event_flush(peer):
@@ -642,7 +669,9 @@ def test_event_clunk_with_pending(peer):
     peer.open(1, OREAD)
     peer.send(styx.Tread(4, 1, 0, 8192))
     assert peer.clunk(1) == styx.Rclunk(1)
-    replies = peer.send(styx.Twalk(1, 0, 5, ("new",)), styx.Topen(1, 5, ORDWR), styx.Twrite(1, 5, 0, b"s"))
+    replies = peer.send(
+        styx.Twalk(1, 0, 5, ("new",)), styx.Topen(1, 5, ORDWR), styx.Twrite(1, 5, 0, b"s")
+    )
     assert styx.Rread(4, b"00000001\n") in replies
 
 
@@ -751,12 +780,26 @@ def test_remove_anonymous(peer, server):
 
 
 def test_wstat_create(peer):
-    stat = styx.Stat(0xFFFF, 0xFFFFFFFF, Qid(0xFF, 0xFFFFFFFF, 2**64 - 1), 0xFFFFFFFF, 0xFFFFFFFF,
-                     0xFFFFFFFF, 2**64 - 1, "", "", "", "")
+    stat = styx.Stat(
+        0xFFFF,
+        0xFFFFFFFF,
+        Qid(0xFF, 0xFFFFFFFF, 2**64 - 1),
+        0xFFFFFFFF,
+        0xFFFFFFFF,
+        0xFFFFFFFF,
+        2**64 - 1,
+        "",
+        "",
+        "",
+        "",
+    )
     assert peer.call(styx.Twstat(1, 0, stat.encode())) == error("permission denied")
     assert peer.call(styx.Twstat(1, 0, b"\x01\x00")) == error("malformed stat buffer")
-    for name, text in [("x", "mounted directory forbids creation"), (".", "file name syntax"),
-                       ("a/b", "bad character in file name: a/b")]:
+    for name, text in [
+        ("x", "mounted directory forbids creation"),
+        (".", "file name syntax"),
+        ("a/b", "bad character in file name: a/b"),
+    ]:
         assert peer.call(styx.Tcreate(1, 0, name, 0o644, OWRITE)) == error(text)
 
 
@@ -776,8 +819,11 @@ def test_close_clunks_everything(peer, server):
     messages = []
     for i in range(500):
         fid = 10 + i
-        messages += [styx.Twalk(1, 0, fid, ("new",)), styx.Topen(1, fid, OWRITE),
-                     styx.Twrite(1, fid, 0, b"s%d" % i)]
+        messages += [
+            styx.Twalk(1, 0, fid, ("new",)),
+            styx.Topen(1, fid, OWRITE),
+            styx.Twrite(1, fid, 0, b"s%d" % i),
+        ]
     replies = peer.send(*messages)
     assert all(not isinstance(r, Rerror) for r in replies)
     assert watcher.read(1, 0, 100) == styx.Rread(1, b"00000500\n")
@@ -819,7 +865,9 @@ def test_over_msize(peer):
     same chunk as its Tversion.
     """
     p = peer
-    replies = p.send(styx.Tversion(NOTAG, 256, "9P2000"), styx.Twrite(1, 0, 0, b"x" * 250), styx.Tstat(1, 0))
+    replies = p.send(
+        styx.Tversion(NOTAG, 256, "9P2000"), styx.Twrite(1, 0, 0, b"x" * 250), styx.Tstat(1, 0)
+    )
     assert replies == [styx.Rversion(NOTAG, 256, "9P2000")]
     assert p.closed
 
@@ -832,17 +880,26 @@ def test_over_maximum_before_version(server):
 
 def test_one_byte_chunks(server):
     p = Peer(server)
-    data = b"".join(m.encode() for m in [
-        styx.Tversion(NOTAG, 8216, "9P2000"),
-        styx.Tattach(1, 0, NOFID, "glenda", ""),
-        styx.Twalk(1, 0, 1, ("new",)),
-        styx.Topen(1, 1, ORDWR),
-        styx.Twrite(1, 1, 0, b"svc a 1"),
-    ])
+    data = b"".join(
+        m.encode()
+        for m in [
+            styx.Tversion(NOTAG, 8216, "9P2000"),
+            styx.Tattach(1, 0, NOFID, "glenda", ""),
+            styx.Twalk(1, 0, 1, ("new",)),
+            styx.Topen(1, 1, ORDWR),
+            styx.Twrite(1, 1, 0, b"svc a 1"),
+        ]
+    )
     replies = []
     for i in range(len(data)):
         replies += p.sendBytes(data[i : i + 1])
-    assert [type(r) for r in replies] == [styx.Rversion, styx.Rattach, styx.Rwalk, styx.Ropen, styx.Rwrite]
+    assert [type(r) for r in replies] == [
+        styx.Rversion,
+        styx.Rattach,
+        styx.Rwalk,
+        styx.Ropen,
+        styx.Rwrite,
+    ]
     assert p.index() == b"svc a 1\n"
 
 
@@ -856,7 +913,9 @@ def test_tag_reuse(peer):
         peer.open(fid, OREAD)
         peer.send(styx.Tread(NOTAG, fid, 0, 100))
     assert peer.call(styx.Tflush(1, NOTAG)) == styx.Rflush(1)
-    replies = peer.send(styx.Twalk(1, 0, 5, ("new",)), styx.Topen(1, 5, ORDWR), styx.Twrite(1, 5, 0, b"s"))
+    replies = peer.send(
+        styx.Twalk(1, 0, 5, ("new",)), styx.Topen(1, 5, ORDWR), styx.Twrite(1, 5, 0, b"s")
+    )
     assert [r for r in replies if isinstance(r, styx.Rread)] == [styx.Rread(NOTAG, b"00000001\n")]
     assert peer.protocol.server._pending == {}
     # A fid reused after its clunk is a fresh fid.
@@ -950,7 +1009,9 @@ class StyxClient:
 async def styxConnect(address, uname="glenda"):
     conn = await connectRaw(reactor, *address).addTimeout(TIMEOUT, reactor)
     client = StyxClient(conn)
-    assert await client.call(styx.Tversion(NOTAG, 8216, "9P2000")) == styx.Rversion(NOTAG, 8216, "9P2000")
+    assert await client.call(styx.Tversion(NOTAG, 8216, "9P2000")) == styx.Rversion(
+        NOTAG, 8216, "9P2000"
+    )
     assert isinstance(await client.call(styx.Tattach(1, 0, NOFID, uname, "")), styx.Rattach)
     return client
 
@@ -963,14 +1024,18 @@ async def test_mixed_use(registry_server):
     Styx and reported to a Styx event read; one version.
     """
     host = registry_server.host
-    watcher = await connectRaw(reactor, host, registry_server.eventPort).addTimeout(TIMEOUT, reactor)
+    watcher = await connectRaw(reactor, host, registry_server.eventPort).addTimeout(
+        TIMEOUT, reactor
+    )
     assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"READY"
     client = await styxConnect(registry_server.styxAddress)
     await client.call(styx.Twalk(1, 0, 1, ("new",)))
     await client.call(styx.Topen(1, 1, ORDWR))
     assert await client.call(styx.Twrite(1, 1, 0, b"styxsvc proto ssh")) == styx.Rwrite(1, 17)
     assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"00000001"
-    answer = await exchange(reactor, host, registry_server.findPort, b"proto ssh\n").addTimeout(TIMEOUT, reactor)
+    answer = await exchange(reactor, host, registry_server.findPort, b"proto ssh\n").addTimeout(
+        TIMEOUT, reactor
+    )
     assert answer == b"styxsvc proto ssh\n"
     await client.call(styx.Twalk(1, 0, 2, ("event",)))
     await client.call(styx.Topen(1, 2, OREAD))
@@ -980,12 +1045,16 @@ async def test_mixed_use(registry_server):
     assert await client.next() == styx.Rread(5, b"00000002\n")
     await client.call(styx.Twalk(1, 0, 3, ("index",)))
     await client.call(styx.Topen(1, 3, OREAD))
-    assert (await client.call(styx.Tread(1, 3, 0, 8192))).data == b"styxsvc proto ssh\ntcpsvc proto http\n"
+    assert (
+        await client.call(styx.Tread(1, 3, 0, 8192))
+    ).data == b"styxsvc proto ssh\ntcpsvc proto http\n"
     # Clunking the creating fid unregisters it for the TCP side too.
     assert await client.call(styx.Tclunk(1, 1)) == styx.Rclunk(1)
     assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"00000002"
     assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"00000003"
-    answer = await exchange(reactor, host, registry_server.findPort, b"\n").addTimeout(TIMEOUT, reactor)
+    answer = await exchange(reactor, host, registry_server.findPort, b"\n").addTimeout(
+        TIMEOUT, reactor
+    )
     assert answer == b"tcpsvc proto http\n"
     await tcp.close()
     await client.conn.close()
@@ -1063,9 +1132,19 @@ async def test_tap_serves_styx():
     from txinferno.tap import Options, makeService
 
     options = Options()
-    options.parseOptions(["--new", "tcp:0:interface=127.0.0.1", "--find", "tcp:0:interface=127.0.0.1",
-                          "--event", "tcp:0:interface=127.0.0.1", "--styx", "tcp:0:interface=127.0.0.1",
-                          "--no-web"])
+    options.parseOptions(
+        [
+            "--new",
+            "tcp:0:interface=127.0.0.1",
+            "--find",
+            "tcp:0:interface=127.0.0.1",
+            "--event",
+            "tcp:0:interface=127.0.0.1",
+            "--styx",
+            "tcp:0:interface=127.0.0.1",
+            "--no-web",
+        ]
+    )
     service = makeService(options, reactor)
     assert [s.name for s in service] == ["ports"]
     assert service.styxServer.registry is service.server.registry
@@ -1077,7 +1156,9 @@ async def test_tap_serves_styx():
         await client.call(styx.Twalk(1, 0, 1, ("new",)))
         await client.call(styx.Topen(1, 1, OWRITE))
         await client.call(styx.Twrite(1, 1, 0, b"viatap k v"))
-        answer = await exchange(reactor, findAddress.host, findAddress.port, b"k v\n").addTimeout(TIMEOUT, reactor)
+        answer = await exchange(reactor, findAddress.host, findAddress.port, b"k v\n").addTimeout(
+            TIMEOUT, reactor
+        )
         assert answer == b"viatap k v\n"
         await client.conn.close()
     finally:
@@ -1141,7 +1222,9 @@ def test_model_remove(clock):
     registry.remove(anonymous)
     assert registry.version == 3
     quiet = registry.create(None, "alice")
-    assert registry.release(quiet) is False and quiet.state.name == "REMOVED" and registry.version == 3
+    assert (
+        registry.release(quiet) is False and quiet.state.name == "REMOVED" and registry.version == 3
+    )
 
 
 # Any sequence of requests
@@ -1153,17 +1236,31 @@ from hypothesis import strategies as st  # noqa: E402
 fids = st.sampled_from([0, 1, 2, 3, NOFID])
 tags = st.sampled_from([1, 2, NOTAG])
 names = st.sampled_from(["new", "index", "find", "event", "svc", "..", "", ".", "x/y"])
-texts = st.sampled_from([b"svc a 1", b"svc persist 1", b"k v", b"odd", b"", b"\n", b"proto *", b"'a b' 1 2"])
+texts = st.sampled_from(
+    [b"svc a 1", b"svc persist 1", b"k v", b"odd", b"", b"\n", b"proto *", b"'a b' 1 2"]
+)
 requests = st.one_of(
-    st.builds(styx.Tversion, tags, st.sampled_from([0, 63, 64, 256, 8216, 1 << 20]),
-              st.sampled_from(["9P2000", "9P", "9P2000.u"])),
+    st.builds(
+        styx.Tversion,
+        tags,
+        st.sampled_from([0, 63, 64, 256, 8216, 1 << 20]),
+        st.sampled_from(["9P2000", "9P", "9P2000.u"]),
+    ),
     st.builds(styx.Tauth, tags, fids, st.just("u"), st.just("")),
-    st.builds(styx.Tattach, tags, fids, fids, st.sampled_from(["alice", "bob", "registry"]), st.just("")),
+    st.builds(
+        styx.Tattach, tags, fids, fids, st.sampled_from(["alice", "bob", "registry"]), st.just("")
+    ),
     st.builds(styx.Tflush, tags, tags),
     st.builds(styx.Twalk, tags, fids, fids, st.lists(names, max_size=3).map(tuple)),
     st.builds(styx.Topen, tags, fids, st.sampled_from([0, 1, 2, 3, 4, 0x11, 0x42, 0x80])),
     st.builds(styx.Tcreate, tags, fids, names, st.just(0o644), st.just(1)),
-    st.builds(styx.Tread, tags, fids, st.sampled_from([0, 9, 68, 1 << 63]), st.sampled_from([0, 4, 100, 8192, 70000])),
+    st.builds(
+        styx.Tread,
+        tags,
+        fids,
+        st.sampled_from([0, 9, 68, 1 << 63]),
+        st.sampled_from([0, 4, 100, 8192, 70000]),
+    ),
     st.builds(styx.Twrite, tags, fids, st.just(0), texts),
     st.builds(styx.Tclunk, tags, fids),
     st.builds(styx.Tremove, tags, fids),

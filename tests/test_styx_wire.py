@@ -73,7 +73,9 @@ VECTORS = [
 ]
 
 
-@pytest.mark.parametrize("wire, message", VECTORS, ids=[type(m).__name__ + str(i) for i, (w, m) in enumerate(VECTORS)])
+@pytest.mark.parametrize(
+    "wire, message", VECTORS, ids=[type(m).__name__ + str(i) for i, (w, m) in enumerate(VECTORS)]
+)
 def test_vectors(wire, message):
     """
     Each vector of section 9 decodes to its message and the message

@@ -44,15 +44,21 @@ def throwawayCertificate(directory):
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     keyPath = directory / "key.pem"
-    keyPath.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    keyPath.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     roots = directory / "roots"
     roots.mkdir()
     certPath = roots / "registry.pem"
@@ -88,7 +94,8 @@ async def test_registerAndFindOverTLS(tlsRegistry):
         await bounded(task.whenRegistered())
         assert dict(server.registry["web"].attributes()) == {"proto": "https"}
         assert await bounded(manager.connection.find({"proto": "https"})) == {
-            "web": {"proto": "https"}}
+            "web": {"proto": "https"}
+        }
     finally:
         await bounded(manager.stopService())
     await whenRegistry(server, lambda r: "web" not in r)

@@ -3,7 +3,6 @@ Tests for the web port's JSON API, event stream and page (L{txinferno.web}),
 against a registry served on loopback, over real sockets.
 """
 
-
 import pytest_twisted
 from support import bounded
 from twisted.internet import reactor
@@ -45,8 +44,11 @@ async def test_services(served):
     code, services = await getJSON(served.url("/v1/services"))
     assert code == 200
     assert services == [
-        {"name": "web", "attrs": {"descr": "my site", "proto": "http"},
-         "line": "web descr 'my site' proto http"},
+        {
+            "name": "web",
+            "attrs": {"descr": "my site", "proto": "http"},
+            "line": "web descr 'my site' proto http",
+        },
         {"name": "ssh", "attrs": {"proto": "tcp"}, "line": "ssh proto tcp"},
     ]
     code, services = await getJSON(served.url("/v1/services?proto=http"))
@@ -91,8 +93,7 @@ async def test_answerSizeLimit():
     """
     s = await ServedWeb(maxAnswerSize=100).start()
     try:
-        conns = [await register(s, b"svc%d proto http pad %s\n" % (i, b"x" * 20))
-                 for i in range(5)]
+        conns = [await register(s, b"svc%d proto http pad %s\n" % (i, b"x" * 20)) for i in range(5)]
         code, error = await getJSON(s.url("/v1/services"))
         assert code == 413
         assert "larger than the limit of 100 bytes" in error["error"]
@@ -156,7 +157,11 @@ async def test_eventStream(served):
     conn.send(b"web proto http\n")
     kind, change = await stream.next()
     assert (kind, change["kind"], change["name"], change["shown"]) == (
-        "change", "registered", "web", True)
+        "change",
+        "registered",
+        "web",
+        True,
+    )
     assert change["version"] == 2
     conn.send(b"descr 'a b'\n")
     kind, change = await stream.next()
@@ -168,7 +173,10 @@ async def test_eventStream(served):
     dup.send(b"old proto x\n")
     kind, change = await stream.next()
     assert (change["kind"], change["name"], change["reason"]) == (
-        "rejected", "old", "duplicate service name")
+        "rejected",
+        "old",
+        "duplicate service name",
+    )
     held.close()
     stream.transport.loseConnection()
 
@@ -247,7 +255,9 @@ async def test_metrics(served):
     C{/metrics} has the registry's figures in Prometheus' text format.
     """
     conn = await register(served, b"web proto http\n")
-    answer = await bounded(exchange(reactor, "127.0.0.1", served.registry.findPort, b"proto http\n"))
+    answer = await bounded(
+        exchange(reactor, "127.0.0.1", served.registry.findPort, b"proto http\n")
+    )
     assert answer == b"web proto http\n"
     dup = await bounded(connectRaw(reactor, "127.0.0.1", served.registry.newPort))
     dup.send(b"web x y\n")

@@ -18,7 +18,8 @@ __all__ = ["browser", "served"]
 
 def rowNames(driver):
     return driver.execute_script(
-        "return Array.from(document.querySelectorAll('#rows .row')).map(r => r.dataset.name)")
+        "return Array.from(document.querySelectorAll('#rows .row')).map(r => r.dataset.name)"
+    )
 
 
 def pageState(driver):
@@ -51,15 +52,23 @@ async def test_serviceComesAndGoes(browser, served):
     await openPage(browser, served)
     conn = await register(served, b"web proto http descr 'my site'\n")
     await waitFor(browser, lambda d: rowNames(d) == ["web"])
-    cells = await inBrowser(browser.execute_script,
-                            "return Array.from(document.querySelectorAll('#rows .row > span'))"
-                            ".map(c => c.textContent)")
+    cells = await inBrowser(
+        browser.execute_script,
+        "return Array.from(document.querySelectorAll('#rows .row > span')).map(c => c.textContent)",
+    )
     assert cells == ["web", "descr 'my site' proto http"]
     conn.close()
     await waitFor(browser, lambda d: rowNames(d) == [])
-    await waitFor(browser, lambda d: d.execute_script(
-        "return Array.from(document.querySelectorAll('#changes li span'))"
-        ".map(s => s.textContent).join(' ')") == "removed registered")
+    await waitFor(
+        browser,
+        lambda d: (
+            d.execute_script(
+                "return Array.from(document.querySelectorAll('#changes li span'))"
+                ".map(s => s.textContent).join(' ')"
+            )
+            == "removed registered"
+        ),
+    )
     assert await stillSamePage(browser)
 
 
@@ -71,9 +80,11 @@ async def test_filter(browser, served):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    conns = [await register(served, b"web proto http\n"),
-             await register(served, b"ssh proto tcp\n"),
-             await register(served, b"plain x y\n")]
+    conns = [
+        await register(served, b"web proto http\n"),
+        await register(served, b"ssh proto tcp\n"),
+        await register(served, b"plain x y\n"),
+    ]
     await openPage(browser, served)
     await waitFor(browser, lambda d: sorted(rowNames(d)) == ["plain", "ssh", "web"])
     box = await inBrowser(browser.find_element, By.ID, "filter")
@@ -84,7 +95,9 @@ async def test_filter(browser, served):
     await waitFor(browser, lambda d: rowNames(d) == [])
     await inBrowser(box.clear)
     await inBrowser(box.send_keys, "proto *", Keys.ENTER)
-    await waitFor(browser, lambda d: sorted(rowNames(d)) == ["ssh", "web"] and pageState(d) == "live")
+    await waitFor(
+        browser, lambda d: sorted(rowNames(d)) == ["ssh", "web"] and pageState(d) == "live"
+    )
     # One that comes to match joins it.
     conns[2].send(b"proto ftp\n")
     await waitFor(browser, lambda d: sorted(rowNames(d)) == ["plain", "ssh", "web"])

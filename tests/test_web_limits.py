@@ -23,8 +23,9 @@ async def registryStillServes(served):
     conn.send(b"probe proto check\n")
     answer = b""
     while answer != b"probe proto check\n":
-        answer = await bounded(exchange(reactor, "127.0.0.1", served.registry.findPort,
-                                        b"proto check\n"))
+        answer = await bounded(
+            exchange(reactor, "127.0.0.1", served.registry.findPort, b"proto check\n")
+        )
     await bounded(conn.close())
 
 
@@ -45,9 +46,12 @@ async def test_malformedHTTP(served):
     Malformed requests get 400 and a closed connection; the registry serves
     on.
     """
-    for junk in [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
-                 b"\x00\xff\xfe binary \x01\r\n\r\n",
-                 b"GET / HTTP/1.1\r\nContent-Length: -5\r\n\r\n"]:
+    for junk in [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
+        b"\x00\xff\xfe binary \x01\r\n\r\n",
+        b"GET / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    ]:
         answer = await rawHTTP(served, junk)
         assert answer.startswith(b"HTTP/1.1 400 "), (junk, answer)
     await registryStillServes(served)
@@ -61,8 +65,9 @@ async def test_hugeQueryString(served):
     """
     answer = await rawHTTP(served, b"GET /v1/services?" + b"a=b&" * 50000 + b" HTTP/1.1\r\n\r\n")
     assert answer == b""
-    code, services = await getJSON(served.url("/v1/services?" + "&".join(
-        "a%d=*" % i for i in range(1000))))
+    code, services = await getJSON(
+        served.url("/v1/services?" + "&".join("a%d=*" % i for i in range(1000)))
+    )
     assert (code, services) == (200, [])
     await registryStillServes(served)
 

@@ -49,19 +49,29 @@ def test_noWeb():
     assert options.webEndpoint._port == 0
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--web", "nonsense:1"], "--web nonsense:1: bad endpoint"),
-    (["--web-max-streams", "0"], "--web-max-streams 0: must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--web", "nonsense:1"], "--web nonsense:1: bad endpoint"),
+        (["--web-max-streams", "0"], "--web-max-streams 0: must be a positive integer"),
+    ],
+)
 def test_badWebOptions(argv, message):
     with pytest.raises(usage.UsageError, match=message):
         parse(*argv)
 
 
 def test_viewIsAnObserver():
-    service = makeService(parse("--web", LOOPBACK, "--web-max-streams", "7",
-                                *["--%s=%s" % (p, LOOPBACK) for p in ("new", "find", "event")]),
-                          reactor)
+    service = makeService(
+        parse(
+            "--web",
+            LOOPBACK,
+            "--web-max-streams",
+            "7",
+            *["--%s=%s" % (p, LOOPBACK) for p in ("new", "find", "event")],
+        ),
+        reactor,
+    )
     assert isinstance(service.web.view, RegistryView)
     assert verifyObject(IRegistryObserver, service.web.view)
     assert [s.name for s in service] == ["ports", "web"]
@@ -72,8 +82,13 @@ async def test_servedWithRegistry():
     """
     C{twistd regmgr} serves the page and the API of its registry.
     """
-    options = parse("--web", LOOPBACK, *["--%s=%s" % (p, LOOPBACK) for p in ("new", "find", "event")],
-                    "--service", "self proto web")
+    options = parse(
+        "--web",
+        LOOPBACK,
+        *["--%s=%s" % (p, LOOPBACK) for p in ("new", "find", "event")],
+        "--service",
+        "self proto web",
+    )
     options.webEndpoint = endpoint = _ListeningEndpoint(options.webEndpoint)
     service = makeService(options, reactor)
     service.startService()
@@ -107,8 +122,18 @@ async def test_agentHealth(registry_server):
     The agent's C{/health} answers 200 while every service it holds is
     registered and 503 once one is not; its metrics say as much.
     """
-    options = parse("--registry", registry_server.description, "--service", "svc a 1",
-                    "--service", "other b 2", "--monitor", "a *", "--web", LOOPBACK)
+    options = parse(
+        "--registry",
+        registry_server.description,
+        "--service",
+        "svc a 1",
+        "--service",
+        "other b 2",
+        "--monitor",
+        "a *",
+        "--web",
+        LOOPBACK,
+    )
     options.webEndpoint = endpoint = _ListeningEndpoint(options.webEndpoint)
     service = makeService(options, reactor)
     assert service.server is None
@@ -133,8 +158,12 @@ async def test_agentHealth(registry_server):
         assert health["healthy"] is False
         _, _, body = await get(url + "/metrics")
         text = body.decode()
-        for line in ["txinferno_agent_services 2.0", "txinferno_agent_services_registered 0.0",
-                     "txinferno_agent_monitors 1.0", "txinferno_agent_hook_runs_total 0.0"]:
+        for line in [
+            "txinferno_agent_services 2.0",
+            "txinferno_agent_services_registered 0.0",
+            "txinferno_agent_monitors 1.0",
+            "txinferno_agent_hook_runs_total 0.0",
+        ]:
             assert line + "\n" in text, line
         assert 'txinferno_agent_monitor_last_resync_timestamp_seconds{query="a *"}' in text
     finally:

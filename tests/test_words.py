@@ -49,19 +49,33 @@ def test_formatLine():
     """
     Spec section 7, step 13: the listing of C{q1}, byte for byte.
     """
-    words = ["q1", "nl", "x\ny", "tab", "a\tb", "uni", "\u00fc", "eq", "a=b",
-             "empty", "", "descr", "it's a test"]
+    words = [
+        "q1",
+        "nl",
+        "x\ny",
+        "tab",
+        "a\tb",
+        "uni",
+        "\u00fc",
+        "eq",
+        "a=b",
+        "empty",
+        "",
+        "descr",
+        "it's a test",
+    ]
     assert formatLine(words) == (
-        b"q1 nl 'x\ny' tab 'a\tb' uni \xc3\xbc eq a=b empty '' "
-        b"descr 'it''s a test'\n"
+        b"q1 nl 'x\ny' tab 'a\tb' uni \xc3\xbc eq a=b empty '' descr 'it''s a test'\n"
     )
 
 
 @pytest.mark.parametrize(
     "data, words",
     [
-        (b"myservice proto ssh descr 'an example'\n",
-         ["myservice", "proto", "ssh", "descr", "an example"]),
+        (
+            b"myservice proto ssh descr 'an example'\n",
+            ["myservice", "proto", "ssh", "descr", "an example"],
+        ),
         (b"q2 v1 it''s v2 'unbalanced\n", ["q2", "v1", "its", "v2", "unbalanced\n"]),
         (b"a''b", ["ab"]),
         (b"c'd e'f", ["cd ef"]),
@@ -119,7 +133,7 @@ def test_lineAssemblerPieces():
     pieces = LineAssembler()
     got = []
     for i in range(len(data)):
-        got.extend(pieces.feed(data[i:i + 1]))
+        got.extend(pieces.feed(data[i : i + 1]))
     assert got == expected
     assert pieces.pending == whole.pending
     assert pieces.feed(b"'\n") == [b"'open\n'"]
@@ -167,7 +181,12 @@ def test_splitNeverRaises(data):
     assert b"".join(line + b"\n" for line in lines) + rest == data
 
 
-@given(st.one_of(st.binary(max_size=40), st.text(max_size=20).map(lambda t: t.encode("utf-8", "surrogatepass"))))
+@given(
+    st.one_of(
+        st.binary(max_size=40),
+        st.text(max_size=20).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    )
+)
 def test_decodeFastPathAgrees(data):
     """
     The fast path of L{decode} (strict UTF-8) gives what Inferno's rule

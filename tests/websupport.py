@@ -56,9 +56,11 @@ class ServedWeb:
     async def start(self):
         await bounded(self.registry.start())
         endpoint = _ListeningEndpoint(
-            TCP4ServerEndpoint(reactor, self.webPort, backlog=1024, interface="127.0.0.1"))
-        self.web = WebService(endpoint, server=self.registry.server, reactor=reactor,
-                              **self.webOptions)
+            TCP4ServerEndpoint(reactor, self.webPort, backlog=1024, interface="127.0.0.1")
+        )
+        self.web = WebService(
+            endpoint, server=self.registry.server, reactor=reactor, **self.webOptions
+        )
         self.web.startService()
         port = await bounded(endpoint.listening)
         self.webPort = port.getHost().port
@@ -134,8 +136,9 @@ class EventsClient(Protocol):
         self.closed = Deferred()
 
     def connectionMade(self):
-        self.transport.write(b"GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n"
-                             % (self.path.encode("utf-8"),))
+        self.transport.write(
+            b"GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n" % (self.path.encode("utf-8"),)
+        )
 
     def dataReceived(self, data):
         self.received += len(data)

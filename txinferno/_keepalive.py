@@ -35,8 +35,9 @@ The timer options, L{None} where this platform has not got one.
 """
 
 
-def enableKeepAlive(transport, idle=KEEPALIVE_IDLE, interval=KEEPALIVE_INTERVAL,
-                    count=KEEPALIVE_COUNT):
+def enableKeepAlive(
+    transport, idle=KEEPALIVE_IDLE, interval=KEEPALIVE_INTERVAL, count=KEEPALIVE_COUNT
+):
     """
     Turn TCP keepalive on for C{transport} when it is a TCP transport, and
     set its timers where the platform allows: a dead peer is then noticed

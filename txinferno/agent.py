@@ -21,9 +21,18 @@ from txinferno.wire import attrdb
 from txinferno.wire.rules import normaliseAttrs, registrationLine
 from txinferno.wire.words import formatService, splitWords
 
-__all__ = ["parseServiceSpec", "parseQuerySpec", "readServicesFile", "checkServices",
-           "Agent", "ChangeLogger", "ChangeCommand", "CHECK_ATTRIBUTE", "NO_SERVICES",
-           "queryText"]
+__all__ = [
+    "parseServiceSpec",
+    "parseQuerySpec",
+    "readServicesFile",
+    "checkServices",
+    "Agent",
+    "ChangeLogger",
+    "ChangeCommand",
+    "CHECK_ATTRIBUTE",
+    "NO_SERVICES",
+    "queryText",
+]
 
 CHECK_ATTRIBUTE = "check"
 """
@@ -107,7 +116,8 @@ def readServicesFile(path: str, allowEmpty: bool = False) -> dict[str, dict[str,
     if text and not text.endswith(b"\n"):
         raise IncompleteServicesFile(
             "the last line has no newline: the file is incomplete (still being "
-            "written or cut short)")
+            "written or cut short)"
+        )
     try:
         text = text.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -119,12 +129,17 @@ def readServicesFile(path: str, allowEmpty: bool = False) -> dict[str, dict[str,
         if name in services:
             raise ValueError("service %r given twice" % (name,))
         services[name] = dict(pairs)
-    if not services and not allowEmpty and not any(
-            attr == NO_SERVICES for entry in entries for attr, _ in entry):
+    if (
+        not services
+        and not allowEmpty
+        and not any(attr == NO_SERVICES for entry in entries for attr, _ in entry)
+    ):
         raise IncompleteServicesFile(
             "no service in the file: an empty file is refused unless it has a "
-            "'%s' entry (or empty files are allowed)" % (NO_SERVICES,))
+            "'%s' entry (or empty files are allowed)" % (NO_SERVICES,)
+        )
     return services
+
 
 def checkServices(services: dict, keepFailing: bool, reactor) -> dict:
     """
@@ -151,8 +166,10 @@ def checkServices(services: dict, keepFailing: bool, reactor) -> dict:
         except ValueError as e:
             raise ValueError("service %r: %s" % (name, e)) from None
         if "persist" in attrs and not keepFailing:
-            raise ValueError("service %r persists, so unregistering it while its check fails "
-                             "would not remove it: keep failing services registered" % (name,))
+            raise ValueError(
+                "service %r persists, so unregistering it while its check fails "
+                "would not remove it: keep failing services registered" % (name,)
+            )
     return checks
 
 
@@ -192,16 +209,23 @@ class ChangeLogger(MonitorObserver):
         self.lastResync = self._clock.seconds()
 
     def added(self, name, attrs):
-        self._log.info("added {name} {attrs} (monitor {query})",
-                       name=name, attrs=attrs, query=self.query)
+        self._log.info(
+            "added {name} {attrs} (monitor {query})", name=name, attrs=attrs, query=self.query
+        )
 
     def updated(self, name, attrs, previous):
-        self._log.info("updated {name} {attrs}, was {previous} (monitor {query})",
-                       name=name, attrs=attrs, previous=previous, query=self.query)
+        self._log.info(
+            "updated {name} {attrs}, was {previous} (monitor {query})",
+            name=name,
+            attrs=attrs,
+            previous=previous,
+            query=self.query,
+        )
 
     def removed(self, name, attrs):
-        self._log.info("removed {name} {attrs} (monitor {query})",
-                       name=name, attrs=attrs, query=self.query)
+        self._log.info(
+            "removed {name} {attrs} (monitor {query})", name=name, attrs=attrs, query=self.query
+        )
 
 
 DEFAULT_HOOK_TIMEOUT = 60.0
@@ -269,8 +293,9 @@ class ChangeCommand(MonitorObserver):
     runs = 0
     failures = 0
 
-    def __init__(self, reactor, command: str, query, timeout: float = DEFAULT_HOOK_TIMEOUT,
-                 clock=None) -> None:
+    def __init__(
+        self, reactor, command: str, query, timeout: float = DEFAULT_HOOK_TIMEOUT, clock=None
+    ) -> None:
         """
         @param reactor: spawns the command (an L{IReactorProcess}).
         @param command: the shell command.
@@ -313,8 +338,11 @@ class ChangeCommand(MonitorObserver):
         self._stopped = True
         self._pending.clear()
         if self._running is not None:
-            self._log.info("stopping: killing {command} (pid {pid})",
-                           command=self._command, pid=self._running.pid)
+            self._log.info(
+                "stopping: killing {command} (pid {pid})",
+                command=self._command,
+                pid=self._running.pid,
+            )
             self._kill()
         return self.whenIdle()
 
@@ -351,11 +379,13 @@ class ChangeCommand(MonitorObserver):
             TXINFERNO_SERVICE=line.decode("utf-8").rstrip("\n"),
             TXINFERNO_QUERY=self._query,
         )
-        self._log.debug("running {command} for {event} {name}",
-                        command=self._command, event=event, name=name)
+        self._log.debug(
+            "running {command} for {event} {name}", command=self._command, event=event, name=name
+        )
         process = _CommandProcess(line, lambda reason: self._ended(process, reason, event, name))
         self._running = self._reactor.spawnProcess(
-            process, "/bin/sh", ["/bin/sh", "-c", self._command], env=env)
+            process, "/bin/sh", ["/bin/sh", "-c", self._command], env=env
+        )
         self._deadline = self._clock.callLater(self._timeout, self._expired, event, name)
 
     def _kill(self):
@@ -368,7 +398,11 @@ class ChangeCommand(MonitorObserver):
         self._deadline = None
         self._log.warn(
             "{command} for {event} {name} still ran after {timeout} s: killed",
-            command=self._command, event=event, name=name, timeout=self._timeout)
+            command=self._command,
+            event=event,
+            name=name,
+            timeout=self._timeout,
+        )
         self._kill()
 
     def _ended(self, process, reason, event, name):
@@ -387,8 +421,12 @@ class ChangeCommand(MonitorObserver):
                 stderr += " [%d more bytes]" % (process.stderrDropped,)
             self._log.warn(
                 "{command} for {event} {name} failed (exit status {status}): {stderr}",
-                command=self._command, event=event, name=name, status=status,
-                stderr=stderr or "(no error output)")
+                command=self._command,
+                event=event,
+                name=name,
+                status=status,
+                stderr=stderr or "(no error output)",
+            )
         self._next()
 
 
@@ -421,9 +459,18 @@ class Agent(Service):
 
     _log = Logger()
 
-    def __init__(self, makeManager, services=(), monitors=(), servicesFile=None,
-                 onChange=None, reactor=None, keepFailing: bool = False,
-                 allowEmpty: bool = False, hookTimeout: float = DEFAULT_HOOK_TIMEOUT) -> None:
+    def __init__(
+        self,
+        makeManager,
+        services=(),
+        monitors=(),
+        servicesFile=None,
+        onChange=None,
+        reactor=None,
+        keepFailing: bool = False,
+        allowEmpty: bool = False,
+        hookTimeout: float = DEFAULT_HOOK_TIMEOUT,
+    ) -> None:
         """
         @param makeManager: called with no argument when the agent starts,
             returns the (not yet started) manager to attach tasks to.
@@ -555,15 +602,24 @@ class Agent(Service):
             fromFile = self._readFile()
             wanted = self._wanted(fromFile)
         except (OSError, ValueError) as e:
-            self._log.error("services file {path} not reloaded (the services stay as they "
-                            "were): {error}", path=self.servicesFile, error=str(e))
+            self._log.error(
+                "services file {path} not reloaded (the services stay as they were): {error}",
+                path=self.servicesFile,
+                error=str(e),
+            )
             return succeed(None)
         if fromFile:
-            self._log.info("services file {path} reloaded: {count} services",
-                           path=self.servicesFile, count=len(fromFile))
+            self._log.info(
+                "services file {path} reloaded: {count} services",
+                path=self.servicesFile,
+                count=len(fromFile),
+            )
         else:
-            self._log.warn("services file {path} reloaded: it names no service, so "
-                           "every service of the file is unregistered", path=self.servicesFile)
+            self._log.warn(
+                "services file {path} reloaded: it names no service, so "
+                "every service of the file is unregistered",
+                path=self.servicesFile,
+            )
         return self._apply(wanted)
 
     def _apply(self, wanted):
@@ -604,7 +660,8 @@ class Agent(Service):
 
     def _attach(self, name, attrs, check):
         self.services[name] = self.manager.attach(
-            ServiceTask(name, attrs, check=check, keepWhileFailing=self._keepFailing))
+            ServiceTask(name, attrs, check=check, keepWhileFailing=self._keepFailing)
+        )
 
     def _reattach(self, name, attrs, check):
         if self.running:
@@ -628,7 +685,8 @@ def _changed(old, new):
         return old is not new
     timing = ("interval", "timeout", "rise", "fall")
     return (type(old), old.description) != (type(new), new.description) or any(
-        getattr(old, a) != getattr(new, a) for a in timing)
+        getattr(old, a) != getattr(new, a) for a in timing
+    )
 
 
 class _Both(MonitorObserver):

@@ -97,7 +97,11 @@ class InfernoLookupFailed(ConnectError, TxInfernoError):
         self.findAddress = findAddress
         self.reason = reason
         self.message = "inferno: looking up %s in registry %s (find port %s) failed: %s" % (
-            query, registry, findAddress, reason.getErrorMessage())
+            query,
+            registry,
+            findAddress,
+            reason.getErrorMessage(),
+        )
         ConnectError.__init__(self, string=self.message)
 
     def __str__(self):
@@ -114,16 +118,23 @@ class InfernoServiceUnreachable(ConnectError, TxInfernoError):
         order tried (empty when none matched).
     """
 
-    def __init__(self, registry: str, query: str, tried: list[tuple[str, str, str]],
-                 why: str | None = None) -> None:
+    def __init__(
+        self, registry: str, query: str, tried: list[tuple[str, str, str]], why: str | None = None
+    ) -> None:
         self.registry = registry
         self.tried = tried
         if not tried:
             self.message = "inferno: no service matching %s in registry %s" % (query, registry)
         else:
-            self.message = "inferno: no service matching %s (registry %s) accepted a connection%s: %s" % (
-                query, registry, "" if why is None else " " + why,
-                "; ".join("%s at %s: %s" % t for t in tried))
+            self.message = (
+                "inferno: no service matching %s (registry %s) accepted a connection%s: %s"
+                % (
+                    query,
+                    registry,
+                    "" if why is None else " " + why,
+                    "; ".join("%s at %s: %s" % t for t in tried),
+                )
+            )
         ConnectError.__init__(self, string=self.message)
 
     def __str__(self):
@@ -197,8 +208,9 @@ class _Connecting:
             self.result.callback(outcome)
 
     def _lookupError(self, reason):
-        return InfernoLookupFailed(self._registry, _findAddress(self._endpoint._connection),
-                                   self._queryText, reason)
+        return InfernoLookupFailed(
+            self._registry, _findAddress(self._endpoint._connection), self._queryText, reason
+        )
 
     def _cancelled(self):
         if self._deadline.active():
@@ -214,13 +226,21 @@ class _Connecting:
         if self._state is self.LOOKING_UP:
             self._state = self.DONE
             self._lookup.cancel()
-            self._finish(self._lookupError(Failure(
-                TimeoutError("no answer within %s s" % (self._endpoint._timeout,)))))
+            self._finish(
+                self._lookupError(
+                    Failure(TimeoutError("no answer within %s s" % (self._endpoint._timeout,)))
+                )
+            )
         else:
             self._stopAttempts(why)
-            self._finish(InfernoServiceUnreachable(
-                self._registry, self._queryText, self.tried,
-                "within %s s" % (self._endpoint._timeout,)))
+            self._finish(
+                InfernoServiceUnreachable(
+                    self._registry,
+                    self._queryText,
+                    self.tried,
+                    "within %s s" % (self._endpoint._timeout,),
+                )
+            )
 
     def _lookupFailed(self, reason):
         if self._state is self.LOOKING_UP:
@@ -288,8 +308,12 @@ class _Connecting:
         if attempt is None:
             return
         name, address = attempt
-        self._log.info("service {name} at {address} did not connect: {error}",
-                       name=name, address=address, error=reason.getErrorMessage())
+        self._log.info(
+            "service {name} at {address} did not connect: {error}",
+            name=name,
+            address=address,
+            error=reason.getErrorMessage(),
+        )
         self.tried.append((name, address, reason.getErrorMessage()))
         if self._next is not None:
             self._next.cancel()
@@ -310,8 +334,16 @@ class InfernoClientEndpoint:
 
     _log = Logger()
 
-    def __init__(self, reactor, connection, query, choose: str = "first", timeout: float = 30,
-                 attemptDelay: float = ATTEMPT_DELAY, name: str | None = None) -> None:
+    def __init__(
+        self,
+        reactor,
+        connection,
+        query,
+        choose: str = "first",
+        timeout: float = 30,
+        attemptDelay: float = ATTEMPT_DELAY,
+        name: str | None = None,
+    ) -> None:
         """
         @param reactor: the reactor to connect with, and to time with.
         @param connection: how to reach the registry.
@@ -408,8 +440,13 @@ class InfernoAgentEndpointFactory:
         """
         if uri.scheme != b"http":
             raise SchemeNotSupported("unsupported scheme %r: only http" % (uri.scheme,))
-        return InfernoClientEndpoint(self._reactor, self._connection, self._query,
-                                     name=uri.host.decode("ascii"), **self._options)
+        return InfernoClientEndpoint(
+            self._reactor,
+            self._connection,
+            self._query,
+            name=uri.host.decode("ascii"),
+            **self._options,
+        )
 
 
 @implementer(IListeningPort)
@@ -442,7 +479,8 @@ class RegisteredPort:
         self._managerStopped = None
         if reactor is not None:
             self._shutdownTrigger = reactor.addSystemEventTrigger(
-                "before", "shutdown", self._reactorStopping)
+                "before", "shutdown", self._reactorStopping
+            )
 
     def _stopManager(self):
         """
@@ -522,8 +560,16 @@ class RegisteredServerEndpoint:
     service task to it and detaches it when it stops listening.
     """
 
-    def __init__(self, reactor, inner, connection=None, attrs=(), name: str | None = None,
-                 host: str | None = None, manager: Optional["RegistryManager"] = None) -> None:
+    def __init__(
+        self,
+        reactor,
+        inner,
+        connection=None,
+        attrs=(),
+        name: str | None = None,
+        host: str | None = None,
+        manager: Optional["RegistryManager"] = None,
+    ) -> None:
         """
         @param inner: the endpoint to listen on.
         @type inner: L{IStreamServerEndpoint}
@@ -634,7 +680,8 @@ def _checkRegistry(prefix, registry, args, kwargs):
             raise ValueError(
                 "%s: registry=%s is followed by %s: unescaped colons end the registry "
                 "description, so escape them with a backslash: registry=%s"
-                % (prefix, registry, ":".join(stray), _escapeColons(meant)))
+                % (prefix, registry, ":".join(stray), _escapeColons(meant))
+            )
 
 
 def _connection(reactor, registry):
@@ -693,14 +740,19 @@ class RegisteredServerParser:
         if unescaped:
             raise ValueError(
                 "registered: the inner endpoint's '=' must be escaped with a backslash too: "
-                "'%s=%s' reads as a keyword; write %s" % (
-                    unescaped[0], kwargs[unescaped[0]],
-                    _escapeColons("%s=%s" % (unescaped[0], kwargs[unescaped[0]]))))
+                "'%s=%s' reads as a keyword; write %s"
+                % (
+                    unescaped[0],
+                    kwargs[unescaped[0]],
+                    _escapeColons("%s=%s" % (unescaped[0], kwargs[unescaped[0]])),
+                )
+            )
         _checkRegistry("registered", kwargs.get("registry"), args[1:], kwargs)
         if len(args) != 1:
             raise ValueError(
                 "registered: needs exactly one inner endpoint, its colons and equals signs "
-                "escaped, such as registered:tcp\\:0\\:interface\\=127.0.0.1:...")
+                "escaped, such as registered:tcp\\:0\\:interface\\=127.0.0.1:..."
+            )
         options, pairs = _split(kwargs, ("registry", "name", "host"))
         return RegisteredServerEndpoint(
             reactor,

@@ -28,8 +28,7 @@ class IRegistryConnection(Interface):
     """
 
     description = Attribute(
-        "The registry description string this plugin reaches, such as "
-        "C{tcp:127.0.0.1:6701}."
+        "The registry description string this plugin reaches, such as C{tcp:127.0.0.1:6701}."
     )
 
     def register(name, attrs):
@@ -78,9 +77,7 @@ class IRegistration(Interface):
     """
 
     name = Attribute("The service name (L{str}).")
-    attrs = Attribute(
-        "A L{dict} of the service's attributes as the registry last accepted them."
-    )
+    attrs = Attribute("A L{dict} of the service's attributes as the registry last accepted them.")
 
     def update(attrs):
         """
@@ -116,8 +113,7 @@ class IChangeStream(Interface):
     """
 
     connected = Attribute(
-        "L{True} while the stream is open and ready: every change from now on "
-        "will be reported."
+        "L{True} while the stream is open and ready: every change from now on will be reported."
     )
 
     def stop():
@@ -269,8 +265,7 @@ class IHealthCheck(Interface):
     )
 
     interval = Attribute(
-        "Seconds (a positive L{float}) from the end of one run to the start "
-        "of the next."
+        "Seconds (a positive L{float}) from the end of one run to the start of the next."
     )
 
     timeout = Attribute(
@@ -279,13 +274,11 @@ class IHealthCheck(Interface):
     )
 
     rise = Attribute(
-        "How many consecutive passes (a positive L{int}) turn a failing "
-        "check passing."
+        "How many consecutive passes (a positive L{int}) turn a failing check passing."
     )
 
     fall = Attribute(
-        "How many consecutive failures (a positive L{int}) turn a passing "
-        "check failing."
+        "How many consecutive failures (a positive L{int}) turn a passing check failing."
     )
 
     def check():

@@ -51,9 +51,7 @@ class Options(usage.Options):
     The command line of C{regquery}.
     """
 
-    synopsis = (
-        "regquery [-r DESC] [-t SECONDS] [-n] [--json] [--watch] [--all] [attr value ...]"
-    )
+    synopsis = "regquery [-r DESC] [-t SECONDS] [-n] [--json] [--watch] [--all] [attr value ...]"
     longdesc = (
         "Find services in an Inferno registry by their attributes; --all lists "
         "every service. With no attributes, read one query a line from standard "
@@ -66,17 +64,30 @@ class Options(usage.Options):
         ["all", "a", "List every service (with --watch: watch every service)."],
     ]
     optParameters = [
-        ["registry", "r", None,
-         "The registry description, tcp:... or styx:... (default: $%s, else %s)."
-         % (REGISTRY_ENVIRONMENT, DEFAULT_REGISTRY)],
+        [
+            "registry",
+            "r",
+            None,
+            "The registry description, tcp:... or styx:... (default: $%s, else %s)."
+            % (REGISTRY_ENVIRONMENT, DEFAULT_REGISTRY),
+        ],
         ["timeout", "t", 10.0, "Seconds to wait for an answer.", number("timeout")],
-        ["max-retry-delay", None, DEFAULT_MAX_DELAY,
-         "With --watch: the longest wait, in seconds, between attempts to "
-         "reach a lost registry.", number("max-retry-delay")],
-        ["settle", None, SETTLE,
-         "With --watch: seconds after the registry is back during which a "
-         "service that has not come back yet is not reported removed.",
-         number("settle", inclusive=True)],
+        [
+            "max-retry-delay",
+            None,
+            DEFAULT_MAX_DELAY,
+            "With --watch: the longest wait, in seconds, between attempts to "
+            "reach a lost registry.",
+            number("max-retry-delay"),
+        ],
+        [
+            "settle",
+            None,
+            SETTLE,
+            "With --watch: seconds after the registry is back during which a "
+            "service that has not come back yet is not reported removed.",
+            number("settle", inclusive=True),
+        ],
     ]
 
     def opt_version(self):
@@ -168,8 +179,10 @@ class _OutageReporter(ConnectionStateObserver):
         self._registry = registry
 
     def registryLost(self, reason):
-        self._err.write("regquery: %s: registry lost: %s; reconnecting\n"
-                        % (self._registry, _oneLine(reason.value)))
+        self._err.write(
+            "regquery: %s: registry lost: %s; reconnecting\n"
+            % (self._registry, _oneLine(reason.value))
+        )
         self._err.flush()
 
     def registryConnected(self):
@@ -264,8 +277,7 @@ async def _queries(options, stdin, out, err, interrupted, bad):
 
 
 async def _find(reactor, options, stdin, out, err, interrupted):
-    connection = connectionFromString(
-        reactor, options["registry"], findTimeout=options["timeout"])
+    connection = connectionFromString(reactor, options["registry"], findTimeout=options["timeout"])
     found = False
     bad = []
     async for query in _queries(options, stdin, out, err, interrupted, bad):
@@ -280,20 +292,25 @@ async def _find(reactor, options, stdin, out, err, interrupted):
 
 async def _watch(reactor, options, out, err, interrupted):
     manager = RegistryManager.fromDescription(
-        reactor, options["registry"], findTimeout=options["timeout"],
-        maxDelay=options["max-retry-delay"])
+        reactor,
+        options["registry"],
+        findTimeout=options["timeout"],
+        maxDelay=options["max-retry-delay"],
+    )
     # A first query says at once why a registry cannot be reached.
     await manager.connection.find(options["query"])
-    monitor = Monitor(options["query"], _ChangePrinter(out, options["json"], options["names"]),
-                      settle=options["settle"])
+    monitor = Monitor(
+        options["query"],
+        _ChangePrinter(out, options["json"], options["names"]),
+        settle=options["settle"],
+    )
     manager.attach(monitor)
     manager.startService()
     try:
         await manager.whenConnected().addTimeout(options["timeout"], reactor)
     except Exception:
         await manager.stopService()
-        raise RegistryUnavailable(
-            "no registry after %g s" % (options["timeout"],)) from None
+        raise RegistryUnavailable("no registry after %g s" % (options["timeout"],)) from None
     manager.addObserver(_OutageReporter(err, options["registry"]))
     await interrupted
     await manager.stopService()
@@ -382,8 +399,12 @@ def main(argv=None):
 
     def start():
         d = run(reactor, options, sys.stdin, sys.stdout, sys.stderr, interrupted)
-        d.addErrback(lambda failure: (
-            sys.stderr.write("regquery: %s\n" % (_oneLine(failure.value),)), ERROR)[1])
+        d.addErrback(
+            lambda failure: (
+                sys.stderr.write("regquery: %s\n" % (_oneLine(failure.value),)),
+                ERROR,
+            )[1]
+        )
         d.addCallback(finished)
 
     reactor.addSystemEventTrigger("before", "shutdown", shuttingDown)

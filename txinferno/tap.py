@@ -97,96 +97,205 @@ class Options(usage.Options):
     )
 
     optParameters = [
-        ["port", "p", DEFAULT_BASE_PORT,
-         "Serve the new, find and event ports on BASE, BASE+1 and BASE+2 "
-         "(0: three ports the system chooses).",
-         number("port", int, 0, inclusive=True)],
-        ["interface", None, DEFAULT_INTERFACE,
-         "The address the three ports listen on (0.0.0.0: every IPv4 address)."],
-        ["new", None, None,
-         "Server endpoint string of the new (registration) port, instead of "
-         "the one --port and --interface give (a TCP endpoint without backlog= "
-         "gets backlog=%d)." % (BACKLOG,)],
-        ["find", None, None,
-         "Server endpoint string of the find (query) port, likewise."],
-        ["event", None, None,
-         "Server endpoint string of the event (change notification) port, likewise."],
-        ["styx", None, "tcp:6675:interface=127.0.0.1",
-         "Server endpoint of the Styx (9P2000) port, Inferno's registry port."],
-        ["db", None, None,
-         "attrdb(6) file of static services (entries with a service=NAME pair)."],
-        ["max-line", None, MAX_LINE,
-         "Longest line accepted, in bytes; a longer one closes its connection.",
-         number("max-line", int)],
-        ["idle-timeout", None, IDLE_TIMEOUT,
-         "Close a new or find connection that sends no line within this many seconds.",
-         number("idle-timeout")],
+        [
+            "port",
+            "p",
+            DEFAULT_BASE_PORT,
+            "Serve the new, find and event ports on BASE, BASE+1 and BASE+2 "
+            "(0: three ports the system chooses).",
+            number("port", int, 0, inclusive=True),
+        ],
+        [
+            "interface",
+            None,
+            DEFAULT_INTERFACE,
+            "The address the three ports listen on (0.0.0.0: every IPv4 address).",
+        ],
+        [
+            "new",
+            None,
+            None,
+            "Server endpoint string of the new (registration) port, instead of "
+            "the one --port and --interface give (a TCP endpoint without backlog= "
+            "gets backlog=%d)." % (BACKLOG,),
+        ],
+        ["find", None, None, "Server endpoint string of the find (query) port, likewise."],
+        [
+            "event",
+            None,
+            None,
+            "Server endpoint string of the event (change notification) port, likewise.",
+        ],
+        [
+            "styx",
+            None,
+            "tcp:6675:interface=127.0.0.1",
+            "Server endpoint of the Styx (9P2000) port, Inferno's registry port.",
+        ],
+        ["db", None, None, "attrdb(6) file of static services (entries with a service=NAME pair)."],
+        [
+            "max-line",
+            None,
+            MAX_LINE,
+            "Longest line accepted, in bytes; a longer one closes its connection.",
+            number("max-line", int),
+        ],
+        [
+            "idle-timeout",
+            None,
+            IDLE_TIMEOUT,
+            "Close a new or find connection that sends no line within this many seconds.",
+            number("idle-timeout"),
+        ],
         # What one client can make the server hold, and how long (issue 14).
-        ["max-services", None, MAX_SERVICES,
-         "Most services the registry holds; a registration beyond is refused.",
-         number("max-services", int)],
-        ["max-attributes", None, MAX_ATTRIBUTES,
-         "Most attributes of one service; a write beyond is refused.", number("max-attributes", int)],
-        ["max-service-bytes", None, MAX_SERVICE_BYTES,
-         "Most bytes of one service's name, attributes and values; a write beyond "
-         "is refused.", number("max-service-bytes", int)],
-        ["max-persistent", None, MAX_PERSISTENT_PER_ORIGIN,
-         "Most persistent services one peer address may leave behind; beyond, a "
-         "service goes with its connection.", number("max-persistent", int)],
-        ["max-finds", None, MAX_FINDS,
-         "Most long find answers written at once; more wait their turn.", number("max-finds", int)],
-        ["find-buffer", None, FIND_BUFFER,
-         "Most bytes of a find answer held for one connection.", number("find-buffer", int)],
-        ["watcher-timeout", None, WATCHER_TIMEOUT,
-         "Drop an event watcher whose socket has not drained for this many seconds.",
-         number("watcher-timeout")],
-        ["keepalive-idle", None, KEEPALIVE[0],
-         "Seconds of silence on an accepted connection before the first TCP "
-         "keepalive probe.", number("keepalive-idle", int)],
-        ["keepalive-interval", None, KEEPALIVE[1],
-         "Seconds between unanswered keepalive probes.", number("keepalive-interval", int)],
-        ["keepalive-count", None, KEEPALIVE[2],
-         "Unanswered keepalive probes after which a connection is closed.",
-         number("keepalive-count", int)],
-        ["registry", "r", None,
-         "Keep the services and run the monitors in this registry (a description "
-         "such as tcp:10.0.0.1 or styx:10.0.0.1) instead of serving one; the server "
-         "options are then ignored. Default with --service, --services or --monitor: $%s "
-         "when it is set." % (REGISTRY_ENVIRONMENT,)],
-        ["max-retry-delay", None, DEFAULT_MAX_DELAY,
-         "The agent's longest wait, in seconds, between attempts to reach a "
-         "lost registry.", number("max-retry-delay")],
-        ["services", None, None,
-         "attrdb(6) file of services to keep registered (one service=NAME entry "
-         "each; an attribute check= is its health check); re-read on SIGHUP."],
-        ["web", None, None,
-         "Server endpoint of the web port (live view, JSON API, metrics, "
-         "health); default tcp:6680:interface=127.0.0.1 when serving a "
-         "registry, none otherwise."],
-        ["web-max-streams", None, 256,
-         "Most event streams (open live views) the web port serves at once.",
-         number("web-max-streams", int)],
-        ["on-change", None, None,
-         "Shell command run for each change a monitor sees (one at a time per "
-         "monitor), with TXINFERNO_EVENT, TXINFERNO_NAME, TXINFERNO_SERVICE and "
-         "TXINFERNO_QUERY in its environment and the service line on its stdin."],
-        ["hook-timeout", None, DEFAULT_HOOK_TIMEOUT,
-         "Kill an --on-change command still running after this many seconds.",
-         number("hook-timeout")],
+        [
+            "max-services",
+            None,
+            MAX_SERVICES,
+            "Most services the registry holds; a registration beyond is refused.",
+            number("max-services", int),
+        ],
+        [
+            "max-attributes",
+            None,
+            MAX_ATTRIBUTES,
+            "Most attributes of one service; a write beyond is refused.",
+            number("max-attributes", int),
+        ],
+        [
+            "max-service-bytes",
+            None,
+            MAX_SERVICE_BYTES,
+            "Most bytes of one service's name, attributes and values; a write beyond is refused.",
+            number("max-service-bytes", int),
+        ],
+        [
+            "max-persistent",
+            None,
+            MAX_PERSISTENT_PER_ORIGIN,
+            "Most persistent services one peer address may leave behind; beyond, a "
+            "service goes with its connection.",
+            number("max-persistent", int),
+        ],
+        [
+            "max-finds",
+            None,
+            MAX_FINDS,
+            "Most long find answers written at once; more wait their turn.",
+            number("max-finds", int),
+        ],
+        [
+            "find-buffer",
+            None,
+            FIND_BUFFER,
+            "Most bytes of a find answer held for one connection.",
+            number("find-buffer", int),
+        ],
+        [
+            "watcher-timeout",
+            None,
+            WATCHER_TIMEOUT,
+            "Drop an event watcher whose socket has not drained for this many seconds.",
+            number("watcher-timeout"),
+        ],
+        [
+            "keepalive-idle",
+            None,
+            KEEPALIVE[0],
+            "Seconds of silence on an accepted connection before the first TCP keepalive probe.",
+            number("keepalive-idle", int),
+        ],
+        [
+            "keepalive-interval",
+            None,
+            KEEPALIVE[1],
+            "Seconds between unanswered keepalive probes.",
+            number("keepalive-interval", int),
+        ],
+        [
+            "keepalive-count",
+            None,
+            KEEPALIVE[2],
+            "Unanswered keepalive probes after which a connection is closed.",
+            number("keepalive-count", int),
+        ],
+        [
+            "registry",
+            "r",
+            None,
+            "Keep the services and run the monitors in this registry (a description "
+            "such as tcp:10.0.0.1 or styx:10.0.0.1) instead of serving one; the server "
+            "options are then ignored. Default with --service, --services or --monitor: $%s "
+            "when it is set." % (REGISTRY_ENVIRONMENT,),
+        ],
+        [
+            "max-retry-delay",
+            None,
+            DEFAULT_MAX_DELAY,
+            "The agent's longest wait, in seconds, between attempts to reach a lost registry.",
+            number("max-retry-delay"),
+        ],
+        [
+            "services",
+            None,
+            None,
+            "attrdb(6) file of services to keep registered (one service=NAME entry "
+            "each; an attribute check= is its health check); re-read on SIGHUP.",
+        ],
+        [
+            "web",
+            None,
+            None,
+            "Server endpoint of the web port (live view, JSON API, metrics, "
+            "health); default tcp:6680:interface=127.0.0.1 when serving a "
+            "registry, none otherwise.",
+        ],
+        [
+            "web-max-streams",
+            None,
+            256,
+            "Most event streams (open live views) the web port serves at once.",
+            number("web-max-streams", int),
+        ],
+        [
+            "on-change",
+            None,
+            None,
+            "Shell command run for each change a monitor sees (one at a time per "
+            "monitor), with TXINFERNO_EVENT, TXINFERNO_NAME, TXINFERNO_SERVICE and "
+            "TXINFERNO_QUERY in its environment and the service line on its stdin.",
+        ],
+        [
+            "hook-timeout",
+            None,
+            DEFAULT_HOOK_TIMEOUT,
+            "Kill an --on-change command still running after this many seconds.",
+            number("hook-timeout"),
+        ],
     ]
 
     optFlags = [
-        ["allow-empty-services", None,
-         "Accept a --services file that names no service (unregistering all of "
-         "its services) even without a 'noservices' entry."],
-        ["keep-failing", None,
-         "Keep a service whose health check fails registered, with the attribute "
-         "'health failing' (and 'health passing' once it passes again), instead of "
-         "unregistering it."],
+        [
+            "allow-empty-services",
+            None,
+            "Accept a --services file that names no service (unregistering all of "
+            "its services) even without a 'noservices' entry.",
+        ],
+        [
+            "keep-failing",
+            None,
+            "Keep a service whose health check fails registered, with the attribute "
+            "'health failing' (and 'health passing' once it passes again), instead of "
+            "unregistering it.",
+        ],
         ["no-styx", None, "Do not serve the registry over Styx."],
         ["no-web", None, "Serve no web port."],
-        ["log-changes", None, "Log each change with all its attributes, at debug level "
-         "(the info line shows the first 100 characters)."],
+        [
+            "log-changes",
+            None,
+            "Log each change with all its attributes, at debug level "
+            "(the info line shows the first 100 characters).",
+        ],
     ]
 
     def __init__(self):
@@ -238,7 +347,9 @@ class Options(usage.Options):
             try:
                 parseDescription(self["registry"])
             except ValueError as e:
-                raise usage.UsageError("%s %s: %s" % (self.registryFrom, self["registry"], e)) from None
+                raise usage.UsageError(
+                    "%s %s: %s" % (self.registryFrom, self["registry"], e)
+                ) from None
         from twisted.internet import reactor
 
         try:
@@ -247,8 +358,11 @@ class Options(usage.Options):
             raise usage.UsageError("--service: %s" % (e,)) from None
         if self["services"] is not None:
             try:
-                checkServices(readServicesFile(self["services"], self["allow-empty-services"]),
-                              self["keep-failing"], reactor)
+                checkServices(
+                    readServicesFile(self["services"], self["allow-empty-services"]),
+                    self["keep-failing"],
+                    reactor,
+                )
             except (OSError, ValueError) as e:
                 raise usage.UsageError("--services %s: %s" % (self["services"], e)) from None
         if self["on-change"] is not None and not self["monitor"]:
@@ -290,12 +404,14 @@ class Options(usage.Options):
         base = self["port"]
         if base > 65533:
             raise usage.UsageError(
-                "--port %d: must leave room for ports BASE+1 and BASE+2 (at most 65533)" % (base,))
+                "--port %d: must leave room for ports BASE+1 and BASE+2 (at most 65533)" % (base,)
+            )
         try:
             ipaddress.ip_address(self["interface"])
         except ValueError:
             raise usage.UsageError(
-                "--interface %s: not an IPv4 or IPv6 address" % (self["interface"],)) from None
+                "--interface %s: not an IPv4 or IPv6 address" % (self["interface"],)
+            ) from None
         self.endpoints = {}
         for offset, name in enumerate(PORTS):
             if self[name] is None:
@@ -331,7 +447,9 @@ class Options(usage.Options):
             try:
                 self.registry.loadStatic(self["db"])
             except OSError as e:
-                raise usage.UsageError("--db %s: cannot read: %s" % (self["db"], e.strerror or e)) from None
+                raise usage.UsageError(
+                    "--db %s: cannot read: %s" % (self["db"], e.strerror or e)
+                ) from None
             except UnicodeDecodeError as e:
                 raise usage.UsageError("--db %s: not UTF-8: %s" % (self["db"], e)) from None
             except ValueError as e:
@@ -443,19 +561,24 @@ def makeService(options, reactor=None):
     if options["registry"] is not None:
         description = options["registry"]
         if options.agentWanted:
-            _log.info("the agent uses the registry {registry} (from {source})",
-                      registry=description, source=options.registryFrom)
+            _log.info(
+                "the agent uses the registry {registry} (from {source})",
+                registry=description,
+                source=options.registryFrom,
+            )
 
         def makeManager():
             return RegistryManager(
-                connectionFromString(reactor, description, maxDelay=maxDelay), reactor)
+                connectionFromString(reactor, description, maxDelay=maxDelay), reactor
+            )
     else:
         server = _serve(options, service, reactor)
 
         def makeManager():
             new, find, event = [clientStringFor(port.getHost()) for port in server.ports[:3]]
             return RegistryManager(
-                TCPRegistryConnection(reactor, new, find, event, maxDelay=maxDelay), reactor)
+                TCPRegistryConnection(reactor, new, find, event, maxDelay=maxDelay), reactor
+            )
 
     if options.agentWanted:
         agent = service.agent = Agent(
@@ -472,15 +595,18 @@ def makeService(options, reactor=None):
         agent.setName("agent")
         agent.setServiceParent(service)
     if options["services"] is not None:
-        signal.signal(signal.SIGHUP,
-                      lambda *_: reactor.callFromThread(service.agent.reload))
+        signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(service.agent.reload))
     else:
         signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(_nothingToReload))
     service.web = None
     if options.webEndpoint is not None:
         web = service.web = WebService(
-            options.webEndpoint, server=service.server, agent=service.agent,
-            reactor=reactor, maxStreams=options["web-max-streams"])
+            options.webEndpoint,
+            server=service.server,
+            agent=service.agent,
+            reactor=reactor,
+            maxStreams=options["web-max-streams"],
+        )
         web.setName("web")
         web.setServiceParent(service)
     return service
@@ -490,8 +616,10 @@ _log = Logger()
 
 
 def _nothingToReload():
-    _log.warn("SIGHUP ignored: there is nothing to reload (static services of --db are "
-              "read once, at start; a --services file is re-read on SIGHUP)")
+    _log.warn(
+        "SIGHUP ignored: there is nothing to reload (static services of --db are "
+        "read once, at start; a --services file is re-read on SIGHUP)"
+    )
 
 
 def _serve(options, service, reactor):
@@ -509,8 +637,11 @@ def _serve(options, service, reactor):
         maxFinds=options["max-finds"],
         findBufferSize=options["find-buffer"],
         watcherTimeout=options["watcher-timeout"],
-        keepAlive=(options["keepalive-idle"], options["keepalive-interval"],
-                   options["keepalive-count"]),
+        keepAlive=(
+            options["keepalive-idle"],
+            options["keepalive-interval"],
+            options["keepalive-count"],
+        ),
     )
     also = []
     if "styx" in options.endpoints:

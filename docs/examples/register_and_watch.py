@@ -44,7 +44,9 @@ async def main(reactor, description="tcp:127.0.0.1"):
         await manager.whenConnected().addTimeout(10, reactor)
         printer = Printer()
         manager.attach(Monitor({"proto": "*"}, printer))
-        service = manager.attach(ServiceTask("tcp!example!22", {"proto": "ssh", "descr": "an example"}))
+        service = manager.attach(
+            ServiceTask("tcp!example!22", {"proto": "ssh", "descr": "an example"})
+        )
         await service.whenRegistered()
         service.update({"descr": "it's updated\nover two lines"})
         print("lookup:", await manager.lookup({"proto": "ssh"}, timeout=5))

@@ -115,9 +115,7 @@ class EventClientProtocol(LineOnlyReceiver):
             return
         if not self.ready:
             if line != b"READY":
-                self._drop(
-                    MalformedAnswer("event port sent %r instead of READY" % (line[:80],))
-                )
+                self._drop(MalformedAnswer("event port sent %r instead of READY" % (line[:80],)))
                 return
             self.ready = True
             self._readyTimer.cancel()

@@ -85,8 +85,7 @@ def parseAnswer(data):
     lines, rest, split = _linesAndSplitter(data)
     if rest:
         raise MalformedAnswer(
-            "answer ends with %d bytes that are not a complete line: %r"
-            % (len(rest), rest[:80])
+            "answer ends with %d bytes that are not a complete line: %r" % (len(rest), rest[:80])
         )
     services = {}
     for number, line in enumerate(lines, 1):

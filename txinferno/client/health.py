@@ -88,7 +88,9 @@ class _CheckOptions:
         """
         for option, value in (("interval", interval), ("timeout", timeout)):
             if not (value > 0 and math.isfinite(value)):
-                raise ValueError("%s must be a positive number of seconds, not %r" % (option, value))
+                raise ValueError(
+                    "%s must be a positive number of seconds, not %r" % (option, value)
+                )
         for option, value in (("rise", rise), ("fall", fall)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError("%s must be a positive whole number, not %r" % (option, value))
@@ -117,8 +119,17 @@ class TCPConnectCheck(_CheckOptions):
     connection is closed at once, nothing is sent.
     """
 
-    def __init__(self, reactor, host: str, port: int, *, interval: float = INTERVAL,
-                 timeout: float = TIMEOUT, rise: int = RISE, fall: int = FALL):
+    def __init__(
+        self,
+        reactor,
+        host: str,
+        port: int,
+        *,
+        interval: float = INTERVAL,
+        timeout: float = TIMEOUT,
+        rise: int = RISE,
+        fall: int = FALL,
+    ):
         """
         @param reactor: an L{IReactorTCP} (and L{IReactorTime} for host
             names, resolved at each run).
@@ -165,8 +176,16 @@ class HTTPGetCheck(_CheckOptions):
     (redirects are not followed); the body is not read.
     """
 
-    def __init__(self, reactor, url: str, *, interval: float = INTERVAL,
-                 timeout: float = TIMEOUT, rise: int = RISE, fall: int = FALL):
+    def __init__(
+        self,
+        reactor,
+        url: str,
+        *,
+        interval: float = INTERVAL,
+        timeout: float = TIMEOUT,
+        rise: int = RISE,
+        fall: int = FALL,
+    ):
         """
         @param reactor: the reactor the request is made with.
         @param url: an C{http://} or C{https://} URL.
@@ -180,8 +199,10 @@ class HTTPGetCheck(_CheckOptions):
             try:
                 BrowserLikePolicyForHTTPS().creatorForNetloc(b"localhost", 443)
             except NotImplementedError:
-                raise ValueError("http check: %r needs TLS, which needs pyOpenSSL and "
-                                 "service_identity (pip install 'twisted[tls]')" % (url,)) from None
+                raise ValueError(
+                    "http check: %r needs TLS, which needs pyOpenSSL and "
+                    "service_identity (pip install 'twisted[tls]')" % (url,)
+                ) from None
         self.url = url
         self.description = url
         self._agent = Agent(reactor, connectTimeout=timeout)
@@ -199,7 +220,9 @@ class HTTPGetCheck(_CheckOptions):
     def _answered(self, response):
         response.deliverBody(_DiscardBody())
         if not 200 <= response.code < 400:
-            raise HealthCheckFailed("HTTP %d %s" % (response.code, response.phrase.decode("latin-1")))
+            raise HealthCheckFailed(
+                "HTTP %d %s" % (response.code, response.phrase.decode("latin-1"))
+            )
 
 
 def _checkURL(url):
@@ -260,8 +283,16 @@ class CommandCheck(_CheckOptions):
     shell script should C{exec} its last command.
     """
 
-    def __init__(self, reactor, argv: Sequence[str], *, interval: float = INTERVAL,
-                 timeout: float = TIMEOUT, rise: int = RISE, fall: int = FALL):
+    def __init__(
+        self,
+        reactor,
+        argv: Sequence[str],
+        *,
+        interval: float = INTERVAL,
+        timeout: float = TIMEOUT,
+        rise: int = RISE,
+        fall: int = FALL,
+    ):
         """
         @param reactor: an L{IReactorProcess}.
         @param argv: the command and its arguments; a command without a
@@ -275,7 +306,9 @@ class CommandCheck(_CheckOptions):
             raise ValueError("exec check: no command given")
         executable = shutil.which(argv[0])
         if executable is None:
-            raise ValueError("exec check: %r is not an executable file (or not on PATH)" % (argv[0],))
+            raise ValueError(
+                "exec check: %r is not an executable file (or not on PATH)" % (argv[0],)
+            )
         self.argv = argv
         self.executable = executable
         self.description = "exec:" + " ".join(argv)
@@ -290,7 +323,9 @@ class CommandCheck(_CheckOptions):
             (or signal) and output.  Cancelling it kills the process.
         """
         process = _CheckProcess()
-        transport = self._reactor.spawnProcess(process, self.executable, self.argv, env=dict(os.environ))
+        transport = self._reactor.spawnProcess(
+            process, self.executable, self.argv, env=dict(os.environ)
+        )
 
         def kill(d):
             try:
@@ -367,8 +402,12 @@ class HealthMonitor:
         last run passed (or none ended yet).
     """
 
-    def __init__(self, check: IHealthCheck, clock: IReactorTime,
-                 stateChanged: Callable[[NamedConstant, Failure | None], None]):
+    def __init__(
+        self,
+        check: IHealthCheck,
+        clock: IReactorTime,
+        stateChanged: Callable[[NamedConstant, Failure | None], None],
+    ):
         """
         @param check: the check to run.
         @param clock: an L{IReactorTime} for the interval and the timeout.
@@ -432,13 +471,21 @@ class HealthMonitor:
             self._failures += 1
             self._passes = 0
             verdict, opposite, streak, needed = (
-                HealthState.failing, HealthState.passing, self._failures, self.check.fall)
+                HealthState.failing,
+                HealthState.passing,
+                self._failures,
+                self.check.fall,
+            )
         else:
             self.reason = None
             self._passes += 1
             self._failures = 0
             verdict, opposite, streak, needed = (
-                HealthState.passing, HealthState.failing, self._passes, self.check.rise)
+                HealthState.passing,
+                HealthState.failing,
+                self._passes,
+                self.check.rise,
+            )
         if self.state is HealthState.unknown or (self.state is opposite and streak >= needed):
             self._change(verdict)
 
@@ -485,9 +532,15 @@ def checkFromString(reactor, description: str) -> IHealthCheck:
         try:
             options[option] = _OPTIONS[option](value)
         except ValueError:
-            raise ValueError("check %r: %s=%s is not a %s" % (
-                description, option, value,
-                "number" if _OPTIONS[option] is float else "whole number")) from None
+            raise ValueError(
+                "check %r: %s=%s is not a %s"
+                % (
+                    description,
+                    option,
+                    value,
+                    "number" if _OPTIONS[option] is float else "whole number",
+                )
+            ) from None
         words.pop()
     if not words:
         raise ValueError("empty check: give tcp:HOST:PORT, http://URL or exec:COMMAND")
@@ -496,15 +549,18 @@ def checkFromString(reactor, description: str) -> IHealthCheck:
         argv = ([what[5:]] if what[5:] else []) + rest
         return CommandCheck(reactor, argv, **options)
     if rest:
-        raise ValueError("check %r: unexpected words %r (options are %s)"
-                         % (description, rest, ", ".join(o + "=" for o in _OPTIONS)))
+        raise ValueError(
+            "check %r: unexpected words %r (options are %s)"
+            % (description, rest, ", ".join(o + "=" for o in _OPTIONS))
+        )
     if what.startswith("tcp:"):
         host, port = _hostPort(what[4:], description)
         return TCPConnectCheck(reactor, host, port, **options)
     if what.startswith(("http://", "https://")):
         return HTTPGetCheck(reactor, what, **options)
-    raise ValueError("check %r: unknown kind: give tcp:HOST:PORT, http://URL or exec:COMMAND"
-                     % (description,))
+    raise ValueError(
+        "check %r: unknown kind: give tcp:HOST:PORT, http://URL or exec:COMMAND" % (description,)
+    )
 
 
 def _hostPort(address, description):

@@ -183,9 +183,7 @@ class Lookup:
         if self._lastFailure is None:
             return "the registry was not reachable"
         if self._manager.connected:
-            return "the registry was reachable, but the last find failed: %s" % (
-                self._lastFailure,
-            )
+            return "the registry was reachable, but the last find failed: %s" % (self._lastFailure,)
         return "the last find failed (%s), and the registry was not reachable since" % (
             self._lastFailure,
         )

@@ -224,8 +224,9 @@ class RegistryManager(Service):
         Service.startService(self)
         before, after = raiseOpenFileLimit()
         if after > before:
-            self._log.info("open-file limit raised from {before} to {after}",
-                           before=before, after=after)
+            self._log.info(
+                "open-file limit raised from {before} to {after}", before=before, after=after
+            )
         self._state = _State.CONNECTING
         self._warnIfStillUnreachable()
         self._listener = _StreamListener(self)
@@ -464,9 +465,7 @@ class RegistryManager(Service):
         self._cancelStarts()
         self._warnIfStillUnreachable()
         for stopped in self._callTasks("stop", list(self._followers)):
-            stopped.addErrback(
-                lambda f: self._log.failure("stopping a task failed", failure=f)
-            )
+            stopped.addErrback(lambda f: self._log.failure("stopping a task failed", failure=f))
         for observer in list(self._observers):
             self._notify(observer, "registryLost", reason)
 
@@ -533,7 +532,9 @@ class RegistryManager(Service):
         try:
             getattr(observer, method)(*args)
         except Exception:
-            self._log.failure("observer {observer} failed in {method}()", observer=observer, method=method)
+            self._log.failure(
+                "observer {observer} failed in {method}()", observer=observer, method=method
+            )
 
 
 def _waiter(waiters):

@@ -327,7 +327,6 @@ class Monitor(StateMachine):
             )
 
 
-
 _S = _MonitorState
 _M = Monitor
 Monitor._transitions = {

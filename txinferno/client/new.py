@@ -462,7 +462,8 @@ class Registration:
         if self._orphaned:
             lost = RegistrationLost(
                 "service %r is held by a persistent entry left by an earlier "
-                "connection, which cannot be updated over TCP" % (self.name,))
+                "connection, which cannot be updated over TCP" % (self.name,)
+            )
             self._endOrphan(Failure(lost))
             raise lost
         if self._protocol is None or self._unregistering:
@@ -779,9 +780,7 @@ class Registrar:
             group, rest = _shared(rest)
             if not group:
                 break
-            shared = set(group[0].attrs.items()).intersection(
-                *(r.attrs.items() for r in group[1:])
-            )
+            shared = set(group[0].attrs.items()).intersection(*(r.attrs.items() for r in group[1:]))
             named = set(group[0].attrs).intersection(*(r.attrs for r in group[1:]))
             named.difference_update(attr for attr, value in shared)
             queries.append((sorted(shared) + [(attr, "*") for attr in sorted(named)], group))
@@ -882,8 +881,7 @@ class Registrar:
                 )
             )
             self._log.debug(
-                "service {name} is held with other attributes ({attrs}): "
-                "duplicate service name",
+                "service {name} is held with other attributes ({attrs}): duplicate service name",
                 name=registration.name,
                 attrs=_describe(listed),
             )
@@ -1007,12 +1005,15 @@ def _shared(registrations):
     @return: the group (empty when they share nothing) and the others.
     """
     for key in (dict.items, dict.keys):
-        (shared, count), = Counter(
+        ((shared, count),) = Counter(
             item for r in registrations for item in key(r.attrs)
         ).most_common(1)
         if count > 1:
-            has = (lambda attrs, shared=shared: shared in attrs.items()) if key is dict.items else (
-                lambda attrs, shared=shared: shared in attrs)
+            has = (
+                (lambda attrs, shared=shared: shared in attrs.items())
+                if key is dict.items
+                else (lambda attrs, shared=shared: shared in attrs)
+            )
             group = [r for r in registrations if has(r.attrs)]
             return group, [r for r in registrations if not has(r.attrs)]
     return [], registrations
@@ -1034,6 +1035,6 @@ def _describe(attrs):
     """
     @return: attributes in words, as the registry prints them.
     """
-    return formatLine([word for pair in attrs.items() for word in pair]).decode(
-        "utf-8"
-    ).rstrip("\n")
+    return (
+        formatLine([word for pair in attrs.items() for word in pair]).decode("utf-8").rstrip("\n")
+    )

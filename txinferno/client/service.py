@@ -91,8 +91,14 @@ class ServiceTask(StateMachine):
     (before jitter); set it on a subclass or an instance.
     """
 
-    def __init__(self, name, attrs=(), persist=False, check: IHealthCheck | None = None,
-                 keepWhileFailing: bool = False):
+    def __init__(
+        self,
+        name,
+        attrs=(),
+        persist=False,
+        check: IHealthCheck | None = None,
+        keepWhileFailing: bool = False,
+    ):
         """
         @param name: the service name.
         @type name: L{str}
@@ -118,13 +124,18 @@ class ServiceTask(StateMachine):
             checked = CheckedRegistration(name, {**checked, "persist": "1"})
         if check is not None and keepWhileFailing:
             if HEALTH_ATTRIBUTE in checked:
-                raise ValueError("service %r: the attribute %s is its health check's"
-                                 % (name, HEALTH_ATTRIBUTE))
-            checked = CheckedRegistration(name, {**checked, HEALTH_ATTRIBUTE: HealthState.unknown.name})
+                raise ValueError(
+                    "service %r: the attribute %s is its health check's" % (name, HEALTH_ATTRIBUTE)
+                )
+            checked = CheckedRegistration(
+                name, {**checked, HEALTH_ATTRIBUTE: HealthState.unknown.name}
+            )
         elif check is not None and persist:
-            raise ValueError("service %r persists: the registry keeps it when it is unregistered "
-                             "for a failing check; keep it registered while failing (keepWhileFailing=True)"
-                             % (name,))
+            raise ValueError(
+                "service %r persists: the registry keeps it when it is unregistered "
+                "for a failing check; keep it registered while failing (keepWhileFailing=True)"
+                % (name,)
+            )
         self.name = name
         self.attrs = checked.copy()
         self._checked = checked
@@ -143,7 +154,10 @@ class ServiceTask(StateMachine):
         self.failures = Counter()
 
     def __repr__(self):
-        return "<ServiceTask %r %s>" % (self.name, "registered" if self.registered else "unregistered")
+        return "<ServiceTask %r %s>" % (
+            self.name,
+            "registered" if self.registered else "unregistered",
+        )
 
     @property
     def registered(self):
@@ -242,18 +256,28 @@ class ServiceTask(StateMachine):
         registered while failing), or register or unregister the service.
         """
         if self.keepWhileFailing:
-            self._log.info("service {name} is {state} its health check {check}",
-                           name=self.name, state=state.name, check=self.check.description)
+            self._log.info(
+                "service {name} is {state} its health check {check}",
+                name=self.name,
+                state=state.name,
+                check=self.check.description,
+            )
             self.update({HEALTH_ATTRIBUTE: state.name})
         elif state is HealthState.passing:
-            self._log.info("service {name} passes its health check {check}: registering it",
-                           name=self.name, check=self.check.description)
+            self._log.info(
+                "service {name} passes its health check {check}: registering it",
+                name=self.name,
+                check=self.check.description,
+            )
             self._handle("wanted")
         else:
-            self._log.warn("service {name} fails its health check {check}: {reason}; "
-                           "unregistered until it passes",
-                           name=self.name, check=self.check.description,
-                           reason=reason.getErrorMessage())
+            self._log.warn(
+                "service {name} fails its health check {check}: {reason}; "
+                "unregistered until it passes",
+                name=self.name,
+                check=self.check.description,
+                reason=reason.getErrorMessage(),
+            )
             self._handle("unwanted")
 
     # Actions.
@@ -409,7 +433,6 @@ class ServiceTask(StateMachine):
             except RegistrationLost:
                 # whenLost() reports it and _lost() registers again.
                 pass
-
 
 
 _S = _ServiceState

@@ -219,7 +219,8 @@ class StyxClientProtocol(Protocol):
             RegistryTimeout(
                 "the Styx server did not answer %s within %g s (a server that "
                 "waits for Inferno's authentication protocol does not answer: "
-                "%s)" % (
+                "%s)"
+                % (
                     "Tversion" if self.state == "versioning" else "Tattach",
                     self.timeout,
                     _AUTH_ADVICE,
@@ -298,13 +299,19 @@ class StyxClientProtocol(Protocol):
                 if self._error is not None:
                     return
         except MalformedMessage as e:
-            what = "bytes that are not Styx" if self.state == "versioning" else "a malformed message"
+            what = (
+                "bytes that are not Styx" if self.state == "versioning" else "a malformed message"
+            )
             self.abort(MalformedAnswer("the server sent %s: %s" % (what, e)))
 
     def _answered(self, message):
         request = self._outstanding.get(message.tag)
         if request is None:
-            self.abort(MalformedAnswer("the server answered tag %d, which has no request: %r" % (message.tag, message)))
+            self.abort(
+                MalformedAnswer(
+                    "the server answered tag %d, which has no request: %r" % (message.tag, message)
+                )
+            )
             return
         if type(message) is not MESSAGE_TYPES[request.cls.TYPE + 1] and type(message) is not Rerror:
             self.abort(
@@ -444,9 +451,9 @@ class StyxClientProtocol(Protocol):
                     )
                 )
             elif self._error is None and self.state != "closed":
-                self.request(Tflush, request.tag, onAnswer=lambda: self._flushed(request)).addErrback(
-                    lambda _: None
-                )
+                self.request(
+                    Tflush, request.tag, onAnswer=lambda: self._flushed(request)
+                ).addErrback(lambda _: None)
         if request.expired:
             d.errback(self._timedOut(request.cls, self.timeout)(None, None))
 
@@ -522,9 +529,9 @@ class StyxClientProtocol(Protocol):
         @return: a L{Deferred} that fires with the L{bytes} read (empty at
             the end).
         """
-        return self.request(Tread, fid, offset, min(count, self.maxIO), timeout=timeout).addCallback(
-            lambda answer: answer.data
-        )
+        return self.request(
+            Tread, fid, offset, min(count, self.maxIO), timeout=timeout
+        ).addCallback(lambda answer: answer.data)
 
     def write(self, fid, offset, data):
         """
@@ -598,8 +605,6 @@ class StyxClientProtocol(Protocol):
                 request.deferred.errback(reason)
         if not self.ready.called:
             self.ready.errback(reason)
-
-
 
 
 class StyxClientFactory(ReconnectingClientFactory):

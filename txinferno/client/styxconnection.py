@@ -42,7 +42,12 @@ from txinferno.wire.persist import persists
 from txinferno.wire.rules import checkPositiveOptions, queryLine, registrationLine, updateLine
 from txinferno.wire.styx import IOHDRSZ, ORDWR, OREAD, OWRITE, Tstat
 
-__all__ = ["StyxRegistryConnection", "StyxRegistration", "StyxChangeStream", "styxConnectionFromString"]
+__all__ = [
+    "StyxRegistryConnection",
+    "StyxRegistration",
+    "StyxChangeStream",
+    "styxConnectionFromString",
+]
 
 _VERSION = re.compile(rb"[0-9]{8,}\n?")
 
@@ -242,7 +247,9 @@ class StyxRegistryConnection:
         self._idleCall = None
         if self._idle():
             factory, self._factory = self._factory, None
-            self._log.debug("closing the unused Styx connection to {registry}", registry=self.description)
+            self._log.debug(
+                "closing the unused Styx connection to {registry}", registry=self.description
+            )
             factory.stop()
 
     # What the factory tells.
@@ -279,11 +286,13 @@ class StyxRegistryConnection:
         """
 
         def timedOut(result, timeout):
-            return Failure(
-                RegistryTimeout("%s did not complete within %g s" % (what, timeout))
-            )
+            return Failure(RegistryTimeout("%s did not complete within %g s" % (what, timeout)))
 
-        d = coroutine if isinstance(coroutine, defer.Deferred) else defer.Deferred.fromCoroutine(coroutine)
+        d = (
+            coroutine
+            if isinstance(coroutine, defer.Deferred)
+            else defer.Deferred.fromCoroutine(coroutine)
+        )
         d.addTimeout(self.findTimeout, self.clock, onTimeoutCancel=timedOut)
         return self._track(d)
 
@@ -628,7 +637,11 @@ class StyxRegistration:
         self._protocol.write(self._fid, 0, data).addErrback(self._updateFailed, self._protocol)
 
     def _updateFailed(self, reason, protocol):
-        if reason.check(RegistryError) and reason.value.text == _GONE and self.state == "registered":
+        if (
+            reason.check(RegistryError)
+            and reason.value.text == _GONE
+            and self.state == "registered"
+        ):
             self._protocol.clunk(self._fid).addErrback(_ignore)
             self._protocol = self._fid = None
             self._lose("the service was removed from the registry")
@@ -652,7 +665,10 @@ class StyxRegistration:
             d = self._waitForEnd()
             self._protocol.clunk(self._fid).addBoth(lambda _: self._ended(None))
             self._connection._serviceLog.add(
-                LogLevel.info, "service {name} unregistered", "{count} services unregistered", self.name
+                LogLevel.info,
+                "service {name} unregistered",
+                "{count} services unregistered",
+                self.name,
             )
             self._connection._serviceLog.flushSoon()
             return d
@@ -672,7 +688,9 @@ class StyxRegistration:
             registration ends either way.
         """
         if self.state != "registered":
-            return defer.fail(RegistrationLost("registration of %r is %s" % (self.name, self.state)))
+            return defer.fail(
+                RegistrationLost("registration of %r is %s" % (self.name, self.state))
+            )
         self.state = "unregistering"
         removing = self._protocol.remove(self._fid)
         removing.addBoth(self._removed)
@@ -767,7 +785,11 @@ class StyxChangeStream:
             return
         # The registry refused the event file: start again on a new
         # connection, after the backoff.
-        protocol.abort(RegistryUnavailable("cannot read the registry's event file: %s" % (reason.getErrorMessage(),)))
+        protocol.abort(
+            RegistryUnavailable(
+                "cannot read the registry's event file: %s" % (reason.getErrorMessage(),)
+            )
+        )
 
     def _startProbing(self, protocol):
         interval = self._connection._probeInterval
@@ -779,7 +801,9 @@ class StyxChangeStream:
 
         def failed(reason):
             if protocol.state != "closed":
-                protocol.abort(RegistryUnavailable("liveness probe failed: %s" % (reason.getErrorMessage(),)))
+                protocol.abort(
+                    RegistryUnavailable("liveness probe failed: %s" % (reason.getErrorMessage(),))
+                )
 
         self._probeLoop = task.LoopingCall(probe)
         self._probeLoop.clock = self._connection.clock
@@ -833,6 +857,4 @@ def styxConnectionFromString(reactor, description, **options):
     @rtype: L{StyxRegistryConnection}
     """
     endpoint, user = parseStyxDescription(description)
-    return StyxRegistryConnection(
-        reactor, endpoint, user, description=description, **options
-    )
+    return StyxRegistryConnection(reactor, endpoint, user, description=description, **options)

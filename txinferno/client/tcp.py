@@ -249,6 +249,4 @@ def connectionFromString(reactor, description, **options):
             reactor, parsed.endpoint, parsed.user, description=description, **options
         )
     new, find, event = parsed
-    return TCPRegistryConnection(
-        reactor, new, find, event, description=description, **options
-    )
+    return TCPRegistryConnection(reactor, new, find, event, description=description, **options)

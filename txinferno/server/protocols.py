@@ -188,9 +188,7 @@ class _WriteProtocol(Protocol):
         self.server._track(self)
         self._cutter = _WriteCutter()
         if self.server.idleTimeout is not None:
-            self._idleCall = self.server.reactor.callLater(
-                self.server.idleTimeout, self._idle
-            )
+            self._idleCall = self.server.reactor.callLater(self.server.idleTimeout, self._idle)
 
     def dataReceived(self, data):
         self.server.statistics.bytesIn[self.portName] += len(data)
@@ -218,9 +216,7 @@ class _WriteProtocol(Protocol):
 
     def _lineTooLong(self):
         self.server.statistics.limitsHit["line"] += 1
-        self.writeFailed(
-            RegistryError("line longer than %d bytes" % (self.server.maxLineLength,))
-        )
+        self.writeFailed(RegistryError("line longer than %d bytes" % (self.server.maxLineLength,)))
 
     def _applyQuoted(self):
         """
@@ -253,9 +249,7 @@ class _WriteProtocol(Protocol):
     def _idle(self):
         self._idleCall = None
         self.server.statistics.limitsHit["idle"] += 1
-        self.writeFailed(
-            RegistryError("no line within %s seconds" % (self.server.idleTimeout,))
-        )
+        self.writeFailed(RegistryError("no line within %s seconds" % (self.server.idleTimeout,)))
 
     def writeReceived(self, write):
         """
@@ -385,9 +379,7 @@ class FindServerProtocol(_WriteProtocol):
     def pauseProducing(self):
         self._paused = True
         if self.server.idleTimeout is not None and self._stallCall is None:
-            self._stallCall = self.server.reactor.callLater(
-                self.server.idleTimeout, self._stalled
-            )
+            self._stallCall = self.server.reactor.callLater(self.server.idleTimeout, self._stalled)
 
     def resumeProducing(self):
         self._paused = False
@@ -418,8 +410,7 @@ class FindServerProtocol(_WriteProtocol):
     def _stalled(self):
         self._stallCall = None
         self._log.warn(
-            "find connection from {peer} cut: it read nothing of its answer for"
-            " {timeout} seconds",
+            "find connection from {peer} cut: it read nothing of its answer for {timeout} seconds",
             peer=addressText(self.transport.getPeer()),
             timeout=self.server.idleTimeout,
         )
@@ -618,12 +609,19 @@ class RegistryServer(ConnectionTracking):
 
     _log = Logger()
 
-    def __init__(self, registry, reactor=None, maxLineLength=MAX_LINE, idleTimeout=IDLE_TIMEOUT,
-                 quotedNewlineDelay=QUOTED_NEWLINE_DELAY, maxFinds: int = MAX_FINDS,
-                 findBufferSize: int = FIND_BUFFER,
-                 watcherTimeout: float | None = WATCHER_TIMEOUT,
-                 watcherSendBuffer: int | None = WATCHER_SEND_BUFFER,
-                 keepAlive: tuple[int, int, int] | None = KEEPALIVE):
+    def __init__(
+        self,
+        registry,
+        reactor=None,
+        maxLineLength=MAX_LINE,
+        idleTimeout=IDLE_TIMEOUT,
+        quotedNewlineDelay=QUOTED_NEWLINE_DELAY,
+        maxFinds: int = MAX_FINDS,
+        findBufferSize: int = FIND_BUFFER,
+        watcherTimeout: float | None = WATCHER_TIMEOUT,
+        watcherSendBuffer: int | None = WATCHER_SEND_BUFFER,
+        keepAlive: tuple[int, int, int] | None = KEEPALIVE,
+    ):
         """
         @type registry: L{txinferno.server.registry.Registry}
         @param reactor: the reactor; the global one when L{None}.
@@ -695,7 +693,8 @@ class RegistryServer(ConnectionTracking):
             ports = [r for ok, r in results if ok]
             failures = [
                 PortListenError.fromFailure(role, r)
-                for role, (ok, r) in zip(roles, results) if not ok
+                for role, (ok, r) in zip(roles, results)
+                if not ok
             ]
             if failures:
                 stops = defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
@@ -850,8 +849,7 @@ class PortListenError(TxInfernoError):
 
     def __init__(self, role, address, reason):
         where = "" if address is None else " on " + address
-        TxInfernoError.__init__(
-            self, "cannot listen for the %s port%s: %s" % (role, where, reason))
+        TxInfernoError.__init__(self, "cannot listen for the %s port%s: %s" % (role, where, reason))
         self.role = role
         self.address = address
         self.reason = reason

@@ -215,8 +215,21 @@ class RegisteredService:
     """
 
     __slots__ = (
-        "name", "owner", "static", "origin", "state", "id", "uid", "writes", "atime", "mtime",
-        "_values", "_order", "_slot", "_line", "_size",
+        "name",
+        "owner",
+        "static",
+        "origin",
+        "state",
+        "id",
+        "uid",
+        "writes",
+        "atime",
+        "mtime",
+        "_values",
+        "_order",
+        "_slot",
+        "_line",
+        "_size",
     )
 
     def __init__(self, name, owner, static=False, origin=None, id=0, uid=REGISTRY_USER, now=0):
@@ -529,9 +542,7 @@ class Registry:
                 size -= _wordBytes(attr, old)
             size += _wordBytes(attr, value)
         if size > self.maxServiceBytes:
-            raise RegistryError(
-                "service too large: more than %d bytes" % (self.maxServiceBytes,)
-            )
+            raise RegistryError("service too large: more than %d bytes" % (self.maxServiceBytes,))
 
     def _logChange(self, format, service, pairs):
         """
@@ -769,8 +780,9 @@ class Registry:
             service.static = True
             self._add(service)
             self._set(service, pairs)
-            self._logChange("static service {name} loaded with {attrs}", service,
-                            service.attributes())
+            self._logChange(
+                "static service {name} loaded with {attrs}", service, service.attributes()
+            )
         return len(services)
 
     def _bump(self):

@@ -9,8 +9,22 @@ from collections import Counter
 
 __all__ = ["FIND_BUCKETS", "ServerStatistics"]
 
-FIND_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                0.1, 0.25, 0.5, 1.0, 2.5)
+FIND_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 """
 The upper bounds, in seconds, of the buckets of L{ServerStatistics.findBuckets}
 (a last bucket takes the slower ones).

@@ -214,8 +214,19 @@ class _Fid:
     """
 
     __slots__ = (
-        "file", "service", "uname", "mode", "creating", "orclose", "snapshot", "held",
-        "entry", "dirOffset", "filter", "reported", "pending",
+        "file",
+        "service",
+        "uname",
+        "mode",
+        "creating",
+        "orclose",
+        "snapshot",
+        "held",
+        "entry",
+        "dirOffset",
+        "filter",
+        "reported",
+        "pending",
     )
 
     def __init__(self, file, service, uname):
@@ -684,7 +695,9 @@ class StyxServerProtocol(Protocol):
         key = (read.tag, read.count)
         answer = answers.get(key)
         if answer is None:
-            answer = answers[key] = styx.Rread(read.tag, (b"%08d\n" % (version,))[: read.count]).encode()
+            answer = answers[key] = styx.Rread(
+                read.tag, (b"%08d\n" % (version,))[: read.count]
+            ).encode()
         self._send(answer)
 
     def _dropRead(self, read: _PendingRead):
@@ -805,8 +818,14 @@ class StyxRegistryServer(ConnectionTracking):
 
     _log = Logger()
 
-    def __init__(self, registry, reactor=None, maxMsize: int = MAX_MSIZE, maxFids: int = MAX_FIDS,
-                 maxHeldBytes: int = MAX_HELD):
+    def __init__(
+        self,
+        registry,
+        reactor=None,
+        maxMsize: int = MAX_MSIZE,
+        maxFids: int = MAX_FIDS,
+        maxHeldBytes: int = MAX_HELD,
+    ):
         """
         @type registry: L{txinferno.server.registry.Registry}
         @param reactor: the reactor; the global one when L{None}.
@@ -874,18 +893,45 @@ class StyxRegistryServer(ConnectionTracking):
         registry = self.registry
         if file is File.SERVICE:
             return Stat(
-                STAT_TYPE, 0, serviceQid(service), 0o644, service.atime, service.mtime, 0,
-                service.name or "", service.uid, service.uid, "",
+                STAT_TYPE,
+                0,
+                serviceQid(service),
+                0o644,
+                service.atime,
+                service.mtime,
+                0,
+                service.name or "",
+                service.uid,
+                service.uid,
+                "",
             )
         started = registry.started
         if file is File.ROOT:
             return Stat(
-                STAT_TYPE, 0, Qid(QTDIR, registry.version & 0xFFFFFFFF, 0), DMDIR | 0o777,
-                started, started, 0, ".", REGISTRY_USER, REGISTRY_USER, "",
+                STAT_TYPE,
+                0,
+                Qid(QTDIR, registry.version & 0xFFFFFFFF, 0),
+                DMDIR | 0o777,
+                started,
+                started,
+                0,
+                ".",
+                REGISTRY_USER,
+                REGISTRY_USER,
+                "",
             )
         return Stat(
-            STAT_TYPE, 0, _FILE_QIDS[file], _MODES[file], started, started, 0, _NAMES[file],
-            REGISTRY_USER, REGISTRY_USER, "",
+            STAT_TYPE,
+            0,
+            _FILE_QIDS[file],
+            _MODES[file],
+            started,
+            started,
+            0,
+            _NAMES[file],
+            REGISTRY_USER,
+            REGISTRY_USER,
+            "",
         )
 
     def directory(self) -> list[bytes]:

@@ -155,7 +155,8 @@ class _Pair:
         if end is self.client:
             end.transport.pauseProducing()
             endpoint = TCP4ClientEndpoint(
-                self.proxy._reactor, self.proxy._targetHost, self.proxy._targetPort)
+                self.proxy._reactor, self.proxy._targetHost, self.proxy._targetPort
+            )
             d = endpoint.connect(Factory.forProtocol(lambda: _End(self)))
             d.addErrback(lambda _: self.abort())
             return
@@ -374,7 +375,11 @@ class RegistryFaultProxy:
         the proxies.
         """
         return "tcp:host=%s:new=%d:find=%d:event=%d" % (
-            self.new.host, self.new.port, self.find.port, self.event.port)
+            self.new.host,
+            self.new.port,
+            self.find.port,
+            self.event.port,
+        )
 
     def _each(self, method):
         return gatherResults([getattr(p, method)() for p in self.proxies])

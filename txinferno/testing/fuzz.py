@@ -9,7 +9,6 @@ C{tests/test_fuzz.py} drives them with hypothesis, C{bench/fuzz.py} with far
 more random inputs.
 """
 
-
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -40,14 +39,34 @@ __all__ = [
 
 
 FRAGMENTS = [
-    b"'", b"''", b"\n", b" ", b"\t", b"\r", b"\x00", b"\xff", b"\xc3", b"*",
-    b"a", b"svc", b"persist 1", b"persist 0", b"READY", b"READY\n",
-    b"00000001\n", b"12345678", b"new", b"find", b"x" * 300, b"\n" * 3,
+    b"'",
+    b"''",
+    b"\n",
+    b" ",
+    b"\t",
+    b"\r",
+    b"\x00",
+    b"\xff",
+    b"\xc3",
+    b"*",
+    b"a",
+    b"svc",
+    b"persist 1",
+    b"persist 0",
+    b"READY",
+    b"READY\n",
+    b"00000001\n",
+    b"12345678",
+    b"new",
+    b"find",
+    b"x" * 300,
+    b"\n" * 3,
 ]
 """
 Pieces the generators favour: the bytes that matter to quoting, lines and
 the protocols' keywords.
 """
+
 
 def randomInput(rng):
     """

@@ -139,9 +139,7 @@ class MemoryConnection:
         if not self.reachable:
             return fail(ConnectionRefusedError())
         self.finds += 1
-        return succeed(
-            {s.name: dict(s.attributes()) for s in self.registry.find(splitWords(line))}
-        )
+        return succeed({s.name: dict(s.attributes()) for s in self.registry.find(splitWords(line))})
 
     def watch(self, observer):
         stream = MemoryStream(self, observer)

@@ -50,8 +50,12 @@ class ServicesResource(Resource):
         size = sum(len(s.line()) for s in services)
         if size > self.maxAnswerSize:
             self.answersRefused += 1
-            return jsonError(request, 413, "answer of %d bytes is larger than the limit "
-                             "of %d bytes" % (size, self.maxAnswerSize))
+            return jsonError(
+                request,
+                413,
+                "answer of %d bytes is larger than the limit "
+                "of %d bytes" % (size, self.maxAnswerSize),
+            )
         return jsonResponse(request, self.view.encodeServices(services))
 
 

@@ -104,14 +104,17 @@ class EventStream:
         if self._resyncing:
             self._log.warn(
                 "event stream to {peer} closed: more than {limit} bytes waiting twice",
-                peer=self._request.getClientAddress(), limit=self.maxBuffer)
+                peer=self._request.getClientAddress(),
+                limit=self.maxBuffer,
+            )
             self.view.streamsDropped += 1
             self.abort()
         else:
             self._resyncing = True
             self.view.streamsResynced += 1
-            self._services = chain([self.view.snapshotEvent(self.words)],
-                                   self.view.servicesEvents(self.words))
+            self._services = chain(
+                [self.view.snapshotEvent(self.words)], self.view.servicesEvents(self.words)
+            )
 
     def abort(self):
         """
@@ -178,7 +181,8 @@ class EventsResource(Resource):
         words = queryWords(request)
         if len(self.view.streams) >= self.maxStreams:
             self.view.streamsRefused += 1
-            return jsonError(request, 503, "too many event streams open (limit %d)"
-                             % (self.maxStreams,))
+            return jsonError(
+                request, 503, "too many event streams open (limit %d)" % (self.maxStreams,)
+            )
         EventStream(self.view, request, words, self.maxBuffer).start()
         return NOT_DONE_YET

@@ -19,10 +19,13 @@ def agentHealth(agent):
         service's C{registered} state.
     @rtype: L{dict}
     """
-    services = {name: {"registered": task.registered}
-                for name, task in sorted(agent.services.items())}
-    monitors = [{"query": queryText(logger.query), "lastResync": logger.lastResync}
-                for logger in agent.changeLoggers]
+    services = {
+        name: {"registered": task.registered} for name, task in sorted(agent.services.items())
+    }
+    monitors = [
+        {"query": queryText(logger.query), "lastResync": logger.lastResync}
+        for logger in agent.changeLoggers
+    ]
     healthy = all(s["registered"] for s in services.values())
     return {"healthy": healthy, "services": services, "monitors": monitors}
 
@@ -57,36 +60,50 @@ class AgentCollector:
     def collect(self):
         agent = self.agent
         tasks = list(agent.services.values())
-        yield GaugeMetricFamily("txinferno_agent_services", "Services the agent holds.",
-                                value=len(tasks))
-        yield GaugeMetricFamily("txinferno_agent_services_registered",
-                                "Services the agent holds that are registered.",
-                                value=sum(1 for t in tasks if t.registered))
-        yield CounterMetricFamily("txinferno_agent_registrations_lost",
-                                  "Registrations held and then lost.",
-                                  value=agent.retired["losses"] + sum(t.losses for t in tasks))
+        yield GaugeMetricFamily(
+            "txinferno_agent_services", "Services the agent holds.", value=len(tasks)
+        )
+        yield GaugeMetricFamily(
+            "txinferno_agent_services_registered",
+            "Services the agent holds that are registered.",
+            value=sum(1 for t in tasks if t.registered),
+        )
+        yield CounterMetricFamily(
+            "txinferno_agent_registrations_lost",
+            "Registrations held and then lost.",
+            value=agent.retired["losses"] + sum(t.losses for t in tasks),
+        )
         failures = agent.retired["failures"].copy()
         for task in tasks:
             failures.update(task.failures)
-        retries = CounterMetricFamily("txinferno_agent_registration_retries",
-                                      "Failed registration attempts, each retried, by reason.",
-                                      labels=["reason"])
+        retries = CounterMetricFamily(
+            "txinferno_agent_registration_retries",
+            "Failed registration attempts, each retried, by reason.",
+            labels=["reason"],
+        )
         for reason, count in sorted(failures.items()):
             retries.add_metric([reason], count)
         yield retries
-        yield GaugeMetricFamily("txinferno_agent_monitors", "Monitors the agent runs.",
-                                value=len(agent.monitors))
-        resync = GaugeMetricFamily("txinferno_agent_monitor_last_resync_timestamp_seconds",
-                                   "When each monitor's view last matched the registry again.",
-                                   labels=["query"])
+        yield GaugeMetricFamily(
+            "txinferno_agent_monitors", "Monitors the agent runs.", value=len(agent.monitors)
+        )
+        resync = GaugeMetricFamily(
+            "txinferno_agent_monitor_last_resync_timestamp_seconds",
+            "When each monitor's view last matched the registry again.",
+            labels=["query"],
+        )
         for logger in agent.changeLoggers:
             if logger.lastResync is not None:
                 resync.add_metric([queryText(logger.query)], logger.lastResync)
         yield resync
         commands = agent.changeCommands
-        yield CounterMetricFamily("txinferno_agent_hook_runs",
-                                  "Runs of the --on-change command that ended.",
-                                  value=sum(c.runs for c in commands))
-        yield CounterMetricFamily("txinferno_agent_hook_failures",
-                                  "Runs of the --on-change command that failed.",
-                                  value=sum(c.failures for c in commands))
+        yield CounterMetricFamily(
+            "txinferno_agent_hook_runs",
+            "Runs of the --on-change command that ended.",
+            value=sum(c.runs for c in commands),
+        )
+        yield CounterMetricFamily(
+            "txinferno_agent_hook_failures",
+            "Runs of the --on-change command that failed.",
+            value=sum(c.failures for c in commands),
+        )

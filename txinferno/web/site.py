@@ -68,11 +68,17 @@ class WebService(MultiService):
 
     _log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint, server: RegistryServer | None = None,
-                 agent: Agent | None = None, reactor: IReactorTime | None = None,
-                 maxStreams: int = MAX_STREAMS, maxBuffer: int = MAX_BUFFER,
-                 maxAnswerSize: int = DEFAULT_MAX_ANSWER_SIZE,
-                 sampleInterval: float = SAMPLE_INTERVAL) -> None:
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        server: RegistryServer | None = None,
+        agent: Agent | None = None,
+        reactor: IReactorTime | None = None,
+        maxStreams: int = MAX_STREAMS,
+        maxBuffer: int = MAX_BUFFER,
+        maxAnswerSize: int = DEFAULT_MAX_ANSWER_SIZE,
+        sampleInterval: float = SAMPLE_INTERVAL,
+    ) -> None:
         """
         @param endpoint: where to listen.
         @type endpoint: L{IStreamServerEndpoint}

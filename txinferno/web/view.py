@@ -86,7 +86,9 @@ def serviceJSON(name: str, attributes: Sequence[tuple[str, str]]) -> dict:
 
 def _encodeEvent(kind, data):
     return b"event: %s\ndata: %s\n\n" % (
-        kind, json.dumps(data, separators=(",", ":")).encode("utf-8"))
+        kind,
+        json.dumps(data, separators=(",", ":")).encode("utf-8"),
+    )
 
 
 @implementer(IRegistryObserver)
@@ -115,9 +117,14 @@ class RegistryView:
         number.
     """
 
-    def __init__(self, server: RegistryServer, clock: IReactorTime,
-                 maxChanges: int = MAX_CHANGES, sampleInterval: float = SAMPLE_INTERVAL,
-                 maxSamples: int = MAX_SAMPLES) -> None:
+    def __init__(
+        self,
+        server: RegistryServer,
+        clock: IReactorTime,
+        maxChanges: int = MAX_CHANGES,
+        sampleInterval: float = SAMPLE_INTERVAL,
+        maxSamples: int = MAX_SAMPLES,
+    ) -> None:
         """
         @type server: L{txinferno.server.protocols.RegistryServer}
         @param clock: an L{IReactorTime}.
@@ -225,8 +232,13 @@ class RegistryView:
         key = (self.registry.version, int(now))
         if self._status is None or self._status[0] != key:
             self._status = (key, self._counts())
-        return dict(self._status[1], uptime=now - self.startedAt, time=now,
-                    views=len(self.streams), changes=dict(self.counts))
+        return dict(
+            self._status[1],
+            uptime=now - self.startedAt,
+            time=now,
+            views=len(self.streams),
+            changes=dict(self.counts),
+        )
 
     def _counts(self):
         persistent = static = 0
@@ -257,12 +269,15 @@ class RegistryView:
             changes and the history (the services follow in L{servicesEvents}).
         @rtype: L{bytes}
         """
-        return _encodeEvent(b"snapshot", {
-            "status": self.status(),
-            "query": words,
-            "changes": list(self.changes),
-            "history": list(self.history),
-        })
+        return _encodeEvent(
+            b"snapshot",
+            {
+                "status": self.status(),
+                "query": words,
+                "changes": list(self.changes),
+                "history": list(self.history),
+            },
+        )
 
     def servicesEvents(self, words: Sequence[str], chunk: int = 500) -> Iterator[bytes]:
         """
@@ -275,7 +290,7 @@ class RegistryView:
         """
         services = self.registry.find(words)
         for start in range(0, len(services), chunk):
-            batch = [s for s in services[start:start + chunk] if s.registered]
+            batch = [s for s in services[start : start + chunk] if s.registered]
             yield b"event: services\ndata: %s\n\n" % (self.encodeServices(batch),)
         yield _encodeEvent(b"ready", {"version": self.registry.version})
 
@@ -293,8 +308,9 @@ class RegistryView:
             line = service.line()
             known = encoded.get(service.name)
             if known is None or known[0] is not line or known[1] is not service:
-                data = json.dumps(serviceJSON(service.name, service.attributes()),
-                                  separators=(",", ":")).encode("utf-8")
+                data = json.dumps(
+                    serviceJSON(service.name, service.attributes()), separators=(",", ":")
+                ).encode("utf-8")
                 known = encoded[service.name] = (line, service, data)
             parts.append(known[2])
         return b"[" + b",".join(parts) + b"]"

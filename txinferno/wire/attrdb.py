@@ -84,13 +84,16 @@ def _pairs(tokens, lineno, warnings=None):
     @raise AttrdbError: for an C{=} with no attribute before it.
     """
     pairs = []
-    bare = [isWord and (i + 1 >= len(tokens) or tokens[i + 1][0]) and (i == 0 or tokens[i - 1][0])
-            for i, (isWord, _) in enumerate(tokens)]
+    bare = [
+        isWord and (i + 1 >= len(tokens) or tokens[i + 1][0]) and (i == 0 or tokens[i - 1][0])
+        for i, (isWord, _) in enumerate(tokens)
+    ]
     if warnings is not None and any(a and b for a, b in zip(bare, bare[1:])):
         words = " ".join(quote(word) for (_, word), isBare in zip(tokens, bare) if isBare)
         warnings.append(
             "line %d: bare words %s: attrdb pairs are written attr=value, not as the "
-            "registry's 'attr value' words" % (lineno, words))
+            "registry's 'attr value' words" % (lineno, words)
+        )
     i = 0
     n = len(tokens)
     while i < n:
@@ -98,9 +101,7 @@ def _pairs(tokens, lineno, warnings=None):
         if not isWord:
             raise AttrdbError("line %d: '=' without an attribute" % (lineno,))
         if i + 1 < n and not tokens[i + 1][0]:
-            valueFollows = (
-                i + 2 < n and tokens[i + 2][0] and (i + 3 >= n or tokens[i + 3][0])
-            )
+            valueFollows = i + 2 < n and tokens[i + 2][0] and (i + 3 >= n or tokens[i + 3][0])
             if valueFollows:
                 pairs.append((attr, tokens[i + 2][1]))
                 i += 3

@@ -212,14 +212,11 @@ def parseRegistryDescription(description):
     @rtype: L{RegistryEndpoints}
     """
     if not isinstance(description, str):
-        raise ValueError(
-            "a registry description is a str, not %s" % (type(description).__name__,)
-        )
+        raise ValueError("a registry description is a str, not %s" % (type(description).__name__,))
     positional, keywords = _parts(description, "tcp", ("host",) + _PORT_KEYWORDS)
     if len(positional) > 2:
         raise ValueError(
-            "too many parts in registry description %r: expected "
-            "tcp:HOST:BASEPORT" % (description,)
+            "too many parts in registry description %r: expected tcp:HOST:BASEPORT" % (description,)
         )
     if positional and "host" in keywords:
         raise ValueError("host given twice in registry description %r" % (description,))
@@ -250,17 +247,14 @@ def _parts(description, wanted, known):
     @return: the positional parts and the keywords, unescaped.
     """
     if not isinstance(description, str):
-        raise ValueError(
-            "a registry description is a str, not %s" % (type(description).__name__,)
-        )
+        raise ValueError("a registry description is a str, not %s" % (type(description).__name__,))
     parts = _split(description, ":")
     scheme = _unescape(parts.pop(0))
     if scheme != wanted:
         raise ValueError(
             "unknown scheme %r in registry description %r: the schemes are "
             "tcp (tcp:HOST:BASEPORT or tcp:host=H:new=P:find=P:event=P) and "
-            "styx (styx:HOST:PORT or styx:endpoint=ENDPOINT:user=U)"
-            % (scheme, description)
+            "styx (styx:HOST:PORT or styx:endpoint=ENDPOINT:user=U)" % (scheme, description)
         )
     if parts == [""]:
         parts = []
@@ -278,9 +272,7 @@ def _parts(description, wanted, known):
                 "are %s" % (key, description, ", ".join(known))
             )
         if key in keywords:
-            raise ValueError(
-                "%s given twice in registry description %r" % (key, description)
-            )
+            raise ValueError("%s given twice in registry description %r" % (key, description))
         keywords[key] = _unescape("=".join(pair[1:]))
     return positional, keywords
 
@@ -300,8 +292,7 @@ def parseStyxDescription(description):
     positional, keywords = _parts(description, "styx", _STYX_KEYWORDS)
     if len(positional) > 2:
         raise ValueError(
-            "too many parts in registry description %r: expected "
-            "styx:HOST:PORT" % (description,)
+            "too many parts in registry description %r: expected styx:HOST:PORT" % (description,)
         )
     for i, key in enumerate(("host", "port")[: len(positional)]):
         if key in keywords:

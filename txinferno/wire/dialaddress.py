@@ -46,8 +46,7 @@ def _portNumber(service, address):
         try:
             port = socket.getservbyname(service, "tcp")
         except OSError:
-            raise ValueError(
-                "unknown service %r in dial address %r" % (service, address)) from None
+            raise ValueError("unknown service %r in dial address %r" % (service, address)) from None
     if not 0 < port < 65536:
         raise ValueError("port %d out of range in dial address %r" % (port, address))
     return port
@@ -72,8 +71,8 @@ def parseDialAddress(address):
     network, host, service = parts
     if network not in _STREAM_NETWORKS:
         raise ValueError(
-            "dial address %r: network %r is not a stream network (tcp or net)"
-            % (address, network))
+            "dial address %r: network %r is not a stream network (tcp or net)" % (address, network)
+        )
     if host == "*":
         raise ValueError("dial address %r names no host to dial" % (address,))
     return DialAddress(network, host, _portNumber(service, address))

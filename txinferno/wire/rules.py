@@ -119,9 +119,7 @@ def _pairs(attrs):
     pairs = []
     for item in items:
         if isinstance(item, (str, bytes)) or len(item) != 2:
-            raise ValueError(
-                "bad attribute item %r: expected an (attr, value) pair" % (item,)
-            )
+            raise ValueError("bad attribute item %r: expected an (attr, value) pair" % (item,))
         pairs.append(tuple(item))
     return pairs
 

@@ -471,7 +471,12 @@ class Tattach(Message):
     aname: str
 
     def _body(self):
-        return _pack(_U32, self.fid) + _pack(_U32, self.afid) + _string(self.uname) + _string(self.aname)
+        return (
+            _pack(_U32, self.fid)
+            + _pack(_U32, self.afid)
+            + _string(self.uname)
+            + _string(self.aname)
+        )
 
     @classmethod
     def _read(cls, tag, reader):
@@ -541,8 +546,11 @@ class Twalk(Message):
     def _body(self):
         if len(self.names) > MAXWELEM:
             raise ValueError("Twalk of %d names: at most %d" % (len(self.names), MAXWELEM))
-        return _pack(_U32, self.fid) + _pack(_U32, self.newfid) + _pack(_U16, len(self.names)) + b"".join(
-            _string(name) for name in self.names
+        return (
+            _pack(_U32, self.fid)
+            + _pack(_U32, self.newfid)
+            + _pack(_U16, len(self.names))
+            + b"".join(_string(name) for name in self.names)
         )
 
     @classmethod
@@ -634,7 +642,12 @@ class Tcreate(Message):
     mode: int
 
     def _body(self):
-        return _pack(_U32, self.fid) + _string(self.name) + _pack(_U32, self.perm) + _pack(_U8, self.mode)
+        return (
+            _pack(_U32, self.fid)
+            + _string(self.name)
+            + _pack(_U32, self.perm)
+            + _pack(_U8, self.mode)
+        )
 
     @classmethod
     def _read(cls, tag, reader):
@@ -694,7 +707,12 @@ class Twrite(Message):
     data: bytes
 
     def _body(self):
-        return _pack(_U32, self.fid) + _pack(_U64, self.offset) + _pack(_U32, len(self.data)) + self.data
+        return (
+            _pack(_U32, self.fid)
+            + _pack(_U64, self.offset)
+            + _pack(_U32, len(self.data))
+            + self.data
+        )
 
     @classmethod
     def _decode(cls, tag, data):
