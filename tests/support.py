@@ -38,6 +38,16 @@ assertNoResult = _synchronous.assertNoResult
 C{assertNoResult(d)}: fails the test if C{d} has fired.
 """
 
+LOOPBACK_PORTS = [
+    option
+    for name in ("new", "find", "event", "styx")
+    for option in ("--" + name, "tcp:0:interface=127.0.0.1")
+]
+"""
+The options of C{twistd regmgr} that serve each of its registry ports on a
+loopback port the system picks (the web port is the caller's choice).
+"""
+
 COMMAND_TIMEOUT = 30
 """
 Seconds a test may wait for a command it runs (an installed C{twistd} or

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 import pytest_twisted
-from support import bounded, whenRegistry
+from support import LOOPBACK_PORTS, bounded, whenRegistry
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.logger import formatEvent, globalLogPublisher
@@ -58,14 +58,7 @@ async def test_agentOfEmbeddedServer():
     the same process serves, wherever its ports listen.
     """
     options = parse(
-        "--new",
-        "tcp:0:interface=127.0.0.1",
-        "--find",
-        "tcp:0:interface=127.0.0.1",
-        "--event",
-        "tcp:0:interface=127.0.0.1",
-        "--styx",
-        "tcp:0:interface=127.0.0.1",
+        *LOOPBACK_PORTS,
         "--no-web",
         "--service",
         "web proto http descr 'my site'",

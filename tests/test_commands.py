@@ -14,7 +14,7 @@ import subprocess
 import threading
 
 import pytest
-from support import COMMAND_TIMEOUT
+from support import COMMAND_TIMEOUT, LOOPBACK_PORTS
 
 pytestmark = pytest.mark.install
 
@@ -96,14 +96,7 @@ def registry(installed, tmp_path):
         "-n",
         "--pidfile=",
         "regmgr",
-        "--new",
-        "tcp:0:interface=127.0.0.1",
-        "--find",
-        "tcp:0:interface=127.0.0.1",
-        "--event",
-        "tcp:0:interface=127.0.0.1",
-        "--styx",
-        "tcp:0:interface=127.0.0.1",
+        *LOOPBACK_PORTS,
         "--web",
         "tcp:0:interface=127.0.0.1",
         cwd=tmp_path,

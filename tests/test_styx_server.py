@@ -8,7 +8,7 @@ import struct
 
 import pytest
 import pytest_twisted
-from support import TIMEOUT
+from support import LOOPBACK_PORTS, TIMEOUT
 from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -1134,14 +1134,7 @@ async def test_tap_serves_styx():
     options = Options()
     options.parseOptions(
         [
-            "--new",
-            "tcp:0:interface=127.0.0.1",
-            "--find",
-            "tcp:0:interface=127.0.0.1",
-            "--event",
-            "tcp:0:interface=127.0.0.1",
-            "--styx",
-            "tcp:0:interface=127.0.0.1",
+            *LOOPBACK_PORTS,
             "--no-web",
         ]
     )
