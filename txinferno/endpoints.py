@@ -47,7 +47,7 @@ from zope.interface import implementer
 from txinferno.errors import TxInfernoError
 from txinferno.wire.description import defaultRegistry, parseRegistryDescription, tcpAddress
 from txinferno.wire.dialaddress import dialAddressEndpoint, formatDialAddress
-from txinferno.wire.rules import checkName, normaliseAttrs, queryLine
+from txinferno.wire.rules import PORT_NAMES, checkName, normaliseAttrs, queryLine
 
 if TYPE_CHECKING:
     from txinferno.client.manager import RegistryManager
@@ -674,7 +674,7 @@ def _checkRegistry(prefix, registry, args, kwargs):
     """
     if registry is not None and ":" not in registry:
         stray = [a for a in args if _HOST_OR_PORT.fullmatch(a)]
-        stray += ["%s=%s" % (k, kwargs[k]) for k in ("host", "new", "find", "event") if k in kwargs]
+        stray += ["%s=%s" % (k, kwargs[k]) for k in ("host",) + PORT_NAMES if k in kwargs]
         if stray:
             meant = ":".join([registry] + stray)
             raise ValueError(

@@ -55,18 +55,19 @@ from txinferno.server.registry import (
 from txinferno.server.styx import StyxRegistryServer
 from txinferno.web.site import DEFAULT_WEB, WebService
 from txinferno.wire.description import (
+    DEFAULT_BASE_PORT,
+    DEFAULT_HOST,
+    DEFAULT_STYX_PORT,
     REGISTRY_ENVIRONMENT,
     clientStringFor,
     defaultRegistry,
     parseDescription,
 )
+from txinferno.wire.rules import PORT_NAMES
 from txinferno.wire.words import MAX_LINE
 
 __all__ = ["Options", "RegistryPortsService", "makeService", "withBacklog"]
 
-PORTS = ("new", "find", "event")
-DEFAULT_BASE_PORT = 6701
-DEFAULT_INTERFACE = "127.0.0.1"
 BACKLOG = 4096
 """
 The listen queue given to a TCP server endpoint string that names none
@@ -108,7 +109,7 @@ class Options(usage.Options):
         [
             "interface",
             None,
-            DEFAULT_INTERFACE,
+            DEFAULT_HOST,
             "The address the three ports listen on (0.0.0.0: every IPv4 address).",
         ],
         [
@@ -129,7 +130,7 @@ class Options(usage.Options):
         [
             "styx",
             None,
-            "tcp:6675:interface=127.0.0.1",
+            "tcp:%d:interface=%s" % (DEFAULT_STYX_PORT, DEFAULT_HOST),
             "Server endpoint of the Styx (9P2000) port, Inferno's registry port.",
         ],
         ["db", None, None, "attrdb(6) file of static services (entries with a service=NAME pair)."],
@@ -413,7 +414,7 @@ class Options(usage.Options):
                 "--interface %s: not an IPv4 or IPv6 address" % (self["interface"],)
             ) from None
         self.endpoints = {}
-        for offset, name in enumerate(PORTS):
+        for offset, name in enumerate(PORT_NAMES):
             if self[name] is None:
                 self[name] = _portEndpoint(base + offset if base else 0, self["interface"])
                 option = "--port %d --interface %s" % (base, self["interface"])
@@ -429,7 +430,7 @@ class Options(usage.Options):
             except (ValueError, TypeError, KeyError) as e:
                 raise usage.UsageError("--styx %s: bad endpoint: %s" % (self["styx"], e)) from None
         self.registry = Registry()
-        for name in PORTS:
+        for name in PORT_NAMES:
             given = self[name]
             self[name] = withBacklog(given)
             try:
@@ -647,7 +648,7 @@ def _serve(options, service, reactor):
     if "styx" in options.endpoints:
         service.styxServer = StyxRegistryServer(options.registry, reactor)
         also.append(("styx", options.endpoints["styx"], service.styxServer.factory))
-    ports = RegistryPortsService(server, [options.endpoints[name] for name in PORTS], also)
+    ports = RegistryPortsService(server, [options.endpoints[name] for name in PORT_NAMES], also)
     ports.setName("ports")
     ports.setServiceParent(service)
     return server

@@ -17,6 +17,7 @@ from txinferno._keepalive import enableKeepAlive
 from txinferno.client._reconnect import EndpointConnector
 from txinferno.errors import MalformedAnswer, RegistryTimeout, RegistryUnavailable
 from txinferno.interfaces import IChangeStream
+from txinferno.wire.rules import READY
 
 __all__ = [
     "DEFAULT_INITIAL_DELAY",
@@ -114,7 +115,7 @@ class EventClientProtocol(LineOnlyReceiver):
         if self._error is not None:
             return
         if not self.ready:
-            if line != b"READY":
+            if line != READY:
                 self._drop(MalformedAnswer("event port sent %r instead of READY" % (line[:80],)))
                 return
             self.ready = True

@@ -37,6 +37,7 @@ from txinferno.errors import RegistryError, TxInfernoError
 from txinferno.server.connections import ConnectionTracking, sendDirect
 from txinferno.server.registry import shortened
 from txinferno.server.statistics import ServerStatistics
+from txinferno.wire.rules import PORT_NAMES, READY, versionLine
 from txinferno.wire.words import MAX_LINE, LineAssembler, quote, splitWords
 
 __all__ = [
@@ -48,9 +49,6 @@ __all__ = [
     "PortListenError",
 ]
 
-ROLES = ("new", "find", "event")
-
-READY = b"READY\n"
 IDLE_TIMEOUT = 60.0
 """
 Default of L{RegistryServer.idleTimeout}.
@@ -481,7 +479,7 @@ class EventServerProtocol(Protocol):
                 self._socket.setsockopt(
                     socket.SOL_SOCKET, socket.SO_SNDBUF, self.server.watcherSendBuffer
                 )
-        self._send(READY)
+        self._send(READY + b"\n")
 
     def _send(self, data):
         self.server.statistics.bytesOut["event"] += len(data)
@@ -502,7 +500,7 @@ class EventServerProtocol(Protocol):
             self._owed = True
         else:
             self.server.statistics.reportsSent += 1
-            self._send(b"%08d\n" % (version,))
+            self._send(versionLine(version))
 
     def pauseProducing(self):
         self._paused = True
@@ -678,7 +676,7 @@ class RegistryServer(ConnectionTracking):
             serverFromString(self.reactor, e) if isinstance(e, str) else e
             for e in [new, find, event] + [endpoint for _, endpoint, _ in also]
         ]
-        roles = ROLES + tuple(role for role, _, _ in also)
+        roles = PORT_NAMES + tuple(role for role, _, _ in also)
         try:
             _checkFree(roles, endpoints)
         except PortListenError as e:
@@ -744,7 +742,7 @@ class RegistryServer(ConnectionTracking):
             C{event}).
         @rtype: L{dict} of L{str} to L{int}
         """
-        counts = dict.fromkeys(("new", "find", "event"), 0)
+        counts = dict.fromkeys(PORT_NAMES, 0)
         for protocol in self._connections:
             counts[protocol.portName] += 1
         return counts

@@ -14,7 +14,6 @@ persistent services left behind by one peer address.
 """
 
 import enum
-import re
 import time
 from collections.abc import Mapping, Sequence
 from operator import attrgetter
@@ -25,6 +24,7 @@ from txinferno.errors import RegistryError
 from txinferno.server.change import ChangeKind, IRegistryObserver, RegistryChange
 from txinferno.wire import attrdb
 from txinferno.wire.persist import persists
+from txinferno.wire.rules import nameError
 from txinferno.wire.words import formatLine, quote
 
 __all__ = [
@@ -68,14 +68,6 @@ LOGGED_ATTRIBUTES = 100
 How many characters of a change's attributes, or of a service name, a log
 line shows.
 """
-
-RESERVED_NAMES = frozenset(["", "new", "event", "find", "index"])
-"""
-Names the registry refuses with C{bad service name}: its own file names and
-the empty string.
-"""
-
-_BAD_NAME_CHARACTER = re.compile("[\x00-\x20/\x7f]")
 
 
 def _pairs(words):
@@ -442,10 +434,9 @@ class Registry:
         @raise RegistryError: with Inferno's text: C{bad character in service
             name}, C{bad service name} or C{duplicate service name}.
         """
-        if _BAD_NAME_CHARACTER.search(name):
-            raise RegistryError("bad character in service name")
-        if name in RESERVED_NAMES:
-            raise RegistryError("bad service name")
+        error = nameError(name)
+        if error is not None:
+            raise RegistryError(error)
         if name in self._byName:
             raise RegistryError("duplicate service name")
 

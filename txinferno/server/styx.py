@@ -42,6 +42,7 @@ from txinferno.errors import MalformedMessage, RegistryError
 from txinferno.server.connections import ConnectionTracking, sendDirect
 from txinferno.server.registry import REGISTRY_USER, ServiceState
 from txinferno.wire import styx
+from txinferno.wire.rules import versionLine
 from txinferno.wire.styx import (
     DMDIR,
     IOHDRSZ,
@@ -673,7 +674,7 @@ class StyxServerProtocol(Protocol):
         version = self.server.registry.version
         if version != fid.reported:
             fid.reported = version
-            return styx.Rread(m.tag, (b"%08d\n" % (version,))[: m.count])
+            return styx.Rread(m.tag, versionLine(version)[: m.count])
         if len(self._reads) >= self.server.maxFids:
             raise RegistryError(TOO_MANY_READS)
         read = _PendingRead(self, fid, m.tag, m.count)
@@ -696,7 +697,7 @@ class StyxServerProtocol(Protocol):
         answer = answers.get(key)
         if answer is None:
             answer = answers[key] = styx.Rread(
-                read.tag, (b"%08d\n" % (version,))[: read.count]
+                read.tag, versionLine(version)[: read.count]
             ).encode()
         self._send(answer)
 

@@ -16,6 +16,7 @@ from prometheus_client.core import (
 from twisted.web.resource import Resource
 
 from txinferno.server.statistics import FIND_BUCKETS
+from txinferno.wire.rules import PORT_NAMES
 
 __all__ = ["RegistryCollector", "MetricsResource", "LIMITS"]
 
@@ -165,7 +166,7 @@ class RegistryCollector:
 
 
 def _allPorts(counts):
-    return {port: counts[port] for port in ("new", "find", "event")}
+    return {port: counts[port] for port in PORT_NAMES}
 
 
 class MetricsResource(Resource):

@@ -16,6 +16,7 @@ from txinferno.server.change import ChangeKind, IRegistryObserver, RegistryChang
 from txinferno.server.protocols import RegistryServer
 from txinferno.server.registry import RegisteredService, queryMatches
 from txinferno.wire.persist import persists
+from txinferno.wire.rules import PORT_NAMES
 from txinferno.wire.words import formatLine
 
 __all__ = ["RegistryView", "reasonLabel", "serviceJSON"]
@@ -248,7 +249,7 @@ class RegistryView:
             elif persists(service.get("persist")):
                 persistent += 1
         ports = {}
-        for name, port in zip(("new", "find", "event"), self.server.ports):
+        for name, port in zip(PORT_NAMES, self.server.ports):
             address = port.getHost()
             ports[name] = "tcp!%s!%d" % (address.host, address.port)
         return {

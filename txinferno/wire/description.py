@@ -36,6 +36,8 @@ from typing import NamedTuple
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
+from txinferno.wire.rules import PORT_NAMES
+
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_BASE_PORT",
@@ -61,7 +63,6 @@ The registry's Styx port, C{registry} in Inferno's services database.
 DEFAULT_REGISTRY = "tcp:127.0.0.1:6701"
 REGISTRY_ENVIRONMENT = "TXINFERNO_REGISTRY"
 
-_PORT_KEYWORDS = ("new", "find", "event")
 _STYX_KEYWORDS = ("host", "port", "endpoint", "user")
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _DIGITS = re.compile("[0-9]{1,5}")
@@ -213,7 +214,7 @@ def parseRegistryDescription(description):
     """
     if not isinstance(description, str):
         raise ValueError("a registry description is a str, not %s" % (type(description).__name__,))
-    positional, keywords = _parts(description, "tcp", ("host",) + _PORT_KEYWORDS)
+    positional, keywords = _parts(description, "tcp", ("host",) + PORT_NAMES)
     if len(positional) > 2:
         raise ValueError(
             "too many parts in registry description %r: expected tcp:HOST:BASEPORT" % (description,)
@@ -231,7 +232,7 @@ def parseRegistryDescription(description):
             )
     ports = [
         _port(description, key, keywords[key]) if key in keywords else base + offset
-        for offset, key in enumerate(_PORT_KEYWORDS)
+        for offset, key in enumerate(PORT_NAMES)
     ]
     return RegistryEndpoints(*[_clientString(host, port) for port in ports])
 

@@ -23,12 +23,17 @@ Every failure raises L{ValueError} saying what is wrong.
 """
 
 import math
+import re
 from collections.abc import Mapping, Set
 
 from txinferno.wire.words import MAX_LINE, formatLine
 
 __all__ = [
+    "PORT_NAMES",
+    "READY",
     "RESERVED_NAMES",
+    "nameError",
+    "versionLine",
     "checkName",
     "normaliseAttrs",
     "registrationLine",
@@ -39,10 +44,48 @@ __all__ = [
     "checkPositiveOptions",
 ]
 
+PORT_NAMES = ("new", "find", "event")
+"""
+The registry's TCP bridge ports, in the order of their port numbers (6701,
+6702, 6703 by default): registration, query and change stream.
+"""
+
+READY = b"READY"
+"""
+The first line of the event port, newline excluded.
+"""
+
 RESERVED_NAMES = frozenset(["new", "event", "find", "index", ""])
 """
-Names the registry refuses as C{bad service name}.
+Names the registry refuses as C{bad service name}: its own file names and
+the empty string.
 """
+
+_BAD_NAME_CHARACTER = re.compile("[\x00-\x20/\x7f]")
+
+
+def versionLine(version: int) -> bytes:
+    """
+    @return: the registry's line for a version number, as the event port
+        sends it and the Styx C{event} file reads: eight digits at least,
+        zero-padded, then a newline.
+    """
+    return b"%08d\n" % (version,)
+
+
+def nameError(name: str) -> str | None:
+    """
+    The registry's own verdict on a service name, without the duplicate
+    check (which only the registry can make).
+
+    @return: C{"bad character in service name"} or C{"bad service name"},
+        Inferno's texts, or L{None} when the registry takes the name.
+    """
+    if _BAD_NAME_CHARACTER.search(name):
+        return "bad character in service name"
+    if name in RESERVED_NAMES:
+        return "bad service name"
+    return None
 
 
 def _checkText(text, what):
@@ -75,16 +118,17 @@ def checkName(name):
     """
     if not isinstance(name, str):
         raise ValueError("service name must be a str, not %s" % (type(name).__name__,))
-    for c in name:
-        if c <= "\x20" or c in "/\x7f":
-            raise ValueError(
-                "bad character in service name %r: %r (no character at or "
-                "below U+0020, '/' or U+007F)" % (name, c)
-            )
-    if name in RESERVED_NAMES:
+    error = nameError(name)
+    if error == "bad service name":
         raise ValueError(
             "bad service name %r: new, event, find, index and the empty "
             "string are reserved" % (name,)
+        )
+    if error is not None:
+        bad = _BAD_NAME_CHARACTER.search(name).group()
+        raise ValueError(
+            "bad character in service name %r: %r (no character at or "
+            "below U+0020, '/' or U+007F)" % (name, bad)
         )
     _checkText(name, "service name")
 
