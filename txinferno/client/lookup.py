@@ -2,14 +2,24 @@
 The Lookup task: one search that waits through outages until a deadline.
 """
 
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING
+
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.error import ConnectError, ConnectionClosed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from txinferno.client._states import StateMachine
 from txinferno.errors import RegistryUnavailable
 from txinferno.interfaces import IRegistryTask
-from txinferno.wire.rules import checkPositive, queryLine
+from txinferno.wire.rules import AttributesLike, Services, checkPositive, queryLine
+
+if TYPE_CHECKING:
+    from txinferno.client.manager import RegistryManager
 
 __all__ = ["Lookup"]
 
@@ -26,8 +36,19 @@ again when the manager reconnects.  Any other failure ends the lookup.
 """
 
 
+class _LookupState(Enum):
+    """
+    The states of a L{Lookup}.
+    """
+
+    waiting = "waiting for the registry to be reachable"
+    restoring = "waiting for the manager to restore its services"
+    finding = "a find in flight"
+    done = "answered, failed, expired, cancelled or detached"
+
+
 @implementer(IRegistryTask)
-class Lookup:
+class Lookup(StateMachine):
     """
     Finds the services matching a query once.
 
@@ -50,7 +71,7 @@ class Lookup:
 
     followsChanges = True
 
-    def __init__(self, attrs=(), timeout=10):
+    def __init__(self, attrs: AttributesLike = (), timeout: float = 10) -> None:
         """
         @param attrs: the query: a mapping or a sequence of C{(attr, value)}
             pairs; a value of C{*} matches any value of an existing
@@ -64,20 +85,20 @@ class Lookup:
         queryLine(attrs)
         self.attrs = attrs
         self.timeout = checkPositive(timeout, "the lookup timeout")
-        self.deferred = Deferred(self._cancel)
-        self._manager = None
-        self._done = False
-        self._deadline = None
-        self._restoring = None
-        self._finding = None
-        self._findStarted = None
-        self._lastFailure = None
+        self.deferred: Deferred[Services] = Deferred(self._cancelled)
+        self._state = _LookupState.waiting
+        self._manager: RegistryManager | None = None
+        self._deadline: IDelayedCall | None = None
+        self._restoring: Deferred[RegistryManager] | None = None
+        self._finding: Deferred[Services] | None = None
+        self._findStarted = 0.0
+        self._lastFailure: str | None = None
 
     def __repr__(self):
         return "<Lookup %r>" % (self.attrs,)
 
     @property
-    def manager(self):
+    def manager(self) -> RegistryManager | None:
         """
         The manager this lookup is attached to, or L{None}.  Attaching arms
         the deadline; detaching before the end cancels L{deferred}.
@@ -85,78 +106,98 @@ class Lookup:
         return self._manager
 
     @manager.setter
-    def manager(self, manager):
+    def manager(self, manager: RegistryManager | None) -> None:
         self._manager = manager
-        if manager is not None:
-            if self._deadline is None and not self._done:
-                self._deadline = manager.clock.callLater(self.timeout, self._expire)
-            return
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        if not self._done:
-            self.deferred.cancel()
+        if manager is None:
+            self._handle("detach")
+        elif self._deadline is None and self._state is not _LookupState.done:
+            self._deadline = manager.clock.callLater(self.timeout, self._handle, "expire")
 
-    def start(self):
+    def start(self) -> None:
         """
         The registry is reachable: once the manager's services are restored
         (see L{txinferno.client.manager.RegistryManager.whenRestored}), run the find.
         """
-        restoring = self._restoring = self._manager.whenRestored()
-        restoring.addCallback(self._restored, restoring)
+        self._handle("start")
 
-    def _restored(self, manager, restoring):
-        if restoring is self._restoring and not self._done:
-            self._restoring = None
-            self._findStarted = self._manager.clock.seconds()
-            finding = self._finding = self._manager.connection.find(self.attrs)
-            finding.addCallbacks(
-                self._found,
-                self._failed,
-                callbackArgs=(finding,),
-                errbackArgs=(finding,),
-            )
-
-    def stop(self):
+    def stop(self) -> None:
         """
         The registry is unreachable, or the lookup is being detached: abandon
         the find in flight.
         """
-        self._restoring = None
-        finding, self._finding = self._finding, None
-        if finding is not None:
-            finding.cancel()
+        self._handle("stop")
 
-    def refresh(self):
+    def refresh(self) -> None:
         """
         The registry changed: the find in flight, or the next one, sees it.
         """
 
-    def _found(self, services, finding):
-        if finding is not self._finding:
-            return
+    # Events from what the lookup waits for.
+
+    def _restored(self, manager):
+        self._handle("restored")
+
+    def _notRestored(self, reason):
+        # stop() or the end cancelled the wait.
+        reason.trap(CancelledError)
+
+    def _found(self, services):
+        self._handle("found", services)
+
+    def _failed(self, reason):
+        self._handle("outage" if reason.check(*_OUTAGES) else "failed", reason)
+
+    def _cancelled(self, deferred):
+        """
+        L{deferred} was cancelled: give up and detach; it fails with
+        L{CancelledError}.
+        """
+        self._handle("cancel")
+
+    # Actions.
+
+    def _restore(self):
+        restoring = self._restoring = self._manager.whenRestored()
+        restoring.addCallbacks(self._restored, self._notRestored)
+
+    def _find(self):
+        self._restoring = None
+        self._findStarted = self._manager.clock.seconds()
+        finding = self._finding = self._manager.connection.find(self.attrs)
+        finding.addCallbacks(self._found, self._failed)
+
+    def _cancelRestore(self):
+        restoring, self._restoring = self._restoring, None
+        restoring.cancel()
+
+    def _cancelFind(self):
+        finding, self._finding = self._finding, None
+        finding.cancel()
+
+    def _waitAgain(self, reason):
+        """
+        The find failed because the registry went away: wait for it.
+        """
+        self._finding = None
+        self._lastFailure = reason.getErrorMessage()
+        self._log.info(
+            "lookup {query!r} waits for the registry: {reason}",
+            query=self.attrs,
+            reason=self._lastFailure,
+        )
+
+    def _answer(self, services):
         self._finding = None
         self._end()
         self.deferred.callback(services)
 
-    def _failed(self, reason, finding):
-        if finding is not self._finding:
-            return
+    def _fail(self, reason):
         self._finding = None
-        if reason.check(*_OUTAGES):
-            self._lastFailure = reason.getErrorMessage()
-            self._log.info(
-                "lookup {query!r} waits for the registry: {reason}",
-                query=self.attrs,
-                reason=self._lastFailure,
-            )
-            return
         self._end()
         self.deferred.errback(reason)
 
-    def _expire(self):
+    def _expire(self, why):
         self._deadline = None
-        why = self._whyUnanswered()
         self._end()
         self.deferred.errback(
             RegistryUnavailable(
@@ -164,42 +205,77 @@ class Lookup:
             )
         )
 
-    def _whyUnanswered(self):
-        """
-        @return: what kept the lookup from its answer, in words: a find in
-            flight, the wait for the manager's services, the last find's
-            failure, or the registry never reached.
-        """
-        if self._finding is not None:
-            return (
-                "the registry was reachable, but the find sent %.3g s ago was not "
-                "answered yet" % (self._manager.clock.seconds() - self._findStarted,)
-            )
-        if self._restoring is not None:
-            return (
-                "the registry was reachable, but the services its manager "
-                "registers were still being restored"
-            )
+    def _expireWaiting(self):
         if self._lastFailure is None:
-            return "the registry was not reachable"
-        if self._manager.connected:
-            return "the registry was reachable, but the last find failed: %s" % (self._lastFailure,)
-        return "the last find failed (%s), and the registry was not reachable since" % (
-            self._lastFailure,
+            why = "the registry was not reachable"
+        elif self._manager.connected:
+            why = "the registry was reachable, but the last find failed: %s" % (self._lastFailure,)
+        else:
+            why = "the last find failed (%s), and the registry was not reachable since" % (
+                self._lastFailure,
+            )
+        self._expire(why)
+
+    def _expireRestoring(self):
+        self._cancelRestore()
+        self._expire(
+            "the registry was reachable, but the services its manager "
+            "registers were still being restored"
         )
 
-    def _cancel(self, deferred):
+    def _expireFinding(self):
+        why = "the registry was reachable, but the find sent %.3g s ago was not answered yet" % (
+            self._manager.clock.seconds() - self._findStarted,
+        )
+        self._cancelFind()
+        self._expire(why)
+
+    def _abandon(self):
         """
-        L{deferred} was cancelled: give up and detach; it fails with
-        L{CancelledError}.
+        Detached, or L{deferred} cancelled, before the end: release what is
+        in flight, disarm the deadline, and fail L{deferred} with
+        L{CancelledError} (unless it is the one cancelled).
         """
+        if self._restoring is not None:
+            self._cancelRestore()
+        if self._finding is not None:
+            self._cancelFind()
         self._end()
+        self.deferred.cancel()
 
     def _end(self):
         """
-        Mark the lookup done and detach it (which disarms the deadline),
-        before its result is delivered.
+        Disarm the deadline and detach (the lookup is done), before its
+        result is delivered.
         """
-        self._done = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = None
         if self._manager is not None:
             self._manager.detach(self)
+
+    _transitions = {
+        _LookupState.waiting: {
+            "start": (_LookupState.restoring, _restore),
+            "expire": (_LookupState.done, _expireWaiting),
+            "detach": (_LookupState.done, _abandon),
+            "cancel": (_LookupState.done, _abandon),
+        },
+        _LookupState.restoring: {
+            "restored": (_LookupState.finding, _find),
+            "stop": (_LookupState.waiting, _cancelRestore),
+            "expire": (_LookupState.done, _expireRestoring),
+            "detach": (_LookupState.done, _abandon),
+            "cancel": (_LookupState.done, _abandon),
+        },
+        _LookupState.finding: {
+            "found": (_LookupState.done, _answer),
+            "failed": (_LookupState.done, _fail),
+            "outage": (_LookupState.waiting, _waitAgain),
+            "stop": (_LookupState.waiting, _cancelFind),
+            "expire": (_LookupState.done, _expireFinding),
+            "detach": (_LookupState.done, _abandon),
+            "cancel": (_LookupState.done, _abandon),
+        },
+        _LookupState.done: {},
+    }
