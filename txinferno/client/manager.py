@@ -4,7 +4,11 @@ keeps its tasks (registered services, lookups, monitors) going across every
 outage, the counterpart of Perl's C{Inferno::RegMgr}.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
 from itertools import islice
+from typing import Any, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
@@ -14,6 +18,7 @@ from twisted.internet.defer import (
     maybeDeferred,
     succeed,
 )
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -23,8 +28,14 @@ from txinferno.client._burstlog import BurstLog
 from txinferno.client.event import sentence
 from txinferno.client.lookup import Lookup
 from txinferno.client.tcp import connectionFromString
-from txinferno.interfaces import IChangeObserver, IRegistryTask
-from txinferno.wire.rules import checkPositive
+from txinferno.interfaces import (
+    IChangeObserver,
+    IChangeStream,
+    IConnectionStateObserver,
+    IRegistryConnection,
+    IRegistryTask,
+)
+from txinferno.wire.rules import AttributesLike, Services, checkPositive
 
 __all__ = ["START_BATCH", "DEFAULT_UNREACHABLE_WARNING", "RegistryManager"]
 
@@ -36,6 +47,8 @@ start over the following turns, in the order they were attached: the
 registry is already serving the first while the others start, and the
 reactor goes on serving other work meanwhile.
 """
+
+_Task = TypeVar("_Task", bound=IRegistryTask)
 
 DEFAULT_UNREACHABLE_WARNING = 10.0
 """
@@ -71,6 +84,37 @@ class _State:
     keep what they hold (a registration whose own connection holds stays)
     but start nothing new.
     """
+
+
+class _Restoration:
+    """
+    One restoration of a manager's tasks: from its change stream becoming
+    ready until every task started since has restored what it holds.  The
+    stream's loss or the manager's stop abandons it: the tasks' starts
+    still outstanding then end in an abandoned restoration, which tells
+    nobody.
+
+    @ivar complete: whether nothing holds it now.
+    """
+
+    def __init__(self, whenComplete: Callable[[], None]) -> None:
+        self._outstanding = 0
+        self._whenComplete: Callable[[], None] | None = whenComplete
+
+    @property
+    def complete(self) -> bool:
+        return self._outstanding == 0
+
+    def hold(self) -> None:
+        self._outstanding += 1
+
+    def release(self) -> None:
+        self._outstanding -= 1
+        if self._outstanding == 0 and self._whenComplete is not None:
+            self._whenComplete()
+
+    def abandon(self) -> None:
+        self._whenComplete = None
 
 
 @implementer(IChangeObserver)
@@ -137,7 +181,12 @@ class RegistryManager(Service):
 
     _log = Logger()
 
-    def __init__(self, connection, clock=None, unreachableWarning=DEFAULT_UNREACHABLE_WARNING):
+    def __init__(
+        self,
+        connection: IRegistryConnection,
+        clock: IReactorTime | None = None,
+        unreachableWarning: float | None = DEFAULT_UNREACHABLE_WARNING,
+    ) -> None:
         """
         @param connection: how to reach the registry.
         @type connection: L{txinferno.interfaces.IRegistryConnection}
@@ -151,33 +200,39 @@ class RegistryManager(Service):
             positive.
         """
         if clock is None:
-            from twisted.internet import reactor as clock
+            from twisted.internet import reactor
+
+            clock = reactor
         if unreachableWarning is not None:
             checkPositive(unreachableWarning, "unreachableWarning")
         self.connection = connection
         self.clock = clock
         self.taskLog = BurstLog(self._log, clock)
         self._unreachableWarning = unreachableWarning
-        self._unreachableCall = None
-        self._tasks = {}
-        self._followers = {}
-        self._observers = []
-        self._waiting = []
+        self._unreachableCall: IDelayedCall | None = None
+        # Ordered sets (dicts of None): the attached tasks, those among them
+        # that follow changes, and those waiting for their turn to start.
+        self._tasks: dict[IRegistryTask, None] = {}
+        self._followers: dict[IRegistryTask, None] = {}
+        self._toStart: dict[IRegistryTask, None] = {}
+        self._observers: list[IConnectionStateObserver] = []
+        self._connectWaiters: list[Deferred[RegistryManager]] = []
+        self._restoreWaiters: list[Deferred[RegistryManager]] = []
         self._state = _State.STOPPED
-        self._starting = False
-        self._restoring = 0
-        self._restoreWaiters = []
-        self._toStart = {}
-        self._startCall = None
-        self._generation = 0
-        self._listener = None
-        self._stream = None
-        self._refreshCall = None
+        self._restoration: _Restoration | None = None
+        self._startCall: IDelayedCall | None = None
+        self._listener: _StreamListener | None = None
+        self._stream: IChangeStream | None = None
+        self._refreshCall: IDelayedCall | None = None
 
     @classmethod
     def fromDescription(
-        cls, reactor, description, unreachableWarning=DEFAULT_UNREACHABLE_WARNING, **options
-    ):
+        cls,
+        reactor: IReactorTime,
+        description: str,
+        unreachableWarning: float | None = DEFAULT_UNREACHABLE_WARNING,
+        **options: Any,
+    ) -> RegistryManager:
         """
         Build a manager for the registry a description string names.
 
@@ -202,14 +257,14 @@ class RegistryManager(Service):
         return "<RegistryManager %s %s>" % (self.connection.description, self._state)
 
     @property
-    def connected(self):
+    def connected(self) -> bool:
         """
         L{True} while the registry's change stream is open and ready.
         """
         return self._state is _State.CONNECTED
 
     @property
-    def tasks(self):
+    def tasks(self) -> tuple[IRegistryTask, ...]:
         """
         The attached tasks, in the order they were attached.
 
@@ -217,7 +272,7 @@ class RegistryManager(Service):
         """
         return tuple(self._tasks)
 
-    def startService(self):
+    def startService(self) -> None:
         """
         Open the registry's change stream; the tasks start once it is ready.
         """
@@ -232,7 +287,7 @@ class RegistryManager(Service):
         self._listener = _StreamListener(self)
         self._stream = self.connection.watch(self._listener)
 
-    def stopService(self):
+    def stopService(self) -> Deferred[None]:
         """
         Stop every task (unregistering services), close the change stream,
         and fail the L{whenConnected} Deferreds still waiting with
@@ -244,8 +299,7 @@ class RegistryManager(Service):
         """
         Service.stopService(self)
         state, self._state = self._state, _State.STOPPED
-        self._generation += 1
-        self._restoring = 0
+        self._abandonRestoration()
         self._cancelRefresh()
         self._cancelStarts()
         self._cancelUnreachableWarning()
@@ -255,12 +309,12 @@ class RegistryManager(Service):
             closing.extend(self._callTasks("stop"))
         elif state is _State.STREAM_LOST:
             closing.extend(self._callTasks("stop", self._writers()))
-        waiting, self._waiting = self._waiting, []
+        waiting, self._connectWaiters = self._connectWaiters, []
         for d in waiting:
             d.errback(CancelledError("the registry manager was stopped"))
         return gatherResults(closing, consumeErrors=True).addCallback(lambda _: None)
 
-    def attach(self, task):
+    def attach(self, task: _Task) -> _Task:
         """
         Attach a task: if the registry is reachable, it is started on a
         later turn of the reactor (see L{START_BATCH}), and from now on
@@ -287,7 +341,7 @@ class RegistryManager(Service):
             self._startLater([task])
         return task
 
-    def detach(self, task):
+    def detach(self, task: IRegistryTask) -> Deferred[None]:
         """
         Detach a task: it is stopped (a service is unregistered) and no
         longer started.
@@ -307,7 +361,7 @@ class RegistryManager(Service):
             task.manager = None
         return stopped.addCallback(lambda _: None)
 
-    def lookup(self, attrs, timeout=10):
+    def lookup(self, attrs: AttributesLike, timeout: float = 10) -> Deferred[Services]:
         """
         Find the services matching C{attrs} once, waiting through an outage
         if need be; usable with C{await}.
@@ -324,7 +378,7 @@ class RegistryManager(Service):
         """
         return self.attach(Lookup(attrs, timeout=timeout)).deferred
 
-    def addObserver(self, observer):
+    def addObserver(self, observer: IConnectionStateObserver) -> None:
         """
         Tell C{observer} when the registry becomes reachable or unreachable.
 
@@ -332,7 +386,7 @@ class RegistryManager(Service):
         """
         self._observers.append(observer)
 
-    def removeObserver(self, observer):
+    def removeObserver(self, observer: IConnectionStateObserver) -> None:
         """
         Stop telling C{observer}.
 
@@ -340,7 +394,7 @@ class RegistryManager(Service):
         """
         self._observers.remove(observer)
 
-    def whenConnected(self):
+    def whenConnected(self) -> Deferred[RegistryManager]:
         """
         @return: a L{Deferred} that fires with this manager once the registry
             is reachable (at once if it is now), or fails with
@@ -349,9 +403,9 @@ class RegistryManager(Service):
         """
         if self.connected:
             return succeed(self)
-        return _waiter(self._waiting)
+        return _waiter(self._connectWaiters)
 
-    def whenRestored(self):
+    def whenRestored(self) -> Deferred[RegistryManager]:
         """
         Tasks that read the registry (L{txinferno.client.monitor.Monitor},
         L{txinferno.client.lookup.Lookup}) wait for this before their first query
@@ -368,7 +422,7 @@ class RegistryManager(Service):
         return _waiter(self._restoreWaiters)
 
     def _isRestored(self):
-        return self.connected and not (self._starting or self._toStart or self._restoring)
+        return self._restoration is not None and self._restoration.complete and not self._toStart
 
     def _startLater(self, tasks):
         """
@@ -396,28 +450,30 @@ class RegistryManager(Service):
 
     def _startTasks(self, tasks):
         """
-        Start C{tasks}, and count those restoring their state: a task's
+        Start C{tasks} as part of the current restoration: a task's
         C{start()} may return a L{Deferred} that fires once it has restored
         what it holds in the registry.  L{whenRestored} waits for them all,
         for the tasks still waiting to start, and for the end of this loop.
         """
-        self._starting = True
-        try:
-            for task in tasks:
-                started = self._callTask(task, "start")
-                if isinstance(started, Deferred):
-                    self._restoring += 1
-                    started.addBoth(self._restored, self._generation)
-        finally:
-            self._starting = False
-        self._restoredMaybe()
+        restoration = self._restoration
+        assert restoration is not None
+        restoration.hold()
+        for task in tasks:
+            started = self._callTask(task, "start")
+            if isinstance(started, Deferred):
+                restoration.hold()
+                started.addBoth(self._taskRestored, restoration)
+        restoration.release()
 
-    def _restored(self, result, generation):
-        if generation == self._generation:
-            self._restoring -= 1
-            self._restoredMaybe()
+    def _taskRestored(self, result, restoration):
+        restoration.release()
         if isinstance(result, Failure):
             self._log.failure("a task failed to restore its state", failure=result)
+
+    def _abandonRestoration(self):
+        if self._restoration is not None:
+            self._restoration.abandon()
+            self._restoration = None
 
     def _restoredMaybe(self):
         if self._isRestored():
@@ -428,11 +484,12 @@ class RegistryManager(Service):
     def _streamReady(self):
         self._log.info("registry {registry} reachable", registry=self.connection.description)
         self._state = _State.CONNECTED
+        self._restoration = _Restoration(self._restoredMaybe)
         self._cancelUnreachableWarning()
         self._startLater([t for t in self._tasks if t.manager is self])
         for observer in list(self._observers):
             self._notify(observer, "registryConnected")
-        waiting, self._waiting = self._waiting, []
+        waiting, self._connectWaiters = self._connectWaiters, []
         for d in waiting:
             d.callback(self)
 
@@ -459,8 +516,7 @@ class RegistryManager(Service):
             reason=sentence(reason),
         )
         self._state = _State.STREAM_LOST
-        self._generation += 1
-        self._restoring = 0
+        self._abandonRestoration()
         self._cancelRefresh()
         self._cancelStarts()
         self._warnIfStillUnreachable()
