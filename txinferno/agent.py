@@ -112,14 +112,14 @@ def readServicesFile(path: str, allowEmpty: bool = False) -> dict[str, dict[str,
     @rtype: L{dict}
     """
     with open(path, "rb") as f:
-        text = f.read()
-    if text and not text.endswith(b"\n"):
+        data = f.read()
+    if data and not data.endswith(b"\n"):
         raise IncompleteServicesFile(
             "the last line has no newline: the file is incomplete (still being "
             "written or cut short)"
         )
     try:
-        text = text.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError("not UTF-8: %s" % (e,)) from None
     entries = attrdb.parse(text)
@@ -311,10 +311,10 @@ class ChangeCommand(MonitorObserver):
         self._command = command
         self._timeout = timeout
         self._query = queryText(query)
-        self._pending = {}
+        self._pending: dict[str, tuple[str, dict[str, str]]] = {}
         self._running = None
         self._deadline = None
-        self._idle = []
+        self._idle: list[Deferred] = []
         self._stopped = False
 
     def whenIdle(self):
@@ -492,7 +492,7 @@ class Agent(Service):
         self._makeManager = makeManager
         self.manager = None
         self.servicesFile = servicesFile
-        self.services = {}
+        self.services: dict[str, ServiceTask] = {}
         self._fixed = dict(services)
         if reactor is None:
             from twisted.internet import reactor
@@ -500,18 +500,19 @@ class Agent(Service):
         self._keepFailing = keepFailing
         self._allowEmpty = allowEmpty
         self._reloading = None
-        self._reloadWaiters = []
+        self._reloadWaiters: list[Deferred] = []
         self.monitors = []
         self.changeLoggers = []
         self.changeCommands = []
         self.retired = {"losses": 0, "failures": Counter()}
         for query in monitors:
-            observer = ChangeLogger(query, self._reactor)
-            self.changeLoggers.append(observer)
+            logger = ChangeLogger(query, self._reactor)
+            self.changeLoggers.append(logger)
+            observer: MonitorObserver = logger
             if onChange is not None:
                 command = ChangeCommand(self._reactor, onChange, query, timeout=hookTimeout)
                 self.changeCommands.append(command)
-                observer = _Both(observer, command)
+                observer = _Both(logger, command)
             self.monitors.append(Monitor(query, observer))
 
     def _readFile(self):

@@ -34,7 +34,7 @@ class RegistryError(TxInfernoError):
     @ivar text: Inferno's error text.
     """
 
-    def __init__(self, text):
+    def __init__(self, text: str) -> None:
         TxInfernoError.__init__(self, text)
         self.text = text
 
@@ -49,7 +49,7 @@ class RegistrationRejected(TxInfernoError):
         where it applies (C{duplicate service name}).
     """
 
-    def __init__(self, name, reason):
+    def __init__(self, name: str, reason: str) -> None:
         TxInfernoError.__init__(self, "registration of %r rejected: %s" % (name, reason))
         self.name = name
         self.reason = reason
@@ -104,7 +104,7 @@ class OpenFileLimit(TxInfernoError):
     @ivar limit: the process's soft limit, or L{None} if unknown.
     """
 
-    def __init__(self, limit):
+    def __init__(self, limit: int | float) -> None:
         Exception.__init__(
             self,
             "too many open files: this process may have at most %s open "

@@ -4,7 +4,15 @@ reach a registry) and task plugins (what to keep doing while connected), and
 of the observers an application provides.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface
+
+from txinferno.wire.rules import AttributesLike, Services
 
 __all__ = [
     "IRegistryConnection",
@@ -31,7 +39,7 @@ class IRegistryConnection(Interface):
         "The registry description string this plugin reaches, such as C{tcp:127.0.0.1:6701}."
     )
 
-    def register(name, attrs):
+    def register(name: str, attrs: AttributesLike) -> Deferred[IRegistration]:
         """
         Register a service and hold it registered until told otherwise.
 
@@ -45,7 +53,7 @@ class IRegistryConnection(Interface):
             as C{duplicate service name}) or a connection error.
         """
 
-    def find(attrs):
+    def find(attrs: AttributesLike) -> Deferred[Services]:
         """
         Run one query: every pair must match, a value of C{*} matches any
         value of an attribute that exists.
@@ -58,7 +66,7 @@ class IRegistryConnection(Interface):
             error.
         """
 
-    def watch(observer):
+    def watch(observer: IChangeObserver) -> IChangeStream:
         """
         Open the registry's change stream, and reopen it, with backoff,
         whenever it is lost, until it is stopped.
@@ -79,7 +87,7 @@ class IRegistration(Interface):
     name = Attribute("The service name (L{str}).")
     attrs = Attribute("A L{dict} of the service's attributes as the registry last accepted them.")
 
-    def update(attrs):
+    def update(attrs: AttributesLike) -> None:
         """
         Add attributes or change their values (the registry cannot delete
         one).
@@ -89,7 +97,7 @@ class IRegistration(Interface):
             gone.
         """
 
-    def unregister():
+    def unregister() -> Deferred[None]:
         """
         Remove the service (unless it persists) by closing its connection.
 
@@ -97,7 +105,7 @@ class IRegistration(Interface):
             is closed.
         """
 
-    def whenLost():
+    def whenLost() -> Deferred[None]:
         """
         @return: a L{Deferred} that fails, with
             L{txinferno.errors.RegistrationRejected} or
@@ -116,7 +124,7 @@ class IChangeStream(Interface):
         "L{True} while the stream is open and ready: every change from now on will be reported."
     )
 
-    def stop():
+    def stop() -> Deferred[None]:
         """
         Close the stream and stop reopening it.
 
@@ -129,12 +137,12 @@ class IChangeObserver(Interface):
     Told what happens on a change stream.
     """
 
-    def streamReady():
+    def streamReady() -> None:
         """
         The stream is open and ready: every change from now on is reported.
         """
 
-    def registryChanged(version):
+    def registryChanged(version: int) -> None:
         """
         The registry changed (changes close together are reported once).
 
@@ -142,7 +150,7 @@ class IChangeObserver(Interface):
         @type version: L{int}
         """
 
-    def streamLost(reason):
+    def streamLost(reason: Failure) -> None:
         """
         The stream was lost; it will be reopened unless it was stopped.
 
@@ -169,7 +177,7 @@ class IRegistryTask(Interface):
         "this attribute is taken to follow changes."
     )
 
-    def start():
+    def start() -> Deferred[Any] | None:
         """
         The registry is reachable: it became reachable (first time, or again
         after an outage), or the task was attached while it was; called on
@@ -180,7 +188,7 @@ class IRegistryTask(Interface):
             registry wait for these; see the manager's C{whenRestored}).
         """
 
-    def stop():
+    def stop() -> Deferred[Any] | None:
         """
         The registry's change stream was lost (only for a task that follows
         changes: the others keep what they hold), or the manager stops, or
@@ -191,7 +199,7 @@ class IRegistryTask(Interface):
             released what it holds (such as a registration).
         """
 
-    def refresh():
+    def refresh() -> None:
         """
         The registry reported a change (a burst of changes gives one call);
         called only when C{followsChanges} is true.
@@ -203,13 +211,13 @@ class IConnectionStateObserver(Interface):
     Told when a manager's registry becomes reachable or unreachable.
     """
 
-    def registryConnected():
+    def registryConnected() -> None:
         """
         The registry became reachable; the tasks start over the next turns of
         the reactor (see L{txinferno.client.manager.START_BATCH}).
         """
 
-    def registryLost(reason):
+    def registryLost(reason: Failure) -> None:
         """
         The registry became unreachable; the manager is reconnecting.
 
@@ -222,7 +230,7 @@ class IMonitorObserver(Interface):
     Told of the services a monitor sees come, change and go.
     """
 
-    def added(name, attrs):
+    def added(name: str, attrs: dict[str, str]) -> None:
         """
         A service now matches: new, or changed so that it matches.
 
@@ -231,7 +239,7 @@ class IMonitorObserver(Interface):
         @type attrs: L{dict}
         """
 
-    def updated(name, attrs, previous):
+    def updated(name: str, attrs: dict[str, str], previous: dict[str, str]) -> None:
         """
         A matching service changed its attributes.
 
@@ -239,14 +247,14 @@ class IMonitorObserver(Interface):
         @param previous: the attributes before the change.
         """
 
-    def removed(name, attrs):
+    def removed(name: str, attrs: dict[str, str]) -> None:
         """
         A service no longer matches: gone, or changed so that it does not.
 
         @param attrs: its last known attributes.
         """
 
-    def resynced():
+    def resynced() -> None:
         """
         The monitor's view matches the registry: after its first query, and
         after each reconnect (once its differences have been reported).
@@ -281,7 +289,7 @@ class IHealthCheck(Interface):
         "How many consecutive failures (a positive L{int}) turn a passing check failing."
     )
 
-    def check():
+    def check() -> Deferred[None]:
         """
         Run the check once.
 

@@ -4,10 +4,21 @@ L{ReconnectingClientFactory}'s backoff, and optionally checked by a
 liveness probe.
 """
 
+from __future__ import annotations
+
 import re
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer, task
-from twisted.internet.protocol import ReconnectingClientFactory
+from twisted.internet.interfaces import (
+    IAddress,
+    IConnector,
+    IDelayedCall,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import ReconnectingClientFactory, connectionDone
 from twisted.logger import Logger, LogLevel
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
@@ -16,7 +27,7 @@ from zope.interface import implementer
 from txinferno._keepalive import enableKeepAlive
 from txinferno.client._reconnect import EndpointConnector
 from txinferno.errors import MalformedAnswer, RegistryTimeout, RegistryUnavailable
-from txinferno.interfaces import IChangeStream
+from txinferno.interfaces import IChangeObserver, IChangeStream
 from txinferno.wire.rules import READY
 
 __all__ = [
@@ -50,7 +61,7 @@ Seconds the registry has, once connected, to send C{READY}.
 _VERSION = re.compile(rb"[0-9]{8,}")
 
 
-def sentence(reason):
+def sentence(reason: Failure) -> str:
     """
     @return: the message of C{reason} without its final full stop, to be
         followed by more of a sentence.
@@ -77,18 +88,18 @@ class EventClientProtocol(LineOnlyReceiver):
 
     ready = False
 
-    def __init__(self, stream):
+    def __init__(self, stream: EventClientFactory) -> None:
         """
         @param stream: the stream this connection serves.
         @type stream: L{EventClientFactory}
         """
         self._stream = stream
         self._error = None
-        self._readyTimer = None
+        self._readyTimer: IDelayedCall | None = None
         self._probeLoop = None
         self._probing = None
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         enableKeepAlive(self.transport)
         self._readyTimer = self._stream.clock.callLater(
             self._stream.readyTimeout, self._readyTimedOut
@@ -111,7 +122,7 @@ class EventClientProtocol(LineOnlyReceiver):
         self._error = error
         self.transport.abortConnection()
 
-    def lineReceived(self, line):
+    def lineReceived(self, line: bytes) -> None:
         if self._error is not None:
             return
         if not self.ready:
@@ -119,8 +130,9 @@ class EventClientProtocol(LineOnlyReceiver):
                 self._drop(MalformedAnswer("event port sent %r instead of READY" % (line[:80],)))
                 return
             self.ready = True
-            self._readyTimer.cancel()
-            self._readyTimer = None
+            if self._readyTimer is not None:
+                self._readyTimer.cancel()
+                self._readyTimer = None
             self._startProbing()
             self._stream._streamReady(self)
         elif _VERSION.fullmatch(line):
@@ -128,7 +140,7 @@ class EventClientProtocol(LineOnlyReceiver):
         else:
             self._log.warn("ignoring a line from the event port: {line!r}", line=line)
 
-    def lineLengthExceeded(self, line):
+    def lineLengthExceeded(self, line: bytes) -> None:
         self._drop(
             MalformedAnswer(
                 "event port sent a line over %d bytes: %r..." % (self.MAX_LENGTH, line[:80])
@@ -161,7 +173,7 @@ class EventClientProtocol(LineOnlyReceiver):
 
         return probing.addErrback(failed).addBoth(done)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._readyTimer is not None:
             self._readyTimer.cancel()
             self._readyTimer = None
@@ -201,15 +213,15 @@ class EventClientFactory(ReconnectingClientFactory):
 
     def __init__(
         self,
-        endpoint,
-        observer,
-        clock,
-        initialDelay=DEFAULT_INITIAL_DELAY,
-        maxDelay=DEFAULT_MAX_DELAY,
-        readyTimeout=DEFAULT_READY_TIMEOUT,
-        probe=None,
-        probeInterval=None,
-    ):
+        endpoint: IStreamClientEndpoint,
+        observer: IChangeObserver,
+        clock: IReactorTime,
+        initialDelay: float = DEFAULT_INITIAL_DELAY,
+        maxDelay: float = DEFAULT_MAX_DELAY,
+        readyTimeout: float = DEFAULT_READY_TIMEOUT,
+        probe: Callable[[], defer.Deferred[Any]] | None = None,
+        probeInterval: float | None = None,
+    ) -> None:
         """
         @param endpoint: the event port.
         @type endpoint: L{IStreamClientEndpoint}
@@ -231,33 +243,35 @@ class EventClientFactory(ReconnectingClientFactory):
         if probeInterval is not None and probe is None:
             raise ValueError("a probe interval needs a probe")
         self.observer = observer
-        self.clock = clock
+        # ReconnectingClientFactory has no type for its clock, and an int
+        # for its longest delay.
+        self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.initialDelay = self.delay = initialDelay
-        self.maxDelay = maxDelay
+        self.maxDelay = maxDelay  # type: ignore[assignment]
         self.readyTimeout = readyTimeout
         self.probe = probe
         self.probeInterval = probeInterval
-        self._protocol = None
-        self._stopped = []
+        self._protocol: EventClientProtocol | None = None
+        self._stopped: list[defer.Deferred[None]] = []
         self._connector = EndpointConnector(endpoint, self)
 
-    def start(self):
+    def start(self) -> None:
         """
         Open the stream.
         """
         self._connector.connect()
 
-    def buildProtocol(self, addr):
+    def buildProtocol(self, addr: IAddress | None) -> EventClientProtocol:
         protocol = self._protocol = EventClientProtocol(self)
         protocol.factory = self
         return protocol
 
-    def clientConnectionFailed(self, connector, reason):
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
         self.lastFailure = reason
         ReconnectingClientFactory.clientConnectionFailed(self, connector, reason)
         self._logRetry("cannot reach the event port", reason)
 
-    def clientConnectionLost(self, connector, reason):
+    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
         ReconnectingClientFactory.clientConnectionLost(self, connector, reason)
         self._logRetry("the event connection was lost", reason)
 
@@ -294,7 +308,7 @@ class EventClientFactory(ReconnectingClientFactory):
         for d in stopped:
             d.callback(None)
 
-    def stop(self):
+    def stop(self) -> defer.Deferred[None]:
         """
         Close the stream and stop reopening it.
 
@@ -306,7 +320,7 @@ class EventClientFactory(ReconnectingClientFactory):
             self._connector.stopConnecting()
         if self._protocol is None or self._protocol.transport is None:
             return defer.succeed(None)
-        d = defer.Deferred()
+        d: defer.Deferred[None] = defer.Deferred()
         self._stopped.append(d)
         self._protocol.transport.loseConnection()
         return d

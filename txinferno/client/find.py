@@ -3,14 +3,20 @@ The find port (6702): one query line out, one answer in, read to the end
 of the connection.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from txinferno._filelimit import explainOpenFileLimit
 from txinferno._keepalive import enableKeepAlive
 from txinferno.errors import AnswerTooLarge, MalformedAnswer, RegistryTimeout
+from txinferno.wire.rules import Services
 from txinferno.wire.words import decode, quote, splitLines, splitWords
 
 __all__ = [
@@ -68,7 +74,7 @@ def _splitAtSpaces(line):
     return line.split(" ")
 
 
-def parseAnswer(data):
+def parseAnswer(data: bytes) -> Services:
     """
     Parse a whole answer of the find port: one line per service,
     C{NAME ATTR VALUE...}, lines cut by newlines outside quotes.
@@ -119,7 +125,7 @@ class FindClientProtocol(Protocol):
     @type answer: L{Deferred}
     """
 
-    def __init__(self, query, maxAnswerSize):
+    def __init__(self, query: bytes, maxAnswerSize: int) -> None:
         """
         @param query: the query line, newline included.
         @type query: L{bytes}
@@ -127,20 +133,22 @@ class FindClientProtocol(Protocol):
         """
         self._query = query
         self._maxAnswerSize = maxAnswerSize
-        self._received = []
+        self._received: list[bytes] = []
         self._size = 0
-        self._error = None
-        self.answer = defer.Deferred(lambda d: self._abort())
+        self._error: Exception | None = None
+        self.answer: defer.Deferred[Services] = defer.Deferred(lambda d: self._abort())
 
-    def connectionMade(self):
-        enableKeepAlive(self.transport)
-        self.transport.write(self._query)
+    def connectionMade(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        enableKeepAlive(transport)
+        transport.write(self._query)
 
     def _abort(self):
         if self.transport is not None:
             self.transport.abortConnection()
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         if self._error is not None:
             return
         self._size += len(data)
@@ -153,21 +161,22 @@ class FindClientProtocol(Protocol):
             return
         self._received.append(data)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.answer.called:
             return
+        result: Services | Failure = reason
         if self._error is not None:
-            reason = Failure(self._error)
+            result = Failure(self._error)
         elif reason.check(ConnectionDone):
             try:
-                reason = parseAnswer(b"".join(self._received))
+                result = parseAnswer(b"".join(self._received))
             except MalformedAnswer:
-                reason = Failure()
+                result = Failure()
         self._received = []
-        if isinstance(reason, Failure):
-            self.answer.errback(reason)
+        if isinstance(result, Failure):
+            self.answer.errback(result)
         else:
-            self.answer.callback(reason)
+            self.answer.callback(result)
 
 
 class FindClientFactory(ClientFactory):
@@ -178,7 +187,7 @@ class FindClientFactory(ClientFactory):
 
     noisy = False
 
-    def __init__(self, query, maxAnswerSize=DEFAULT_MAX_ANSWER_SIZE):
+    def __init__(self, query: bytes, maxAnswerSize: int = DEFAULT_MAX_ANSWER_SIZE) -> None:
         """
         @param query: the query line, newline included.
         @type query: L{bytes}
@@ -187,17 +196,17 @@ class FindClientFactory(ClientFactory):
         self._query = query
         self._maxAnswerSize = maxAnswerSize
 
-    def buildProtocol(self, addr):
+    def buildProtocol(self, addr: IAddress | None) -> FindClientProtocol:
         return FindClientProtocol(self._query, self._maxAnswerSize)
 
 
 def runQuery(
-    endpoint,
-    query,
-    clock,
-    timeout=DEFAULT_FIND_TIMEOUT,
-    maxAnswerSize=DEFAULT_MAX_ANSWER_SIZE,
-):
+    endpoint: IStreamClientEndpoint,
+    query: bytes,
+    clock: IReactorTime,
+    timeout: float = DEFAULT_FIND_TIMEOUT,
+    maxAnswerSize: int = DEFAULT_MAX_ANSWER_SIZE,
+) -> defer.Deferred[Services]:
     """
     Run one query through C{endpoint}.
 
@@ -225,7 +234,7 @@ def runQuery(
             )
         )
 
-    d = endpoint.connect(FindClientFactory(query, maxAnswerSize))
+    d: defer.Deferred[Any] = endpoint.connect(FindClientFactory(query, maxAnswerSize))
     d.addErrback(explainOpenFileLimit)
     d.addCallback(lambda protocol: protocol.answer)
     d.addTimeout(timeout, clock, onTimeoutCancel=timedOut)

@@ -333,7 +333,7 @@ class CommandCheck(_CheckOptions):
             except error.ProcessExitedAlready:
                 pass
 
-        done = Deferred(kill)
+        done: Deferred[object] = Deferred(kill)
 
         def deliver(result):
             # A cancelled run has already failed with CancelledError; the

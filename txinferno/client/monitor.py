@@ -13,7 +13,7 @@ from txinferno.client._backoff import Backoff
 from txinferno.client._states import StateMachine
 from txinferno.client.event import DEFAULT_MAX_DELAY
 from txinferno.interfaces import IMonitorObserver, IRegistryTask
-from txinferno.wire.rules import queryLine
+from txinferno.wire.rules import AttributesLike, queryLine
 
 __all__ = ["QUIET", "MAX_WAIT", "PACE", "MAX_RETRY_DELAY", "SETTLE", "Monitor"]
 
@@ -114,7 +114,9 @@ class Monitor(StateMachine):
     failed; set it on a subclass or an instance.
     """
 
-    def __init__(self, attrs, observer, settle: float = SETTLE):
+    def __init__(
+        self, attrs: AttributesLike, observer: IMonitorObserver, settle: float = SETTLE
+    ) -> None:
         """
         @param attrs: the query: a mapping or a sequence of C{(attr, value)}
             pairs; a value of C{*} matches any value of an existing
@@ -140,7 +142,7 @@ class Monitor(StateMachine):
         self.attrs = attrs
         self.observer = observer
         self.manager = None
-        self.services = {}
+        self.services: dict[str, dict[str, str]] = {}
         self.synced = False
         self._state = _MonitorState.stopped
         self._restoring = None
@@ -156,7 +158,7 @@ class Monitor(StateMachine):
     def __repr__(self):
         return "<Monitor %r: %d services>" % (self.attrs, len(self.services))
 
-    def start(self):
+    def start(self) -> None:
         """
         The registry is reachable: once the manager's services are restored
         (see L{txinferno.client.manager.RegistryManager.whenRestored}), query it and
@@ -165,7 +167,7 @@ class Monitor(StateMachine):
         """
         self._handle("start")
 
-    def stop(self):
+    def stop(self) -> None:
         """
         The registry is unreachable, or the monitor is being detached:
         abandon the find in flight.  The view is kept, to be compared with
@@ -176,7 +178,7 @@ class Monitor(StateMachine):
             self._settling = None
         self._handle("stop")
 
-    def refresh(self):
+    def refresh(self) -> None:
         """
         The registry changed: query it now, or once more after the find in
         flight (or not at all before the first query after C{start()},

@@ -3,6 +3,7 @@ No-op base classes for the observers an application gives txinferno:
 subclass them and override only the notifications you care about.
 """
 
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txinferno.interfaces import IConnectionStateObserver, IMonitorObserver
@@ -17,12 +18,12 @@ class ConnectionStateObserver:
     reachable or unreachable; ignores both.
     """
 
-    def registryConnected(self):
+    def registryConnected(self) -> None:
         """
         The registry became reachable; the tasks start over the next turns.
         """
 
-    def registryLost(self, reason):
+    def registryLost(self, reason: Failure) -> None:
         """
         The registry became unreachable; the manager is reconnecting.
 
@@ -37,7 +38,7 @@ class MonitorObserver:
     and go; ignores everything.
     """
 
-    def added(self, name, attrs):
+    def added(self, name: str, attrs: dict[str, str]) -> None:
         """
         A service now matches: new, or changed so that it matches.
 
@@ -45,7 +46,7 @@ class MonitorObserver:
         @type attrs: L{dict}
         """
 
-    def updated(self, name, attrs, previous):
+    def updated(self, name: str, attrs: dict[str, str], previous: dict[str, str]) -> None:
         """
         A matching service changed its attributes.
 
@@ -53,14 +54,14 @@ class MonitorObserver:
         @param previous: the attributes before the change.
         """
 
-    def removed(self, name, attrs):
+    def removed(self, name: str, attrs: dict[str, str]) -> None:
         """
         A service no longer matches: gone, or changed so that it does not.
 
         @param attrs: its last known attributes.
         """
 
-    def resynced(self):
+    def resynced(self) -> None:
         """
         The monitor's view matches the registry again.
         """

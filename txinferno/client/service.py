@@ -3,9 +3,12 @@ The ServiceTask task: keep one service registered while the registry is
 reachable, with its current attributes.
 """
 
+from __future__ import annotations
+
 from collections import Counter
 from enum import Enum
 
+from constantly import NamedConstant
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -16,7 +19,7 @@ from txinferno.client.event import DEFAULT_MAX_DELAY
 from txinferno.client.health import HealthMonitor, HealthState
 from txinferno.errors import RegistrationLost, RegistrationRejected
 from txinferno.interfaces import IHealthCheck, IRegistryTask
-from txinferno.wire.rules import CheckedRegistration, normaliseAttrs
+from txinferno.wire.rules import AttributesLike, CheckedRegistration, normaliseAttrs
 
 __all__ = ["ServiceTask", "HEALTH_ATTRIBUTE"]
 
@@ -93,12 +96,12 @@ class ServiceTask(StateMachine):
 
     def __init__(
         self,
-        name,
-        attrs=(),
-        persist=False,
+        name: str,
+        attrs: AttributesLike = (),
+        persist: bool = False,
         check: IHealthCheck | None = None,
         keepWhileFailing: bool = False,
-    ):
+    ) -> None:
         """
         @param name: the service name.
         @type name: L{str}
@@ -144,14 +147,16 @@ class ServiceTask(StateMachine):
         self._registration = None
         self._registering = None
         self._backoff = None
-        self._waiting = None
+        # whenRegistered() callers; None rather than an empty list, for the
+        # memory of ten thousand tasks.
+        self._waiting: list[Deferred[ServiceTask]] | None = None
         self._reportedFailure = None
         self._registeredAt = None
         self.check = check
         self.keepWhileFailing = keepWhileFailing
         self._health = None
         self.losses = 0
-        self.failures = Counter()
+        self.failures: Counter[str] = Counter()
 
     def __repr__(self):
         return "<ServiceTask %r %s>" % (
@@ -160,14 +165,14 @@ class ServiceTask(StateMachine):
         )
 
     @property
-    def registered(self):
+    def registered(self) -> bool:
         """
         L{True} while the registry holds this service for us.
         """
         return self._state is _ServiceState.registered
 
     @property
-    def health(self):
+    def health(self) -> NamedConstant | None:
         """
         The L{HealthState} of its check (C{unknown} until a first run ended),
         or L{None} without a check.
@@ -184,7 +189,7 @@ class ServiceTask(StateMachine):
         """
         return self.check is None or self.keepWhileFailing or self.health is HealthState.passing
 
-    def whenRegistered(self):
+    def whenRegistered(self) -> Deferred[ServiceTask]:
         """
         @return: a L{Deferred} that fires with this task once the registry
             holds the service (at once if it does now), or fails with
@@ -193,13 +198,13 @@ class ServiceTask(StateMachine):
         """
         if self._state is _ServiceState.registered:
             return succeed(self)
-        d = Deferred()
+        d: Deferred[ServiceTask] = Deferred()
         if self._waiting is None:
             self._waiting = []
         self._waiting.append(d)
         return d
 
-    def update(self, attrs):
+    def update(self, attrs: AttributesLike) -> None:
         """
         Change attributes: those whose value differs are remembered and, if
         the service is registered, sent to the registry (the others are not
@@ -217,7 +222,7 @@ class ServiceTask(StateMachine):
         self.attrs.update(changes)
         self._sync()
 
-    def start(self):
+    def start(self) -> Deferred[None]:
         """
         The registry is reachable: register the service (once its check
         passes, with a check).  Harmless when started already, but for a
@@ -231,7 +236,7 @@ class ServiceTask(StateMachine):
         """
         return self._handle("start")
 
-    def stop(self):
+    def stop(self) -> Deferred[None]:
         """
         The manager stops, or this task is being detached: stop retrying
         and close the registration.  (A lost change stream does not stop a
@@ -244,7 +249,7 @@ class ServiceTask(StateMachine):
             self._health.stop()
         return self._handle("stop")
 
-    def refresh(self):
+    def refresh(self) -> None:
         """
         The registry changed: nothing to do, a registration's loss is
         reported by the connection plugin.

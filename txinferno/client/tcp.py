@@ -3,6 +3,9 @@ The TCP connection plugin: a registry reached through its three ports
 (new, find, event), each any client endpoint (TCP, TLS, UNIX...).
 """
 
+from typing import Any
+
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from zope.interface import implementer
 
@@ -10,9 +13,9 @@ from txinferno.client._reconnect import connectionStarter
 from txinferno.client.event import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, EventClientFactory
 from txinferno.client.find import DEFAULT_FIND_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE, runQuery
 from txinferno.client.new import Registrar
-from txinferno.interfaces import IChangeObserver, IRegistryConnection
+from txinferno.interfaces import IChangeObserver, IRegistration, IRegistryConnection
 from txinferno.wire.description import StyxEndpoint, parseDescription
-from txinferno.wire.rules import checkPositiveOptions, queryLine
+from txinferno.wire.rules import AttributesLike, Services, checkPositiveOptions, queryLine
 
 __all__ = [
     "DEFAULT_PROBE_INTERVAL",
@@ -142,7 +145,7 @@ class TCPRegistryConnection:
     def _probe(self):
         return self._query(queryLine(PROBE_QUERY)[0], self._probeTimeout)
 
-    def register(self, name, attrs):
+    def register(self, name: str, attrs: AttributesLike) -> Deferred[IRegistration]:
         """
         Register a service and hold it registered.
 
@@ -162,7 +165,7 @@ class TCPRegistryConnection:
         """
         return self._registrar.register(name, attrs)
 
-    def find(self, attrs):
+    def find(self, attrs: AttributesLike) -> Deferred[Services]:
         """
         Run one query.
 
@@ -179,7 +182,7 @@ class TCPRegistryConnection:
         """
         return self._findServices(attrs)
 
-    def watch(self, observer):
+    def watch(self, observer: IChangeObserver) -> EventClientFactory:
         """
         Open the change stream, and reopen it with backoff whenever it is
         lost, until it is stopped.
@@ -225,7 +228,7 @@ class _ChangesAlsoToRegistrar:
         self._observer.streamLost(reason)
 
 
-def connectionFromString(reactor, description, **options):
+def connectionFromString(reactor: Any, description: str, **options: Any) -> IRegistryConnection:
     """
     Make a connection plugin from a registry description string: the TCP
     plugin for C{tcp:}, the Styx one for C{styx:}.

@@ -30,7 +30,9 @@ Seconds a wait of a recorder may take unless told otherwise.
 
 def _bounded(d: Deferred, timeout: float, clock: IReactorTime | None) -> Deferred:
     if clock is None:
-        from twisted.internet import reactor as clock
+        from twisted.internet import reactor
+
+        clock = reactor
     return d.addTimeout(timeout, clock)
 
 

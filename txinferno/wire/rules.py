@@ -24,11 +24,14 @@ Every failure raises L{ValueError} saying what is wrong.
 
 import math
 import re
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping, Set
+from typing import TypeAlias
 
 from txinferno.wire.words import MAX_LINE, formatLine
 
 __all__ = [
+    "AttributesLike",
+    "Services",
     "PORT_NAMES",
     "READY",
     "RESERVED_NAMES",
@@ -43,6 +46,18 @@ __all__ = [
     "checkPositive",
     "checkPositiveOptions",
 ]
+
+AttributesLike: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[str]
+"""
+An attribute set (or a query) as the API takes it: a mapping, an ordered
+sequence of C{(attr, value)} pairs, or a flat sequence of words
+C{attr value attr value ...}; all L{str}.
+"""
+
+Services: TypeAlias = dict[str, dict[str, str]]
+"""
+Services as the API gives them: C{{name: {attr: value}}}.
+"""
 
 PORT_NAMES = ("new", "find", "event")
 """
@@ -71,6 +86,12 @@ def versionLine(version: int) -> bytes:
         zero-padded, then a newline.
     """
     return b"%08d\n" % (version,)
+
+
+_NAME_RULES = {
+    "bad character in service name": "no character at or below U+0020, '/' or U+007F",
+    "bad service name": "new, event, find, index and the empty string are reserved",
+}
 
 
 def nameError(name: str) -> str | None:
@@ -107,7 +128,7 @@ def _checkText(text, what):
         raise ValueError("%s %r cannot be encoded as UTF-8" % (what, text)) from None
 
 
-def checkName(name):
+def checkName(name: str) -> None:
     """
     Check a service name as the registry would (spec section 2, without the
     duplicate check, which only the registry can make).
@@ -119,17 +140,8 @@ def checkName(name):
     if not isinstance(name, str):
         raise ValueError("service name must be a str, not %s" % (type(name).__name__,))
     error = nameError(name)
-    if error == "bad service name":
-        raise ValueError(
-            "bad service name %r: new, event, find, index and the empty "
-            "string are reserved" % (name,)
-        )
     if error is not None:
-        bad = _BAD_NAME_CHARACTER.search(name).group()
-        raise ValueError(
-            "bad character in service name %r: %r (no character at or "
-            "below U+0020, '/' or U+007F)" % (name, bad)
-        )
+        raise ValueError("%s %r: %s" % (error, name, _NAME_RULES[error]))
     _checkText(name, "service name")
 
 
@@ -168,7 +180,7 @@ def _pairs(attrs):
     return pairs
 
 
-def checkPositive(value, what):
+def checkPositive(value: float, what: str) -> float:
     """
     Check a number of seconds (or bytes) that must be positive and finite.
 
@@ -198,7 +210,7 @@ def checkPositiveOptions(**options):
             checkPositive(value, option)
 
 
-def normaliseAttrs(attrs):
+def normaliseAttrs(attrs: AttributesLike) -> list[tuple[str, str]]:
     """
     Check a set of attributes and give it one shape.
 
@@ -239,7 +251,7 @@ def _words(pairs):
     return [word for pair in pairs for word in pair]
 
 
-def registrationLine(name, attrs):
+def registrationLine(name: str, attrs: AttributesLike) -> tuple[bytes, Iterable[tuple[str, str]]]:
     """
     Check a registration and build its line, C{NAME ATTR VALUE...\\n}.
 
@@ -258,7 +270,7 @@ def registrationLine(name, attrs):
     return _line([name] + _words(pairs), "registration"), pairs
 
 
-def updateLine(attrs):
+def updateLine(attrs: AttributesLike) -> tuple[bytes, list[tuple[str, str]]]:
     """
     Check an update and build its line, C{ATTR VALUE...\\n}.
 
@@ -273,7 +285,7 @@ def updateLine(attrs):
     return _line(_words(pairs), "update"), pairs
 
 
-def queryLine(attrs):
+def queryLine(attrs: AttributesLike) -> tuple[bytes, list[tuple[str, str]]]:
     """
     Check a query and build its line, C{ATTR VALUE...\\n} (a bare newline,
     for no attributes, lists every service).
