@@ -13,7 +13,7 @@ import pytest
 from support import TurnClock
 from twisted.application.service import MultiService
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
@@ -473,3 +473,58 @@ def test_serviceStartedTwice(memory):
     [retry] = memory.clock.getDelayedCalls()
     assert retry is not pending
     assert retry.getTime() - memory.clock.seconds() <= other.initialDelay * 2
+
+
+@implementer(IRegistryTask)
+class RestoringTask(RecordingTask):
+    """
+    A task whose every C{start()} returns a new L{Deferred}, kept in
+    C{restorations}, that the test fires when it likes.
+    """
+
+    def __init__(self):
+        RecordingTask.__init__(self)
+        self.restorations = []
+
+    def start(self):
+        RecordingTask.start(self)
+        d = Deferred()
+        self.restorations.append(d)
+        return d
+
+
+def test_whenRestoredWaitsForEveryStart(memory):
+    """
+    L{whenRestored} fires once every task started since the registry became
+    reachable has restored what it holds, and not before.
+    """
+    tasks = [memory.attach(RestoringTask()) for _ in range(3)]
+    restored = memory.whenRestored()
+    memory.clock.turn()
+    for task in tasks[:-1]:
+        task.restorations[0].callback(None)
+        assert not restored.called
+    tasks[-1].restorations[0].callback(None)
+    assert restored.result is memory
+
+
+def test_staleStartAfterOutageIgnored(memory):
+    """
+    A start still restoring when the registry is lost belongs to that
+    period: when it ends after the registry is back, it neither completes
+    the new restoration nor holds it open.
+    """
+    slow, fast = memory.attach(RestoringTask()), memory.attach(RestoringTask())
+    memory.clock.turn()
+    memory.connection.crash()
+    memory.connection.recover()
+    memory.clock.turn()
+    restored = memory.whenRestored()
+    # The old period's starts end now: the new period is not restored by them.
+    slow.restorations[0].callback(None)
+    fast.restorations[0].callback(None)
+    assert not restored.called
+    fast.restorations[1].callback(None)
+    assert not restored.called
+    slow.restorations[1].callback(None)
+    assert restored.result is memory
