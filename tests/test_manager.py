@@ -528,3 +528,19 @@ def test_staleStartAfterOutageIgnored(memory):
     assert not restored.called
     slow.restorations[1].callback(None)
     assert restored.result is memory
+
+
+def test_startServiceTwice(memory):
+    """
+    Starting a started manager again opens no second change stream and
+    starts no task twice; one stop then leaves no stream open.
+    """
+    task = memory.attach(RecordingTask())
+    memory.clock.advance(0)
+    memory.startService()
+    memory.clock.advance(0)
+    assert len(memory.connection.streams) == 1
+    assert task.calls == ["start"]
+    memory.stopService()
+    assert memory.connection.streams == []
+    assert memory.clock.getDelayedCalls() == []

@@ -275,7 +275,10 @@ class RegistryManager(Service):
     def startService(self) -> None:
         """
         Open the registry's change stream; the tasks start once it is ready.
+        Harmless when started already.
         """
+        if self._state is not _State.STOPPED:
+            return
         Service.startService(self)
         before, after = raiseOpenFileLimit()
         if after > before:
