@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txinferno.client._states import StateMachine
+from txinferno.client._reading import RegistryReader
 from txinferno.errors import RegistryUnavailable
 from txinferno.interfaces import IRegistryTask
 from txinferno.wire.rules import AttributesLike, Services, checkPositive, queryLine
@@ -48,7 +48,7 @@ class _LookupState(Enum):
 
 
 @implementer(IRegistryTask)
-class Lookup(StateMachine):
+class Lookup(RegistryReader):
     """
     Finds the services matching a query once.
 
@@ -89,9 +89,6 @@ class Lookup(StateMachine):
         self._state = _LookupState.waiting
         self._manager: RegistryManager | None = None
         self._deadline: IDelayedCall | None = None
-        self._restoring: Deferred[RegistryManager] | None = None
-        self._finding: Deferred[Services] | None = None
-        self._findStarted = 0.0
         self._lastFailure: str | None = None
 
     def __repr__(self):
@@ -132,17 +129,8 @@ class Lookup(StateMachine):
         The registry changed: the find in flight, or the next one, sees it.
         """
 
-    # Events from what the lookup waits for.
-
-    def _restored(self, manager):
-        self._handle("restored")
-
-    def _notRestored(self, reason):
-        # stop() or the end cancelled the wait.
-        reason.trap(CancelledError)
-
-    def _found(self, services):
-        self._handle("found", services)
+    # Events from what the lookup waits for (and, from RegistryReader,
+    # restored and found).
 
     def _failed(self, reason):
         self._handle("outage" if reason.check(*_OUTAGES) else "failed", reason)
@@ -155,24 +143,6 @@ class Lookup(StateMachine):
         self._handle("cancel")
 
     # Actions.
-
-    def _restore(self):
-        restoring = self._restoring = self._manager.whenRestored()
-        restoring.addCallbacks(self._restored, self._notRestored)
-
-    def _find(self):
-        self._restoring = None
-        self._findStarted = self._manager.clock.seconds()
-        finding = self._finding = self._manager.connection.find(self.attrs)
-        finding.addCallbacks(self._found, self._failed)
-
-    def _cancelRestore(self):
-        restoring, self._restoring = self._restoring, None
-        restoring.cancel()
-
-    def _cancelFind(self):
-        finding, self._finding = self._finding, None
-        finding.cancel()
 
     def _waitAgain(self, reason):
         """
@@ -236,10 +206,8 @@ class Lookup(StateMachine):
         in flight, disarm the deadline, and fail L{deferred} with
         L{CancelledError} (unless it is the one cancelled).
         """
-        if self._restoring is not None:
-            self._cancelRestore()
-        if self._finding is not None:
-            self._cancelFind()
+        self._cancelRestore()
+        self._cancelFind()
         self._end()
         self.deferred.cancel()
 
@@ -256,14 +224,14 @@ class Lookup(StateMachine):
 
     _transitions = {
         _LookupState.waiting: {
-            "start": (_LookupState.restoring, _restore),
+            "start": (_LookupState.restoring, RegistryReader._awaitRestored),
             "expire": (_LookupState.done, _expireWaiting),
             "detach": (_LookupState.done, _abandon),
             "cancel": (_LookupState.done, _abandon),
         },
         _LookupState.restoring: {
-            "restored": (_LookupState.finding, _find),
-            "stop": (_LookupState.waiting, _cancelRestore),
+            "restored": (_LookupState.finding, RegistryReader._find),
+            "stop": (_LookupState.waiting, RegistryReader._cancelRestore),
             "expire": (_LookupState.done, _expireRestoring),
             "detach": (_LookupState.done, _abandon),
             "cancel": (_LookupState.done, _abandon),
@@ -272,7 +240,7 @@ class Lookup(StateMachine):
             "found": (_LookupState.done, _answer),
             "failed": (_LookupState.done, _fail),
             "outage": (_LookupState.waiting, _waitAgain),
-            "stop": (_LookupState.waiting, _cancelFind),
+            "stop": (_LookupState.waiting, RegistryReader._cancelFind),
             "expire": (_LookupState.done, _expireFinding),
             "detach": (_LookupState.done, _abandon),
             "cancel": (_LookupState.done, _abandon),

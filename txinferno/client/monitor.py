@@ -5,12 +5,11 @@ one that comes, changes or goes.
 
 from enum import Enum
 
-from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from txinferno.client._backoff import Backoff
-from txinferno.client._states import StateMachine
+from txinferno.client._reading import RegistryReader
 from txinferno.client.event import DEFAULT_MAX_DELAY
 from txinferno.interfaces import IMonitorObserver, IRegistryTask
 from txinferno.wire.rules import AttributesLike, queryLine
@@ -66,7 +65,7 @@ class _MonitorState(Enum):
 
 
 @implementer(IRegistryTask)
-class Monitor(StateMachine):
+class Monitor(RegistryReader):
     """
     Follows the services matching a query and reports the differences to an
     L{txinferno.interfaces.IMonitorObserver}.
@@ -145,9 +144,6 @@ class Monitor(StateMachine):
         self.services: dict[str, dict[str, str]] = {}
         self.synced = False
         self._state = _MonitorState.stopped
-        self._restoring = None
-        self._finding = None
-        self._findStarted = None
         self._lastChange = None
         self._waitUntil = None
         self._quiet = None
@@ -186,20 +182,8 @@ class Monitor(StateMachine):
         """
         self._handle("change")
 
-    # Events from what the monitor waits for.
-
-    def _restored(self, manager):
-        self._handle("restored")
-
-    def _notRestored(self, reason):
-        # stop() cancelled the wait.
-        reason.trap(CancelledError)
-
-    def _found(self, services):
-        self._handle("found", services)
-
-    def _failed(self, reason):
-        self._handle("failed", reason)
+    # Events from what the monitor waits for (and, from RegistryReader,
+    # restored, found and failed).
 
     def _settled(self):
         """
@@ -227,14 +211,7 @@ class Monitor(StateMachine):
         self._reportedFailure = None
         if self.services and self.settle:
             self._settling = self.manager.clock.callLater(self.settle, self._settled)
-        restoring = self._restoring = self.manager.whenRestored()
-        restoring.addCallbacks(self._restored, self._notRestored)
-
-    def _find(self):
-        self._restoring = None
-        self._findStarted = self.manager.clock.seconds()
-        finding = self._finding = self.manager.connection.find(self.attrs)
-        finding.addCallbacks(self._found, self._failed)
+        self._awaitRestored()
 
     def _answered(self, services):
         """
@@ -282,14 +259,6 @@ class Monitor(StateMachine):
         if self._backoff is None:
             self._backoff = Backoff(self.manager.clock, MAX_WAIT, 2, 0, self.maxDelay)
         self._backoff.schedule(self._retry)
-
-    def _cancelRestore(self):
-        restoring, self._restoring = self._restoring, None
-        restoring.cancel()
-
-    def _cancelFind(self):
-        finding, self._finding = self._finding, None
-        finding.cancel()
 
     def _cancelQuiet(self):
         quiet, self._quiet = self._quiet, None
