@@ -120,27 +120,27 @@ class _Restoration:
 @implementer(IChangeObserver)
 class _StreamListener:
     """
-    Passes one change stream's notifications to its manager, as long as the
-    manager still listens to this stream (a stream stopped by
-    C{stopService} may still report its loss afterwards).
+    Passes one change stream's notifications to its manager until it is
+    detached: a stream stopped by C{stopService} may still report its loss
+    afterwards, to nobody.
     """
 
-    def __init__(self, manager):
-        self._manager = manager
+    def __init__(self, manager: RegistryManager) -> None:
+        self._manager: RegistryManager | None = manager
 
-    def _current(self):
-        return self._manager._listener is self
+    def detach(self) -> None:
+        self._manager = None
 
-    def streamReady(self):
-        if self._current():
+    def streamReady(self) -> None:
+        if self._manager is not None:
             self._manager._streamReady()
 
-    def registryChanged(self, version):
-        if self._current():
+    def registryChanged(self, version: int) -> None:
+        if self._manager is not None:
             self._manager._registryChanged(version)
 
-    def streamLost(self, reason):
-        if self._current():
+    def streamLost(self, reason: Failure) -> None:
+        if self._manager is not None:
             self._manager._streamLost(reason)
 
 
@@ -306,7 +306,9 @@ class RegistryManager(Service):
         self._cancelRefresh()
         self._cancelStarts()
         self._cancelUnreachableWarning()
-        stream, self._stream, self._listener = self._stream, None, None
+        stream, self._stream, listener, self._listener = self._stream, None, self._listener, None
+        if listener is not None:
+            listener.detach()
         closing = [stream.stop()] if stream is not None else []
         if state is _State.CONNECTED:
             closing.extend(self._callTasks("stop"))
