@@ -32,6 +32,8 @@ setup(
             "myst-parser>=2",
             "pydoctor>=24",
             "ruff>=0.15",
+            "mypy>=1.10",
+            "mypy-zope>=1.0",
             "selenium>=4.10",
         ],
     },

@@ -4,12 +4,17 @@ on) the changes of monitored services, through one
 L{txinferno.client.manager.RegistryManager}.
 """
 
+from __future__ import annotations
+
 import os
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet import error
 from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IDelayedCall, IProcessTransport, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
@@ -17,9 +22,13 @@ from txinferno.client.health import checkFromString
 from txinferno.client.monitor import Monitor
 from txinferno.client.observers import MonitorObserver
 from txinferno.client.service import HEALTH_ATTRIBUTE, ServiceTask
+from txinferno.interfaces import IHealthCheck
 from txinferno.wire import attrdb
 from txinferno.wire.rules import normaliseAttrs, registrationLine
 from txinferno.wire.words import formatService, splitWords
+
+if TYPE_CHECKING:
+    from txinferno.client.manager import RegistryManager
 
 __all__ = [
     "parseServiceSpec",
@@ -42,7 +51,7 @@ sent to the registry.
 """
 
 
-def parseServiceSpec(spec):
+def parseServiceSpec(spec: str) -> tuple[str, dict[str, str]]:
     """
     Read a service given on the command line as C{NAME ATTR VALUE...}, words
     quoted as on the registry's wire (C{web descr 'my site'}).
@@ -62,7 +71,7 @@ def parseServiceSpec(spec):
     return name, dict(zip(rest[::2], rest[1::2]))
 
 
-def parseQuerySpec(spec):
+def parseQuerySpec(spec: str) -> list[tuple[str, str]]:
     """
     Read a query given on the command line as C{ATTR VALUE...}.
 
@@ -123,7 +132,7 @@ def readServicesFile(path: str, allowEmpty: bool = False) -> dict[str, dict[str,
     except UnicodeDecodeError as e:
         raise ValueError("not UTF-8: %s" % (e,)) from None
     entries = attrdb.parse(text)
-    services = {}
+    services: dict[str, dict[str, str]] = {}
     for name, pairs in attrdb.servicesOf(entries):
         registrationLine(name, pairs)
         if name in services:
@@ -141,7 +150,9 @@ def readServicesFile(path: str, allowEmpty: bool = False) -> dict[str, dict[str,
     return services
 
 
-def checkServices(services: dict, keepFailing: bool, reactor) -> dict:
+def checkServices(
+    services: Mapping[str, Mapping[str, str]], keepFailing: bool, reactor: Any
+) -> dict[str, IHealthCheck]:
     """
     Check the health checks of services given to the agent: the
     L{CHECK_ATTRIBUTE} attribute of each, when it has one.
@@ -156,7 +167,7 @@ def checkServices(services: dict, keepFailing: bool, reactor) -> dict:
     @return: the check of each service that has one, by name.
     @rtype: L{dict}
     """
-    checks = {}
+    checks: dict[str, IHealthCheck] = {}
     for name, attrs in services.items():
         description = attrs.get(CHECK_ATTRIBUTE)
         if description is None:
@@ -173,7 +184,7 @@ def checkServices(services: dict, keepFailing: bool, reactor) -> dict:
     return checks
 
 
-def queryText(query):
+def queryText(query: Iterable[tuple[str, str]]) -> str:
     """
     @param query: a monitor's query, C{(attr, value)} pairs.
     @return: the query as C{--monitor} takes it (unquoted).
@@ -193,27 +204,29 @@ class ChangeLogger(MonitorObserver):
     """
 
     _log = Logger()
-    lastResync = None
+    lastResync: float | None = None
 
-    def __init__(self, query, clock=None):
+    def __init__(self, query: Sequence[tuple[str, str]], clock: IReactorTime | None = None) -> None:
         """
         @param query: the monitor's query.
         @param clock: the clock of L{lastResync}; the reactor when L{None}.
         """
         if clock is None:
-            from twisted.internet import reactor as clock
+            from twisted.internet import reactor
+
+            clock = reactor
         self.query = query
         self._clock = clock
 
-    def resynced(self):
+    def resynced(self) -> None:
         self.lastResync = self._clock.seconds()
 
-    def added(self, name, attrs):
+    def added(self, name: str, attrs: dict[str, str]) -> None:
         self._log.info(
             "added {name} {attrs} (monitor {query})", name=name, attrs=attrs, query=self.query
         )
 
-    def updated(self, name, attrs, previous):
+    def updated(self, name: str, attrs: dict[str, str], previous: dict[str, str]) -> None:
         self._log.info(
             "updated {name} {attrs}, was {previous} (monitor {query})",
             name=name,
@@ -222,7 +235,7 @@ class ChangeLogger(MonitorObserver):
             query=self.query,
         )
 
-    def removed(self, name, attrs):
+    def removed(self, name: str, attrs: dict[str, str]) -> None:
         self._log.info(
             "removed {name} {attrs} (monitor {query})", name=name, attrs=attrs, query=self.query
         )
@@ -294,7 +307,12 @@ class ChangeCommand(MonitorObserver):
     failures = 0
 
     def __init__(
-        self, reactor, command: str, query, timeout: float = DEFAULT_HOOK_TIMEOUT, clock=None
+        self,
+        reactor: Any,
+        command: str,
+        query: Iterable[tuple[str, str]],
+        timeout: float = DEFAULT_HOOK_TIMEOUT,
+        clock: IReactorTime | None = None,
     ) -> None:
         """
         @param reactor: spawns the command (an L{IReactorProcess}).
@@ -312,23 +330,23 @@ class ChangeCommand(MonitorObserver):
         self._timeout = timeout
         self._query = queryText(query)
         self._pending: dict[str, tuple[str, dict[str, str]]] = {}
-        self._running = None
-        self._deadline = None
-        self._idle: list[Deferred] = []
+        self._running: IProcessTransport | None = None
+        self._deadline: IDelayedCall | None = None
+        self._idle: list[Deferred[None]] = []
         self._stopped = False
 
-    def whenIdle(self):
+    def whenIdle(self) -> Deferred[None]:
         """
         @return: a L{Deferred} that fires with L{None} once no command runs
             and none waits (at once if so now).
         """
         if self._running is None:
             return succeed(None)
-        d = Deferred()
+        d: Deferred[None] = Deferred()
         self._idle.append(d)
         return d
 
-    def stop(self) -> Deferred:
+    def stop(self) -> Deferred[None]:
         """
         Drop the changes still waiting and kill the command that runs, if
         any; no command runs after this.
@@ -346,13 +364,13 @@ class ChangeCommand(MonitorObserver):
             self._kill()
         return self.whenIdle()
 
-    def added(self, name, attrs):
+    def added(self, name: str, attrs: dict[str, str]) -> None:
         self._queue("added", name, attrs)
 
-    def updated(self, name, attrs, previous):
+    def updated(self, name: str, attrs: dict[str, str], previous: dict[str, str]) -> None:
         self._queue("updated", name, attrs)
 
-    def removed(self, name, attrs):
+    def removed(self, name: str, attrs: dict[str, str]) -> None:
         self._queue("removed", name, attrs)
 
     def _queue(self, event, name, attrs):
@@ -461,12 +479,12 @@ class Agent(Service):
 
     def __init__(
         self,
-        makeManager,
-        services=(),
-        monitors=(),
-        servicesFile=None,
-        onChange=None,
-        reactor=None,
+        makeManager: Callable[[], RegistryManager],
+        services: Iterable[tuple[str, Mapping[str, str]]] = (),
+        monitors: Iterable[Sequence[tuple[str, str]]] = (),
+        servicesFile: str | None = None,
+        onChange: str | None = None,
+        reactor: Any = None,
         keepFailing: bool = False,
         allowEmpty: bool = False,
         hookTimeout: float = DEFAULT_HOOK_TIMEOUT,
@@ -490,7 +508,7 @@ class Agent(Service):
         @param hookTimeout: seconds an C{onChange} command may run.
         """
         self._makeManager = makeManager
-        self.manager = None
+        self.manager: RegistryManager | None = None
         self.servicesFile = servicesFile
         self.services: dict[str, ServiceTask] = {}
         self._fixed = dict(services)
@@ -499,12 +517,12 @@ class Agent(Service):
         self._reactor = reactor
         self._keepFailing = keepFailing
         self._allowEmpty = allowEmpty
-        self._reloading = None
-        self._reloadWaiters: list[Deferred] = []
-        self.monitors = []
-        self.changeLoggers = []
-        self.changeCommands = []
-        self.retired = {"losses": 0, "failures": Counter()}
+        self._reloading: Deferred[Any] | None = None
+        self._reloadWaiters: list[Deferred[None]] = []
+        self.monitors: list[Monitor] = []
+        self.changeLoggers: list[ChangeLogger] = []
+        self.changeCommands: list[ChangeCommand] = []
+        self.retired: dict[str, Any] = {"losses": 0, "failures": Counter()}
         for query in monitors:
             logger = ChangeLogger(query, self._reactor)
             self.changeLoggers.append(logger)
@@ -539,7 +557,7 @@ class Agent(Service):
             for name, attrs in wanted.items()
         }
 
-    def startService(self):
+    def startService(self) -> None:
         """
         Attach every task and start the manager.
 
@@ -554,7 +572,7 @@ class Agent(Service):
         Service.startService(self)
         self.manager.startService()
 
-    def stopService(self):
+    def stopService(self) -> Deferred[list[Any]]:
         """
         Kill the C{onChange} commands still running and stop the manager:
         every service is unregistered.
@@ -563,10 +581,11 @@ class Agent(Service):
         """
         Service.stopService(self)
         stopped = [command.stop() for command in self.changeCommands]
+        assert self.manager is not None, "stopped before it started"
         stopped.append(self.manager.stopService())
         return gatherResults(stopped)
 
-    def reload(self):
+    def reload(self) -> Deferred[None]:
         """
         Re-read the services file and register, update or unregister only
         what changed.  A file that cannot be read or parsed, or is not whole
@@ -577,7 +596,7 @@ class Agent(Service):
         @return: a L{Deferred} that fires once the file is applied and the
             services removed are unregistered.
         """
-        d = Deferred()
+        d: Deferred[None] = Deferred()
         self._reloadWaiters.append(d)
         if self._reloading is None:
             self._reloadNext()

@@ -21,16 +21,23 @@ For twisted.web's C{Agent} (and treq), L{InfernoAgentEndpointFactory}
 dials the service a URI's host names.
 """
 
+from __future__ import annotations
+
 import random
 import re
 import socket
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import (
+    IAddress,
     IListeningPort,
+    IProtocol,
+    IProtocolFactory,
+    IReactorCore,
     IStreamClientEndpoint,
     IStreamClientEndpointStringParserWithReactor,
     IStreamServerEndpoint,
@@ -45,12 +52,14 @@ from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from txinferno.errors import TxInfernoError
+from txinferno.interfaces import IRegistryConnection
 from txinferno.wire.description import defaultRegistry, parseRegistryDescription, tcpAddress
 from txinferno.wire.dialaddress import dialAddressEndpoint, formatDialAddress
-from txinferno.wire.rules import PORT_NAMES, checkName, normaliseAttrs, queryLine
+from txinferno.wire.rules import PORT_NAMES, AttributesLike, checkName, normaliseAttrs, queryLine
 
 if TYPE_CHECKING:
     from txinferno.client.manager import RegistryManager
+    from txinferno.client.service import ServiceTask
 
 __all__ = [
     "InfernoClientEndpoint",
@@ -72,7 +81,7 @@ next one, as L{twisted.internet.endpoints.HostnameEndpoint} does.
 """
 
 
-def serviceAddress(name, attrs):
+def serviceAddress(name: str, attrs: Mapping[str, str]) -> str:
     """
     The dial address of a service found in a registry: its C{addr}
     attribute if it has one, else its name (by Inferno's custom, services
@@ -104,7 +113,7 @@ class InfernoLookupFailed(ConnectError, TxInfernoError):
         )
         ConnectError.__init__(self, string=self.message)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.message
 
 
@@ -137,7 +146,7 @@ class InfernoServiceUnreachable(ConnectError, TxInfernoError):
             )
         ConnectError.__init__(self, string=self.message)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.message
 
 
@@ -336,9 +345,9 @@ class InfernoClientEndpoint:
 
     def __init__(
         self,
-        reactor,
-        connection,
-        query,
+        reactor: Any,
+        connection: IRegistryConnection,
+        query: AttributesLike,
         choose: str = "first",
         timeout: float = 30,
         attemptDelay: float = ATTEMPT_DELAY,
@@ -375,7 +384,7 @@ class InfernoClientEndpoint:
         self._attemptDelay = attemptDelay
         self._name = name
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<InfernoClientEndpoint %s %r>" % (self._connection.description, self._query)
 
     def _queryText(self):
@@ -384,7 +393,7 @@ class InfernoClientEndpoint:
             return ("name=%s %s" % (self._name, text)).rstrip()
         return text or "(everything)"
 
-    def connect(self, protocolFactory):
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         """
         Look the services up and race connections to them.
 
@@ -409,7 +418,13 @@ class InfernoAgentEndpointFactory:
     service named C{web}.
     """
 
-    def __init__(self, reactor, connection, query: Any = (), **options: Any) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        connection: IRegistryConnection,
+        query: AttributesLike = (),
+        **options: Any,
+    ) -> None:
         """
         @param reactor: the reactor to connect with.
         @param connection: how to reach the registry.
@@ -460,7 +475,13 @@ class RegisteredPort:
     @type manager: L{txinferno.client.manager.RegistryManager}
     """
 
-    def __init__(self, port, manager, service, reactor=None):
+    def __init__(
+        self,
+        port: IListeningPort,
+        manager: RegistryManager,
+        service: ServiceTask,
+        reactor: IReactorCore | None = None,
+    ) -> None:
         """
         @param port: the inner endpoint's listening port.
         @param manager: the manager C{service} is attached to.
@@ -475,8 +496,8 @@ class RegisteredPort:
         self.manager = manager
         self.service = service
         self._reactor = reactor
-        self._shutdownTrigger = None
-        self._managerStopped = None
+        self._shutdownTrigger: object | None = None
+        self._managerStopped: Deferred[None] | None = None
         if reactor is not None:
             self._shutdownTrigger = reactor.addSystemEventTrigger(
                 "before", "shutdown", self._reactorStopping
@@ -508,7 +529,7 @@ class RegisteredPort:
         self._shutdownTrigger = None
         return self._stopManager()
 
-    def whenRegistered(self):
+    def whenRegistered(self) -> Deferred[ServiceTask]:
         """
         @return: a L{Deferred} that fires with the
             L{txinferno.client.service.ServiceTask} (the port's C{service})
@@ -520,12 +541,12 @@ class RegisteredPort:
         """
         return self.service.whenRegistered()
 
-    def startListening(self):
+    def startListening(self) -> None:
         """
         Listening starts when the endpoint's C{listen} does; nothing to do.
         """
 
-    def stopListening(self):
+    def stopListening(self) -> Deferred[None]:
         """
         Unregister the service, then stop listening.
 
@@ -538,7 +559,7 @@ class RegisteredPort:
         d.addCallback(lambda _: self._port.stopListening())
         return d
 
-    def getHost(self):
+    def getHost(self) -> IAddress:
         """
         @return: the address of the listening port.
         """
@@ -562,13 +583,13 @@ class RegisteredServerEndpoint:
 
     def __init__(
         self,
-        reactor,
-        inner,
-        connection=None,
-        attrs=(),
+        reactor: Any,
+        inner: IStreamServerEndpoint,
+        connection: IRegistryConnection | None = None,
+        attrs: AttributesLike = (),
         name: str | None = None,
         host: str | None = None,
-        manager: Optional["RegistryManager"] = None,
+        manager: RegistryManager | None = None,
     ) -> None:
         """
         @param inner: the endpoint to listen on.
@@ -632,7 +653,11 @@ class RegisteredServerEndpoint:
         manager.startService()
         return RegisteredPort(port, manager, service, self._reactor)
 
-    def listen(self, protocolFactory):
+    # Deferred is invariant, so the interface's Deferred[IListeningPort] does not
+    # admit the Deferred[RegisteredPort] (an IListeningPort) given here.
+    def listen(  # type: ignore[override]
+        self, protocolFactory: IProtocolFactory
+    ) -> Deferred[RegisteredPort]:
         """
         Listen, and register the service.
 
@@ -700,7 +725,7 @@ class InfernoClientParser:
 
     prefix = "inferno"
 
-    def parseStreamClient(self, reactor, *args, **kwargs):
+    def parseStreamClient(self, reactor: Any, *args: Any, **kwargs: Any) -> InfernoClientEndpoint:
         options, pairs = _split(kwargs, ("registry", "choose", "timeout", "attemptDelay", "name"))
         _checkRegistry("inferno", options.get("registry"), args, kwargs)
         if len(args) % 2:
@@ -735,7 +760,9 @@ class RegisteredServerParser:
 
     prefix = "registered"
 
-    def parseStreamServer(self, reactor, *args, **kwargs):
+    def parseStreamServer(
+        self, reactor: Any, *args: Any, **kwargs: Any
+    ) -> RegisteredServerEndpoint:
         unescaped = [k for k in kwargs if ":" in k]
         if unescaped:
             raise ValueError(

@@ -19,10 +19,14 @@ Exit status: 0 when something was found, 1 when nothing was, 2 on error
 line was bad).
 """
 
+from __future__ import annotations
+
 import json
 import os
 import stat
 import sys
+from collections.abc import Sequence
+from typing import IO, Any, NoReturn
 
 from twisted.internet.defer import Deferred, DeferredQueue, ensureDeferred, succeed
 from twisted.internet.protocol import Protocol
@@ -38,7 +42,7 @@ from txinferno.client.observers import ConnectionStateObserver, MonitorObserver
 from txinferno.client.tcp import connectionFromString
 from txinferno.errors import RegistryUnavailable
 from txinferno.wire.description import DEFAULT_REGISTRY, REGISTRY_ENVIRONMENT, defaultRegistry
-from txinferno.wire.rules import queryLine
+from txinferno.wire.rules import Services, queryLine
 from txinferno.wire.words import MAX_LINE, LineAssembler, formatLine, formatService, splitWords
 
 __all__ = ["Options", "main", "run"]
@@ -90,20 +94,20 @@ class Options(usage.Options):
         ],
     ]
 
-    def opt_version(self):
+    def opt_version(self) -> NoReturn:
         """
         Display txinferno's version and exit.
         """
         print("regquery (txinferno) %s" % (__version__,))
         sys.exit(0)
 
-    def parseArgs(self, *query):
+    def parseArgs(self, *query: str) -> None:
         if len(query) % 2:
             raise usage.UsageError("odd number of words in query: give attr value pairs")
         self["query"] = list(zip(query[::2], query[1::2]))
         queryLine(self["query"])
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         if self["registry"] is None:
             self["registry"] = defaultRegistry()
         if self["all"] and self["query"]:
@@ -118,7 +122,7 @@ def _serviceLine(name, attrs):
     return formatService(name, attrs).decode("utf-8")
 
 
-def formatAnswer(services, names=False, asJSON=False):
+def formatAnswer(services: Services, names: bool = False, asJSON: bool = False) -> str:
     """
     Format an answer as C{regquery} prints it.
 
@@ -317,7 +321,7 @@ async def _watch(reactor, options, out, err, interrupted):
     return FOUND if monitor.services else NOT_FOUND
 
 
-def parse(argv, err):
+def parse(argv: Sequence[str], err: IO[str]) -> Options | None:
     """
     Parse C{regquery}'s command line.
 
@@ -335,7 +339,14 @@ def parse(argv, err):
     return options
 
 
-def run(reactor, argv, stdin, out, err, interrupted):
+def run(
+    reactor: Any,
+    argv: Sequence[str] | Options,
+    stdin: IO[str],
+    out: IO[str],
+    err: IO[str],
+    interrupted: Deferred[None],
+) -> Deferred[int]:
     """
     Run C{regquery}.
 
@@ -368,7 +379,7 @@ def _oneLine(error):
     return " ".join(text.split()).rstrip(".")
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> NoReturn:
     """
     The C{regquery} console script: run, and exit with its status.  An
     interrupt (C{SIGINT}, C{SIGTERM}) ends C{--watch} cleanly.  The command
@@ -382,9 +393,9 @@ def main(argv=None):
 
     from twisted.internet import reactor
 
-    interrupted = Deferred()
-    status = []
-    done = Deferred()
+    interrupted: Deferred[None] = Deferred()
+    status: list[int] = []
+    done: Deferred[None] = Deferred()
 
     def finished(code):
         status.append(code)

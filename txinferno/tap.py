@@ -14,12 +14,18 @@ endpoint string for one::
         --monitor "proto *" --on-change ./changed.sh
 """
 
+from __future__ import annotations
+
 import ipaddress
 import os
 import signal
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn
 
 from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -299,21 +305,21 @@ class Options(usage.Options):
         ],
     ]
 
-    def __init__(self):
+    def __init__(self) -> None:
         usage.Options.__init__(self)
         self["service"] = []
         self["monitor"] = []
         # The help text wraps each option's text itself: one paragraph each.
         self.docs = {name: doc and " ".join(doc.split()) for name, doc in self.docs.items()}
 
-    def opt_version(self):
+    def opt_version(self) -> NoReturn:
         """
         Display txinferno's version and exit.
         """
         print("twistd regmgr (txinferno) %s" % (__version__,))
         raise SystemExit(0)
 
-    def opt_service(self, spec):
+    def opt_service(self, spec: str) -> None:
         """
         Keep a service registered: 'NAME [ATTR VALUE]...', words quoted as on
         the registry's wire (repeatable); an attribute 'check' is its health
@@ -325,7 +331,7 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError("--service %s: %s" % (spec, e)) from None
 
-    def opt_monitor(self, spec):
+    def opt_monitor(self, spec: str) -> None:
         """
         Log every service matching 'ATTR VALUE...' that comes, changes or goes
         (repeatable).
@@ -336,7 +342,7 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError("--monitor %s: %s" % (spec, e)) from None
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         if self["registry"] is None and self.agentWanted and REGISTRY_ENVIRONMENT in os.environ:
             self["registry"] = defaultRegistry()
             self.registryFrom = "$" + REGISTRY_ENVIRONMENT
@@ -387,7 +393,7 @@ class Options(usage.Options):
                 raise usage.UsageError("--web %s: bad endpoint: %s" % (web, e)) from None
 
     @property
-    def agentWanted(self):
+    def agentWanted(self) -> bool:
         """
         Whether there are services to keep or monitors to run.
         """
@@ -499,20 +505,25 @@ class RegistryPortsService(Service):
 
     _log = Logger()
 
-    def __init__(self, server, endpoints, also=()):
+    def __init__(
+        self,
+        server: RegistryServer,
+        endpoints: Sequence[IStreamServerEndpoint],
+        also: Iterable[tuple[str, IStreamServerEndpoint, IProtocolFactory]] = (),
+    ) -> None:
         self.server = server
         self.endpoints = endpoints
         self.also = list(also)
-        self._listening = None
+        self._listening: Deferred[Any] | None = None
 
-    def privilegedStartService(self):
+    def privilegedStartService(self) -> None:
         failure = self._listen()
         if failure is not None:
             self._log.error("{error}", error=failure.getErrorMessage())
             raise SystemExit(1)
         Service.privilegedStartService(self)
 
-    def startService(self):
+    def startService(self) -> None:
         if self._listening is None:
             failure = self._listen()
             if failure is not None:
@@ -532,13 +543,13 @@ class RegistryPortsService(Service):
             return outcome[0]
         return None
 
-    def stopService(self):
+    def stopService(self) -> Deferred[None]:
         Service.stopService(self)
         self._listening = None
         return self.server.stopListening()
 
 
-def makeService(options, reactor=None):
+def makeService(options: Options, reactor: Any = None) -> MultiService:
     """
     Build the C{regmgr} service: the registry server unless C{--registry}
     (or, for an agent, C{$TXINFERNO_REGISTRY}) names another registry, and
@@ -556,7 +567,8 @@ def makeService(options, reactor=None):
     """
     if reactor is None:
         from twisted.internet import reactor
-    service = MultiService()
+    # Any: the MultiService carries the server, styxServer, agent and web attributes.
+    service: Any = MultiService()
     service.server = service.styxServer = service.agent = None
     maxDelay = options["max-retry-delay"]
     if options["registry"] is not None:

@@ -21,13 +21,14 @@ import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from constantly import NamedConstant, Names
 from twisted.internet import error
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
@@ -80,7 +81,7 @@ class _CheckOptions:
     and C{fall} (see L{IHealthCheck}).
     """
 
-    def __init__(self, interval: float, timeout: float, rise: int, fall: int):
+    def __init__(self, interval: float, timeout: float, rise: int, fall: int) -> None:
         """
         @raise ValueError: for a C{interval} or C{timeout} that is not a
             positive number, or a C{rise} or C{fall} that is not a positive
@@ -99,7 +100,9 @@ class _CheckOptions:
         self.rise = rise
         self.fall = fall
 
-    def __repr__(self):
+    description: str
+
+    def __repr__(self) -> str:
         return "<%s %s>" % (type(self).__name__, self.description)
 
 
@@ -121,7 +124,7 @@ class TCPConnectCheck(_CheckOptions):
 
     def __init__(
         self,
-        reactor,
+        reactor: Any,
         host: str,
         port: int,
         *,
@@ -129,7 +132,7 @@ class TCPConnectCheck(_CheckOptions):
         timeout: float = TIMEOUT,
         rise: int = RISE,
         fall: int = FALL,
-    ):
+    ) -> None:
         """
         @param reactor: an L{IReactorTCP} (and L{IReactorTime} for host
             names, resolved at each run).
@@ -148,7 +151,7 @@ class TCPConnectCheck(_CheckOptions):
         self.description = "tcp:%s:%d" % ("[%s]" % host if ":" in host else host, port)
         self._endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
 
-    def check(self) -> Deferred:
+    def check(self) -> Deferred[None]:
         """
         Connect once.
 
@@ -178,14 +181,14 @@ class HTTPGetCheck(_CheckOptions):
 
     def __init__(
         self,
-        reactor,
+        reactor: Any,
         url: str,
         *,
         interval: float = INTERVAL,
         timeout: float = TIMEOUT,
         rise: int = RISE,
         fall: int = FALL,
-    ):
+    ) -> None:
         """
         @param reactor: the reactor the request is made with.
         @param url: an C{http://} or C{https://} URL.
@@ -207,7 +210,7 @@ class HTTPGetCheck(_CheckOptions):
         self.description = url
         self._agent = Agent(reactor, connectTimeout=timeout)
 
-    def check(self) -> Deferred:
+    def check(self) -> Deferred[None]:
         """
         Make one request.
 
@@ -285,14 +288,14 @@ class CommandCheck(_CheckOptions):
 
     def __init__(
         self,
-        reactor,
+        reactor: Any,
         argv: Sequence[str],
         *,
         interval: float = INTERVAL,
         timeout: float = TIMEOUT,
         rise: int = RISE,
         fall: int = FALL,
-    ):
+    ) -> None:
         """
         @param reactor: an L{IReactorProcess}.
         @param argv: the command and its arguments; a command without a
@@ -314,7 +317,7 @@ class CommandCheck(_CheckOptions):
         self.description = "exec:" + " ".join(argv)
         self._reactor = reactor
 
-    def check(self) -> Deferred:
+    def check(self) -> Deferred[None]:
         """
         Run the command once.
 
@@ -333,7 +336,7 @@ class CommandCheck(_CheckOptions):
             except error.ProcessExitedAlready:
                 pass
 
-        done: Deferred[object] = Deferred(kill)
+        done: Deferred[None] = Deferred(kill)
 
         def deliver(result):
             # A cancelled run has already failed with CancelledError; the
@@ -407,7 +410,7 @@ class HealthMonitor:
         check: IHealthCheck,
         clock: IReactorTime,
         stateChanged: Callable[[NamedConstant, Failure | None], None],
-    ):
+    ) -> None:
         """
         @param check: the check to run.
         @param clock: an L{IReactorTime} for the interval and the timeout.
@@ -417,16 +420,16 @@ class HealthMonitor:
         """
         self.check = check
         self.state = HealthState.unknown
-        self.reason = None
+        self.reason: Failure | None = None
         self._clock = clock
         self._stateChanged = stateChanged
         self._passes = 0
         self._failures = 0
         self._running = False
-        self._run = None
-        self._next = None
+        self._run: Deferred[None] | None = None
+        self._next: IDelayedCall | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<HealthMonitor %s %s>" % (self.check.description, self.state.name)
 
     def start(self) -> None:
@@ -502,7 +505,7 @@ class HealthMonitor:
 _OPTIONS = {"interval": float, "timeout": float, "rise": int, "fall": int}
 
 
-def checkFromString(reactor, description: str) -> IHealthCheck:
+def checkFromString(reactor: Any, description: str) -> IHealthCheck:
     """
     Make a check from its description: words quoted as on the registry's
     wire, the first saying what to check, and trailing C{OPTION=VALUE}
@@ -522,7 +525,7 @@ def checkFromString(reactor, description: str) -> IHealthCheck:
         words a TCP or HTTP check does not take, or a command not found.
     """
     words = splitWords(description)
-    options = {}
+    options: dict[str, Any] = {}
     while len(words) > 1 and "=" in words[-1]:
         option, value = words[-1].split("=", 1)
         if option not in _OPTIONS:

@@ -27,14 +27,21 @@ listening and every open connection is aborted; L{EmbeddedRegistry.start}
 then serves again on the same ports.
 """
 
+from __future__ import annotations
+
+import os
 from collections import deque
+from collections.abc import AsyncIterator
+from typing import IO, Any
 
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IReactorTCP
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 
 from txinferno.server.protocols import RegistryServer
-from txinferno.server.registry import Registry
+from txinferno.server.registry import RegisteredService, Registry
 from txinferno.server.styx import StyxRegistryServer
 
 __all__ = ["EmbeddedRegistry", "RawConnection", "connectRaw", "exchange"]
@@ -60,7 +67,14 @@ class EmbeddedRegistry:
     @ivar running: whether it is listening.
     """
 
-    def __init__(self, reactor=None, host="127.0.0.1", static=None, backlog=1024, **serverOptions):
+    def __init__(
+        self,
+        reactor: Any = None,
+        host: str = "127.0.0.1",
+        static: str | os.PathLike[str] | IO[str] | IO[bytes] | None = None,
+        backlog: int = 1024,
+        **serverOptions: Any,
+    ) -> None:
         """
         @param reactor: the reactor; the global one when L{None}.
         @param host: the IPv4 address to listen on.
@@ -77,15 +91,15 @@ class EmbeddedRegistry:
         self.static = static
         self.backlog = backlog
         self.serverOptions = serverOptions
-        self.registry = None
-        self.server = None
-        self.styxServer = None
+        self.registry: Registry | None = None
+        self.server: RegistryServer | None = None
+        self.styxServer: StyxRegistryServer | None = None
         self.newPort = self.findPort = self.eventPort = self.styxPort = 0
         self.running = False
-        self._waiters = []
+        self._waiters: list[tuple[str, Deferred[RegisteredService]]] = []
 
     @property
-    def description(self):
+    def description(self) -> str:
         """
         The registry description string:
         C{tcp:host=HOST:new=PORT:find=PORT:event=PORT}.
@@ -98,13 +112,13 @@ class EmbeddedRegistry:
         )
 
     @property
-    def styxAddress(self):
+    def styxAddress(self) -> tuple[str, int]:
         """
         Where the Styx port listens: C{(host, port)}.
         """
         return (self.host, self.styxPort)
 
-    def start(self):
+    def start(self) -> Deferred[EmbeddedRegistry]:
         """
         Serve a fresh registry (static services loaded): on ports chosen by
         the system the first time, on the same ports afterwards.
@@ -143,7 +157,7 @@ class EmbeddedRegistry:
         d = self.server.listen(*endpoints[:3]).addCallback(listening)
         return d.addCallback(styxListening)
 
-    def stop(self):
+    def stop(self) -> Deferred[None]:
         """
         Stop listening and abort every open connection, as a crash of the
         registry would.  Does nothing when not running.
@@ -154,12 +168,13 @@ class EmbeddedRegistry:
         if not self.running:
             return succeed(None)
         self.running = False
-        servers = [self.server, self.styxServer]
+        assert self.server is not None and self.styxServer is not None
+        servers: list[RegistryServer | StyxRegistryServer] = [self.server, self.styxServer]
         d = gatherResults([s.stopListening() for s in servers])
         d.addCallback(lambda _: gatherResults([s.disconnectAll() for s in servers]))
         return d.addCallback(lambda _: None)
 
-    def waitFor(self, name, timeout=10):
+    def waitFor(self, name: str, timeout: float | None = 10) -> Deferred[RegisteredService]:
         """
         Wait until a service called C{name} is in the registry: registered
         by a client, or registered again after L{restart}, whatever the
@@ -174,13 +189,16 @@ class EmbeddedRegistry:
         """
         if self.registry is not None and name in self.registry:
             return succeed(self.registry[name])
-        waiter = (name, Deferred(lambda d: self._waiters.remove(waiter)))
+        waiter: tuple[str, Deferred[RegisteredService]] = (
+            name,
+            Deferred(lambda d: self._waiters.remove(waiter)),
+        )
         self._waiters.append(waiter)
         if timeout is not None:
             waiter[1].addTimeout(timeout, self.reactor)
         return waiter[1]
 
-    def _changed(self, registry):
+    def _changed(self, registry: Registry) -> None:
         if registry is not self.registry:
             return
         for waiter in list(self._waiters):
@@ -189,7 +207,7 @@ class EmbeddedRegistry:
                 self._waiters.remove(waiter)
                 d.callback(registry[name])
 
-    def restart(self):
+    def restart(self) -> Deferred[EmbeddedRegistry]:
         """
         L{stop}, then L{start} with a fresh, empty registry (static services
         reloaded) on the same ports.
@@ -210,15 +228,15 @@ class RawConnection(Protocol):
         L{None} while it is open.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.received = b""
-        self.lost = None
+        self.lost: Failure | None = None
         self._buffer = b""
-        self._lines = deque()
-        self._lineWaiters = deque()
-        self._closeWaiters = []
+        self._lines: deque[bytes] = deque()
+        self._lineWaiters: deque[Deferred[bytes]] = deque()
+        self._closeWaiters: list[Deferred[bytes]] = []
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self.received += data
         self._buffer += data
         *lines, self._buffer = self._buffer.split(b"\n")
@@ -228,7 +246,7 @@ class RawConnection(Protocol):
             else:
                 self._lines.append(line)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost = reason
         waiting, self._lineWaiters = self._lineWaiters, deque()
         for d in waiting:
@@ -237,15 +255,16 @@ class RawConnection(Protocol):
         for d in closeWaiters:
             d.callback(self.received)
 
-    def send(self, data):
+    def send(self, data: bytes) -> None:
         """
         Send C{data} in one write.
 
         @type data: L{bytes}
         """
+        assert self.transport is not None
         self.transport.write(data)
 
-    def readLine(self):
+    def readLine(self) -> Deferred[bytes]:
         """
         @return: a L{Deferred} that fires with the next line received
             (without its newline), or fails with the reason the connection
@@ -255,32 +274,33 @@ class RawConnection(Protocol):
             return succeed(self._lines.popleft())
         if self.lost is not None:
             return fail(self.lost)
-        d = Deferred()
+        d: Deferred[bytes] = Deferred()
         self._lineWaiters.append(d)
         return d
 
-    def whenClosed(self):
+    def whenClosed(self) -> Deferred[bytes]:
         """
         @return: a L{Deferred} that fires with every byte received once the
             connection is closed.
         """
         if self.lost is not None:
             return succeed(self.received)
-        d = Deferred()
+        d: Deferred[bytes] = Deferred()
         self._closeWaiters.append(d)
         return d
 
-    def close(self):
+    def close(self) -> Deferred[bytes]:
         """
         Close the connection.
 
         @return: see L{whenClosed}.
         """
+        assert self.transport is not None
         self.transport.loseConnection()
         return self.whenClosed()
 
 
-def connectRaw(reactor, host, port):
+def connectRaw(reactor: IReactorTCP, host: str, port: int) -> Deferred[RawConnection]:
     """
     Open a L{RawConnection}.
 
@@ -289,7 +309,7 @@ def connectRaw(reactor, host, port):
     return connectProtocol(TCP4ClientEndpoint(reactor, host, port), RawConnection())
 
 
-def exchange(reactor, host, port, data):
+def exchange(reactor: IReactorTCP, host: str, port: int, data: bytes) -> Deferred[bytes]:
     """
     Connect, send C{data} in one write and wait for the server to close.
 
@@ -312,7 +332,7 @@ else:
     __all__.append("registry_server")
 
     @pytest_twisted.async_yield_fixture
-    async def registry_server():
+    async def registry_server() -> AsyncIterator[EmbeddedRegistry]:
         """
         A pytest fixture: a running L{EmbeddedRegistry}, stopped after the
         test.

@@ -16,10 +16,14 @@ L{RegistryFaultProxy} does the same for the three ports of a registry at
 once and gives the registry description string to give the client.
 """
 
+from __future__ import annotations
+
 from collections import deque
+from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
@@ -249,7 +253,9 @@ class FaultProxy:
 
     _log = Logger()
 
-    def __init__(self, reactor, targetHost, targetPort, host="127.0.0.1"):
+    def __init__(
+        self, reactor: Any, targetHost: str, targetPort: int, host: str = "127.0.0.1"
+    ) -> None:
         self._reactor = reactor
         self._targetHost = targetHost
         self._targetPort = targetPort
@@ -257,23 +263,23 @@ class FaultProxy:
         self.port = 0
         self.blackhole = False
         self.dropped = 0
-        self.delay = 0
+        self.delay: float = 0
         self.oneByteChunks = False
         self.holdCloses = False
         self.stalled = False
-        self.closeDelay = 0
+        self.closeDelay: float = 0
         self._cutArmed = False
-        self._listening = None
-        self._pairs = set()
+        self._listening: IListeningPort | None = None
+        self._pairs: set[_Pair] = set()
 
     @property
-    def connections(self):
+    def connections(self) -> int:
         """
         The number of connections open through the proxy.
         """
         return len(self._pairs)
 
-    def start(self):
+    def start(self) -> Deferred[FaultProxy]:
         """
         Listen (on a free port the first time, on the same port after).
 
@@ -289,7 +295,7 @@ class FaultProxy:
 
         return d.addCallback(listening)
 
-    def accept(self):
+    def accept(self) -> Deferred[FaultProxy]:
         """
         Accept new connections again after L{refuse}.
 
@@ -299,7 +305,7 @@ class FaultProxy:
             return succeed(self)
         return self.start()
 
-    def refuse(self):
+    def refuse(self) -> Deferred[None]:
         """
         Stop listening, so that new connections are refused; open ones stay.
 
@@ -308,9 +314,10 @@ class FaultProxy:
         port, self._listening = self._listening, None
         if port is None:
             return succeed(None)
-        return port.stopListening()
+        # A TCP port's stopListening returns a Deferred; IListeningPort allows None.
+        return port.stopListening()  # type: ignore[return-value]
 
-    def resetAll(self):
+    def resetAll(self) -> Deferred[list[None]]:
         """
         Abort every connection through the proxy, on both sides.
 
@@ -321,13 +328,13 @@ class FaultProxy:
             pair.abort()
         return gatherResults([pair.whenLost() for pair in pairs])
 
-    def stall(self):
+    def stall(self) -> None:
         """
         Hold every byte and close from now on (see L{stalled}).
         """
         self.stalled = True
 
-    def resume(self):
+    def resume(self) -> None:
         """
         End a L{stall}: forward what waited, in order, and go on forwarding.
         """
@@ -337,14 +344,14 @@ class FaultProxy:
                 if end is not None and end.direction is not None:
                     end.direction.resume()
 
-    def cutNextChunk(self):
+    def cutNextChunk(self) -> None:
         """
         Cut the next chunk in either direction in the middle of its first
         line: forward the first half of that line, then close both ends.
         """
         self._cutArmed = True
 
-    def stop(self):
+    def stop(self) -> Deferred[list[Any]]:
         """
         Stop listening and abort every connection.
 
@@ -362,14 +369,22 @@ class RegistryFaultProxy:
     @ivar event: the proxy in front of the event port.
     """
 
-    def __init__(self, reactor, host, newPort, findPort, eventPort, listenHost="127.0.0.1"):
+    def __init__(
+        self,
+        reactor: Any,
+        host: str,
+        newPort: int,
+        findPort: int,
+        eventPort: int,
+        listenHost: str = "127.0.0.1",
+    ) -> None:
         self.new = FaultProxy(reactor, host, newPort, listenHost)
         self.find = FaultProxy(reactor, host, findPort, listenHost)
         self.event = FaultProxy(reactor, host, eventPort, listenHost)
         self.proxies = (self.new, self.find, self.event)
 
     @property
-    def description(self):
+    def description(self) -> str:
         """
         The registry description string that reaches the registry through
         the proxies.
@@ -381,10 +396,10 @@ class RegistryFaultProxy:
             self.event.port,
         )
 
-    def _each(self, method):
+    def _each(self, method: str) -> Deferred[list[Any]]:
         return gatherResults([getattr(p, method)() for p in self.proxies])
 
-    def start(self):
+    def start(self) -> Deferred[RegistryFaultProxy]:
         """
         Start the three proxies.
 
@@ -392,45 +407,45 @@ class RegistryFaultProxy:
         """
         return self._each("start").addCallback(lambda _: self)
 
-    def refuse(self):
+    def refuse(self) -> Deferred[list[Any]]:
         """
         Refuse new connections on all three ports.
         """
         return self._each("refuse")
 
-    def accept(self):
+    def accept(self) -> Deferred[list[Any]]:
         """
         Accept new connections again on all three ports.
         """
         return self._each("accept")
 
-    def resetAll(self):
+    def resetAll(self) -> Deferred[list[Any]]:
         """
         Abort every connection on all three ports.
         """
         return self._each("resetAll")
 
-    def stop(self):
+    def stop(self) -> Deferred[list[Any]]:
         """
         Stop all three proxies.
         """
         return self._each("stop")
 
-    def setBlackhole(self, on):
+    def setBlackhole(self, on: bool) -> None:
         """
         Switch the black hole on or off on all three ports.
         """
         for proxy in self.proxies:
             proxy.blackhole = on
 
-    def stall(self):
+    def stall(self) -> None:
         """
         Stall all three ports (see L{FaultProxy.stall}).
         """
         for proxy in self.proxies:
             proxy.stall()
 
-    def resume(self):
+    def resume(self) -> None:
         """
         Resume all three ports (see L{FaultProxy.resume}).
         """

@@ -29,18 +29,23 @@ L{MemoryConnection.crash} and L{MemoryConnection.recover} play an outage::
     connection.recover()    # the registry is back, with its services
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
-from twisted.test.iosim import ConnectionCompleter
+from twisted.test.iosim import ConnectionCompleter, IOPump
 from zope.interface import implementer
 
 from txinferno.errors import RegistrationLost, RegistrationRejected, RegistryError
-from txinferno.interfaces import IChangeStream, IRegistration, IRegistryConnection
+from txinferno.interfaces import IChangeObserver, IChangeStream, IRegistration, IRegistryConnection
 from txinferno.server.protocols import RegistryServer
-from txinferno.server.registry import Registry
-from txinferno.wire.rules import queryLine, registrationLine, updateLine
+from txinferno.server.registry import RegisteredService, Registry
+from txinferno.wire.rules import AttributesLike, Services, queryLine, registrationLine, updateLine
 from txinferno.wire.words import splitWords
 
 __all__ = ["InMemoryRegistry", "MemoryConnection", "MemoryRegistration", "MemoryStream"]
@@ -52,30 +57,35 @@ class MemoryRegistration:
     A registration held in a L{MemoryConnection}'s registry.
     """
 
-    def __init__(self, connection, service, attrs):
+    def __init__(
+        self,
+        connection: MemoryConnection,
+        service: RegisteredService,
+        attrs: Iterable[tuple[str, str]],
+    ) -> None:
         self._connection = connection
-        self._service = service
-        self._lost = []
+        self._service: RegisteredService | None = service
+        self._lost: list[Deferred[None]] = []
         self.name = service.name
         self.attrs = dict(attrs)
 
-    def update(self, attrs):
+    def update(self, attrs: AttributesLike) -> None:
         line, pairs = updateLine(attrs)
         if self._service is None:
             raise RegistrationLost(self.name)
         self._connection.registry.update(self._service, splitWords(line))
         self.attrs.update(pairs)
 
-    def unregister(self):
+    def unregister(self) -> Deferred[None]:
         self._end(None)
         return succeed(None)
 
-    def whenLost(self):
-        d = Deferred()
+    def whenLost(self) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
         self._lost.append(d)
         return d
 
-    def _end(self, reason):
+    def _end(self, reason: Failure | None) -> None:
         service, self._service = self._service, None
         if service is None:
             return
@@ -91,12 +101,12 @@ class MemoryStream:
     A change stream of a L{MemoryConnection}.
     """
 
-    def __init__(self, connection, observer):
+    def __init__(self, connection: MemoryConnection, observer: IChangeObserver) -> None:
         self._connection = connection
         self.observer = observer
         self.connected = False
 
-    def stop(self):
+    def stop(self) -> Deferred[None]:
         self._connection.streams.remove(self)
         if self.connected:
             self.connected = False
@@ -115,14 +125,14 @@ class MemoryConnection:
 
     description = "memory"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.registry = Registry()
         self.reachable = True
-        self.registrations = []
-        self.streams = []
+        self.registrations: list[MemoryRegistration] = []
+        self.streams: list[MemoryStream] = []
         self.finds = 0
 
-    def register(self, name, attrs):
+    def register(self, name: str, attrs: AttributesLike) -> Deferred[IRegistration]:
         line, pairs = registrationLine(name, attrs)
         if not self.reachable:
             return fail(ConnectionRefusedError())
@@ -134,26 +144,26 @@ class MemoryConnection:
         self.registrations.append(registration)
         return succeed(registration)
 
-    def find(self, attrs):
+    def find(self, attrs: AttributesLike) -> Deferred[Services]:
         line, _ = queryLine(attrs)
         if not self.reachable:
             return fail(ConnectionRefusedError())
         self.finds += 1
         return succeed({s.name: dict(s.attributes()) for s in self.registry.find(splitWords(line))})
 
-    def watch(self, observer):
+    def watch(self, observer: IChangeObserver) -> IChangeStream:
         stream = MemoryStream(self, observer)
         self.streams.append(stream)
         if self.reachable:
             self._ready(stream)
         return stream
 
-    def _ready(self, stream):
+    def _ready(self, stream: MemoryStream) -> None:
         stream.connected = True
         self.registry.addObserver(stream.observer.registryChanged)
         stream.observer.streamReady()
 
-    def crash(self):
+    def crash(self) -> None:
         """
         The registry goes away: every registration and stream is lost.
         """
@@ -166,7 +176,7 @@ class MemoryConnection:
             self.registry.removeObserver(stream.observer.registryChanged)
             stream.observer.streamLost(reason)
 
-    def recover(self):
+    def recover(self) -> None:
         """
         The registry is back (it kept its services, as a new one with
         persistent services would).
@@ -196,7 +206,7 @@ class InMemoryRegistry:
     that the two sides will never be quiet.
     """
 
-    def __init__(self, registry: Registry | None = None, **serverOptions) -> None:
+    def __init__(self, registry: Registry | None = None, **serverOptions: Any) -> None:
         """
         @param registry: the registry to serve; a new, empty one when
             L{None}.
@@ -210,7 +220,7 @@ class InMemoryRegistry:
             self.reactor.listenTCP(port, factory, interface=self.HOST)
         self.description = "tcp:host=%s:new=%d:find=%d:event=%d" % ((self.HOST,) + self.PORTS)
         self._completer = ConnectionCompleter(self.reactor)
-        self._pumps: list = []
+        self._pumps: list[IOPump] = []
 
     def flush(self) -> None:
         """
@@ -238,7 +248,7 @@ class InMemoryRegistry:
                 return
         raise RuntimeError("the connections were still busy after %d rounds" % (self.MAX_TURNS,))
 
-    def _dropStoppedAttempts(self):
+    def _dropStoppedAttempts(self) -> None:
         """
         Forget the connection attempts their clients gave up (a memory
         reactor keeps them, where a real one would not connect them).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -22,13 +22,15 @@ from txinferno.interfaces import IChangeObserver
 
 __all__ = ["MonitorRecorder", "ChangeRecorder", "ConnectionStateRecorder"]
 
+_T = TypeVar("_T")
+
 DEFAULT_WAIT = 10.0
 """
 Seconds a wait of a recorder may take unless told otherwise.
 """
 
 
-def _bounded(d: Deferred, timeout: float, clock: IReactorTime | None) -> Deferred:
+def _bounded(d: Deferred[_T], timeout: float, clock: IReactorTime | None) -> Deferred[_T]:
     if clock is None:
         from twisted.internet import reactor
 
@@ -50,23 +52,25 @@ class MonitorRecorder(MonitorObserver):
         self.events: list[tuple] = []
         self.view: dict[str, dict[str, str]] = {}
         self._clock = clock
-        self._waiting: list[tuple[Callable[[MonitorRecorder], bool], Deferred]] = []
+        self._waiting: list[
+            tuple[Callable[[MonitorRecorder], bool], Deferred[MonitorRecorder]]
+        ] = []
 
-    def added(self, name, attrs):
+    def added(self, name: str, attrs: dict[str, str]) -> None:
         assert name not in self.view, "added twice: %r" % (name,)
         self.view[name] = attrs
         self._record(("added", name, attrs))
 
-    def updated(self, name, attrs, previous):
+    def updated(self, name: str, attrs: dict[str, str], previous: dict[str, str]) -> None:
         assert self.view.get(name) == previous, "updated from a wrong state: %r" % (name,)
         self.view[name] = attrs
         self._record(("updated", name, attrs, previous))
 
-    def removed(self, name, attrs):
+    def removed(self, name: str, attrs: dict[str, str]) -> None:
         assert self.view.pop(name, None) == attrs, "removed while absent: %r" % (name,)
         self._record(("removed", name, attrs))
 
-    def resynced(self):
+    def resynced(self) -> None:
         self._record(("resynced",))
 
     def count(self, kind: str) -> int:
@@ -81,7 +85,7 @@ class MonitorRecorder(MonitorObserver):
         """
         return [e[0] for e in self.events]
 
-    def _record(self, event):
+    def _record(self, event: tuple[Any, ...]) -> None:
         self.events.append(event)
         for predicate, d in list(self._waiting):
             if predicate(self):
@@ -90,14 +94,14 @@ class MonitorRecorder(MonitorObserver):
 
     def waitUntil(
         self, predicate: Callable[[MonitorRecorder], bool], timeout: float = DEFAULT_WAIT
-    ) -> Deferred:
+    ) -> Deferred[MonitorRecorder]:
         """
         @return: a L{Deferred} that fires with this recorder once
             C{predicate(recorder)} holds (checked now and after each report),
             failing with L{twisted.internet.defer.TimeoutError} after
             C{timeout} seconds.
         """
-        d: Deferred = Deferred()
+        d: Deferred[MonitorRecorder] = Deferred()
         if predicate(self):
             d.callback(self)
             return d
@@ -126,15 +130,15 @@ class ChangeRecorder:
         losses = sum(1 for e in self.events if isinstance(e, tuple))
         return self.events.count("ready") > losses
 
-    def streamReady(self):
+    def streamReady(self) -> None:
         assert not self.ready, "ready twice"
         self.events.append("ready")
 
-    def registryChanged(self, version):
+    def registryChanged(self, version: int) -> None:
         assert isinstance(version, int) and self.ready, "a change while not ready"
         self.events.append(version)
 
-    def streamLost(self, reason):
+    def streamLost(self, reason: Failure) -> None:
         assert self.ready, "lost while not ready"
         self.events.append(("lost", reason))
 
@@ -154,16 +158,16 @@ class ConnectionStateRecorder(ConnectionStateObserver):
         self.reasons: list[Failure] = []
         self.times: list[float] = []
         self._clock = clock
-        self._waiting: list[tuple[str, Deferred]] = []
+        self._waiting: list[tuple[str, Deferred[float]]] = []
 
-    def registryConnected(self):
+    def registryConnected(self) -> None:
         self._record("connected")
 
-    def registryLost(self, reason):
+    def registryLost(self, reason: Failure) -> None:
         self.reasons.append(reason)
         self._record("lost")
 
-    def _record(self, event):
+    def _record(self, event: str) -> None:
         self.events.append(event)
         self.times.append(time.monotonic())
         waiting, self._waiting = self._waiting, []
@@ -179,13 +183,13 @@ class ConnectionStateRecorder(ConnectionStateObserver):
         """
         return [t for e, t in zip(self.events, self.times) if e == kind]
 
-    def next(self, kind: str, timeout: float = DEFAULT_WAIT) -> Deferred:
+    def next(self, kind: str, timeout: float = DEFAULT_WAIT) -> Deferred[float]:
         """
         @param kind: C{"connected"} or C{"lost"}.
         @return: a L{Deferred} that fires with the monotonic time of the
             next C{kind} event, failing with
             L{twisted.internet.defer.TimeoutError} after C{timeout} seconds.
         """
-        d: Deferred = Deferred()
+        d: Deferred[float] = Deferred()
         self._waiting.append((kind, d))
         return _bounded(d, timeout, self._clock)

@@ -7,12 +7,12 @@ import os
 __all__ = ["clientSockets"]
 
 
-def clientSockets(*ports):
+def clientSockets(*ports: int) -> int:
     """
     @return: how many TCP sockets of this process are connected to one of
         C{ports} on the remote side (client ends, not the server's).
     """
-    inodes = set()
+    inodes: set[str] = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink("/proc/self/fd/" + fd)

@@ -13,6 +13,10 @@ two have an empty value); a value may be quoted with C{'} or C{"}, a doubled
 quote inside standing for one quote; C{#} outside quotes starts a comment.
 """
 
+import os
+from collections.abc import Iterable, Sequence
+from typing import IO
+
 from txinferno.wire.words import quote
 
 __all__ = ["AttrdbError", "parse", "load", "loadServices", "servicesOf"]
@@ -27,7 +31,7 @@ class AttrdbError(ValueError):
     """
 
 
-def _tokens(line, lineno):
+def _tokens(line: str, lineno: int) -> list[tuple[bool, str]]:
     """
     Cut one line into tokens: C{(True, word)} for a word (quoted or not) and
     C{(False, "=")} for an equals sign outside quotes.  A C{#} outside quotes
@@ -35,10 +39,10 @@ def _tokens(line, lineno):
 
     @raise AttrdbError: for an unterminated quote.
     """
-    tokens = []
-    word = []
+    tokens: list[tuple[bool, str]] = []
+    word: list[str] = []
     inWord = False
-    quote = None
+    quote: str | None = None
     i = 0
     n = len(line)
     while i < n:
@@ -75,7 +79,9 @@ def _tokens(line, lineno):
     return tokens
 
 
-def _pairs(tokens, lineno, warnings=None):
+def _pairs(
+    tokens: list[tuple[bool, str]], lineno: int, warnings: list[str] | None = None
+) -> list[tuple[str, str]]:
     """
     Group the tokens of one line into C{(attr, value)} pairs.
 
@@ -83,7 +89,7 @@ def _pairs(tokens, lineno, warnings=None):
         words in a row.
     @raise AttrdbError: for an C{=} with no attribute before it.
     """
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     bare = [
         isWord and (i + 1 >= len(tokens) or tokens[i + 1][0]) and (i == 0 or tokens[i - 1][0])
         for i, (isWord, _) in enumerate(tokens)
@@ -114,7 +120,7 @@ def _pairs(tokens, lineno, warnings=None):
     return pairs
 
 
-def parse(text, warnings=None):
+def parse(text: str, warnings: list[str] | None = None) -> list[list[tuple[str, str]]]:
     """
     Parse the text of an attrdb file.
 
@@ -126,8 +132,8 @@ def parse(text, warnings=None):
     @rtype: L{list} of L{list} of L{tuple}
     @raise AttrdbError: for a line that cannot be read.
     """
-    entries = []
-    current = None
+    entries: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] | None = None
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip(_BLANKS) or line[0] == "#":
             continue
@@ -144,7 +150,9 @@ def parse(text, warnings=None):
     return entries
 
 
-def load(source, warnings=None):
+def load(
+    source: str | os.PathLike[str] | IO[str] | IO[bytes], warnings: list[str] | None = None
+) -> list[list[tuple[str, str]]]:
     """
     Read and parse an attrdb file.
 
@@ -165,7 +173,9 @@ def load(source, warnings=None):
     return parse(text, warnings)
 
 
-def loadServices(source, warnings=None):
+def loadServices(
+    source: str | os.PathLike[str] | IO[str] | IO[bytes], warnings: list[str] | None = None
+) -> list[tuple[str, list[tuple[str, str]]]]:
     """
     Read the services of an attrdb file: every entry with a C{service=NAME}
     pair is a service NAME whose attributes are the entry's other pairs.
@@ -185,7 +195,9 @@ def loadServices(source, warnings=None):
     return services
 
 
-def servicesOf(entries):
+def servicesOf(
+    entries: Iterable[Sequence[tuple[str, str]]],
+) -> list[tuple[str, list[tuple[str, str]]]]:
     """
     The services of parsed entries: every entry with a C{service=NAME} pair
     is a service NAME whose attributes are the entry's other pairs.
@@ -194,7 +206,7 @@ def servicesOf(entries):
     @return: the services in file order, each a C{(name, pairs)} L{tuple}.
     @rtype: L{list}
     """
-    services = []
+    services: list[tuple[str, list[tuple[str, str]]]] = []
     for entry in entries:
         name = next((v for a, v in entry if a == "service"), None)
         if name is not None:

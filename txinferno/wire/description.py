@@ -35,6 +35,7 @@ import re
 from typing import NamedTuple
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import IAddress
 
 from txinferno.wire.rules import PORT_NAMES
 
@@ -96,14 +97,14 @@ class StyxEndpoint(NamedTuple):
     user: str
 
 
-def _split(text, separator):
+def _split(text: str, separator: str) -> list[str]:
     """
     Split C{text} at each C{separator} that no backslash escapes.
 
     @return: the parts, still escaped.
     @rtype: L{list} of L{str}
     """
-    parts = []
+    parts: list[str] = []
     start = 0
     i = 0
     while i < len(text):
@@ -118,11 +119,11 @@ def _split(text, separator):
     return parts
 
 
-def _unescape(text):
+def _unescape(text: str) -> str:
     return _ESCAPED.sub(r"\1", text)
 
 
-def _port(description, what, text):
+def _port(description: str, what: str, text: str) -> int:
     """
     @return: C{text} as a TCP port number.
     @raise ValueError: when C{text} is not one.
@@ -135,7 +136,7 @@ def _port(description, what, text):
     return int(text)
 
 
-def _escape(text):
+def _escape(text: str) -> str:
     """
     @return: C{text} as the value of an endpoint string's keyword, its
         backslashes, colons and equals signs escaped.
@@ -143,7 +144,7 @@ def _escape(text):
     return text.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
 
 
-def _clientString(host, port):
+def _clientString(host: str, port: int) -> str:
     """
     @return: a C{tcp:} client endpoint string for C{host} (an IPv4 or IPv6
         address or a host name) and C{port}.
@@ -151,7 +152,7 @@ def _clientString(host, port):
     return "tcp:host=%s:port=%d" % (_escape(host), port)
 
 
-def clientStringFor(address):
+def clientStringFor(address: IAddress) -> str:
     """
     The client endpoint string that reaches a listening address: a port
     listening on every address (C{0.0.0.0} or C{::}) is reached on loopback,
@@ -165,14 +166,15 @@ def clientStringFor(address):
     """
     if isinstance(address, UNIXAddress):
         name = address.name.decode() if isinstance(address.name, bytes) else address.name
-        return "unix:path=" + _escape(name)
+        # A listening UNIX port has a name; Twisted types it optional.
+        return "unix:path=" + _escape(name)  # type: ignore[arg-type]
     if isinstance(address, (IPv4Address, IPv6Address)):
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address.host, address.host)
         return _clientString(host, address.port)
     raise ValueError("no client endpoint string reaches %r" % (address,))
 
 
-def tcpAddress(endpoint):
+def tcpAddress(endpoint: str) -> tuple[str, int] | None:
     """
     Read the host and port of a plain TCP client endpoint string, as
     L{parseRegistryDescription} writes them: C{tcp:host=H:port=P} (the
@@ -186,7 +188,7 @@ def tcpAddress(endpoint):
     parts = _split(endpoint, ":")
     if len(parts) != 3 or parts[0] != "tcp":
         return None
-    keywords = {}
+    keywords: dict[str, str] = {}
     for part in parts[1:]:
         key, equals, value = part.partition("=")
         if not equals or key in keywords:
@@ -197,7 +199,7 @@ def tcpAddress(endpoint):
     return keywords["host"], int(keywords["port"])
 
 
-def parseRegistryDescription(description):
+def parseRegistryDescription(description: str) -> RegistryEndpoints:
     """
     Parse a C{tcp:} registry description string.
 
@@ -237,7 +239,9 @@ def parseRegistryDescription(description):
     return RegistryEndpoints(*[_clientString(host, port) for port in ports])
 
 
-def _parts(description, wanted, known):
+def _parts(
+    description: str, wanted: str, known: tuple[str, ...]
+) -> tuple[list[str], dict[str, str]]:
     """
     Split a description into its positional and keyword parts.
 
@@ -259,8 +263,8 @@ def _parts(description, wanted, known):
         )
     if parts == [""]:
         parts = []
-    positional = []
-    keywords = {}
+    positional: list[str] = []
+    keywords: dict[str, str] = {}
     for part in parts:
         pair = _split(part, "=")
         if len(pair) == 1:
@@ -278,7 +282,7 @@ def _parts(description, wanted, known):
     return positional, keywords
 
 
-def parseStyxDescription(description):
+def parseStyxDescription(description: str) -> StyxEndpoint:
     """
     Parse a C{styx:} registry description string.
 
@@ -318,7 +322,7 @@ def parseStyxDescription(description):
     return StyxEndpoint(_clientString(keywords.get("host") or DEFAULT_HOST, port), user)
 
 
-def _localUser():
+def _localUser() -> str:
     """
     @return: the local user name, the default attach name.
     """
@@ -328,7 +332,7 @@ def _localUser():
         return "none"
 
 
-def parseDescription(description) -> RegistryEndpoints | StyxEndpoint:
+def parseDescription(description: str) -> RegistryEndpoints | StyxEndpoint:
     """
     Parse a registry description string of either scheme.
 
@@ -341,7 +345,7 @@ def parseDescription(description) -> RegistryEndpoints | StyxEndpoint:
     return parseRegistryDescription(description)
 
 
-def defaultRegistry():
+def defaultRegistry() -> str:
     """
     @return: the registry description to use when none is given:
         C{$TXINFERNO_REGISTRY}, else L{DEFAULT_REGISTRY}.

@@ -10,6 +10,7 @@ L{formatDialAddress} writes one for a listening port.
 import socket
 
 from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IReactorTCP
 
 __all__ = ["DialAddress", "parseDialAddress", "dialAddressEndpoint", "formatDialAddress"]
 
@@ -25,21 +26,21 @@ class DialAddress:
     @ivar port: the port number.
     """
 
-    def __init__(self, network, host, port):
+    def __init__(self, network: str, host: str, port: int) -> None:
         self.network = network
         self.host = host
         self.port = port
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "DialAddress(%r, %r, %r)" % (self.network, self.host, self.port)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, DialAddress):
             return NotImplemented
         return (self.network, self.host, self.port) == (other.network, other.host, other.port)
 
 
-def _portNumber(service, address):
+def _portNumber(service: str, address: str) -> int:
     if service.isdigit():
         port = int(service)
     else:
@@ -52,7 +53,7 @@ def _portNumber(service, address):
     return port
 
 
-def parseDialAddress(address):
+def parseDialAddress(address: str) -> DialAddress:
     """
     Read an Inferno dial address of a stream service.
 
@@ -78,7 +79,9 @@ def parseDialAddress(address):
     return DialAddress(network, host, _portNumber(service, address))
 
 
-def dialAddressEndpoint(reactor, address, timeout=30):
+def dialAddressEndpoint(
+    reactor: IReactorTCP, address: str, timeout: float = 30
+) -> HostnameEndpoint:
     """
     A client endpoint that connects to an Inferno dial address.
 
@@ -91,7 +94,7 @@ def dialAddressEndpoint(reactor, address, timeout=30):
     return HostnameEndpoint(reactor, parsed.host, parsed.port, timeout=timeout)
 
 
-def formatDialAddress(host, port, network="tcp"):
+def formatDialAddress(host: str, port: int, network: str = "tcp") -> str:
     """
     Write the dial address of a listening stream port.
 

@@ -11,7 +11,7 @@ __all__ = ["persists"]
 _STRTOL = re.compile("[ \t\n\v\f\r]*[+-]?([0-9]+)")
 
 
-def persists(value):
+def persists(value: str | None) -> bool:
     """
     Whether a C{persist} attribute keeps its service after its connection
     closes: C{strtol(value, nil, 10)} is not zero.

@@ -24,8 +24,8 @@ Every failure raises L{ValueError} saying what is wrong.
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Set
-from typing import TypeAlias
+from collections.abc import Iterable, Iterator, Mapping, Set
+from typing import Any, TypeAlias
 
 from txinferno.wire.words import MAX_LINE, formatLine
 
@@ -109,7 +109,7 @@ def nameError(name: str) -> str | None:
     return None
 
 
-def _checkText(text, what):
+def _checkText(text: object, what: str) -> None:
     """
     Check that C{text} is a L{str} that the registry receives unchanged.
 
@@ -145,7 +145,7 @@ def checkName(name: str) -> None:
     _checkText(name, "service name")
 
 
-def _pairs(attrs):
+def _pairs(attrs: AttributesLike) -> list[tuple[str, str]]:
     """
     @return: C{attrs} as a list of (attr, value) items, unchecked.
     @raise ValueError: when C{attrs} is not a mapping, a sequence of pairs
@@ -164,7 +164,8 @@ def _pairs(attrs):
             "attributes must be a mapping or a sequence of (attr, value) "
             "pairs, not %s" % (type(attrs).__name__,)
         )
-    items = list(attrs)
+    # Unchecked: the caller may pass anything, hence Any, not AttributesLike's items.
+    items: list[Any] = list(attrs)
     if items and all(isinstance(item, str) for item in items):
         if len(items) % 2:
             raise ValueError(
@@ -172,7 +173,7 @@ def _pairs(attrs):
                 "pairs" % (len(items), items)
             )
         return list(zip(items[0::2], items[1::2]))
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for item in items:
         if isinstance(item, (str, bytes)) or len(item) != 2:
             raise ValueError("bad attribute item %r: expected an (attr, value) pair" % (item,))
@@ -197,7 +198,7 @@ def checkPositive(value: float, what: str) -> float:
     return value
 
 
-def checkPositiveOptions(**options):
+def checkPositiveOptions(**options: float | None) -> None:
     """
     Check the timeouts, delays, sizes and intervals given to a connection
     plugin with L{checkPositive}, by name; L{None} means not given.
@@ -233,7 +234,7 @@ def normaliseAttrs(attrs: AttributesLike) -> list[tuple[str, str]]:
     return pairs
 
 
-def _line(words, what):
+def _line(words: list[str], what: str) -> bytes:
     """
     @return: the line of C{words}.
     @raise ValueError: when it is longer than L{MAX_LINE}.
@@ -247,7 +248,7 @@ def _line(words, what):
     return line
 
 
-def _words(pairs):
+def _words(pairs: Iterable[tuple[str, str]]) -> list[str]:
     return [word for pair in pairs for word in pair]
 
 
@@ -299,7 +300,7 @@ def queryLine(attrs: AttributesLike) -> tuple[bytes, list[tuple[str, str]]]:
     return _line(_words(pairs), "query"), pairs
 
 
-class CheckedRegistration(Mapping):
+class CheckedRegistration(Mapping[str, str]):
     """
     The attributes of a registration, checked once with its name, and its
     line: read-only, so that L{registrationLine} can take them again
@@ -312,7 +313,7 @@ class CheckedRegistration(Mapping):
 
     __slots__ = ("name", "line", "_attrs")
 
-    def __init__(self, name, attrs):
+    def __init__(self, name: str, attrs: AttributesLike) -> None:
         """
         @param attrs: see L{normaliseAttrs}; a later value of an attribute
             replaces an earlier one.
@@ -323,27 +324,27 @@ class CheckedRegistration(Mapping):
         self.line = _line([name] + _words(self._attrs.items()), "registration")
         self.name = name
 
-    def __getitem__(self, attr):
+    def __getitem__(self, attr: str) -> str:
         return self._attrs[attr]
 
-    def copy(self):
+    def copy(self) -> dict[str, str]:
         """
         @return: the attributes, as a new L{dict}.
         """
         return dict(self._attrs)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._attrs)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._attrs)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, CheckedRegistration):
             other = other._attrs
         return self._attrs == other
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "CheckedRegistration(%r, %r)" % (self.name, self._attrs)

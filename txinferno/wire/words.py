@@ -12,6 +12,7 @@ unbalanced quote is closed by the end of the data.
 
 import codecs
 import re
+from collections.abc import Iterable, Mapping
 
 __all__ = [
     "MAX_LINE",
@@ -34,7 +35,7 @@ _NEEDS_QUOTES = re.compile("[\x00-\x20']")
 _SEPARATORS = re.compile("[ \t\n]+")
 
 
-def quote(word):
+def quote(word: str) -> str:
     """
     Quote one word the way Inferno prints it (the C{%q} rule).
 
@@ -55,7 +56,7 @@ def quote(word):
     return "'" + word.replace("'", "''") + "'"
 
 
-def formatLine(words):
+def formatLine(words: Iterable[str]) -> bytes:
     """
     Build one line of the wire protocol.
 
@@ -69,7 +70,7 @@ def formatLine(words):
     return (" ".join([quote(w) for w in words]) + "\n").encode("utf-8")
 
 
-def formatService(name, attrs):
+def formatService(name: str, attrs: Mapping[str, str]) -> bytes:
     """
     Build a service's line as the registry lists it: its name, then its
     attributes.
@@ -84,7 +85,7 @@ def formatService(name, attrs):
     return formatLine(words)
 
 
-def decode(data):
+def decode(data: bytes) -> str:
     """
     Decode bytes as Inferno does: UTF-8, with every invalid sequence
     replaced by U+FFFD, except that an incomplete sequence at the very end
@@ -99,7 +100,7 @@ def decode(data):
         return codecs.getincrementaldecoder("utf-8")("replace").decode(data, False)
 
 
-def splitWords(data):
+def splitWords(data: bytes | str) -> list[str]:
     """
     Split the bytes of one write into words by Inferno's input rule.
 
@@ -117,8 +118,8 @@ def splitWords(data):
     text = decode(data) if isinstance(data, bytes) else data
     if "'" not in text:
         return [w for w in _SEPARATORS.split(text) if w]
-    words = []
-    current = []
+    words: list[str] = []
+    current: list[str] = []
     inWord = False
     inQuote = False
     i = 0
@@ -163,12 +164,12 @@ class LineAssembler:
     @ivar pending: the bytes received that do not yet make a whole line.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.pending = b""
         self._scanned = 0
         self._inQuote = False
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> list[bytes]:
         """
         Add received bytes.
 
@@ -177,7 +178,7 @@ class LineAssembler:
         @rtype: L{list} of L{bytes}
         """
         buf = self.pending + data if self.pending else data
-        lines = []
+        lines: list[bytes] = []
         start = 0
         pos = self._scanned
         inQuote = self._inQuote
@@ -198,7 +199,7 @@ class LineAssembler:
         self._inQuote = inQuote
         return lines
 
-    def inQuote(self):
+    def inQuote(self) -> bool:
         """
         @return: whether the pending bytes end inside an open quote.
         @rtype: L{bool}
@@ -206,7 +207,7 @@ class LineAssembler:
         return self._inQuote
 
 
-def splitLines(data):
+def splitLines(data: bytes) -> tuple[list[bytes], bytes]:
     """
     Cut a whole answer into lines by the quote-aware rule (a newline inside
     quotes does not end a line).
