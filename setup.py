@@ -31,9 +31,11 @@ setup(
             "sphinx>=7",
             "myst-parser>=2",
             "pydoctor>=24",
-            "ruff>=0.15",
-            "mypy>=1.10",
-            "mypy-zope>=1.0",
+            # The linter, formatter and type checker are pinned: a new version
+            # may format or judge the same code differently.
+            "ruff==0.17.6",
+            "mypy==2.4.1",
+            "mypy-zope==1.0.17",
             "selenium>=4.10",
         ],
     },
