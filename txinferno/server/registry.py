@@ -15,7 +15,7 @@ persistent services left behind by one peer address.
 
 import enum
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 
 from twisted.logger import Logger
@@ -379,13 +379,16 @@ class Registry:
         self.maxServiceBytes = maxServiceBytes
         self.maxPersistentPerOrigin = maxPersistentPerOrigin
         self.logFullChanges = logFullChanges
-        self._slots = []
-        self._byName = {}
-        self._index = {}
-        self._holders = {}
-        self._observers = []
-        self._persisted = {}
-        self._changeObservers = []
+        self._slots: list[RegisteredService] = []
+        self._byName: dict[str, RegisteredService] = {}
+        self._index: dict[str, dict[str, RegisteredService | set[RegisteredService]]] = {}
+        self._holders: dict[str, int] = {}
+        self._observers: list[Callable[[int], object]] = []
+        self._persisted: dict[str, int] = {}
+        self._changeObservers: list[IRegistryObserver] = []
+        # Logger is a descriptor that makes a new logger at every access:
+        # this one, bound to this registry, is made once.
+        self._log = self._log
 
     def __len__(self):
         return len(self._slots)
