@@ -211,6 +211,18 @@ async def test_persistentServicesPerAddress():
         await server.stop()
 
 
+def assertKeepAlive(handle):
+    """
+    Assert that a socket has TCP keepalive with the server's default
+    timers: 20 s idle, then 4 probes 10 s apart.
+    """
+    assert handle.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 20
+        assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+        assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+
+
 @pytest_twisted.ensureDeferred
 async def test_keepAliveOnAcceptedConnections():
     """
@@ -226,12 +238,7 @@ async def test_keepAliveOnAcceptedConnections():
             held.append(await connectRaw(reactor, server.host, port))
         await turnUntil(lambda: len(server.server._connections) == 3)
         for p in server.server._connections:
-            handle = p.transport.getHandle()
-            assert handle.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
-            if hasattr(socket, "TCP_KEEPIDLE"):
-                assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 20
-                assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
-                assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+            assertKeepAlive(p.transport.getHandle())
         assert {type(p) for p in server.server._connections} >= {
             EventServerProtocol,
             FindServerProtocol,
@@ -279,10 +286,7 @@ async def test_acceptedSocketOptionsWhateverTheAcceptOrder():
         expected = sendBufferSetTo(server.server.watcherSendBuffer)
         for p in server.server._connections:
             handle = p.transport.getHandle()
-            assert handle.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
-            if hasattr(socket, "TCP_KEEPIDLE"):
-                assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 20
-                assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+            assertKeepAlive(handle)
             if isinstance(p, EventServerProtocol):
                 assert handle.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == expected
             else:
