@@ -879,14 +879,14 @@ class Registry:
         rule (see L{_reorder}); the values and the index follow once per
         attribute.
 
-        @param size: the service's size once they are set, as
-            L{_checkLimits} or L{_sizeAfter} gives it.
-
         The index maps each attribute to a L{dict} from each of its values
         to the one service holding it, or to the L{set} of them when there
         are several (most values belong to one service, and a set each
         would cost ten times the entry); beside it, the number of holders of
         each attribute.
+
+        @param size: the service's size once they are set, as
+            L{_checkLimits} or L{_sizeAfter} gives it.
         """
         values = service._values
         final = _reorder(service._order, pairs)
