@@ -19,6 +19,7 @@ Each figure is printed with its target from issue 2 and the ratio
 figure/target (below 1 is good for times and memory, above 1 for rates).
 """
 
+import argparse
 import os
 import resource
 import selectors
@@ -43,18 +44,53 @@ def freePorts(count):
     return ports
 
 
+PROFILED = """
+import cProfile, runpy, sys
+from twisted.internet import reactor
+
+profiler = cProfile.Profile()
+path = sys.argv[1]
+
+
+def dump():
+    profiler.disable()
+    profiler.dump_stats(path)
+
+
+# Written once the reactor has stopped: python -m cProfile would write
+# nothing, since twist ends by killing itself with the signal it got.
+reactor.addSystemEventTrigger("after", "shutdown", dump)
+sys.argv = ["twist"] + sys.argv[2:]
+profiler.enable()
+runpy.run_module("twisted", run_name="__main__", alter_sys=True)
+"""
+"""
+The server's program under cProfile (see L{startServer}).
+"""
+
+
 def startServer(
-    ports, names=("new", "find", "event"), options=("--no-styx",), twistOptions=(), web=None
+    ports,
+    names=("new", "find", "event"),
+    options=("--no-styx",),
+    twistOptions=(),
+    web=None,
+    profile=None,
 ):
     """
     Run C{twistd -n regmgr} with a port of each of C{names} (in order) on
     C{ports}, and the web port on C{web} (none when L{None}); wait until the
     last one listens.
+
+    @param profile: a path where the server writes a C{cProfile} profile of
+        its whole run when it is terminated (L{stopServer}), or L{None} for
+        no profile.
     """
-    args = [
-        sys.executable,
-        "-m",
-        "twisted",
+    if profile is None:
+        args = [sys.executable, "-m", "twisted"]
+    else:
+        args = [sys.executable, "-c", PROFILED, os.path.abspath(profile)]
+    args += [
         "--log-file",
         "/dev/null",
         *twistOptions,
@@ -78,6 +114,15 @@ def startServer(
                 server.kill()
                 raise SystemExit("the server did not start") from None
             time.sleep(0.05)
+
+
+def stopServer(server):
+    """
+    Stop a server that L{startServer} started: C{SIGTERM} stops its reactor
+    (so that a profile is written), then wait for it to exit.
+    """
+    server.terminate()
+    server.wait(60)
 
 
 def rss(pid):
@@ -254,13 +299,32 @@ def modelMemory(count, kind):
     return float(out)
 
 
+def cpuSeconds(pid):
+    """
+    @return: the CPU time (user and system) a process has used so far, in
+        seconds: a figure the other load of a shared machine disturbs less
+        than the wall-clock rates.
+    """
+    with open("/proc/%d/stat" % (pid,)) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
+    parser = argparse.ArgumentParser(description="Benchmark of the embedded registry server.")
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="run the server under cProfile and write its profile (of the whole run) to PATH",
+    )
+    arguments = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     newPort, findPort, eventPort = ports = freePorts(3)
-    server = startServer(ports)
+    server = startServer(ports, profile=arguments.profile)
     table = Table()
     row = table.row
+    table.note("load average at start", "%.2f %.2f %.2f" % os.getloadavg())
 
     try:
         held = register(newPort, 0, 1000)
@@ -273,6 +337,7 @@ def main():
         row("full listing of 1k, p95", p95 * 1e3, "ms", 40)
 
         start = time.perf_counter()
+        startCPU = cpuSeconds(server.pid)
         held += register(newPort, 1000, 9000)
         waitVisible(findPort, 10000)
         row(
@@ -281,6 +346,10 @@ def main():
             "reg/s",
             5000,
             True,
+        )
+        table.note(
+            "server CPU per registration (9k more)",
+            "%.1f us" % ((cpuSeconds(server.pid) - startCPU) / 9000 * 1e6,),
         )
 
         median, p95 = latencies(findPort, b"id 7777\n", 300, 1)
@@ -310,9 +379,8 @@ def main():
         )
         row("model memory per 250-attribute service", modelMemory(200, "wide") / 1024, "KiB", 100)
     finally:
-        server.terminate()
-        server.wait(30)
-
+        stopServer(server)
+    table.note("load average at end", "%.2f %.2f %.2f" % os.getloadavg())
     table.print()
 
 

@@ -6,6 +6,7 @@ keepalive of accepted connections.
 """
 
 import socket
+import sys
 import time
 
 import pytest_twisted
@@ -13,6 +14,7 @@ from support import TIMEOUT
 from twisted.internet import defer, reactor, task
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
+from txinferno.server.connections import _INHERITED
 from txinferno.server.protocols import (
     FIND_BUFFER,
     FIND_CHUNKS,
@@ -168,6 +170,7 @@ async def test_watcherThatNeverReadsIsDropped():
         assert len(server.server._watchers) == 1
         assert len(log.warnings("dropped")) == 1
         assert log.warnings("dropped")[0].startswith("event watcher IPv4Address")
+        assert server.server.statistics.watchersDropped == 1
     finally:
         log.stop()
         stuck.close()
@@ -208,6 +211,18 @@ async def test_persistentServicesPerAddress():
         await server.stop()
 
 
+def assertKeepAlive(handle):
+    """
+    Assert that a socket has TCP keepalive with the server's default
+    timers: 20 s idle, then 4 probes 10 s apart.
+    """
+    assert handle.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 20
+        assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+        assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+
+
 @pytest_twisted.ensureDeferred
 async def test_keepAliveOnAcceptedConnections():
     """
@@ -223,12 +238,7 @@ async def test_keepAliveOnAcceptedConnections():
             held.append(await connectRaw(reactor, server.host, port))
         await turnUntil(lambda: len(server.server._connections) == 3)
         for p in server.server._connections:
-            handle = p.transport.getHandle()
-            assert handle.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
-            if hasattr(socket, "TCP_KEEPIDLE"):
-                assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 20
-                assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
-                assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+            assertKeepAlive(p.transport.getHandle())
         assert {type(p) for p in server.server._connections} >= {
             EventServerProtocol,
             FindServerProtocol,
@@ -236,4 +246,56 @@ async def test_keepAliveOnAcceptedConnections():
     finally:
         for conn in held:
             conn.transport.abortConnection()
+        await server.stop()
+
+
+def sendBufferSetTo(size):
+    """
+    @return: what C{SO_SNDBUF} reads back on this platform once set to
+        C{size} (Linux doubles it).
+    """
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        return s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+
+
+@pytest_twisted.ensureDeferred
+async def test_acceptedSocketOptionsWhateverTheAcceptOrder():
+    """
+    Keepalive (and, on the event port, the small send buffer) is on every
+    accepted socket: those accepted first, those whose connections were
+    made before any was accepted (which cannot inherit what the listening
+    socket got since), and those that come later, which inherit it; once
+    one has inherited them, later ones are not touched.
+    """
+    server = EmbeddedRegistry(reactor)
+    await server.start()
+    ports = server.server.ports[:3]
+    for port in ports:
+        port.stopReading()
+    early = [socket.create_connection((server.host, server.eventPort)) for _ in range(3)]
+    early += [socket.create_connection((server.host, server.newPort)) for _ in range(3)]
+    held = early[:]
+    try:
+        for port in ports:
+            port.startReading()
+        await turnUntil(lambda: len(server.server._connections) == 6)
+        held += [socket.create_connection((server.host, server.eventPort)) for _ in range(2)]
+        held += [socket.create_connection((server.host, server.newPort)) for _ in range(2)]
+        await turnUntil(lambda: len(server.server._connections) == 10)
+        expected = sendBufferSetTo(server.server.watcherSendBuffer)
+        for p in server.server._connections:
+            handle = p.transport.getHandle()
+            assertKeepAlive(handle)
+            if isinstance(p, EventServerProtocol):
+                assert handle.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == expected
+            else:
+                assert handle.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) != expected
+        if sys.platform.startswith("linux"):
+            for name, port in zip(("new", "event"), (ports[0], ports[2])):
+                [options] = [o for _, o in [server.server._acceptedOptions[name]]]
+                assert options._ports[port] is _INHERITED, name
+    finally:
+        for s in held:
+            s.close()
         await server.stop()

@@ -5,9 +5,11 @@ one-read-one-write quote rule.
 """
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 
+from txinferno.server.connections import ArrivalTimeouts
 from txinferno.server.protocols import IDLE_TIMEOUT, RegistryServer
 from txinferno.server.registry import Registry
 
@@ -197,3 +199,100 @@ def test_findStreamsAsTheTransportAsks():
     assert "cut: it read nothing of its answer for 60.0 seconds" in formatEvent(event)
     slow.connectionLost(None)
     assert waitingTransport.value() == everything and not server._waiting
+
+
+def test_waitingFindCountedOnce():
+    """
+    A streamed find that waits its turn is counted once in the statistics,
+    when it is answered: one find, one time, the bytes of its answer once.
+    """
+    server, clock = makeServer(findBufferSize=1000, maxFinds=1)
+    for i in range(100):
+        server.registry.register(None, ["svc%02d" % i, "pad", "x" * 40])
+    everything = server.registry.answer([])
+    slow, slowTransport = connect(server.findFactory)
+    slowTransport.write = lambda data, write=slowTransport.write: (
+        write(data),
+        slow.pauseProducing(),
+    )
+    slow.dataReceived(b"\n")
+    waiting, waitingTransport = connect(server.findFactory)
+    waiting.dataReceived(b"\n")
+    assert list(server._waiting) == [waiting]
+    stats = server.statistics
+    assert stats.finds == 1 and stats.bytesOut["find"] == len(everything)
+    slow.connectionLost(None)
+    assert waitingTransport.value() == everything
+    assert stats.finds == 2 and sum(stats.findBuckets) == 2
+    assert stats.bytesOut["find"] == 2 * len(everything)
+
+
+def test_eventReportsCounted():
+    """
+    The reports of a change are counted once each, with their bytes; a
+    paused watcher's owed report is counted when it is sent.
+    """
+    server, clock = makeServer()
+    watchers = [connect(server.eventFactory) for _ in range(3)]
+    watchers[0][0].pauseProducing()
+    new, _ = connect(server.newFactory)
+    new.dataReceived(b"svc\n")
+    clock.advance(0)
+    stats = server.statistics
+    assert stats.reportsSent == 2
+    assert stats.bytesOut["event"] == 3 * len(b"READY\n") + 2 * len(b"00000001\n")
+    watchers[0][0].resumeProducing()
+    assert watchers[0][1].value() == b"READY\n00000001\n"
+    assert stats.reportsSent == 3
+    assert stats.bytesOut["event"] == 3 * len(b"READY\n00000001\n")
+
+
+def test_oneTimerForAllIdleLimits():
+    """
+    The idle limits of many connections take one delayed call; each
+    connection is closed at its own deadline, counted from its arrival.
+    """
+    server, clock = makeServer(idleTimeout=5)
+    first = [connect(server.newFactory) for _ in range(50)]
+    clock.advance(2)
+    later = [connect(server.findFactory) for _ in range(50)]
+    assert len(clock.getDelayedCalls()) == 1
+    first[0][0].dataReceived(b"svc\n")
+    clock.advance(3)
+    assert [t.disconnecting for _, t in first] == [False] + [True] * 49
+    assert not any(t.disconnecting for _, t in later)
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(2)
+    assert all(t.disconnecting for _, t in later)
+    assert server.statistics.limitsHit["idle"] == 99
+    assert clock.getDelayedCalls() == []
+
+
+def test_arrivalTimeouts():
+    """
+    L{ArrivalTimeouts} calls back each arrival not done by its deadline, in
+    order, with one delayed call that goes once none waits; an arrival
+    added while it calls back is timed from then.
+    """
+    clock = Clock()
+    expired = []
+    timeouts = ArrivalTimeouts(clock, 10, expired.append)
+    a = timeouts.add("a")
+    clock.advance(1)
+    timeouts.add("b")
+    c = timeouts.add("c")
+    timeouts.done(c)
+    timeouts.done(a)
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(9)
+    assert expired == []
+    clock.advance(1)
+    assert expired == ["b"] and clock.getDelayedCalls() == []
+    timeouts._expired = lambda arrival: (expired.append(arrival), timeouts.add("late"))
+    timeouts.add("d")
+    clock.advance(10)
+    assert expired == ["b", "d"]
+    clock.advance(9.5)
+    assert expired == ["b", "d"]
+    clock.advance(0.5)
+    assert expired == ["b", "d", "late"]

@@ -9,7 +9,13 @@ import socket
 
 from twisted.internet.interfaces import ISystemHandle, ITCPTransport
 
-__all__ = ["KEEPALIVE_IDLE", "KEEPALIVE_INTERVAL", "KEEPALIVE_COUNT", "enableKeepAlive"]
+__all__ = [
+    "KEEPALIVE_IDLE",
+    "KEEPALIVE_INTERVAL",
+    "KEEPALIVE_COUNT",
+    "enableKeepAlive",
+    "keepAliveOptions",
+]
 
 KEEPALIVE_IDLE = 60
 """
@@ -35,6 +41,23 @@ The timer options, L{None} where this platform has not got one.
 """
 
 
+def keepAliveOptions(
+    idle: int = KEEPALIVE_IDLE, interval: int = KEEPALIVE_INTERVAL, count: int = KEEPALIVE_COUNT
+) -> list[tuple[int, int, int]]:
+    """
+    @return: the socket options, C{(level, option, value)}, that give a
+        socket TCP keepalive with these timers (see L{enableKeepAlive}):
+        the timers this platform lets us set, then C{SO_KEEPALIVE} on.
+    """
+    options = [
+        (socket.IPPROTO_TCP, option, value)
+        for option, value in zip(_OPTIONS, (idle, interval, count))
+        if option is not None
+    ]
+    options.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1))
+    return options
+
+
 def enableKeepAlive(
     transport, idle=KEEPALIVE_IDLE, interval=KEEPALIVE_INTERVAL, count=KEEPALIVE_COUNT
 ):
@@ -52,10 +75,10 @@ def enableKeepAlive(
     """
     if not ITCPTransport.providedBy(transport):
         return False
-    transport.setTcpKeepAlive(1)
     handle = transport.getHandle() if ISystemHandle.providedBy(transport) else None
     if isinstance(handle, socket.socket):
-        for option, value in zip(_OPTIONS, (idle, interval, count)):
-            if option is not None:
-                handle.setsockopt(socket.IPPROTO_TCP, option, value)
+        for level, option, value in keepAliveOptions(idle, interval, count):
+            handle.setsockopt(level, option, value)
+    else:
+        transport.setTcpKeepAlive(1)
     return True

@@ -4,24 +4,25 @@ one L{RegistryChange} per service registered, updated or removed, and per
 write the registry or its C{new} port rejected.
 """
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from constantly import NamedConstant, Names
 from zope.interface import Interface
 
 __all__ = ["ChangeKind", "RegistryChange", "IRegistryObserver"]
 
 
-class ChangeKind(Names):
+class ChangeKind(enum.Enum):
     """
-    The kinds of L{RegistryChange}.
+    The kinds of L{RegistryChange} (each one's C{name} is its label:
+    C{registered}, C{updated}, C{removed}, C{rejected}).
     """
 
-    registered = NamedConstant()
-    updated = NamedConstant()
-    removed = NamedConstant()
-    rejected = NamedConstant()
+    registered = enum.auto()
+    updated = enum.auto()
+    removed = enum.auto()
+    rejected = enum.auto()
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class RegistryChange:
     @ivar reason: for a rejection, the registry's error text, else L{None}.
     """
 
-    kind: NamedConstant
+    kind: ChangeKind
     name: str | None
     attributes: Sequence[tuple[str, str]]
     version: int

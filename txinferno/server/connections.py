@@ -1,11 +1,23 @@
 """
-The open connections of a server, aborting them all, and sending to a
-connection's socket directly.
+The open connections of a server, aborting them all, sending to a
+connection's socket directly, the socket options of the connections a
+server accepts, and the time limit from a connection's arrival.
 """
 
-from twisted.internet import defer
+from collections import deque
+from collections.abc import Callable, Sequence
+from weakref import WeakKeyDictionary
 
-__all__ = ["ConnectionTracking", "sendDirect"]
+from twisted.internet import defer, tcp
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+__all__ = ["ConnectionTracking", "sendDirect", "AcceptedSocketOptions", "ArrivalTimeouts"]
+
+_INHERITED = object()
+"""
+L{AcceptedSocketOptions}' mark of a port whose accepted sockets inherit the
+options.
+"""
 
 
 def sendDirect(sock, data):
@@ -70,3 +82,126 @@ class ConnectionTracking:
         The last open connection has closed (before the waiters of
         L{disconnectAll} are told).
         """
+
+
+class AcceptedSocketOptions:
+    """
+    Socket options that every connection a server accepts must have, set
+    with as few system calls as the platform allows.
+
+    The options are set once on the listening socket of each TCP port the
+    connections come from: where the sockets it accepts inherit them (as
+    Linux's and the BSDs' do), a connection costs no system call at all.
+    Sockets already waiting to be accepted when the options were set have
+    not got them: each accepted socket is checked with one call (the last
+    option read back) until one has inherited them, and those that have
+    not are given them directly; every socket accepted after one that
+    inherited them inherits them too, since a port's connections are
+    accepted in the order they were made.  A connection that is not a
+    plain TCP one is handed to C{fallback}.
+
+    @ivar options: C{(level, option, value)}, set in this order.
+    """
+
+    def __init__(
+        self,
+        options: Sequence[tuple[int, int, int]],
+        fallback: Callable[[object], object] | None = None,
+    ):
+        """
+        @param options: see L{options}; the last one is the one read back.
+        @param fallback: called with the transport of a connection that is
+            not a plain TCP one, or L{None} to leave those alone.
+        """
+        self.options = list(options)
+        self._fallback = fallback
+        self._ports: WeakKeyDictionary[object, object] = WeakKeyDictionary()
+
+    def apply(self, transport: object) -> None:
+        """
+        Give the options to the socket of an accepted connection.
+        """
+        if type(transport) is not tcp.Server:
+            if self._fallback is not None:
+                self._fallback(transport)
+            return
+        port = transport.server
+        expected = self._ports.get(port)
+        if expected is _INHERITED:
+            return
+        handle = transport.getHandle()
+        if expected is None:
+            listening = port.socket
+            _setOptions(listening, self.options)
+            level, option, _ = self.options[-1]
+            self._ports[port] = listening.getsockopt(level, option)
+        else:
+            level, option, _ = self.options[-1]
+            if handle.getsockopt(level, option) == expected:
+                self._ports[port] = _INHERITED
+                return
+        _setOptions(handle, self.options)
+
+
+def _setOptions(sock, options):
+    for level, option, value in options:
+        sock.setsockopt(level, option, value)
+
+
+class ArrivalTimeouts:
+    """
+    A time limit counted from each connection's arrival, the same for all,
+    kept with one delayed call instead of one per connection: deadlines
+    come in the order of arrival, so the arrivals wait in a queue and the
+    call is set for the first one still waiting.
+
+    @ivar delay: the limit, in seconds.
+    """
+
+    def __init__(self, clock: IReactorTime, delay: float, expired: Callable[[object], object]):
+        """
+        @param clock: the clock of the deadlines.
+        @param expired: called with each arrival whose deadline passes
+            before it is L{done}.
+        """
+        self.delay = delay
+        self._clock = clock
+        self._expired = expired
+        self._queue: deque[list] = deque()
+        self._call: IDelayedCall | None = None
+
+    def add(self, arrival: object) -> list:
+        """
+        Start the limit of C{arrival}.
+
+        @return: its entry, to give to L{done}.
+        """
+        entry = [self._clock.seconds() + self.delay, arrival]
+        self._queue.append(entry)
+        if self._call is None:
+            self._call = self._clock.callLater(self.delay, self._fire)
+        return entry
+
+    def done(self, entry: list) -> None:
+        """
+        The arrival of C{entry} has met its limit, or is gone: forget it.
+        The delayed call goes once no arrival waits.
+        """
+        entry[1] = None
+        queue = self._queue
+        while queue and queue[0][1] is None:
+            queue.popleft()
+        if not queue and self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    def _fire(self):
+        self._call = None
+        queue = self._queue
+        now = self._clock.seconds()
+        while queue and (queue[0][1] is None or queue[0][0] <= now):
+            deadline, arrival = queue.popleft()
+            if arrival is not None:
+                self._expired(arrival)
+        if queue and self._call is None:
+            self._call = self._clock.callLater(max(0, queue[0][0] - now), self._fire)

@@ -32,9 +32,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txinferno._keepalive import enableKeepAlive
+from txinferno._keepalive import enableKeepAlive, keepAliveOptions
 from txinferno.errors import RegistryError, TxInfernoError
-from txinferno.server.connections import ConnectionTracking, sendDirect
+from txinferno.server.connections import (
+    AcceptedSocketOptions,
+    ArrivalTimeouts,
+    ConnectionTracking,
+    sendDirect,
+)
 from txinferno.server.registry import shortened
 from txinferno.server.statistics import ServerStatistics
 from txinferno.wire.rules import PORT_NAMES, READY, versionLine
@@ -176,17 +181,16 @@ class _WriteProtocol(Protocol):
     @ivar portName: the port's name in the server's statistics.
     """
 
-    server = None
-    portName = None
+    server: "RegistryServer | None" = None
+    portName: str | None = None
     _done = False
-    _idleCall = None
+    _idleLimit: tuple[ArrivalTimeouts, list] | None = None
     _quotedCall = None
 
     def connectionMade(self):
         self.server._track(self)
         self._cutter = _WriteCutter()
-        if self.server.idleTimeout is not None:
-            self._idleCall = self.server.reactor.callLater(self.server.idleTimeout, self._idle)
+        self._idleLimit = self.server._idleLimit(self)
 
     def dataReceived(self, data):
         self.server.statistics.bytesIn[self.portName] += len(data)
@@ -242,10 +246,16 @@ class _WriteProtocol(Protocol):
         self.transport.loseConnection()
 
     def _cancelIdle(self):
-        self._idleCall = _cancelled(self._idleCall)
+        if self._idleLimit is not None:
+            timeouts, entry = self._idleLimit
+            self._idleLimit = None
+            timeouts.done(entry)
 
     def _idle(self):
-        self._idleCall = None
+        """
+        No first write came within C{server.idleTimeout} seconds.
+        """
+        self._idleLimit = None
         self.server.statistics.limitsHit["idle"] += 1
         self.writeFailed(RegistryError("no line within %s seconds" % (self.server.idleTimeout,)))
 
@@ -475,14 +485,10 @@ class EventServerProtocol(Protocol):
         self.transport.registerProducer(self, True)
         if type(self.transport) is tcp.Server:
             self._socket = self.transport.getHandle()
-            if self.server.watcherSendBuffer is not None:
-                self._socket.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_SNDBUF, self.server.watcherSendBuffer
-                )
+        self.server.statistics.bytesOut["event"] += len(READY) + 1
         self._send(READY + b"\n")
 
     def _send(self, data):
-        self.server.statistics.bytesOut["event"] += len(data)
         if _handOver(self.transport, self._socket, data):
             self._socket = None
             self.pauseProducing()
@@ -490,17 +496,22 @@ class EventServerProtocol(Protocol):
     def dataReceived(self, data):
         self.server.statistics.bytesIn["event"] += len(data)
 
-    def report(self, version):
+    def report(self, version, line=None):
         """
-        Tell the client of the current version, or remember to.
+        Tell the client of the current version, or remember to.  The
+        caller counts the report in the server's statistics.
 
         @type version: L{int}
+        @param line: C{version} as the line to send (L{versionLine}), when
+            the caller has it (the server makes it once for all watchers).
+        @return: whether the report was sent (else it is owed).
+        @rtype: L{bool}
         """
         if self._paused:
             self._owed = True
-        else:
-            self.server.statistics.reportsSent += 1
-            self._send(versionLine(version))
+            return False
+        self._send(versionLine(version) if line is None else line)
+        return True
 
     def pauseProducing(self):
         self._paused = True
@@ -515,7 +526,9 @@ class EventServerProtocol(Protocol):
             self._socket = self.transport.getHandle()
         if self._owed:
             self._owed = False
-            self.report(self.server.registry.version)
+            line = versionLine(self.server.registry.version)
+            if self.report(self.server.registry.version, line):
+                self.server.statistics.reported(1, len(line))
 
     def stopProducing(self):
         self._paused = True
@@ -524,6 +537,7 @@ class EventServerProtocol(Protocol):
 
     def _drop(self):
         self._dropCall = None
+        self.server.statistics.watchersDropped += 1
         self._log.warn(
             "event watcher {peer} dropped: its socket has not drained for {timeout} seconds",
             peer=self.transport.getPeer(),
@@ -638,16 +652,18 @@ class RegistryServer(ConnectionTracking):
         self.watcherTimeout = watcherTimeout
         self.watcherSendBuffer = watcherSendBuffer
         self.keepAlive = keepAlive
-        self._streaming = set()
-        self._waiting = {}
+        self._streaming: set[FindServerProtocol] = set()
+        self._waiting: dict[FindServerProtocol, list[str]] = {}
         self._startingFinds = False
+        self._idleTimeouts: ArrivalTimeouts | None = None
+        self._acceptedOptions: dict[str, tuple[tuple, AcceptedSocketOptions | None]] = {}
         self.newFactory = RegistryPortFactory(self, NewServerProtocol, "new")
         self.findFactory = RegistryPortFactory(self, FindServerProtocol, "find")
         self.eventFactory = RegistryPortFactory(self, EventServerProtocol, "event")
-        self.ports = []
+        self.ports: list = []
         self._initConnections()
         self.statistics = ServerStatistics()
-        self._watchers = set()
+        self._watchers: set[EventServerProtocol] = set()
         self._reportCall = None
         registry.addObserver(self._changed)
 
@@ -748,9 +764,34 @@ class RegistryServer(ConnectionTracking):
         return counts
 
     def _track(self, protocol):
+        """
+        A connection is made: count it, and give its socket the server's
+        options (see L{AcceptedSocketOptions}): keepalive, and for the
+        C{event} port the send buffer of L{watcherSendBuffer}.
+        """
         ConnectionTracking._track(self, protocol)
-        if self.keepAlive is not None:
-            enableKeepAlive(protocol.transport, *self.keepAlive)
+        port = protocol.portName
+        settings = (self.keepAlive, self.watcherSendBuffer if port == "event" else None)
+        known = self._acceptedOptions.get(port)
+        if known is None or known[0] != settings:
+            known = self._acceptedOptions[port] = (settings, _socketOptions(*settings))
+        if known[1] is not None:
+            known[1].apply(protocol.transport)
+
+    def _idleLimit(self, protocol):
+        """
+        Start the L{idleTimeout} of a C{new} or C{find} connection.
+
+        @return: what the protocol gives back to end it (the timeouts and
+            its entry), or L{None} when there is no limit.
+        """
+        timeout = self.idleTimeout
+        if timeout is None:
+            return None
+        timeouts = self._idleTimeouts
+        if timeouts is None or timeouts.delay != timeout:
+            timeouts = self._idleTimeouts = ArrivalTimeouts(self.reactor, timeout, _idleExpired)
+        return (timeouts, timeouts.add(protocol))
 
     def watcherCount(self) -> int:
         """
@@ -771,16 +812,19 @@ class RegistryServer(ConnectionTracking):
         started = self.reactor.seconds()
         lines = [s.line() for s in self.registry.find(words)]
         ends = list(accumulate(map(len, lines)))
+        long = ends and ends[-1] > self.findBufferSize
+        if long and len(self._streaming) >= self.maxFinds:
+            # Counted when its turn comes, with the answer it gets then.
+            self._waiting[protocol] = words
+            return
         self.statistics.found(self.reactor.seconds() - started)
         if ends:
             self.statistics.bytesOut["find"] += ends[-1]
-        if not ends or ends[-1] <= self.findBufferSize:
-            protocol.answerNow(lines)
-        elif len(self._streaming) < self.maxFinds:
+        if long:
             self._streaming.add(protocol)
             protocol.stream(lines, ends)
         else:
-            self._waiting[protocol] = words
+            protocol.answerNow(lines)
 
     def _findAnswered(self, protocol):
         """
@@ -816,8 +860,39 @@ class RegistryServer(ConnectionTracking):
     def _report(self):
         self._reportCall = None
         version = self.registry.version
+        line = versionLine(version)
+        sent = 0
         for watcher in list(self._watchers):
-            watcher.report(version)
+            if watcher.report(version, line):
+                sent += 1
+        self.statistics.reported(sent, len(line))
+
+
+def _idleExpired(protocol):
+    protocol._idle()
+
+
+def _socketOptions(keepAlive, sendBuffer):
+    """
+    @param keepAlive: L{RegistryServer.keepAlive}.
+    @param sendBuffer: the C{SO_SNDBUF} of the port's sockets, or L{None}.
+    @return: the L{AcceptedSocketOptions} of a port's connections, or
+        L{None} when they get none.
+    """
+    options = []
+    if keepAlive is not None:
+        options += keepAliveOptions(*keepAlive)
+    if sendBuffer is not None:
+        options.append((socket.SOL_SOCKET, socket.SO_SNDBUF, sendBuffer))
+    if not options:
+        return None
+    fallback = None
+    if keepAlive is not None:
+
+        def fallback(transport):
+            enableKeepAlive(transport, *keepAlive)
+
+    return AcceptedSocketOptions(options, fallback)
 
 
 def addressText(address):

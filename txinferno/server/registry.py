@@ -15,7 +15,7 @@ persistent services left behind by one peer address.
 
 import enum
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 
 from twisted.logger import Logger
@@ -78,12 +78,20 @@ def _pairs(words):
     return list(zip(it, it))
 
 
+def _utf8Length(text):
+    """
+    @return: the length of C{text} in UTF-8 (without encoding it when it is
+        ASCII, which Python knows at once).
+    """
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def _wordBytes(attr, value):
     """
     @return: what one attribute adds to the size of its service: its UTF-8
         bytes and two separators.
     """
-    return len(attr.encode("utf-8")) + len(value.encode("utf-8")) + 2
+    return _utf8Length(attr) + _utf8Length(value) + 2
 
 
 def _reorder(order, pairs):
@@ -100,17 +108,24 @@ def _reorder(order, pairs):
     I{n} + I{k} steps of the interpreter (and I{k} times I{n} bytes
     scanned, I{n} being bounded by L{Registry.maxAttributes}).
 
+    When every pair sets a distinct attribute the service has not got (a
+    registration, most often), the rule comes down to putting them in front
+    in the reverse of their order, which is done without the scan.
+
     @param order: the attribute names, newest first; changed in place.
     @type order: L{list} of L{str}
     @param pairs: the C{(attr, value)} pairs in the order written.
     @return: the value each attribute is left with, by attribute.
     @rtype: L{dict}
     """
+    final = dict(pairs)
+    if len(final) == len(pairs) and final.keys().isdisjoint(order):
+        order[:0] = reversed(final)
+        return final
     names = list(order)
     codes = {attr: chr(i) for i, attr in enumerate(names)}
     text = "".join(map(chr, range(len(names))))
-    final = {}
-    for attr, value in pairs:
+    for attr, _value in pairs:
         code = codes.get(attr)
         if code is None:
             code = codes[attr] = chr(len(names))
@@ -120,7 +135,6 @@ def _reorder(order, pairs):
             position = text.find(code)
             if position:
                 text = text[position - 1 :: -1] + text[position:]
-        final[attr] = value
     order[:] = [names[ord(c)] for c in text]
     return final
 
@@ -141,10 +155,27 @@ def _summary(pairs, limit=LOGGED_ATTRIBUTES):
         (L{None} for no cut).
     @rtype: L{str}
     """
-    text = " ".join("%s %s" % pair for pair in pairs)
+    text = " ".join([word for pair in pairs for word in pair])
     if limit is not None and len(text) > limit:
         text = text[:limit] + "... (%d attributes)" % (len(pairs),)
     return text
+
+
+def _sizeAfter(service, final):
+    """
+    @param final: the values C{service} is to be left with, by attribute.
+    @return: the size (name, attributes and values in UTF-8, a separator
+        after each) of C{service} once they are set.
+    @rtype: L{int}
+    """
+    values = service._values
+    size = service._size
+    for attr, value in final.items():
+        old = values.get(attr)
+        if old is not None:
+            size -= _wordBytes(attr, old)
+        size += _wordBytes(attr, value)
+    return size
 
 
 def _matches(values, pairs):
@@ -238,7 +269,7 @@ class RegisteredService:
         self._order = []
         self._slot = None
         self._line = None
-        self._size = (len(name.encode("utf-8")) if name is not None else 0) + 1
+        self._size = (_utf8Length(name) if name is not None else 0) + 1
 
     def __repr__(self):
         return "<RegisteredService %r>" % (self.name,)
@@ -348,13 +379,16 @@ class Registry:
         self.maxServiceBytes = maxServiceBytes
         self.maxPersistentPerOrigin = maxPersistentPerOrigin
         self.logFullChanges = logFullChanges
-        self._slots = []
-        self._byName = {}
-        self._index = {}
-        self._holders = {}
-        self._observers = []
-        self._persisted = {}
-        self._changeObservers = []
+        self._slots: list[RegisteredService] = []
+        self._byName: dict[str, RegisteredService] = {}
+        self._index: dict[str, dict[str, RegisteredService | set[RegisteredService]]] = {}
+        self._holders: dict[str, int] = {}
+        self._observers: list[Callable[[int], object]] = []
+        self._persisted: dict[str, int] = {}
+        self._changeObservers: list[IRegistryObserver] = []
+        # Logger is a descriptor that makes a new logger at every access:
+        # this one, bound to this registry, is made once.
+        self._log = self._log
 
     def __len__(self):
         return len(self._slots)
@@ -475,13 +509,14 @@ class Registry:
             self._bump()
             raise error
         pairs = _pairs(words[1:])
-        self._checkLimits(service, pairs)
+        size = self._checkLimits(service, pairs)
         self._add(service)
-        self._set(service, pairs)
+        self._set(service, pairs, size)
         self._written(service)
-        self._logChange("service {name} registered with {attrs}", service, service.attributes())
+        attributes = service.attributes()
+        self._logChange("service {name} registered with {attrs}", service, attributes)
         self._bump()
-        self._told(ChangeKind.registered, service, service.attributes())
+        self._told(ChangeKind.registered, service, attributes)
         return service
 
     def update(self, service, words):
@@ -505,8 +540,7 @@ class Registry:
         if len(words) % 2:
             raise RegistryError("odd attribute/value pairs")
         pairs = _pairs(words)
-        self._checkLimits(service, pairs)
-        self._set(service, pairs)
+        self._set(service, pairs, self._checkLimits(service, pairs))
         self._written(service)
         self._logChange("service {name} updated with {attrs}", service, pairs)
         self._bump()
@@ -517,23 +551,24 @@ class Registry:
         Check that setting C{pairs} leaves C{service} within
         L{maxAttributes} and L{maxServiceBytes}.
 
+        @return: the service's size once they are set (see L{_set}).
+        @rtype: L{int}
         @raise RegistryError: when it would not.
         """
         values = service._values
         final = dict(pairs)
-        added = sum(1 for attr in final if attr not in values)
+        if values:
+            added = sum(1 for attr in final if attr not in values)
+        else:
+            added = len(final)
         if len(values) + added > self.maxAttributes:
             raise RegistryError(
                 "too many attributes: more than %d for one service" % (self.maxAttributes,)
             )
-        size = service._size
-        for attr, value in final.items():
-            old = values.get(attr)
-            if old is not None:
-                size -= _wordBytes(attr, old)
-            size += _wordBytes(attr, value)
+        size = _sizeAfter(service, final)
         if size > self.maxServiceBytes:
             raise RegistryError("service too large: more than %d bytes" % (self.maxServiceBytes,))
+        return size
 
     def _logChange(self, format, service, pairs):
         """
@@ -619,19 +654,20 @@ class Registry:
         odd = len(words) % 2 == 0
         pairs = [] if odd else _pairs(words[1:])
         service.name = name
-        service._size = len(name.encode("utf-8")) + 1
+        service._size = _utf8Length(name) + 1
         try:
-            self._checkLimits(service, pairs)
+            size = self._checkLimits(service, pairs)
         except RegistryError:
             service.name = None
             raise
         self._add(service)
         if not odd:
-            self._set(service, pairs)
+            self._set(service, pairs, size)
             self._written(service)
-        self._logChange("service {name} registered with {attrs}", service, service.attributes())
+        attributes = service.attributes()
+        self._logChange("service {name} registered with {attrs}", service, attributes)
         self._bump()
-        self._told(ChangeKind.registered, service, service.attributes())
+        self._told(ChangeKind.registered, service, attributes)
         if odd:
             raise RegistryError("odd attribute/value pairs")
 
@@ -770,7 +806,7 @@ class Registry:
             service = self._new(name, None, REGISTRY_USER)
             service.static = True
             self._add(service)
-            self._set(service, pairs)
+            self._set(service, pairs, _sizeAfter(service, dict(pairs)))
             self._logChange(
                 "static service {name} loaded with {attrs}", service, service.attributes()
             )
@@ -837,7 +873,7 @@ class Registry:
             if len(same) == 1:
                 byValue[value] = next(iter(same))
 
-    def _set(self, service, pairs):
+    def _set(self, service, pairs, size):
         """
         Set attributes as if one pair after the other, keeping the order
         rule (see L{_reorder}); the values and the index follow once per
@@ -848,6 +884,9 @@ class Registry:
         are several (most values belong to one service, and a set each
         would cost ten times the entry); beside it, the number of holders of
         each attribute.
+
+        @param size: the service's size once they are set, as
+            L{_checkLimits} or L{_sizeAfter} gives it.
         """
         values = service._values
         final = _reorder(service._order, pairs)
@@ -861,8 +900,6 @@ class Registry:
                 holders[attr] = holders.get(attr, 0) + 1
             else:
                 self._unindexValue(service, attr, old)
-                service._size -= _wordBytes(attr, old)
-            service._size += _wordBytes(attr, value)
             values[attr] = value
             byValue = index.get(attr)
             if byValue is None:
@@ -874,4 +911,5 @@ class Registry:
                 byValue[value] = {same, service}
             else:
                 same.add(service)
+        service._size = size
         service._line = None

@@ -45,22 +45,22 @@ class ServerStatistics:
         (not cumulative), and a last count of the slower ones.
     @type findBuckets: L{list} of L{int}
     @ivar reportsSent: version reports written to watchers.
-    @ivar watchersDropped: watchers the server closed (it closes none today:
-        a watcher that does not read is owed one report, not sent many).
+    @ivar watchersDropped: watchers the server closed because their sockets
+        did not drain (see L{txinferno.server.protocols.EventServerProtocol}).
     @ivar limitsHit: connections closed for a limit, by limit: C{line} (a
         line longer than the maximum) and C{idle} (no line in time).
     @type limitsHit: L{Counter}
     """
 
-    def __init__(self):
-        self.bytesIn = Counter()
-        self.bytesOut = Counter()
+    def __init__(self) -> None:
+        self.bytesIn: Counter[str] = Counter()
+        self.bytesOut: Counter[str] = Counter()
         self.finds = 0
         self.findSeconds = 0.0
         self.findBuckets = [0] * (len(FIND_BUCKETS) + 1)
         self.reportsSent = 0
         self.watchersDropped = 0
-        self.limitsHit = Counter()
+        self.limitsHit: Counter[str] = Counter()
 
     def found(self, seconds):
         """
@@ -71,3 +71,15 @@ class ServerStatistics:
         self.finds += 1
         self.findSeconds += seconds
         self.findBuckets[bisect_left(FIND_BUCKETS, seconds)] += 1
+
+    def reported(self, count, size):
+        """
+        Count C{count} version reports of C{size} bytes each, sent to
+        watchers (the server counts all the reports of a change at once).
+
+        @type count: L{int}
+        @type size: L{int}
+        """
+        if count:
+            self.reportsSent += count
+            self.bytesOut["event"] += count * size
