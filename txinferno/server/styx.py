@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import enum
 import re
+import struct
+from typing import Any
 
 from twisted.internet import defer, tcp
 from twisted.internet.endpoints import serverFromString
@@ -46,6 +48,7 @@ from txinferno.wire.rules import versionLine
 from txinferno.wire.styx import (
     DMDIR,
     IOHDRSZ,
+    NOTAG,
     OEXEC,
     ORCLOSE,
     OREAD,
@@ -124,6 +127,7 @@ length, as four digits and a newline).
 """
 
 _OPEN_BITS = 3 | OTRUNC | ORCLOSE
+_TAG = struct.Struct("<H")
 _UNOPENED_IOUNIT = (0 - IOHDRSZ) & 0xFFFFFFFF
 
 # The error strings of the [E] column (protocol notes, 9.17).
@@ -187,10 +191,8 @@ def _pieces(data: bytes) -> list[bytes]:
     NUL as the registry's string conversion does.
     """
     if len(data) <= PIECE:
-        pieces = [data]
-    else:
-        pieces = [data[i : i + PIECE] for i in range(0, len(data), PIECE)]
-    return [p.split(b"\0", 1)[0] for p in pieces]
+        return [data.split(b"\0", 1)[0]]
+    return [data[i : i + PIECE].split(b"\0", 1)[0] for i in range(0, len(data), PIECE)]
 
 
 class _Fid:
@@ -234,19 +236,10 @@ class _Fid:
         self.file = file
         self.service = service
         self.uname = uname
-        self.mode = None
-        self.creating = False
-        self.orclose = False
-        self.snapshot = None
-        self.held = 0
-        self.entry = 0
-        self.dirOffset = 0
-        self.filter = []
-        self.reported = 0
-        self.pending = None
-
-    def clone(self) -> _Fid:
-        return _Fid(self.file, self.service, self.uname)
+        self.mode = self.snapshot = self.pending = None
+        self.creating = self.orclose = False
+        self.held = self.entry = self.dirOffset = self.reported = 0
+        self.filter = ()
 
 
 class _PendingRead:
@@ -261,6 +254,36 @@ class _PendingRead:
         self.fid = fid
         self.tag = tag
         self.count = count
+
+
+class _EventAnswers:
+    """
+    The encoded Rreads of one change, for its pending event reads: the text
+    is encoded once for each count asked, and each tag is patched into
+    those bytes (most readers ask alike, and then share one answer).
+    """
+
+    __slots__ = ("version", "_byCount", "_byRead")
+
+    def __init__(self, version: int):
+        self.version = version
+        self._byCount: dict[int, bytes] = {}
+        self._byRead: dict[tuple[int, int], bytes] = {}
+
+    def get(self, tag: int, count: int) -> bytes:
+        """
+        @return: the Rread of tag C{tag} answering a read of C{count} bytes.
+        """
+        key = (tag, count)
+        answer = self._byRead.get(key)
+        if answer is None:
+            whole = self._byCount.get(count)
+            if whole is None:
+                whole = self._byCount[count] = styx.Rread(
+                    NOTAG, versionLine(self.version)[:count]
+                ).encode()
+            answer = self._byRead[key] = whole[:5] + _TAG.pack(tag) + whole[7:]
+        return answer
 
 
 class ConnectionState(enum.Enum):
@@ -289,7 +312,7 @@ class StyxServerProtocol(Protocol):
     """
 
     _log = Logger()
-    server: StyxRegistryServer = None
+    server: StyxRegistryServer
 
     def __init__(self):
         self.msize = None
@@ -309,6 +332,7 @@ class StyxServerProtocol(Protocol):
     def connectionMade(self):
         self.server._track(self)
         self._splitter = FrameSplitter(self.server.maxMsize)
+        self._setMsize(None)
         self.transport.registerProducer(self, True)
         if type(self.transport) is tcp.Server:
             self._socket = self.transport.getHandle()
@@ -379,11 +403,13 @@ class StyxServerProtocol(Protocol):
     def _serve(self):
         """
         Serve the requests received, in order, until none is left, the peer
-        stops reading or the connection closes.
+        stops reading or the connection closes.  The replies are gathered
+        and handed to the transport at once (every L{FLUSH_AT} bytes, and at
+        the end).
         """
-        queue = self._queue
         if self._out is not None:
             return
+        queue = self._queue
         self._out = []
         self._outSize = 0
         handlers = self._handlers
@@ -402,7 +428,7 @@ class StyxServerProtocol(Protocol):
                 except MalformedMessage as e:
                     self._close(str(e))
                     break
-                handler = handlers.get(message.TYPE)
+                handler = handlers.get(frame[4])
                 if handler is None:
                     self._close("%s is not a request" % (type(message).__name__,))
                     break
@@ -417,6 +443,10 @@ class StyxServerProtocol(Protocol):
             self._flush()
 
     def _send(self, data: bytes):
+        """
+        Send a reply: with those being gathered while requests are served,
+        else at once (see L{_sendNow}).
+        """
         out = self._out
         if out is None:
             self._sendNow(data)
@@ -436,7 +466,8 @@ class StyxServerProtocol(Protocol):
         answers 1,000 readers); what the socket does not take goes to the
         transport's buffer.
         """
-        transport = self.transport
+        # A tcp.Server's buffer, when self._socket is set.
+        transport: Any = self.transport
         if (
             self._socket is not None
             and not transport._tempDataBuffer
@@ -493,13 +524,22 @@ class StyxServerProtocol(Protocol):
         fid.snapshot = snapshot
         fid.held = size
 
-    def _ioLimit(self) -> int:
-        return (self.msize if self.msize is not None else self.server.maxMsize) - IOHDRSZ
-
-    def _iounit(self) -> int:
-        if self.msize is None:
-            return _UNOPENED_IOUNIT
-        return min(self.msize - IOHDRSZ, PIECE)
+    def _setMsize(self, msize):
+        """
+        Agree to an msize: the largest message accepted, the largest count
+        of a read or write, the iounit of an open (before a Tversion: the
+        server's maximum, its count, and a nonsense iounit, as Inferno's
+        export answers).
+        """
+        self.msize = msize
+        if msize is None:
+            self._splitter.maximum = self.server.maxMsize
+            self._maxCount = self.server.maxMsize - IOHDRSZ
+            self._iounit = _UNOPENED_IOUNIT
+        else:
+            self._splitter.maximum = msize
+            self._maxCount = msize - IOHDRSZ
+            self._iounit = min(msize - IOHDRSZ, PIECE)
 
     # The requests, one method each
 
@@ -509,8 +549,7 @@ class StyxServerProtocol(Protocol):
             return styx.Rversion(m.tag, m.msize, "unknown")
         if m.msize < MIN_MSIZE:
             raise RegistryError(TOO_SMALL)
-        self.msize = min(m.msize, self.server.maxMsize)
-        self._splitter.maximum = self.msize
+        self._setMsize(min(m.msize, self.server.maxMsize))
         return styx.Rversion(m.tag, self.msize, styx.VERSION)
 
     def _auth(self, m):
@@ -602,7 +641,7 @@ class StyxServerProtocol(Protocol):
             qid = _FILE_QIDS[file]
         fid.mode = access
         fid.orclose = bool(mode & ORCLOSE)
-        return styx.Ropen(m.tag, qid, self._iounit())
+        return styx.Ropen(m.tag, qid, self._iounit)
 
     def _create(self, m):
         fid = self._fid(m.fid)
@@ -617,7 +656,7 @@ class StyxServerProtocol(Protocol):
         raise RegistryError(FORBIDS_CREATION)
 
     def _checkIO(self, fid: _Fid, count: int, offset: int):
-        if count > self._ioLimit():
+        if count > self._maxCount:
             raise RegistryError(COUNT_TOO_BIG)
         if offset >= NEGATIVE_OFFSET:
             raise RegistryError(NEGATIVE_IO_OFFSET)
@@ -644,7 +683,7 @@ class StyxServerProtocol(Protocol):
         if file is File.ROOT:
             return styx.Rread(m.tag, self._readDirectory(fid, offset, count))
         if offset == 0 or fid.snapshot is None:
-            text = registry.answer(fid.filter if file is File.FIND else [])
+            text = registry.answer(fid.filter if file is File.FIND else ())
             self._hold(fid, text, len(text))
         return styx.Rread(m.tag, fid.snapshot[offset : offset + count])
 
@@ -683,22 +722,15 @@ class StyxServerProtocol(Protocol):
         self.server._pending[read] = None
         return None
 
-    def _answerRead(self, read: _PendingRead, version: int, answers: dict):
+    def _answerRead(self, read: _PendingRead, version: int, answer: bytes):
         """
-        A change answers a pending event read.
-
-        @param answers: the encoded Rread of this change by C{(tag,
-            count)}, filled as needed (most readers ask alike).
+        A change answers a pending event read with C{answer}, its encoded
+        Rread.
         """
         del self._reads[read]
-        read.fid.pending = None
-        read.fid.reported = version
-        key = (read.tag, read.count)
-        answer = answers.get(key)
-        if answer is None:
-            answer = answers[key] = styx.Rread(
-                read.tag, versionLine(version)[: read.count]
-            ).encode()
+        fid = read.fid
+        fid.pending = None
+        fid.reported = version
         self._send(answer)
 
     def _dropRead(self, read: _PendingRead):
@@ -843,7 +875,7 @@ class StyxRegistryServer(ConnectionTracking):
         self.factory = StyxServerFactory(self)
         self.port = None
         self._initConnections()
-        self._pending = {}
+        self._pending: dict[_PendingRead, None] = {}
         registry.addObserver(self._changed)
 
     def listen(self, endpoint) -> defer.Deferred:
@@ -949,9 +981,10 @@ class StyxRegistryServer(ConnectionTracking):
         Registry observer: answer every pending event read of every
         connection.
         """
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             return
-        pending, self._pending = self._pending, {}
-        answers = {}
+        self._pending = {}
+        answers = _EventAnswers(version)
         for read in pending:
-            read.protocol._answerRead(read, version, answers)
+            read.protocol._answerRead(read, version, answers.get(read.tag, read.count))

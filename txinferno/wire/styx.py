@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, fields
-from operator import attrgetter
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, dataclass_transform
 
 from txinferno.errors import MalformedMessage
 
@@ -168,6 +167,8 @@ _WALK = struct.Struct("<IIH")
 _IO = struct.Struct("<IQI")
 _HEADER_COUNT = struct.Struct("<IBHI")
 _OPEN = struct.Struct("<IBHBIQI")
+_WRITE = struct.Struct("<IBHIQI")
+_RWALK = [struct.Struct("<IBHH" + "BIQ" * count) for count in range(MAXWELEM + 1)]
 
 
 def _pack(fmt: struct.Struct, *values) -> bytes:
@@ -350,37 +351,23 @@ class Message:
     TYPE: ClassVar[int]
     tag: int
 
-    # A message whose fields are all integers has _LAYOUT, the struct of the
-    # whole message, and _FIELDS, the getter of its fields' values.
-    _LAYOUT: ClassVar[struct.Struct | None] = None
-    _FIELDS: ClassVar = None
-
     def encode(self) -> bytes:
         """
         @return: the whole message, size field included.
         @raise ValueError: if a field is out of its range.
         """
-        layout = self._LAYOUT
-        if layout is not None:
-            try:
-                return layout.pack(layout.size, self.TYPE, *self._FIELDS(self))
-            except struct.error as e:
-                raise ValueError("Styx field out of range: %s (%r)" % (e, self)) from None
         body = self._body()
         return _pack(_HEADER, HEADER_SIZE + len(body), self.TYPE, self.tag) + body
 
     def _body(self) -> bytes:
-        return b""
+        """
+        @return: the fields after the tag (for the classes that use this
+            C{encode}).
+        """
+        raise NotImplementedError()
 
     @classmethod
     def _decode(cls, tag: int, data: bytes) -> Message:
-        layout = cls._LAYOUT
-        if layout is not None:
-            if len(data) != layout.size:
-                raise MalformedMessage(
-                    "%s of %d bytes: it has %d" % (cls.__name__, len(data), layout.size)
-                )
-            return cls(*layout.unpack_from(data)[2:])
         reader = _Reader(data, HEADER_SIZE)
         message = cls._read(tag, reader)
         reader.end()
@@ -388,24 +375,70 @@ class Message:
 
     @classmethod
     def _read(cls, tag: int, reader: _Reader) -> Message:
-        return cls(tag)
+        """
+        Read the fields after the tag (for the classes that use this
+        C{_decode}).
+        """
+        raise NotImplementedError()
 
 
-def _message(cls=None, layout=None):
+_LAYOUT_CODEC = """
+def encode(self):
+    try:
+        return _pack({size}, {type}, {values})
+    except struct.error as e:
+        raise ValueError("Styx field out of range: %s (%r)" % (e, self)) from None
+
+def _decode(cls, tag, data):
+    if len(data) != {size}:
+        raise MalformedMessage("{name} of %d bytes: it has {size}" % (len(data),))
+    _, _, {names} = _unpack(data)
+    return cls({names})
+"""
+
+
+def _layoutCodec(cls, layout: str) -> None:
+    """
+    Give a message class whose fields after the tag are all integers an
+    C{encode} and a C{_decode} compiled for its fields (one C{struct} call
+    each way, no per-message lists or tuples beyond the struct's own).
+
+    @param layout: the struct format characters of those fields.
+    """
+    whole = struct.Struct("<IBH" + layout)
+    names = ", ".join(f.name for f in fields(cls))
+    source = _LAYOUT_CODEC.format(
+        size=whole.size,
+        type=cls.TYPE,
+        name=cls.__name__,
+        names=names + ",",
+        values=", ".join("self." + f.name for f in fields(cls)),
+    )
+    namespace: dict[str, Any] = {
+        "_pack": whole.pack,
+        "_unpack": whole.unpack,
+        "struct": struct,
+        "MalformedMessage": MalformedMessage,
+    }
+    exec(source, namespace)
+    cls.encode = namespace["encode"]
+    cls._decode = classmethod(namespace["_decode"])
+
+
+@dataclass_transform(eq_default=True)
+def _message(cls: Any = None, layout: str | None = None) -> Any:
     """
     Make a message class a slotted dataclass (its instances are meant to be
     treated as immutable; they are not frozen, for speed, but hashable).
 
     @param layout: for a message whose fields after the tag are all
-        integers, their struct format characters.
+        integers, their struct format characters (see L{_layoutCodec}).
     """
 
     def make(cls):
         cls = dataclass(slots=True, unsafe_hash=True)(cls)
         if layout is not None:
-            cls._LAYOUT = struct.Struct("<IBH" + layout)
-            names = [f.name for f in fields(cls)]
-            cls._FIELDS = attrgetter(*names) if len(names) > 1 else staticmethod(lambda m: (m.tag,))
+            _layoutCodec(cls, layout)
         return cls
 
     return make(cls) if cls is not None else make
@@ -517,13 +550,6 @@ class Tflush(Message):
     tag: int
     oldtag: int
 
-    def _body(self):
-        return _pack(_U16, self.oldtag)
-
-    @classmethod
-    def _read(cls, tag, reader):
-        return cls(tag, reader.u16())
-
 
 @_message(layout="")
 class Rflush(Message):
@@ -586,17 +612,32 @@ class Rwalk(Message):
     tag: int
     qids: tuple[Qid, ...]
 
-    def _body(self):
-        if len(self.qids) > MAXWELEM:
-            raise ValueError("Rwalk of %d qids: at most %d" % (len(self.qids), MAXWELEM))
-        return _pack(_U16, len(self.qids)) + b"".join([_pack(_QID, *qid) for qid in self.qids])
+    def encode(self):
+        qids = self.qids
+        count = len(qids)
+        if count > MAXWELEM:
+            raise ValueError("Rwalk of %d qids: at most %d" % (count, MAXWELEM))
+        values = qids[0] if count == 1 else [value for qid in qids for value in qid]
+        try:
+            return _RWALK[count].pack(9 + 13 * count, self.TYPE, self.tag, count, *values)
+        except (struct.error, TypeError) as e:
+            raise ValueError("Styx field out of range: %s (%r)" % (e, self)) from None
 
     @classmethod
-    def _read(cls, tag, reader):
-        count = reader.u16()
+    def _decode(cls, tag, data):
+        if len(data) < 9:
+            raise MalformedMessage("Styx message shorter than its fields")
+        count = data[7] | data[8] << 8
         if count > MAXWELEM:
             raise MalformedMessage("Rwalk of %d qids: at most %d" % (count, MAXWELEM))
-        return cls(tag, tuple(reader.qid() for _ in range(count)))
+        end = 9 + 13 * count
+        if len(data) != end:
+            if len(data) < end:
+                raise MalformedMessage("Styx message shorter than its fields")
+            raise MalformedMessage(
+                "Styx message has %d bytes after its fields" % (len(data) - end,)
+            )
+        return cls(tag, tuple(map(Qid._make, _QID.iter_unpack(data[9:]))))
 
 
 @_message(layout="IB")
@@ -605,13 +646,6 @@ class Topen(Message):
     tag: int
     fid: int
     mode: int
-
-    def _body(self):
-        return _pack(_U32, self.fid) + _pack(_U8, self.mode)
-
-    @classmethod
-    def _read(cls, tag, reader):
-        return cls(tag, reader.u32(), reader.u8())
 
 
 @_message
@@ -628,8 +662,11 @@ class Ropen(Message):
             raise ValueError("Styx field out of range: %s" % (e,)) from None
 
     @classmethod
-    def _read(cls, tag, reader):
-        return cls(tag, reader.qid(), reader.u32())
+    def _decode(cls, tag, data):
+        if len(data) != 24:
+            raise MalformedMessage("%s of %d bytes: it has 24" % (cls.__name__, len(data)))
+        _, _, _, type_, vers, path, iounit = _OPEN.unpack(data)
+        return cls(tag, Qid(type_, vers, path), iounit)
 
 
 @_message
@@ -667,13 +704,6 @@ class Tread(Message):
     offset: int
     count: int
 
-    def _body(self):
-        return _pack(_U32, self.fid) + _pack(_U64, self.offset) + _pack(_U32, self.count)
-
-    @classmethod
-    def _read(cls, tag, reader):
-        return cls(tag, reader.u32(), reader.u64(), reader.u32())
-
 
 @_message
 class Rread(Message):
@@ -706,13 +736,15 @@ class Twrite(Message):
     offset: int
     data: bytes
 
-    def _body(self):
-        return (
-            _pack(_U32, self.fid)
-            + _pack(_U64, self.offset)
-            + _pack(_U32, len(self.data))
-            + self.data
-        )
+    def encode(self):
+        data = self.data
+        try:
+            return (
+                _WRITE.pack(23 + len(data), self.TYPE, self.tag, self.fid, self.offset, len(data))
+                + data
+            )
+        except (struct.error, TypeError) as e:
+            raise ValueError("Styx field out of range: %s (%r)" % (e, self)) from None
 
     @classmethod
     def _decode(cls, tag, data):
@@ -730,26 +762,12 @@ class Rwrite(Message):
     tag: int
     count: int
 
-    def _body(self):
-        return _pack(_U32, self.count)
-
-    @classmethod
-    def _read(cls, tag, reader):
-        return cls(tag, reader.u32())
-
 
 @_message(layout="I")
 class Tclunk(Message):
     TYPE: ClassVar[int] = 120
     tag: int
     fid: int
-
-    def _body(self):
-        return _pack(_U32, self.fid)
-
-    @classmethod
-    def _read(cls, tag, reader):
-        return cls(tag, reader.u32())
 
 
 @_message(layout="")
@@ -859,6 +877,8 @@ Every message class by its type number. Terror (106) does not exist in
 9P2000 and is not here: decoding it is an error.
 """
 
+_DECODERS = {number: cls._decode for number, cls in MESSAGE_TYPES.items()}
+
 
 def decode(data: bytes) -> Message:
     """
@@ -874,10 +894,10 @@ def decode(data: bytes) -> Message:
     size, type_, tag = _HEADER.unpack_from(data, 0)
     if size != len(data):
         raise MalformedMessage("Styx message size field %d for %d bytes" % (size, len(data)))
-    cls = MESSAGE_TYPES.get(type_)
-    if cls is None:
+    decoder = _DECODERS.get(type_)
+    if decoder is None:
         raise MalformedMessage("unknown Styx message type %d" % (type_,))
-    return cls._decode(tag, data)
+    return decoder(tag, data)
 
 
 class FrameSplitter:
