@@ -15,10 +15,16 @@ before the clock starts:
     figure that does not depend on what else the machine runs;
   - the server's memory per registration (resident memory before and
     after, the 20,000 registrations held open);
+  - the registry model alone (C{create} and C{name}, as the Styx server
+    calls them for a registration, logging filtered at warn as in the
+    server) per CPU second, in a child process: the ceiling of the figure
+    above, and what is left of a registration's cost for Styx;
   - delay from a change (an update through a held Styx fid) until the last
     of 1,000 Styx event readers (1,000 connections, one pending Tread each,
     made pending before the change is sent) has its Rread; median and p95
-    of 30.
+    of 30; and the server's CPU per change beside this machine's floor for
+    it: the CPU of 1,000 plain sends of the same Rread to 1,000 loopback
+    sockets (the kernel's share, which no server code can go under).
 
 Each figure is printed with its target from issue 12 and the ratio
 figure/target (below 1 is good for times, above 1 for rates), and the load
@@ -31,6 +37,7 @@ import selectors
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import time
 
@@ -99,6 +106,77 @@ def registrations(port, first, count):
         messages.append(styx.Topen(1, fid, OWRITE).encode())
         messages.append(styx.Twrite(1, fid, 0, b"svc%d id %d proto bench" % (i, i)).encode())
     return Connection(port), b"".join(messages), 3 * count
+
+
+MODEL_RATE = r"""
+import os, sys, time
+from twisted.logger import (
+    FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner,
+    textFileLogObserver,
+)
+from twisted.internet.task import Clock
+from txinferno.server.registry import Registry
+from txinferno.wire.words import splitWords
+
+globalLogBeginner.beginLoggingTo(
+    [FilteringLogObserver(textFileLogObserver(open(os.devnull, "w")),
+                          [LogLevelFilterPredicate(LogLevel.warn)])],
+    redirectStandardIO=False,
+)
+count = int(sys.argv[1])
+registry = Registry(Clock())
+writes = [b"svc%d id %d proto bench" % (i, i) for i in range(count)]
+start = time.process_time()
+for data in writes:
+    registry.name(registry.create(None, "bench"), splitWords(data))
+print(count / (time.process_time() - start))
+"""
+
+
+def modelRate():
+    """
+    @return: registrations per CPU second of the registry model alone, in a
+        child process.
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", MODEL_RATE, str(REGISTRATIONS)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.abspath(__file__)),
+    )
+    return float(out.stdout)
+
+
+def sendFloor(count, data):
+    """
+    @return: the CPU seconds of sending C{data} once to each of C{count}
+        loopback TCP connections from a plain loop, as a server answering
+        C{count} readers must at least (the median of 5 rounds).
+    """
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(count)
+    pairs = []
+    for _ in range(count):
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        server.setblocking(False)
+        pairs.append((server, client))
+    listener.close()
+    rounds = []
+    for _ in range(5):
+        start = time.process_time()
+        for server, _ in pairs:
+            server.send(data)
+        rounds.append(time.process_time() - start)
+        for _, client in pairs:
+            client.recv(100)
+    for server, client in pairs:
+        server.close()
+        client.close()
+    return statistics.median(rounds)
 
 
 def registerAll(jobs):
@@ -256,6 +334,12 @@ def main():
             20000,
             True,
         )
+        model = modelRate()
+        perRegistration = (cpuAfter - cpuBefore) / REGISTRATIONS
+        table.note(
+            "  the registry model alone, per CPU second (us of a registration)",
+            "%.0f reg/s (%.1f of %.1f us)" % (model, 1e6 / model, perRegistration * 1e6),
+        )
         listed = findCount(findPort)
         if listed != REGISTRATIONS:
             raise SystemExit("TCP find lists %d of %d Styx registrations" % (listed, REGISTRATIONS))
@@ -270,6 +354,10 @@ def main():
         row("change to %d Styx event readers, median" % (READERS,), median * 1e3, "ms", 10)
         row("change to %d Styx event readers, p95" % (READERS,), p95 * 1e3, "ms", 10)
         row("  server CPU per change to %d readers" % (READERS,), perChange * 1e3, "ms", 10)
+        floor = sendFloor(READERS, styx.Rread(7, b"00000001\n").encode())
+        table.note(
+            "  floor: %d plain loopback sends of it" % (READERS,), "%.2f ms CPU" % (floor * 1e3,)
+        )
         selector.close()
         for conn in readers:
             conn.sock.close()
