@@ -245,44 +245,42 @@ class _Fid:
 class _PendingRead:
     """
     A Tread of C{event} waiting for the next change.
+
+    @ivar key: its C{(tag, count)}, which finds its answer in the
+        L{_EventAnswers} of the change.
     """
 
-    __slots__ = ("protocol", "fid", "tag", "count")
+    __slots__ = ("protocol", "fid", "tag", "key")
 
     def __init__(self, protocol, fid, tag, count):
         self.protocol = protocol
         self.fid = fid
         self.tag = tag
-        self.count = count
+        self.key = (tag, count)
 
 
-class _EventAnswers:
+class _EventAnswers(dict[tuple[int, int], bytes]):
     """
-    The encoded Rreads of one change, for its pending event reads: the text
-    is encoded once for each count asked, and each tag is patched into
-    those bytes (most readers ask alike, and then share one answer).
+    The encoded Rreads of one change, for its pending event reads, by the
+    C{(tag, count)} of each read (L{_PendingRead.key}): the text is encoded
+    once for each count asked, and each tag is patched into those bytes;
+    most readers ask alike, and then share one answer found by a plain
+    lookup.
     """
-
-    __slots__ = ("version", "_byCount", "_byRead")
 
     def __init__(self, version: int):
+        dict.__init__(self)
         self.version = version
         self._byCount: dict[int, bytes] = {}
-        self._byRead: dict[tuple[int, int], bytes] = {}
 
-    def get(self, tag: int, count: int) -> bytes:
-        """
-        @return: the Rread of tag C{tag} answering a read of C{count} bytes.
-        """
-        key = (tag, count)
-        answer = self._byRead.get(key)
-        if answer is None:
-            whole = self._byCount.get(count)
-            if whole is None:
-                whole = self._byCount[count] = styx.Rread(
-                    NOTAG, versionLine(self.version)[:count]
-                ).encode()
-            answer = self._byRead[key] = whole[:5] + _TAG.pack(tag) + whole[7:]
+    def __missing__(self, key: tuple[int, int]) -> bytes:
+        tag, count = key
+        whole = self._byCount.get(count)
+        if whole is None:
+            whole = self._byCount[count] = styx.Rread(
+                NOTAG, versionLine(self.version)[:count]
+            ).encode()
+        answer = self[key] = whole[:5] + _TAG.pack(tag) + whole[7:]
         return answer
 
 
@@ -987,4 +985,4 @@ class StyxRegistryServer(ConnectionTracking):
         self._pending = {}
         answers = _EventAnswers(version)
         for read in pending:
-            read.protocol._answerRead(read, version, answers.get(read.tag, read.count))
+            read.protocol._answerRead(read, version, answers[read.key])
