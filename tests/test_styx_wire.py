@@ -598,3 +598,38 @@ def test_encode_out_of_range_fast_paths(message):
     """
     with pytest.raises(ValueError):
         message.encode()
+
+
+def _fieldsOf(message):
+    return tuple(getattr(message, f.name) for f in dataclasses.fields(message))
+
+
+def _sameFields(wire):
+    try:
+        message = decode(wire)
+    except MalformedMessage:
+        with pytest.raises(MalformedMessage):
+            styx.decodeFields(wire)
+    else:
+        assert styx.decodeFields(wire) == _fieldsOf(message)
+
+
+@given(messages)
+@settings(max_examples=500)
+def test_decode_fields(message):
+    """
+    L{styx.decodeFields} gives a message's fields in order, tag first.
+    """
+    assert styx.decodeFields(message.encode()) == _fieldsOf(message)
+
+
+@given(st.sampled_from(sorted(MESSAGE_TYPES)), st.binary(max_size=60))
+@settings(max_examples=1000)
+def test_decode_fields_agrees_with_decode(type_, body):
+    """
+    On any body under any type's header, and on bytes too short for a
+    header, L{styx.decodeFields} gives the fields of what L{decode} gives,
+    or raises L{MalformedMessage} where it does.
+    """
+    _sameFields(_framed(type_, body))
+    _sameFields(body[:7])

@@ -48,6 +48,7 @@ from txinferno.wire.rules import versionLine
 from txinferno.wire.styx import (
     DMDIR,
     IOHDRSZ,
+    MESSAGE_TYPES,
     NOTAG,
     OEXEC,
     ORCLOSE,
@@ -58,7 +59,7 @@ from txinferno.wire.styx import (
     FrameSplitter,
     Qid,
     Stat,
-    decode,
+    decodeFields,
 )
 from txinferno.wire.words import splitWords
 
@@ -422,18 +423,18 @@ class StyxServerProtocol(Protocol):
                     self._close("message of %d bytes over the msize %d" % (len(frame), msize))
                     break
                 try:
-                    message = decode(frame)
+                    fields = decodeFields(frame)
                 except MalformedMessage as e:
                     self._close(str(e))
                     break
                 handler = handlers.get(frame[4])
                 if handler is None:
-                    self._close("%s is not a request" % (type(message).__name__,))
+                    self._close("%s is not a request" % (MESSAGE_TYPES[frame[4]].__name__,))
                     break
                 try:
-                    reply = handler(self, message)
+                    reply = handler(self, *fields)
                 except RegistryError as e:
-                    reply = styx.Rerror(message.tag, e.text)
+                    reply = styx.Rerror(fields[0], e.text)
                 if reply is not None:
                     self._send(reply.encode())
         finally:
@@ -539,44 +540,45 @@ class StyxServerProtocol(Protocol):
             self._maxCount = msize - IOHDRSZ
             self._iounit = min(msize - IOHDRSZ, PIECE)
 
-    # The requests, one method each
+    # The requests, one method each, called with the request's fields in
+    # order, tag first (styx.decodeFields: no message object is made); each
+    # returns its reply, or None for an event read left pending.
 
-    def _version(self, m):
-        version = m.version
+    def _version(self, tag, msize, version):
         if version[:2] != "9P" or version[2:] < "2000":
-            return styx.Rversion(m.tag, m.msize, "unknown")
-        if m.msize < MIN_MSIZE:
+            return styx.Rversion(tag, msize, "unknown")
+        if msize < MIN_MSIZE:
             raise RegistryError(TOO_SMALL)
-        self._setMsize(min(m.msize, self.server.maxMsize))
-        return styx.Rversion(m.tag, self.msize, styx.VERSION)
+        self._setMsize(min(msize, self.server.maxMsize))
+        return styx.Rversion(tag, self.msize, styx.VERSION)
 
-    def _auth(self, m):
+    def _auth(self, tag, afid, uname, aname):
         raise RegistryError(NO_AUTH)
 
-    def _attach(self, m):
-        if m.fid in self._fids:
+    def _attach(self, tag, number, afid, uname, aname):
+        if number in self._fids:
             raise RegistryError(FID_IN_USE)
-        self._addFid(m.fid, _Fid(File.ROOT, None, m.uname))
-        return styx.Rattach(m.tag, ATTACH_QID)
+        self._addFid(number, _Fid(File.ROOT, None, uname))
+        return styx.Rattach(tag, ATTACH_QID)
 
-    def _flushRequest(self, m):
+    def _flushRequest(self, tag, oldtag):
         for read in self._reads:
-            if read.tag == m.oldtag:
+            if read.tag == oldtag:
                 self._dropRead(read)
                 break
-        return styx.Rflush(m.tag)
+        return styx.Rflush(tag)
 
-    def _walk(self, m):
-        fid = self._fid(m.fid)
+    def _walk(self, tag, number, newfid, names):
+        fid = self._fid(number)
         if fid.mode is not None:
             raise RegistryError(WALK_OF_OPEN_FID)
-        if m.newfid != m.fid and m.newfid in self._fids:
+        if newfid != number and newfid in self._fids:
             raise RegistryError(FID_IN_USE)
         file, service = fid.file, fid.service
         registry = self.server.registry
         qids = []
         failure = None
-        for name in m.names:
+        for name in names:
             if file is not File.ROOT:
                 failure = NOT_DIRECTORY
                 break
@@ -596,19 +598,18 @@ class StyxServerProtocol(Protocol):
         if failure is not None:
             if not qids:
                 raise RegistryError(failure)
-            return styx.Rwalk(m.tag, tuple(qids))
-        if m.newfid == m.fid:
+            return styx.Rwalk(tag, tuple(qids))
+        if newfid == number:
             fid.file, fid.service = file, service
         else:
             walked = _Fid(file, service, fid.uname)
-            self._addFid(m.newfid, walked)
-        return styx.Rwalk(m.tag, tuple(qids))
+            self._addFid(newfid, walked)
+        return styx.Rwalk(tag, tuple(qids))
 
-    def _open(self, m):
-        fid = self._fid(m.fid)
+    def _open(self, tag, number, mode):
+        fid = self._fid(number)
         if fid.mode is not None:
             raise RegistryError(UNKNOWN_MODE)
-        mode = m.mode
         access = mode & 3
         if mode & ~_OPEN_BITS or access == OEXEC:
             raise RegistryError(BAD_ARGUMENT)
@@ -639,16 +640,16 @@ class StyxServerProtocol(Protocol):
             qid = _FILE_QIDS[file]
         fid.mode = access
         fid.orclose = bool(mode & ORCLOSE)
-        return styx.Ropen(m.tag, qid, self._iounit)
+        return styx.Ropen(tag, qid, self._iounit)
 
-    def _create(self, m):
-        fid = self._fid(m.fid)
+    def _create(self, tag, number, name, perm, mode):
+        fid = self._fid(number)
         if fid.mode is not None:
             raise RegistryError(UNKNOWN_MODE)
-        if m.name in ("", ".", ".."):
+        if name in ("", ".", ".."):
             raise RegistryError(FILE_NAME_SYNTAX)
-        if "/" in m.name:
-            raise RegistryError("bad character in file name: %s" % (m.name,))
+        if "/" in name:
+            raise RegistryError("bad character in file name: %s" % (name,))
         if fid.file is not File.ROOT:
             raise RegistryError(NOT_DIRECTORY)
         raise RegistryError(FORBIDS_CREATION)
@@ -661,29 +662,28 @@ class StyxServerProtocol(Protocol):
         if fid.mode is None:
             raise RegistryError(UNKNOWN_MODE)
 
-    def _read(self, m):
-        fid = self._fid(m.fid)
-        self._checkIO(fid, m.count, m.offset)
+    def _read(self, tag, number, offset, count):
+        fid = self._fid(number)
+        self._checkIO(fid, count, offset)
         if fid.mode == OWRITE:
             raise RegistryError(NOT_SUITABLE)
         file = fid.file
-        offset, count = m.offset, m.count
         registry = self.server.registry
         if file is File.SERVICE:
             service = fid.service
             if offset == 0:
                 service.atime = registry.now()
             if service.state is ServiceState.REGISTERED:
-                return styx.Rread(m.tag, service.line()[offset : offset + count])
-            return styx.Rread(m.tag, b"")
+                return styx.Rread(tag, service.line()[offset : offset + count])
+            return styx.Rread(tag, b"")
         if file is File.EVENT:
-            return self._readEvent(fid, m)
+            return self._readEvent(fid, tag, count)
         if file is File.ROOT:
-            return styx.Rread(m.tag, self._readDirectory(fid, offset, count))
+            return styx.Rread(tag, self._readDirectory(fid, offset, count))
         if offset == 0 or fid.snapshot is None:
             text = registry.answer(fid.filter if file is File.FIND else ())
             self._hold(fid, text, len(text))
-        return styx.Rread(m.tag, fid.snapshot[offset : offset + count])
+        return styx.Rread(tag, fid.snapshot[offset : offset + count])
 
     def _readDirectory(self, fid: _Fid, offset: int, count: int) -> bytes:
         if offset == 0:
@@ -705,16 +705,16 @@ class StyxServerProtocol(Protocol):
         fid.dirOffset += size
         return b"".join(taken)
 
-    def _readEvent(self, fid: _Fid, m):
+    def _readEvent(self, fid: _Fid, tag: int, count: int):
         if fid.pending is not None:
             raise RegistryError(CONCURRENT_READ)
         version = self.server.registry.version
         if version != fid.reported:
             fid.reported = version
-            return styx.Rread(m.tag, versionLine(version)[: m.count])
+            return styx.Rread(tag, versionLine(version)[:count])
         if len(self._reads) >= self.server.maxFids:
             raise RegistryError(TOO_MANY_READS)
-        read = _PendingRead(self, fid, m.tag, m.count)
+        read = _PendingRead(self, fid, tag, count)
         fid.pending = read
         self._reads[read] = None
         self.server._pending[read] = None
@@ -736,10 +736,9 @@ class StyxServerProtocol(Protocol):
         read.fid.pending = None
         self.server._pending.pop(read, None)
 
-    def _write(self, m):
-        fid = self._fid(m.fid)
-        data = m.data
-        self._checkIO(fid, len(data), m.offset)
+    def _write(self, tag, number, offset, data):
+        fid = self._fid(number)
+        self._checkIO(fid, len(data), offset)
         if fid.mode == OREAD:
             raise RegistryError(NOT_SUITABLE)
         if fid.file is File.FIND:
@@ -757,17 +756,17 @@ class StyxServerProtocol(Protocol):
                     registry.name(service, words)
                 else:
                     registry.update(service, words)
-        return styx.Rwrite(m.tag, len(data))
+        return styx.Rwrite(tag, len(data))
 
-    def _clunk(self, m):
-        fid = self._fids.pop(m.fid, None)
+    def _clunk(self, tag, number):
+        fid = self._fids.pop(number, None)
         if fid is None:
             raise RegistryError(NO_SUCH_FID)
         self._release(fid)
-        return styx.Rclunk(m.tag)
+        return styx.Rclunk(tag)
 
-    def _remove(self, m):
-        fid = self._fids.pop(m.fid, None)
+    def _remove(self, tag, number):
+        fid = self._fids.pop(number, None)
         if fid is None:
             raise RegistryError(NO_SUCH_FID)
         try:
@@ -781,18 +780,18 @@ class StyxServerProtocol(Protocol):
             self.server.registry.remove(service)
         finally:
             self._release(fid)
-        return styx.Rremove(m.tag)
+        return styx.Rremove(tag)
 
-    def _stat(self, m):
-        fid = self._fid(m.fid)
+    def _stat(self, tag, number):
+        fid = self._fid(number)
         if fid.file is File.SERVICE and fid.service.state is ServiceState.REMOVED:
             raise RegistryError(NOT_EXIST)
-        return styx.Rstat(m.tag, self.server.stat(fid.file, fid.service))
+        return styx.Rstat(tag, self.server.stat(fid.file, fid.service))
 
-    def _wstat(self, m):
-        self._fid(m.fid)
+    def _wstat(self, tag, number, stat):
+        self._fid(number)
         try:
-            Stat.decode(m.stat)
+            Stat.decode(stat)
         except MalformedMessage:
             raise RegistryError(MALFORMED_STAT) from None
         raise RegistryError(PERMISSION)

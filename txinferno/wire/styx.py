@@ -83,6 +83,7 @@ __all__ = [
     "Rwstat",
     "MESSAGE_TYPES",
     "decode",
+    "decodeFields",
     "FrameSplitter",
 ]
 
@@ -163,8 +164,8 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _HEADER = struct.Struct("<IBH")
 _QID = struct.Struct("<BIQ")
-_WALK = struct.Struct("<IIH")
-_IO = struct.Struct("<IQI")
+_TWALK = struct.Struct("<HIIH")
+_TWRITE = struct.Struct("<HIQI")
 _HEADER_COUNT = struct.Struct("<IBHI")
 _OPEN = struct.Struct("<IBHBIQI")
 _WRITE = struct.Struct("<IBHIQI")
@@ -349,6 +350,7 @@ class Message:
 
     __slots__ = ()
     TYPE: ClassVar[int]
+    _NAMES: ClassVar[tuple[str, ...]]
     tag: int
 
     def encode(self) -> bytes:
@@ -374,6 +376,15 @@ class Message:
         return message
 
     @classmethod
+    def _fields(cls, data: bytes) -> tuple:
+        """
+        @return: the fields of the whole message C{data} (whose header is
+            checked), tag first, as L{decodeFields} gives them.
+        """
+        message = cls._decode(data[5] | data[6] << 8, data)
+        return tuple([getattr(message, name) for name in cls._NAMES])
+
+    @classmethod
     def _read(cls, tag: int, reader: _Reader) -> Message:
         """
         Read the fields after the tag (for the classes that use this
@@ -388,6 +399,11 @@ def encode(self):
         return _pack({size}, {type}, {values})
     except struct.error as e:
         raise ValueError("Styx field out of range: %s (%r)" % (e, self)) from None
+
+def _fields(cls, data):
+    if len(data) != {size}:
+        raise MalformedMessage("{name} of %d bytes: it has {size}" % (len(data),))
+    return _unpack(data)[2:]
 
 def _decode(cls, tag, data):
     if len(data) != {size}:
@@ -423,6 +439,7 @@ def _layoutCodec(cls, layout: str) -> None:
     exec(source, namespace)
     cls.encode = namespace["encode"]
     cls._decode = classmethod(namespace["_decode"])
+    cls._fields = classmethod(namespace["_fields"])
 
 
 @dataclass_transform(eq_default=True)
@@ -437,6 +454,7 @@ def _message(cls: Any = None, layout: str | None = None) -> Any:
 
     def make(cls):
         cls = dataclass(slots=True, unsafe_hash=True)(cls)
+        cls._NAMES = tuple(f.name for f in fields(cls))
         if layout is not None:
             _layoutCodec(cls, layout)
         return cls
@@ -581,10 +599,14 @@ class Twalk(Message):
 
     @classmethod
     def _decode(cls, tag, data):
+        return cls(*cls._fields(data))
+
+    @classmethod
+    def _fields(cls, data):
         end = len(data)
         if end < 17:
             raise MalformedMessage("Styx message shorter than its fields")
-        fid, newfid, count = _WALK.unpack_from(data, HEADER_SIZE)
+        tag, fid, newfid, count = _TWALK.unpack_from(data, 5)
         if count > MAXWELEM:
             raise MalformedMessage("Twalk of %d names: at most %d" % (count, MAXWELEM))
         offset = 17
@@ -599,7 +621,7 @@ class Twalk(Message):
             names.append(data[start:offset].decode("utf-8", "surrogateescape"))
         if offset != end:
             raise MalformedMessage("Styx message has %d bytes after its fields" % (end - offset,))
-        return cls(tag, fid, newfid, tuple(names))
+        return tag, fid, newfid, tuple(names)
 
 
 @_message
@@ -748,12 +770,16 @@ class Twrite(Message):
 
     @classmethod
     def _decode(cls, tag, data):
+        return cls(*cls._fields(data))
+
+    @classmethod
+    def _fields(cls, data):
         if len(data) < 23:
             raise MalformedMessage("Styx message shorter than its fields")
-        fid, offset, count = _IO.unpack_from(data, HEADER_SIZE)
+        tag, fid, offset, count = _TWRITE.unpack_from(data, 5)
         if count != len(data) - 23:
             raise MalformedMessage("Twrite of count %d in %d bytes" % (count, len(data)))
-        return cls(tag, fid, offset, data[23:])
+        return tag, fid, offset, data[23:]
 
 
 @_message(layout="I")
@@ -878,6 +904,7 @@ Every message class by its type number. Terror (106) does not exist in
 """
 
 _DECODERS = {number: cls._decode for number, cls in MESSAGE_TYPES.items()}
+_FIELDERS = {number: cls._fields for number, cls in MESSAGE_TYPES.items()}
 
 
 def decode(data: bytes) -> Message:
@@ -898,6 +925,25 @@ def decode(data: bytes) -> Message:
     if decoder is None:
         raise MalformedMessage("unknown Styx message type %d" % (type_,))
     return decoder(tag, data)
+
+
+def decodeFields(data: bytes) -> tuple:
+    """
+    Decode one whole message as L{decode} does (the same checks, the same
+    L{MalformedMessage}), to its fields rather than a message: a tuple of
+    the message class's fields in order, tag first (its type is
+    C{data[4]}).  For a server's requests, Twalk, Topen, Tread, Twrite and
+    Tclunk above all, no message object is made.
+    """
+    if len(data) < HEADER_SIZE:
+        raise MalformedMessage("Styx message of %d bytes: at least %d" % (len(data), HEADER_SIZE))
+    size, type_, tag = _HEADER.unpack_from(data, 0)
+    if size != len(data):
+        raise MalformedMessage("Styx message size field %d for %d bytes" % (size, len(data)))
+    fielder = _FIELDERS.get(type_)
+    if fielder is None:
+        raise MalformedMessage("unknown Styx message type %d" % (type_,))
+    return fielder(data)
 
 
 class FrameSplitter:
