@@ -903,8 +903,23 @@ Every message class by its type number. Terror (106) does not exist in
 9P2000 and is not here: decoding it is an error.
 """
 
-_DECODERS = {number: cls._decode for number, cls in MESSAGE_TYPES.items()}
-_FIELDERS = {number: cls._fields for number, cls in MESSAGE_TYPES.items()}
+
+def _classOf(data: bytes) -> tuple[type[Message], int]:
+    """
+    Check the header of one whole message.
+
+    @return: its class and its tag.
+    @raise MalformedMessage: see L{decode}.
+    """
+    if len(data) < HEADER_SIZE:
+        raise MalformedMessage("Styx message of %d bytes: at least %d" % (len(data), HEADER_SIZE))
+    size, type_, tag = _HEADER.unpack_from(data, 0)
+    if size != len(data):
+        raise MalformedMessage("Styx message size field %d for %d bytes" % (size, len(data)))
+    cls = MESSAGE_TYPES.get(type_)
+    if cls is None:
+        raise MalformedMessage("unknown Styx message type %d" % (type_,))
+    return cls, tag
 
 
 def decode(data: bytes) -> Message:
@@ -916,15 +931,8 @@ def decode(data: bytes) -> Message:
         size field that does not match, an unknown type, a field cut short,
         bytes left over, a Twalk of more than L{MAXWELEM} names.
     """
-    if len(data) < HEADER_SIZE:
-        raise MalformedMessage("Styx message of %d bytes: at least %d" % (len(data), HEADER_SIZE))
-    size, type_, tag = _HEADER.unpack_from(data, 0)
-    if size != len(data):
-        raise MalformedMessage("Styx message size field %d for %d bytes" % (size, len(data)))
-    decoder = _DECODERS.get(type_)
-    if decoder is None:
-        raise MalformedMessage("unknown Styx message type %d" % (type_,))
-    return decoder(tag, data)
+    cls, tag = _classOf(data)
+    return cls._decode(tag, data)
 
 
 def decodeFields(data: bytes) -> tuple:
@@ -935,15 +943,7 @@ def decodeFields(data: bytes) -> tuple:
     C{data[4]}).  For a server's requests, Twalk, Topen, Tread, Twrite and
     Tclunk above all, no message object is made.
     """
-    if len(data) < HEADER_SIZE:
-        raise MalformedMessage("Styx message of %d bytes: at least %d" % (len(data), HEADER_SIZE))
-    size, type_, tag = _HEADER.unpack_from(data, 0)
-    if size != len(data):
-        raise MalformedMessage("Styx message size field %d for %d bytes" % (size, len(data)))
-    fielder = _FIELDERS.get(type_)
-    if fielder is None:
-        raise MalformedMessage("unknown Styx message type %d" % (type_,))
-    return fielder(data)
+    return _classOf(data)[0]._fields(data)
 
 
 class FrameSplitter:
