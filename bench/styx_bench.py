@@ -15,10 +15,17 @@ before the clock starts:
     figure that does not depend on what else the machine runs;
   - the server's memory per registration (resident memory before and
     after, the 20,000 registrations held open);
+  - the registry model alone (C{create} and C{name}, as the Styx server
+    calls them for a registration, logging filtered at warn as in the
+    server) per CPU second, in a child process: the ceiling of the figure
+    above, and what is left of a registration's cost for Styx;
   - delay from a change (an update through a held Styx fid) until the last
     of 1,000 Styx event readers (1,000 connections, one pending Tread each,
     made pending before the change is sent) has its Rread; median and p95
-    of 30.
+    of 30; and beside it this machine's floor for it: a child process that
+    does nothing but send the same Rread to 1,000 loopback connections,
+    timed the same way (the kernel's share, which no server code can go
+    under).
 
 Each figure is printed with its target from issue 12 and the ratio
 figure/target (below 1 is good for times, above 1 for rates), and the load
@@ -31,6 +38,7 @@ import selectors
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import time
 
@@ -99,6 +107,110 @@ def registrations(port, first, count):
         messages.append(styx.Topen(1, fid, OWRITE).encode())
         messages.append(styx.Twrite(1, fid, 0, b"svc%d id %d proto bench" % (i, i)).encode())
     return Connection(port), b"".join(messages), 3 * count
+
+
+MODEL_RATE = r"""
+import os, sys, time
+from twisted.logger import (
+    FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner,
+    textFileLogObserver,
+)
+from twisted.internet.task import Clock
+from txinferno.server.registry import Registry
+from txinferno.wire.words import splitWords
+
+globalLogBeginner.beginLoggingTo(
+    [FilteringLogObserver(textFileLogObserver(open(os.devnull, "w")),
+                          [LogLevelFilterPredicate(LogLevel.warn)])],
+    redirectStandardIO=False,
+)
+count = int(sys.argv[1])
+registry = Registry(Clock())
+writes = [b"svc%d id %d proto bench" % (i, i) for i in range(count)]
+start = time.process_time()
+for data in writes:
+    registry.name(registry.create(None, "bench"), splitWords(data))
+print(count / (time.process_time() - start))
+"""
+
+
+def modelRate():
+    """
+    @return: registrations per CPU second of the registry model alone, in a
+        child process.
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", MODEL_RATE, str(REGISTRATIONS)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.abspath(__file__)),
+    )
+    return float(out.stdout)
+
+
+FLOOR_SENDER = r"""
+import socket, sys
+count, data = int(sys.argv[1]), bytes.fromhex(sys.argv[2])
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(count + 1)
+print(listener.getsockname()[1], flush=True)
+trigger, _ = listener.accept()
+readers = []
+for _ in range(count):
+    reader, _ = listener.accept()
+    reader.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    readers.append(reader)
+while trigger.recv(1):
+    for reader in readers:
+        reader.send(data)
+"""
+
+
+def floorDelays(count, data, repeat):
+    """
+    This machine's floor for a change reaching C{count} readers: a child
+    process that does nothing but send C{data} to each of C{count} loopback
+    connections when told, measured as L{eventDelays} measures the server.
+
+    @return: the median delay and the child's CPU seconds per round.
+    """
+    sender = subprocess.Popen(
+        [sys.executable, "-c", FLOOR_SENDER, str(count), data.hex()],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(sender.stdout.readline())
+        trigger = socket.create_connection((HOST, port))
+        trigger.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        selector = selectors.DefaultSelector()
+        readers = [socket.create_connection((HOST, port)) for _ in range(count)]
+        for reader in readers:
+            reader.setblocking(False)
+            selector.register(reader, selectors.EVENT_READ)
+        times = []
+        used = 0
+        for _ in range(repeat):
+            waiting = set(readers)
+            cpuBefore = cpu(sender.pid)
+            start = time.perf_counter()
+            trigger.send(b"x")
+            while waiting:
+                for key, _ in selector.select(10):
+                    assert len(key.fileobj.recv(100)) == len(data)
+                    waiting.discard(key.fileobj)
+            times.append(time.perf_counter() - start)
+            used += cpu(sender.pid) - cpuBefore
+        selector.close()
+        for reader in readers:
+            reader.close()
+        trigger.close()
+    finally:
+        sender.kill()
+        sender.wait()
+    return statistics.median(times), used / repeat
 
 
 def registerAll(jobs):
@@ -256,6 +368,12 @@ def main():
             20000,
             True,
         )
+        model = modelRate()
+        perRegistration = (cpuAfter - cpuBefore) / REGISTRATIONS
+        table.note(
+            "  the registry model alone, per CPU second (us of a registration)",
+            "%.0f reg/s (%.1f of %.1f us)" % (model, 1e6 / model, perRegistration * 1e6),
+        )
         listed = findCount(findPort)
         if listed != REGISTRATIONS:
             raise SystemExit("TCP find lists %d of %d Styx registrations" % (listed, REGISTRATIONS))
@@ -270,6 +388,11 @@ def main():
         row("change to %d Styx event readers, median" % (READERS,), median * 1e3, "ms", 10)
         row("change to %d Styx event readers, p95" % (READERS,), p95 * 1e3, "ms", 10)
         row("  server CPU per change to %d readers" % (READERS,), perChange * 1e3, "ms", 10)
+        floorMedian, floorCPU = floorDelays(READERS, styx.Rread(7, b"00000001\n").encode(), 30)
+        table.note(
+            "  floor: a process that only sends it %d times" % (READERS,),
+            "%.2f ms median, %.2f ms CPU" % (floorMedian * 1e3, floorCPU * 1e3),
+        )
         selector.close()
         for conn in readers:
             conn.sock.close()

@@ -675,6 +675,30 @@ def test_event_clunk_with_pending(peer):
     assert styx.Rread(4, b"00000001\n") in replies
 
 
+def test_event_fan_out_tags_and_counts(server):
+    """
+    One change answers the pending reads of many connections, each with its
+    own tag and its own count (the answer is shared between alike reads and
+    patched for the others): every reader gets exactly its own Rread.
+    """
+    readers = []
+    for i, (tag, count) in enumerate([(4, 8192), (4, 8192), (5, 8192), (NOTAG, 3), (4, 3), (0, 0)]):
+        p = Peer(server, 10 + i)
+        p.version()
+        p.attach()
+        p.walk(0, 1, "event")
+        p.open(1, OREAD)
+        assert p.send(styx.Tread(tag, 1, 0, count)) == []
+        readers.append((p, tag, count))
+    writer = Peer(server, 2)
+    writer.version()
+    writer.attach()
+    writer.register(1, b"svc a 1")
+    for p, tag, count in readers:
+        assert p.transport.value() == styx.Rread(tag, b"00000001\n"[:count]).encode()
+    assert server._pending == {}
+
+
 def test_event_pending_bound(server):
     server.maxFids = 3
     p = Peer(server)

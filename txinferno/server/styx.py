@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import enum
 import re
+import struct
+from typing import Any
 
 from twisted.internet import defer, tcp
 from twisted.internet.endpoints import serverFromString
@@ -46,6 +48,8 @@ from txinferno.wire.rules import versionLine
 from txinferno.wire.styx import (
     DMDIR,
     IOHDRSZ,
+    MESSAGE_TYPES,
+    NOTAG,
     OEXEC,
     ORCLOSE,
     OREAD,
@@ -55,7 +59,7 @@ from txinferno.wire.styx import (
     FrameSplitter,
     Qid,
     Stat,
-    decode,
+    decodeFields,
 )
 from txinferno.wire.words import splitWords
 
@@ -124,6 +128,7 @@ length, as four digits and a newline).
 """
 
 _OPEN_BITS = 3 | OTRUNC | ORCLOSE
+_TAG = struct.Struct("<H")
 _UNOPENED_IOUNIT = (0 - IOHDRSZ) & 0xFFFFFFFF
 
 # The error strings of the [E] column (protocol notes, 9.17).
@@ -187,10 +192,8 @@ def _pieces(data: bytes) -> list[bytes]:
     NUL as the registry's string conversion does.
     """
     if len(data) <= PIECE:
-        pieces = [data]
-    else:
-        pieces = [data[i : i + PIECE] for i in range(0, len(data), PIECE)]
-    return [p.split(b"\0", 1)[0] for p in pieces]
+        return [data.split(b"\0", 1)[0]]
+    return [data[i : i + PIECE].split(b"\0", 1)[0] for i in range(0, len(data), PIECE)]
 
 
 class _Fid:
@@ -234,33 +237,52 @@ class _Fid:
         self.file = file
         self.service = service
         self.uname = uname
-        self.mode = None
-        self.creating = False
-        self.orclose = False
-        self.snapshot = None
-        self.held = 0
-        self.entry = 0
-        self.dirOffset = 0
-        self.filter = []
-        self.reported = 0
-        self.pending = None
-
-    def clone(self) -> _Fid:
-        return _Fid(self.file, self.service, self.uname)
+        self.mode = self.snapshot = self.pending = None
+        self.creating = self.orclose = False
+        self.held = self.entry = self.dirOffset = self.reported = 0
+        self.filter = ()
 
 
 class _PendingRead:
     """
     A Tread of C{event} waiting for the next change.
+
+    @ivar key: its C{(tag, count)}, which finds its answer in the
+        L{_EventAnswers} of the change.
     """
 
-    __slots__ = ("protocol", "fid", "tag", "count")
+    __slots__ = ("protocol", "fid", "tag", "key")
 
     def __init__(self, protocol, fid, tag, count):
         self.protocol = protocol
         self.fid = fid
         self.tag = tag
-        self.count = count
+        self.key = (tag, count)
+
+
+class _EventAnswers(dict[tuple[int, int], bytes]):
+    """
+    The encoded Rreads of one change, for its pending event reads, by the
+    C{(tag, count)} of each read (L{_PendingRead.key}): the text is encoded
+    once for each count asked, and each tag is patched into those bytes;
+    most readers ask alike, and then share one answer found by a plain
+    lookup.
+    """
+
+    def __init__(self, version: int):
+        dict.__init__(self)
+        self.version = version
+        self._byCount: dict[int, bytes] = {}
+
+    def __missing__(self, key: tuple[int, int]) -> bytes:
+        tag, count = key
+        whole = self._byCount.get(count)
+        if whole is None:
+            whole = self._byCount[count] = styx.Rread(
+                NOTAG, versionLine(self.version)[:count]
+            ).encode()
+        answer = self[key] = whole[:5] + _TAG.pack(tag) + whole[7:]
+        return answer
 
 
 class ConnectionState(enum.Enum):
@@ -289,7 +311,7 @@ class StyxServerProtocol(Protocol):
     """
 
     _log = Logger()
-    server: StyxRegistryServer = None
+    server: StyxRegistryServer
 
     def __init__(self):
         self.msize = None
@@ -309,6 +331,7 @@ class StyxServerProtocol(Protocol):
     def connectionMade(self):
         self.server._track(self)
         self._splitter = FrameSplitter(self.server.maxMsize)
+        self._setMsize(None)
         self.transport.registerProducer(self, True)
         if type(self.transport) is tcp.Server:
             self._socket = self.transport.getHandle()
@@ -379,11 +402,13 @@ class StyxServerProtocol(Protocol):
     def _serve(self):
         """
         Serve the requests received, in order, until none is left, the peer
-        stops reading or the connection closes.
+        stops reading or the connection closes.  The replies are gathered
+        and handed to the transport at once (every L{FLUSH_AT} bytes, and at
+        the end).
         """
-        queue = self._queue
         if self._out is not None:
             return
+        queue = self._queue
         self._out = []
         self._outSize = 0
         handlers = self._handlers
@@ -398,18 +423,18 @@ class StyxServerProtocol(Protocol):
                     self._close("message of %d bytes over the msize %d" % (len(frame), msize))
                     break
                 try:
-                    message = decode(frame)
+                    fields = decodeFields(frame)
                 except MalformedMessage as e:
                     self._close(str(e))
                     break
-                handler = handlers.get(message.TYPE)
+                handler = handlers.get(frame[4])
                 if handler is None:
-                    self._close("%s is not a request" % (type(message).__name__,))
+                    self._close("%s is not a request" % (MESSAGE_TYPES[frame[4]].__name__,))
                     break
                 try:
-                    reply = handler(self, message)
+                    reply = handler(self, *fields)
                 except RegistryError as e:
-                    reply = styx.Rerror(message.tag, e.text)
+                    reply = styx.Rerror(fields[0], e.text)
                 if reply is not None:
                     self._send(reply.encode())
         finally:
@@ -417,6 +442,10 @@ class StyxServerProtocol(Protocol):
             self._flush()
 
     def _send(self, data: bytes):
+        """
+        Send a reply: with those being gathered while requests are served,
+        else at once (see L{_sendNow}).
+        """
         out = self._out
         if out is None:
             self._sendNow(data)
@@ -436,7 +465,8 @@ class StyxServerProtocol(Protocol):
         answers 1,000 readers); what the socket does not take goes to the
         transport's buffer.
         """
-        transport = self.transport
+        # A tcp.Server's buffer, when self._socket is set.
+        transport: Any = self.transport
         if (
             self._socket is not None
             and not transport._tempDataBuffer
@@ -493,53 +523,62 @@ class StyxServerProtocol(Protocol):
         fid.snapshot = snapshot
         fid.held = size
 
-    def _ioLimit(self) -> int:
-        return (self.msize if self.msize is not None else self.server.maxMsize) - IOHDRSZ
+    def _setMsize(self, msize):
+        """
+        Agree to an msize: the largest message accepted, the largest count
+        of a read or write, the iounit of an open (before a Tversion: the
+        server's maximum, its count, and a nonsense iounit, as Inferno's
+        export answers).
+        """
+        self.msize = msize
+        if msize is None:
+            self._splitter.maximum = self.server.maxMsize
+            self._maxCount = self.server.maxMsize - IOHDRSZ
+            self._iounit = _UNOPENED_IOUNIT
+        else:
+            self._splitter.maximum = msize
+            self._maxCount = msize - IOHDRSZ
+            self._iounit = min(msize - IOHDRSZ, PIECE)
 
-    def _iounit(self) -> int:
-        if self.msize is None:
-            return _UNOPENED_IOUNIT
-        return min(self.msize - IOHDRSZ, PIECE)
+    # The requests, one method each, called with the request's fields in
+    # order, tag first (styx.decodeFields: no message object is made); each
+    # returns its reply, or None for an event read left pending.
 
-    # The requests, one method each
-
-    def _version(self, m):
-        version = m.version
+    def _version(self, tag, msize, version):
         if version[:2] != "9P" or version[2:] < "2000":
-            return styx.Rversion(m.tag, m.msize, "unknown")
-        if m.msize < MIN_MSIZE:
+            return styx.Rversion(tag, msize, "unknown")
+        if msize < MIN_MSIZE:
             raise RegistryError(TOO_SMALL)
-        self.msize = min(m.msize, self.server.maxMsize)
-        self._splitter.maximum = self.msize
-        return styx.Rversion(m.tag, self.msize, styx.VERSION)
+        self._setMsize(min(msize, self.server.maxMsize))
+        return styx.Rversion(tag, self.msize, styx.VERSION)
 
-    def _auth(self, m):
+    def _auth(self, tag, afid, uname, aname):
         raise RegistryError(NO_AUTH)
 
-    def _attach(self, m):
-        if m.fid in self._fids:
+    def _attach(self, tag, number, afid, uname, aname):
+        if number in self._fids:
             raise RegistryError(FID_IN_USE)
-        self._addFid(m.fid, _Fid(File.ROOT, None, m.uname))
-        return styx.Rattach(m.tag, ATTACH_QID)
+        self._addFid(number, _Fid(File.ROOT, None, uname))
+        return styx.Rattach(tag, ATTACH_QID)
 
-    def _flushRequest(self, m):
+    def _flushRequest(self, tag, oldtag):
         for read in self._reads:
-            if read.tag == m.oldtag:
+            if read.tag == oldtag:
                 self._dropRead(read)
                 break
-        return styx.Rflush(m.tag)
+        return styx.Rflush(tag)
 
-    def _walk(self, m):
-        fid = self._fid(m.fid)
+    def _walk(self, tag, number, newfid, names):
+        fid = self._fid(number)
         if fid.mode is not None:
             raise RegistryError(WALK_OF_OPEN_FID)
-        if m.newfid != m.fid and m.newfid in self._fids:
+        if newfid != number and newfid in self._fids:
             raise RegistryError(FID_IN_USE)
         file, service = fid.file, fid.service
         registry = self.server.registry
         qids = []
         failure = None
-        for name in m.names:
+        for name in names:
             if file is not File.ROOT:
                 failure = NOT_DIRECTORY
                 break
@@ -559,19 +598,18 @@ class StyxServerProtocol(Protocol):
         if failure is not None:
             if not qids:
                 raise RegistryError(failure)
-            return styx.Rwalk(m.tag, tuple(qids))
-        if m.newfid == m.fid:
+            return styx.Rwalk(tag, tuple(qids))
+        if newfid == number:
             fid.file, fid.service = file, service
         else:
             walked = _Fid(file, service, fid.uname)
-            self._addFid(m.newfid, walked)
-        return styx.Rwalk(m.tag, tuple(qids))
+            self._addFid(newfid, walked)
+        return styx.Rwalk(tag, tuple(qids))
 
-    def _open(self, m):
-        fid = self._fid(m.fid)
+    def _open(self, tag, number, mode):
+        fid = self._fid(number)
         if fid.mode is not None:
             raise RegistryError(UNKNOWN_MODE)
-        mode = m.mode
         access = mode & 3
         if mode & ~_OPEN_BITS or access == OEXEC:
             raise RegistryError(BAD_ARGUMENT)
@@ -602,51 +640,50 @@ class StyxServerProtocol(Protocol):
             qid = _FILE_QIDS[file]
         fid.mode = access
         fid.orclose = bool(mode & ORCLOSE)
-        return styx.Ropen(m.tag, qid, self._iounit())
+        return styx.Ropen(tag, qid, self._iounit)
 
-    def _create(self, m):
-        fid = self._fid(m.fid)
+    def _create(self, tag, number, name, perm, mode):
+        fid = self._fid(number)
         if fid.mode is not None:
             raise RegistryError(UNKNOWN_MODE)
-        if m.name in ("", ".", ".."):
+        if name in ("", ".", ".."):
             raise RegistryError(FILE_NAME_SYNTAX)
-        if "/" in m.name:
-            raise RegistryError("bad character in file name: %s" % (m.name,))
+        if "/" in name:
+            raise RegistryError("bad character in file name: %s" % (name,))
         if fid.file is not File.ROOT:
             raise RegistryError(NOT_DIRECTORY)
         raise RegistryError(FORBIDS_CREATION)
 
     def _checkIO(self, fid: _Fid, count: int, offset: int):
-        if count > self._ioLimit():
+        if count > self._maxCount:
             raise RegistryError(COUNT_TOO_BIG)
         if offset >= NEGATIVE_OFFSET:
             raise RegistryError(NEGATIVE_IO_OFFSET)
         if fid.mode is None:
             raise RegistryError(UNKNOWN_MODE)
 
-    def _read(self, m):
-        fid = self._fid(m.fid)
-        self._checkIO(fid, m.count, m.offset)
+    def _read(self, tag, number, offset, count):
+        fid = self._fid(number)
+        self._checkIO(fid, count, offset)
         if fid.mode == OWRITE:
             raise RegistryError(NOT_SUITABLE)
         file = fid.file
-        offset, count = m.offset, m.count
         registry = self.server.registry
         if file is File.SERVICE:
             service = fid.service
             if offset == 0:
                 service.atime = registry.now()
             if service.state is ServiceState.REGISTERED:
-                return styx.Rread(m.tag, service.line()[offset : offset + count])
-            return styx.Rread(m.tag, b"")
+                return styx.Rread(tag, service.line()[offset : offset + count])
+            return styx.Rread(tag, b"")
         if file is File.EVENT:
-            return self._readEvent(fid, m)
+            return self._readEvent(fid, tag, count)
         if file is File.ROOT:
-            return styx.Rread(m.tag, self._readDirectory(fid, offset, count))
+            return styx.Rread(tag, self._readDirectory(fid, offset, count))
         if offset == 0 or fid.snapshot is None:
-            text = registry.answer(fid.filter if file is File.FIND else [])
+            text = registry.answer(fid.filter if file is File.FIND else ())
             self._hold(fid, text, len(text))
-        return styx.Rread(m.tag, fid.snapshot[offset : offset + count])
+        return styx.Rread(tag, fid.snapshot[offset : offset + count])
 
     def _readDirectory(self, fid: _Fid, offset: int, count: int) -> bytes:
         if offset == 0:
@@ -668,37 +705,30 @@ class StyxServerProtocol(Protocol):
         fid.dirOffset += size
         return b"".join(taken)
 
-    def _readEvent(self, fid: _Fid, m):
+    def _readEvent(self, fid: _Fid, tag: int, count: int):
         if fid.pending is not None:
             raise RegistryError(CONCURRENT_READ)
         version = self.server.registry.version
         if version != fid.reported:
             fid.reported = version
-            return styx.Rread(m.tag, versionLine(version)[: m.count])
+            return styx.Rread(tag, versionLine(version)[:count])
         if len(self._reads) >= self.server.maxFids:
             raise RegistryError(TOO_MANY_READS)
-        read = _PendingRead(self, fid, m.tag, m.count)
+        read = _PendingRead(self, fid, tag, count)
         fid.pending = read
         self._reads[read] = None
         self.server._pending[read] = None
         return None
 
-    def _answerRead(self, read: _PendingRead, version: int, answers: dict):
+    def _answerRead(self, read: _PendingRead, version: int, answer: bytes):
         """
-        A change answers a pending event read.
-
-        @param answers: the encoded Rread of this change by C{(tag,
-            count)}, filled as needed (most readers ask alike).
+        A change answers a pending event read with C{answer}, its encoded
+        Rread.
         """
         del self._reads[read]
-        read.fid.pending = None
-        read.fid.reported = version
-        key = (read.tag, read.count)
-        answer = answers.get(key)
-        if answer is None:
-            answer = answers[key] = styx.Rread(
-                read.tag, versionLine(version)[: read.count]
-            ).encode()
+        fid = read.fid
+        fid.pending = None
+        fid.reported = version
         self._send(answer)
 
     def _dropRead(self, read: _PendingRead):
@@ -706,10 +736,9 @@ class StyxServerProtocol(Protocol):
         read.fid.pending = None
         self.server._pending.pop(read, None)
 
-    def _write(self, m):
-        fid = self._fid(m.fid)
-        data = m.data
-        self._checkIO(fid, len(data), m.offset)
+    def _write(self, tag, number, offset, data):
+        fid = self._fid(number)
+        self._checkIO(fid, len(data), offset)
         if fid.mode == OREAD:
             raise RegistryError(NOT_SUITABLE)
         if fid.file is File.FIND:
@@ -727,17 +756,17 @@ class StyxServerProtocol(Protocol):
                     registry.name(service, words)
                 else:
                     registry.update(service, words)
-        return styx.Rwrite(m.tag, len(data))
+        return styx.Rwrite(tag, len(data))
 
-    def _clunk(self, m):
-        fid = self._fids.pop(m.fid, None)
+    def _clunk(self, tag, number):
+        fid = self._fids.pop(number, None)
         if fid is None:
             raise RegistryError(NO_SUCH_FID)
         self._release(fid)
-        return styx.Rclunk(m.tag)
+        return styx.Rclunk(tag)
 
-    def _remove(self, m):
-        fid = self._fids.pop(m.fid, None)
+    def _remove(self, tag, number):
+        fid = self._fids.pop(number, None)
         if fid is None:
             raise RegistryError(NO_SUCH_FID)
         try:
@@ -751,18 +780,18 @@ class StyxServerProtocol(Protocol):
             self.server.registry.remove(service)
         finally:
             self._release(fid)
-        return styx.Rremove(m.tag)
+        return styx.Rremove(tag)
 
-    def _stat(self, m):
-        fid = self._fid(m.fid)
+    def _stat(self, tag, number):
+        fid = self._fid(number)
         if fid.file is File.SERVICE and fid.service.state is ServiceState.REMOVED:
             raise RegistryError(NOT_EXIST)
-        return styx.Rstat(m.tag, self.server.stat(fid.file, fid.service))
+        return styx.Rstat(tag, self.server.stat(fid.file, fid.service))
 
-    def _wstat(self, m):
-        self._fid(m.fid)
+    def _wstat(self, tag, number, stat):
+        self._fid(number)
         try:
-            Stat.decode(m.stat)
+            Stat.decode(stat)
         except MalformedMessage:
             raise RegistryError(MALFORMED_STAT) from None
         raise RegistryError(PERMISSION)
@@ -843,7 +872,7 @@ class StyxRegistryServer(ConnectionTracking):
         self.factory = StyxServerFactory(self)
         self.port = None
         self._initConnections()
-        self._pending = {}
+        self._pending: dict[_PendingRead, None] = {}
         registry.addObserver(self._changed)
 
     def listen(self, endpoint) -> defer.Deferred:
@@ -949,9 +978,10 @@ class StyxRegistryServer(ConnectionTracking):
         Registry observer: answer every pending event read of every
         connection.
         """
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             return
-        pending, self._pending = self._pending, {}
-        answers = {}
+        self._pending = {}
+        answers = _EventAnswers(version)
         for read in pending:
-            read.protocol._answerRead(read, version, answers)
+            read.protocol._answerRead(read, version, answers[read.key])

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, fields
-from operator import attrgetter
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, dataclass_transform
 
 from txinferno.errors import MalformedMessage
 
@@ -84,6 +83,7 @@ __all__ = [
     "Rwstat",
     "MESSAGE_TYPES",
     "decode",
+    "decodeFields",
     "FrameSplitter",
 ]
 
@@ -164,10 +164,12 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _HEADER = struct.Struct("<IBH")
 _QID = struct.Struct("<BIQ")
-_WALK = struct.Struct("<IIH")
-_IO = struct.Struct("<IQI")
+_TWALK = struct.Struct("<HIIH")
+_TWRITE = struct.Struct("<HIQI")
 _HEADER_COUNT = struct.Struct("<IBHI")
 _OPEN = struct.Struct("<IBHBIQI")
+_WRITE = struct.Struct("<IBHIQI")
+_RWALK = [struct.Struct("<IBHH" + "BIQ" * count) for count in range(MAXWELEM + 1)]
 
 
 def _pack(fmt: struct.Struct, *values) -> bytes:
@@ -348,64 +350,113 @@ class Message:
 
     __slots__ = ()
     TYPE: ClassVar[int]
+    _NAMES: ClassVar[tuple[str, ...]]
     tag: int
-
-    # A message whose fields are all integers has _LAYOUT, the struct of the
-    # whole message, and _FIELDS, the getter of its fields' values.
-    _LAYOUT: ClassVar[struct.Struct | None] = None
-    _FIELDS: ClassVar = None
 
     def encode(self) -> bytes:
         """
         @return: the whole message, size field included.
         @raise ValueError: if a field is out of its range.
         """
-        layout = self._LAYOUT
-        if layout is not None:
-            try:
-                return layout.pack(layout.size, self.TYPE, *self._FIELDS(self))
-            except struct.error as e:
-                raise ValueError("Styx field out of range: %s (%r)" % (e, self)) from None
         body = self._body()
         return _pack(_HEADER, HEADER_SIZE + len(body), self.TYPE, self.tag) + body
 
     def _body(self) -> bytes:
-        return b""
+        """
+        @return: the fields after the tag (for the classes that use this
+            C{encode}).
+        """
+        raise NotImplementedError()
 
     @classmethod
     def _decode(cls, tag: int, data: bytes) -> Message:
-        layout = cls._LAYOUT
-        if layout is not None:
-            if len(data) != layout.size:
-                raise MalformedMessage(
-                    "%s of %d bytes: it has %d" % (cls.__name__, len(data), layout.size)
-                )
-            return cls(*layout.unpack_from(data)[2:])
         reader = _Reader(data, HEADER_SIZE)
         message = cls._read(tag, reader)
         reader.end()
         return message
 
     @classmethod
+    def _fields(cls, data: bytes) -> tuple:
+        """
+        @return: the fields of the whole message C{data} (whose header is
+            checked), tag first, as L{decodeFields} gives them.
+        """
+        message = cls._decode(data[5] | data[6] << 8, data)
+        return tuple([getattr(message, name) for name in cls._NAMES])
+
+    @classmethod
     def _read(cls, tag: int, reader: _Reader) -> Message:
-        return cls(tag)
+        """
+        Read the fields after the tag (for the classes that use this
+        C{_decode}).
+        """
+        raise NotImplementedError()
 
 
-def _message(cls=None, layout=None):
+_LAYOUT_CODEC = """
+def encode(self):
+    try:
+        return _pack({size}, {type}, {values})
+    except struct.error as e:
+        raise ValueError("Styx field out of range: %s (%r)" % (e, self)) from None
+
+def _fields(cls, data):
+    if len(data) != {size}:
+        raise MalformedMessage("{name} of %d bytes: it has {size}" % (len(data),))
+    return _unpack(data)[2:]
+
+def _decode(cls, tag, data):
+    if len(data) != {size}:
+        raise MalformedMessage("{name} of %d bytes: it has {size}" % (len(data),))
+    _, _, {names} = _unpack(data)
+    return cls({names})
+"""
+
+
+def _layoutCodec(cls, layout: str) -> None:
+    """
+    Give a message class whose fields after the tag are all integers an
+    C{encode} and a C{_decode} compiled for its fields (one C{struct} call
+    each way, no per-message lists or tuples beyond the struct's own).
+
+    @param layout: the struct format characters of those fields.
+    """
+    whole = struct.Struct("<IBH" + layout)
+    names = ", ".join(f.name for f in fields(cls))
+    source = _LAYOUT_CODEC.format(
+        size=whole.size,
+        type=cls.TYPE,
+        name=cls.__name__,
+        names=names + ",",
+        values=", ".join("self." + f.name for f in fields(cls)),
+    )
+    namespace: dict[str, Any] = {
+        "_pack": whole.pack,
+        "_unpack": whole.unpack,
+        "struct": struct,
+        "MalformedMessage": MalformedMessage,
+    }
+    exec(source, namespace)
+    cls.encode = namespace["encode"]
+    cls._decode = classmethod(namespace["_decode"])
+    cls._fields = classmethod(namespace["_fields"])
+
+
+@dataclass_transform(eq_default=True)
+def _message(cls: Any = None, layout: str | None = None) -> Any:
     """
     Make a message class a slotted dataclass (its instances are meant to be
     treated as immutable; they are not frozen, for speed, but hashable).
 
     @param layout: for a message whose fields after the tag are all
-        integers, their struct format characters.
+        integers, their struct format characters (see L{_layoutCodec}).
     """
 
     def make(cls):
         cls = dataclass(slots=True, unsafe_hash=True)(cls)
+        cls._NAMES = tuple(f.name for f in fields(cls))
         if layout is not None:
-            cls._LAYOUT = struct.Struct("<IBH" + layout)
-            names = [f.name for f in fields(cls)]
-            cls._FIELDS = attrgetter(*names) if len(names) > 1 else staticmethod(lambda m: (m.tag,))
+            _layoutCodec(cls, layout)
         return cls
 
     return make(cls) if cls is not None else make
@@ -517,13 +568,6 @@ class Tflush(Message):
     tag: int
     oldtag: int
 
-    def _body(self):
-        return _pack(_U16, self.oldtag)
-
-    @classmethod
-    def _read(cls, tag, reader):
-        return cls(tag, reader.u16())
-
 
 @_message(layout="")
 class Rflush(Message):
@@ -555,10 +599,14 @@ class Twalk(Message):
 
     @classmethod
     def _decode(cls, tag, data):
+        return cls(*cls._fields(data))
+
+    @classmethod
+    def _fields(cls, data):
         end = len(data)
         if end < 17:
             raise MalformedMessage("Styx message shorter than its fields")
-        fid, newfid, count = _WALK.unpack_from(data, HEADER_SIZE)
+        tag, fid, newfid, count = _TWALK.unpack_from(data, 5)
         if count > MAXWELEM:
             raise MalformedMessage("Twalk of %d names: at most %d" % (count, MAXWELEM))
         offset = 17
@@ -573,7 +621,7 @@ class Twalk(Message):
             names.append(data[start:offset].decode("utf-8", "surrogateescape"))
         if offset != end:
             raise MalformedMessage("Styx message has %d bytes after its fields" % (end - offset,))
-        return cls(tag, fid, newfid, tuple(names))
+        return tag, fid, newfid, tuple(names)
 
 
 @_message
@@ -586,17 +634,32 @@ class Rwalk(Message):
     tag: int
     qids: tuple[Qid, ...]
 
-    def _body(self):
-        if len(self.qids) > MAXWELEM:
-            raise ValueError("Rwalk of %d qids: at most %d" % (len(self.qids), MAXWELEM))
-        return _pack(_U16, len(self.qids)) + b"".join([_pack(_QID, *qid) for qid in self.qids])
+    def encode(self):
+        qids = self.qids
+        count = len(qids)
+        if count > MAXWELEM:
+            raise ValueError("Rwalk of %d qids: at most %d" % (count, MAXWELEM))
+        values = qids[0] if count == 1 else [value for qid in qids for value in qid]
+        try:
+            return _RWALK[count].pack(9 + 13 * count, self.TYPE, self.tag, count, *values)
+        except (struct.error, TypeError) as e:
+            raise ValueError("Styx field out of range: %s (%r)" % (e, self)) from None
 
     @classmethod
-    def _read(cls, tag, reader):
-        count = reader.u16()
+    def _decode(cls, tag, data):
+        if len(data) < 9:
+            raise MalformedMessage("Styx message shorter than its fields")
+        count = data[7] | data[8] << 8
         if count > MAXWELEM:
             raise MalformedMessage("Rwalk of %d qids: at most %d" % (count, MAXWELEM))
-        return cls(tag, tuple(reader.qid() for _ in range(count)))
+        end = 9 + 13 * count
+        if len(data) != end:
+            if len(data) < end:
+                raise MalformedMessage("Styx message shorter than its fields")
+            raise MalformedMessage(
+                "Styx message has %d bytes after its fields" % (len(data) - end,)
+            )
+        return cls(tag, tuple(map(Qid._make, _QID.iter_unpack(data[9:]))))
 
 
 @_message(layout="IB")
@@ -605,13 +668,6 @@ class Topen(Message):
     tag: int
     fid: int
     mode: int
-
-    def _body(self):
-        return _pack(_U32, self.fid) + _pack(_U8, self.mode)
-
-    @classmethod
-    def _read(cls, tag, reader):
-        return cls(tag, reader.u32(), reader.u8())
 
 
 @_message
@@ -628,8 +684,11 @@ class Ropen(Message):
             raise ValueError("Styx field out of range: %s" % (e,)) from None
 
     @classmethod
-    def _read(cls, tag, reader):
-        return cls(tag, reader.qid(), reader.u32())
+    def _decode(cls, tag, data):
+        if len(data) != 24:
+            raise MalformedMessage("%s of %d bytes: it has 24" % (cls.__name__, len(data)))
+        _, _, _, type_, vers, path, iounit = _OPEN.unpack(data)
+        return cls(tag, Qid(type_, vers, path), iounit)
 
 
 @_message
@@ -667,13 +726,6 @@ class Tread(Message):
     offset: int
     count: int
 
-    def _body(self):
-        return _pack(_U32, self.fid) + _pack(_U64, self.offset) + _pack(_U32, self.count)
-
-    @classmethod
-    def _read(cls, tag, reader):
-        return cls(tag, reader.u32(), reader.u64(), reader.u32())
-
 
 @_message
 class Rread(Message):
@@ -706,22 +758,28 @@ class Twrite(Message):
     offset: int
     data: bytes
 
-    def _body(self):
-        return (
-            _pack(_U32, self.fid)
-            + _pack(_U64, self.offset)
-            + _pack(_U32, len(self.data))
-            + self.data
-        )
+    def encode(self):
+        data = self.data
+        try:
+            return (
+                _WRITE.pack(23 + len(data), self.TYPE, self.tag, self.fid, self.offset, len(data))
+                + data
+            )
+        except (struct.error, TypeError) as e:
+            raise ValueError("Styx field out of range: %s (%r)" % (e, self)) from None
 
     @classmethod
     def _decode(cls, tag, data):
+        return cls(*cls._fields(data))
+
+    @classmethod
+    def _fields(cls, data):
         if len(data) < 23:
             raise MalformedMessage("Styx message shorter than its fields")
-        fid, offset, count = _IO.unpack_from(data, HEADER_SIZE)
+        tag, fid, offset, count = _TWRITE.unpack_from(data, 5)
         if count != len(data) - 23:
             raise MalformedMessage("Twrite of count %d in %d bytes" % (count, len(data)))
-        return cls(tag, fid, offset, data[23:])
+        return tag, fid, offset, data[23:]
 
 
 @_message(layout="I")
@@ -730,26 +788,12 @@ class Rwrite(Message):
     tag: int
     count: int
 
-    def _body(self):
-        return _pack(_U32, self.count)
-
-    @classmethod
-    def _read(cls, tag, reader):
-        return cls(tag, reader.u32())
-
 
 @_message(layout="I")
 class Tclunk(Message):
     TYPE: ClassVar[int] = 120
     tag: int
     fid: int
-
-    def _body(self):
-        return _pack(_U32, self.fid)
-
-    @classmethod
-    def _read(cls, tag, reader):
-        return cls(tag, reader.u32())
 
 
 @_message(layout="")
@@ -860,14 +904,12 @@ Every message class by its type number. Terror (106) does not exist in
 """
 
 
-def decode(data: bytes) -> Message:
+def _classOf(data: bytes) -> tuple[type[Message], int]:
     """
-    Decode one whole message, size field included, that fills C{data}
-    exactly.
+    Check the header of one whole message.
 
-    @raise MalformedMessage: if the bytes are anything else: too short, a
-        size field that does not match, an unknown type, a field cut short,
-        bytes left over, a Twalk of more than L{MAXWELEM} names.
+    @return: its class and its tag.
+    @raise MalformedMessage: see L{decode}.
     """
     if len(data) < HEADER_SIZE:
         raise MalformedMessage("Styx message of %d bytes: at least %d" % (len(data), HEADER_SIZE))
@@ -877,7 +919,31 @@ def decode(data: bytes) -> Message:
     cls = MESSAGE_TYPES.get(type_)
     if cls is None:
         raise MalformedMessage("unknown Styx message type %d" % (type_,))
+    return cls, tag
+
+
+def decode(data: bytes) -> Message:
+    """
+    Decode one whole message, size field included, that fills C{data}
+    exactly.
+
+    @raise MalformedMessage: if the bytes are anything else: too short, a
+        size field that does not match, an unknown type, a field cut short,
+        bytes left over, a Twalk of more than L{MAXWELEM} names.
+    """
+    cls, tag = _classOf(data)
     return cls._decode(tag, data)
+
+
+def decodeFields(data: bytes) -> tuple:
+    """
+    Decode one whole message as L{decode} does (the same checks, the same
+    L{MalformedMessage}), to its fields rather than a message: a tuple of
+    the message class's fields in order, tag first (its type is
+    C{data[4]}).  For a server's requests, Twalk, Topen, Tread, Twrite and
+    Tclunk above all, no message object is made.
+    """
+    return _classOf(data)[0]._fields(data)
 
 
 class FrameSplitter:
