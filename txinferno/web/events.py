@@ -4,8 +4,9 @@ L{EventStream} per client.
 
 A stream starts with a C{snapshot} event (status, recent changes, history),
 then the services matching its query in C{services} events and a C{ready}
-event, then a C{change} event per change and a C{sample} event per sample
-of the history.  The services are made as the client reads them, so a
+event, then a C{changes} event per flush of the view (the changes since the
+last one, in order; see L{txinferno.web.view.RegistryView}) and a C{sample}
+event per sample of the history.  The services are made as the client reads them, so a
 client that does not read holds the server to little more than the
 transport's buffer; changes that wait behind them, or behind a full
 buffer, are kept up to L{EventStream.maxBuffer} bytes, beyond which the
