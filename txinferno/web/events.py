@@ -79,7 +79,7 @@ class EventStream:
         request.setHeader(b"cache-control", b"no-cache")
         request.registerProducer(self, True)
         request.notifyFinish().addBoth(self._finished)
-        self.view.streams.add(self)
+        self.view.addStream(self)
         request.write(b"retry: %d\n\n" % (RETRY,) + self.view.snapshotEvent(self.words))
         self._services = self.view.servicesEvents(self.words)
         self._flush()

@@ -84,16 +84,21 @@ def _line(name, attributes):
     return formatLine(words).decode("utf-8")[:-1]
 
 
-def serviceJSON(name: str, attributes: Sequence[tuple[str, str]]) -> dict:
+def serviceJSON(
+    name: str, attributes: Sequence[tuple[str, str]], line: bytes | None = None
+) -> dict:
     """
     @param name: a service's name.
     @param attributes: its C{(attr, value)} pairs, newest-first.
+    @param line: its line as the C{find} port prints it
+        (L{txinferno.server.registry.RegisteredService.line}), when known.
     @return: the service as the API and the page show it: C{name}, C{attrs}
         (an object, newest-first) and C{line} (the service as the C{find}
         port prints it, in the registry's quoting, without the newline).
     @rtype: L{dict}
     """
-    return {"name": name, "attrs": dict(attributes), "line": _line(name, attributes)}
+    text = _line(name, attributes) if line is None else line.decode("utf-8")[:-1]
+    return {"name": name, "attrs": dict(attributes), "line": text}
 
 
 def _encodeEvent(kind, data):
@@ -173,7 +178,7 @@ class RegistryView:
         self.streamsRefused = 0
         self._sinceSample = 0
         self._recent: deque[dict[str, Any]] = deque(maxlen=maxChanges)
-        self._pending: list[tuple[float, RegistryChange]] = []
+        self._pending: list[tuple[float, RegistryChange, bytes | None]] = []
         self._unsent: list[tuple[dict[str, Any], Mapping[str, str] | None]] = []
         self._flushCall: IDelayedCall | None = None
         self._lastFlush = -math.inf
@@ -203,6 +208,18 @@ class RegistryView:
         self._make()
         self._unsent = []
 
+    def addStream(self, stream: "EventStream") -> None:
+        """
+        Send C{stream} the changes from now on: those told before go to the
+        streams open before it at once (they are in its snapshot).
+
+        @type stream: L{txinferno.web.events.EventStream}
+        """
+        if self._flushCall is not None:
+            self._flushCall.cancel()
+        self._flush()
+        self.streams.add(stream)
+
     @property
     def changes(self) -> deque[dict[str, Any]]:
         """
@@ -219,11 +236,24 @@ class RegistryView:
         self._sinceSample += 1
         if change.kind is ChangeKind.rejected:
             self.rejections[reasonLabel(change.reason or "")] += 1
-        elif change.kind is ChangeKind.removed and change.name is not None:
-            self._encoded.pop(change.name, None)
-        self._pending.append((self.clock.seconds(), change))
-        if self._flushCall is None:
-            wait = self._lastFlush + self.flushInterval - self.clock.seconds()
+            line = None
+        elif change.kind is ChangeKind.removed:
+            self._encoded.pop(change.name or "", None)
+            line = None
+        else:
+            # The line of the service as it is now, computed once for the
+            # streams and the find port alike, is the service after this
+            # change; without streams, only the last changes are made.
+            line = self.registry[change.name].line() if self.streams else None
+        now = self.clock.seconds()
+        self._pending.append((now, change, line))
+        if not self.streams:
+            # Nothing to send: the entries are made when L{changes} is read,
+            # of the last L{maxChanges} changes only.
+            if len(self._pending) > 2 * self.maxChanges:
+                del self._pending[: -self.maxChanges]
+        elif self._flushCall is None:
+            wait = self._lastFlush + self.flushInterval - now
             self._flushCall = self.clock.callLater(max(0.0, wait), self._flush)
 
     def _make(self) -> None:
@@ -234,7 +264,7 @@ class RegistryView:
         pending, self._pending = self._pending, []
         if not self.streams:
             pending = pending[-self.maxChanges :]
-        for when, change in pending:
+        for when, change, line in pending:
             entry: dict[str, Any] = {
                 "time": when,
                 "kind": change.kind.name,
@@ -246,7 +276,7 @@ class RegistryView:
                 entry["reason"] = change.reason
             else:
                 assert change.name is not None
-                entry.update(serviceJSON(change.name, change.attributes))
+                entry.update(serviceJSON(change.name, change.attributes, line))
                 if change.kind is not ChangeKind.removed:
                     values = entry["attrs"]
             self._recent.append(entry)
@@ -261,23 +291,21 @@ class RegistryView:
         change, made once per distinct query.
         """
         self._flushCall = None
-        self._lastFlush = self.clock.seconds()
         self._make()
         unsent, self._unsent = self._unsent, []
         if not (unsent and self.streams):
             return
-        encoded = json.dumps([entry for entry, _ in unsent], separators=(",", ":")).encode(
-            "utf-8"
-        )
+        self._lastFlush = self.clock.seconds()
+        encoded = json.dumps([entry for entry, _ in unsent], separators=(",", ":")).encode("utf-8")
         byQuery: dict[tuple[str, ...], bytes] = {}
         for stream in list(self.streams):
             query = tuple(stream.words)
             data = byQuery.get(query)
             if data is None:
                 shown = [values is not None and queryMatches(query, values) for _, values in unsent]
-                data = byQuery[query] = (
-                    b'event: changes\ndata: {"changes":%s,"shown":%s}\n\n'
-                    % (encoded, _shownJSON(shown))
+                data = byQuery[query] = b'event: changes\ndata: {"changes":%s,"shown":%s}\n\n' % (
+                    encoded,
+                    _shownJSON(shown),
                 )
             stream.send(data)
 
