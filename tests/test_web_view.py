@@ -234,3 +234,35 @@ def test_joiningStream():
     conn.dataReceived(b"a 1\n")
     s.clock.advance(FLUSH_INTERVAL)
     assert first.value() == second.value() != b""
+
+
+def test_oneLargeEventKept():
+    """
+    A stream that cannot write keeps one event larger than its buffer's
+    bound (a burst's changes, shared by the streams) and sends it once it
+    can; a second event past the bound starts it again from a snapshot.
+    """
+    s = Served(maxBuffer=4096)
+    transport = s.open()
+    [stream] = s.view.streams
+    stream.pauseProducing()
+    connections = [s.connection() for _ in range(100)]
+    for i, c in enumerate(connections):
+        c.dataReceived(b"svc%d proto tcp\n" % (i,))
+    s.clock.advance(0)
+    assert stream._pendingBytes > stream.maxBuffer
+    assert s.view.streamsResynced == 0
+    stream.resumeProducing()
+    [(_, data)] = events(transport)
+    assert len(data["changes"]) == 100
+    transport.clear()
+    stream.pauseProducing()
+    for c in connections[:60]:
+        c.dataReceived(b"a 1\n")
+    s.clock.advance(FLUSH_INTERVAL)
+    for c in connections[60:]:
+        c.dataReceived(b"a 1\n")
+    s.clock.advance(FLUSH_INTERVAL)
+    assert s.view.streamsResynced == 1
+    stream.resumeProducing()
+    assert [kind for kind, _ in events(transport)][0] == "snapshot"
