@@ -9,26 +9,16 @@ web port's site on L{StringTransport}s.
 import json
 import random
 
+from test_registry_observer import Recorder
 from test_server_protocols import connect
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from zope.interface import implementer
 
-from txinferno.server.change import IRegistryObserver
 from txinferno.server.protocols import RegistryServer
 from txinferno.server.registry import Registry
 from txinferno.web.site import WebService
 from txinferno.web.view import FLUSH_INTERVAL
-
-
-@implementer(IRegistryObserver)
-class Recorder:
-    def __init__(self):
-        self.changes = []
-
-    def registryChanged(self, change):
-        self.changes.append(change)
 
 
 class Served:
