@@ -121,13 +121,17 @@ class EventsClient(Protocol):
 
     @ivar status: the status line, once received (and L{responded} fires
         with it).
-    @ivar events: the events not yet taken, C{(kind, data)}.
+    @ivar messages: every event received, C{(kind, data)}.
+    @ivar events: the events not yet taken, C{(kind, data)}, a C{changes}
+        event taken apart into a C{change} event per change, each with its
+        C{shown}.
     """
 
     def __init__(self, path):
         self.path = path
         self.status = None
         self.headers = b""
+        self.messages = []
         self.events = []
         self.received = 0
         self._buffer = b""
@@ -153,7 +157,13 @@ class EventsClient(Protocol):
             block, self._buffer = self._buffer.split(b"\n\n", 1)
             fields = dict(line.split(b": ", 1) for line in block.split(b"\n") if b": " in line)
             if b"event" in fields:
-                self.events.append((fields[b"event"].decode(), json.loads(fields[b"data"])))
+                kind, data = fields[b"event"].decode(), json.loads(fields[b"data"])
+                self.messages.append((kind, data))
+                if kind == "changes":
+                    for change, shown in zip(data["changes"], data["shown"], strict=True):
+                        self.events.append(("change", dict(change, shown=shown)))
+                else:
+                    self.events.append((kind, data))
         self._wake()
 
     def connectionLost(self, reason):

@@ -4,13 +4,15 @@ L{EventStream} per client.
 
 A stream starts with a C{snapshot} event (status, recent changes, history),
 then the services matching its query in C{services} events and a C{ready}
-event, then a C{change} event per change and a C{sample} event per sample
-of the history.  The services are made as the client reads them, so a
-client that does not read holds the server to little more than the
-transport's buffer; changes that wait behind them, or behind a full
-buffer, are kept up to L{EventStream.maxBuffer} bytes, beyond which the
-stream is closed (the browser's C{EventSource} reconnects and starts again
-from a snapshot).
+event, then a C{changes} event per flush of the view (the changes since the
+last one, in order; see L{txinferno.web.view.RegistryView}) and a C{sample}
+event per sample of the history.  The services are made as the client
+reads them, so a client that does not read holds the server to little more
+than the transport's buffer; changes that wait behind them, or behind a
+full buffer, are kept up to L{EventStream.maxBuffer} bytes (or one event),
+beyond which the stream starts again from a snapshot, and the second time
+is closed (the browser's C{EventSource} reconnects and starts again from a
+snapshot).
 """
 
 from collections import deque
@@ -78,15 +80,18 @@ class EventStream:
         request.setHeader(b"cache-control", b"no-cache")
         request.registerProducer(self, True)
         request.notifyFinish().addBoth(self._finished)
-        self.view.streams.add(self)
+        self.view.addStream(self)
         request.write(b"retry: %d\n\n" % (RETRY,) + self.view.snapshotEvent(self.words))
         self._services = self.view.servicesEvents(self.words)
         self._flush()
 
     def send(self, data):
         """
-        Send one event, or keep it until the client reads; close the stream
-        when more than L{maxBuffer} bytes wait.
+        Send one event, or keep it until the client reads; start again from
+        a snapshot (the second time, close the stream) when more than
+        L{maxBuffer} bytes wait in more than one event.  One event is kept
+        whatever its size: the changes of a burst come as one event, shared
+        by every stream of a query, and a snapshot would be no smaller.
 
         @type data: L{bytes}
         """
@@ -97,7 +102,7 @@ class EventStream:
             return
         self._pending.append(data)
         self._pendingBytes += len(data)
-        if self._pendingBytes <= self.maxBuffer:
+        if self._pendingBytes <= self.maxBuffer or len(self._pending) == 1:
             return
         self._pending.clear()
         self._pendingBytes = 0

@@ -19,6 +19,7 @@ C{HEAD}) only.
 """
 
 import os
+from typing import cast
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -37,7 +38,7 @@ from txinferno.web.events import MAX_BUFFER, MAX_STREAMS, EventsResource
 from txinferno.web.health import AgentCollector, HealthResource
 from txinferno.web.metrics import MetricsResource, RegistryCollector
 from txinferno.web.page import ViewResource
-from txinferno.web.view import SAMPLE_INTERVAL, RegistryView
+from txinferno.web.view import FLUSH_INTERVAL, SAMPLE_INTERVAL, RegistryView
 
 __all__ = ["WebService", "DEFAULT_WEB", "STATIC", "HTTP_TIMEOUT"]
 
@@ -78,6 +79,7 @@ class WebService(MultiService):
         maxBuffer: int = MAX_BUFFER,
         maxAnswerSize: int = DEFAULT_MAX_ANSWER_SIZE,
         sampleInterval: float = SAMPLE_INTERVAL,
+        flushInterval: float = FLUSH_INTERVAL,
     ) -> None:
         """
         @param endpoint: where to listen.
@@ -93,16 +95,22 @@ class WebService(MultiService):
         @param maxBuffer: the most bytes an event stream may keep waiting.
         @param maxAnswerSize: the largest answer of C{/v1/services}.
         @param sampleInterval: seconds between samples of the history.
+        @param flushInterval: the least seconds between two events of
+            changes on a stream.
         """
         MultiService.__init__(self)
         if reactor is None:
-            from twisted.internet import reactor
+            from twisted.internet import reactor as globalReactor
+
+            reactor = cast(IReactorTime, globalReactor)
         root = Resource()
         self.metrics = MetricsResource()
         root.putChild(b"metrics", self.metrics)
         self.view = None
         if server is not None:
-            self.view = RegistryView(server, reactor, sampleInterval=sampleInterval)
+            self.view = RegistryView(
+                server, reactor, sampleInterval=sampleInterval, flushInterval=flushInterval
+            )
             services = ServicesResource(self.view, maxAnswerSize)
             v1 = Resource()
             v1.putChild(b"services", services)

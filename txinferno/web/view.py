@@ -5,10 +5,12 @@ rejections, a sampled history, and the open event streams it feeds.
 """
 
 import json
+import math
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
@@ -19,7 +21,10 @@ from txinferno.wire.persist import persists
 from txinferno.wire.rules import PORT_NAMES
 from txinferno.wire.words import formatLine
 
-__all__ = ["RegistryView", "reasonLabel", "serviceJSON"]
+if TYPE_CHECKING:
+    from txinferno.web.events import EventStream
+
+__all__ = ["RegistryView", "reasonLabel", "serviceJSON", "FLUSH_INTERVAL"]
 
 MAX_CHANGES = 200
 """
@@ -33,6 +38,12 @@ MAX_SAMPLES = 360
 """
 Default of the C{maxSamples} argument of L{RegistryView} (an hour at the
 default interval).
+"""
+FLUSH_INTERVAL = 0.05
+"""
+Default of L{RegistryView.flushInterval}, in seconds: a change waits at most
+this long for its event (well inside the 100 ms in which a change must reach
+every open view).
 """
 
 _REASONS = {
@@ -73,16 +84,21 @@ def _line(name, attributes):
     return formatLine(words).decode("utf-8")[:-1]
 
 
-def serviceJSON(name: str, attributes: Sequence[tuple[str, str]]) -> dict:
+def serviceJSON(
+    name: str, attributes: Sequence[tuple[str, str]], line: bytes | None = None
+) -> dict:
     """
     @param name: a service's name.
     @param attributes: its C{(attr, value)} pairs, newest-first.
+    @param line: its line as the C{find} port prints it
+        (L{txinferno.server.registry.RegisteredService.line}), when known.
     @return: the service as the API and the page show it: C{name}, C{attrs}
         (an object, newest-first) and C{line} (the service as the C{find}
         port prints it, in the registry's quoting, without the newline).
     @rtype: L{dict}
     """
-    return {"name": name, "attrs": dict(attributes), "line": _line(name, attributes)}
+    text = _line(name, attributes) if line is None else line.decode("utf-8")[:-1]
+    return {"name": name, "attrs": dict(attributes), "line": text}
 
 
 def _encodeEvent(kind, data):
@@ -92,23 +108,33 @@ def _encodeEvent(kind, data):
     )
 
 
+def _shownJSON(shown: list[bool]) -> bytes:
+    return b"[" + b",".join([b"true" if x else b"false" for x in shown]) + b"]"
+
+
 @implementer(IRegistryObserver)
 class RegistryView:
     """
     Watches one L{txinferno.server.protocols.RegistryServer}'s registry.
 
+    As a change observer it only counts a change and keeps it with its
+    time; the rest is done once per flush, at most every L{flushInterval}
+    seconds (at the end of the reactor's turn when the last flush is older
+    than that): the entries of L{changes} are made, and the changes of the
+    flush go to every open stream as one C{changes} event, its JSON made
+    once for every stream (and its C{shown} list once per distinct query).
+    The cost of a change is so independent of the number of open views, and
+    a burst of changes is a few events rather than one per change.
+
     @ivar server: the server.
-    @ivar clock: the clock of the times and of the sampling.
+    @ivar clock: the clock of the times, the flushes and the sampling.
     @ivar startedAt: when the view was made (the uptime counts from it).
-    @ivar changes: the recent changes, oldest first, as the page shows them
-        (at most L{maxChanges}).
+    @ivar flushInterval: the least time between two flushes, in seconds.
     @ivar history: the samples, oldest first: C{time}, C{services} and
         C{changes} (changes since the sample before).
     @ivar counts: changes by kind name (C{registered}, C{updated},
         C{removed}, C{rejected}).
-    @type counts: L{Counter}
     @ivar rejections: rejections by L{reasonLabel}.
-    @type rejections: L{Counter}
     @ivar streams: the open event streams
         (L{txinferno.web.events.EventStream}).
     @ivar streamsResynced: event streams started again from a snapshot,
@@ -125,13 +151,16 @@ class RegistryView:
         maxChanges: int = MAX_CHANGES,
         sampleInterval: float = SAMPLE_INTERVAL,
         maxSamples: int = MAX_SAMPLES,
+        flushInterval: float = FLUSH_INTERVAL,
     ) -> None:
         """
         @type server: L{txinferno.server.protocols.RegistryServer}
         @param clock: an L{IReactorTime}.
-        @type maxChanges: L{int}
+        @param maxChanges: the most changes kept in L{changes}.
         @param sampleInterval: seconds between samples of the history.
-        @type maxSamples: L{int}
+        @param maxSamples: the most samples kept in L{history}.
+        @param flushInterval: the least seconds between two flushes of the
+            changes to the streams.
         """
         self.server = server
         self.registry = server.registry
@@ -139,19 +168,22 @@ class RegistryView:
         self.startedAt = clock.seconds()
         self.maxChanges = maxChanges
         self.sampleInterval = sampleInterval
-        self.changes = deque(maxlen=maxChanges)
-        self.history = deque(maxlen=maxSamples)
-        self.counts = Counter()
-        self.rejections = Counter()
-        self.streams = set()
+        self.flushInterval = flushInterval
+        self.history: deque[dict[str, Any]] = deque(maxlen=maxSamples)
+        self.counts: Counter[str] = Counter()
+        self.rejections: Counter[str] = Counter()
+        self.streams: set[EventStream] = set()
         self.streamsResynced = 0
         self.streamsDropped = 0
         self.streamsRefused = 0
         self._sinceSample = 0
-        self._turnChanges = []
-        self._sendCall = None
-        self._encoded = {}
-        self._status = None
+        self._recent: deque[dict[str, Any]] = deque(maxlen=maxChanges)
+        self._pending: list[tuple[float, RegistryChange, bytes | None]] = []
+        self._unsent: list[tuple[dict[str, Any], Mapping[str, str] | None]] = []
+        self._flushCall: IDelayedCall | None = None
+        self._lastFlush = -math.inf
+        self._encoded: dict[str, tuple[bytes, RegisteredService, bytes]] = {}
+        self._status: tuple[tuple[int, int], dict[str, Any]] | None = None
         self._sampling = LoopingCall(self._sample)
         self._sampling.clock = clock
 
@@ -170,56 +202,111 @@ class RegistryView:
         self.registry.removeChangeObserver(self)
         if self._sampling.running:
             self._sampling.stop()
-        if self._sendCall is not None:
-            self._sendCall.cancel()
-            self._sendCall = None
-            self._turnChanges = []
+        if self._flushCall is not None:
+            self._flushCall.cancel()
+            self._flushCall = None
+        self._make()
+        self._unsent = []
+
+    def addStream(self, stream: "EventStream") -> None:
+        """
+        Send C{stream} the changes from now on: those told before go to the
+        streams open before it at once (they are in its snapshot).
+
+        @type stream: L{txinferno.web.events.EventStream}
+        """
+        if self._flushCall is not None:
+            self._flushCall.cancel()
+        self._flush()
+        self.streams.add(stream)
+
+    @property
+    def changes(self) -> deque[dict[str, Any]]:
+        """
+        The recent changes, oldest first, as the page shows them (at most
+        L{maxChanges}): C{time}, C{kind}, C{version}, and C{name},
+        C{attrs} and C{line} (L{serviceJSON}), or for a rejection C{name}
+        and C{reason}.
+        """
+        self._make()
+        return self._recent
 
     def registryChanged(self, change: RegistryChange) -> None:
-        kind = change.kind.name
-        self.counts[kind] += 1
+        self.counts[change.kind.name] += 1
         self._sinceSample += 1
-        entry = {"time": self.clock.seconds(), "kind": kind, "version": change.version}
         if change.kind is ChangeKind.rejected:
-            self.rejections[reasonLabel(change.reason)] += 1
-            entry["name"] = change.name
-            entry["reason"] = change.reason
+            self.rejections[reasonLabel(change.reason or "")] += 1
+            line = None
+        elif change.kind is ChangeKind.removed:
+            self._encoded.pop(change.name or "", None)
+            line = None
         else:
-            entry.update(serviceJSON(change.name, change.attributes))
-        self.changes.append(entry)
-        if change.kind is ChangeKind.removed:
-            self._encoded.pop(change.name, None)
+            # The line of the service as it is now, computed once for the
+            # streams and the find port alike, is the service after this
+            # change; without streams, only the last changes are made.
+            line = self.registry[change.name].line() if self.streams else None
+        now = self.clock.seconds()
+        self._pending.append((now, change, line))
         if not self.streams:
-            return
-        values = None
-        if change.kind in (ChangeKind.registered, ChangeKind.updated):
-            values = dict(change.attributes)
-        self._turnChanges.append((entry, values))
-        if self._sendCall is None:
-            self._sendCall = self.clock.callLater(0, self._sendChanges)
+            # Nothing to send: the entries are made when L{changes} is read,
+            # of the last L{maxChanges} changes only.
+            if len(self._pending) > 2 * self.maxChanges:
+                del self._pending[: -self.maxChanges]
+        elif self._flushCall is None:
+            wait = self._lastFlush + self.flushInterval - now
+            self._flushCall = self.clock.callLater(max(0.0, wait), self._flush)
 
-    def _sendChanges(self):
+    def _make(self) -> None:
         """
-        Send the changes of a reactor turn to every stream, in one write
-        per stream: each change with C{shown}, whether the stream's query
-        finds the service after it.
+        Make the entries of the changes told since the last time, into
+        L{changes} and, while streams are open, to be sent.
         """
-        self._sendCall = None
-        changes, self._turnChanges = self._turnChanges, []
-        encoded = {}
-        byQuery = {}
+        pending, self._pending = self._pending, []
+        if not self.streams:
+            pending = pending[-self.maxChanges :]
+        for when, change, line in pending:
+            entry: dict[str, Any] = {
+                "time": when,
+                "kind": change.kind.name,
+                "version": change.version,
+            }
+            values = None
+            if change.kind is ChangeKind.rejected:
+                entry["name"] = change.name
+                entry["reason"] = change.reason
+            else:
+                assert change.name is not None
+                entry.update(serviceJSON(change.name, change.attributes, line))
+                if change.kind is not ChangeKind.removed:
+                    values = entry["attrs"]
+            self._recent.append(entry)
+            if self.streams:
+                self._unsent.append((entry, values))
+
+    def _flush(self) -> None:
+        """
+        Send the changes since the last flush to every stream in one
+        C{changes} event: C{changes}, their entries, encoded once, and
+        C{shown}, whether the stream's query finds each service after its
+        change, made once per distinct query.
+        """
+        self._flushCall = None
+        self._make()
+        unsent, self._unsent = self._unsent, []
+        if not (unsent and self.streams):
+            return
+        self._lastFlush = self.clock.seconds()
+        encoded = json.dumps([entry for entry, _ in unsent], separators=(",", ":")).encode("utf-8")
+        byQuery: dict[tuple[str, ...], bytes] = {}
         for stream in list(self.streams):
             query = tuple(stream.words)
             data = byQuery.get(query)
             if data is None:
-                parts = []
-                for i, (entry, values) in enumerate(changes):
-                    shown = values is not None and queryMatches(query, values)
-                    part = encoded.get((i, shown))
-                    if part is None:
-                        part = encoded[i, shown] = _encodeEvent(b"change", dict(entry, shown=shown))
-                    parts.append(part)
-                data = byQuery[query] = b"".join(parts)
+                shown = [values is not None and queryMatches(query, values) for _, values in unsent]
+                data = byQuery[query] = b'event: changes\ndata: {"changes":%s,"shown":%s}\n\n' % (
+                    encoded,
+                    _shownJSON(shown),
+                )
             stream.send(data)
 
     def status(self) -> dict:

@@ -5,6 +5,7 @@
   "use strict";
 
   var MAX_CHANGES_SHOWN = 50;
+  var MAX_CHANGES_KEPT = 200; // as the server keeps them
   var ROW_HEIGHT = 24;        // px, as view.css sets it
   var ROWS_AROUND = 20;       // rows made above and below those on screen
   var MAX_VALUES_SHOWN = 8;
@@ -261,15 +262,19 @@
       setState("live", "live");
       render();
     });
-    source.addEventListener("change", function (event) {
-      var change = JSON.parse(event.data);
-      if (change.shown) { upsert(change); } else if (change.kind !== "rejected") { remove(change.name); }
-      changes.push(change);
-      if (changes.length > 200) { changes.shift(); }
-      if (status) {
-        status.version = change.version;
-        status.services += change.kind === "registered" ? 1 : change.kind === "removed" ? -1 : 0;
-      }
+    // The changes since the last event, in order, each with whether the
+    // stream's query finds its service after it.
+    source.addEventListener("changes", function (event) {
+      var data = JSON.parse(event.data);
+      data.changes.forEach(function (change, i) {
+        if (data.shown[i]) { upsert(change); } else if (change.kind !== "rejected") { remove(change.name); }
+        changes.push(change);
+        if (status) {
+          status.version = change.version;
+          status.services += change.kind === "registered" ? 1 : change.kind === "removed" ? -1 : 0;
+        }
+      });
+      if (changes.length > MAX_CHANGES_KEPT) { changes.splice(0, changes.length - MAX_CHANGES_KEPT); }
       scheduleRender();
     });
     source.addEventListener("sample", function (event) {
