@@ -9,6 +9,7 @@ L{txinferno.client.styxconnection} for the connection plugin built on it.
 """
 
 import re
+import struct
 from collections import deque
 
 from twisted.internet import defer
@@ -28,7 +29,7 @@ from txinferno.errors import (
 )
 from txinferno.wire.styx import (
     IOHDRSZ,
-    MESSAGE_TYPES,
+    MAXWELEM,
     NOFID,
     NOTAG,
     VERSION,
@@ -40,6 +41,7 @@ from txinferno.wire.styx import (
     Topen,
     Tread,
     Tremove,
+    Tstat,
     Tversion,
     Twalk,
     Twrite,
@@ -97,22 +99,85 @@ _AUTH_ADVICE = (
 )
 
 
+def _ignore(result):
+    return None
+
+
+def _data(answer):
+    return answer.data
+
+
+def _count(answer):
+    return answer.count
+
+
 class _Request:
     """
-    One request of a L{StyxClientProtocol}: its message's class and fields
-    until a tag is free, then its tag, and the L{Deferred} its caller has.
+    One request of a L{StyxClientProtocol}: its message's class and fields,
+    its tag once it has one, and whom to tell of its answer.
+
+    @ivar answered: called once with the answer (an R-message) or a
+        L{Failure} (the server's error, a timeout, the connection's loss),
+        unless the caller gave the request up; L{None} once called or
+        given up.
+    @ivar deadline: when it times out, or L{None} for never.
+    @ivar flushed: whether it was given up once sent: its answer, if one
+        still comes, is dropped.
+    @ivar onAnswer: called once its tag is free again (the server answered
+        it or its Tflush, or the connection is lost), even if the caller
+        gave it up, or L{None}.
     """
 
-    __slots__ = ("cls", "fields", "deferred", "tag", "flushed", "expired", "onAnswer")
+    __slots__ = ("cls", "fields", "answered", "tag", "deadline", "flushed", "onAnswer")
 
-    def __init__(self, cls, fields, deferred, onAnswer):
+    def __init__(self, cls, fields, answered, onAnswer):
         self.cls = cls
         self.fields = fields
-        self.deferred = deferred
+        self.answered = answered
         self.tag = None
+        self.deadline = None
         self.flushed = False
-        self.expired = False
         self.onAnswer = onAnswer
+
+
+_WALK = struct.Struct("<IBHIIH").pack
+_FID = struct.Struct("<IBHI").pack
+_OPEN = struct.Struct("<IBHIB").pack
+_IO = struct.Struct("<IBHIQI").pack
+_FLUSH = struct.Struct("<IBHH").pack
+_NAME = struct.Struct("<H").pack
+_HEADER = struct.Struct("<IBH").unpack_from
+
+
+def _encodeWalk(tag, fid, newfid, names):
+    if len(names) > MAXWELEM:
+        raise ValueError("Twalk of %d names: at most %d" % (len(names), MAXWELEM))
+    body = b"".join(
+        [_NAME(len(raw)) + raw for raw in [n.encode("utf-8", "surrogateescape") for n in names]]
+    )
+    return _WALK(17 + len(body), Twalk.TYPE, tag, fid, newfid, len(names)) + body
+
+
+def _encodeWrite(tag, fid, offset, data):
+    return _IO(23 + len(data), Twrite.TYPE, tag, fid, offset, len(data)) + data
+
+
+_ENCODERS = {
+    Twalk: _encodeWalk,
+    Topen: lambda tag, fid, mode: _OPEN(12, Topen.TYPE, tag, fid, mode),
+    Twrite: _encodeWrite,
+    Tread: lambda tag, fid, offset, count: _IO(23, Tread.TYPE, tag, fid, offset, count),
+    Tclunk: lambda tag, fid: _FID(11, Tclunk.TYPE, tag, fid),
+    Tremove: lambda tag, fid: _FID(11, Tremove.TYPE, tag, fid),
+    Tstat: lambda tag, fid: _FID(11, Tstat.TYPE, tag, fid),
+    Tflush: lambda tag, oldtag: _FLUSH(9, Tflush.TYPE, tag, oldtag),
+}
+"""
+The encoders of the messages a client sends most, from precompiled
+structs: the bytes of the codec's C{encode()}, without making a message
+first (they raise L{struct.error} for a field out of range).  Others are
+encoded by the codec.
+"""
 
 
 class StyxClientProtocol(Protocol):
@@ -191,6 +256,7 @@ class StyxClientProtocol(Protocol):
         self._waiting = deque()
         self._deadlines = deque()
         self._deadlineTimer = None
+        self._batch = None
         self._freeFids = []
         self._nextFid = self.rootFid + 1
 
@@ -288,14 +354,14 @@ class StyxClientProtocol(Protocol):
                     )
                 )
                 return
+        # What the answers make us send goes out in one write at the end.
+        self._batch = batch = []
         try:
-            frames = self._splitter.feed(data)
-            for frame in frames:
-                message = decode(frame)
+            for frame in self._splitter.feed(data):
                 if self.state == "versioning":
-                    self._versioned(message)
+                    self._versioned(decode(frame))
                 else:
-                    self._answered(message)
+                    self._answered(frame)
                 if self._error is not None:
                     return
         except MalformedMessage as e:
@@ -303,37 +369,95 @@ class StyxClientProtocol(Protocol):
                 "bytes that are not Styx" if self.state == "versioning" else "a malformed message"
             )
             self.abort(MalformedAnswer("the server sent %s: %s" % (what, e)))
+        finally:
+            self._batch = None
+            if batch and self._error is None:
+                self.transport.write(b"".join(batch))
 
-    def _answered(self, message):
-        request = self._outstanding.get(message.tag)
+    def _answered(self, frame):
+        _, kind, tag = _HEADER(frame)
+        request = self._outstanding.get(tag)
         if request is None:
             self.abort(
                 MalformedAnswer(
-                    "the server answered tag %d, which has no request: %r" % (message.tag, message)
+                    "the server answered tag %d, which has no request: %r" % (tag, decode(frame))
                 )
             )
             return
-        if type(message) is not MESSAGE_TYPES[request.cls.TYPE + 1] and type(message) is not Rerror:
+        message = decode(frame)
+        if kind != request.cls.TYPE + 1 and kind != Rerror.TYPE:
             self.abort(
                 MalformedAnswer("the server answered %s with %r" % (request.cls.__name__, message))
             )
             return
-        del self._outstanding[message.tag]
-        self._freeTag(message.tag)
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][1].deferred.called:
-            deadlines.popleft()
+        del self._outstanding[tag]
+        self._freeTag(tag)
         if request.onAnswer is not None:
             request.onAnswer()
-        if request.flushed:
+        answered = request.answered
+        if answered is None:
             return
-        d = request.deferred
-        if isinstance(message, Rerror):
-            d.errback(RegistryError(message.ename))
-        else:
-            d.callback(message)
+        request.answered = None
+        deadlines = self._deadlines
+        while deadlines and deadlines[0].answered is None:
+            deadlines.popleft()
+        if kind == Rerror.TYPE:
+            message = Failure(RegistryError(message.ename))
+        if request.cls is Twalk:
+            message = self._walked(request, message)
+        answered(message)
+
+    def _walked(self, request, result):
+        """
+        A walk was answered: one that failed, or stopped part way (the
+        new fid then does not exist), frees its new fid.
+        """
+        _, newfid, names = request.fields
+        if isinstance(result, Failure) or len(result.qids) != len(names):
+            if newfid != request.fields[0]:
+                self._freeFid(newfid)
+            if not isinstance(result, Failure):
+                result = Failure(RegistryError("file does not exist"))
+        return result
 
     # Requests.
+
+    def call(self, cls, fields, answered, timeout=0, onAnswer=None):
+        """
+        Send one T-message, and call C{answered} with its answer: the
+        lighter form of L{request}, without a L{Deferred}.
+
+        @param cls: its class, such as L{Twalk}.
+        @param fields: its fields after the tag, a tuple.
+        @param answered: called once with the answer (an R-message, or for
+            a Twalk one that walked every name), or a L{Failure} of
+            L{RegistryError} (the server's error text; C{file does not
+            exist} for a walk that stopped part way), L{RegistryTimeout}
+            or the reason the connection was lost (at once if it is); never
+            once the request is given up with L{giveUp}.
+        @param timeout: C{0}, by default, for L{timeout}; L{None} for no
+            limit (an event read).
+        @param onAnswer: see L{request}.
+        @return: the request, for L{giveUp}.
+        """
+        request = _Request(cls, fields, answered, onAnswer)
+        if self._error is not None or self.state == "closed":
+            self._ended(request)
+            request.answered = None
+            answered(self.lostReason or Failure(ConnectionDone("the Styx connection is closed")))
+            return request
+        if timeout is not None:
+            # Every request with the timeout has its deadline in one queue,
+            # in order, and one timer waits for the first.
+            request.deadline = self.clock.seconds() + self.timeout
+            self._deadlines.append(request)
+            if self._deadlineTimer is None:
+                self._deadlineTimer = self.clock.callLater(self.timeout, self._expire)
+        if len(self._outstanding) < self._maxOutstanding:
+            self._send(request)
+        else:
+            self._waiting.append(request)
+        return request
 
     def request(self, cls, *fields, timeout=0, onAnswer=None):
         """
@@ -352,44 +476,36 @@ class StyxClientProtocol(Protocol):
             Cancelling it (or its timeout) sends a Tflush of it; its tag is
             reused once the server has answered the Tflush.
         """
-        d = defer.Deferred(self._cancel)
-        request = _Request(cls, fields, d, onAnswer)
-        d._styxRequest = request
-        if self._error is not None or self.state == "closed":
-            self._endRequest(request)
-            d.errback(self.lostReason or Failure(ConnectionDone("the Styx connection is closed")))
-            return d
-        if len(self._outstanding) < self._maxOutstanding:
-            self._send(request)
-        else:
-            self._waiting.append(request)
-        if timeout == 0:
-            # Every request with the default timeout has its deadline in one
-            # queue, in order, and one timer waits for the first.
-            self._deadlines.append((self.clock.seconds() + self.timeout, request))
-            if self._deadlineTimer is None:
-                self._deadlineTimer = self.clock.callLater(self.timeout, self._expire)
-        elif timeout is not None:
+        d = defer.Deferred(self._cancelled)
+        # Deferred.callback runs the errbacks for a Failure.
+        d._styxRequest = self.call(
+            cls, fields, d.callback, timeout=None if timeout != 0 else 0, onAnswer=onAnswer
+        )
+        if timeout:
             d.addTimeout(timeout, self.clock, onTimeoutCancel=self._timedOut(cls, timeout))
         return d
 
+    def _cancelled(self, d):
+        self.giveUp(d._styxRequest)
+
     def _expire(self):
         """
-        Give up the requests whose deadline has passed, and wait for the
-        next deadline.
+        Give up the requests whose deadline has passed, failing them with
+        L{RegistryTimeout}, and wait for the next deadline.
         """
         self._deadlineTimer = None
         now = self.clock.seconds()
         deadlines = self._deadlines
         while deadlines:
-            deadline, request = deadlines[0]
-            if deadline > now:
-                self._deadlineTimer = self.clock.callLater(deadline - now, self._expire)
+            request = deadlines[0]
+            if request.answered is not None and request.deadline > now:
+                self._deadlineTimer = self.clock.callLater(request.deadline - now, self._expire)
                 break
             deadlines.popleft()
-            if not request.deferred.called:
-                request.expired = True
-                request.deferred.cancel()
+            answered = request.answered
+            if answered is not None:
+                self.giveUp(request)
+                answered(self._timedOut(request.cls, self.timeout)(None, None))
 
     lostReason = None
     """
@@ -409,9 +525,24 @@ class StyxClientProtocol(Protocol):
 
     def _send(self, request):
         tag = self._takeTag()
+        encoder = _ENCODERS.get(request.cls)
+        try:
+            if encoder is None:
+                frame = request.cls(tag, *request.fields).encode()
+            else:
+                frame = encoder(tag, *request.fields)
+        except struct.error as e:
+            self._freeTags.append(tag)
+            raise ValueError("Styx field out of range: %s (%r)" % (e, request.fields)) from None
+        except BaseException:
+            self._freeTags.append(tag)
+            raise
         request.tag = tag
         self._outstanding[tag] = request
-        self.transport.write(request.cls(tag, *request.fields).encode())
+        if self._batch is not None:
+            self._batch.append(frame)
+        else:
+            self.transport.write(frame)
 
     def _takeTag(self):
         if self._freeTags:
@@ -423,39 +554,38 @@ class StyxClientProtocol(Protocol):
     def _freeTag(self, tag):
         self._freeTags.append(tag)
         while self._waiting and len(self._outstanding) < self._maxOutstanding:
-            request = self._waiting.popleft()
-            if not request.deferred.called:
-                self._send(request)
-            else:
-                self._endRequest(request)
+            self._send(self._waiting.popleft())
 
-    def _cancel(self, d):
+    def giveUp(self, request):
         """
-        The caller gave up a request, or its deadline passed: flush it if
-        it was sent (an expired one fails with L{RegistryTimeout}).  A
-        Tflush itself given up means the server answers nothing: the
-        connection is dropped.
+        Give up a request made with L{call}: its C{answered} is not called.
+        One not sent yet is never sent; one sent is flushed (a Tflush of
+        its tag, which is reused once the server has answered that).  A
+        walk given up may yet be made: its new fid is clunked, and not used
+        again on this connection.  A Tflush itself given up means the
+        server answers nothing: the connection is dropped.
         """
-        request = d._styxRequest
+        if request.answered is None:
+            return
+        request.answered = None
         if request.tag is None:
-            if request in self._waiting:
-                self._waiting.remove(request)
-                self._endRequest(request)
-        elif not request.flushed and self._outstanding.get(request.tag) is request:
-            request.flushed = True
-            if request.cls is Tflush:
-                self.abort(
-                    RegistryTimeout(
-                        "the Styx server answered neither a request nor its Tflush "
-                        "within %g s" % (self.timeout,)
-                    )
+            self._waiting.remove(request)
+            self._ended(request)
+            return
+        request.flushed = True
+        if request.cls is Tflush:
+            self.abort(
+                RegistryTimeout(
+                    "the Styx server answered neither a request nor its Tflush "
+                    "within %g s" % (self.timeout,)
                 )
-            elif self._error is None and self.state != "closed":
-                self.request(
-                    Tflush, request.tag, onAnswer=lambda: self._flushed(request)
-                ).addErrback(lambda _: None)
-        if request.expired:
-            d.errback(self._timedOut(request.cls, self.timeout)(None, None))
+            )
+            return
+        if self._error is not None or self.state == "closed":
+            return
+        self.call(Tflush, (request.tag,), _ignore, onAnswer=lambda: self._flushed(request))
+        if request.cls is Twalk and request.fields[1] != request.fields[0]:
+            self.call(Tclunk, (request.fields[1],), _ignore, timeout=None)
 
     def _flushed(self, request):
         """
@@ -465,10 +595,10 @@ class StyxClientProtocol(Protocol):
         if self._outstanding.get(request.tag) is request:
             del self._outstanding[request.tag]
             self._freeTag(request.tag)
-            self._endRequest(request)
+            self._ended(request)
 
     @staticmethod
-    def _endRequest(request):
+    def _ended(request):
         if request.onAnswer is not None:
             request.onAnswer()
 
@@ -495,25 +625,11 @@ class StyxClientProtocol(Protocol):
         @return: a L{Deferred} that fires with the L{Rwalk} once every name
             was walked, or fails with L{RegistryError} (C{file does not
             exist} for a walk that stopped part way, when C{newfid} does
-            not exist).  C{newfid} is freed if the walk fails.
+            not exist).  C{newfid} is freed if the walk fails; one given up
+            is clunked (the server may yet make the walk) and not used
+            again on this connection.
         """
-
-        def walked(answer):
-            if len(answer.qids) != len(names):
-                self._freeFid(newfid)
-                raise RegistryError("file does not exist")
-            return answer
-
-        def failed(reason):
-            if reason.check(RegistryError):
-                self._freeFid(newfid)
-            else:
-                # Given up: the walk may yet be made.  The fid is clunked,
-                # and not used again on this connection.
-                self.request(Tclunk, newfid, timeout=None).addErrback(lambda _: None)
-            return reason
-
-        return self.request(Twalk, fid, newfid, tuple(names)).addCallbacks(walked, failed)
+        return self.request(Twalk, fid, newfid, tuple(names))
 
     def open(self, fid, mode):
         """
@@ -531,7 +647,7 @@ class StyxClientProtocol(Protocol):
         """
         return self.request(
             Tread, fid, offset, min(count, self.maxIO), timeout=timeout
-        ).addCallback(lambda answer: answer.data)
+        ).addCallback(_data)
 
     def write(self, fid, offset, data):
         """
@@ -547,7 +663,7 @@ class StyxClientProtocol(Protocol):
                 "a write of %d bytes is over the %d a message of the negotiated "
                 "size %d can carry" % (len(data), self.maxIO, self.msize)
             )
-        return self.request(Twrite, fid, offset, data).addCallback(lambda answer: answer.count)
+        return self.request(Twrite, fid, offset, data).addCallback(_count)
 
     def clunk(self, fid):
         """
@@ -600,9 +716,10 @@ class StyxClientProtocol(Protocol):
         self._outstanding.clear()
         self._waiting.clear()
         for request in outstanding:
-            self._endRequest(request)
-            if not request.flushed and not request.deferred.called:
-                request.deferred.errback(reason)
+            self._ended(request)
+            answered, request.answered = request.answered, None
+            if answered is not None:
+                answered(reason)
         if not self.ready.called:
             self.ready.errback(reason)
 
