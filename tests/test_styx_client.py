@@ -92,8 +92,10 @@ class FakeServer:
 
     def received(self):
         """
-        @return: the messages the client sent since the last call.
+        @return: the messages the client sent since the last call (those
+        it holds until the next turn of its clock included).
         """
+        self.clock.advance(0)
         data = self.transport.value()
         self.transport.clear()
         return [decode(frame) for frame in self._splitter.feed(data)]

@@ -34,7 +34,11 @@ from txinferno.wire.styx import (
     NOTAG,
     VERSION,
     FrameSplitter,
+    Qid,
     Rerror,
+    Ropen,
+    Rwalk,
+    Rwrite,
     Tattach,
     Tclunk,
     Tflush,
@@ -147,6 +151,9 @@ _IO = struct.Struct("<IBHIQI").pack
 _FLUSH = struct.Struct("<IBHH").pack
 _NAME = struct.Struct("<H").pack
 _HEADER = struct.Struct("<IBH").unpack_from
+_QID = struct.Struct("<BIQ").unpack_from
+_U16 = struct.Struct("<H").unpack_from
+_U32 = struct.Struct("<I").unpack_from
 
 
 def _encodeWalk(tag, fid, newfid, names):
@@ -177,6 +184,37 @@ The encoders of the messages a client sends most, from precompiled
 structs: the bytes of the codec's C{encode()}, without making a message
 first (they raise L{struct.error} for a field out of range).  Others are
 encoded by the codec.
+"""
+
+
+def _decodeRwalk(tag, frame):
+    if len(frame) < 9:
+        raise MalformedMessage("Styx message shorter than its fields")
+    (count,) = _U16(frame, 7)
+    if count > MAXWELEM:
+        raise MalformedMessage("Rwalk of %d qids: at most %d" % (count, MAXWELEM))
+    if len(frame) != 9 + 13 * count:
+        raise MalformedMessage("Rwalk of %d qids in %d bytes" % (count, len(frame)))
+    return Rwalk(tag, tuple([Qid._make(_QID(frame, 9 + 13 * i)) for i in range(count)]))
+
+
+def _decodeRopen(tag, frame):
+    if len(frame) != 24:
+        raise MalformedMessage("Ropen of %d bytes: it has 24" % (len(frame),))
+    return Ropen(tag, Qid._make(_QID(frame, 7)), _U32(frame, 20)[0])
+
+
+def _decodeRwrite(tag, frame):
+    if len(frame) != 11:
+        raise MalformedMessage("Rwrite of %d bytes: it has 11" % (len(frame),))
+    return Rwrite(tag, _U32(frame, 7)[0])
+
+
+_DECODERS = {Rwalk.TYPE: _decodeRwalk, Ropen.TYPE: _decodeRopen, Rwrite.TYPE: _decodeRwrite}
+"""
+The decoders of the answers a client gets most, from precompiled structs:
+the messages, and the L{MalformedMessage} errors, of the codec's
+C{decode()}, in fewer steps.  Others are decoded by the codec.
 """
 
 
@@ -256,7 +294,9 @@ class StyxClientProtocol(Protocol):
         self._waiting = deque()
         self._deadlines = deque()
         self._deadlineTimer = None
-        self._batch = None
+        self._receiving = False
+        self._outgoing = []
+        self._flushCall = None
         self._freeFids = []
         self._nextFid = self.rootFid + 1
 
@@ -355,7 +395,7 @@ class StyxClientProtocol(Protocol):
                 )
                 return
         # What the answers make us send goes out in one write at the end.
-        self._batch = batch = []
+        self._receiving = True
         try:
             for frame in self._splitter.feed(data):
                 if self.state == "versioning":
@@ -370,9 +410,8 @@ class StyxClientProtocol(Protocol):
             )
             self.abort(MalformedAnswer("the server sent %s: %s" % (what, e)))
         finally:
-            self._batch = None
-            if batch and self._error is None:
-                self.transport.write(b"".join(batch))
+            self._receiving = False
+            self.flush()
 
     def _answered(self, frame):
         _, kind, tag = _HEADER(frame)
@@ -384,12 +423,15 @@ class StyxClientProtocol(Protocol):
                 )
             )
             return
-        message = decode(frame)
         if kind != request.cls.TYPE + 1 and kind != Rerror.TYPE:
             self.abort(
-                MalformedAnswer("the server answered %s with %r" % (request.cls.__name__, message))
+                MalformedAnswer(
+                    "the server answered %s with %r" % (request.cls.__name__, decode(frame))
+                )
             )
             return
+        decoder = _DECODERS.get(kind)
+        message = decode(frame) if decoder is None else decoder(tag, frame)
         del self._outstanding[tag]
         self._freeTag(tag)
         if request.onAnswer is not None:
@@ -539,10 +581,26 @@ class StyxClientProtocol(Protocol):
             raise
         request.tag = tag
         self._outstanding[tag] = request
-        if self._batch is not None:
-            self._batch.append(frame)
-        else:
-            self.transport.write(frame)
+        self._outgoing.append(frame)
+        if not self._receiving and self._flushCall is None:
+            self._flushCall = self.clock.callLater(0, self.flush)
+
+    def flush(self):
+        """
+        Write the requests sent since the last flush, in one write: done at
+        the end of each read from the server, and on the next turn of the
+        clock after requests made meanwhile, so that a burst of requests
+        costs one write rather than one each.
+        """
+        if self._flushCall is not None:
+            if self._flushCall.active():
+                self._flushCall.cancel()
+            self._flushCall = None
+        outgoing = self._outgoing
+        if outgoing:
+            self._outgoing = []
+            if self._error is None and self.state != "closed":
+                self.transport.write(b"".join(outgoing))
 
     def _takeTag(self):
         if self._freeTags:
@@ -696,6 +754,10 @@ class StyxClientProtocol(Protocol):
 
     def connectionLost(self, reason):
         self._cancelHandshakeTimer()
+        if self._flushCall is not None:
+            self._flushCall.cancel()
+            self._flushCall = None
+        self._outgoing = []
         if self._deadlineTimer is not None:
             self._deadlineTimer.cancel()
             self._deadlineTimer = None
@@ -792,6 +854,7 @@ class StyxClientFactory(ReconnectingClientFactory):
 
     def _ready(self, protocol):
         if not self.continueTrying:
+            protocol.flush()
             protocol.transport.loseConnection()
             return
         self.resetDelay()
@@ -835,5 +898,6 @@ class StyxClientFactory(ReconnectingClientFactory):
             return defer.succeed(None)
         d = defer.Deferred()
         self._stopped.append(d)
+        building.flush()
         building.transport.loseConnection()
         return d
