@@ -850,6 +850,30 @@ def test_encoderRangeChecked(fields):
     assert server.received() == [] and p._outstanding == {}
 
 
+def test_encoderRangeCheckedWaiting():
+    """
+    A request that cannot be encoded, sent once a tag is free, fails with
+    the L{ValueError}; the others go on.
+    """
+    server = ready(timeout=2, maxOutstanding=1)
+    p = server.protocol
+    got = []
+    p.call(Tread, (1, 0, 10), got.append)
+    p.call(Twalk, (0, 1, ("x",) * 17), got.append)
+    p.call(Tread, (2, 0, 10), got.append)
+    [first] = server.received()
+    server.answer(Rread(first.tag, b"a"))
+    [second] = server.received()
+    assert second.fid == 2
+    [failed] = [r for r in got if isinstance(r, Failure)]
+    assert failed.check(ValueError)
+    assert Rread(first.tag, b"a") in got
+    server.answer(Rread(second.tag, b"b"))
+    server.clock.advance(3)
+    assert len(got) == 3
+    assert not server.transport.disconnecting
+
+
 @pytest.mark.parametrize(
     "message",
     [

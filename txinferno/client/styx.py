@@ -151,6 +151,7 @@ _IO = struct.Struct("<IBHIQI").pack
 _FLUSH = struct.Struct("<IBHH").pack
 _NAME = struct.Struct("<H").pack
 _HEADER = struct.Struct("<IBH").unpack_from
+_RERROR = Rerror.TYPE
 _QID = struct.Struct("<BIQ").unpack_from
 _U16 = struct.Struct("<H").unpack_from
 _U32 = struct.Struct("<I").unpack_from
@@ -423,17 +424,18 @@ class StyxClientProtocol(Protocol):
                 )
             )
             return
-        if kind != request.cls.TYPE + 1 and kind != Rerror.TYPE:
+        cls = request.cls
+        if kind != cls.TYPE + 1 and kind != _RERROR:
             self.abort(
-                MalformedAnswer(
-                    "the server answered %s with %r" % (request.cls.__name__, decode(frame))
-                )
+                MalformedAnswer("the server answered %s with %r" % (cls.__name__, decode(frame)))
             )
             return
         decoder = _DECODERS.get(kind)
         message = decode(frame) if decoder is None else decoder(tag, frame)
         del self._outstanding[tag]
-        self._freeTag(tag)
+        self._freeTags.append(tag)
+        if self._waiting:
+            self._sendWaiting()
         if request.onAnswer is not None:
             request.onAnswer()
         answered = request.answered
@@ -443,9 +445,9 @@ class StyxClientProtocol(Protocol):
         deadlines = self._deadlines
         while deadlines and deadlines[0].answered is None:
             deadlines.popleft()
-        if kind == Rerror.TYPE:
+        if kind == _RERROR:
             message = Failure(RegistryError(message.ename))
-        if request.cls is Twalk:
+        if cls is Twalk:
             message = self._walked(request, message)
         answered(message)
 
@@ -488,6 +490,10 @@ class StyxClientProtocol(Protocol):
             request.answered = None
             answered(self.lostReason or Failure(ConnectionDone("the Styx connection is closed")))
             return request
+        if len(self._outstanding) < self._maxOutstanding:
+            self._send(request)
+        else:
+            self._waiting.append(request)
         if timeout is not None:
             # Every request with the timeout has its deadline in one queue,
             # in order, and one timer waits for the first.
@@ -495,10 +501,6 @@ class StyxClientProtocol(Protocol):
             self._deadlines.append(request)
             if self._deadlineTimer is None:
                 self._deadlineTimer = self.clock.callLater(self.timeout, self._expire)
-        if len(self._outstanding) < self._maxOutstanding:
-            self._send(request)
-        else:
-            self._waiting.append(request)
         return request
 
     def request(self, cls, *fields, timeout=0, onAnswer=None):
@@ -566,7 +568,12 @@ class StyxClientProtocol(Protocol):
         return timedOut
 
     def _send(self, request):
-        tag = self._takeTag()
+        freeTags = self._freeTags
+        if freeTags:
+            tag = freeTags.pop()
+        else:
+            tag = self._nextTag
+            self._nextTag = tag + 1
         encoder = _ENCODERS.get(request.cls)
         try:
             if encoder is None:
@@ -574,10 +581,10 @@ class StyxClientProtocol(Protocol):
             else:
                 frame = encoder(tag, *request.fields)
         except struct.error as e:
-            self._freeTags.append(tag)
+            freeTags.append(tag)
             raise ValueError("Styx field out of range: %s (%r)" % (e, request.fields)) from None
         except BaseException:
-            self._freeTags.append(tag)
+            freeTags.append(tag)
             raise
         request.tag = tag
         self._outstanding[tag] = request
@@ -602,17 +609,24 @@ class StyxClientProtocol(Protocol):
             if self._error is None and self.state != "closed":
                 self.transport.write(b"".join(outgoing))
 
-    def _takeTag(self):
-        if self._freeTags:
-            return self._freeTags.pop()
-        tag = self._nextTag
-        self._nextTag += 1
-        return tag
-
     def _freeTag(self, tag):
         self._freeTags.append(tag)
-        while self._waiting and len(self._outstanding) < self._maxOutstanding:
-            self._send(self._waiting.popleft())
+        self._sendWaiting()
+
+    def _sendWaiting(self):
+        """
+        Send the requests waiting for a tag, in order, while there are
+        tags; one that cannot be encoded fails with the L{ValueError}.
+        """
+        waiting = self._waiting
+        while waiting and len(self._outstanding) < self._maxOutstanding:
+            request = waiting.popleft()
+            try:
+                self._send(request)
+            except ValueError:
+                answered, request.answered = request.answered, None
+                self._ended(request)
+                answered(Failure())
 
     def giveUp(self, request):
         """
