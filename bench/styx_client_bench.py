@@ -10,7 +10,10 @@ two plugins (each trial from a collected heap and an empty registry):
     manager has seen them all: the time, and this process's CPU time per
     registration; targets: Styx at least 3 times faster than the TCP
     plugin, with at most a third of its client CPU per registration;
-  - the server's CPU time per registration meanwhile, for scale;
+  - the server's CPU time per registration meanwhile, for scale, and the
+    client's and server's together, with the machine's load average: on a
+    busy machine the two processes wait for the CPU, and the times follow
+    the CPU they use together;
   - client memory per registration: after the timed trials, one more
     trial of each plugin with tracemalloc on, and the Python memory the
     5,000 registrations (with their tasks) hold once the Monitor has seen
@@ -120,6 +123,7 @@ async def trial(reactor, description, server):
 
 async def main(reactor):
     server, tcp, styx = startServer()
+    loadBefore = os.getloadavg()[0]
     try:
         results = {"styx": [], "tcp": []}
         for number in range(TRIALS):
@@ -153,6 +157,18 @@ async def main(reactor):
                     serverUsed / COUNT * 1e6,
                 )
             )
+        print(
+            "client and server CPU together: Styx %.0f us, TCP %.0f us a registration "
+            "(%.2f); load average %.2f before the trials, %.2f after (on a busy machine "
+            "the times follow the CPU used, client and server)"
+            % (
+                sum(medians["styx"][1:]) / COUNT * 1e6,
+                sum(medians["tcp"][1:]) / COUNT * 1e6,
+                sum(medians["styx"][1:]) / sum(medians["tcp"][1:]),
+                loadBefore,
+                os.getloadavg()[0],
+            )
+        )
         speed = medians["tcp"][0] / medians["styx"][0]
         cpuRatio = medians["styx"][1] / medians["tcp"][1]
         print(

@@ -195,6 +195,48 @@ def test_burstQueriedOnceQuiet():
     assert clock.getDelayedCalls() == []
 
 
+class StopsWhenSeen(MonitorRecorder):
+    """
+    Stops its monitor's manager from inside the report of a service, as a
+    coroutine awaiting the report does when it resumes there.
+    """
+
+    def __init__(self, manager, name):
+        MonitorRecorder.__init__(self)
+        self.manager = manager
+        self.name = name
+
+    def added(self, name, attrs):
+        MonitorRecorder.added(self, name, attrs)
+        if name == self.name:
+            self.manager.stopService()
+
+
+def test_stoppedFromReportOfFindAfterChange():
+    """
+    An observer may stop the manager while a find during which a change
+    came is being reported: the monitor stops, and waits for no quiet
+    spell.
+    """
+    connection = SlowFinds()
+    clock = Clock()
+    manager = RegistryManager(connection, clock=clock)
+    manager.startService()
+    recorder = StopsWhenSeen(manager, "svc")
+    monitor = manager.attach(Monitor({}, recorder))
+    clock.advance(0)
+    connection.answer()
+    connection.register("svc", {})
+    clock.advance(0)
+    connection.register("later", {})
+    clock.advance(0)
+    connection.answer()
+    assert recorder.view == {"svc": {}}
+    assert not manager.running
+    assert clock.getDelayedCalls() == []
+    assert monitor.services == {"svc": {}}
+
+
 def changingUntilFind(connection, clock, prefix):
     """
     Register a service every QUIET / 2 seconds, never leaving the registry

@@ -4,12 +4,14 @@ factory) in memory, and L{txinferno.client.styxconnection} (the connection
 plugin) against the embedded registry's Styx server over loopback.
 """
 
+import dataclasses
+
 import pytest
 import pytest_twisted
 from support import bounded, failureResultOf, managerFor, registryServices, whenRegistry
 from test_endpoints import Greeter, Reader
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, gatherResults
 from twisted.internet.endpoints import (
     TCP4ServerEndpoint,
     clientFromString,
@@ -27,7 +29,7 @@ from zope.interface.verify import verifyObject
 from txinferno.client.manager import RegistryManager
 from txinferno.client.monitor import Monitor
 from txinferno.client.service import ServiceTask
-from txinferno.client.styx import StyxClientProtocol
+from txinferno.client.styx import _DECODERS, _ENCODERS, StyxClientProtocol
 from txinferno.client.styxconnection import StyxRegistryConnection
 from txinferno.client.tcp import connectionFromString
 from txinferno.errors import (
@@ -67,6 +69,8 @@ from txinferno.wire.styx import (
     Tflush,
     Topen,
     Tread,
+    Tremove,
+    Tstat,
     Tversion,
     Twalk,
     Twrite,
@@ -92,8 +96,10 @@ class FakeServer:
 
     def received(self):
         """
-        @return: the messages the client sent since the last call.
+        @return: the messages the client sent since the last call (those
+        it holds until the next turn of its clock included).
         """
+        self.clock.advance(0)
         data = self.transport.value()
         self.transport.clear()
         return [decode(frame) for frame in self._splitter.feed(data)]
@@ -594,6 +600,325 @@ def test_openWriteClunkSequence():
     assert read == Tread(read.tag, 5, 9, 100)
 
 
+# Requests without a Deferred, pipelines, batched writes, the fast codecs.
+
+
+def test_callAnswered():
+    """
+    L{StyxClientProtocol.call} gives its callable the answer, or a
+    L{Failure} of the server's error text; a walk that stops part way
+    fails as C{file does not exist} and frees its new fid.
+    """
+    server = ready()
+    p = server.protocol
+    got = []
+    p.call(Twrite, (5, 0, b"svc a b"), got.append)
+    fid = p.allocateFid()
+    p.call(Twalk, (p.rootFid, fid, ("a", "b")), got.append)
+    p.call(Topen, (6, OWRITE), got.append)
+    write, walk, open_ = server.received()
+    assert write == Twrite(write.tag, 5, 0, b"svc a b")
+    assert walk == Twalk(walk.tag, p.rootFid, fid, ("a", "b"))
+    server.answer(Rwrite(write.tag, 7), Rwalk(walk.tag, (ROOT,)), Rerror(open_.tag, "bad argument"))
+    assert got[0] == Rwrite(write.tag, 7)
+    assert got[1].value.text == "file does not exist"
+    assert got[2].value.text == "bad argument"
+    assert p.allocateFid() == fid
+    assert p._outstanding == {}
+
+
+def test_callGivenUp():
+    """
+    A request given up is flushed and its callable never called, even if
+    its answer still comes before the Rflush; a walk given up is clunked,
+    and its fid not used again.
+    """
+    server = ready()
+    p = server.protocol
+    got = []
+    fid = p.allocateFid()
+    walking = p.call(Twalk, (p.rootFid, fid, ("new",)), got.append)
+    p.call(Tread, (1, 0, 10), got.append)
+    walk, read = server.received()
+    p.giveUp(walking)
+    p.giveUp(walking)
+    flush, clunk = server.received()
+    assert flush == Tflush(flush.tag, walk.tag) and clunk == Tclunk(clunk.tag, fid)
+    server.answer(Rwalk(walk.tag, (FILE,)), Rflush(flush.tag), Rclunk(clunk.tag))
+    server.answer(Rread(read.tag, b"x"))
+    assert got == [Rread(read.tag, b"x")]
+    assert server.received() == []
+    assert fid not in [p.allocateFid() for _ in range(3)]
+
+
+def test_callGivenUpWaiting():
+    """
+    A request given up while it waits for a tag is never sent.
+    """
+    server = ready(maxOutstanding=1)
+    p = server.protocol
+    got = []
+    p.call(Tread, (1, 0, 10), got.append)
+    waiting = p.call(Tread, (2, 0, 10), got.append)
+    [read] = server.received()
+    p.giveUp(waiting)
+    server.answer(Rread(read.tag, b""))
+    assert got == [Rread(read.tag, b"")]
+    assert server.received() == []
+
+
+def test_callTimeout():
+    server = ready(timeout=2)
+    p = server.protocol
+    got = []
+    p.call(Twrite, (5, 0, b"x"), got.append)
+    [write] = server.received()
+    server.clock.advance(2)
+    assert got[0].check(RegistryTimeout)
+    assert "did not answer Twrite within 2 s" in str(got[0].value)
+    [flush] = server.received()
+    assert flush == Tflush(flush.tag, write.tag)
+    server.answer(Rwrite(write.tag, 1), Rflush(flush.tag))
+    assert len(got) == 1
+    assert not server.transport.disconnecting
+
+
+def registrationsInFlight(server, count):
+    """
+    Start C{count} registrations, each a walk to C{new}, an open and a
+    write sent as the answer before comes, all side by side.
+
+    @return: what each one ended with, by its index.
+    """
+    p = server.protocol
+    ended = {}
+
+    def register(i):
+        fid = p.allocateFid()
+
+        def walked(result):
+            if isinstance(result, Failure):
+                ended[i] = result
+            else:
+                p.call(Topen, (fid, OWRITE), opened)
+
+        def opened(result):
+            if isinstance(result, Failure):
+                ended[i] = result
+            else:
+                p.call(Twrite, (fid, 0, b"svc%d" % (i,)), written)
+
+        def written(result):
+            ended[i] = result
+
+        p.call(Twalk, (p.rootFid, fid, ("new",)), walked)
+
+    for i in range(count):
+        register(i)
+    return ended
+
+
+def test_pipelineLostMidway():
+    """
+    Registrations in flight side by side, each at another step, and more
+    waiting for a tag: when the connection is lost every one of them ends
+    with the loss, once, and none is sent afterwards.
+    """
+    server = ready(maxOutstanding=8)
+    ended = registrationsInFlight(server, 6)
+    walks = server.received()
+    assert [type(m) for m in walks] == [Twalk] * 6
+    server.answer(*[Rwalk(m.tag, (FILE,)) for m in walks[:3]])
+    opens = server.received()
+    assert [type(m) for m in opens] == [Topen] * 3
+    server.answer(Ropen(opens[0].tag, FILE, 0))
+    [write] = server.received()
+    assert isinstance(write, Twrite)
+    ended.update(registrationsInFlight(server, 6))
+    assert len(server.received()) == 2
+    assert len(server.protocol._waiting) == 4
+    server.lose(ConnectionLost("cable cut"))
+    assert len(ended) == 6
+    assert all(r.check(ConnectionLost) for r in ended.values())
+    assert server.received() == []
+
+
+def test_pipelineRejectedWrite():
+    """
+    A write the registry rejects, among others in flight, fails with its
+    text; the others are answered as they come.
+    """
+    server = ready()
+    ended = registrationsInFlight(server, 3)
+    walks = server.received()
+    server.answer(*[Rwalk(m.tag, (FILE,)) for m in walks])
+    opens = server.received()
+    server.answer(*[Ropen(m.tag, FILE, 0) for m in opens])
+    writes = server.received()
+    assert [m.data for m in writes] == [b"svc0", b"svc1", b"svc2"]
+    server.answer(
+        Rwrite(writes[0].tag, 4),
+        Rerror(writes[1].tag, "duplicate service name"),
+        Rwrite(writes[2].tag, 4),
+    )
+    assert ended[0] == Rwrite(writes[0].tag, 4) and ended[2] == Rwrite(writes[2].tag, 4)
+    assert ended[1].value.text == "duplicate service name"
+    assert server.protocol._outstanding == {}
+
+
+class CountingTransport(StringTransport):
+    def __init__(self):
+        StringTransport.__init__(self)
+        self.writes = 0
+
+    def write(self, data):
+        self.writes += 1
+        StringTransport.write(self, data)
+
+
+def test_writesBatched():
+    """
+    Requests made together go out in one write, on the next turn of the
+    clock; those the answers of one read cause, in one write at its end;
+    what is held is written before the connection is closed.
+    """
+    clock = Clock()
+    protocol = StyxClientProtocol("alice", clock)
+    server = FakeServer(protocol, clock)
+    server.handshake()
+    transport = server.transport = CountingTransport()
+    protocol.transport = transport
+    for fid in range(1, 11):
+        protocol.call(Tread, (fid, 0, 10), lambda _: None)
+    assert transport.writes == 0
+    clock.advance(0)
+    assert transport.writes == 1
+    reads = server.received()
+    assert [m.fid for m in reads] == list(range(1, 11))
+
+    def again(result):
+        protocol.call(Tclunk, (int(result.data),), lambda _: None)
+
+    for m in reads:
+        protocol._outstanding[m.tag].answered = again
+    protocol.dataReceived(b"".join(Rread(m.tag, b"%d" % m.fid).encode() for m in reads))
+    assert transport.writes == 2
+    assert [m.fid for m in server.received()] == list(range(1, 11))
+    protocol.call(Tclunk, (20,), lambda _: None)
+    protocol.flush()
+    assert transport.writes == 3
+    assert protocol._flushCall is None
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Twalk(3, 0, 7, ("new",)),
+        Twalk(4, 1, 2, ()),
+        Twalk(5, 1, 2, ("a", "ünï", "c" * 300)),
+        Topen(6, 9, OWRITE),
+        Twrite(7, 9, 2**40, b"svc a b"),
+        Twrite(8, 9, 0, b""),
+        Tread(9, 9, 17, 8192),
+        Tclunk(10, 2**32 - 1),
+        Tremove(11, 3),
+        Tstat(12, 0),
+        Tflush(13, 12),
+    ],
+)
+def test_encodersAsTheCodec(message):
+    """
+    The client's own encoders give the codec's bytes.
+    """
+    fields = tuple(getattr(message, f.name) for f in dataclasses.fields(message))
+    assert _ENCODERS[type(message)](*fields) == message.encode()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [(0, 2**32, ("new",)), (0, 1, ("x",) * 17)],
+)
+def test_encoderRangeChecked(fields):
+    """
+    A field out of range is a L{ValueError} before anything is sent, and
+    takes no tag.
+    """
+    server = ready()
+    p = server.protocol
+    with pytest.raises(ValueError):
+        p.call(Twalk, fields, lambda _: None)
+    assert server.received() == [] and p._outstanding == {}
+
+
+def test_encoderRangeCheckedWaiting():
+    """
+    A request that cannot be encoded, sent once a tag is free, fails with
+    the L{ValueError}; the others go on.
+    """
+    server = ready(timeout=2, maxOutstanding=1)
+    p = server.protocol
+    got = []
+    p.call(Tread, (1, 0, 10), got.append)
+    p.call(Twalk, (0, 1, ("x",) * 17), got.append)
+    p.call(Tread, (2, 0, 10), got.append)
+    [first] = server.received()
+    server.answer(Rread(first.tag, b"a"))
+    [second] = server.received()
+    assert second.fid == 2
+    [failed] = [r for r in got if isinstance(r, Failure)]
+    assert failed.check(ValueError)
+    assert Rread(first.tag, b"a") in got
+    server.answer(Rread(second.tag, b"b"))
+    server.clock.advance(3)
+    assert len(got) == 3
+    assert not server.transport.disconnecting
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Rwalk(1, ()),
+        Rwalk(2, (FILE, ROOT, Qid(0, 7, 2**60))),
+        Ropen(3, Qid(0, 1, 0x15), 8168),
+        Rwrite(4, 2**32 - 1),
+    ],
+)
+def test_decodersAsTheCodec(message):
+    data = message.encode()
+    assert _DECODERS[message.TYPE](message.tag, data) == decode(data)
+
+
+@pytest.mark.parametrize(
+    "cls, frame",
+    [
+        (Twalk, Rwalk(0, (FILE,)).encode()[:-1]),
+        (Twalk, Rwalk(0, (FILE,)).encode() + b"x"),
+        (Twalk, b"\x09\x00\x00\x00\x6f\x00\x00\x11\x00"),
+        (Twalk, b"\x08\x00\x00\x00\x6f\x00\x00\x00"),
+        (Topen, Ropen(0, FILE, 0).encode()[:-1]),
+        (Twrite, Rwrite(0, 1).encode() + b"\x00"),
+    ],
+)
+def test_malformedAnswer(cls, frame):
+    """
+    A malformed answer of a request the client decodes itself drops the
+    connection with L{MalformedAnswer}, and the request fails with it.
+    """
+    server = ready()
+    got = []
+    fields = {Twalk: (0, 1, ("new",)), Topen: (1, OWRITE), Twrite: (1, 0, b"x")}[cls]
+    server.protocol.call(cls, fields, got.append)
+    [sent] = server.received()
+    frame = (
+        len(frame).to_bytes(4, "little") + frame[4:5] + sent.tag.to_bytes(2, "little") + frame[7:]
+    )
+    server.protocol.dataReceived(frame)
+    assert server.transport.disconnecting
+    server.lose()
+    assert got[0].check(MalformedAnswer)
+    assert "malformed message" in str(got[0].value)
+
+
 # The connection plugin, over loopback against the embedded registry.
 
 
@@ -897,6 +1222,59 @@ async def test_blackHole(registry_server):
     assert await bounded(conn.find({})) == {"hole": {"a": "b"}}
     await bounded(reg.unregister())
     await bounded(stream.stop())
+    await proxy.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_pipelinedRejectedAmongAccepted(registry_server):
+    """
+    Registrations made together run side by side on the one connection:
+    those the registry rejects fail with its text while the others are
+    accepted, and nothing is left held once they are unregistered.
+    """
+    tcp = connectionFromString(reactor, registry_server.description)
+    held = [await bounded(tcp.register(name, {"via": "tcp"})) for name in ("p3", "p7")]
+    conn = styxConnection(registry_server)
+    attempts = [conn.register("p%d" % i, {"n": str(i)}) for i in range(50)]
+    results = await bounded(DeferredList(attempts, consumeErrors=True))
+    rejected = {i for i, (ok, _) in enumerate(results) if not ok}
+    assert rejected == {3, 7}
+    for i in rejected:
+        assert results[i][1].check(RegistrationRejected)
+        assert results[i][1].value.reason == "duplicate service name"
+    services = registryServices(registry_server)
+    assert len(services) == 50
+    assert services["p3"] == {"via": "tcp"} and services["p4"] == {"n": "4"}
+    await bounded(gatherResults([r.unregister() for ok, r in results if ok]))
+    await whenSockets(registry_server, 0)
+    assert set(registryServices(registry_server)) == {"p3", "p7"}
+    await bounded(gatherResults([r.unregister() for r in held]))
+
+
+@pytest_twisted.ensureDeferred
+async def test_pipelinedLost(registry_server):
+    """
+    Registrations in flight when the connection is lost fail with the
+    loss, each once; the one held before is restored on the next
+    connection, and none of the lost attempts is left in the registry.
+    """
+    proxy = await proxied(registry_server)
+    conn = proxiedConnection(proxy)
+    first = await bounded(conn.register("first", {"a": "b"}))
+    proxy.stall()
+    attempts = [conn.register("lost%d" % i, {}) for i in range(200)]
+    gone = whenRegistry(registry_server, lambda r: "first" not in r)
+    await bounded(proxy.resetAll())
+    results = await bounded(DeferredList(attempts, consumeErrors=True))
+    assert all(not ok for ok, _ in results)
+    assert all(r.check(ConnectionLost, ConnectionDone) for _, r in results)
+    await gone
+    proxy.resume()
+    await whenRegistry(registry_server, lambda r: "first" in r)
+    assert await bounded(conn.find({})) == {"first": {"a": "b"}}
+    assert first.state == "registered"
+    assert set(registryServices(registry_server)) == {"first"}
+    await bounded(first.unregister())
     await proxy.stop()
 
 

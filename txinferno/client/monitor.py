@@ -262,7 +262,10 @@ class Monitor(RegistryReader):
 
     def _cancelQuiet(self):
         quiet, self._quiet = self._quiet, None
-        quiet.cancel()
+        # None when stopped by an observer while a find's answer is being
+        # reported, before the quiet spell is waited for.
+        if quiet is not None:
+            quiet.cancel()
 
     def _cancelRetry(self):
         self._backoff.cancel()

@@ -9,6 +9,7 @@ L{txinferno.client.styxconnection} for the connection plugin built on it.
 """
 
 import re
+import struct
 from collections import deque
 
 from twisted.internet import defer
@@ -28,18 +29,23 @@ from txinferno.errors import (
 )
 from txinferno.wire.styx import (
     IOHDRSZ,
-    MESSAGE_TYPES,
+    MAXWELEM,
     NOFID,
     NOTAG,
     VERSION,
     FrameSplitter,
+    Qid,
     Rerror,
+    Ropen,
+    Rwalk,
+    Rwrite,
     Tattach,
     Tclunk,
     Tflush,
     Topen,
     Tread,
     Tremove,
+    Tstat,
     Tversion,
     Twalk,
     Twrite,
@@ -97,22 +103,120 @@ _AUTH_ADVICE = (
 )
 
 
+def _ignore(result):
+    return None
+
+
+def _data(answer):
+    return answer.data
+
+
+def _count(answer):
+    return answer.count
+
+
 class _Request:
     """
-    One request of a L{StyxClientProtocol}: its message's class and fields
-    until a tag is free, then its tag, and the L{Deferred} its caller has.
+    One request of a L{StyxClientProtocol}: its message's class and fields,
+    its tag once it has one, and whom to tell of its answer.
+
+    @ivar answered: called once with the answer (an R-message) or a
+        L{Failure} (the server's error, a timeout, the connection's loss),
+        unless the caller gave the request up; L{None} once called or
+        given up.
+    @ivar deadline: when it times out, or L{None} for never.
+    @ivar flushed: whether it was given up once sent: its answer, if one
+        still comes, is dropped.
+    @ivar onAnswer: called once its tag is free again (the server answered
+        it or its Tflush, or the connection is lost), even if the caller
+        gave it up, or L{None}.
     """
 
-    __slots__ = ("cls", "fields", "deferred", "tag", "flushed", "expired", "onAnswer")
+    __slots__ = ("cls", "fields", "answered", "tag", "deadline", "flushed", "onAnswer")
 
-    def __init__(self, cls, fields, deferred, onAnswer):
+    def __init__(self, cls, fields, answered, onAnswer):
         self.cls = cls
         self.fields = fields
-        self.deferred = deferred
+        self.answered = answered
         self.tag = None
+        self.deadline = None
         self.flushed = False
-        self.expired = False
         self.onAnswer = onAnswer
+
+
+_WALK = struct.Struct("<IBHIIH").pack
+_FID = struct.Struct("<IBHI").pack
+_OPEN = struct.Struct("<IBHIB").pack
+_IO = struct.Struct("<IBHIQI").pack
+_FLUSH = struct.Struct("<IBHH").pack
+_NAME = struct.Struct("<H").pack
+_HEADER = struct.Struct("<IBH").unpack_from
+_RERROR = Rerror.TYPE
+_QID = struct.Struct("<BIQ").unpack_from
+_U16 = struct.Struct("<H").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+
+
+def _encodeWalk(tag, fid, newfid, names):
+    if len(names) > MAXWELEM:
+        raise ValueError("Twalk of %d names: at most %d" % (len(names), MAXWELEM))
+    body = b"".join(
+        [_NAME(len(raw)) + raw for raw in [n.encode("utf-8", "surrogateescape") for n in names]]
+    )
+    return _WALK(17 + len(body), Twalk.TYPE, tag, fid, newfid, len(names)) + body
+
+
+def _encodeWrite(tag, fid, offset, data):
+    return _IO(23 + len(data), Twrite.TYPE, tag, fid, offset, len(data)) + data
+
+
+_ENCODERS = {
+    Twalk: _encodeWalk,
+    Topen: lambda tag, fid, mode: _OPEN(12, Topen.TYPE, tag, fid, mode),
+    Twrite: _encodeWrite,
+    Tread: lambda tag, fid, offset, count: _IO(23, Tread.TYPE, tag, fid, offset, count),
+    Tclunk: lambda tag, fid: _FID(11, Tclunk.TYPE, tag, fid),
+    Tremove: lambda tag, fid: _FID(11, Tremove.TYPE, tag, fid),
+    Tstat: lambda tag, fid: _FID(11, Tstat.TYPE, tag, fid),
+    Tflush: lambda tag, oldtag: _FLUSH(9, Tflush.TYPE, tag, oldtag),
+}
+"""
+The encoders of the messages a client sends most, from precompiled
+structs: the bytes of the codec's C{encode()}, without making a message
+first (they raise L{struct.error} for a field out of range).  Others are
+encoded by the codec.
+"""
+
+
+def _decodeRwalk(tag, frame):
+    if len(frame) < 9:
+        raise MalformedMessage("Styx message shorter than its fields")
+    (count,) = _U16(frame, 7)
+    if count > MAXWELEM:
+        raise MalformedMessage("Rwalk of %d qids: at most %d" % (count, MAXWELEM))
+    if len(frame) != 9 + 13 * count:
+        raise MalformedMessage("Rwalk of %d qids in %d bytes" % (count, len(frame)))
+    return Rwalk(tag, tuple([Qid._make(_QID(frame, 9 + 13 * i)) for i in range(count)]))
+
+
+def _decodeRopen(tag, frame):
+    if len(frame) != 24:
+        raise MalformedMessage("Ropen of %d bytes: it has 24" % (len(frame),))
+    return Ropen(tag, Qid._make(_QID(frame, 7)), _U32(frame, 20)[0])
+
+
+def _decodeRwrite(tag, frame):
+    if len(frame) != 11:
+        raise MalformedMessage("Rwrite of %d bytes: it has 11" % (len(frame),))
+    return Rwrite(tag, _U32(frame, 7)[0])
+
+
+_DECODERS = {Rwalk.TYPE: _decodeRwalk, Ropen.TYPE: _decodeRopen, Rwrite.TYPE: _decodeRwrite}
+"""
+The decoders of the answers a client gets most, from precompiled structs:
+the messages, and the L{MalformedMessage} errors, of the codec's
+C{decode()}, in fewer steps.  Others are decoded by the codec.
+"""
 
 
 class StyxClientProtocol(Protocol):
@@ -191,6 +295,9 @@ class StyxClientProtocol(Protocol):
         self._waiting = deque()
         self._deadlines = deque()
         self._deadlineTimer = None
+        self._receiving = False
+        self._outgoing = []
+        self._flushCall = None
         self._freeFids = []
         self._nextFid = self.rootFid + 1
 
@@ -288,14 +395,14 @@ class StyxClientProtocol(Protocol):
                     )
                 )
                 return
+        # What the answers make us send goes out in one write at the end.
+        self._receiving = True
         try:
-            frames = self._splitter.feed(data)
-            for frame in frames:
-                message = decode(frame)
+            for frame in self._splitter.feed(data):
                 if self.state == "versioning":
-                    self._versioned(message)
+                    self._versioned(decode(frame))
                 else:
-                    self._answered(message)
+                    self._answered(frame)
                 if self._error is not None:
                     return
         except MalformedMessage as e:
@@ -303,37 +410,98 @@ class StyxClientProtocol(Protocol):
                 "bytes that are not Styx" if self.state == "versioning" else "a malformed message"
             )
             self.abort(MalformedAnswer("the server sent %s: %s" % (what, e)))
+        finally:
+            self._receiving = False
+            self.flush()
 
-    def _answered(self, message):
-        request = self._outstanding.get(message.tag)
+    def _answered(self, frame):
+        _, kind, tag = _HEADER(frame)
+        request = self._outstanding.get(tag)
         if request is None:
             self.abort(
                 MalformedAnswer(
-                    "the server answered tag %d, which has no request: %r" % (message.tag, message)
+                    "the server answered tag %d, which has no request: %r" % (tag, decode(frame))
                 )
             )
             return
-        if type(message) is not MESSAGE_TYPES[request.cls.TYPE + 1] and type(message) is not Rerror:
+        cls = request.cls
+        if kind != cls.TYPE + 1 and kind != _RERROR:
             self.abort(
-                MalformedAnswer("the server answered %s with %r" % (request.cls.__name__, message))
+                MalformedAnswer("the server answered %s with %r" % (cls.__name__, decode(frame)))
             )
             return
-        del self._outstanding[message.tag]
-        self._freeTag(message.tag)
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][1].deferred.called:
-            deadlines.popleft()
+        decoder = _DECODERS.get(kind)
+        message = decode(frame) if decoder is None else decoder(tag, frame)
+        del self._outstanding[tag]
+        self._freeTags.append(tag)
+        if self._waiting:
+            self._sendWaiting()
         if request.onAnswer is not None:
             request.onAnswer()
-        if request.flushed:
+        answered = request.answered
+        if answered is None:
             return
-        d = request.deferred
-        if isinstance(message, Rerror):
-            d.errback(RegistryError(message.ename))
-        else:
-            d.callback(message)
+        request.answered = None
+        deadlines = self._deadlines
+        while deadlines and deadlines[0].answered is None:
+            deadlines.popleft()
+        if kind == _RERROR:
+            message = Failure(RegistryError(message.ename))
+        if cls is Twalk:
+            message = self._walked(request, message)
+        answered(message)
+
+    def _walked(self, request, result):
+        """
+        A walk was answered: one that failed, or stopped part way (the
+        new fid then does not exist), frees its new fid.
+        """
+        _, newfid, names = request.fields
+        if isinstance(result, Failure) or len(result.qids) != len(names):
+            if newfid != request.fields[0]:
+                self._freeFid(newfid)
+            if not isinstance(result, Failure):
+                result = Failure(RegistryError("file does not exist"))
+        return result
 
     # Requests.
+
+    def call(self, cls, fields, answered, timeout=0, onAnswer=None):
+        """
+        Send one T-message, and call C{answered} with its answer: the
+        lighter form of L{request}, without a L{Deferred}.
+
+        @param cls: its class, such as L{Twalk}.
+        @param fields: its fields after the tag, a tuple.
+        @param answered: called once with the answer (an R-message, or for
+            a Twalk one that walked every name), or a L{Failure} of
+            L{RegistryError} (the server's error text; C{file does not
+            exist} for a walk that stopped part way), L{RegistryTimeout}
+            or the reason the connection was lost (at once if it is); never
+            once the request is given up with L{giveUp}.
+        @param timeout: C{0}, by default, for L{timeout}; L{None} for no
+            limit (an event read).
+        @param onAnswer: see L{request}.
+        @return: the request, for L{giveUp}.
+        """
+        request = _Request(cls, fields, answered, onAnswer)
+        if self._error is not None or self.state == "closed":
+            self._ended(request)
+            request.answered = None
+            answered(self.lostReason or Failure(ConnectionDone("the Styx connection is closed")))
+            return request
+        if len(self._outstanding) < self._maxOutstanding:
+            self._send(request)
+        else:
+            self._waiting.append(request)
+        if timeout is not None:
+            # Every request with the timeout has its deadline in one queue,
+            # in order, and one timer waits for the first.
+            request.deadline = self.clock.seconds() + self.timeout
+            self._deadlines.append(request)
+            if self._deadlineTimer is None:
+                self._deadlineTimer = self.clock.callLater(self.timeout, self._expire)
+        return request
 
     def request(self, cls, *fields, timeout=0, onAnswer=None):
         """
@@ -352,44 +520,36 @@ class StyxClientProtocol(Protocol):
             Cancelling it (or its timeout) sends a Tflush of it; its tag is
             reused once the server has answered the Tflush.
         """
-        d = defer.Deferred(self._cancel)
-        request = _Request(cls, fields, d, onAnswer)
-        d._styxRequest = request
-        if self._error is not None or self.state == "closed":
-            self._endRequest(request)
-            d.errback(self.lostReason or Failure(ConnectionDone("the Styx connection is closed")))
-            return d
-        if len(self._outstanding) < self._maxOutstanding:
-            self._send(request)
-        else:
-            self._waiting.append(request)
-        if timeout == 0:
-            # Every request with the default timeout has its deadline in one
-            # queue, in order, and one timer waits for the first.
-            self._deadlines.append((self.clock.seconds() + self.timeout, request))
-            if self._deadlineTimer is None:
-                self._deadlineTimer = self.clock.callLater(self.timeout, self._expire)
-        elif timeout is not None:
+        d = defer.Deferred(self._cancelled)
+        # Deferred.callback runs the errbacks for a Failure.
+        d._styxRequest = self.call(
+            cls, fields, d.callback, timeout=None if timeout != 0 else 0, onAnswer=onAnswer
+        )
+        if timeout:
             d.addTimeout(timeout, self.clock, onTimeoutCancel=self._timedOut(cls, timeout))
         return d
 
+    def _cancelled(self, d):
+        self.giveUp(d._styxRequest)
+
     def _expire(self):
         """
-        Give up the requests whose deadline has passed, and wait for the
-        next deadline.
+        Give up the requests whose deadline has passed, failing them with
+        L{RegistryTimeout}, and wait for the next deadline.
         """
         self._deadlineTimer = None
         now = self.clock.seconds()
         deadlines = self._deadlines
         while deadlines:
-            deadline, request = deadlines[0]
-            if deadline > now:
-                self._deadlineTimer = self.clock.callLater(deadline - now, self._expire)
+            request = deadlines[0]
+            if request.answered is not None and request.deadline > now:
+                self._deadlineTimer = self.clock.callLater(request.deadline - now, self._expire)
                 break
             deadlines.popleft()
-            if not request.deferred.called:
-                request.expired = True
-                request.deferred.cancel()
+            answered = request.answered
+            if answered is not None:
+                self.giveUp(request)
+                answered(self._timedOut(request.cls, self.timeout)(None, None))
 
     lostReason = None
     """
@@ -408,54 +568,96 @@ class StyxClientProtocol(Protocol):
         return timedOut
 
     def _send(self, request):
-        tag = self._takeTag()
+        freeTags = self._freeTags
+        if freeTags:
+            tag = freeTags.pop()
+        else:
+            tag = self._nextTag
+            self._nextTag = tag + 1
+        encoder = _ENCODERS.get(request.cls)
+        try:
+            if encoder is None:
+                frame = request.cls(tag, *request.fields).encode()
+            else:
+                frame = encoder(tag, *request.fields)
+        except struct.error as e:
+            freeTags.append(tag)
+            raise ValueError("Styx field out of range: %s (%r)" % (e, request.fields)) from None
+        except BaseException:
+            freeTags.append(tag)
+            raise
         request.tag = tag
         self._outstanding[tag] = request
-        self.transport.write(request.cls(tag, *request.fields).encode())
+        self._outgoing.append(frame)
+        if not self._receiving and self._flushCall is None:
+            self._flushCall = self.clock.callLater(0, self.flush)
 
-    def _takeTag(self):
-        if self._freeTags:
-            return self._freeTags.pop()
-        tag = self._nextTag
-        self._nextTag += 1
-        return tag
+    def flush(self):
+        """
+        Write the requests sent since the last flush, in one write: done at
+        the end of each read from the server, and on the next turn of the
+        clock after requests made meanwhile, so that a burst of requests
+        costs one write rather than one each.
+        """
+        if self._flushCall is not None:
+            if self._flushCall.active():
+                self._flushCall.cancel()
+            self._flushCall = None
+        outgoing = self._outgoing
+        if outgoing:
+            self._outgoing = []
+            if self._error is None and self.state != "closed":
+                self.transport.write(b"".join(outgoing))
 
     def _freeTag(self, tag):
         self._freeTags.append(tag)
-        while self._waiting and len(self._outstanding) < self._maxOutstanding:
-            request = self._waiting.popleft()
-            if not request.deferred.called:
-                self._send(request)
-            else:
-                self._endRequest(request)
+        self._sendWaiting()
 
-    def _cancel(self, d):
+    def _sendWaiting(self):
         """
-        The caller gave up a request, or its deadline passed: flush it if
-        it was sent (an expired one fails with L{RegistryTimeout}).  A
-        Tflush itself given up means the server answers nothing: the
-        connection is dropped.
+        Send the requests waiting for a tag, in order, while there are
+        tags; one that cannot be encoded fails with the L{ValueError}.
         """
-        request = d._styxRequest
+        waiting = self._waiting
+        while waiting and len(self._outstanding) < self._maxOutstanding:
+            request = waiting.popleft()
+            try:
+                self._send(request)
+            except ValueError:
+                answered, request.answered = request.answered, None
+                self._ended(request)
+                answered(Failure())
+
+    def giveUp(self, request):
+        """
+        Give up a request made with L{call}: its C{answered} is not called.
+        One not sent yet is never sent; one sent is flushed (a Tflush of
+        its tag, which is reused once the server has answered that).  A
+        walk given up may yet be made: its new fid is clunked, and not used
+        again on this connection.  A Tflush itself given up means the
+        server answers nothing: the connection is dropped.
+        """
+        if request.answered is None:
+            return
+        request.answered = None
         if request.tag is None:
-            if request in self._waiting:
-                self._waiting.remove(request)
-                self._endRequest(request)
-        elif not request.flushed and self._outstanding.get(request.tag) is request:
-            request.flushed = True
-            if request.cls is Tflush:
-                self.abort(
-                    RegistryTimeout(
-                        "the Styx server answered neither a request nor its Tflush "
-                        "within %g s" % (self.timeout,)
-                    )
+            self._waiting.remove(request)
+            self._ended(request)
+            return
+        request.flushed = True
+        if request.cls is Tflush:
+            self.abort(
+                RegistryTimeout(
+                    "the Styx server answered neither a request nor its Tflush "
+                    "within %g s" % (self.timeout,)
                 )
-            elif self._error is None and self.state != "closed":
-                self.request(
-                    Tflush, request.tag, onAnswer=lambda: self._flushed(request)
-                ).addErrback(lambda _: None)
-        if request.expired:
-            d.errback(self._timedOut(request.cls, self.timeout)(None, None))
+            )
+            return
+        if self._error is not None or self.state == "closed":
+            return
+        self.call(Tflush, (request.tag,), _ignore, onAnswer=lambda: self._flushed(request))
+        if request.cls is Twalk and request.fields[1] != request.fields[0]:
+            self.call(Tclunk, (request.fields[1],), _ignore, timeout=None)
 
     def _flushed(self, request):
         """
@@ -465,10 +667,10 @@ class StyxClientProtocol(Protocol):
         if self._outstanding.get(request.tag) is request:
             del self._outstanding[request.tag]
             self._freeTag(request.tag)
-            self._endRequest(request)
+            self._ended(request)
 
     @staticmethod
-    def _endRequest(request):
+    def _ended(request):
         if request.onAnswer is not None:
             request.onAnswer()
 
@@ -495,25 +697,11 @@ class StyxClientProtocol(Protocol):
         @return: a L{Deferred} that fires with the L{Rwalk} once every name
             was walked, or fails with L{RegistryError} (C{file does not
             exist} for a walk that stopped part way, when C{newfid} does
-            not exist).  C{newfid} is freed if the walk fails.
+            not exist).  C{newfid} is freed if the walk fails; one given up
+            is clunked (the server may yet make the walk) and not used
+            again on this connection.
         """
-
-        def walked(answer):
-            if len(answer.qids) != len(names):
-                self._freeFid(newfid)
-                raise RegistryError("file does not exist")
-            return answer
-
-        def failed(reason):
-            if reason.check(RegistryError):
-                self._freeFid(newfid)
-            else:
-                # Given up: the walk may yet be made.  The fid is clunked,
-                # and not used again on this connection.
-                self.request(Tclunk, newfid, timeout=None).addErrback(lambda _: None)
-            return reason
-
-        return self.request(Twalk, fid, newfid, tuple(names)).addCallbacks(walked, failed)
+        return self.request(Twalk, fid, newfid, tuple(names))
 
     def open(self, fid, mode):
         """
@@ -531,7 +719,7 @@ class StyxClientProtocol(Protocol):
         """
         return self.request(
             Tread, fid, offset, min(count, self.maxIO), timeout=timeout
-        ).addCallback(lambda answer: answer.data)
+        ).addCallback(_data)
 
     def write(self, fid, offset, data):
         """
@@ -547,7 +735,7 @@ class StyxClientProtocol(Protocol):
                 "a write of %d bytes is over the %d a message of the negotiated "
                 "size %d can carry" % (len(data), self.maxIO, self.msize)
             )
-        return self.request(Twrite, fid, offset, data).addCallback(lambda answer: answer.count)
+        return self.request(Twrite, fid, offset, data).addCallback(_count)
 
     def clunk(self, fid):
         """
@@ -580,6 +768,10 @@ class StyxClientProtocol(Protocol):
 
     def connectionLost(self, reason):
         self._cancelHandshakeTimer()
+        if self._flushCall is not None:
+            self._flushCall.cancel()
+            self._flushCall = None
+        self._outgoing = []
         if self._deadlineTimer is not None:
             self._deadlineTimer.cancel()
             self._deadlineTimer = None
@@ -600,9 +792,10 @@ class StyxClientProtocol(Protocol):
         self._outstanding.clear()
         self._waiting.clear()
         for request in outstanding:
-            self._endRequest(request)
-            if not request.flushed and not request.deferred.called:
-                request.deferred.errback(reason)
+            self._ended(request)
+            answered, request.answered = request.answered, None
+            if answered is not None:
+                answered(reason)
         if not self.ready.called:
             self.ready.errback(reason)
 
@@ -675,6 +868,7 @@ class StyxClientFactory(ReconnectingClientFactory):
 
     def _ready(self, protocol):
         if not self.continueTrying:
+            protocol.flush()
             protocol.transport.loseConnection()
             return
         self.resetDelay()
@@ -718,5 +912,6 @@ class StyxClientFactory(ReconnectingClientFactory):
             return defer.succeed(None)
         d = defer.Deferred()
         self._stopped.append(d)
+        building.flush()
         building.transport.loseConnection()
         return d

@@ -40,7 +40,7 @@ from txinferno.interfaces import IChangeStream, IRegistration, IRegistryConnecti
 from txinferno.wire.description import parseStyxDescription
 from txinferno.wire.persist import persists
 from txinferno.wire.rules import checkPositiveOptions, queryLine, registrationLine, updateLine
-from txinferno.wire.styx import IOHDRSZ, ORDWR, OREAD, OWRITE, Tstat
+from txinferno.wire.styx import IOHDRSZ, ORDWR, OREAD, OWRITE, Topen, Tstat, Twalk, Twrite
 
 __all__ = [
     "StyxRegistryConnection",
@@ -317,8 +317,7 @@ class StyxRegistryConnection:
         """
         line, pairs = registrationLine(name, attrs)
         self._checkSize(line, "registration")
-        registration = StyxRegistration(self, name, pairs)
-        return registration._establish(_text(line)).addCallback(registration._registered)
+        return StyxRegistration(self, name, pairs)._establish(_text(line))
 
     def _checkSize(self, line, what):
         if len(line) - 1 > self.maxWrite:
@@ -422,6 +421,9 @@ class StyxRegistration:
         self._lostAt = None
         self._attempt = None
         self._step = None
+        self._via = None
+        self._newFid = None
+        self._line = None
         self._claiming = False
 
     def __repr__(self):
@@ -434,26 +436,37 @@ class StyxRegistration:
 
         @param line: the registration, checked; by default made from the
             current attributes.
-        @return: a L{Deferred} that fires once the registry has accepted
-            the write, or fails with L{RegistrationRejected} (the fid is
-            clunked) with the registry's text when it refuses the open or
-            the write, L{RegistryTimeout} or the connection error;
-            cancelling it gives the attempt up.
+        @return: a L{Deferred} that fires with this registration once the
+            registry has accepted the write, or fails with
+            L{RegistrationRejected} (the fid is clunked) with the
+            registry's text when it refuses the open or the write,
+            L{RegistryTimeout} or the connection error; cancelling it gives
+            the attempt up.
         """
         if line is None:
             line = _text(registrationLine(self.name, self.attrs)[0])
         self._claiming = False
         attempt = self._attempt = defer.Deferred(self._giveUp)
         connection = self._connection
+        # The connection stays open while the attempt runs.
+        connection._inProgress += 1
         protocol = connection._readyProtocol()
         if protocol is not None:
             self._walk(protocol, line)
         else:
             self._step = connection._timed(connection._protocol(), "connecting to the registry")
             self._step.addCallbacks(self._walk, self._attemptFailed, callbackArgs=(line,))
-        return connection._track(attempt)
+        return attempt
 
-    def _walk(self, protocol, line):
+    def _walk(self, protocol, line, names=_NEW):
+        """
+        Walk a new fid to C{names} (C{new}, or the service's own name to
+        claim it), then open it for writing and write C{line}: each step
+        sent once the one before is answered, since the registry's
+        exporter answers the requests of a connection concurrently (spec
+        9.14); the registrations of a connection run side by side.
+        """
+        self._step = None
         if len(line) > protocol.maxIO:
             self._attemptFailed(
                 Failure(
@@ -465,54 +478,67 @@ class StyxRegistration:
                 )
             )
             return
-        fid = protocol.allocateFid()
-        self._step = protocol.walk(protocol.rootFid, fid, _NEW)
-        self._step.addCallbacks(self._open, self._attemptFailed, callbackArgs=(protocol, fid, line))
+        self._via, self._line = protocol, line
+        self._newFid = fid = protocol.allocateFid()
+        self._step = protocol.call(Twalk, (protocol.rootFid, fid, names), self._walked)
 
-    def _open(self, _, protocol, fid, line):
-        self._step = protocol.open(fid, OWRITE)
-        self._step.addCallbacks(
-            self._write, self._attemptFailed, (protocol, fid, line), errbackArgs=(protocol, fid)
-        )
+    def _walked(self, result):
+        if isinstance(result, Failure):
+            # The protocol freed the fid.
+            self._newFid = None
+            self._attemptFailed(result)
+        else:
+            self._step = self._via.call(Topen, (self._newFid, OWRITE), self._opened)
 
-    def _write(self, _, protocol, fid, line):
-        self._step = protocol.write(fid, 0, line)
-        self._step.addCallbacks(
-            self._written, self._attemptFailed, (protocol, fid), errbackArgs=(protocol, fid)
-        )
+    def _opened(self, result):
+        if isinstance(result, Failure):
+            self._attemptFailed(result)
+        else:
+            self._step = self._via.call(Twrite, (self._newFid, 0, self._line), self._written)
 
-    def _written(self, _, protocol, fid):
-        self._step = None
-        self._protocol, self._fid = protocol, fid
+    def _written(self, result):
+        if isinstance(result, Failure):
+            self._attemptFailed(result)
+            return
+        self._protocol, self._fid = self._via, self._newFid
+        self._step = self._via = self._newFid = self._line = None
+        if self.state == "registering":
+            self._registered()
+        self._attemptEnded(self)
+
+    def _attemptEnded(self, result):
+        """
+        The attempt ended with C{result} (this registration or a
+        L{Failure}), unless it was given up.
+        """
         attempt, self._attempt = self._attempt, None
-        attempt.callback(None)
+        if attempt is None:
+            return
+        connection = self._connection
+        connection._inProgress -= 1
+        connection._idleMaybe()
+        attempt.callback(result)
 
-    def _claim(self, protocol):
-        """
-        Take over the persistent service of our name that an earlier
-        connection left: walk a fid to it by name, open it for writing
-        (which only its owner may) and write every attribute as an update.
-        """
-        self._claiming = True
-        fid = protocol.allocateFid()
-        self._step = protocol.walk(protocol.rootFid, fid, (self.name,))
-        self._step.addCallbacks(
-            self._open,
-            self._attemptFailed,
-            callbackArgs=(protocol, fid, _text(updateLine(self.attrs)[0])),
-        )
-
-    def _attemptFailed(self, reason, protocol=None, fid=None):
+    def _attemptFailed(self, reason):
         self._step = None
+        protocol, fid = self._via, self._newFid
+        self._via = self._newFid = self._line = None
         if fid is not None:
             protocol.clunk(fid).addErrback(_ignore)
+        if self._attempt is None:
+            return
         if (
             reason.check(RegistryError)
             and reason.value.text == _DUPLICATE
             and not self._claiming
             and persists(self.attrs.get("persist"))
         ):
-            self._claim(protocol)
+            # Take over the persistent service of our name that an earlier
+            # connection left: walk a fid to it by name, open it for
+            # writing (which only its owner may) and write every attribute
+            # as an update.
+            self._claiming = True
+            self._walk(protocol, _text(updateLine(self.attrs)[0]), (self.name,))
             return
         if self._claiming and reason.check(RegistryError):
             reason = Failure(
@@ -524,22 +550,32 @@ class StyxRegistration:
             )
         elif reason.check(RegistryError):
             reason = Failure(RegistrationRejected(self.name, reason.value.text))
-        attempt, self._attempt = self._attempt, None
-        if attempt is not None and not attempt.called:
-            attempt.errback(reason)
+        self._attemptEnded(reason)
 
     def _giveUp(self, attempt):
-        if self._step is not None:
-            self._step.cancel()
+        self._attempt = None
+        connection = self._connection
+        connection._inProgress -= 1
+        connection._idleMaybe()
+        step, self._step = self._step, None
+        if isinstance(step, defer.Deferred):
+            # Still connecting.
+            step.cancel()
+        elif step is not None:
+            protocol, fid = self._via, self._newFid
+            self._via = self._newFid = self._line = None
+            # A walk given up is clunked by the protocol.
+            protocol.giveUp(step)
+            if step.cls is not Twalk:
+                protocol.clunk(fid).addErrback(_ignore)
 
-    def _registered(self, _):
+    def _registered(self):
         self.state = "registered"
         self._connection._registrations[self] = None
         self._connection._serviceLog.add(
             LogLevel.info, "service {name} registered", "{count} services registered", self.name
         )
         self._connection._serviceLog.flushSoon()
-        return self
 
     # The connection's life.
 
