@@ -27,6 +27,7 @@ setup(
             "pytest>=7",
             "pytest-twisted>=1.14",
             "pytest-timeout>=2",
+            "pytest-xdist>=3",
             "hypothesis>=6",
             "sphinx>=7",
             "myst-parser>=2",

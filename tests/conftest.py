@@ -6,7 +6,10 @@ C{support}) and C{installed} (an installed
 copy of txinferno).
 """
 
+import fcntl
 import gc
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,16 +29,44 @@ def installed(tmp_path_factory):
     """
     A virtual environment, outside the source tree, with txinferno
     installed by a normal (not editable) pip install; its C{bin} directory.
+
+    One installation serves the whole run: with pytest-xdist, the first
+    worker to need it builds it under a lock in the folder all workers'
+    temporary folders share, and the others wait for it and reuse it.
     """
-    venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    venv = shared / "installed-venv"
     bindir = venv / "bin"
-    subprocess.run(
-        [str(bindir / "pip"), "install", "-q", "--disable-pip-version-check", str(SOURCE)],
-        check=True,
-        timeout=600,
-        cwd=str(venv),
-    )
+    with open(shared / "installed-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / "complete").exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            # No pip inside: this process's pip installs into it (--python),
+            # which spares the venv its own copy of pip.
+            subprocess.run(
+                [sys.executable, "-m", "venv", "--without-pip", str(venv)],
+                check=True,
+                timeout=120,
+            )
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "--python",
+                    str(bindir / "python"),
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    str(SOURCE),
+                ],
+                check=True,
+                timeout=600,
+                cwd=str(venv),
+            )
+            (venv / "complete").touch()
     return bindir
 
 

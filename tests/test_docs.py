@@ -6,10 +6,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-def test_sphinxBuildsWithoutWarnings(tmp_path):
+@pytest.fixture(scope="module")
+def sphinxBuild(tmp_path_factory):
+    """
+    The documentation built once for the tests of this module, with
+    warnings as errors (C{--keep-going}: every page is still written);
+    C{(result, html)}: the finished build's process and its output folder.
+    """
+    html = tmp_path_factory.mktemp("docs") / "html"
     result = subprocess.run(
         [
             sys.executable,
@@ -21,14 +30,19 @@ def test_sphinxBuildsWithoutWarnings(tmp_path):
             "-b",
             "html",
             str(DOCS),
-            str(tmp_path / "html"),
+            str(html),
         ],
         capture_output=True,
         text=True,
         timeout=300,
     )
+    return result, html
+
+
+def test_sphinxBuildsWithoutWarnings(sphinxBuild):
+    result, html = sphinxBuild
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (tmp_path / "html" / "index.html").exists()
+    assert (html / "index.html").exists()
 
 
 INTERFACES = [
@@ -42,19 +56,14 @@ INTERFACES = [
 ]
 
 
-def test_referenceRendersEveryInterfaceAndNoInternals(tmp_path):
+def test_referenceRendersEveryInterfaceAndNoInternals(sphinxBuild):
     """
     The API reference (pydoctor, inside the Sphinx build) has a page for
     each interface that shows its methods, and none for what a user never
     calls: private modules and the callbacks Twisted calls on protocols.
     """
-    out = tmp_path / "html"
-    subprocess.run(
-        [sys.executable, "-m", "sphinx", "-q", "-b", "html", str(DOCS), str(out)],
-        capture_output=True,
-        timeout=300,
-        check=True,
-    )
+    result, out = sphinxBuild
+    assert (out / "index.html").exists(), result.stdout + result.stderr
     reference = out / "reference"
     for name in INTERFACES:
         page = (reference / ("txinferno.interfaces.%s.html" % (name,))).read_text()
