@@ -27,7 +27,6 @@ def test_ruff(command):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.xfail(strict=False, reason="other branches still being merged")
 def test_mypy():
     result = subprocess.run(
         [sys.executable, "-m", "mypy"],
