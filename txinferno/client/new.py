@@ -24,7 +24,7 @@ registrar waits L{CONFIRM_AFTER} after writing, so that the registry's
 close of a duplicate usually comes first.
 """
 
-from collections import Counter, deque
+from enum import Enum
 
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -36,8 +36,17 @@ from zope.interface import implementer
 from txinferno._filelimit import explainOpenFileLimit
 from txinferno._keepalive import enableKeepAlive
 from txinferno.client._burstlog import BurstLog
+from txinferno.client._listing import (
+    BURST_LISTING_DELAY,
+    CHECK_RETRY_DELAY,
+    CONFIRM_AFTER,
+    EXPLAIN_INTERVAL,
+    MAX_QUERIES,
+    ListingScheduler,
+)
+from txinferno.client._states import StateMachine
+from txinferno.client._throttle import ConnectionThrottle
 from txinferno.errors import (
-    AnswerTooLarge,
     MalformedAnswer,
     RegistrationLost,
     RegistrationRejected,
@@ -77,43 +86,6 @@ registrations reaches the registry as a steady stream rather than as one
 flood of connections its listen queue may not hold.
 """
 
-CHECK_RETRY_DELAY = 0.1
-"""
-Seconds between listings when the last one showed none of the waiting
-registrations yet.
-"""
-
-BURST_LISTING_DELAY = 0.25
-"""
-Seconds a written registration waits for its listing while more
-registrations are still connecting: the listing that follows the last of a
-burst confirms them all, and a long burst is confirmed in steps.
-"""
-
-CONFIRM_AFTER = 0.05
-"""
-Seconds between writing a registration and starting a listing that may
-confirm it.  The registry closes a duplicate's connection as soon as it
-reads its line, and a listing cannot tell an entry with the same name and
-attributes held by someone else (a second agent started with the same
-services) from ours: a listing started too soon could show that entry
-before the registry has read our line, and before its close reaches us.
-"""
-
-
-MAX_QUERIES = 16
-"""
-The most finds one confirmation round runs at once; registrations that
-need more wait for the next round.
-"""
-
-EXPLAIN_INTERVAL = 1.0
-"""
-Seconds a registration may stay unlisted, its connection open, before a
-full listing looks for another holder of its name (one whose attributes
-share nothing with ours, which a find of ours cannot show); at most one
-such listing per interval.
-"""
 
 LOSS_WINDOW = 0.5
 """
@@ -132,7 +104,7 @@ rather than reported as a duplicate: the stale attempt's entry goes as
 soon as the registry reads its close.
 """
 
-_WAITING, _CONFIRMED, _AGAIN, _ENDED = "waiting", "confirmed", "again", "ended"
+_WAITING, _CONFIRMED, _ENDED = "waiting", "confirmed", "ended"
 """
 What a confirmation round decides for a registration.
 """
@@ -200,136 +172,127 @@ class NewClientFactory(ClientFactory):
         self._registration._connectFailed(reason)
 
 
+class _RegistrationState(Enum):
+    """
+    The states of a L{Registration}.
+    """
+
+    queued = "waiting for its turn to connect"
+    connecting = "its connection attempt in progress"
+    written = "its line written, waiting for a listing to confirm it"
+    closed = "closed before confirmation, waiting for a listing to explain why"
+    again = "to be made again, on a new connection, after a short wait"
+    registered = "confirmed: the registry holds it while its connection is open"
+    unregistering = "closing its connection"
+    orphaned = "held by a persistent entry an earlier connection left"
+    failed = "never registered: rejected, timed out, cancelled or broken"
+    ended = "registered, then unregistered or lost"
+
+
 @implementer(IRegistration)
-class Registration:
+class Registration(StateMachine):
     """
     One service held registered by its open connection to the new port.
 
     @ivar name: the service name.
     @ivar attrs: the service's attributes as last sent.
     @type attrs: L{dict}
+    @ivar registered: a L{Deferred} that fires with this registration once
+        confirmed (see L{Registrar.register}).
+    @ivar writtenAt: when its line was last written, or L{None}.
+    @ivar closeReason: why its connection closed before it was confirmed,
+        or L{None}.
+    @type closeReason: L{Failure}
     """
 
     _log = Logger()
 
-    def __init__(self, registrar, name, pairs, line):
+    def __init__(self, registrar, throttle, listing, name, pairs, line):
+        """
+        @param registrar: the L{Registrar} that decides on it.
+        @param throttle: the L{ConnectionThrottle} of its connection attempts.
+        @param listing: the L{ListingScheduler} that lists it while it waits.
+        @param name: the service name.
+        @param pairs: its attributes, as C{(attr, value)} pairs.
+        @param line: its registration line.
+        """
         self._registrar = registrar
+        self._throttle = throttle
+        self._listing = listing
         self.name = name
         self.attrs = dict(pairs)
-        self.registered = defer.Deferred(self._cancel)
+        self.registered = defer.Deferred(lambda d: self._handle("cancel"))
+        self.writtenAt = None
+        self.closeReason = None
         self._line = line
-        self._connecting = False
+        self._state = _RegistrationState.queued
+        self._turn = None
         self._connector = None
         self._protocol = None
-        self._confirmed = False
-        self._orphaned = False
-        self._unregistering = False
-        self._closeReason = None
-        self._closedInRound = None
-        self._writtenAt = None
-        self._end = None
-        self._lostReason = None
-        self._endWaiters = None
-        self._sent = {attr: {value} for attr, value in self.attrs.items()}
+        self._retry = None
         self._listedSince = None
-        self._alone = False
+        self._end = None
+        self._endWaiters = []
+        self._sent = {attr: {value} for attr, value in self.attrs.items()}
+        self._queue()
 
     def __repr__(self):
         return "<Registration %r>" % (self.name,)
 
-    # Life before confirmation, driven by the Registrar.
-
-    def _connect(self, startConnection):
-        """
-        Start this registration's connection.
-
-        @param startConnection: see L{txinferno.client._reconnect.connectionStarter}.
-        """
-        self._connecting = True
-        connector = startConnection(NewClientFactory(self))
-        if self._connecting:
-            self._connector = connector
-
-    def _endConnecting(self):
-        """
-        The connection attempt ended: tell the registrar, once.
-
-        @return: whether the attempt was still in progress.
-        """
-        if not self._connecting:
-            return False
-        self._connecting = False
-        self._connector = None
-        self._registrar._connectEnded(self)
-        return True
-
-    def _abandonConnecting(self):
-        """
-        Stop the connection attempt in progress, if any; its connector's
-        failure report is then ignored.
-        """
-        connector = self._connector
-        if self._endConnecting() and connector is not None:
-            connector.stopConnecting()
-
-    def _cancel(self, d):
-        self._registrar._forget(self)
-        self._abandonConnecting()
-        self._abort()
-
-    def _abort(self):
-        """
-        Give up the connection, if open.  Its line, unanswered, may still
-        be read by a registry that was not answering: the registrar
-        remembers it as a stale attempt.
-        """
-        if self._protocol is not None:
-            self._registrar._abandoned(self)
-            self._protocol.transport.abortConnection()
-
-    def _connectTimedOut(self, timeout):
-        """
-        No connection within C{timeout} seconds of being asked for (waiting
-        for a turn included).
-        """
-        self._abandonConnecting()
-        self._fail(
-            Failure(RegistryTimeout("could not connect to the new port within %g s" % (timeout,)))
-        )
-
-    def _connectFailed(self, reason):
-        if self._endConnecting():
-            self._fail(explainOpenFileLimit(reason))
+    # Events from the connection.
 
     def _connectionMade(self, protocol):
-        self._endConnecting()
-        if self.registered.called:
-            # Given up (cancelled or timed out) while an endpoint connected.
-            protocol.transport.abortConnection()
-            return
-        protocol.transport.write(self._line)
-        self._protocol = protocol
-        self._writtenAt = self._registrar.clock.seconds()
-        self._registrar._written(self)
+        self._handle("connected", protocol)
 
-    def _again(self):
-        """
-        Make this registration again, on a new connection: the registry
-        closed this one while a stale attempt of ours held the name.
-        """
-        self._closeReason = self._closedInRound = self._writtenAt = None
-        self._registrar.clock.callLater(CHECK_RETRY_DELAY, self._registrar._enqueue, self)
+    def _connectFailed(self, reason):
+        self._handle("connectFailed", reason)
 
-    def _confirm(self, listedSince):
+    def _connectionLost(self, reason):
+        self._handle("malformed" if reason.check(MalformedAnswer) else "connectionLost", reason)
+
+    # Events from the registrar's verdicts.
+
+    def confirm(self, listedSince):
         """
         A find started at C{listedSince} showed this service with exactly
-        its attributes.
+        its attributes, its connection open: it is registered.
         """
-        self._confirmed = True
-        self._listedSince = listedSince
-        self.registered.callback(self)
+        self._handle("confirm", listedSince)
 
-    def _sentEverything(self, listed):
+    def confirmOrphan(self):
+        """
+        A listing after this registration's connection closed shows a
+        persistent entry with exactly its name and attributes: one an
+        earlier connection of ours left, taken as this registration.
+        """
+        self._handle("orphan")
+
+    def fail(self, reason):
+        """
+        End this unconfirmed registration with C{reason}: closing its
+        connection, if open, and giving it up as a stale attempt unless the
+        registry rejected it.
+        """
+        self._handle("fail", reason)
+
+    def again(self):
+        """
+        Make this closed registration again, on a new connection, after
+        L{CHECK_RETRY_DELAY}: the registry closed it while a stale attempt
+        of ours held the name.
+        """
+        self._handle("again")
+
+    def watch(self, listed, started):
+        """
+        A find started at C{started} listed this registration's name with
+        C{listed}: when this registration is confirmed and C{listed} holds
+        attributes it never sent, someone else holds the name, and the
+        registration is lost.
+        """
+        self._handle("watch", listed, started)
+
+    def sentEverything(self, listed):
         """
         @return: whether every attribute and value of C{listed} is one this
             registration sent, and every attribute it sent is there (the
@@ -342,112 +305,6 @@ class Registration:
             value in sent[attr] for attr, value in listed.items()
         )
 
-    def _watch(self, listed, started):
-        """
-        A find started at C{started} listed this confirmed registration's
-        name with C{listed}: when it holds attributes this registration
-        never sent, someone else holds the name, and the registration is
-        lost.
-        """
-        if (
-            self._protocol is None
-            or self._unregistering
-            or started < self._listedSince
-            or self._sentEverything(listed)
-        ):
-            return
-        self._protocol.abortWith(
-            RegistrationLost(
-                "duplicate service name: the registry lists it with attributes "
-                "this registration never sent (%s)" % (_describe(listed),)
-            )
-        )
-
-    def _orphanIn(self, services):
-        """
-        @return: whether C{services}, listed after the registry closed this
-            registration, hold a persistent entry with exactly this name and
-            these attributes: one left by an earlier connection of ours.
-        """
-        return services.get(self.name) == self.attrs and persists(self.attrs.get("persist"))
-
-    def _confirmOrphan(self):
-        """
-        Take the persistent entry an earlier connection left as this
-        registration: the service is registered, but without a connection
-        it cannot be updated (or removed) over TCP.
-        """
-        self._confirmed = True
-        self._orphaned = True
-        self._log.warn(
-            "service {name} is held by a persistent entry with its attributes, "
-            "left by an earlier connection: taken as registered; it cannot be "
-            "updated or removed over TCP",
-            name=self.name,
-        )
-        self.registered.callback(self)
-
-    def _endOrphan(self, end):
-        self._orphaned = False
-        self._end = end
-        self._tellEnd()
-
-    def _waitForEnd(self):
-        """
-        @return: a L{Deferred} that L{_tellEnd} fires.
-        """
-        if self._endWaiters is None:
-            self._endWaiters = []
-        d = defer.Deferred()
-        self._endWaiters.append(d)
-        return d
-
-    def _tellEnd(self):
-        """
-        Fire the L{Deferred}s waiting for the end: with L{None} for an
-        unregistration, else with the failure in C{_end}.
-        """
-        waiters, self._endWaiters = self._endWaiters, None
-        for d in waiters or ():
-            d.callback(None) if self._end is None else d.errback(self._end)
-
-    def _fail(self, reason):
-        """
-        End an unconfirmed registration with C{reason}, closing its
-        connection if it is still open.  The caller, who gets C{reason},
-        reports it.
-        """
-        if reason.check(RegistrationRejected, MalformedAnswer):
-            if self._protocol is not None:
-                self._protocol.transport.abortConnection()
-        else:
-            self._abort()
-        self.registered.errback(reason)
-
-    # The connection's end.
-
-    def _connectionLost(self, reason):
-        self._protocol = None
-        if not self._confirmed:
-            if self.registered.called:
-                return
-            if reason.check(MalformedAnswer):
-                self._registrar._forget(self)
-                self._fail(reason)
-            else:
-                self._closeReason = reason
-                self._registrar._closed(self)
-            return
-        if self._unregistering:
-            self._end = None
-        else:
-            self._lostReason = _whyLost(reason)
-            self._end = Failure(
-                RegistrationLost("registration of %r lost: %s" % (self.name, self._lostReason))
-            )
-        self._registrar._ended(self)
-        self._tellEnd()
-
     # IRegistration
 
     def update(self, attrs):
@@ -459,19 +316,7 @@ class Registration:
             removed.
         """
         line, pairs = updateLine(attrs)
-        if self._orphaned:
-            lost = RegistrationLost(
-                "service %r is held by a persistent entry left by an earlier "
-                "connection, which cannot be updated over TCP" % (self.name,)
-            )
-            self._endOrphan(Failure(lost))
-            raise lost
-        if self._protocol is None or self._unregistering:
-            raise RegistrationLost("registration of %r is gone" % (self.name,))
-        self._protocol.transport.write(line)
-        self.attrs.update(pairs)
-        for attr, value in pairs:
-            self._sent.setdefault(attr, set()).add(value)
+        self._handle("update", line, pairs)
 
     def unregister(self):
         """
@@ -480,16 +325,7 @@ class Registration:
         @return: a L{Deferred} that fires with L{None} once the connection
             is closed.
         """
-        if self._orphaned:
-            self._endOrphan(None)
-        if self._protocol is None:
-            return defer.succeed(None)
-        if not self._unregistering:
-            self._unregistering = True
-            self._registrar._unregistrationsInProgress += 1
-        d = self._waitForEnd()
-        self._protocol.transport.loseConnection()
-        return d
+        return self._handle("unregister")
 
     def whenLost(self):
         """
@@ -497,17 +333,265 @@ class Registration:
             ends through L{unregister}, or fails with L{RegistrationLost}
             when its connection closes otherwise.
         """
-        if self._protocol is None and not self._orphaned:
-            return defer.succeed(None) if self._end is None else defer.fail(self._end)
-        return self._waitForEnd()
+        return self._handle("whenLost")
+
+    # Actions: waiting and connecting.
+
+    def _queue(self):
+        self.closeReason = None
+        self._turn = self._throttle.ask(lambda: self._handle("timedOut"))
+        self._turn.started.addCallback(lambda _: self._handle("turn"))
+
+    def _connect(self):
+        self._connector = self._registrar.connect(NewClientFactory(self))
+
+    def _leaveQueue(self):
+        self._turn.end()
+
+    def _stopConnecting(self):
+        self._turn.end()
+        self._connector.stopConnecting()
+
+    def _connectTimedOut(self):
+        self._connector.stopConnecting()
+        self._queueTimedOut()
+
+    def _queueTimedOut(self):
+        self.registered.errback(
+            Failure(
+                RegistryTimeout(
+                    "could not connect to the new port within %g s" % (self._registrar.timeout,)
+                )
+            )
+        )
+
+    def _cannotConnect(self, reason):
+        self._turn.end()
+        self.registered.errback(explainOpenFileLimit(reason))
+
+    def _write(self, protocol):
+        self._turn.end()
+        self._protocol = protocol
+        protocol.transport.write(self._line)
+        self.writtenAt = self._registrar.clock.seconds()
+        self._listing.written(self)
+
+    def _refuse(self, protocol):
+        """
+        Given up (cancelled or timed out) while an endpoint connected.
+        """
+        protocol.transport.abortConnection()
+
+    # Actions: waiting for a verdict.
+
+    def _abandon(self):
+        """
+        Give up the open connection.  Its line, unanswered, may still be
+        read by a registry that was not answering: the registrar remembers
+        it as a stale attempt.
+        """
+        self._listing.forget(self)
+        self._registrar.abandoned(self)
+        self._protocol.transport.abortConnection()
+
+    def _failWritten(self, reason):
+        if reason.check(RegistrationRejected, MalformedAnswer):
+            self._listing.forget(self)
+            self._protocol.transport.abortConnection()
+        else:
+            self._abandon()
+        self.registered.errback(reason)
+
+    def _failClosed(self, reason):
+        self._listing.forget(self)
+        self.registered.errback(reason)
+
+    def _malformedWritten(self, reason):
+        self._protocol = None
+        self._listing.forget(self)
+        self.registered.errback(reason)
+
+    def _closedUnconfirmed(self, reason):
+        self._protocol = None
+        self.closeReason = reason
+        self._listing.closed(self)
+
+    def _forget(self):
+        self._listing.forget(self)
+
+    def _confirm(self, listedSince):
+        self._listedSince = listedSince
+        self.registered.callback(self)
+
+    def _confirmOrphan(self):
+        self._listing.forget(self)
+        self._log.warn(
+            "service {name} is held by a persistent entry with its attributes, "
+            "left by an earlier connection: taken as registered; it cannot be "
+            "updated or removed over TCP",
+            name=self.name,
+        )
+        self.registered.callback(self)
+
+    def _scheduleAgain(self):
+        self._listing.forget(self)
+        self._retry = self._registrar.clock.callLater(CHECK_RETRY_DELAY, self._handle, "retry")
+
+    def _cancelAgain(self):
+        self._retry.cancel()
+
+    # Actions: registered.
+
+    def _watch(self, listed, started):
+        if started < self._listedSince or self.sentEverything(listed):
+            return
+        self._protocol.abortWith(
+            RegistrationLost(
+                "duplicate service name: the registry lists it with attributes "
+                "this registration never sent (%s)" % (_describe(listed),)
+            )
+        )
+
+    def _sendUpdate(self, line, pairs):
+        self._protocol.transport.write(line)
+        self.attrs.update(pairs)
+        for attr, value in pairs:
+            self._sent.setdefault(attr, set()).add(value)
+
+    def _gone(self, line, pairs):
+        raise RegistrationLost("registration of %r is gone" % (self.name,))
+
+    def _orphanUpdated(self, line, pairs):
+        lost = RegistrationLost(
+            "service %r is held by a persistent entry left by an earlier "
+            "connection, which cannot be updated over TCP" % (self.name,)
+        )
+        self._tellEnd(Failure(lost))
+        raise lost
+
+    def _close(self):
+        self._registrar.unregistering(self)
+        d = self._waitForEnd()
+        self._protocol.transport.loseConnection()
+        return d
+
+    def _waitForEnd(self):
+        """
+        @return: a L{Deferred} that L{_tellEnd} fires.
+        """
+        d = defer.Deferred()
+        self._endWaiters.append(d)
+        return d
+
+    def _orphanUnregistered(self):
+        self._tellEnd(None)
+        return defer.succeed(None)
+
+    def _alreadyEnded(self):
+        return defer.succeed(None)
+
+    def _endResult(self):
+        return defer.succeed(None) if self._end is None else defer.fail(self._end)
+
+    def _lost(self, reason):
+        self._protocol = None
+        why = _whyLost(reason)
+        self._registrar.ended(self, why)
+        self._tellEnd(Failure(RegistrationLost("registration of %r lost: %s" % (self.name, why))))
+
+    def _unregistered(self, reason):
+        self._protocol = None
+        self._registrar.ended(self, None)
+        self._tellEnd(None)
+
+    def _tellEnd(self, end):
+        """
+        Fire the L{Deferred}s waiting for the end: with L{None} for an
+        unregistration, else with the failure C{end}.
+        """
+        self._end = end
+        waiters, self._endWaiters = self._endWaiters, []
+        for d in waiters:
+            d.callback(None) if end is None else d.errback(end)
+
+
+_S = _RegistrationState
+_R = Registration
+Registration._transitions = {
+    _S.queued: {
+        "turn": (_S.connecting, _R._connect),
+        "timedOut": (_S.failed, _R._queueTimedOut),
+        "cancel": (_S.failed, _R._leaveQueue),
+    },
+    _S.connecting: {
+        "connected": (_S.written, _R._write),
+        "connectFailed": (_S.failed, _R._cannotConnect),
+        "timedOut": (_S.failed, _R._connectTimedOut),
+        "cancel": (_S.failed, _R._stopConnecting),
+    },
+    _S.written: {
+        "confirm": (_S.registered, _R._confirm),
+        "fail": (_S.failed, _R._failWritten),
+        "connectionLost": (_S.closed, _R._closedUnconfirmed),
+        "malformed": (_S.failed, _R._malformedWritten),
+        "cancel": (_S.failed, _R._abandon),
+    },
+    _S.closed: {
+        "orphan": (_S.orphaned, _R._confirmOrphan),
+        "again": (_S.again, _R._scheduleAgain),
+        "fail": (_S.failed, _R._failClosed),
+        "cancel": (_S.failed, _R._forget),
+    },
+    _S.again: {
+        "retry": (_S.queued, _R._queue),
+        "cancel": (_S.failed, _R._cancelAgain),
+    },
+    _S.registered: {
+        "watch": (_S.registered, _R._watch),
+        "update": (_S.registered, _R._sendUpdate),
+        "unregister": (_S.unregistering, _R._close),
+        "whenLost": (_S.registered, _R._waitForEnd),
+        "connectionLost": (_S.ended, _R._lost),
+        "malformed": (_S.ended, _R._lost),
+    },
+    _S.unregistering: {
+        "update": (_S.unregistering, _R._gone),
+        "unregister": (_S.unregistering, _R._waitForEnd),
+        "whenLost": (_S.unregistering, _R._waitForEnd),
+        "connectionLost": (_S.ended, _R._unregistered),
+        "malformed": (_S.ended, _R._unregistered),
+    },
+    _S.orphaned: {
+        "update": (_S.ended, _R._orphanUpdated),
+        "unregister": (_S.ended, _R._orphanUnregistered),
+        "whenLost": (_S.orphaned, _R._waitForEnd),
+    },
+    _S.failed: {
+        "connected": (_S.failed, _R._refuse),
+    },
+    _S.ended: {
+        "update": (_S.ended, _R._gone),
+        "unregister": (_S.ended, _R._alreadyEnded),
+        "whenLost": (_S.ended, _R._endResult),
+    },
+}
+# For each state, the events it takes: {event: (next state, action)}; an
+# event not listed is ignored (a stale one: a connection's report after the
+# registration was given up, a verdict on one already decided).  The table
+# is drawn in docs/client.md.
 
 
 class Registrar:
     """
     Registers services through the new port and confirms them through
-    listings of the find port, coalesced.
+    listings of the find port, coalesced: a L{ConnectionThrottle} paces the
+    connections, a L{ListingScheduler} runs the listings, and the registrar
+    decides what each listing means for each registration.
 
     @ivar clock: times connections and confirmations.
+    @ivar timeout: seconds a registration may wait for its connection (its
+        turn included), and seconds it may stay unlisted while its
+        connection is open.
     """
 
     _log = Logger()
@@ -530,33 +614,19 @@ class Registrar:
             service for no pairs), or fails.
         @param clock: times connections and confirmations.
         @type clock: L{IReactorTime}
-        @param timeout: seconds a registration may wait for its connection
-            (its turn included), and seconds it may stay unlisted while its
-            connection is open.
+        @param timeout: see L{timeout}.
         @param maxConnecting: the most connection attempts in progress at
             once; more registrations wait their turn in order.
         """
-        self._startConnection = startConnection
-        self._findServices = findServices
+        self.connect = startConnection
         self.clock = clock
-        self._timeout = timeout
-        self._maxConnecting = maxConnecting
-        self._pending = {}
-        self._rounds = 0
-        self._listing = None
-        self._fresh = False
-        self._retry = None
-        self._waitingToConnect = deque()
-        self._connecting = 0
-        self._startingConnections = False
-        self._connectDeadlines = {}
-        self._connectTimer = None
+        self.timeout = timeout
+        self._throttle = ConnectionThrottle(clock, maxConnecting, timeout)
+        self._listing = ListingScheduler(clock, findServices, self._throttle.busy, self._decide)
         self._unregistrationsInProgress = 0
-        self._lastWrittenAt = None
         self._serviceLog = BurstLog(self._log, clock)
         self._confirmed = {}
         self._stale = {}
-        self._lastFullListingAt = float("-inf")
 
     def register(self, name, attrs):
         """
@@ -573,335 +643,19 @@ class Registrar:
             Cancelling it closes the connection.
         """
         line, pairs = registrationLine(name, attrs)
-        registration = Registration(self, name, pairs, line)
-        self._enqueue(registration)
-        return registration.registered
-
-    def _enqueue(self, registration):
-        """
-        Queue C{registration} for a connection, its deadline from now
-        (unless it was given up meanwhile).
-        """
-        if registration.registered.called:
-            return
-        self._connectDeadlines[registration] = self.clock.seconds() + self._timeout
-        if self._connectTimer is None:
-            self._connectTimer = self.clock.callLater(self._timeout, self._connectTimeouts)
-        self._waitingToConnect.append(registration)
-        self._startConnections()
-
-    def _abandoned(self, registration):
-        """
-        C{registration}'s connection, its line written and unanswered, is
-        given up: remember its name and attributes as a stale attempt,
-        good for L{STALE_RETRIES} attempts made again.
-        """
-        if registration._writtenAt is not None:
-            self._stale[registration.name] = (dict(registration.attrs), STALE_RETRIES)
-
-    def _heldByStaleAttempt(self, registration, listed):
-        """
-        @return: whether C{listed}, the entry holding the name of the
-            closed C{registration}, may be a stale attempt of ours; if so,
-            one of its retries is used up.
-        """
-        attrs, retries = self._stale.get(registration.name, (None, 0))
-        if listed != registration.attrs or attrs != listed or not retries:
-            return False
-        self._stale[registration.name] = (attrs, retries - 1)
-        return True
-
-    def _startConnections(self):
-        """
-        Start the connections of waiting registrations, in order, while
-        fewer than C{maxConnecting} attempts are in progress.
-        """
-        if self._startingConnections:
-            return
-        self._startingConnections = True
-        try:
-            waiting = self._waitingToConnect
-            while waiting:
-                if waiting[0].registered.called:
-                    # Cancelled or timed out while waiting.
-                    waiting.popleft()
-                elif self._connecting < self._maxConnecting:
-                    self._connecting += 1
-                    waiting.popleft()._connect(self._startConnection)
-                else:
-                    break
-        finally:
-            self._startingConnections = False
-
-    def _connectEnded(self, registration):
-        """
-        A connection attempt succeeded, failed or was abandoned: stop
-        timing it, and start the next.
-        """
-        self._connecting -= 1
-        self._stopTiming(registration)
-        self._startConnections()
-
-    def _stopTiming(self, registration):
-        """
-        Forget C{registration}'s connection deadline, and stop the timer
-        with the last one.
-        """
-        self._connectDeadlines.pop(registration, None)
-        if not self._connectDeadlines and self._connectTimer is not None:
-            self._connectTimer.cancel()
-            self._connectTimer = None
-
-    def _connectTimeouts(self):
-        """
-        Give up the registrations whose connection is not made within the
-        timeout, and wait for the oldest of the others: one timer for
-        every registration, as all have the same timeout and come in
-        order.
-        """
-        self._connectTimer = None
-        now = self.clock.seconds()
-        expired = []
-        for registration, deadline in self._connectDeadlines.items():
-            if deadline > now:
-                self._connectTimer = self.clock.callLater(deadline - now, self._connectTimeouts)
-                break
-            expired.append(registration)
-        for registration in expired:
-            del self._connectDeadlines[registration]
-        # None of the expired may take the turn another leaves.
-        self._startingConnections = True
-        try:
-            for registration in expired:
-                registration._connectTimedOut(self._timeout)
-        finally:
-            self._startingConnections = False
-        self._startConnections()
-
-    def _written(self, registration):
-        self._lastWrittenAt = registration._writtenAt
-        self._pending[registration] = None
-        self._fresh = True
-        self._check()
-
-    def _closed(self, registration):
-        registration._closedInRound = self._rounds
-        self._fresh = True
-        self._check()
-
-    def _forget(self, registration):
-        self._pending.pop(registration, None)
-        self._stopTiming(registration)
-        self._startConnections()
-
-    def _check(self):
-        """
-        Start a listing for every waiting registration, unless one is
-        running; while more registrations are connecting or waiting their
-        turn, the listing waits for them, or L{BURST_LISTING_DELAY}.
-        """
-        if self._listing is not None or not self._pending:
-            return
-        if self._connecting or self._waitingToConnect:
-            self._listLater(BURST_LISTING_DELAY)
-        else:
-            wait = self._lastWrittenAt + CONFIRM_AFTER - self.clock.seconds()
-            if wait > 0:
-                self._listLater(wait)
-            else:
-                self._list()
-
-    def _listLater(self, delay):
-        """
-        List after C{delay} seconds, or when the listing already due is, if
-        sooner.
-        """
-        if self._retry is None:
-            self._retry = self.clock.callLater(delay, self._listDue)
-        elif self._retry.getTime() > self.clock.seconds() + delay:
-            self._retry.reset(delay)
+        return Registration(self, self._throttle, self._listing, name, pairs, line).registered
 
     def registryChanged(self):
         """
         The registry reported a change: a listing waiting for its delay
-        starts now, unless registrations are still connecting (see
-        L{_check}).
+        starts now, unless registrations are still connecting.
         """
-        if self._retry is not None:
-            self._check()
-
-    def _listDue(self):
-        self._retry = None
-        if self._listing is None and self._pending:
-            self._list()
-
-    def _list(self):
-        """
-        Start a confirmation round: the finds of L{_queries}, run at once.
-        """
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
-        self._rounds += 1
-        self._fresh = False
-        started = self.clock.seconds()
-        queries, full = self._queries(list(self._pending), started)
-        finds = [self._findServices(pairs) for pairs, group in queries]
-        if full or (queries and not queries[0][0]):
-            self._lastFullListingAt = started
-        if full:
-            finds.append(self._findServices(()))
-        self._listing = defer.DeferredList(finds, consumeErrors=True)
-        self._listing.addCallback(self._listed, queries, full, self._rounds, started)
-
-    def _queries(self, batch, now):
-        """
-        Choose the finds of a round: registrations that share attributes
-        share one find, of the attributes they all have; the others are
-        found by their own attributes (those whose shared find was too
-        large, too), up to L{MAX_QUERIES} finds; the rest wait for the next
-        round.
-
-        @return: the finds, as C{(pairs, registrations)} (the first lists
-            every service when there are registrations without
-            attributes), and whether the round also lists every service:
-            to explain a close, or for a registration unlisted for
-            L{EXPLAIN_INTERVAL} (once an interval).
-        """
-        bare = [r for r in batch if not r.attrs]
-        full = any(r._closeReason is not None for r in batch)
-        if not full and now - self._lastFullListingAt >= EXPLAIN_INTERVAL:
-            full = any(now - r._writtenAt >= EXPLAIN_INTERVAL for r in batch)
-        full = full and not bare
-        queries = [((), bare)] if bare else []
-        alone = [r for r in batch if r.attrs and r._alone]
-        rest = [r for r in batch if r.attrs and not r._alone]
-        while len(rest) > 1 and len(queries) < MAX_QUERIES:
-            group, rest = _shared(rest)
-            if not group:
-                break
-            shared = set(group[0].attrs.items()).intersection(*(r.attrs.items() for r in group[1:]))
-            named = set(group[0].attrs).intersection(*(r.attrs for r in group[1:]))
-            named.difference_update(attr for attr, value in shared)
-            queries.append((sorted(shared) + [(attr, "*") for attr in sorted(named)], group))
-        for r in alone + rest:
-            if len(queries) >= MAX_QUERIES:
-                self._fresh = True
-                break
-            queries.append((list(r.attrs.items()), [r]))
-        return queries, full
-
-    def _listed(self, results, queries, full, number, started):
-        self._listing = None
-        now = self.clock.seconds()
-        everything = None
-        if full:
-            succeeded, everything = results.pop()
-        elif queries and not queries[0][0]:
-            succeeded, everything = results[0]
-        if everything is not None and not succeeded:
-            everything = None
-        confirmed = []
-        # Registrations written later than this wait for the next find (see
-        # CONFIRM_AFTER).
-        writtenBy = started - CONFIRM_AFTER
-        for (_pairs, group), (succeeded, answer) in zip(queries, results):
-            for registration in group:
-                if registration not in self._pending:
-                    continue
-                if succeeded:
-                    listed = answer.get(registration.name)
-                    if listed is None and everything is not None:
-                        listed = everything.get(registration.name)
-                elif everything is not None:
-                    listed = everything.get(registration.name)
-                elif answer.check(AnswerTooLarge) and len(group) > 1:
-                    # The shared find was too large: find it alone next time.
-                    registration._alone = True
-                    self._fresh = True
-                    continue
-                else:
-                    del self._pending[registration]
-                    registration._fail(self._whyNotListed(registration, answer))
-                    continue
-                outcome = self._resolved(registration, listed, number, writtenBy, now)
-                if outcome is not _WAITING:
-                    del self._pending[registration]
-                if outcome is _CONFIRMED:
-                    confirmed.append(registration)
-                elif outcome is _AGAIN:
-                    registration._again()
-        for registration in confirmed:
-            self._confirmed[registration.name] = registration
-            self._stale.pop(registration.name, None)
-            self._serviceLog.add(
-                LogLevel.info,
-                "service {name} registered",
-                "{count} services registered",
-                registration.name,
-            )
-        self._serviceLog.flush()
-        for registration in confirmed:
-            registration._confirm(started)
-        self._next()
-
-    def _resolved(self, registration, listed, number, writtenBy, now):
-        """
-        Decide what the attributes C{listed} under C{registration}'s name
-        (or L{None}) by a find of round C{number} mean for it: ended
-        (rejected, orphaned or timed out), confirmed, or still waiting.
-
-        @return: L{_WAITING}, L{_CONFIRMED} (to be confirmed), L{_AGAIN}
-            (to be made again, see L{STALE_RETRIES}) or L{_ENDED}.
-        """
-        if registration._closeReason is not None:
-            if registration._closedInRound >= number:
-                return _WAITING
-            if listed == registration.attrs and persists(listed.get("persist")):
-                registration._confirmOrphan()
-            elif self._heldByStaleAttempt(registration, listed):
-                self._log.info(
-                    "service {name} is held by an attempt of ours given up "
-                    "unanswered: registering it again",
-                    name=registration.name,
-                )
-                return _AGAIN
-            else:
-                registration._fail(self._whyClosed(registration, listed))
-            return _ENDED
-        if listed is not None and registration._writtenAt <= writtenBy:
-            if listed == registration.attrs:
-                return _CONFIRMED
-            registration._fail(
-                Failure(
-                    RegistrationRejected(
-                        registration.name,
-                        "duplicate service name",
-                    )
-                )
-            )
-            self._log.debug(
-                "service {name} is held with other attributes ({attrs}): duplicate service name",
-                name=registration.name,
-                attrs=_describe(listed),
-            )
-            return _ENDED
-        if now - registration._writtenAt >= self._timeout:
-            registration._fail(
-                Failure(
-                    RegistryTimeout(
-                        "the registration was not listed by the registry within %g s"
-                        % (self._timeout,)
-                    )
-                )
-            )
-            return _ENDED
-        return _WAITING
+        self._listing.registryChanged()
 
     def sawAnswer(self, services, started):
         """
         Watch the confirmed registrations in an answer of the find port
-        (see L{Registration._watch}).
+        (see L{Registration.watch}).
 
         @param services: the answer.
         @param started: when its find started.
@@ -915,19 +669,37 @@ class Registrar:
                 pairs = [(confirmed.get(name), a) for name, a in services.items()]
             for registration, listed in pairs:
                 if registration is not None and listed is not None:
-                    registration._watch(listed, started)
+                    registration.watch(listed, started)
         return services
 
-    def _ended(self, registration):
+    # What registrations tell.
+
+    def abandoned(self, registration):
         """
-        A confirmed registration's connection closed.  Its end is logged
-        with the others of the same turn (a registry that goes away closes
-        every registration at once), or, for an unregistration, with the
-        others in progress, once the last of them ends.
+        C{registration}'s connection, its line written and unanswered, is
+        given up: remember its name and attributes as a stale attempt,
+        good for L{STALE_RETRIES} attempts made again.
+        """
+        self._stale[registration.name] = (dict(registration.attrs), STALE_RETRIES)
+
+    def unregistering(self, registration):
+        """
+        C{registration} is closing its connection: its end is logged with
+        the others in progress, once the last of them ends.
+        """
+        self._unregistrationsInProgress += 1
+
+    def ended(self, registration, lostReason):
+        """
+        A confirmed registration's connection closed: unregistered (for a
+        C{lostReason} of L{None}) or lost.  Its end is logged with the
+        others of the same turn (a registry that goes away closes every
+        registration at once), or, for an unregistration, with the others
+        in progress, once the last of them ends.
         """
         if self._confirmed.get(registration.name) is registration:
             del self._confirmed[registration.name]
-        if registration._unregistering:
+        if lostReason is None:
             self._serviceLog.add(
                 LogLevel.info,
                 "service {name} unregistered",
@@ -943,9 +715,103 @@ class Registrar:
                 "registration of service {name} lost: {reason}",
                 "{count} registrations lost: {reason}",
                 registration.name,
-                registration._lostReason,
+                lostReason,
             )
             self._serviceLog.flushSoon(LOSS_WINDOW)
+
+    # Verdicts.
+
+    def _decide(self, answers, started):
+        """
+        Decide what a round of finds started at C{started} means for each
+        registration it looked for; the confirmed ones are logged together,
+        then told.
+        """
+        now = self.clock.seconds()
+        # Registrations written later than this wait for the next round
+        # (see CONFIRM_AFTER).
+        writtenBy = started - CONFIRM_AFTER
+        confirmed = []
+        for registration, listed, failure, sinceClose in answers:
+            if failure is not None:
+                registration.fail(self._whyNotListed(registration, failure))
+            elif self._resolved(registration, listed, sinceClose, writtenBy, now) is _CONFIRMED:
+                self._listing.forget(registration)
+                confirmed.append(registration)
+        for registration in confirmed:
+            self._confirmed[registration.name] = registration
+            self._stale.pop(registration.name, None)
+            self._serviceLog.add(
+                LogLevel.info,
+                "service {name} registered",
+                "{count} services registered",
+                registration.name,
+            )
+        self._serviceLog.flush()
+        for registration in confirmed:
+            registration.confirm(started)
+
+    def _resolved(self, registration, listed, sinceClose, writtenBy, now):
+        """
+        Decide what the attributes C{listed} under C{registration}'s name
+        (or L{None}) mean for it, and tell it, unless it is to be
+        confirmed: ended (rejected, orphaned or timed out), made again, or
+        still waiting.
+
+        @param sinceClose: whether the find started after its connection
+            closed.
+        @return: L{_WAITING}, L{_CONFIRMED} (to be confirmed) or L{_ENDED}.
+        """
+        if registration.closeReason is not None:
+            if not sinceClose:
+                return _WAITING
+            if listed == registration.attrs and persists(listed.get("persist")):
+                registration.confirmOrphan()
+            elif self._heldByStaleAttempt(registration, listed):
+                self._log.info(
+                    "service {name} is held by an attempt of ours given up "
+                    "unanswered: registering it again",
+                    name=registration.name,
+                )
+                registration.again()
+            else:
+                registration.fail(self._whyClosed(registration, listed))
+            return _ENDED
+        if listed is not None and registration.writtenAt <= writtenBy:
+            if listed == registration.attrs:
+                return _CONFIRMED
+            registration.fail(
+                Failure(RegistrationRejected(registration.name, "duplicate service name"))
+            )
+            self._log.debug(
+                "service {name} is held with other attributes ({attrs}): duplicate service name",
+                name=registration.name,
+                attrs=_describe(listed),
+            )
+            return _ENDED
+        if now - registration.writtenAt >= self.timeout:
+            registration.fail(
+                Failure(
+                    RegistryTimeout(
+                        "the registration was not listed by the registry within %g s"
+                        % (self.timeout,)
+                    )
+                )
+            )
+            return _ENDED
+        return _WAITING
+
+    def _heldByStaleAttempt(self, registration, listed):
+        """
+        @return: whether C{listed}, the entry holding the name of the
+            closed C{registration}, may be a stale attempt of ours; if so,
+            one of its retries is used up.
+        """
+        attrs, retries = self._stale.get(registration.name, (None, 0))
+        if listed != registration.attrs or attrs != listed or not retries:
+            return False
+        self._stale[registration.name] = (attrs, retries - 1)
+        return True
 
     def _whyClosed(self, registration, listed):
         """
@@ -962,7 +828,7 @@ class Registrar:
             reason = "duplicate service name"
         else:
             reason = "the registry closed the connection (%s)" % (
-                registration._closeReason.getErrorMessage(),
+                registration.closeReason.getErrorMessage(),
             )
         return Failure(RegistrationRejected(registration.name, reason))
 
@@ -973,50 +839,16 @@ class Registrar:
             saying both.
         @rtype: L{Failure}
         """
-        if registration._closeReason is None:
+        if registration.closeReason is None:
             return reason
         return Failure(
             RegistrationRejected(
                 registration.name,
                 "the registry closed the connection (%s), and listing the "
                 "services to find out why failed: %s"
-                % (registration._closeReason.getErrorMessage(), reason.getErrorMessage()),
+                % (registration.closeReason.getErrorMessage(), reason.getErrorMessage()),
             )
         )
-
-    def _next(self):
-        """
-        After a listing: list again at once for registrations that came or
-        closed meanwhile, after L{CHECK_RETRY_DELAY} for ones still unseen.
-        """
-        if not self._pending:
-            return
-        if self._fresh:
-            self._check()
-        else:
-            self._listLater(CHECK_RETRY_DELAY)
-
-
-def _shared(registrations):
-    """
-    Pick the largest group of C{registrations} that share an attribute
-    with its value, or else an attribute name.
-
-    @return: the group (empty when they share nothing) and the others.
-    """
-    for key in (dict.items, dict.keys):
-        ((shared, count),) = Counter(
-            item for r in registrations for item in key(r.attrs)
-        ).most_common(1)
-        if count > 1:
-            has = (
-                (lambda attrs, shared=shared: shared in attrs.items())
-                if key is dict.items
-                else (lambda attrs, shared=shared: shared in attrs)
-            )
-            group = [r for r in registrations if has(r.attrs)]
-            return group, [r for r in registrations if not has(r.attrs)]
-    return [], registrations
 
 
 def _whyLost(reason):
