@@ -22,7 +22,7 @@ class Attempts:
 
     def ask(self, name):
         turn = self.throttle.ask(lambda: self.expired.append(name))
-        turn.started.addCallback(lambda _: self.started.append(name))
+        turn.whenStarted(lambda _: self.started.append(name))
         return turn
 
 

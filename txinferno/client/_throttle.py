@@ -20,18 +20,21 @@ class Turn:
     """
     One connection attempt's place in a L{ConnectionThrottle}: waiting for
     its turn, then in progress, until L{end}.
-
-    @ivar started: a L{Deferred} that fires with L{None} when the turn comes
-        (at once when fewer than the limit are in progress); it never fires
-        for a turn ended while it waits, and never fails.
     """
 
     def __init__(self, throttle: ConnectionThrottle, expired: Callable[[], object]) -> None:
         self._throttle = throttle
         self._expired = expired
-        self.started: Deferred[None] = Deferred()
         self._acquired: Deferred[DeferredSemaphore] = throttle._semaphore.acquire()
-        self._acquired.addCallbacks(lambda _: self.started.callback(None), _ignoreCancel)
+
+    def whenStarted(self, started: Callable[[DeferredSemaphore], object]) -> None:
+        """
+        Call C{started} when the turn comes: at once when fewer than the
+        limit are in progress; never for a turn ended while it waits.
+
+        @param started: takes the throttle's L{DeferredSemaphore}.
+        """
+        self._acquired.addCallbacks(started, _ignoreCancel)
 
     def end(self) -> None:
         """
@@ -69,8 +72,8 @@ class ConnectionThrottle:
 
         @param expired: called, once the turn is ended, when it has not
             ended within the timeout.
-        @return: the turn: its L{Turn.started} fires when it comes; L{Turn.end}
-            it when the attempt ends.
+        @return: the turn: L{Turn.whenStarted} says what to do when it
+            comes; L{Turn.end} it when the attempt ends.
         """
         turn = Turn(self, expired)
         self._deadlines[turn] = self._clock.seconds() + self._timeout

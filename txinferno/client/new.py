@@ -194,6 +194,11 @@ class Registration(StateMachine):
     """
     One service held registered by its open connection to the new port.
 
+    An application uses what L{IRegistration} gives (L{update},
+    L{unregister}, L{whenLost}); L{confirm}, L{confirmOrphan}, L{fail},
+    L{again} and L{watch} are how its L{Registrar} tells it the verdict of
+    each listing.
+
     @ivar name: the service name.
     @ivar attrs: the service's attributes as last sent.
     @type attrs: L{dict}
@@ -285,12 +290,21 @@ class Registration(StateMachine):
 
     def watch(self, listed, started):
         """
-        A find started at C{started} listed this registration's name with
-        C{listed}: when this registration is confirmed and C{listed} holds
-        attributes it never sent, someone else holds the name, and the
-        registration is lost.
+        A find started at C{started} listed this registered registration's
+        name with C{listed}: when C{listed} holds attributes it never sent,
+        someone else holds the name, and the registration is lost.  The
+        registrar watches only the registrations in the I{registered} state
+        (it is told of every way out of it); a plain method rather than an
+        event, since every answer of the find port watches every one.
         """
-        self._handle("watch", listed, started)
+        if started < self._listedSince or self.sentEverything(listed):
+            return
+        self._protocol.abortWith(
+            RegistrationLost(
+                "duplicate service name: the registry lists it with attributes "
+                "this registration never sent (%s)" % (_describe(listed),)
+            )
+        )
 
     def sentEverything(self, listed):
         """
@@ -340,7 +354,7 @@ class Registration(StateMachine):
     def _queue(self):
         self.closeReason = None
         self._turn = self._throttle.ask(lambda: self._handle("timedOut"))
-        self._turn.started.addCallback(lambda _: self._handle("turn"))
+        self._turn.whenStarted(lambda _: self._handle("turn"))
 
     def _connect(self):
         self._connector = self._registrar.connect(NewClientFactory(self))
@@ -442,16 +456,6 @@ class Registration(StateMachine):
 
     # Actions: registered.
 
-    def _watch(self, listed, started):
-        if started < self._listedSince or self.sentEverything(listed):
-            return
-        self._protocol.abortWith(
-            RegistrationLost(
-                "duplicate service name: the registry lists it with attributes "
-                "this registration never sent (%s)" % (_describe(listed),)
-            )
-        )
-
     def _sendUpdate(self, line, pairs):
         self._protocol.transport.write(line)
         self.attrs.update(pairs)
@@ -547,7 +551,6 @@ Registration._transitions = {
         "cancel": (_S.failed, _R._cancelAgain),
     },
     _S.registered: {
-        "watch": (_S.registered, _R._watch),
         "update": (_S.registered, _R._sendUpdate),
         "unregister": (_S.unregistering, _R._close),
         "whenLost": (_S.registered, _R._waitForEnd),
@@ -588,6 +591,8 @@ class Registrar:
     connections, a L{ListingScheduler} runs the listings, and the registrar
     decides what each listing means for each registration.
 
+    @ivar connect: starts a registration's connection (see C{startConnection}
+        below).
     @ivar clock: times connections and confirmations.
     @ivar timeout: seconds a registration may wait for its connection (its
         turn included), and seconds it may stay unlisted while its
@@ -625,7 +630,7 @@ class Registrar:
         self._listing = ListingScheduler(clock, findServices, self._throttle.busy, self._decide)
         self._unregistrationsInProgress = 0
         self._serviceLog = BurstLog(self._log, clock)
-        self._confirmed = {}
+        self._watched = {}
         self._stale = {}
 
     def register(self, name, attrs):
@@ -654,19 +659,20 @@ class Registrar:
 
     def sawAnswer(self, services, started):
         """
-        Watch the confirmed registrations in an answer of the find port
-        (see L{Registration.watch}).
+        Watch the registered registrations (confirmed, and not being
+        unregistered) in an answer of the find port (see
+        L{Registration.watch}).
 
         @param services: the answer.
         @param started: when its find started.
         @return: C{services}.
         """
-        confirmed = self._confirmed
-        if confirmed:
-            if len(confirmed) < len(services):
-                pairs = [(r, services.get(name)) for name, r in confirmed.items()]
+        watched = self._watched
+        if watched:
+            if len(watched) < len(services):
+                pairs = [(r, services.get(name)) for name, r in watched.items()]
             else:
-                pairs = [(confirmed.get(name), a) for name, a in services.items()]
+                pairs = [(watched.get(name), a) for name, a in services.items()]
             for registration, listed in pairs:
                 if registration is not None and listed is not None:
                     registration.watch(listed, started)
@@ -684,9 +690,11 @@ class Registrar:
 
     def unregistering(self, registration):
         """
-        C{registration} is closing its connection: its end is logged with
-        the others in progress, once the last of them ends.
+        C{registration} is closing its connection: it is watched no more,
+        and its end is logged with the others in progress, once the last of
+        them ends.
         """
+        self._stopWatching(registration)
         self._unregistrationsInProgress += 1
 
     def ended(self, registration, lostReason):
@@ -697,8 +705,7 @@ class Registrar:
         registration at once), or, for an unregistration, with the others
         in progress, once the last of them ends.
         """
-        if self._confirmed.get(registration.name) is registration:
-            del self._confirmed[registration.name]
+        self._stopWatching(registration)
         if lostReason is None:
             self._serviceLog.add(
                 LogLevel.info,
@@ -718,6 +725,10 @@ class Registrar:
                 lostReason,
             )
             self._serviceLog.flushSoon(LOSS_WINDOW)
+
+    def _stopWatching(self, registration):
+        if self._watched.get(registration.name) is registration:
+            del self._watched[registration.name]
 
     # Verdicts.
 
@@ -739,7 +750,7 @@ class Registrar:
                 self._listing.forget(registration)
                 confirmed.append(registration)
         for registration in confirmed:
-            self._confirmed[registration.name] = registration
+            self._watched[registration.name] = registration
             self._stale.pop(registration.name, None)
             self._serviceLog.add(
                 LogLevel.info,
