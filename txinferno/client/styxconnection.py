@@ -412,6 +412,24 @@ class StyxRegistration:
         C{"unregistering"} or C{"ended"}.
     """
 
+    __slots__ = (
+        "_connection",
+        "name",
+        "attrs",
+        "state",
+        "_protocol",
+        "_fid",
+        "_end",
+        "_endWaiters",
+        "_lostAt",
+        "_attempt",
+        "_step",
+        "_via",
+        "_newFid",
+        "_line",
+        "_claiming",
+    )
+
     _log = Logger()
 
     def __init__(self, connection, name, pairs):
