@@ -336,7 +336,9 @@ class Registry:
 
     Every change is logged as one info line whose attributes are cut at
     L{LOGGED_ATTRIBUTES} characters; with C{logFullChanges} set, a debug
-    line follows it with every attribute.
+    line follows it with every attribute.  A line no observer would record
+    (the log filtered above its level, as C{twist --log-level warn} does)
+    is not made: see L{txinferno.server._loglevel.wants}.
 
     @ivar version: the version counter, starting at 0.
     @type version: L{int}
