@@ -476,6 +476,22 @@ def test_connectionLostErrbacksOutstanding():
     assert after[0].check(ConnectionLost)
 
 
+def test_usable():
+    """
+    A protocol is usable from the end of its handshake until it is aborted
+    (before the loss that follows is delivered) or lost.
+    """
+    server = connected()
+    assert not server.protocol.usable
+    server.handshake()
+    assert server.protocol.usable
+    server.protocol.abort(MalformedAnswer("nonsense"))
+    assert server.transport.disconnecting and not server.protocol.usable
+    other = ready()
+    other.lose()
+    assert not other.protocol.usable
+
+
 def test_handshakeLost():
     server = connected()
     got = results(server.protocol.ready)
