@@ -476,6 +476,22 @@ def test_connectionLostErrbacksOutstanding():
     assert after[0].check(ConnectionLost)
 
 
+def test_usable():
+    """
+    A protocol is usable from the end of its handshake until it is aborted
+    (before the loss that follows is delivered) or lost.
+    """
+    server = connected()
+    assert not server.protocol.usable
+    server.handshake()
+    assert server.protocol.usable
+    server.protocol.abort(MalformedAnswer("nonsense"))
+    assert server.transport.disconnecting and not server.protocol.usable
+    other = ready()
+    other.lose()
+    assert not other.protocol.usable
+
+
 def test_handshakeLost():
     server = connected()
     got = results(server.protocol.ready)
@@ -1178,6 +1194,40 @@ async def test_cutInMidMessage(registry_server):
     assert reg.state == "registered"
     await bounded(reg.unregister())
     await bounded(stream.stop())
+    await proxy.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_findDuringReconnectWaits(registry_server):
+    """
+    A query or a registration made while the connection is being lost
+    (here by the errback of the query the loss failed, which runs as the
+    protocol is told of the loss) waits for the next connection and is
+    answered there, instead of being sent on the closed one and failing
+    with its loss.
+    """
+    proxy = await proxied(registry_server)
+    conn = proxiedConnection(proxy)
+    reg = await bounded(conn.register("held", {"a": "b"}))
+    proxy.blackhole = True
+    first = conn.find({"a": "b"})
+    again = []
+
+    def retry(reason):
+        again.append(conn.find({"x": "y"}))
+        again.append(conn.register("during", {"a": "c"}))
+        return reason
+
+    first.addErrback(retry)
+    proxy.blackhole = False
+    await proxy.resetAll()
+    with pytest.raises((ConnectionLost, ConnectionDone)):
+        await bounded(first)
+    assert await bounded(again[0]) == {}
+    during = await bounded(again[1])
+    await whenRegistry(registry_server, lambda r: "held" in r and "during" in r)
+    await bounded(reg.unregister())
+    await bounded(during.unregister())
     await proxy.stop()
 
 

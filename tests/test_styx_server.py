@@ -4,11 +4,13 @@ as the protocol notes (section 9) say the real one answers through
 Inferno's export, in memory (L{StringTransport}) and over loopback.
 """
 
+import socket
 import struct
 
 import pytest
 import pytest_twisted
 from support import LOOPBACK_PORTS, TIMEOUT
+from test_server_limits import assertKeepAlive
 from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -1083,6 +1085,47 @@ async def test_mixed_use(registry_server):
     await tcp.close()
     await client.conn.close()
     await watcher.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_acceptedSocketOptions(registry_server):
+    """
+    Every Styx connection the server accepts has C{TCP_NODELAY} (a reply is
+    sent at once, never held until an earlier one is acknowledged) and TCP
+    keepalive with the server's short timers, those accepted once the
+    listening socket has the options as well as the first.
+    """
+    clients = [await styxConnect(registry_server.styxAddress) for _ in range(3)]
+    try:
+        connections = registry_server.styxServer._connections
+        assert len(connections) == 3
+        for protocol in connections:
+            handle = protocol.transport.getHandle()
+            assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assertKeepAlive(handle)
+    finally:
+        for client in clients:
+            await client.conn.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_socketOptionsWithoutKeepAlive():
+    """
+    With C{keepAlive=None} an accepted connection gets C{TCP_NODELAY}
+    alone.
+    """
+    server = StyxRegistryServer(Registry(), reactor, keepAlive=None)
+    port = await server.listen("tcp:0:interface=127.0.0.1")
+    try:
+        client = await styxConnect(("127.0.0.1", port.getHost().port))
+        (protocol,) = server._connections
+        handle = protocol.transport.getHandle()
+        assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert handle.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
+        await client.conn.close()
+    finally:
+        await server.stopListening()
+        await server.disconnectAll()
 
 
 @pytest_twisted.ensureDeferred

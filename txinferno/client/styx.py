@@ -755,6 +755,14 @@ class StyxClientProtocol(Protocol):
         """
         return self.request(Tremove, fid, timeout=None, onAnswer=lambda: self._freeFid(fid))
 
+    @property
+    def usable(self) -> bool:
+        """
+        Whether requests sent now can be answered: the handshake is done,
+        and the connection is neither lost nor being dropped (by L{abort}).
+        """
+        return self.state == "ready" and self._error is None
+
     # The end.
 
     def abort(self, error):

@@ -185,10 +185,15 @@ class StyxRegistryConnection:
     def _readyProtocol(self):
         """
         @return: the ready L{txinferno.client.styx.StyxClientProtocol},
-            connecting if need be, or L{None} until there is one.
+            connecting if need be, or L{None} until there is one: none
+            while the current one is being lost (its requests would fail
+            with its loss; what waits is sent on the next one).
         """
         self._connect()
-        return self._factory.protocol
+        protocol = self._factory.protocol
+        if protocol is not None and protocol.usable:
+            return protocol
+        return None
 
     def _protocol(self):
         """
@@ -196,9 +201,9 @@ class StyxRegistryConnection:
             L{txinferno.client.styx.StyxClientProtocol}, connecting if
             need be, or fails with why the next attempt failed.
         """
-        self._connect()
-        if self._factory.protocol is not None:
-            return defer.succeed(self._factory.protocol)
+        protocol = self._readyProtocol()
+        if protocol is not None:
+            return defer.succeed(protocol)
         d = defer.Deferred(self._waiters.remove)
         self._waiters.append(d)
         return d
@@ -381,9 +386,9 @@ class StyxRegistryConnection:
         """
         stream = StyxChangeStream(self, observer)
         self._streams[stream] = None
-        self._connect()
-        if self._factory.protocol is not None:
-            stream._open(self._factory.protocol)
+        protocol = self._readyProtocol()
+        if protocol is not None:
+            stream._open(protocol)
         return stream
 
     def _probe(self, protocol):
@@ -406,6 +411,24 @@ class StyxRegistration:
         (waiting for the connection to come back), C{"restoring"},
         C{"unregistering"} or C{"ended"}.
     """
+
+    __slots__ = (
+        "_connection",
+        "name",
+        "attrs",
+        "state",
+        "_protocol",
+        "_fid",
+        "_end",
+        "_endWaiters",
+        "_lostAt",
+        "_attempt",
+        "_step",
+        "_via",
+        "_newFid",
+        "_line",
+        "_claiming",
+    )
 
     _log = Logger()
 

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from txinferno.errors import RegistryError
+from txinferno.server._loglevel import wants
 from txinferno.server.change import ChangeKind, IRegistryObserver, RegistryChange
 from txinferno.wire import attrdb
 from txinferno.wire.persist import persists
@@ -335,7 +336,9 @@ class Registry:
 
     Every change is logged as one info line whose attributes are cut at
     L{LOGGED_ATTRIBUTES} characters; with C{logFullChanges} set, a debug
-    line follows it with every attribute.
+    line follows it with every attribute.  A line no observer would record
+    (the log filtered above its level, as C{twist --log-level warn} does)
+    is not made: see L{txinferno.server._loglevel.wants}.
 
     @ivar version: the version counter, starting at 0.
     @type version: L{int}
@@ -573,11 +576,23 @@ class Registry:
     def _logChange(self, format, service, pairs):
         """
         Log one change: one info line, its attributes cut, then (with
-        L{logFullChanges}) a debug line with them all.
+        L{logFullChanges}) a debug line with them all.  A line that no
+        observer would record (see L{wants}) is not made at all.
         """
-        self._log.info(format, name=shortened(service.name), attrs=_summary(pairs))
-        if self.logFullChanges:
-            self._log.debug(format, name=service.name, attrs=_summary(pairs, None))
+        log = self._log
+        if wants(log, LogLevel.info):
+            log.info(format, name=shortened(service.name), attrs=_summary(pairs))
+        if self.logFullChanges and wants(log, LogLevel.debug):
+            log.debug(format, name=service.name, attrs=_summary(pairs, None))
+
+    def _logService(self, format, service):
+        """
+        Log an info line about one service (its removal, its persisting),
+        unless no observer would record it.
+        """
+        log = self._log
+        if wants(log, LogLevel.info):
+            log.info(format, name=shortened(service.name))
 
     def release(self, service):
         """
@@ -602,7 +617,7 @@ class Registry:
             if origin is None or held < self.maxPersistentPerOrigin:
                 if origin is not None:
                     self._persisted[origin] = held + 1
-                self._log.info("service {name} persists", name=shortened(service.name))
+                self._logService("service {name} persists", service)
                 return False
             self._log.warn(
                 "service {name} removed instead of persisting: {origin} already left"
@@ -612,7 +627,7 @@ class Registry:
                 limit=self.maxPersistentPerOrigin,
             )
         else:
-            self._log.info("service {name} removed", name=shortened(service.name))
+            self._logService("service {name} removed", service)
         self._remove(service)
         self._bump()
         self._told(ChangeKind.removed, service, service.attributes())
@@ -687,7 +702,7 @@ class Registry:
             if service.owner is None and persists(service.get("persist")):
                 self._forgetPersisted(service)
             self._remove(service)
-            self._log.info("service {name} removed", name=shortened(service.name))
+            self._logService("service {name} removed", service)
         else:
             service.state = ServiceState.REMOVED
         service.owner = None

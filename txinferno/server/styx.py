@@ -30,18 +30,21 @@ from __future__ import annotations
 
 import enum
 import re
+import socket
 import struct
 from typing import Any
 
 from twisted.internet import defer, tcp
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from txinferno._keepalive import enableKeepAlive, keepAliveOptions
 from txinferno.errors import MalformedMessage, RegistryError
-from txinferno.server.connections import ConnectionTracking, sendDirect
+from txinferno.server.connections import AcceptedSocketOptions, ConnectionTracking, sendDirect
+from txinferno.server.protocols import KEEPALIVE
 from txinferno.server.registry import REGISTRY_USER, ServiceState
 from txinferno.wire import styx
 from txinferno.wire.rules import versionLine
@@ -813,6 +816,24 @@ class StyxServerProtocol(Protocol):
     }
 
 
+def _socketOptions(keepAlive: tuple[int, int, int] | None) -> AcceptedSocketOptions:
+    """
+    @param keepAlive: L{StyxRegistryServer.keepAlive}.
+    @return: the options of the sockets a L{StyxRegistryServer} accepts.
+    """
+    options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    if keepAlive is not None:
+        options[:0] = keepAliveOptions(*keepAlive)
+
+    def fallback(transport):
+        if ITCPTransport.providedBy(transport):
+            transport.setTcpNoDelay(True)
+            if keepAlive is not None:
+                enableKeepAlive(transport, *keepAlive)
+
+    return AcceptedSocketOptions(options, fallback)
+
+
 class StyxServerFactory(Factory):
     """
     Build the L{StyxServerProtocol}s of one L{StyxRegistryServer}.
@@ -842,6 +863,14 @@ class StyxRegistryServer(ConnectionTracking):
     @ivar maxHeldBytes: the most bytes of read snapshots (the text of
         C{index} and C{find}, the entries of the root) one connection's fids
         may hold at once.
+    @ivar keepAlive: the TCP keepalive timers of every accepted connection,
+        C{(idle, interval, count)} in seconds (see
+        L{txinferno._keepalive.enableKeepAlive}), or L{None} to leave
+        keepalive off.  Every accepted TCP connection also has
+        C{TCP_NODELAY}: a reply is a message the peer waits for, never to
+        be held back until the peer acknowledges an earlier one (which,
+        with the peer's delayed acknowledgement, held the answers of event
+        reads back by tens of milliseconds).
     @ivar factory: the L{StyxServerFactory}.
     @ivar port: the listening port after L{listen}, else L{None}.
     """
@@ -855,6 +884,7 @@ class StyxRegistryServer(ConnectionTracking):
         maxMsize: int = MAX_MSIZE,
         maxFids: int = MAX_FIDS,
         maxHeldBytes: int = MAX_HELD,
+        keepAlive: tuple[int, int, int] | None = KEEPALIVE,
     ):
         """
         @type registry: L{txinferno.server.registry.Registry}
@@ -869,6 +899,8 @@ class StyxRegistryServer(ConnectionTracking):
         self.maxMsize = maxMsize
         self.maxFids = maxFids
         self.maxHeldBytes = maxHeldBytes
+        self.keepAlive = keepAlive
+        self._acceptedOptions: tuple[object, AcceptedSocketOptions] | None = None
         self.factory = StyxServerFactory(self)
         self.port = None
         self._initConnections()
@@ -914,6 +946,18 @@ class StyxRegistryServer(ConnectionTracking):
             is closed.
         """
         return ConnectionTracking.disconnectAll(self)
+
+    def _track(self, protocol):
+        """
+        A connection is made: track it, and give its socket the options of
+        L{keepAlive} (see L{AcceptedSocketOptions}).
+        """
+        ConnectionTracking._track(self, protocol)
+        keepAlive = self.keepAlive
+        known = self._acceptedOptions
+        if known is None or known[0] != keepAlive:
+            known = self._acceptedOptions = (keepAlive, _socketOptions(keepAlive))
+        known[1].apply(protocol.transport)
 
     def stat(self, file: File, service=None) -> Stat:
         """
