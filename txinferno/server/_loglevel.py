@@ -9,7 +9,8 @@ L{LogPublisher}'s observers, and a L{FilteringLogObserver} whose
 predicates are L{LogLevelFilterPredicate}s (as C{twist} installs) and
 whose filtered events go nowhere.  Any other observer is taken to want
 every event, so an event is only ever skipped when it is certain that
-nothing would record it.
+nothing would record it.  What is read are twisted.logger's private
+attributes: where a Twisted release lacks one, the event counts as wanted.
 """
 
 from functools import lru_cache, partial
@@ -21,7 +22,11 @@ from twisted.logger import (
     LogLevelFilterPredicate,
     LogPublisher,
 )
-from twisted.logger._observer import bitbucketLogObserver
+
+try:
+    from twisted.logger._observer import bitbucketLogObserver
+except ImportError:  # a Twisted that moved it: no filtered event is known to go nowhere
+    bitbucketLogObserver = object()
 
 __all__ = ["wants"]
 
@@ -51,13 +56,19 @@ def _reaches(observer, level: LogLevel, prefixes: tuple[str, ...], depth: int) -
         return True
     kind = type(observer)
     if kind is LogPublisher:
-        for each in observer._observers:
+        observers = getattr(observer, "_observers", None)
+        if observers is None:
+            return True
+        for each in observers:
             if _reaches(each, level, prefixes, depth - 1):
                 return True
         return False
     if kind is FilteringLogObserver:
-        return _passes(observer, level, prefixes) and _reaches(
-            observer._observer, level, prefixes, depth - 1
+        inner = getattr(observer, "_observer", None)
+        return (
+            inner is None
+            or _passes(observer, level, prefixes)
+            and _reaches(inner, level, prefixes, depth - 1)
         )
     return True
 
@@ -67,15 +78,16 @@ def _passes(observer: FilteringLogObserver, level: LogLevel, prefixes: tuple[str
     @return: whether a L{FilteringLogObserver} may let an event of C{level}
         through (or hand it to an observer of the events it filters out).
     """
-    should = observer._shouldLogEvent
-    if observer._negativeObserver is not bitbucketLogObserver or type(should) is not partial:
+    should = getattr(observer, "_shouldLogEvent", None)
+    negative = getattr(observer, "_negativeObserver", None)
+    if negative is not bitbucketLogObserver or type(should) is not partial or not should.args:
         return True
     for predicate in should.args[0]:
-        if type(predicate) is not LogLevelFilterPredicate:
+        levels = getattr(predicate, "_logLevelsByNamespace", None)
+        if type(predicate) is not LogLevelFilterPredicate or levels is None:
             return True
         # LogLevelFilterPredicate.logLevelForNamespace, without its string
         # work: the most specific namespace that has a level decides.
-        levels = predicate._logLevelsByNamespace
         for prefix in prefixes:
             threshold = levels.get(prefix)
             if threshold is not None:
