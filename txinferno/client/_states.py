@@ -24,6 +24,8 @@ class StateMachine:
     L{None}.
     """
 
+    __slots__ = ("_state",)
+
     _state: Enum
     _transitions: ClassVar[Transitions]
 

@@ -22,6 +22,8 @@ class Turn:
     its turn, then in progress, until L{end}.
     """
 
+    __slots__ = ("_throttle", "_expired", "_acquired")
+
     def __init__(self, throttle: ConnectionThrottle, expired: Callable[[], object]) -> None:
         self._throttle = throttle
         self._expired = expired

@@ -212,6 +212,28 @@ class Registration(StateMachine):
 
     _log = Logger()
 
+    __slots__ = (
+        "_registrar",
+        "_throttle",
+        "_listing",
+        "name",
+        "attrs",
+        "registered",
+        "writtenAt",
+        "closeReason",
+        "_line",
+        "_turn",
+        "_connector",
+        "_protocol",
+        "_retry",
+        "_listedSince",
+        "_end",
+        "_endWaiters",
+        "_sent",
+    )
+    # Ten thousand registrations are ten thousand objects that the garbage
+    # collector walks: no dict each.
+
     def __init__(self, registrar, throttle, listing, name, pairs, line):
         """
         @param registrar: the L{Registrar} that decides on it.
@@ -237,8 +259,8 @@ class Registration(StateMachine):
         self._retry = None
         self._listedSince = None
         self._end = None
-        self._endWaiters = []
-        self._sent = {attr: {value} for attr, value in self.attrs.items()}
+        self._endWaiters = None
+        self._sent = None
         self._queue()
 
     def __repr__(self):
@@ -315,6 +337,8 @@ class Registration(StateMachine):
         if listed == self.attrs:
             return True
         sent = self._sent
+        if sent is None:
+            return False
         return listed.keys() == sent.keys() and all(
             value in sent[attr] for attr, value in listed.items()
         )
@@ -458,6 +482,9 @@ class Registration(StateMachine):
 
     def _sendUpdate(self, line, pairs):
         self._protocol.transport.write(line)
+        if self._sent is None:
+            # Every value ever sent, kept from the first update on.
+            self._sent = {attr: {value} for attr, value in self.attrs.items()}
         self.attrs.update(pairs)
         for attr, value in pairs:
             self._sent.setdefault(attr, set()).add(value)
@@ -484,6 +511,8 @@ class Registration(StateMachine):
         @return: a L{Deferred} that L{_tellEnd} fires.
         """
         d = defer.Deferred()
+        if self._endWaiters is None:
+            self._endWaiters = []
         self._endWaiters.append(d)
         return d
 
@@ -514,8 +543,8 @@ class Registration(StateMachine):
         unregistration, else with the failure C{end}.
         """
         self._end = end
-        waiters, self._endWaiters = self._endWaiters, []
-        for d in waiters:
+        waiters, self._endWaiters = self._endWaiters, None
+        for d in waiters or ():
             d.callback(None) if end is None else d.errback(end)
 
 
