@@ -72,6 +72,19 @@ def managerFor(server, **options):
     return manager
 
 
+def startedManager(connection, clock=None, **options):
+    """
+    @param clock: the manager's clock; a new L{Clock} when L{None}.
+    @param options: more arguments of L{RegistryManager}.
+    @return: a started L{RegistryManager} on C{connection}, and its clock.
+    """
+    if clock is None:
+        clock = Clock()
+    manager = RegistryManager(connection, clock=clock, **options)
+    manager.startService()
+    return manager, clock
+
+
 @pytest_twisted.async_yield_fixture
 async def proxy(registry_server):
     """

@@ -10,7 +10,7 @@ embedded server over loopback TCP.
 """
 
 import pytest
-from support import TurnClock
+from support import TurnClock, startedManager
 from twisted.application.service import MultiService
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
@@ -79,10 +79,7 @@ def memory():
     """
     A started manager on a L{MemoryConnection} with a L{TurnClock}.
     """
-    connection = MemoryConnection()
-    clock = TurnClock()
-    manager = RegistryManager(connection, clock=clock)
-    manager.startService()
+    manager, clock = startedManager(MemoryConnection(), TurnClock())
     yield manager
     if manager.running:
         manager.stopService()

@@ -7,12 +7,11 @@ as losses, in one line; a registry unreachable for long is warned about.
 
 import pytest
 import pytest_twisted
-from support import bounded, managerFor, registryServices, whenRegistry
+from support import bounded, managerFor, registryServices, startedManager, whenRegistry
 from twisted.internet import reactor
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
-from txinferno.client.manager import RegistryManager
 from txinferno.client.monitor import Monitor
 from txinferno.client.service import ServiceTask
 from txinferno.testing.memory import MemoryConnection
@@ -131,11 +130,9 @@ def test_unreachableWarning(logged):
     A registry unreachable for C{unreachableWarning} seconds from the
     manager's start, or from the loss of its stream, is warned about once.
     """
-    clock = Clock()
     connection = MemoryConnection()
     connection.reachable = False
-    manager = RegistryManager(connection, clock=clock, unreachableWarning=5)
-    manager.startService()
+    manager, clock = startedManager(connection, unreachableWarning=5)
     clock.advance(4.9)
     assert lines(logged, LogLevel.warn) == []
     clock.advance(0.1)
