@@ -4,6 +4,7 @@ embedded registry over loopback TCP, a recording monitor observer, and a
 count of the process's client sockets to a registry.
 """
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -11,6 +12,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -60,6 +62,31 @@ def bounded(d, timeout=TIMEOUT):
     @return: C{d}, failing with a timeout after C{timeout} seconds.
     """
     return d.addTimeout(timeout, reactor)
+
+
+@pytest.fixture
+def logged():
+    """
+    The log events emitted during the test (L{capturedLogs}), as a list.
+    """
+    with capturedLogs() as events:
+        yield events
+
+
+def logLines(events, level=None, containing=""):
+    """
+    @param events: log events, such as those of L{logged} or
+        L{capturedLogs}.
+    @param level: a L{LogLevel} the events must be of, or L{None} for any.
+    @param containing: a text the lines must contain.
+    @return: the formatted lines of the C{events} that have a format.
+    """
+    lines = [
+        formatEvent(e)
+        for e in events
+        if "log_format" in e and (level is None or e["log_level"] == level)
+    ]
+    return [line for line in lines if containing in line]
 
 
 def managerFor(server, **options):

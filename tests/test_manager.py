@@ -16,7 +16,6 @@ from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -54,17 +53,6 @@ class RecordingTask:
 
     def refresh(self):
         self.calls.append("refresh")
-
-
-@pytest.fixture
-def logged():
-    """
-    The log events emitted during the test.
-    """
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def timers(manager):

@@ -10,9 +10,9 @@ import sys
 import time
 
 import pytest_twisted
-from support import TIMEOUT
+from support import TIMEOUT, logLines
 from twisted.internet import defer, reactor, task
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel
 
 from txinferno.server.connections import _INHERITED
 from txinferno.server.protocols import (
@@ -57,22 +57,6 @@ async def turnUntil(predicate, timeout=TIMEOUT):
 
 def protocols(server, kind):
     return [p for p in server.server._connections if isinstance(p, kind)]
-
-
-class LogCapture:
-    def __init__(self):
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-
-    def stop(self):
-        globalLogPublisher.removeObserver(self.events.append)
-
-    def warnings(self, text):
-        return [
-            formatEvent(e)
-            for e in self.events
-            if e["log_level"] == LogLevel.warn and text in formatEvent(e)
-        ]
 
 
 @pytest_twisted.ensureDeferred
@@ -134,7 +118,7 @@ async def test_waitingFindsAreAnsweredInTurn():
 
 
 @pytest_twisted.ensureDeferred
-async def test_watcherThatNeverReadsIsDropped():
+async def test_watcherThatNeverReadsIsDropped(logged):
     """
     A watcher whose socket does not drain is dropped after
     C{watcherTimeout} seconds, logged once; until then the server holds at
@@ -143,7 +127,6 @@ async def test_watcherThatNeverReadsIsDropped():
     """
     server = EmbeddedRegistry(reactor, watcherTimeout=0.5)
     await server.start()
-    log = LogCapture()
     stuck = neverReading(server.eventPort)
     try:
         reader = await connectRaw(reactor, server.host, server.eventPort)
@@ -168,20 +151,18 @@ async def test_watcherThatNeverReadsIsDropped():
         assert reader.lost is None
         assert server.server._watchers == {w for w in server.server._watchers if w is not slow}
         assert len(server.server._watchers) == 1
-        assert len(log.warnings("dropped")) == 1
-        assert log.warnings("dropped")[0] == (
+        assert logLines(logged, LogLevel.warn, "dropped") == [
             "event watcher 127.0.0.1:%d dropped: its socket has not drained for 0.5 seconds"
             % (stuck.getsockname()[1],)
-        )
+        ]
         assert server.server.statistics.watchersDropped == 1
     finally:
-        log.stop()
         stuck.close()
         await server.stop()
 
 
 @pytest_twisted.ensureDeferred
-async def test_persistentServicesPerAddress():
+async def test_persistentServicesPerAddress(logged):
     """
     The registry counts the persistent services a peer address leaves
     behind; past its limit, a service that says C{persist} goes with its
@@ -190,7 +171,6 @@ async def test_persistentServicesPerAddress():
     server = EmbeddedRegistry(reactor)
     await server.start()
     server.registry.maxPersistentPerOrigin = 2
-    log = LogCapture()
     try:
         for i in range(3):
             conn = await connectRaw(reactor, server.host, server.newPort)
@@ -206,11 +186,10 @@ async def test_persistentServicesPerAddress():
             )
         assert sorted(s.name for s in server.registry) == ["p0", "p1"]
         assert server.registry["p0"].origin == "127.0.0.1"
-        assert log.warnings("removed instead of persisting") == [
+        assert logLines(logged, LogLevel.warn, "removed instead of persisting") == [
             "service p2 removed instead of persisting: 127.0.0.1 already left 2 persistent services"
         ]
     finally:
-        log.stop()
         await server.stop()
 
 
