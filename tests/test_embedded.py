@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from support import TIMEOUT
+from support import bounded
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, TimeoutError
 from twisted.internet.task import Clock
@@ -20,7 +20,7 @@ from txinferno.testing import EmbeddedRegistry
 
 async def register(server, name):
     connection = connectionFromString(reactor, server.description)
-    return await connection.register(name, {"a": "1"}).addTimeout(TIMEOUT, reactor)
+    return await bounded(connection.register(name, {"a": "1"}))
 
 
 @pytest_twisted.ensureDeferred

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest_twisted
-from support import TIMEOUT, logLines
+from support import TIMEOUT, bounded, logLines
 from twisted.internet import defer, reactor, task
 from twisted.logger import LogLevel
 
@@ -79,9 +79,7 @@ async def test_findAnswersStreamWithBoundedBuffers():
         await turnUntil(
             lambda: len([p for p in protocols(server, FindServerProtocol) if p._done]) == 10
         )
-        answer = await exchange(reactor, server.host, server.findPort, b"id 5\n").addTimeout(
-            TIMEOUT, reactor
-        )
+        answer = await bounded(exchange(reactor, server.host, server.findPort, b"id 5\n"))
         assert answer == server.registry["svc5"].line()
         finds = protocols(server, FindServerProtocol)
         assert len(finds) == 10
@@ -108,9 +106,11 @@ async def test_waitingFindsAreAnsweredInTurn():
         for i in range(200):
             server.registry.register(None, ["svc%d" % i, "blob", "y" * 1000])
         expected = b"".join(s.line() for s in server.registry)
-        answers = await defer.gatherResults(
-            [exchange(reactor, server.host, server.findPort, b"\n") for _ in range(5)]
-        ).addTimeout(TIMEOUT, reactor)
+        answers = await bounded(
+            defer.gatherResults(
+                [exchange(reactor, server.host, server.findPort, b"\n") for _ in range(5)]
+            )
+        )
         assert answers == [expected] * 5
         assert not server.server._streaming and not server.server._waiting
     finally:
@@ -130,7 +130,7 @@ async def test_watcherThatNeverReadsIsDropped(logged):
     stuck = neverReading(server.eventPort)
     try:
         reader = await connectRaw(reactor, server.host, server.eventPort)
-        assert await reader.readLine().addTimeout(TIMEOUT, reactor) == b"READY"
+        assert await bounded(reader.readLine()) == b"READY"
         await turnUntil(lambda: len(server.server._watchers) == 2)
         [slow] = [
             w
@@ -176,7 +176,7 @@ async def test_persistentServicesPerAddress(logged):
             conn = await connectRaw(reactor, server.host, server.newPort)
             conn.send(b"p%d persist 1\n" % (i,))
             await turnUntil(lambda: "p%d" % (i,) in server.registry)
-            await conn.close().addTimeout(TIMEOUT, reactor)
+            await bounded(conn.close())
             await turnUntil(
                 lambda: (
                     server.registry["p%d" % (i,)].owner is None

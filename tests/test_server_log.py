@@ -4,7 +4,7 @@ quoting, with no Python representations in them.
 """
 
 import pytest_twisted
-from support import TIMEOUT, logLines
+from support import bounded, logLines
 from twisted.internet import reactor
 from twisted.logger import capturedLogs
 
@@ -13,11 +13,11 @@ from txinferno.testing import connectRaw
 
 
 async def rejected(server, data):
-    conn = await connectRaw(reactor, "127.0.0.1", server.newPort).addTimeout(TIMEOUT, reactor)
+    conn = await bounded(connectRaw(reactor, "127.0.0.1", server.newPort))
     port = conn.transport.getHost().port
     with capturedLogs() as events:
         conn.send(data)
-        await conn.whenClosed().addTimeout(TIMEOUT, reactor)
+        await bounded(conn.whenClosed())
     return port, logLines(events)
 
 

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 import pytest_twisted
-from support import TIMEOUT
+from support import bounded
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
@@ -229,15 +229,15 @@ async def test_makeService(tmp_path):
     assert [s.name for s in service] == ["ports"]
     service.startService()
     try:
-        new, find, event = await defer.gatherResults(
-            [options.endpoints[n].port for n in ("new", "find", "event")]
-        ).addTimeout(TIMEOUT, reactor)
-        watcher = await connectRaw(reactor, "127.0.0.1", event).addTimeout(TIMEOUT, reactor)
-        assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"READY"
-        conn = await connectRaw(reactor, "127.0.0.1", new).addTimeout(TIMEOUT, reactor)
+        new, find, event = await bounded(
+            defer.gatherResults([options.endpoints[n].port for n in ("new", "find", "event")])
+        )
+        watcher = await bounded(connectRaw(reactor, "127.0.0.1", event))
+        assert await bounded(watcher.readLine()) == b"READY"
+        conn = await bounded(connectRaw(reactor, "127.0.0.1", new))
         conn.send(b"dynamic k v\n")
-        assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"00000001"
-        answer = await exchange(reactor, "127.0.0.1", find, b"k v\n").addTimeout(TIMEOUT, reactor)
+        assert await bounded(watcher.readLine()) == b"00000001"
+        answer = await bounded(exchange(reactor, "127.0.0.1", find, b"k v\n"))
         assert answer == b"static k v\ndynamic k v\n"
     finally:
         await service.stopService()

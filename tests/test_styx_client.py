@@ -1002,7 +1002,7 @@ async def test_rejectedAtOnce(registry_server):
     held = await bounded(tcp.register("dup", {"a": "1"}))
     conn = styxConnection(registry_server)
     with pytest.raises(RegistrationRejected) as e:
-        await conn.register("dup", {"a": "2"}).addTimeout(2, reactor)
+        await bounded(conn.register("dup", {"a": "2"}), 2)
     assert e.value.reason == "duplicate service name"
     assert registryServices(registry_server) == {"dup": {"a": "1"}}
     await bounded(held.unregister())
