@@ -10,7 +10,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.test.iosim import ConnectionCompleter
@@ -87,6 +87,27 @@ def logLines(events, level=None, containing=""):
         if "log_format" in e and (level is None or e["log_level"] == level)
     ]
     return [line for line in lines if containing in line]
+
+
+def turn():
+    """
+    @return: a L{Deferred} that fires on the reactor's next turn.
+    """
+    return deferLater(reactor, 0, lambda: None)
+
+
+async def turnUntil(predicate, interval=0, timeout=TIMEOUT):
+    """
+    Let the reactor run, checking C{predicate()} every C{interval} seconds
+    (every turn for 0), until it holds: for what no event tells, such as
+    the sockets of the process.
+
+    @raise AssertionError: when it does not hold within C{timeout} seconds.
+    """
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        assert reactor.seconds() < deadline, "condition not reached within %s s" % (timeout,)
+        await deferLater(reactor, interval, lambda: None)
 
 
 def managerFor(server, **options):

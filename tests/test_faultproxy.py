@@ -5,13 +5,12 @@ small recording server.
 
 import pytest
 import pytest_twisted
-from support import TIMEOUT, bounded
+from support import bounded, turnUntil
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import deferLater
 
 from txinferno.testing.faultproxy import FaultProxy
 
@@ -63,17 +62,6 @@ class Target:
         d, self.nextAccepted = self.nextAccepted, Deferred()
         reactor.callLater(0, d.callback, protocol)
         return protocol
-
-
-async def waitUntil(predicate):
-    """
-    Wait, a reactor turn at a time and for at most L{TIMEOUT} seconds, until
-    C{predicate()} is true.
-    """
-    deadline = reactor.seconds() + TIMEOUT
-    while not predicate():
-        assert reactor.seconds() < deadline, "condition not reached in time"
-        await deferLater(reactor, 0.001, lambda: None)
 
 
 @pytest.fixture
@@ -142,7 +130,7 @@ async def test_blackholeDropsWithoutClosing(proxied):
     proxy.blackhole = True
     client.transport.write(b"lost\n")
     server.transport.write(b"lost too\n")
-    await waitUntil(lambda: proxy.dropped == 14)
+    await turnUntil(lambda: proxy.dropped == 14, 0.001)
     proxy.blackhole = False
     client.transport.write(b"after\n")
     assert await server.whenReceived(6) == b"after\n"

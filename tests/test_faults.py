@@ -10,15 +10,13 @@ import time
 import pytest
 import pytest_twisted
 from support import (
-    TIMEOUT,
     bounded,
     managerFor,
     registryServices,
+    turnUntil,
     whenRegistry,
 )
-from twisted.internet import reactor
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.task import deferLater
 
 from txinferno.client import new
 from txinferno.client.monitor import Monitor
@@ -80,17 +78,6 @@ async def consistent(server, services, recorders):
         await recorder.waitUntil(lambda r: r.view == expectedView(services, group))
 
 
-async def settledSockets(server, count):
-    """
-    @return: the client's sockets to C{server}'s ports once they number
-        C{count}, or after L{TIMEOUT} seconds (checked every 10 ms).
-    """
-    deadline = reactor.seconds() + TIMEOUT
-    while clientSockets(*ports(server)) != count and reactor.seconds() < deadline:
-        await deferLater(reactor, 0.01, lambda: None)
-    return clientSockets(*ports(server))
-
-
 def checkMonitors(server, manager, groups):
     held = registryServices(server)
     monitors = [t for t in manager.tasks if isinstance(t, Monitor)]
@@ -133,7 +120,7 @@ async def test_restartCycles(registry_server):
         assert sum(r.count("added") for r in recorders) == SERVICES
         # A connection the client is closing (a listing just answered)
         # can still be open for a turn or two: a leak never settles.
-        assert await settledSockets(registry_server, sockets) == sockets
+        await turnUntil(lambda: clientSockets(*ports(registry_server)) == sockets, 0.01)
     assert states.events == ["connected"] + ["lost", "connected"] * CYCLES
     await bounded(manager.stopService())
     assert clientSockets(*ports(registry_server)) == 0

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest_twisted
-from support import TIMEOUT, bounded, logLines
+from support import TIMEOUT, bounded, logLines, turnUntil
 from twisted.internet import defer, reactor, task
 from twisted.logger import LogLevel
 
@@ -41,18 +41,6 @@ def neverReading(port, receiveBuffer=2048):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
     s.connect(("127.0.0.1", port))
     return s
-
-
-async def turnUntil(predicate, timeout=TIMEOUT):
-    """
-    Let the reactor turn until C{predicate()} holds.
-
-    @raise AssertionError: when it does not within C{timeout} seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        await task.deferLater(reactor, 0, lambda: None)
 
 
 def protocols(server, kind):

@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 import pytest_twisted
-from support import bounded, failureResultOf, managerFor, registryServices, whenRegistry
+from support import bounded, failureResultOf, managerFor, registryServices, turnUntil, whenRegistry
 from test_endpoints import Greeter, Reader
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, gatherResults
@@ -957,11 +957,7 @@ async def whenSockets(server, count):
     """
     Wait until this process holds C{count} client sockets to the Styx port.
     """
-    for _ in range(200):
-        if styxSockets(server) == count:
-            return
-        await deferLater(reactor, 0.02)
-    assert styxSockets(server) == count
+    await turnUntil(lambda: styxSockets(server) == count, 0.02)
 
 
 def test_verifyObject(registry_server):
