@@ -5,8 +5,6 @@ Nothing waits on a sleep: every wait is on an observer, the registry model
 or a Deferred, with a bounded timeout.
 """
 
-import time
-
 import pytest
 import pytest_twisted
 from support import (
@@ -131,8 +129,9 @@ async def test_restartCycles(registry_server):
 async def test_blackhole(registry_server, proxy):
     """
     When the path to the registry silently stops forwarding, the liveness
-    probe notices within its interval plus its timeout (and a margin), the
-    manager reports the registry lost (the services, whose connections
+    probe notices (how soon, against its interval plus its timeout, is
+    measured by the blackhole scenario of bench/faults.py), the manager
+    reports the registry lost (the services, whose connections
     were not closed, stay registered), and once the path works again every
     service is there and every monitor matches the registry.
     """
@@ -145,11 +144,8 @@ async def test_blackhole(registry_server, proxy):
     await consistent(registry_server, services, recorders)
 
     lost = states.next("lost")
-    start = time.monotonic()
     proxy.setBlackhole(True)
-    detected = await lost - start
-    print("black hole detected in %.3f s" % (detected,))
-    assert detected <= PROBE_INTERVAL + PROBE_TIMEOUT + 1.0, detected
+    await lost
     # The registrations' own connections were not closed: they stay.
     assert all(s.registered for s in services)
     assert sum(p.dropped for p in proxy.proxies) > 0
