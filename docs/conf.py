@@ -26,7 +26,8 @@ html_theme = "alabaster"
 intersphinx_mapping = {}
 
 # What a user of the API never calls: the callbacks Twisted calls on
-# protocols, factories and option parsers, and private names.
+# protocols, factories, producers, web resources and option parsers, the
+# attributes only Twisted reads there, and private names.
 _HIDDEN = [
     "txinferno._*",
     "txinferno.**._*",
@@ -43,6 +44,16 @@ _HIDDEN = [
     "txinferno.**.parseArgs",
     "txinferno.**.opt*",
     "txinferno.**.compData",
+    "txinferno.**.synopsis",
+    "txinferno.**.longdesc",
+    "txinferno.**.writeReceived",
+    "txinferno.**.writeFailed",
+    "txinferno.**.pauseProducing",
+    "txinferno.**.resumeProducing",
+    "txinferno.**.stopProducing",
+    "txinferno.**.render_*",
+    "txinferno.**.isLeaf",
+    "txinferno.**.noisy",
 ]
 
 pydoctor_args = [

@@ -75,6 +75,15 @@ def test_referenceRendersEveryInterfaceAndNoInternals(sphinxBuild):
     assert not [p for p in pages if "._" in p], pages
     protocol = (reference / "txinferno.client.find.FindClientProtocol.html").read_text()
     assert "dataReceived" not in protocol
+    factory = (reference / "txinferno.client.find.FindClientFactory.html").read_text()
+    assert 'name="txinferno.client.find.FindClientFactory.noisy"' not in factory
+    watcher = (reference / "txinferno.server.protocols.EventServerProtocol.html").read_text()
+    assert "resumeProducing" not in watcher
+    resource = (reference / "txinferno.web.api.StatusResource.html").read_text()
+    assert (
+        "render_GET" not in resource
+        and 'name="txinferno.web.api.StatusResource.isLeaf"' not in resource
+    )
     api = (out / "api.html").read_text()
     assert 'href="reference/txinferno.client.manager.RegistryManager.html' in api
 
