@@ -23,6 +23,10 @@ source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "examples"]
 myst_heading_anchors = 3
 html_theme = "alabaster"
+# Wide enough for about 95 columns of code beside the sidebar;
+# docs/_static/custom.css wraps what is longer.
+html_theme_options = {"page_width": "1240px", "body_max_width": "none"}
+html_static_path = ["_static"]
 intersphinx_mapping = {}
 
 # What a user of the API never calls: the callbacks Twisted calls on
