@@ -128,21 +128,13 @@ def test_defaultDetectionWithin30Seconds():
     assert DEFAULT_PROBE_INTERVAL + 10 <= 30
 
 
-@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf")])
-def test_badProbeInterval(value):
-    with pytest.raises(ValueError, match="probeInterval must be positive"):
-        TCPRegistryConnection(
-            MemoryReactorClock(),
-            "tcp:host=a:port=1",
-            "tcp:host=a:port=2",
-            "tcp:host=a:port=3",
-            probeInterval=value,
-        )
-
-
-@pytest.mark.parametrize("value", ["5", True, object()])
-def test_probeIntervalNotANumber(value):
-    with pytest.raises(TypeError, match="probeInterval must be a number"):
+@pytest.mark.parametrize(
+    "value, error, message",
+    [(v, ValueError, "probeInterval must be positive") for v in (0, -1, float("nan"), float("inf"))]
+    + [(v, TypeError, "probeInterval must be a number") for v in ("5", True, object())],
+)
+def test_badProbeInterval(value, error, message):
+    with pytest.raises(error, match=message):
         TCPRegistryConnection(
             MemoryReactorClock(),
             "tcp:host=a:port=1",
