@@ -61,6 +61,7 @@ import sys
 import tempfile
 import time
 
+from server_bench import rss
 from twisted.internet import defer, task
 
 from txinferno.agent import Agent  # noqa: E402
@@ -118,22 +119,14 @@ class Row:
         self.lost = self.duplicated = self.leaked = 0
         self.detection = self.restore = 0.0
         self.detectionLimit = float("inf")
-        self.start = rss()
+        self.start = rss(os.getpid())
         self.memory = 0.0
 
     def sample(self):
         """
         Note the growth of resident memory since the scenario started.
         """
-        self.memory = max(self.memory, (rss() - self.start) / 2**20)
-
-
-def rss():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise SystemExit("no VmRSS")
+        self.memory = max(self.memory, (rss(os.getpid()) - self.start) / 2**20)
 
 
 def neverReading(port, count):
@@ -396,7 +389,7 @@ async def slowFindsScenario(reactor, server, cycles, services, monitors, readers
     ]
     for service in bulk:
         service.line()
-    row.start = rss()
+    row.start = rss(os.getpid())
     setup = Setup(reactor, server, server, services, monitors)
     await setup.settle()
     for cycle in range(cycles):

@@ -126,6 +126,9 @@ def stopServer(server):
 
 
 def rss(pid):
+    """
+    @return: the resident set size of process C{pid}, in bytes.
+    """
     with open("/proc/%d/status" % (pid,)) as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -173,9 +176,16 @@ def register(port, first, count):
     return socks
 
 
-def waitVisible(port, count):
-    while find(port, b"bench 1\n").count(b"\n") < count:
-        pass
+def waitVisible(port, count, timeout=60):
+    """
+    Find C{bench 1} until C{count} services answer.
+
+    @raise SystemExit: when they do not within C{timeout} seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while find(port, b"bench 1\n", timeout=10).count(b"\n") < count:
+        if time.monotonic() > deadline:
+            raise SystemExit("the %d services did not become visible" % (count,))
 
 
 def latencies(port, query, repeat, expectLines):

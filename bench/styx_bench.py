@@ -45,7 +45,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from server_bench import HOST, Table, freePorts, rss, startServer  # noqa: E402
+from server_bench import HOST, Table, cpuSeconds, freePorts, rss, startServer  # noqa: E402
 
 from txinferno.wire import styx  # noqa: E402
 from txinferno.wire.styx import NOFID, NOTAG, OREAD, OWRITE, FrameSplitter, decode  # noqa: E402
@@ -54,15 +54,6 @@ CONNECTIONS = 4
 REGISTRATIONS = 20000
 READERS = 1000
 MSIZE = 8216
-
-
-def cpu(pid):
-    """
-    @return: the CPU seconds (user and system) the process has used.
-    """
-    with open("/proc/%d/stat" % (pid,)) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Connection:
@@ -194,7 +185,7 @@ def floorDelays(count, data, repeat):
         used = 0
         for _ in range(repeat):
             waiting = set(readers)
-            cpuBefore = cpu(sender.pid)
+            cpuBefore = cpuSeconds(sender.pid)
             start = time.perf_counter()
             trigger.send(b"x")
             while waiting:
@@ -202,7 +193,7 @@ def floorDelays(count, data, repeat):
                     assert len(key.fileobj.recv(100)) == len(data)
                     waiting.discard(key.fileobj)
             times.append(time.perf_counter() - start)
-            used += cpu(sender.pid) - cpuBefore
+            used += cpuSeconds(sender.pid) - cpuBefore
         selector.close()
         for reader in readers:
             reader.close()
@@ -319,7 +310,7 @@ def eventDelays(ticker, readers, selector, repeat, pid):
     for i in range(repeat):
         armReaders(readers, selector, request)
         waiting = set(readers)
-        cpuBefore = cpu(pid)
+        cpuBefore = cpuSeconds(pid)
         start = time.perf_counter()
         ticker.send(styx.Twrite(1, 10, 0, b"tick %d" % (i,)))
         while waiting:
@@ -332,7 +323,7 @@ def eventDelays(ticker, readers, selector, repeat, pid):
                 assert data[4] == styx.Rread.TYPE and len(data) == 20, data
                 waiting.discard(conn)
         times.append(time.perf_counter() - start)
-        serverCPU += cpu(pid) - cpuBefore
+        serverCPU += cpuSeconds(pid) - cpuBefore
         assert decode(ticker.frames()) == styx.Rwrite(1, 5 + len(str(i)))
     return statistics.median(times), statistics.quantiles(times, n=20)[18], serverCPU / repeat
 
@@ -351,9 +342,9 @@ def main():
     try:
         share = REGISTRATIONS // CONNECTIONS
         jobs = [registrations(styxPort, c * share, share) for c in range(CONNECTIONS)]
-        before, cpuBefore = rss(server.pid), cpu(server.pid)
+        before, cpuBefore = rss(server.pid), cpuSeconds(server.pid)
         elapsed = registerAll(jobs)
-        after, cpuAfter = rss(server.pid), cpu(server.pid)
+        after, cpuAfter = rss(server.pid), cpuSeconds(server.pid)
         row(
             "Styx registrations over %d connections" % (CONNECTIONS,),
             REGISTRATIONS / elapsed,
