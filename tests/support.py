@@ -4,6 +4,9 @@ embedded registry over loopback TCP, a recording monitor observer, and a
 count of the process's client sockets to a registry.
 """
 
+import os
+import subprocess
+
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -55,6 +58,36 @@ COMMAND_TIMEOUT = 30
 Seconds a test may wait for a command it runs (an installed C{twistd} or
 C{regquery}), which starts a Python interpreter of its own.
 """
+
+
+def installedEnvironment(bindir):
+    """
+    @param bindir: the C{bin} folder of an installed copy (the C{installed}
+        fixture).
+    @return: this process's environment with no trace of the source tree
+        (no C{PYTHONPATH}, no C{VIRTUAL_ENV}) and C{bindir} first on the
+        C{PATH}, for running the installed commands.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = str(bindir) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def runInstalled(bindir, *args, cwd, timeout=COMMAND_TIMEOUT):
+    """
+    Run the installed command C{args[0]} of C{bindir} from C{cwd}, in
+    L{installedEnvironment}, to its end.
+
+    @return: its L{subprocess.CompletedProcess}, output captured as text.
+    """
+    return subprocess.run(
+        [str(bindir / args[0]), *args[1:]],
+        cwd=str(cwd),
+        env=installedEnvironment(bindir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def bounded(d, timeout=TIMEOUT):
