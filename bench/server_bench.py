@@ -255,6 +255,17 @@ class Table:
             )
         )
 
+    def delays(self, what, figures, target):
+        """
+        Add two rows in milliseconds, C{what, median} and C{what, p95}, with
+        the same target.
+
+        @param figures: the median and the 95th percentile, in seconds.
+        """
+        median, p95 = figures
+        self.row(what + ", median", median * 1e3, "ms", target)
+        self.row(what + ", p95", p95 * 1e3, "ms", target)
+
     def note(self, what, figure):
         """
         A figure without a target.
@@ -339,12 +350,8 @@ def main():
     try:
         held = register(newPort, 0, 1000)
         waitVisible(findPort, 1000)
-        median, p95 = latencies(findPort, b"id 500\n", 300, 1)
-        row("find one service at 1k, median", median * 1e3, "ms", 2)
-        row("find one service at 1k, p95", p95 * 1e3, "ms", 2)
-        median, p95 = latencies(findPort, b"\n", 50, 1000)
-        row("full listing of 1k, median", median * 1e3, "ms", 40)
-        row("full listing of 1k, p95", p95 * 1e3, "ms", 40)
+        table.delays("find one service at 1k", latencies(findPort, b"id 500\n", 300, 1), 2)
+        table.delays("full listing of 1k", latencies(findPort, b"\n", 50, 1000), 40)
 
         start = time.perf_counter()
         startCPU = cpuSeconds(server.pid)
@@ -362,20 +369,18 @@ def main():
             "%.1f us" % ((cpuSeconds(server.pid) - startCPU) / 9000 * 1e6,),
         )
 
-        median, p95 = latencies(findPort, b"id 7777\n", 300, 1)
-        row("find one service at 10k, median", median * 1e3, "ms", 2)
-        row("find one service at 10k, p95", p95 * 1e3, "ms", 2)
-        median, p95 = latencies(findPort, b"\n", 30, 10000)
-        row("full listing of 10k, median", median * 1e3, "ms", 40)
-        row("full listing of 10k, p95", p95 * 1e3, "ms", 40)
+        table.delays("find one service at 10k", latencies(findPort, b"id 7777\n", 300, 1), 2)
+        table.delays("full listing of 10k", latencies(findPort, b"\n", 30, 10000), 40)
         row("server RSS with 10k services", rss(server.pid) / 2**20, "MB", 100)
 
         ticker = held[0]
         for count in (1, 1000):
             watchers, selector = openWatchers(eventPort, count)
-            median, p95 = eventDelays(ticker, watchers, selector, 30)
-            row("change to event at %d watcher(s), median" % (count,), median * 1e3, "ms", 20)
-            row("change to event at %d watcher(s), p95" % (count,), p95 * 1e3, "ms", 20)
+            table.delays(
+                "change to event at %d watcher(s)" % (count,),
+                eventDelays(ticker, watchers, selector, 30),
+                20,
+            )
             selector.close()
             for s in watchers:
                 s.close()

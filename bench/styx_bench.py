@@ -376,8 +376,7 @@ def main():
         ticker = jobs[0][0]
         readers, selector = openReaders(styxPort, READERS)
         median, p95, perChange = eventDelays(ticker, readers, selector, 30, server.pid)
-        row("change to %d Styx event readers, median" % (READERS,), median * 1e3, "ms", 10)
-        row("change to %d Styx event readers, p95" % (READERS,), p95 * 1e3, "ms", 10)
+        table.delays("change to %d Styx event readers" % (READERS,), (median, p95), 10)
         row("  server CPU per change to %d readers" % (READERS,), perChange * 1e3, "ms", 10)
         floorMedian, floorCPU = floorDelays(READERS, styx.Rread(7, b"00000001\n").encode(), 30)
         table.note(
