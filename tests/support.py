@@ -20,6 +20,7 @@ from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 
 from txinferno.client.manager import RegistryManager
+from txinferno.client.tcp import connectionFromString
 from txinferno.testing.faultproxy import RegistryFaultProxy
 
 TIMEOUT = 10
@@ -141,6 +142,17 @@ async def turnUntil(predicate, interval=0, timeout=TIMEOUT):
     while not predicate():
         assert reactor.seconds() < deadline, "condition not reached within %s s" % (timeout,)
         await deferLater(reactor, interval, lambda: None)
+
+
+async def register(server, name, attrs):
+    """
+    Register C{name} with C{attrs} in C{server} through a TCP connection
+    plugin of its own.
+
+    @return: the registration, once the registry holds it.
+    """
+    connection = connectionFromString(reactor, server.description)
+    return await bounded(connection.register(name, attrs))
 
 
 def managerFor(server, **options):

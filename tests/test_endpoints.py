@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import pytest_twisted
-from support import bounded, managerFor, whenRegistry
+from support import bounded, managerFor, register, whenRegistry
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import (
@@ -69,11 +69,6 @@ async def deadPort():
     number = port.getHost().port
     await port.stopListening()
     return number
-
-
-async def register(server, name, attrs):
-    connection = connectionFromString(reactor, server.description)
-    return await bounded(connection.register(name, attrs))
 
 
 async def dial(description):

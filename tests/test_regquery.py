@@ -6,11 +6,10 @@ registry over loopback.
 import json
 
 import pytest_twisted
-from support import bounded
+from support import bounded, register
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
-from txinferno.client.tcp import connectionFromString
 from txinferno.regquery import ERROR, FOUND, NOT_FOUND, formatAnswer, run
 
 
@@ -57,11 +56,6 @@ async def regquery(*argv, stdin=None, interrupted=None):
         run(reactor, list(argv), stdin or NoInput(), out, err, interrupted or Deferred())
     )
     return status, out.text, err.text
-
-
-async def register(server, name, attrs):
-    connection = connectionFromString(reactor, server.description)
-    return await bounded(connection.register(name, attrs))
 
 
 def test_formatAnswer():
