@@ -1,26 +1,37 @@
 """
-Shared pieces of the client tests: a manager fixture talking to the
-embedded registry over loopback TCP, a recording monitor observer, and a
-count of the process's client sockets to a registry.
+The one helper module of the tests: the waits (L{TIMEOUT}, L{bounded},
+L{turnUntil}) and Twisted's result helpers; the log of a test (L{logged},
+L{logLines}); managers and registrations on the embedded registry or on a
+connection of the test's own; the fakes the tests share, named for what
+they do; and the installed commands, run as a user would.  The test
+modules import from here, never from one another.
 """
 
 import os
+import queue
+import re
+import signal
 import subprocess
+import threading
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock, deferLater
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from txinferno.client.manager import RegistryManager
 from txinferno.client.tcp import connectionFromString
+from txinferno.server.change import IRegistryObserver
+from txinferno.tap import Options
 from txinferno.testing.faultproxy import RegistryFaultProxy
 
 TIMEOUT = 10
@@ -288,3 +299,122 @@ class MemoryNetwork:
         @return: a client endpoint to C{port} on this network.
         """
         return TCP4ClientEndpoint(self.reactor, "127.0.0.1", port)
+
+
+def tapOptions(*argv):
+    """
+    @return: the options of C{twistd regmgr} (L{txinferno.tap.Options}),
+        parsed from C{argv}.
+    """
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def onStringTransport(factory):
+    """
+    @return: a protocol of C{factory}, connected from 127.0.0.1:1234 to a
+        L{StringTransport}, and the transport.
+    """
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+@implementer(IRegistryObserver)
+class RegistryChangeRecorder:
+    """
+    An L{IRegistryObserver} that keeps every L{RegistryChange} it is told,
+    in C{changes}.
+    """
+
+    def __init__(self):
+        self.changes = []
+
+    def registryChanged(self, change):
+        self.changes.append(change)
+
+
+class Greeter(Protocol):
+    """
+    Says C{hello} and closes the connection.
+    """
+
+    def connectionMade(self):
+        self.transport.write(b"hello\n")
+        self.transport.loseConnection()
+
+
+class Reader(Protocol):
+    """
+    Reads a connection to its end.
+
+    @ivar closed: a L{Deferred} that fires with all it read once the
+        connection is closed.
+    """
+
+    def __init__(self):
+        self.data = b""
+        self.closed = Deferred()
+
+    def dataReceived(self, data):
+        self.data += data
+
+    def connectionLost(self, reason):
+        self.closed.callback(self.data)
+
+
+class Command:
+    """
+    An installed command running in the background, its output read line by
+    line as it comes.
+    """
+
+    def __init__(self, bindir, *args, cwd, extraEnv=()):
+        env = installedEnvironment(bindir)
+        env.update(extraEnv)
+        self.process = subprocess.Popen(
+            [str(bindir / args[0]), *args[1:]],
+            cwd=str(cwd),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines = queue.Queue()
+        self.seen = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def waitFor(self, pattern):
+        """
+        @return: the match of the first line from now that matches C{pattern},
+            waiting at most L{COMMAND_TIMEOUT} seconds.
+        """
+        while True:
+            line = self.lines.get(timeout=COMMAND_TIMEOUT)
+            assert line is not None, "exited before %r:\n%s" % (pattern, "".join(self.seen))
+            self.seen.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def stop(self):
+        """
+        Send SIGTERM and wait for the exit status (twistd, having shut down
+        cleanly, ends itself with the signal it received: -SIGTERM).
+        """
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=COMMAND_TIMEOUT)
+
+
+STOPPED = -signal.SIGTERM
+"""
+The exit status of a C{twistd} that shut down cleanly on C{SIGTERM}.
+"""

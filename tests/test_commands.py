@@ -6,69 +6,21 @@ dial it through C{inferno:}.
 """
 
 import os
-import queue
 import re
-import signal
 import socket
 import subprocess
-import threading
 
 import pytest
-from support import COMMAND_TIMEOUT, LOOPBACK_PORTS, installedEnvironment, runInstalled
+from support import (
+    COMMAND_TIMEOUT,
+    LOOPBACK_PORTS,
+    STOPPED,
+    Command,
+    installedEnvironment,
+    runInstalled,
+)
 
 pytestmark = pytest.mark.install
-
-
-class Command:
-    """
-    An installed command running in the background, its output read line by
-    line as it comes.
-    """
-
-    def __init__(self, bindir, *args, cwd, extraEnv=()):
-        env = installedEnvironment(bindir)
-        env.update(extraEnv)
-        self.process = subprocess.Popen(
-            [str(bindir / args[0]), *args[1:]],
-            cwd=str(cwd),
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines = queue.Queue()
-        self.seen = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.process.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def waitFor(self, pattern):
-        """
-        @return: the match of the first line from now that matches C{pattern},
-            waiting at most L{COMMAND_TIMEOUT} seconds.
-        """
-        while True:
-            line = self.lines.get(timeout=COMMAND_TIMEOUT)
-            assert line is not None, "exited before %r:\n%s" % (pattern, "".join(self.seen))
-            self.seen.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match
-
-    def stop(self):
-        """
-        Send SIGTERM and wait for the exit status (twistd, having shut down
-        cleanly, ends itself with the signal it received: -SIGTERM).
-        """
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=COMMAND_TIMEOUT)
-
-
-STOPPED = -signal.SIGTERM
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import pytest_twisted
-from support import bounded, managerFor, register, whenRegistry
+from support import Greeter, Reader, bounded, managerFor, register, whenRegistry
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import (
@@ -21,7 +21,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import globalLogPublisher
 from zope.interface.verify import verifyObject
@@ -35,24 +35,6 @@ from txinferno.endpoints import (
     RegisteredServerEndpoint,
 )
 from txinferno.errors import RegistrationRejected
-
-
-class Greeter(Protocol):
-    def connectionMade(self):
-        self.transport.write(b"hello\n")
-        self.transport.loseConnection()
-
-
-class Reader(Protocol):
-    def __init__(self):
-        self.data = b""
-        self.closed = Deferred()
-
-    def dataReceived(self, data):
-        self.data += data
-
-    def connectionLost(self, reason):
-        self.closed.callback(self.data)
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import COMMAND_TIMEOUT, installedEnvironment
-from test_commands import STOPPED, Command
+from support import COMMAND_TIMEOUT, STOPPED, Command, installedEnvironment
 
 SOURCE = Path(__file__).resolve().parent.parent
 

@@ -8,8 +8,17 @@ import dataclasses
 
 import pytest
 import pytest_twisted
-from support import bounded, failureResultOf, managerFor, registryServices, turnUntil, whenRegistry
-from test_endpoints import Greeter, Reader
+from support import (
+    Greeter,
+    Reader,
+    bounded,
+    failureResultOf,
+    managerFor,
+    registryServices,
+    tapOptions,
+    turnUntil,
+    whenRegistry,
+)
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, gatherResults
 from twisted.internet.endpoints import (
@@ -44,7 +53,6 @@ from txinferno.errors import (
 )
 from txinferno.interfaces import IChangeStream, IRegistration, IRegistryConnection
 from txinferno.regquery import ERROR, FOUND, run
-from txinferno.tap import Options as TapOptions
 from txinferno.tap import makeService
 from txinferno.testing.faultproxy import FaultProxy
 from txinferno.testing.recorders import MonitorRecorder
@@ -1422,7 +1430,7 @@ async def test_regmgrAgent(registry_server):
     C{twistd regmgr --registry styx:...} keeps its services registered
     over Styx, owned by the attach name.
     """
-    options = _tapOptions(
+    options = tapOptions(
         "--registry", styxDescription(registry_server, user="agent"), "--service", "svc a 1"
     )
     service = makeService(options, reactor)
@@ -1437,7 +1445,7 @@ async def test_regmgrAgent(registry_server):
 
 def test_regmgrBadStyxDescription():
     with pytest.raises(UsageError, match="unknown keyword 'bogus'"):
-        _tapOptions("--registry", "styx:bogus=1", "--service", "svc a 1")
+        tapOptions("--registry", "styx:bogus=1", "--service", "svc a 1")
 
 
 @pytest_twisted.ensureDeferred
@@ -1459,12 +1467,6 @@ async def test_endpoints(registry_server):
     assert await bounded(reader.closed) == b"hello\n"
     await port.stopListening()
     await whenRegistry(registry_server, lambda r: "web" not in r)
-
-
-def _tapOptions(*argv):
-    options = TapOptions()
-    options.parseOptions(list(argv))
-    return options
 
 
 async def regquery(*argv):
