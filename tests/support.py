@@ -336,6 +336,22 @@ class RegistryChangeRecorder:
         self.changes.append(change)
 
 
+class NeverAnswers(Protocol):
+    """
+    Accepts a connection and never answers, as the kernel of a stopped
+    registry does.
+    """
+
+
+class SaysReady(Protocol):
+    """
+    An event port that says C{READY} and nothing more.
+    """
+
+    def connectionMade(self):
+        self.transport.write(b"READY\n")
+
+
 class Greeter(Protocol):
     """
     Says C{hello} and closes the connection.
