@@ -229,6 +229,22 @@ def registryServices(server):
     return {s.name: dict(s.attributes()) for s in server.registry}
 
 
+def registryPorts(server):
+    """
+    @return: the C{new}, C{find} and C{event} ports of the embedded
+        registry C{server}.
+    """
+    return (server.newPort, server.findPort, server.eventPort)
+
+
+def expectedView(services, group):
+    """
+    @param services: service tasks, each with a C{group} attribute.
+    @return: what a monitor of C{group=G} should see of C{services}.
+    """
+    return {s.name: s.attrs for s in services if s.attrs["group"] == str(group)}
+
+
 def whenRegistry(server, predicate):
     """
     @return: a L{Deferred} that fires once C{predicate(registry)} holds,

@@ -9,7 +9,9 @@ import pytest
 import pytest_twisted
 from support import (
     bounded,
+    expectedView,
     managerFor,
+    registryPorts,
     registryServices,
     turnUntil,
     whenRegistry,
@@ -27,10 +29,6 @@ PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 0.5
 
 
-def ports(server):
-    return (server.newPort, server.findPort, server.eventPort)
-
-
 class QuickService(ServiceTask):
     """
     A service that retries a rejected or lost registration quickly.
@@ -38,10 +36,6 @@ class QuickService(ServiceTask):
 
     initialDelay = 0.05
     maxDelay = 0.3
-
-
-def expectedView(services, group):
-    return {s.name: s.attrs for s in services if s.attrs["group"] == str(group)}
 
 
 def attachAll(manager, count, groups, prefix="svc"):
@@ -102,7 +96,7 @@ async def test_restartCycles(registry_server):
     manager.addObserver(states)
     services, recorders = attachAll(manager, SERVICES, MONITORS)
     await consistent(registry_server, services, recorders)
-    sockets = clientSockets(*ports(registry_server))
+    sockets = clientSockets(*registryPorts(registry_server))
     assert sockets == SERVICES + 1
     for cycle in range(CYCLES):
         connected = states.next("connected")
@@ -118,10 +112,10 @@ async def test_restartCycles(registry_server):
         assert sum(r.count("added") for r in recorders) == SERVICES
         # A connection the client is closing (a listing just answered)
         # can still be open for a turn or two: a leak never settles.
-        await turnUntil(lambda: clientSockets(*ports(registry_server)) == sockets, 0.01)
+        await turnUntil(lambda: clientSockets(*registryPorts(registry_server)) == sockets, 0.01)
     assert states.events == ["connected"] + ["lost", "connected"] * CYCLES
     await bounded(manager.stopService())
-    assert clientSockets(*ports(registry_server)) == 0
+    assert clientSockets(*registryPorts(registry_server)) == 0
 
 
 @pytest.mark.logs_errors

@@ -6,7 +6,9 @@ with 200 services and 20 monitors attached to one manager.
 import pytest_twisted
 from support import (
     bounded,
+    expectedView,
     managerFor,
+    registryPorts,
     registryServices,
 )
 
@@ -19,13 +21,6 @@ SERVICES = 200
 MONITORS = 20
 
 
-def expectedView(services, group):
-    """
-    @return: what monitor C{group} (matching C{group=G}) should see.
-    """
-    return {s.name: s.attrs for s in services if s.attrs["group"] == str(group)}
-
-
 @pytest_twisted.ensureDeferred
 async def test_restartWithManyTasks(registry_server):
     """
@@ -34,7 +29,7 @@ async def test_restartWithManyTasks(registry_server):
     C{resynced()} (no service really changed), and the manager holds as
     many connections as before.
     """
-    ports = (registry_server.newPort, registry_server.findPort, registry_server.eventPort)
+    ports = registryPorts(registry_server)
     manager = managerFor(registry_server)
     states = ConnectionStateRecorder()
     manager.addObserver(states)
