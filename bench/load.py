@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 
-from server_bench import find
+from server_bench import find, rss, waitVisible
 
 HOST = "127.0.0.1"
 SERVICES = 10000
@@ -91,11 +91,7 @@ class Server:
         """
         @return: the server's resident set size in bytes.
         """
-        with open("/proc/%d/status" % (self.pid,)) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise SystemExit("no VmRSS for the server")
+        return rss(self.pid)
 
     def tracebacks(self):
         """
@@ -144,13 +140,6 @@ def register(port, count):
         s.sendall(b"svc%d id %d bench 1\n" % (i, i))
         socks.append(s)
     return socks
-
-
-def waitVisible(port, count, timeout=60):
-    deadline = time.monotonic() + timeout
-    while find(port, b"bench 1\n", timeout=10).count(b"\n") < count:
-        if time.monotonic() > deadline:
-            raise SystemExit("the %d services did not become visible" % (count,))
 
 
 def openWatchers(port, count):

@@ -126,6 +126,9 @@ def stopServer(server):
 
 
 def rss(pid):
+    """
+    @return: the resident set size of process C{pid}, in bytes.
+    """
     with open("/proc/%d/status" % (pid,)) as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -173,9 +176,16 @@ def register(port, first, count):
     return socks
 
 
-def waitVisible(port, count):
-    while find(port, b"bench 1\n").count(b"\n") < count:
-        pass
+def waitVisible(port, count, timeout=60):
+    """
+    Find C{bench 1} until C{count} services answer.
+
+    @raise SystemExit: when they do not within C{timeout} seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while find(port, b"bench 1\n", timeout=10).count(b"\n") < count:
+        if time.monotonic() > deadline:
+            raise SystemExit("the %d services did not become visible" % (count,))
 
 
 def latencies(port, query, repeat, expectLines):
@@ -244,6 +254,17 @@ class Table:
                 "ok" if ok else "MISSED",
             )
         )
+
+    def delays(self, what, figures, target):
+        """
+        Add two rows in milliseconds, C{what, median} and C{what, p95}, with
+        the same target.
+
+        @param figures: the median and the 95th percentile, in seconds.
+        """
+        median, p95 = figures
+        self.row(what + ", median", median * 1e3, "ms", target)
+        self.row(what + ", p95", p95 * 1e3, "ms", target)
 
     def note(self, what, figure):
         """
@@ -329,12 +350,8 @@ def main():
     try:
         held = register(newPort, 0, 1000)
         waitVisible(findPort, 1000)
-        median, p95 = latencies(findPort, b"id 500\n", 300, 1)
-        row("find one service at 1k, median", median * 1e3, "ms", 2)
-        row("find one service at 1k, p95", p95 * 1e3, "ms", 2)
-        median, p95 = latencies(findPort, b"\n", 50, 1000)
-        row("full listing of 1k, median", median * 1e3, "ms", 40)
-        row("full listing of 1k, p95", p95 * 1e3, "ms", 40)
+        table.delays("find one service at 1k", latencies(findPort, b"id 500\n", 300, 1), 2)
+        table.delays("full listing of 1k", latencies(findPort, b"\n", 50, 1000), 40)
 
         start = time.perf_counter()
         startCPU = cpuSeconds(server.pid)
@@ -352,20 +369,18 @@ def main():
             "%.1f us" % ((cpuSeconds(server.pid) - startCPU) / 9000 * 1e6,),
         )
 
-        median, p95 = latencies(findPort, b"id 7777\n", 300, 1)
-        row("find one service at 10k, median", median * 1e3, "ms", 2)
-        row("find one service at 10k, p95", p95 * 1e3, "ms", 2)
-        median, p95 = latencies(findPort, b"\n", 30, 10000)
-        row("full listing of 10k, median", median * 1e3, "ms", 40)
-        row("full listing of 10k, p95", p95 * 1e3, "ms", 40)
+        table.delays("find one service at 10k", latencies(findPort, b"id 7777\n", 300, 1), 2)
+        table.delays("full listing of 10k", latencies(findPort, b"\n", 30, 10000), 40)
         row("server RSS with 10k services", rss(server.pid) / 2**20, "MB", 100)
 
         ticker = held[0]
         for count in (1, 1000):
             watchers, selector = openWatchers(eventPort, count)
-            median, p95 = eventDelays(ticker, watchers, selector, 30)
-            row("change to event at %d watcher(s), median" % (count,), median * 1e3, "ms", 20)
-            row("change to event at %d watcher(s), p95" % (count,), p95 * 1e3, "ms", 20)
+            table.delays(
+                "change to event at %d watcher(s)" % (count,),
+                eventDelays(ticker, watchers, selector, 30),
+                20,
+            )
             selector.close()
             for s in watchers:
                 s.close()

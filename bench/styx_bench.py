@@ -46,7 +46,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from server_bench import HOST, Table, freePorts, rss, startServer  # noqa: E402
+from server_bench import HOST, Table, cpuSeconds, freePorts, rss, startServer  # noqa: E402
 
 from txinferno.wire import styx  # noqa: E402
 from txinferno.wire.styx import NOFID, NOTAG, OREAD, OWRITE, FrameSplitter, decode  # noqa: E402
@@ -55,15 +55,6 @@ CONNECTIONS = 4
 REGISTRATIONS = 20000
 READERS = 1000
 MSIZE = 8216
-
-
-def cpu(pid):
-    """
-    @return: the CPU seconds (user and system) the process has used.
-    """
-    with open("/proc/%d/stat" % (pid,)) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Connection:
@@ -202,7 +193,7 @@ class Floor:
         received its copy.
         """
         waiting = set(self.readers)
-        cpuBefore = cpu(self.sender.pid)
+        cpuBefore = cpuSeconds(self.sender.pid)
         start = time.perf_counter()
         self.trigger.send(b"x")
         while waiting:
@@ -210,7 +201,7 @@ class Floor:
                 assert len(key.fileobj.recv(100)) == len(self.data)
                 waiting.discard(key.fileobj)
         self.times.append(time.perf_counter() - start)
-        self.used += cpu(self.sender.pid) - cpuBefore
+        self.used += cpuSeconds(self.sender.pid) - cpuBefore
 
     def close(self):
         """
@@ -332,7 +323,7 @@ def eventDelays(ticker, readers, selector, repeat, pid, floor):
     for i in range(repeat):
         armReaders(readers, selector, request)
         waiting = set(readers)
-        cpuBefore = cpu(pid)
+        cpuBefore = cpuSeconds(pid)
         start = time.perf_counter()
         ticker.send(styx.Twrite(1, 10, 0, b"tick %d" % (i,)))
         while waiting:
@@ -345,7 +336,7 @@ def eventDelays(ticker, readers, selector, repeat, pid, floor):
                 assert data[4] == styx.Rread.TYPE and len(data) == 20, data
                 waiting.discard(conn)
         times.append(time.perf_counter() - start)
-        serverCPU += cpu(pid) - cpuBefore
+        serverCPU += cpuSeconds(pid) - cpuBefore
         assert decode(ticker.frames()) == styx.Rwrite(1, 5 + len(str(i)))
         floor.round()
     return statistics.median(times), statistics.quantiles(times, n=20)[18], serverCPU / repeat
@@ -365,9 +356,9 @@ def main():
     try:
         share = REGISTRATIONS // CONNECTIONS
         jobs = [registrations(styxPort, c * share, share) for c in range(CONNECTIONS)]
-        before, cpuBefore = rss(server.pid), cpu(server.pid)
+        before, cpuBefore = rss(server.pid), cpuSeconds(server.pid)
         elapsed = registerAll(jobs)
-        after, cpuAfter = rss(server.pid), cpu(server.pid)
+        after, cpuAfter = rss(server.pid), cpuSeconds(server.pid)
         row(
             "Styx registrations over %d connections" % (CONNECTIONS,),
             REGISTRATIONS / elapsed,
@@ -401,8 +392,7 @@ def main():
         floor = Floor(READERS, styx.Rread(7, b"00000001\n").encode())
         median, p95, perChange = eventDelays(ticker, readers, selector, 30, server.pid, floor)
         floorMedian, floorCPU = floor.close()
-        row("change to %d Styx event readers, median" % (READERS,), median * 1e3, "ms", 10)
-        row("change to %d Styx event readers, p95" % (READERS,), p95 * 1e3, "ms", 10)
+        table.delays("change to %d Styx event readers" % (READERS,), (median, p95), 10)
         row("  server CPU per change to %d readers" % (READERS,), perChange * 1e3, "ms", 10)
         table.note(
             "  floor: a process that only sends it %d times" % (READERS,),

@@ -37,6 +37,7 @@ import tracemalloc
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from client_bench import Counter, logLikeAnApplication  # noqa: E402
+from server_bench import cpuSeconds  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
 from txinferno.client.manager import RegistryManager  # noqa: E402
@@ -91,15 +92,6 @@ def startServer():
     return server, line[0], line[1]
 
 
-def serverCPU(pid):
-    """
-    @return: the CPU seconds the server process has used.
-    """
-    with open("/proc/%d/stat" % (pid,)) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -124,14 +116,14 @@ async def trial(reactor, description, server):
     await manager.whenRestored()
     memoryBefore = tracemalloc.get_traced_memory()[0]
     cpuBefore = cpu()
-    serverBefore = serverCPU(server.pid)
+    serverBefore = cpuSeconds(server.pid)
     start = time.perf_counter()
     for i in range(COUNT):
         manager.attach(ServiceTask("b%d" % i, {"id": str(i), "bench": "1"}))
     end = await counter.done
     elapsed = end - start
     used = cpu() - cpuBefore
-    serverUsed = serverCPU(server.pid) - serverBefore
+    serverUsed = cpuSeconds(server.pid) - serverBefore
     memory = tracemalloc.get_traced_memory()[0] - memoryBefore
     await manager.stopService()
     # Wait for the registry to be empty again.

@@ -31,9 +31,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 from server_bench import HOST, freePorts, latencies, register, startServer, waitVisible  # noqa: E402
+
+from txinferno.testing._chromium import chromiumMissing, startChromium  # noqa: E402
 
 SERVICES = 10000
 VIEWS = 100
@@ -167,12 +168,9 @@ def firstLoad(webPort):
     @return: the seconds from asking headless Chromium for the page to its
         last row shown, or L{None} without Chromium.
     """
-    try:
-        from browser import _missing, startChromium
-    except ImportError:
-        return None
-    if _missing() is not None:
-        print("no first-load figure:", _missing())
+    missing = chromiumMissing()
+    if missing is not None:
+        print("no first-load figure:", missing)
         return None
     from selenium.webdriver.support.ui import WebDriverWait
 

@@ -23,10 +23,15 @@ source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "examples"]
 myst_heading_anchors = 3
 html_theme = "alabaster"
+# Wide enough for about 95 columns of code beside the sidebar;
+# docs/_static/custom.css wraps what is longer.
+html_theme_options = {"page_width": "1240px", "body_max_width": "none"}
+html_static_path = ["_static"]
 intersphinx_mapping = {}
 
 # What a user of the API never calls: the callbacks Twisted calls on
-# protocols, factories and option parsers, and private names.
+# protocols, factories, producers, web resources and option parsers, the
+# attributes only Twisted reads there, and private names.
 _HIDDEN = [
     "txinferno._*",
     "txinferno.**._*",
@@ -43,6 +48,16 @@ _HIDDEN = [
     "txinferno.**.parseArgs",
     "txinferno.**.opt*",
     "txinferno.**.compData",
+    "txinferno.**.synopsis",
+    "txinferno.**.longdesc",
+    "txinferno.**.writeReceived",
+    "txinferno.**.writeFailed",
+    "txinferno.**.pauseProducing",
+    "txinferno.**.resumeProducing",
+    "txinferno.**.stopProducing",
+    "txinferno.**.render_*",
+    "txinferno.**.isLeaf",
+    "txinferno.**.noisy",
 ]
 
 pydoctor_args = [

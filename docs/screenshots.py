@@ -9,19 +9,16 @@ view-filtered.png (the query C{proto http}).
 """
 
 import os
-import sys
 
 from twisted.internet import reactor, task, threads
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 
+from txinferno.testing._chromium import startChromium
+from txinferno.testing.embedded import EmbeddedRegistry, connectRaw
+from txinferno.web.site import WebService
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-
-from browser import startChromium  # noqa: E402
-
-from txinferno.testing.embedded import EmbeddedRegistry, connectRaw  # noqa: E402
-from txinferno.web.site import WebService  # noqa: E402
 
 SERVICES = [
     b"web proto http addr tcp!10.0.0.5!80 descr 'front page'",

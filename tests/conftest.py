@@ -2,7 +2,8 @@
 Fixtures shared by the tests: C{registry_server} (an embedded registry on
 loopback, from L{txinferno.testing.embedded}), C{manager} (a started manager
 connected to it, and C{proxy}, a fault proxy in front of it, both from
-C{support}) and C{installed} (an installed
+C{support}), C{logged} (the log events of the test, from C{support}) and
+C{installed} (an installed
 copy of txinferno).
 """
 
@@ -15,11 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import manager, proxy
+from support import logged, manager, proxy
 
 from txinferno.testing import registry_server
 
-__all__ = ["installed", "manager", "proxy", "registry_server"]
+__all__ = ["installed", "logged", "manager", "proxy", "registry_server"]
 
 SOURCE = Path(__file__).resolve().parent.parent
 

@@ -7,19 +7,13 @@ import signal
 
 import pytest
 import pytest_twisted
-from support import LOOPBACK_PORTS, bounded, whenRegistry
+from support import LOOPBACK_PORTS, bounded, tapOptions, whenRegistry
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python import usage
 
-from txinferno.tap import Options, makeService
-
-
-def parse(*argv):
-    options = Options()
-    options.parseOptions(list(argv))
-    return options
+from txinferno.tap import makeService
 
 
 @pytest.mark.parametrize(
@@ -39,14 +33,14 @@ def parse(*argv):
 )
 def test_badOptions(argv, message):
     with pytest.raises(usage.UsageError, match=message):
-        parse(*argv)
+        tapOptions(*argv)
 
 
 def test_registryOnly():
     """
     With C{--registry}, no server is made; without tasks, no agent.
     """
-    service = makeService(parse("--registry", "tcp:127.0.0.1"), reactor)
+    service = makeService(tapOptions("--registry", "tcp:127.0.0.1"), reactor)
     assert service.server is None and service.agent is None
     assert list(service) == []
 
@@ -57,7 +51,7 @@ async def test_agentOfEmbeddedServer():
     Without C{--registry}, the agent registers its services in the registry
     the same process serves, wherever its ports listen.
     """
-    options = parse(
+    options = tapOptions(
         *LOOPBACK_PORTS,
         "--no-web",
         "--service",
@@ -82,7 +76,7 @@ async def test_agentOfEmbeddedServer():
 @pytest_twisted.ensureDeferred
 async def test_agentOfOtherRegistry(registry_server):
     service = makeService(
-        parse("--registry", registry_server.description, "--service", "svc a 1"), reactor
+        tapOptions("--registry", registry_server.description, "--service", "svc a 1"), reactor
     )
     assert service.server is None
     service.startService()
@@ -101,8 +95,8 @@ def test_emptyServicesFile(tmp_path):
     path = tmp_path / "services"
     path.write_text("")
     with pytest.raises(usage.UsageError, match="no service in the file"):
-        parse("--registry", "tcp:127.0.0.1", "--services", str(path))
-    options = parse(
+        tapOptions("--registry", "tcp:127.0.0.1", "--services", str(path))
+    options = tapOptions(
         "--registry", "tcp:127.0.0.1", "--services", str(path), "--allow-empty-services"
     )
     agent = makeService(options, reactor).agent
@@ -110,7 +104,7 @@ def test_emptyServicesFile(tmp_path):
 
 
 def test_hookTimeout():
-    options = parse(
+    options = tapOptions(
         "--registry",
         "tcp:127.0.0.1",
         "--monitor",
@@ -122,7 +116,7 @@ def test_hookTimeout():
     )
     agent = makeService(options, reactor).agent
     assert [c._timeout for c in agent.changeCommands] == [2.5]
-    assert parse("--registry", "tcp:127.0.0.1")["hook-timeout"] == 60
+    assert tapOptions("--registry", "tcp:127.0.0.1")["hook-timeout"] == 60
 
 
 @pytest_twisted.ensureDeferred
@@ -133,7 +127,7 @@ async def test_agentHonoursEnvironment(registry_server, monkeypatch):
     of its own.
     """
     monkeypatch.setenv("TXINFERNO_REGISTRY", registry_server.description)
-    options = parse("--service", "envsvc a 1")
+    options = tapOptions("--service", "envsvc a 1")
     assert options["registry"] == registry_server.description
     service = makeService(options, reactor)
     assert service.server is None
@@ -151,8 +145,8 @@ def test_badEnvironment(monkeypatch):
     """
     monkeypatch.setenv("TXINFERNO_REGISTRY", "udp:10.0.0.1")
     with pytest.raises(usage.UsageError, match=r"^\$TXINFERNO_REGISTRY udp:10.0.0.1: "):
-        parse("--monitor", "proto *")
-    assert parse("--port", "0")["registry"] is None
+        tapOptions("--monitor", "proto *")
+    assert tapOptions("--port", "0")["registry"] is None
 
 
 @pytest_twisted.ensureDeferred
@@ -170,7 +164,7 @@ async def test_sighupWithNothingToReload():
 
     globalLogPublisher.addObserver(observer)
     try:
-        makeService(parse("--port", "0"), reactor)
+        makeService(tapOptions("--port", "0"), reactor)
         os.kill(os.getpid(), signal.SIGHUP)
         line = await bounded(logged)
     finally:

@@ -4,10 +4,11 @@ change stream's reconnection, on a L{MemoryReactorClock}.
 """
 
 import pytest
+from support import SaysReady
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import Logger, formatEvent
 from twisted.python.failure import Failure
@@ -239,11 +240,6 @@ def test_probeIntervalNeedsProbe():
         Stream(probeInterval=5)
 
 
-class ReadyServer(Protocol):
-    def connectionMade(self):
-        self.transport.write(b"READY\n")
-
-
 def test_reconnects():
     """
     Failed attempts are retried with backoff and do not reach the
@@ -252,7 +248,7 @@ def test_reconnects():
     """
     s = Stream(initialDelay=0.5, maxDelay=30)
     s.stream.jitter = 0
-    server = Factory.forProtocol(ReadyServer)
+    server = Factory.forProtocol(SaysReady)
     TCP4ServerEndpoint(s.reactor, 6703).listen(server)
     completer = ConnectionCompleter(s.reactor)
     s.stream.start()
@@ -307,7 +303,7 @@ def test_retryLinesGiveTheNextTry():
     s = Stream(initialDelay=0.5, maxDelay=30)
     s.stream.jitter = 0
     s.stream._log = Logger(observer=s.logged.append)
-    TCP4ServerEndpoint(s.reactor, 6703).listen(Factory.forProtocol(ReadyServer))
+    TCP4ServerEndpoint(s.reactor, 6703).listen(Factory.forProtocol(SaysReady))
     completer = ConnectionCompleter(s.reactor)
     s.stream.start()
     completer.failOnce()

@@ -6,83 +6,21 @@ dial it through C{inferno:}.
 """
 
 import os
-import queue
 import re
-import signal
 import socket
 import subprocess
-import threading
 
 import pytest
-from support import COMMAND_TIMEOUT, LOOPBACK_PORTS
+from support import (
+    COMMAND_TIMEOUT,
+    LOOPBACK_PORTS,
+    STOPPED,
+    Command,
+    installedEnvironment,
+    runInstalled,
+)
 
 pytestmark = pytest.mark.install
-
-
-class Command:
-    """
-    An installed command running in the background, its output read line by
-    line as it comes.
-    """
-
-    def __init__(self, bindir, *args, cwd, extraEnv=()):
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        env["PATH"] = str(bindir) + os.pathsep + env.get("PATH", "")
-        env.update(extraEnv)
-        self.process = subprocess.Popen(
-            [str(bindir / args[0]), *args[1:]],
-            cwd=str(cwd),
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines = queue.Queue()
-        self.seen = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.process.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def waitFor(self, pattern):
-        """
-        @return: the match of the first line from now that matches C{pattern},
-            waiting at most L{COMMAND_TIMEOUT} seconds.
-        """
-        while True:
-            line = self.lines.get(timeout=COMMAND_TIMEOUT)
-            assert line is not None, "exited before %r:\n%s" % (pattern, "".join(self.seen))
-            self.seen.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match
-
-    def stop(self):
-        """
-        Send SIGTERM and wait for the exit status (twistd, having shut down
-        cleanly, ends itself with the signal it received: -SIGTERM).
-        """
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=COMMAND_TIMEOUT)
-
-
-STOPPED = -signal.SIGTERM
-
-
-def run(bindir, *args, cwd):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["PATH"] = str(bindir) + os.pathsep + env.get("PATH", "")
-    return subprocess.run(
-        [str(bindir / args[0]), *args[1:]],
-        cwd=str(cwd),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-    )
 
 
 @pytest.fixture
@@ -137,17 +75,23 @@ def test_tour(installed, registry, tmp_path):
         agent.waitFor(r"service %s registered" % re.escape(address))
         server.waitFor(r"%s" % re.escape(address))
 
-        found = run(installed, "regquery", "-r", description, "proto", "demo", cwd=tmp_path)
+        found = runInstalled(
+            installed, "regquery", "-r", description, "proto", "demo", cwd=tmp_path
+        )
         assert (found.returncode, found.stderr) == (0, "")
         assert found.stdout == "%s descr 'my demo' proto demo\n" % address
-        names = run(installed, "regquery", "-r", description, "-n", "descr", "*", cwd=tmp_path)
+        names = runInstalled(
+            installed, "regquery", "-r", description, "-n", "descr", "*", cwd=tmp_path
+        )
         assert names.stdout == address + "\n"
-        nothing = run(installed, "regquery", "-r", description, "proto", "none", cwd=tmp_path)
+        nothing = runInstalled(
+            installed, "regquery", "-r", description, "proto", "none", cwd=tmp_path
+        )
         assert (nothing.returncode, nothing.stdout) == (1, "")
 
         watch.waitFor(r"^added %s descr 'my demo' proto demo$" % re.escape(address))
 
-        dial = run(
+        dial = runInstalled(
             installed,
             "python",
             "-c",
@@ -180,7 +124,9 @@ def test_badOption(installed, tmp_path):
     """
     A bad option ends twistd at once, with the error on its last line.
     """
-    result = run(installed, "twistd", "-n", "regmgr", "--registry", "udp:10.0.0.1", cwd=tmp_path)
+    result = runInstalled(
+        installed, "twistd", "-n", "regmgr", "--registry", "udp:10.0.0.1", cwd=tmp_path
+    )
     assert result.returncode != 0
     assert "--registry udp:10.0.0.1" in result.stdout.strip().splitlines()[-1]
 
@@ -193,7 +139,7 @@ def test_help(installed, tmp_path, command):
     """
     Every command's C{--help} prints its usage and exits 0, at once.
     """
-    result = run(installed, *command, "--help", cwd=tmp_path)
+    result = runInstalled(installed, *command, "--help", cwd=tmp_path)
     assert (result.returncode, result.stderr) == (0, "")
     assert "Usage" in result.stdout or result.stdout.startswith("regquery [")
     assert "Traceback" not in result.stdout
@@ -204,10 +150,10 @@ def test_version(installed, tmp_path, command):
     """
     Every command's C{--version} prints txinferno's version and exits 0.
     """
-    version = run(
+    version = runInstalled(
         installed, "python", "-c", "import txinferno; print(txinferno.__version__)", cwd=tmp_path
     ).stdout.strip()
-    result = run(installed, *command, "--version", cwd=tmp_path)
+    result = runInstalled(installed, *command, "--version", cwd=tmp_path)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == "%s (txinferno) %s\n" % (" ".join(command), version)
 
@@ -222,7 +168,7 @@ def test_portInUse(installed, tmp_path):
     busy.listen(1)
     port = busy.getsockname()[1]
     try:
-        result = run(
+        result = runInstalled(
             installed,
             "twistd",
             "-n",
@@ -252,7 +198,9 @@ def test_regqueryUnreachable(installed, tmp_path):
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
-    result = run(installed, "regquery", "-r", "tcp:127.0.0.1:%d" % port, "a", "b", cwd=tmp_path)
+    result = runInstalled(
+        installed, "regquery", "-r", "tcp:127.0.0.1:%d" % port, "a", "b", cwd=tmp_path
+    )
     assert result.returncode == 2
     assert result.stdout == "" and result.stderr.count("\n") == 1
 
@@ -279,7 +227,7 @@ def test_regqueryInteractive(installed, registry, tmp_path):
         cwd=tmp_path,
     )
     master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = installedEnvironment(installed)
     try:
         agent.waitFor(r"service it registered")
         query = subprocess.Popen(

@@ -9,18 +9,12 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from support import TIMEOUT
+from support import register
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, TimeoutError
 from twisted.internet.task import Clock
 
-from txinferno.client.tcp import connectionFromString
 from txinferno.testing import EmbeddedRegistry
-
-
-async def register(server, name):
-    connection = connectionFromString(reactor, server.description)
-    return await connection.register(name, {"a": "1"}).addTimeout(TIMEOUT, reactor)
 
 
 @pytest_twisted.ensureDeferred
@@ -31,7 +25,7 @@ async def test_waitForRegistration(registry_server):
     """
     waiting = registry_server.waitFor("w1")
     assert not waiting.called
-    await register(registry_server, "w1")
+    await register(registry_server, "w1", {"a": "1"})
     service = await waiting
     assert service.name == "w1" and dict(service.attributes()) == {"a": "1"}
     again = registry_server.waitFor("w1")
@@ -44,12 +38,12 @@ async def test_waitForAcrossRestart(registry_server):
     Right after a restart the name is gone; C{waitFor} waits for it to be
     registered in the fresh registry, even when asked before the restart.
     """
-    registration = await register(registry_server, "w2")
+    registration = await register(registry_server, "w2", {"a": "1"})
     await registry_server.restart()
     early = registry_server.waitFor("w2")
     assert "w2" not in registry_server.registry and not early.called
     await registry_server.restart()
-    await register(registry_server, "w2")
+    await register(registry_server, "w2", {"a": "1"})
     service = await early
     assert registry_server.registry["w2"] is service
     del registration

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import pytest_twisted
-from support import TIMEOUT, managerFor, whenRegistry
+from support import Greeter, Reader, bounded, managerFor, register, whenRegistry
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import (
@@ -21,7 +21,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import globalLogPublisher
 from zope.interface.verify import verifyObject
@@ -35,24 +35,6 @@ from txinferno.endpoints import (
     RegisteredServerEndpoint,
 )
 from txinferno.errors import RegistrationRejected
-
-
-class Greeter(Protocol):
-    def connectionMade(self):
-        self.transport.write(b"hello\n")
-        self.transport.loseConnection()
-
-
-class Reader(Protocol):
-    def __init__(self):
-        self.data = b""
-        self.closed = Deferred()
-
-    def dataReceived(self, data):
-        self.data += data
-
-    def connectionLost(self, reason):
-        self.closed.callback(self.data)
 
 
 @pytest.fixture
@@ -71,17 +53,12 @@ async def deadPort():
     return number
 
 
-async def register(server, name, attrs):
-    connection = connectionFromString(reactor, server.description)
-    return await connection.register(name, attrs).addTimeout(TIMEOUT, reactor)
-
-
 async def dial(description):
     reader = Reader()
     endpoint = clientFromString(reactor, description)
     assert isinstance(endpoint, InfernoClientEndpoint)
-    await endpoint.connect(Factory.forProtocol(lambda: reader)).addTimeout(TIMEOUT, reactor)
-    return await reader.closed.addTimeout(TIMEOUT, reactor)
+    await bounded(endpoint.connect(Factory.forProtocol(lambda: reader)))
+    return await bounded(reader.closed)
 
 
 @pytest_twisted.ensureDeferred
@@ -130,7 +107,7 @@ async def test_noMatch(registry_server):
     registry = quoteStringArgument(registry_server.description)
     endpoint = clientFromString(reactor, "inferno:registry=%s:proto=none" % registry)
     with pytest.raises(ConnectError, match="no service matching proto=none"):
-        await endpoint.connect(Factory.forProtocol(Reader)).addTimeout(TIMEOUT, reactor)
+        await bounded(endpoint.connect(Factory.forProtocol(Reader)))
 
 
 @pytest_twisted.ensureDeferred
@@ -142,7 +119,7 @@ async def test_noneAccepts(registry_server):
     with pytest.raises(
         InfernoServiceUnreachable, match="accepted a connection: gone at tcp!127.0.0.1!%d: " % dead
     ):
-        await endpoint.connect(Factory.forProtocol(Reader)).addTimeout(TIMEOUT, reactor)
+        await bounded(endpoint.connect(Factory.forProtocol(Reader)))
 
 
 def test_clientParserErrors():
@@ -171,9 +148,9 @@ async def test_registeredWhileListening(registry_server):
         r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=web:proto=http" % registry,
     )
     assert isinstance(endpoint, RegisteredServerEndpoint)
-    port = await endpoint.listen(Factory.forProtocol(Greeter)).addTimeout(TIMEOUT, reactor)
+    port = await bounded(endpoint.listen(Factory.forProtocol(Greeter)))
     address = "tcp!127.0.0.1!%d" % port.getHost().port
-    await port.whenRegistered().addTimeout(TIMEOUT, reactor)
+    await bounded(port.whenRegistered())
     expected = {"addr": address, "proto": "http"}
     assert dict(registry_server.registry["web"].attributes()) == expected
     assert await dial("inferno:registry=%s:proto=http" % registry) == b"hello\n"
@@ -186,7 +163,7 @@ async def test_registeredWhileListening(registry_server):
     await whenRegistry(registry_server, lambda r: "web" not in r)
     endpoint = clientFromString(reactor, "inferno:registry=%s:proto=http" % registry)
     with pytest.raises(ConnectError):
-        await endpoint.connect(Factory.forProtocol(Reader)).addTimeout(TIMEOUT, reactor)
+        await bounded(endpoint.connect(Factory.forProtocol(Reader)))
 
 
 @pytest_twisted.ensureDeferred
@@ -198,8 +175,8 @@ async def test_registeredByAddress(registry_server):
     endpoint = serverFromString(
         reactor, r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:proto=x" % registry
     )
-    port = await endpoint.listen(Factory.forProtocol(Greeter)).addTimeout(TIMEOUT, reactor)
-    await port.whenRegistered().addTimeout(TIMEOUT, reactor)
+    port = await bounded(endpoint.listen(Factory.forProtocol(Greeter)))
+    await bounded(port.whenRegistered())
     name = "tcp!127.0.0.1!%d" % port.getHost().port
     assert dict(registry_server.registry[name].attributes()) == {"proto": "x"}
     await port.stopListening()
@@ -264,7 +241,7 @@ async def test_overallTimeout(registry_server, blackHole):
         reactor, "inferno:registry=%s:timeout=0.5:attemptDelay=0.1:proto=greet" % registry
     )
     with pytest.raises(InfernoServiceUnreachable) as caught:
-        await endpoint.connect(Factory.forProtocol(Reader)).addTimeout(TIMEOUT, reactor)
+        await bounded(endpoint.connect(Factory.forProtocol(Reader)))
     address = "tcp!127.0.0.1!%d" % blackHole
     assert caught.value.tried == [
         ("a-hole", address, "no connection within 0.5 s"),
@@ -289,7 +266,7 @@ async def test_lookupFailureNamesRegistry():
         reactor, "inferno:registry=%s:proto=x" % quoteStringArgument(description)
     )
     with pytest.raises(InfernoLookupFailed) as caught:
-        await endpoint.connect(Factory.forProtocol(Reader)).addTimeout(TIMEOUT, reactor)
+        await bounded(endpoint.connect(Factory.forProtocol(Reader)))
     assert caught.value.findAddress == "127.0.0.1:%d" % port
     assert str(caught.value).startswith(
         "inferno: looking up proto=x in registry %s (find port 127.0.0.1:%d) failed: "
@@ -367,9 +344,9 @@ async def test_registeredWithApplicationManager(registry_server):
             attrs={"proto": "http"},
             name="web",
         )
-        port = await endpoint.listen(Factory.forProtocol(Greeter)).addTimeout(TIMEOUT, reactor)
+        port = await bounded(endpoint.listen(Factory.forProtocol(Greeter)))
         assert port.manager is manager
-        task = await port.whenRegistered().addTimeout(TIMEOUT, reactor)
+        task = await bounded(port.whenRegistered())
         assert task is port.service and task in manager.tasks
         await port.stopListening()
         await whenRegistry(registry_server, lambda r: "web" not in r)
@@ -429,9 +406,9 @@ async def test_registeredScriptStopsCleanly(registry_server, tmp_path):
         r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=web:proto=http"
         % quoteStringArgument(registry_server.description)
     )
-    out, err, status = await getProcessOutputAndValue(
-        sys.executable, [str(script), description], env=dict(os.environ)
-    ).addTimeout(TIMEOUT, reactor)
+    out, err, status = await bounded(
+        getProcessOutputAndValue(sys.executable, [str(script), description], env=dict(os.environ))
+    )
     output = out.decode() + err.decode()
     assert status == 0 and "REGISTERED" in output, output
     assert "#warn" not in output and "non-clean" not in output, output
@@ -450,18 +427,18 @@ async def test_registeredRejected(registry_server):
         reactor,
         r"registered:tcp\:0\:interface\=127.0.0.1:registry=%s:name=web:proto=http" % registry,
     )
-    port = await endpoint.listen(Factory.forProtocol(Greeter)).addTimeout(TIMEOUT, reactor)
+    port = await bounded(endpoint.listen(Factory.forProtocol(Greeter)))
     try:
         with pytest.raises(RegistrationRejected, match="duplicate service name"):
-            await port.whenRegistered().addTimeout(TIMEOUT, reactor)
+            await bounded(port.whenRegistered())
         # The port still listens.
         reader = Reader()
-        await (
-            TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-            .connect(Factory.forProtocol(lambda: reader))
-            .addTimeout(TIMEOUT, reactor)
+        await bounded(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
+                Factory.forProtocol(lambda: reader)
+            )
         )
-        assert await reader.closed.addTimeout(TIMEOUT, reactor) == b"hello\n"
+        assert await bounded(reader.closed) == b"hello\n"
     finally:
         await port.stopListening()
         await holder.unregister()
@@ -482,7 +459,7 @@ async def test_dialByServiceName(registry_server, greeter):
     assert await dial("inferno:registry=%s:name=b-live:proto=greet" % registry) == b"hello\n"
     endpoint = clientFromString(reactor, "inferno:registry=%s:name=a-dead:proto=greet" % registry)
     with pytest.raises(InfernoServiceUnreachable) as caught:
-        await endpoint.connect(Factory.forProtocol(Reader)).addTimeout(TIMEOUT, reactor)
+        await bounded(endpoint.connect(Factory.forProtocol(Reader)))
     assert [name for name, _, _ in caught.value.tried] == ["a-dead"]
 
 
@@ -519,7 +496,7 @@ async def test_cancelConnect(registry_server, blackHole):
     globalLogPublisher.addObserver(observe)
     try:
         d = endpoint.connect(Factory.forProtocol(Reader))
-        await refused.addTimeout(TIMEOUT, reactor)
+        await bounded(refused)
     finally:
         globalLogPublisher.removeObserver(observe)
     assert not d.called

@@ -10,7 +10,6 @@ make the virtual environment and C{pip install} are skipped: the
 C{installed} fixture made the installation.
 """
 
-import os
 import random
 import re
 import shlex
@@ -19,8 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import COMMAND_TIMEOUT as TIMEOUT
-from test_commands import STOPPED, Command
+from support import COMMAND_TIMEOUT, STOPPED, Command, installedEnvironment
 
 SOURCE = Path(__file__).resolve().parent.parent
 
@@ -108,8 +106,7 @@ class Reader:
         self.registry = "tcp:127.0.0.1:%d" % (self.base,)
         self.background = []
         self.server = None
-        self.env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        self.env["PATH"] = str(bindir) + os.pathsep + self.env.get("PATH", "")
+        self.env = installedEnvironment(bindir)
         self.env["TXINFERNO_REGISTRY"] = self.registry
 
     def localise(self, argv):
@@ -160,7 +157,7 @@ class Reader:
                     env=self.env,
                     capture_output=True,
                     text=True,
-                    timeout=TIMEOUT,
+                    timeout=COMMAND_TIMEOUT,
                 )
                 assert result.returncode == 0, (argv, result.stdout, result.stderr)
                 if step.expected:
@@ -177,7 +174,7 @@ class Reader:
             env=self.env,
             capture_output=True,
             text=True,
-            timeout=TIMEOUT,
+            timeout=COMMAND_TIMEOUT,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
@@ -230,7 +227,7 @@ def test_readme(reader):
         env=reader.env,
         capture_output=True,
         text=True,
-        timeout=TIMEOUT,
+        timeout=COMMAND_TIMEOUT,
     )
     assert found.stdout == "tcp!127.0.0.1!8080 descr 'my web site' proto http\n"
     reader.watch.waitFor(r"registry reachable again")
@@ -293,7 +290,7 @@ def test_serverPage(reader, tmp_path):
             env=reader.env,
             capture_output=True,
             text=True,
-            timeout=TIMEOUT,
+            timeout=COMMAND_TIMEOUT,
         )
         assert found.returncode == (0 if static else 1), found.stderr
         assert len(found.stdout.splitlines()) == static

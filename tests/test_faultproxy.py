@@ -5,13 +5,12 @@ small recording server.
 
 import pytest
 import pytest_twisted
-from support import TIMEOUT
+from support import bounded, turnUntil
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import deferLater
 
 from txinferno.testing.faultproxy import FaultProxy
 
@@ -42,7 +41,7 @@ class TargetProtocol(Protocol):
             d.callback(self.received())
         else:
             self.waiting.append((n, d))
-        return d.addTimeout(TIMEOUT, reactor)
+        return bounded(d)
 
     def connectionLost(self, reason):
         self.closed.callback(None)
@@ -63,17 +62,6 @@ class Target:
         d, self.nextAccepted = self.nextAccepted, Deferred()
         reactor.callLater(0, d.callback, protocol)
         return protocol
-
-
-async def waitUntil(predicate):
-    """
-    Wait, a reactor turn at a time and for at most L{TIMEOUT} seconds, until
-    C{predicate()} is true.
-    """
-    deadline = reactor.seconds() + TIMEOUT
-    while not predicate():
-        assert reactor.seconds() < deadline, "condition not reached in time"
-        await deferLater(reactor, 0.001, lambda: None)
 
 
 @pytest.fixture
@@ -101,7 +89,7 @@ async def connect(proxy):
     """
     client = TargetProtocol()
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", proxy.port)
-    await endpoint.connect(Factory.forProtocol(lambda: client)).addTimeout(TIMEOUT, reactor)
+    await bounded(endpoint.connect(Factory.forProtocol(lambda: client)))
     return client
 
 
@@ -110,14 +98,14 @@ async def test_forwardsBothWays(proxied):
     target, proxy = proxied
     accepted = target.nextAccepted
     client = await connect(proxy)
-    server = await accepted.addTimeout(TIMEOUT, reactor)
+    server = await bounded(accepted)
     client.transport.write(b"ping\n")
     assert await server.whenReceived(5) == b"ping\n"
     server.transport.write(b"pong\n")
     assert await client.whenReceived(5) == b"pong\n"
     assert proxy.connections == 1
     client.transport.loseConnection()
-    await server.closed.addTimeout(TIMEOUT, reactor)
+    await bounded(server.closed)
 
 
 @pytest_twisted.ensureDeferred
@@ -126,7 +114,7 @@ async def test_oneByteChunks(proxied):
     proxy.oneByteChunks = True
     accepted = target.nextAccepted
     client = await connect(proxy)
-    server = await accepted.addTimeout(TIMEOUT, reactor)
+    server = await bounded(accepted)
     data = b"a line of some forty bytes, more or less\n"
     client.transport.write(data)
     assert await server.whenReceived(len(data)) == data
@@ -138,11 +126,11 @@ async def test_blackholeDropsWithoutClosing(proxied):
     target, proxy = proxied
     accepted = target.nextAccepted
     client = await connect(proxy)
-    server = await accepted.addTimeout(TIMEOUT, reactor)
+    server = await bounded(accepted)
     proxy.blackhole = True
     client.transport.write(b"lost\n")
     server.transport.write(b"lost too\n")
-    await waitUntil(lambda: proxy.dropped == 14)
+    await turnUntil(lambda: proxy.dropped == 14, 0.001)
     proxy.blackhole = False
     client.transport.write(b"after\n")
     assert await server.whenReceived(6) == b"after\n"
@@ -162,7 +150,7 @@ async def test_refuseThenAccept(proxied):
     assert proxy.port == port
     accepted = target.nextAccepted
     await connect(proxy)
-    await accepted.addTimeout(TIMEOUT, reactor)
+    await bounded(accepted)
 
 
 @pytest_twisted.ensureDeferred
@@ -170,10 +158,10 @@ async def test_resetAll(proxied):
     target, proxy = proxied
     accepted = target.nextAccepted
     client = await connect(proxy)
-    server = await accepted.addTimeout(TIMEOUT, reactor)
-    await proxy.resetAll().addTimeout(TIMEOUT, reactor)
-    await client.closed.addTimeout(TIMEOUT, reactor)
-    await server.closed.addTimeout(TIMEOUT, reactor)
+    server = await bounded(accepted)
+    await bounded(proxy.resetAll())
+    await bounded(client.closed)
+    await bounded(server.closed)
     assert proxy.connections == 0
 
 
@@ -182,11 +170,11 @@ async def test_cutMidLine(proxied):
     target, proxy = proxied
     accepted = target.nextAccepted
     client = await connect(proxy)
-    server = await accepted.addTimeout(TIMEOUT, reactor)
+    server = await bounded(accepted)
     proxy.cutNextChunk()
     client.transport.write(b"hello world\nsecond line\n")
-    await server.closed.addTimeout(TIMEOUT, reactor)
-    await client.closed.addTimeout(TIMEOUT, reactor)
+    await bounded(server.closed)
+    await bounded(client.closed)
     assert server.received() == b"hello "
 
 
@@ -196,7 +184,7 @@ async def test_delay(proxied):
     proxy.delay = 0.05
     accepted = target.nextAccepted
     client = await connect(proxy)
-    server = await accepted.addTimeout(TIMEOUT, reactor)
+    server = await bounded(accepted)
     started = reactor.seconds()
     client.transport.write(b"slow\n")
     assert await server.whenReceived(5) == b"slow\n"

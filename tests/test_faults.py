@@ -5,20 +5,18 @@ Nothing waits on a sleep: every wait is on an observer, the registry model
 or a Deferred, with a bounded timeout.
 """
 
-import time
-
 import pytest
 import pytest_twisted
 from support import (
-    TIMEOUT,
     bounded,
+    expectedView,
     managerFor,
+    registryPorts,
     registryServices,
+    turnUntil,
     whenRegistry,
 )
-from twisted.internet import reactor
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.task import deferLater
 
 from txinferno.client import new
 from txinferno.client.monitor import Monitor
@@ -31,10 +29,6 @@ PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 0.5
 
 
-def ports(server):
-    return (server.newPort, server.findPort, server.eventPort)
-
-
 class QuickService(ServiceTask):
     """
     A service that retries a rejected or lost registration quickly.
@@ -42,10 +36,6 @@ class QuickService(ServiceTask):
 
     initialDelay = 0.05
     maxDelay = 0.3
-
-
-def expectedView(services, group):
-    return {s.name: s.attrs for s in services if s.attrs["group"] == str(group)}
 
 
 def attachAll(manager, count, groups, prefix="svc"):
@@ -80,17 +70,6 @@ async def consistent(server, services, recorders):
         await recorder.waitUntil(lambda r: r.view == expectedView(services, group))
 
 
-async def settledSockets(server, count):
-    """
-    @return: the client's sockets to C{server}'s ports once they number
-        C{count}, or after L{TIMEOUT} seconds (checked every 10 ms).
-    """
-    deadline = reactor.seconds() + TIMEOUT
-    while clientSockets(*ports(server)) != count and reactor.seconds() < deadline:
-        await deferLater(reactor, 0.01, lambda: None)
-    return clientSockets(*ports(server))
-
-
 def checkMonitors(server, manager, groups):
     held = registryServices(server)
     monitors = [t for t in manager.tasks if isinstance(t, Monitor)]
@@ -117,7 +96,7 @@ async def test_restartCycles(registry_server):
     manager.addObserver(states)
     services, recorders = attachAll(manager, SERVICES, MONITORS)
     await consistent(registry_server, services, recorders)
-    sockets = clientSockets(*ports(registry_server))
+    sockets = clientSockets(*registryPorts(registry_server))
     assert sockets == SERVICES + 1
     for cycle in range(CYCLES):
         connected = states.next("connected")
@@ -133,10 +112,10 @@ async def test_restartCycles(registry_server):
         assert sum(r.count("added") for r in recorders) == SERVICES
         # A connection the client is closing (a listing just answered)
         # can still be open for a turn or two: a leak never settles.
-        assert await settledSockets(registry_server, sockets) == sockets
+        await turnUntil(lambda: clientSockets(*registryPorts(registry_server)) == sockets, 0.01)
     assert states.events == ["connected"] + ["lost", "connected"] * CYCLES
     await bounded(manager.stopService())
-    assert clientSockets(*ports(registry_server)) == 0
+    assert clientSockets(*registryPorts(registry_server)) == 0
 
 
 @pytest.mark.logs_errors
@@ -144,8 +123,9 @@ async def test_restartCycles(registry_server):
 async def test_blackhole(registry_server, proxy):
     """
     When the path to the registry silently stops forwarding, the liveness
-    probe notices within its interval plus its timeout (and a margin), the
-    manager reports the registry lost (the services, whose connections
+    probe notices (how soon, against its interval plus its timeout, is
+    measured by the blackhole scenario of bench/faults.py), the manager
+    reports the registry lost (the services, whose connections
     were not closed, stay registered), and once the path works again every
     service is there and every monitor matches the registry.
     """
@@ -158,11 +138,8 @@ async def test_blackhole(registry_server, proxy):
     await consistent(registry_server, services, recorders)
 
     lost = states.next("lost")
-    start = time.monotonic()
     proxy.setBlackhole(True)
-    detected = await lost - start
-    print("black hole detected in %.3f s" % (detected,))
-    assert detected <= PROBE_INTERVAL + PROBE_TIMEOUT + 1.0, detected
+    await lost
     # The registrations' own connections were not closed: they stay.
     assert all(s.registered for s in services)
     assert sum(p.dropped for p in proxy.proxies) > 0

@@ -8,6 +8,7 @@ import socket
 
 import pytest
 import pytest_twisted
+from support import bounded
 from twisted.internet import reactor
 from twisted.python.failure import Failure
 
@@ -54,9 +55,9 @@ async def test_findAtTheLimit(registry_server):
             except OSError:
                 break
         with pytest.raises(OpenFileLimit, match="at most %d open" % (limit,)):
-            await connection.find({"a": "b"}).addTimeout(10, reactor)
+            await bounded(connection.find({"a": "b"}))
     finally:
         for s in held:
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert await connection.find({"a": "b"}).addTimeout(10, reactor) == {}
+    assert await bounded(connection.find({"a": "b"})) == {}

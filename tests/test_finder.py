@@ -6,7 +6,7 @@ limits and timeout, with Twisted's in-memory transports.
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from support import MemoryNetwork, assertNoResult, failureResultOf, successResultOf
+from support import MemoryNetwork, NeverAnswers, assertNoResult, failureResultOf, successResultOf
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Protocol
@@ -148,18 +148,12 @@ def test_cancelAborts():
     failureResultOf(protocol.answer, CancelledError)
 
 
-class SilentServer(Protocol):
-    """
-    Accepts a connection and never answers.
-    """
-
-
 class Network(MemoryNetwork):
     """
     A memory network whose find port (6702) is served by C{serverProtocol}.
     """
 
-    def __init__(self, serverProtocol=SilentServer):
+    def __init__(self, serverProtocol=NeverAnswers):
         MemoryNetwork.__init__(self)
         self.listen(6702, serverProtocol)
         self.endpoint = self.clientEndpoint(6702)

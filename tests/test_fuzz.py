@@ -15,6 +15,7 @@ import pytest
 import pytest_twisted
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import bounded
 from twisted.internet import defer, reactor
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock
@@ -113,7 +114,7 @@ async def throwGarbage(host, ports, count, seed):
             conn.transport.abortConnection()
         else:
             conn.transport.loseConnection()
-    await defer.gatherResults([c.whenClosed() for c in conns]).addTimeout(10, reactor)
+    await bounded(defer.gatherResults([c.whenClosed() for c in conns]))
 
 
 @pytest_twisted.ensureDeferred
@@ -128,13 +129,11 @@ async def test_garbageThenWellBehavedClient():
         ports = [server.newPort, server.findPort, server.eventPort]
         await throwGarbage(server.host, ports, 150, 5)
         conn = connectionFromString(reactor, server.description)
-        registration = await conn.register("good", {"kind": "fuzz survivor"}).addTimeout(
-            10, reactor
-        )
-        found = await conn.find([("kind", "fuzz survivor")]).addTimeout(10, reactor)
+        registration = await bounded(conn.register("good", {"kind": "fuzz survivor"}))
+        found = await bounded(conn.find([("kind", "fuzz survivor")]))
         assert found == {"good": {"kind": "fuzz survivor"}}
-        await registration.unregister().addTimeout(10, reactor)
-        found = await conn.find([("kind", "fuzz survivor")]).addTimeout(10, reactor)
+        await bounded(registration.unregister())
+        found = await bounded(conn.find([("kind", "fuzz survivor")]))
         assert found == {}
         checkRegistry(server.registry)
     finally:

@@ -10,8 +10,7 @@ import sys
 
 import pytest
 import pytest_twisted
-from support import bounded, registryServices, whenRegistry
-from test_agent_tap import parse
+from support import bounded, registryServices, tapOptions, whenRegistry
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionRefusedError
@@ -811,7 +810,7 @@ def test_checkServices(tmp_path):
 )
 def test_badCheckOptions(argv, message):
     with pytest.raises(usage.UsageError, match=message):
-        parse("--registry", "tcp:127.0.0.1", *argv)
+        tapOptions("--registry", "tcp:127.0.0.1", *argv)
 
 
 def test_badCheckInServicesFile(tmp_path):
@@ -820,11 +819,11 @@ def test_badCheckInServicesFile(tmp_path):
     with pytest.raises(
         usage.UsageError, match="--services %s: service 'web': exec check" % (path,)
     ):
-        parse("--registry", "tcp:127.0.0.1", "--services", str(path))
+        tapOptions("--registry", "tcp:127.0.0.1", "--services", str(path))
     path.write_text("service=web persist=1 check='tcp:h:1'\n")
     with pytest.raises(usage.UsageError, match="persists"):
-        parse("--registry", "tcp:127.0.0.1", "--services", str(path))
-    parse("--registry", "tcp:127.0.0.1", "--services", str(path), "--keep-failing")
+        tapOptions("--registry", "tcp:127.0.0.1", "--services", str(path))
+    tapOptions("--registry", "tcp:127.0.0.1", "--services", str(path), "--keep-failing")
 
 
 @pytest_twisted.ensureDeferred
@@ -834,7 +833,7 @@ async def test_keepFailingOption(registry_server, tmp_path):
     registered with C{health failing}; one without a check is as ever.
     """
     service = makeService(
-        parse(
+        tapOptions(
             "--registry",
             registry_server.description,
             "--keep-failing",

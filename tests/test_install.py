@@ -3,11 +3,10 @@ Install txinferno into a fresh virtual environment, outside the source tree,
 and check what an installed copy offers: the C{twistd regmgr} plugin.
 """
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from support import runInstalled
 
 SOURCE = Path(__file__).resolve().parent.parent
 
@@ -16,19 +15,10 @@ pytestmark = pytest.mark.install
 
 def run(bindir, *args, cwd):
     """
-    Run an installed command from C{cwd}, with no trace of the source tree in
-    its environment.
+    Run an installed command from C{cwd} (L{runInstalled}), allowing it the
+    time of a first start.
     """
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["PATH"] = str(bindir) + os.pathsep + env.get("PATH", "")
-    return subprocess.run(
-        [str(bindir / args[0]), *args[1:]],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=str(cwd),
-        env=env,
-    )
+    return runInstalled(bindir, *args, cwd=cwd, timeout=120)
 
 
 def test_twistdListsRegmgr(installed, tmp_path):

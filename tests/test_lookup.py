@@ -5,14 +5,10 @@ the embedded registry over loopback TCP, and of its deadline on a L{Clock}.
 
 import pytest
 import pytest_twisted
-from support import (
-    bounded,
-    managerFor,
-)
+from support import bounded, managerFor, startedManager
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
 from txinferno.client.lookup import Lookup
@@ -88,13 +84,9 @@ async def test_deadline(registry_server):
     attach on the manager's clock, with a clear error.
     """
     await registry_server.stop()
-    clock = Clock()
-    manager = RegistryManager(
-        connectionFromString(reactor, registry_server.description),
-        clock=clock,
-        unreachableWarning=None,
+    manager, clock = startedManager(
+        connectionFromString(reactor, registry_server.description), unreachableWarning=None
     )
-    manager.startService()
     lookup = manager.attach(Lookup({"a": "*"}, timeout=5))
     clock.advance(4.9)
     assert not lookup.deferred.called
@@ -172,9 +164,7 @@ def test_deadlineSaysAFindWasUnanswered():
     When the registry is reachable and the find is in flight, the deadline
     says so, rather than that the registry was not reachable.
     """
-    clock = Clock()
-    manager = RegistryManager(Unanswered(), clock=clock)
-    manager.startService()
+    manager, clock = startedManager(Unanswered())
     lookup = manager.attach(Lookup({"a": "*"}, timeout=5))
     clock.advance(1)
     assert manager.connection.finds == 1
@@ -190,11 +180,9 @@ def test_deadlineSaysAFindWasUnanswered():
 
 
 def test_deadlineSaysTheRegistryWasNotReachable():
-    clock = Clock()
     connection = MemoryConnection()
     connection.reachable = False
-    manager = RegistryManager(connection, clock=clock)
-    manager.startService()
+    manager, clock = startedManager(connection)
     lookup = manager.attach(Lookup({}, timeout=2))
     clock.advance(2)
     failure = lookup.deferred.result

@@ -10,13 +10,12 @@ embedded server over loopback TCP.
 """
 
 import pytest
-from support import TurnClock
+from support import TurnClock, startedManager
 from twisted.application.service import MultiService
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -56,17 +55,6 @@ class RecordingTask:
         self.calls.append("refresh")
 
 
-@pytest.fixture
-def logged():
-    """
-    The log events emitted during the test.
-    """
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
-
-
 def timers(manager):
     """
     @return: the names of the functions the manager's clock will call.
@@ -79,10 +67,7 @@ def memory():
     """
     A started manager on a L{MemoryConnection} with a L{TurnClock}.
     """
-    connection = MemoryConnection()
-    clock = TurnClock()
-    manager = RegistryManager(connection, clock=clock)
-    manager.startService()
+    manager, clock = startedManager(MemoryConnection(), TurnClock())
     yield manager
     if manager.running:
         manager.stopService()

@@ -5,17 +5,12 @@ loopback TCP, and of its find coalescing with L{MemoryConnection}.
 
 import pytest
 import pytest_twisted
-from support import (
-    bounded,
-    registryServices,
-)
+from support import bounded, registryServices, startedManager
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from txinferno.client.manager import RegistryManager
 from txinferno.client.monitor import MAX_RETRY_DELAY, MAX_WAIT, PACE, QUIET, SETTLE, Monitor
 from txinferno.client.service import ServiceTask
 from txinferno.errors import MalformedAnswer
@@ -124,9 +119,7 @@ def test_neverCancelsCoalesces():
     """
     connection = SlowFinds()
     verifyObject(IRegistryConnection, connection)
-    clock = Clock()
-    manager = RegistryManager(connection, clock=clock)
-    manager.startService()
+    manager, clock = startedManager(connection)
     recorder = MonitorRecorder()
     manager.attach(Monitor({}, recorder))
     clock.advance(0)
@@ -152,9 +145,7 @@ def pacing():
     answers, its first find answered at time 0.
     """
     connection = SlowFinds()
-    clock = Clock()
-    manager = RegistryManager(connection, clock=clock)
-    manager.startService()
+    manager, clock = startedManager(connection)
     recorder = MonitorRecorder()
     monitor = manager.attach(Monitor({}, recorder))
     clock.advance(0)
@@ -219,9 +210,7 @@ def test_stoppedFromReportOfFindAfterChange():
     spell.
     """
     connection = SlowFinds()
-    clock = Clock()
-    manager = RegistryManager(connection, clock=clock)
-    manager.startService()
+    manager, clock = startedManager(connection)
     recorder = StopsWhenSeen(manager, "svc")
     monitor = manager.attach(Monitor({}, recorder))
     clock.advance(0)
@@ -288,9 +277,7 @@ def test_failedFindTriedAgain():
     reason is logged once for each run of failures.
     """
     connection = SlowFinds()
-    clock = Clock()
-    manager = RegistryManager(connection, clock=clock)
-    manager.startService()
+    manager, clock = startedManager(connection)
     recorder = MonitorRecorder()
     connection.register("svc", {"n": "1"})
     with capturedLogs() as events:
@@ -336,9 +323,7 @@ def test_outageWithoutChange():
     removal once the settle window is over).
     """
     connection = MemoryConnection()
-    clock = Clock()
-    manager = RegistryManager(connection, clock=clock)
-    manager.startService()
+    manager, clock = startedManager(connection)
     registry = connection.registry
     for i in range(5):
         registry.register("another client", ["svc%d" % i, "n", str(i)])
@@ -373,9 +358,7 @@ def _outage(settle, comesBack):
         clock and the monitor.
     """
     connection = MemoryConnection()
-    clock = Clock()
-    manager = RegistryManager(connection, clock=clock)
-    manager.startService()
+    manager, clock = startedManager(connection)
     registry = connection.registry
     registry.register("owner1", ["svc1", "n", "1"])
     registry.register("owner2", ["svc2", "n", "2"])
@@ -443,9 +426,7 @@ def test_startedTwice():
     its services, it gives up that wait.
     """
     connection = MemoryConnection()
-    clock = Clock()
-    manager = RegistryManager(connection, clock=clock)
-    manager.startService()
+    manager, clock = startedManager(connection)
     recorder = MonitorRecorder()
     monitor = manager.attach(Monitor({}, recorder))
     clock.advance(0)

@@ -5,27 +5,17 @@ whose own connections hold; the losses of a registry that dies are logged
 as losses, in one line; a registry unreachable for long is warned about.
 """
 
-import pytest
 import pytest_twisted
-from support import bounded, managerFor, registryServices, whenRegistry
+from support import bounded, logLines, managerFor, registryServices, startedManager, whenRegistry
 from twisted.internet import reactor
-from twisted.internet.task import Clock, deferLater
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.internet.task import deferLater
+from twisted.logger import LogLevel
 
-from txinferno.client.manager import RegistryManager
 from txinferno.client.monitor import Monitor
 from txinferno.client.service import ServiceTask
 from txinferno.testing.memory import MemoryConnection
 from txinferno.testing.recorders import ConnectionStateRecorder as States
 from txinferno.testing.recorders import MonitorRecorder as Recorder
-
-
-@pytest.fixture
-def logged():
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 async def registered(manager, prefix, count):
@@ -40,14 +30,6 @@ async def registered(manager, prefix, count):
     for service in services:
         await bounded(service.whenRegistered())
     return services, [s._registration for s in services]
-
-
-def lines(events, level=None):
-    return [
-        formatEvent(e)
-        for e in events
-        if "log_format" in e and (level is None or e["log_level"] == level)
-    ]
 
 
 @pytest_twisted.ensureDeferred
@@ -118,10 +100,10 @@ async def test_registryDeathLoggedAsLossesInOneLine(registry_server, logged):
         await registry_server.start()
         for service in services:
             await bounded(service.whenRegistered())
-        losses = [line for line in lines(logged) if "lost" in line and "registration" in line]
+        losses = [line for line in logLines(logged) if "lost" in line and "registration" in line]
         assert len(losses) == 1, losses
         assert losses[0].startswith("200 registrations lost: ")
-        assert not [line for line in lines(logged) if "unregistered" in line]
+        assert not [line for line in logLines(logged) if "unregistered" in line]
     finally:
         await bounded(manager.stopService())
 
@@ -131,25 +113,23 @@ def test_unreachableWarning(logged):
     A registry unreachable for C{unreachableWarning} seconds from the
     manager's start, or from the loss of its stream, is warned about once.
     """
-    clock = Clock()
     connection = MemoryConnection()
     connection.reachable = False
-    manager = RegistryManager(connection, clock=clock, unreachableWarning=5)
-    manager.startService()
+    manager, clock = startedManager(connection, unreachableWarning=5)
     clock.advance(4.9)
-    assert lines(logged, LogLevel.warn) == []
+    assert logLines(logged, LogLevel.warn) == []
     clock.advance(0.1)
-    assert lines(logged, LogLevel.warn) == ["registry memory unreachable for 5 s; still trying"]
+    assert logLines(logged, LogLevel.warn) == ["registry memory unreachable for 5 s; still trying"]
     connection.recover()
     del logged[:]
     connection.crash()
     clock.advance(10)
-    warnings = lines(logged, LogLevel.warn)
+    warnings = logLines(logged, LogLevel.warn)
     assert warnings[-1] == "registry memory unreachable for 5 s; still trying"
     assert len(warnings) == 2
     connection.recover()
     clock.advance(10)
-    assert len(lines(logged, LogLevel.warn)) == 2
+    assert len(logLines(logged, LogLevel.warn)) == 2
     manager.stopService()
     assert clock.getDelayedCalls() == []
 

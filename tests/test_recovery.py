@@ -6,8 +6,11 @@ with 200 services and 20 monitors attached to one manager.
 import pytest_twisted
 from support import (
     bounded,
+    expectedView,
     managerFor,
+    registryPorts,
     registryServices,
+    turnUntil,
 )
 
 from txinferno.client.monitor import Monitor
@@ -19,13 +22,6 @@ SERVICES = 200
 MONITORS = 20
 
 
-def expectedView(services, group):
-    """
-    @return: what monitor C{group} (matching C{group=G}) should see.
-    """
-    return {s.name: s.attrs for s in services if s.attrs["group"] == str(group)}
-
-
 @pytest_twisted.ensureDeferred
 async def test_restartWithManyTasks(registry_server):
     """
@@ -34,7 +30,7 @@ async def test_restartWithManyTasks(registry_server):
     C{resynced()} (no service really changed), and the manager holds as
     many connections as before.
     """
-    ports = (registry_server.newPort, registry_server.findPort, registry_server.eventPort)
+    ports = registryPorts(registry_server)
     manager = managerFor(registry_server)
     states = ConnectionStateRecorder()
     manager.addObserver(states)
@@ -59,8 +55,10 @@ async def test_restartWithManyTasks(registry_server):
     assert all(s.registered for s in services)
     assert len(registry_server.registry) == SERVICES
     before = [list(r.events) for r in recorders]
-    connectionsBefore = clientSockets(*ports)
-    assert connectionsBefore == SERVICES + 1
+    # A listing's connection that the client is closing can be counted for
+    # a turn or two under load: a leak never settles.
+    connectionsBefore = SERVICES + 1
+    await turnUntil(lambda: clientSockets(*ports) == connectionsBefore, 0.01)
 
     await registry_server.restart()
     assert len(registry_server.registry) == 0
@@ -72,7 +70,7 @@ async def test_restartWithManyTasks(registry_server):
     for group, recorder in enumerate(recorders):
         assert recorder.events == before[group] + [("resynced",)]
         assert recorder.view == expectedView(services, group)
-    assert clientSockets(*ports) == connectionsBefore
+    await turnUntil(lambda: clientSockets(*ports) == connectionsBefore, 0.01)
 
     await bounded(manager.stopService())
     assert clientSockets(*ports) == 0

@@ -8,7 +8,7 @@ import io
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from txinferno.errors import RegistryError
 from txinferno.server.registry import Registry
@@ -431,9 +431,7 @@ def test_persistentLimitPerOrigin():
     connection closes, and that is logged; other origins are not affected.
     """
     registry = Registry(maxPersistentPerOrigin=2)
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    try:
+    with capturedLogs() as events:
         kept = [
             registry.register(None, ["p%d" % i, "persist", "1"], origin="10.0.0.1")
             for i in range(3)
@@ -441,8 +439,6 @@ def test_persistentLimitPerOrigin():
         other = registry.register(None, ["q", "persist", "1"], origin="10.0.0.2")
         assert [registry.release(s) for s in kept] == [False, False, True]
         assert registry.release(other) is False
-    finally:
-        globalLogPublisher.removeObserver(events.append)
     assert [s.name for s in registry] == ["p0", "p1", "q"]
     warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
     assert warnings == [
@@ -455,9 +451,7 @@ def test_changeLogTruncated():
     A change is logged as one line whose attributes are cut; the full text
     is logged at debug level only when asked for.
     """
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    try:
+    with capturedLogs() as events:
         quiet = Registry()
         s = quiet.register(
             None, ["svc"] + ["k%d" % i if j == 0 else "v" * 50 for i in range(100) for j in (0, 1)]
@@ -466,8 +460,6 @@ def test_changeLogTruncated():
         loud = Registry(logFullChanges=True)
         loud.register(None, ["svc", "a", "y" * 500])
         quiet.release(quiet.register(None, ["n" * 5000]))
-    finally:
-        globalLogPublisher.removeObserver(events.append)
     mine = [e for e in events if e.get("log_namespace") == "txinferno.server.registry.Registry"]
     lines = [formatEvent(e) for e in mine]
     assert [e["log_level"] for e in mine] == [LogLevel.info] * 3 + [LogLevel.debug] + [

@@ -4,10 +4,9 @@ server's statistics (L{txinferno.server.statistics}), with deterministic
 time and transports.
 """
 
-from test_server_protocols import connect
+from support import RegistryChangeRecorder, onStringTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from txinferno.server.change import ChangeKind, IRegistryObserver, RegistryChange
@@ -17,25 +16,16 @@ from txinferno.web.events import EventStream
 from txinferno.web.view import RegistryView, reasonLabel
 
 
-@implementer(IRegistryObserver)
-class Recorder:
-    def __init__(self):
-        self.changes = []
-
-    def registryChanged(self, change):
-        self.changes.append(change)
-
-
 def makeServer(**kwargs):
     clock = MemoryReactorClock()
     server = RegistryServer(Registry(), clock, **kwargs)
-    recorder = Recorder()
+    recorder = RegistryChangeRecorder()
     server.registry.addChangeObserver(recorder)
     return server, clock, recorder
 
 
 def test_recorderIsAnObserver():
-    assert verifyObject(IRegistryObserver, Recorder())
+    assert verifyObject(IRegistryObserver, RegistryChangeRecorder())
 
 
 def test_changes():
@@ -44,7 +34,7 @@ def test_changes():
     version after the change.
     """
     server, clock, recorder = makeServer()
-    new, _ = connect(server.newFactory)
+    new, _ = onStringTransport(server.newFactory)
     new.dataReceived(b"svc a 1\n")
     new.dataReceived(b"b 2\n")
     new.connectionLost(None)
@@ -61,7 +51,7 @@ def test_persistentNotRemoved():
     told.
     """
     server, clock, recorder = makeServer()
-    new, _ = connect(server.newFactory)
+    new, _ = onStringTransport(server.newFactory)
     new.dataReceived(b"svc persist 1\n")
     new.connectionLost(None)
     assert [c.kind for c in recorder.changes] == [ChangeKind.registered]
@@ -74,18 +64,18 @@ def test_rejections():
     line too long and an idle connection.
     """
     server, clock, recorder = makeServer(maxLineLength=32, idleTimeout=5)
-    held, _ = connect(server.newFactory)
+    held, _ = onStringTransport(server.newFactory)
     held.dataReceived(b"svc\n")
-    dup, dupTransport = connect(server.newFactory)
+    dup, dupTransport = onStringTransport(server.newFactory)
     dup.dataReceived(b"svc a 1\n")
     assert dupTransport.disconnecting
-    odd, _ = connect(server.newFactory)
+    odd, _ = onStringTransport(server.newFactory)
     odd.dataReceived(b"other a\n")
     held.dataReceived(b"x\n")
-    long, _ = connect(server.newFactory)
+    long, _ = onStringTransport(server.newFactory)
     long.dataReceived(b"x" * 40)
     long.connectionLost(None)
-    connect(server.newFactory)
+    onStringTransport(server.newFactory)
     clock.advance(5)
     kinds = [(c.kind, c.name, c.reason) for c in recorder.changes]
     assert kinds == [
@@ -103,7 +93,7 @@ def test_rejections():
 def test_removeChangeObserver():
     server, clock, recorder = makeServer()
     server.registry.removeChangeObserver(recorder)
-    new, _ = connect(server.newFactory)
+    new, _ = onStringTransport(server.newFactory)
     new.dataReceived(b"svc\n")
     assert recorder.changes == []
 
@@ -114,11 +104,11 @@ def test_statistics():
     reports sent.
     """
     server, clock, recorder = makeServer()
-    watcher, watcherTransport = connect(server.eventFactory)
-    new, _ = connect(server.newFactory)
+    watcher, watcherTransport = onStringTransport(server.eventFactory)
+    new, _ = onStringTransport(server.newFactory)
     new.dataReceived(b"svc a 1\n")
     clock.advance(0)
-    find, findTransport = connect(server.findFactory)
+    find, findTransport = onStringTransport(server.findFactory)
     find.dataReceived(b"a 1\n")
     stats = server.statistics
     assert stats.bytesIn == {"new": 8, "find": 4}
@@ -153,9 +143,9 @@ def test_viewKeepsRecentChanges():
     assert len(view.history) == 1
     for i in range(4):
         times.advance(1)
-        new, _ = connect(server.newFactory)
+        new, _ = onStringTransport(server.newFactory)
         new.dataReceived(b"svc%d a 'x y'\n" % (i,))
-    dup, _ = connect(server.newFactory)
+    dup, _ = onStringTransport(server.newFactory)
     dup.dataReceived(b"svc0\n")
     assert [(c["time"], c["kind"]) for c in view.changes] == [
         (3, "registered"),

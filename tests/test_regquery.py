@@ -6,11 +6,10 @@ registry over loopback.
 import json
 
 import pytest_twisted
-from support import TIMEOUT
+from support import bounded, register
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
-from txinferno.client.tcp import connectionFromString
 from txinferno.regquery import ERROR, FOUND, NOT_FOUND, formatAnswer, run
 
 
@@ -39,7 +38,7 @@ class Output:
             d.callback(self.text)
         else:
             self._waiting.append((wanted, d))
-        return d.addTimeout(TIMEOUT, reactor)
+        return bounded(d)
 
 
 class NoInput:
@@ -53,15 +52,10 @@ class NoInput:
 
 async def regquery(*argv, stdin=None, interrupted=None):
     out, err = Output(), Output()
-    status = await run(
-        reactor, list(argv), stdin or NoInput(), out, err, interrupted or Deferred()
-    ).addTimeout(TIMEOUT, reactor)
+    status = await bounded(
+        run(reactor, list(argv), stdin or NoInput(), out, err, interrupted or Deferred())
+    )
     return status, out.text, err.text
-
-
-async def register(server, name, attrs):
-    connection = connectionFromString(reactor, server.description)
-    return await connection.register(name, attrs).addTimeout(TIMEOUT, reactor)
 
 
 def test_formatAnswer():
@@ -154,7 +148,7 @@ async def test_watch(registry_server):
     await reg.unregister()
     await out.whenContains("removed w1 proto tcp\n")
     interrupted.callback(None)
-    status = await done.addTimeout(TIMEOUT, reactor)
+    status = await bounded(done)
     assert status == NOT_FOUND
     assert out.text == "added w1 proto ssh\nupdated w1 proto tcp\nremoved w1 proto tcp\n"
     assert err.text == ""
@@ -261,7 +255,7 @@ async def test_watchNames(registry_server):
     await reg.unregister()
     await out.whenContains("removed w1\n")
     interrupted.callback(None)
-    assert await done.addTimeout(TIMEOUT, reactor) == NOT_FOUND
+    assert await bounded(done) == NOT_FOUND
     assert out.text == "added w1\nremoved w1\n"
 
 
@@ -315,7 +309,7 @@ async def test_watchOutage(registry_server):
     await out.whenContains("added w2 proto ssh\n")
     await register(registry_server, "w1", {"proto": "ssh"})
     interrupted.callback(None)
-    assert await done.addTimeout(TIMEOUT, reactor) == FOUND
+    assert await bounded(done) == FOUND
     assert out.text == "added w1 proto ssh\nadded w2 proto ssh\n"
     assert err.text.count("\n") == 2
     assert err.text.startswith("regquery: %s: registry lost: " % (registry_server.description,))

@@ -6,7 +6,7 @@ protocol notes' table (section 7), byte for byte.
 import io
 
 import pytest_twisted
-from support import TIMEOUT
+from support import bounded
 from twisted.internet import reactor
 
 from txinferno.testing import EmbeddedRegistry, connectRaw, exchange
@@ -29,14 +29,14 @@ class Harness:
 
     async def connect(self, port):
         d = connectRaw(reactor, self.server.host, port)
-        return await d.addTimeout(TIMEOUT, reactor)
+        return await bounded(d)
 
     async def nextEvent(self):
-        return await self.events.readLine().addTimeout(TIMEOUT, reactor)
+        return await bounded(self.events.readLine())
 
     async def find(self, query):
         d = exchange(reactor, self.server.host, self.server.findPort, query)
-        return await d.addTimeout(TIMEOUT, reactor)
+        return await bounded(d)
 
     async def new(self, line, event=None):
         """
@@ -55,10 +55,10 @@ class Harness:
         """
         conn = await self.connect(self.server.newPort)
         conn.send(line)
-        assert await conn.whenClosed().addTimeout(TIMEOUT, reactor) == b""
+        assert await bounded(conn.whenClosed()) == b""
 
     async def closeAndWait(self, conn, event):
-        await conn.close().addTimeout(TIMEOUT, reactor)
+        await bounded(conn.close())
         assert await self.nextEvent() == event
 
 
@@ -100,7 +100,7 @@ async def test_vectors1to12(registry_server):
     assert await h.find(b"\n") == b"other addr tcp!host!22 proto tcp\n"
 
     c12 = await h.new(b"keeper proto ssh persist 1\n", b"00000006")
-    await c12.close().addTimeout(TIMEOUT, reactor)
+    await bounded(c12.close())
     c13 = await h.new(b"later x 1\n", b"00000007")
     assert await h.find(b"\n") == (
         b"other addr tcp!host!22 proto tcp\nkeeper persist 1 proto ssh\nlater x 1\n"
@@ -142,7 +142,7 @@ async def test_vectors15to17Rejections(registry_server):
     assert await h.nextEvent() == b"00000001"
     r2 = await h.new(b"r2 a 1\n", b"00000002")
     r2.send(b"r2 b 2\n")
-    assert await r2.whenClosed().addTimeout(TIMEOUT, reactor) == b""
+    assert await bounded(r2.whenClosed()) == b""
     assert await h.nextEvent() == b"00000003"
     assert await h.find(b"\n") == b""
 
@@ -218,7 +218,7 @@ async def test_vector23PersistValues(registry_server):
     for i, value in enumerate(kept + removed):
         version += 1
         conn = await h.new(b"p%d persist %s\n" % (i, value), b"%08d" % version)
-        await conn.close().addTimeout(TIMEOUT, reactor)
+        await bounded(conn.close())
         if value in removed:
             version += 1
             assert await h.nextEvent() == b"%08d" % version
@@ -238,7 +238,7 @@ async def test_vector24PersistByUpdate(registry_server):
     conn = await h.new(b"ps1 a 1\n", b"00000001")
     conn.send(b"persist 1\n")
     assert await h.nextEvent() == b"00000002"
-    await conn.close().addTimeout(TIMEOUT, reactor)
+    await bounded(conn.close())
     await h.new(b"marker\n", b"00000003")
     assert await h.find(b"a 1\n") == b"ps1 persist 1 a 1\n"
     await h.rejected(b"ps1 b 2\n")

@@ -10,9 +10,9 @@ import sys
 import time
 
 import pytest_twisted
-from support import TIMEOUT
+from support import TIMEOUT, assertKeepAlive, bounded, logLines, turnUntil
 from twisted.internet import defer, reactor, task
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel
 
 from txinferno.server.connections import _INHERITED
 from txinferno.server.protocols import (
@@ -43,36 +43,8 @@ def neverReading(port, receiveBuffer=2048):
     return s
 
 
-async def turnUntil(predicate, timeout=TIMEOUT):
-    """
-    Let the reactor turn until C{predicate()} holds.
-
-    @raise AssertionError: when it does not within C{timeout} seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        await task.deferLater(reactor, 0, lambda: None)
-
-
 def protocols(server, kind):
     return [p for p in server.server._connections if isinstance(p, kind)]
-
-
-class LogCapture:
-    def __init__(self):
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-
-    def stop(self):
-        globalLogPublisher.removeObserver(self.events.append)
-
-    def warnings(self, text):
-        return [
-            formatEvent(e)
-            for e in self.events
-            if e["log_level"] == LogLevel.warn and text in formatEvent(e)
-        ]
 
 
 @pytest_twisted.ensureDeferred
@@ -95,9 +67,7 @@ async def test_findAnswersStreamWithBoundedBuffers():
         await turnUntil(
             lambda: len([p for p in protocols(server, FindServerProtocol) if p._done]) == 10
         )
-        answer = await exchange(reactor, server.host, server.findPort, b"id 5\n").addTimeout(
-            TIMEOUT, reactor
-        )
+        answer = await bounded(exchange(reactor, server.host, server.findPort, b"id 5\n"))
         assert answer == server.registry["svc5"].line()
         finds = protocols(server, FindServerProtocol)
         assert len(finds) == 10
@@ -124,9 +94,11 @@ async def test_waitingFindsAreAnsweredInTurn():
         for i in range(200):
             server.registry.register(None, ["svc%d" % i, "blob", "y" * 1000])
         expected = b"".join(s.line() for s in server.registry)
-        answers = await defer.gatherResults(
-            [exchange(reactor, server.host, server.findPort, b"\n") for _ in range(5)]
-        ).addTimeout(TIMEOUT, reactor)
+        answers = await bounded(
+            defer.gatherResults(
+                [exchange(reactor, server.host, server.findPort, b"\n") for _ in range(5)]
+            )
+        )
         assert answers == [expected] * 5
         assert not server.server._streaming and not server.server._waiting
     finally:
@@ -134,7 +106,7 @@ async def test_waitingFindsAreAnsweredInTurn():
 
 
 @pytest_twisted.ensureDeferred
-async def test_watcherThatNeverReadsIsDropped():
+async def test_watcherThatNeverReadsIsDropped(logged):
     """
     A watcher whose socket does not drain is dropped after
     C{watcherTimeout} seconds, logged once; until then the server holds at
@@ -143,11 +115,10 @@ async def test_watcherThatNeverReadsIsDropped():
     """
     server = EmbeddedRegistry(reactor, watcherTimeout=0.5)
     await server.start()
-    log = LogCapture()
     stuck = neverReading(server.eventPort)
     try:
         reader = await connectRaw(reactor, server.host, server.eventPort)
-        assert await reader.readLine().addTimeout(TIMEOUT, reactor) == b"READY"
+        assert await bounded(reader.readLine()) == b"READY"
         await turnUntil(lambda: len(server.server._watchers) == 2)
         [slow] = [
             w
@@ -168,17 +139,18 @@ async def test_watcherThatNeverReadsIsDropped():
         assert reader.lost is None
         assert server.server._watchers == {w for w in server.server._watchers if w is not slow}
         assert len(server.server._watchers) == 1
-        assert len(log.warnings("dropped")) == 1
-        assert log.warnings("dropped")[0].startswith("event watcher IPv4Address")
+        assert logLines(logged, LogLevel.warn, "dropped") == [
+            "event watcher 127.0.0.1:%d dropped: its socket has not drained for 0.5 seconds"
+            % (stuck.getsockname()[1],)
+        ]
         assert server.server.statistics.watchersDropped == 1
     finally:
-        log.stop()
         stuck.close()
         await server.stop()
 
 
 @pytest_twisted.ensureDeferred
-async def test_persistentServicesPerAddress():
+async def test_persistentServicesPerAddress(logged):
     """
     The registry counts the persistent services a peer address leaves
     behind; past its limit, a service that says C{persist} goes with its
@@ -187,13 +159,12 @@ async def test_persistentServicesPerAddress():
     server = EmbeddedRegistry(reactor)
     await server.start()
     server.registry.maxPersistentPerOrigin = 2
-    log = LogCapture()
     try:
         for i in range(3):
             conn = await connectRaw(reactor, server.host, server.newPort)
             conn.send(b"p%d persist 1\n" % (i,))
             await turnUntil(lambda: "p%d" % (i,) in server.registry)
-            await conn.close().addTimeout(TIMEOUT, reactor)
+            await bounded(conn.close())
             await turnUntil(
                 lambda: (
                     server.registry["p%d" % (i,)].owner is None
@@ -203,24 +174,11 @@ async def test_persistentServicesPerAddress():
             )
         assert sorted(s.name for s in server.registry) == ["p0", "p1"]
         assert server.registry["p0"].origin == "127.0.0.1"
-        assert log.warnings("removed instead of persisting") == [
+        assert logLines(logged, LogLevel.warn, "removed instead of persisting") == [
             "service p2 removed instead of persisting: 127.0.0.1 already left 2 persistent services"
         ]
     finally:
-        log.stop()
         await server.stop()
-
-
-def assertKeepAlive(handle):
-    """
-    Assert that a socket has TCP keepalive with the server's default
-    timers: 20 s idle, then 4 probes 10 s apart.
-    """
-    assert handle.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
-    if hasattr(socket, "TCP_KEEPIDLE"):
-        assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 20
-        assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
-        assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
 
 
 @pytest_twisted.ensureDeferred

@@ -4,38 +4,21 @@ quoting, with no Python representations in them.
 """
 
 import pytest_twisted
-from support import TIMEOUT
+from support import bounded, logLines
 from twisted.internet import reactor
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import capturedLogs
 
 from txinferno.tap import Options, makeService
 from txinferno.testing import connectRaw
 
 
-class Lines:
-    """
-    Collects the formatted log lines while in a C{with} block.
-    """
-
-    def __enter__(self):
-        self.lines = []
-        globalLogPublisher.addObserver(self._observe)
-        return self.lines
-
-    def _observe(self, event):
-        self.lines.append(formatEvent(event))
-
-    def __exit__(self, *exc):
-        globalLogPublisher.removeObserver(self._observe)
-
-
 async def rejected(server, data):
-    conn = await connectRaw(reactor, "127.0.0.1", server.newPort).addTimeout(TIMEOUT, reactor)
+    conn = await bounded(connectRaw(reactor, "127.0.0.1", server.newPort))
     port = conn.transport.getHost().port
-    with Lines() as lines:
+    with capturedLogs() as events:
         conn.send(data)
-        await conn.whenClosed().addTimeout(TIMEOUT, reactor)
-    return port, lines
+        await bounded(conn.whenClosed())
+    return port, logLines(events)
 
 
 @pytest_twisted.ensureDeferred

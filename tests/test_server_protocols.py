@@ -4,9 +4,9 @@ event reports, watchers that do not read, idle timeouts, line limits and the
 one-read-one-write quote rule.
 """
 
-from twisted.internet.address import IPv4Address
+from support import onStringTransport
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from txinferno.server.connections import ArrivalTimeouts
@@ -19,21 +19,14 @@ def makeServer(**kwargs):
     return RegistryServer(Registry(), clock, **kwargs), clock
 
 
-def connect(factory):
-    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    return protocol, transport
-
-
 def test_coalescedReports():
     """
     Changes made before the reactor turns give one report of the latest
     version to every watcher; the next change gives the next report.
     """
     server, clock = makeServer()
-    watchers = [connect(server.eventFactory) for _ in range(3)]
-    new, _ = connect(server.newFactory)
+    watchers = [onStringTransport(server.eventFactory) for _ in range(3)]
+    new, _ = onStringTransport(server.newFactory)
     new.dataReceived(b"svc a 1\n")
     new.dataReceived(b"b 2\nc 3\n")
     assert [t.value() for _, t in watchers] == [b"READY\n"] * 3
@@ -51,10 +44,10 @@ def test_pausedWatcherOwesOneReport():
     changes happen; when it can write again it gets the current version.
     """
     server, clock = makeServer()
-    watcher, transport = connect(server.eventFactory)
+    watcher, transport = onStringTransport(server.eventFactory)
     assert transport.producer is watcher and transport.streaming
     watcher.pauseProducing()
-    new, _ = connect(server.newFactory)
+    new, _ = onStringTransport(server.newFactory)
     new.dataReceived(b"svc\n")
     for i in range(1000):
         new.dataReceived(b"a %d\n" % (i,))
@@ -72,9 +65,9 @@ def test_newNeverWrites():
     the connection, is logged with Inferno's text and ignores what follows.
     """
     server, clock = makeServer()
-    first, firstTransport = connect(server.newFactory)
+    first, firstTransport = onStringTransport(server.newFactory)
     first.dataReceived(b"dup a 1\n")
-    second, transport = connect(server.newFactory)
+    second, transport = onStringTransport(server.newFactory)
     with capturedLogs() as events:
         second.dataReceived(b"dup b 2\nmore words\n")
     assert transport.disconnecting and transport.value() == b""
@@ -92,12 +85,12 @@ def test_oneReadOneWriteQuoteRule():
     read within the delay, is part of the line.
     """
     server, clock = makeServer()
-    a, _ = connect(server.newFactory)
+    a, _ = onStringTransport(server.newFactory)
     a.dataReceived(b"q2 v1 it''s v2 'unbalanced\n")
-    b, _ = connect(server.newFactory)
+    b, _ = onStringTransport(server.newFactory)
     b.dataReceived(b"q3 v 'x\ny' w")
     b.dataReceived(b" 1\n")
-    c, _ = connect(server.newFactory)
+    c, _ = onStringTransport(server.newFactory)
     c.dataReceived(b"q4 v 'x\n")
     clock.advance(server.quotedNewlineDelay / 2)
     c.dataReceived(b"y'\n")
@@ -115,13 +108,13 @@ def test_lineLimit():
     complete or pending, closes the connection.
     """
     server, clock = makeServer(maxLineLength=16)
-    ok, okTransport = connect(server.newFactory)
+    ok, okTransport = onStringTransport(server.newFactory)
     ok.dataReceived(b"s v 0123456789a\n")
     assert not okTransport.disconnecting
     ok.dataReceived(b"v 0123456789abcd")
     assert okTransport.disconnecting
     assert len(server.registry) == 0
-    find, findTransport = connect(server.findFactory)
+    find, findTransport = onStringTransport(server.findFactory)
     find.dataReceived(b"v 0123456789abc\n")
     assert findTransport.disconnecting and findTransport.value() == b""
 
@@ -132,9 +125,9 @@ def test_idleTimeout():
     in time is closed; one that did is not.
     """
     server, clock = makeServer(idleTimeout=5)
-    silentNew, silentNewTransport = connect(server.newFactory)
-    silentFind, silentFindTransport = connect(server.findFactory)
-    busy, busyTransport = connect(server.newFactory)
+    silentNew, silentNewTransport = onStringTransport(server.newFactory)
+    silentFind, silentFindTransport = onStringTransport(server.findFactory)
+    busy, busyTransport = onStringTransport(server.newFactory)
     busy.dataReceived(b"svc\n")
     clock.advance(4.9)
     assert not silentNewTransport.disconnecting
@@ -151,9 +144,9 @@ def test_idleTimeoutByDefault():
     """
     server, clock = makeServer()
     assert server.idleTimeout == IDLE_TIMEOUT == 60
-    _, silentNew = connect(server.newFactory)
-    _, silentFind = connect(server.findFactory)
-    talker, talkerTransport = connect(server.newFactory)
+    _, silentNew = onStringTransport(server.newFactory)
+    _, silentFind = onStringTransport(server.findFactory)
+    talker, talkerTransport = onStringTransport(server.newFactory)
     talker.dataReceived(b"svc a 1\n")
     clock.advance(IDLE_TIMEOUT - 1)
     assert not silentNew.disconnecting and not silentFind.disconnecting
@@ -174,22 +167,22 @@ def test_findStreamsAsTheTransportAsks():
     for i in range(100):
         server.registry.register(None, ["svc%02d" % i, "pad", "x" * 40])
     everything = server.registry.answer([])
-    first, firstTransport = connect(server.findFactory)
+    first, firstTransport = onStringTransport(server.findFactory)
     first.dataReceived(b"\n")
     assert firstTransport.value() == everything and firstTransport.disconnecting
     assert firstTransport.producer is None and not server._streaming
 
-    slow, slowTransport = connect(server.findFactory)
+    slow, slowTransport = onStringTransport(server.findFactory)
     slowTransport.write = lambda data, write=slowTransport.write: (
         write(data),
         slow.pauseProducing(),
     )
     slow.dataReceived(b"\n")
     assert 0 < len(slowTransport.value()) <= 250 + 50
-    waiting, waitingTransport = connect(server.findFactory)
+    waiting, waitingTransport = onStringTransport(server.findFactory)
     waiting.dataReceived(b"pad *\n")
     assert waitingTransport.value() == b"" and list(server._waiting) == [waiting]
-    small, smallTransport = connect(server.findFactory)
+    small, smallTransport = onStringTransport(server.findFactory)
     small.dataReceived(b"pad nothing\n")
     assert smallTransport.disconnecting
     with capturedLogs() as events:
@@ -210,13 +203,13 @@ def test_waitingFindCountedOnce():
     for i in range(100):
         server.registry.register(None, ["svc%02d" % i, "pad", "x" * 40])
     everything = server.registry.answer([])
-    slow, slowTransport = connect(server.findFactory)
+    slow, slowTransport = onStringTransport(server.findFactory)
     slowTransport.write = lambda data, write=slowTransport.write: (
         write(data),
         slow.pauseProducing(),
     )
     slow.dataReceived(b"\n")
-    waiting, waitingTransport = connect(server.findFactory)
+    waiting, waitingTransport = onStringTransport(server.findFactory)
     waiting.dataReceived(b"\n")
     assert list(server._waiting) == [waiting]
     stats = server.statistics
@@ -233,9 +226,9 @@ def test_eventReportsCounted():
     paused watcher's owed report is counted when it is sent.
     """
     server, clock = makeServer()
-    watchers = [connect(server.eventFactory) for _ in range(3)]
+    watchers = [onStringTransport(server.eventFactory) for _ in range(3)]
     watchers[0][0].pauseProducing()
-    new, _ = connect(server.newFactory)
+    new, _ = onStringTransport(server.newFactory)
     new.dataReceived(b"svc\n")
     clock.advance(0)
     stats = server.statistics
@@ -253,9 +246,9 @@ def test_oneTimerForAllIdleLimits():
     connection is closed at its own deadline, counted from its arrival.
     """
     server, clock = makeServer(idleTimeout=5)
-    first = [connect(server.newFactory) for _ in range(50)]
+    first = [onStringTransport(server.newFactory) for _ in range(50)]
     clock.advance(2)
-    later = [connect(server.findFactory) for _ in range(50)]
+    later = [onStringTransport(server.findFactory) for _ in range(50)]
     assert len(clock.getDelayedCalls()) == 1
     first[0][0].dataReceived(b"svc\n")
     clock.advance(3)

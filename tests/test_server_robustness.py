@@ -8,18 +8,18 @@ import resource
 
 import pytest
 import pytest_twisted
-from support import TIMEOUT
+from support import bounded
 from twisted.internet import defer, reactor
 
 from txinferno.testing import connectRaw, exchange
 
 
 def connect(server, port):
-    return connectRaw(reactor, server.host, port).addTimeout(TIMEOUT, reactor)
+    return bounded(connectRaw(reactor, server.host, port))
 
 
 def find(server, query):
-    return exchange(reactor, server.host, server.findPort, query).addTimeout(TIMEOUT, reactor)
+    return bounded(exchange(reactor, server.host, server.findPort, query))
 
 
 async def register(server, line, events):
@@ -28,13 +28,13 @@ async def register(server, line, events):
     """
     conn = await connect(server, server.newPort)
     conn.send(line)
-    await events.readLine().addTimeout(TIMEOUT, reactor)
+    await bounded(events.readLine())
     return conn
 
 
 async def watcher(server):
     events = await connect(server, server.eventPort)
-    assert await events.readLine().addTimeout(TIMEOUT, reactor) == b"READY"
+    assert await bounded(events.readLine()) == b"READY"
     return events
 
 
@@ -58,7 +58,7 @@ async def test_garbage(registry_server):
     for garbage in (b"\x01\x02\x03\x00\xff\n", b"\x00\n", b"\x7f x\n", b"\r\n"):
         conn = await connect(registry_server, registry_server.newPort)
         conn.send(garbage)
-        assert await conn.whenClosed().addTimeout(TIMEOUT, reactor) == b""
+        assert await bounded(conn.whenClosed()) == b""
     assert await find(registry_server, b"\x00\x01\xff\x7f\n") == b""
     assert registry_server.registry.version == 0
 
@@ -76,15 +76,15 @@ async def test_hugeLines(registry_server):
         for port in (registry_server.newPort, registry_server.findPort):
             conn = await connect(registry_server, port)
             conn.send(data)
-            assert await conn.whenClosed().addTimeout(TIMEOUT, reactor) == b""
+            assert await bounded(conn.whenClosed()) == b""
     limit = registry_server.server.maxLineLength
     longest = b"long v " + b"w" * (limit - len(b"long v ") - 1) + b"\n"
     await register(registry_server, longest, events)
     assert await find(registry_server, b"a 1\n") == b"held a 1\n"
     assert len(await find(registry_server, b"v *\n")) == limit
     held.send(b"b " + b"u" * limit + b"\n")
-    assert await held.whenClosed().addTimeout(TIMEOUT, reactor) == b""
-    assert await events.readLine().addTimeout(TIMEOUT, reactor) == b"00000003"
+    assert await bounded(held.whenClosed()) == b""
+    assert await bounded(events.readLine()) == b"00000003"
     assert await find(registry_server, b"a 1\n") == b""
 
 
@@ -98,7 +98,7 @@ async def test_lineSplitAcrossSegments(registry_server):
     conn.send(b"r4 a")
     find1 = await find(registry_server, b"\n")
     conn.send(b" 1 b 'x\ny' c ''\n")
-    await events.readLine().addTimeout(TIMEOUT, reactor)
+    await bounded(events.readLine())
     assert find1 == b""
     assert await find(registry_server, b"a 1\n") == b"r4 c '' b 'x\ny' a 1\n"
 
@@ -115,7 +115,7 @@ async def test_findHalfClose(registry_server):
         conn = await connect(registry_server, registry_server.findPort)
         conn.send(query)
         conn.transport.loseWriteConnection()
-        assert await conn.whenClosed().addTimeout(TIMEOUT, reactor) == b"svc k 1\n"
+        assert await bounded(conn.whenClosed()) == b"svc k 1\n"
 
 
 @pytest_twisted.ensureDeferred
@@ -127,7 +127,7 @@ async def test_resetUnregisters(registry_server):
     events = await watcher(registry_server)
     conn = await register(registry_server, b"gone a 1\n", events)
     conn.transport.abortConnection()
-    assert await events.readLine().addTimeout(TIMEOUT, reactor) == b"00000002"
+    assert await bounded(events.readLine()) == b"00000002"
     for port in (registry_server.findPort, registry_server.eventPort):
         other = await connect(registry_server, port)
         other.send(b"a 1")
@@ -155,9 +155,9 @@ async def test_coalescedEvents(registry_server):
     events = await watcher(registry_server)
     conn = await register(registry_server, b"svc\n", events)
     conn.send(b"a 1\nb 2\nc 3\n")
-    assert await events.readLine().addTimeout(TIMEOUT, reactor) == b"00000004"
+    assert await bounded(events.readLine()) == b"00000004"
     conn.send(b"d 4\n")
-    assert await events.readLine().addTimeout(TIMEOUT, reactor) == b"00000005"
+    assert await bounded(events.readLine()) == b"00000005"
 
 
 @pytest_twisted.ensureDeferred
@@ -204,11 +204,11 @@ async def test_thousandsOfConnections(manyFiles, registry_server):
         conn.send(b"s%d n %d\n" % (i, i))
     events = await watcher(registry_server)
     while len(registry_server.registry) < count:
-        await events.readLine().addTimeout(TIMEOUT, reactor)
+        await bounded(events.readLine())
     answer = await find(registry_server, b"\n")
     assert len(answer.splitlines()) == count
     assert await find(registry_server, b"n 1234\n") == b"s1234 n 1234\n"
-    await defer.gatherResults([c.close() for c in conns]).addTimeout(TIMEOUT, reactor)
+    await bounded(defer.gatherResults([c.close() for c in conns]))
     while len(registry_server.registry):
-        await events.readLine().addTimeout(TIMEOUT, reactor)
+        await bounded(events.readLine())
     assert await find(registry_server, b"\n") == b""

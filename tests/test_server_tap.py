@@ -9,7 +9,7 @@ import socket
 
 import pytest
 import pytest_twisted
-from support import TIMEOUT
+from support import bounded, tapOptions
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
@@ -23,18 +23,12 @@ from txinferno.tap import Options, makeService, withBacklog
 from txinferno.testing import connectRaw, exchange
 
 
-def parse(*args):
-    options = Options()
-    options.parseOptions(list(args))
-    return options
-
-
 def test_defaults():
     """
     With no options: TCP ports 6701, 6702 and 6703 on 127.0.0.1, an empty
     registry, the usual line limit and a 60 s idle timeout.
     """
-    options = parse()
+    options = tapOptions()
     for name, port in (("new", 6701), ("find", 6702), ("event", 6703)):
         endpoint = options.endpoints[name]
         assert (endpoint._port, endpoint._interface, endpoint._backlog) == (port, "127.0.0.1", 4096)
@@ -47,13 +41,13 @@ def test_basePortAndInterface():
     C{--port BASE} and C{--interface ADDR} move the three ports together;
     C{--new}, C{--find} or C{--event} replaces one of them.
     """
-    options = parse("--port", "7701", "--interface", "127.0.0.2", "--find", "tcp:9999")
+    options = tapOptions("--port", "7701", "--interface", "127.0.0.2", "--find", "tcp:9999")
     endpoints = options.endpoints
     assert (endpoints["new"]._port, endpoints["new"]._interface) == (7701, "127.0.0.2")
     assert (endpoints["find"]._port, endpoints["find"]._interface) == (9999, "")
     assert (endpoints["event"]._port, endpoints["event"]._interface) == (7703, "127.0.0.2")
     assert endpoints["event"]._backlog == 4096
-    options = parse("--port", "0", "--interface", "::1")
+    options = tapOptions("--port", "0", "--interface", "::1")
     assert [options.endpoints[n]._port for n in ("new", "find", "event")] == [0, 0, 0]
     assert options.endpoints["new"]._interface == "::1"
 
@@ -75,7 +69,7 @@ def test_version(capsys):
     C{--version} prints txinferno's version.
     """
     with pytest.raises(SystemExit) as e:
-        parse("--version")
+        tapOptions("--version")
     assert e.value.code == 0
     assert capsys.readouterr().out == "twistd regmgr (txinferno) %s\n" % (txinferno.__version__,)
 
@@ -92,7 +86,7 @@ def test_portInUse():
     busy.listen(1)
     port = busy.getsockname()[1]
     try:
-        options = parse("--port", "0", "--event", "tcp:%d:interface=127.0.0.1" % (port,))
+        options = tapOptions("--port", "0", "--event", "tcp:%d:interface=127.0.0.1" % (port,))
         service = makeService(options, reactor)
         with capturedLogs() as events:
             with pytest.raises(PortListenError) as e:
@@ -138,7 +132,7 @@ def test_staticServices(tmp_path):
     """
     db = tmp_path / "services.db"
     db.write_text("service=s1 a=1\nservice=s2\n\tb = 2\n")
-    options = parse("--db", str(db), "--max-line", "100", "--idle-timeout", "2.5")
+    options = tapOptions("--db", str(db), "--max-line", "100", "--idle-timeout", "2.5")
     assert options.registry.answer([]) == b"s1 a 1\ns2 b 2\n"
     assert options["max-line"] == 100 and options["idle-timeout"] == 2.5
 
@@ -167,7 +161,7 @@ def test_usageErrors(args, message):
     Bad options are usage errors with a one-line message.
     """
     with pytest.raises(usage.UsageError) as e:
-        parse(*args)
+        tapOptions(*args)
     assert str(e.value).startswith(message)
     assert "\n" not in str(e.value)
 
@@ -191,7 +185,7 @@ def test_badStaticFile(tmp_path, content, message):
     else:
         db.write_text(content)
     with pytest.raises(usage.UsageError) as e:
-        parse("--db", str(db))
+        tapOptions("--db", str(db))
     assert message in str(e.value) and str(db) in str(e.value)
     assert "cannot read" not in str(e.value)
 
@@ -223,21 +217,21 @@ async def test_makeService(tmp_path):
     """
     db = tmp_path / "services.db"
     db.write_text("service=static k=v\n")
-    options = parse("--db", str(db), "--no-web")
+    options = tapOptions("--db", str(db), "--no-web")
     options.endpoints = {name: RecordingEndpoint() for name in ("new", "find", "event")}
     service = makeService(options, reactor)
     assert [s.name for s in service] == ["ports"]
     service.startService()
     try:
-        new, find, event = await defer.gatherResults(
-            [options.endpoints[n].port for n in ("new", "find", "event")]
-        ).addTimeout(TIMEOUT, reactor)
-        watcher = await connectRaw(reactor, "127.0.0.1", event).addTimeout(TIMEOUT, reactor)
-        assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"READY"
-        conn = await connectRaw(reactor, "127.0.0.1", new).addTimeout(TIMEOUT, reactor)
+        new, find, event = await bounded(
+            defer.gatherResults([options.endpoints[n].port for n in ("new", "find", "event")])
+        )
+        watcher = await bounded(connectRaw(reactor, "127.0.0.1", event))
+        assert await bounded(watcher.readLine()) == b"READY"
+        conn = await bounded(connectRaw(reactor, "127.0.0.1", new))
         conn.send(b"dynamic k v\n")
-        assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"00000001"
-        answer = await exchange(reactor, "127.0.0.1", find, b"k v\n").addTimeout(TIMEOUT, reactor)
+        assert await bounded(watcher.readLine()) == b"00000001"
+        answer = await bounded(exchange(reactor, "127.0.0.1", find, b"k v\n"))
         assert answer == b"static k v\ndynamic k v\n"
     finally:
         await service.stopService()
@@ -250,7 +244,7 @@ async def test_defaultBacklog():
     A TCP endpoint string given without C{backlog=} listens with a queue of
     4096 connections; one that names a backlog, or is not TCP, is kept.
     """
-    options = parse(
+    options = tapOptions(
         "--new",
         "tcp:0:interface=127.0.0.1",
         "--find",
@@ -261,7 +255,7 @@ async def test_defaultBacklog():
     assert options["new"] == "tcp:0:interface=127.0.0.1:backlog=4096"
     assert options["find"] == "tcp:0:interface=127.0.0.1:backlog=7"
     assert options["event"] == "tcp6:0:interface=\\:\\:1:backlog=4096"
-    assert parse()["new"] == "tcp:6701:interface=127.0.0.1:backlog=4096"
+    assert tapOptions()["new"] == "tcp:6701:interface=127.0.0.1:backlog=4096"
     assert withBacklog("unix:/tmp/x.sock") == "unix:/tmp/x.sock"
     port = await options.endpoints["new"].listen(Factory())
     try:
@@ -275,7 +269,7 @@ def test_limitOptions():
     The limits and timers of the server are options with sane defaults,
     given to the registry and to the server.
     """
-    options = parse()
+    options = tapOptions()
     registry = options.registry
     assert (
         registry.maxServices,
@@ -284,7 +278,7 @@ def test_limitOptions():
         registry.maxPersistentPerOrigin,
         registry.logFullChanges,
     ) == (100000, 256, 16384, 1000, False)
-    options = parse(
+    options = tapOptions(
         "--max-services",
         "5",
         "--max-attributes",
@@ -322,7 +316,7 @@ def test_limitOptions():
         1.5,
         (9, 3, 2),
     )
-    defaults = makeService(parse(), reactor).server
+    defaults = makeService(tapOptions(), reactor).server
     assert (
         defaults.maxFinds,
         defaults.findBufferSize,

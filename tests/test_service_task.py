@@ -11,14 +11,13 @@ from support import (
     bounded,
     managerFor,
     registryServices,
+    startedManager,
 )
 from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from zope.interface.verify import verifyObject
 
-from txinferno.client.manager import RegistryManager
 from txinferno.client.monitor import Monitor
 from txinferno.client.service import ServiceTask
 from txinferno.client.tcp import connectionFromString
@@ -244,11 +243,7 @@ async def test_backoffTiming(registry_server):
     A rejected registration is retried after C{0.5}, then each delay grows
     by C{e} up to C{5} s (no jitter here); detaching stops the retries.
     """
-    clock = Clock()
-    manager = RegistryManager(
-        connectionFromString(reactor, registry_server.description), clock=clock
-    )
-    manager.startService()
+    manager, clock = startedManager(connectionFromString(reactor, registry_server.description))
     await bounded(manager.whenConnected())
     holder = await holdName(registry_server, "dup")
     svc = ServiceTask("dup", {})
@@ -280,11 +275,7 @@ async def test_backoffJitter(registry_server):
     name is free the next attempt registers the service.
     """
     random.seed(3)
-    clock = Clock()
-    manager = RegistryManager(
-        connectionFromString(reactor, registry_server.description), clock=clock
-    )
-    manager.startService()
+    manager, clock = startedManager(connectionFromString(reactor, registry_server.description))
     await bounded(manager.whenConnected())
     holder = await holdName(registry_server, "dup")
     svc = manager.attach(ServiceTask("dup", {}))

@@ -8,8 +8,17 @@ import dataclasses
 
 import pytest
 import pytest_twisted
-from support import bounded, failureResultOf, managerFor, registryServices, whenRegistry
-from test_endpoints import Greeter, Reader
+from support import (
+    Greeter,
+    Reader,
+    bounded,
+    failureResultOf,
+    managerFor,
+    registryServices,
+    tapOptions,
+    turnUntil,
+    whenRegistry,
+)
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, gatherResults
 from twisted.internet.endpoints import (
@@ -44,7 +53,6 @@ from txinferno.errors import (
 )
 from txinferno.interfaces import IChangeStream, IRegistration, IRegistryConnection
 from txinferno.regquery import ERROR, FOUND, run
-from txinferno.tap import Options as TapOptions
 from txinferno.tap import makeService
 from txinferno.testing.faultproxy import FaultProxy
 from txinferno.testing.recorders import MonitorRecorder
@@ -973,11 +981,7 @@ async def whenSockets(server, count):
     """
     Wait until this process holds C{count} client sockets to the Styx port.
     """
-    for _ in range(200):
-        if styxSockets(server) == count:
-            return
-        await deferLater(reactor, 0.02)
-    assert styxSockets(server) == count
+    await turnUntil(lambda: styxSockets(server) == count, 0.02)
 
 
 def test_verifyObject(registry_server):
@@ -1018,7 +1022,7 @@ async def test_rejectedAtOnce(registry_server):
     held = await bounded(tcp.register("dup", {"a": "1"}))
     conn = styxConnection(registry_server)
     with pytest.raises(RegistrationRejected) as e:
-        await conn.register("dup", {"a": "2"}).addTimeout(2, reactor)
+        await bounded(conn.register("dup", {"a": "2"}), 2)
     assert e.value.reason == "duplicate service name"
     assert registryServices(registry_server) == {"dup": {"a": "1"}}
     await bounded(held.unregister())
@@ -1476,7 +1480,7 @@ async def test_regmgrAgent(registry_server):
     C{twistd regmgr --registry styx:...} keeps its services registered
     over Styx, owned by the attach name.
     """
-    options = _tapOptions(
+    options = tapOptions(
         "--registry", styxDescription(registry_server, user="agent"), "--service", "svc a 1"
     )
     service = makeService(options, reactor)
@@ -1491,7 +1495,7 @@ async def test_regmgrAgent(registry_server):
 
 def test_regmgrBadStyxDescription():
     with pytest.raises(UsageError, match="unknown keyword 'bogus'"):
-        _tapOptions("--registry", "styx:bogus=1", "--service", "svc a 1")
+        tapOptions("--registry", "styx:bogus=1", "--service", "svc a 1")
 
 
 @pytest_twisted.ensureDeferred
@@ -1513,12 +1517,6 @@ async def test_endpoints(registry_server):
     assert await bounded(reader.closed) == b"hello\n"
     await port.stopListening()
     await whenRegistry(registry_server, lambda r: "web" not in r)
-
-
-def _tapOptions(*argv):
-    options = TapOptions()
-    options.parseOptions(list(argv))
-    return options
 
 
 async def regquery(*argv):

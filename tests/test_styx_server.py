@@ -9,8 +9,7 @@ import struct
 
 import pytest
 import pytest_twisted
-from support import LOOPBACK_PORTS, TIMEOUT
-from test_server_limits import assertKeepAlive
+from support import LOOPBACK_PORTS, assertKeepAlive, bounded
 from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -1025,7 +1024,7 @@ class StyxClient:
             return defer.succeed(self.replies.pop(0))
         d = defer.Deferred()
         self.waiting.append(d)
-        return d.addTimeout(TIMEOUT, reactor)
+        return bounded(d)
 
     def call(self, message):
         self.conn.transport.write(message.encode())
@@ -1033,7 +1032,7 @@ class StyxClient:
 
 
 async def styxConnect(address, uname="glenda"):
-    conn = await connectRaw(reactor, *address).addTimeout(TIMEOUT, reactor)
+    conn = await bounded(connectRaw(reactor, *address))
     client = StyxClient(conn)
     assert await client.call(styx.Tversion(NOTAG, 8216, "9P2000")) == styx.Rversion(
         NOTAG, 8216, "9P2000"
@@ -1050,23 +1049,19 @@ async def test_mixed_use(registry_server):
     Styx and reported to a Styx event read; one version.
     """
     host = registry_server.host
-    watcher = await connectRaw(reactor, host, registry_server.eventPort).addTimeout(
-        TIMEOUT, reactor
-    )
-    assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"READY"
+    watcher = await bounded(connectRaw(reactor, host, registry_server.eventPort))
+    assert await bounded(watcher.readLine()) == b"READY"
     client = await styxConnect(registry_server.styxAddress)
     await client.call(styx.Twalk(1, 0, 1, ("new",)))
     await client.call(styx.Topen(1, 1, ORDWR))
     assert await client.call(styx.Twrite(1, 1, 0, b"styxsvc proto ssh")) == styx.Rwrite(1, 17)
-    assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"00000001"
-    answer = await exchange(reactor, host, registry_server.findPort, b"proto ssh\n").addTimeout(
-        TIMEOUT, reactor
-    )
+    assert await bounded(watcher.readLine()) == b"00000001"
+    answer = await bounded(exchange(reactor, host, registry_server.findPort, b"proto ssh\n"))
     assert answer == b"styxsvc proto ssh\n"
     await client.call(styx.Twalk(1, 0, 2, ("event",)))
     await client.call(styx.Topen(1, 2, OREAD))
     client.conn.transport.write(styx.Tread(5, 2, 0, 100).encode())
-    tcp = await connectRaw(reactor, host, registry_server.newPort).addTimeout(TIMEOUT, reactor)
+    tcp = await bounded(connectRaw(reactor, host, registry_server.newPort))
     tcp.send(b"tcpsvc proto http\n")
     assert await client.next() == styx.Rread(5, b"00000002\n")
     await client.call(styx.Twalk(1, 0, 3, ("index",)))
@@ -1076,11 +1071,9 @@ async def test_mixed_use(registry_server):
     ).data == b"styxsvc proto ssh\ntcpsvc proto http\n"
     # Clunking the creating fid unregisters it for the TCP side too.
     assert await client.call(styx.Tclunk(1, 1)) == styx.Rclunk(1)
-    assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"00000002"
-    assert await watcher.readLine().addTimeout(TIMEOUT, reactor) == b"00000003"
-    answer = await exchange(reactor, host, registry_server.findPort, b"\n").addTimeout(
-        TIMEOUT, reactor
-    )
+    assert await bounded(watcher.readLine()) == b"00000002"
+    assert await bounded(watcher.readLine()) == b"00000003"
+    answer = await bounded(exchange(reactor, host, registry_server.findPort, b"\n"))
     assert answer == b"tcpsvc proto http\n"
     await tcp.close()
     await client.conn.close()
@@ -1136,15 +1129,15 @@ async def test_loopback_garbage_and_cut(registry_server):
     connection's registration is gone.
     """
     good = await styxConnect(registry_server.styxAddress)
-    bad = await connectRaw(reactor, *registry_server.styxAddress).addTimeout(TIMEOUT, reactor)
+    bad = await bounded(connectRaw(reactor, *registry_server.styxAddress))
     bad.send(b"\x00" * 3 + b"garbage" * 100)
-    await bad.whenClosed().addTimeout(TIMEOUT, reactor)
+    await bounded(bad.whenClosed())
     cut = await styxConnect(registry_server.styxAddress, "cutter")
     await cut.call(styx.Twalk(1, 0, 1, ("new",)))
     await cut.call(styx.Topen(1, 1, ORDWR))
     assert await cut.call(styx.Twrite(1, 1, 0, b"cutsvc")) == styx.Rwrite(1, 6)
     cut.conn.transport.write(styx.Twrite(1, 1, 0, b"a b c d").encode()[:10])
-    await cut.conn.close().addTimeout(TIMEOUT, reactor)
+    await bounded(cut.conn.close())
     await good.call(styx.Twalk(1, 0, 1, ("index",)))
     await good.call(styx.Topen(1, 1, OREAD))
     assert (await good.call(styx.Tread(1, 1, 0, 8192))).data == b""
@@ -1216,9 +1209,7 @@ async def test_tap_serves_styx():
         await client.call(styx.Twalk(1, 0, 1, ("new",)))
         await client.call(styx.Topen(1, 1, OWRITE))
         await client.call(styx.Twrite(1, 1, 0, b"viatap k v"))
-        answer = await exchange(reactor, findAddress.host, findAddress.port, b"k v\n").addTimeout(
-            TIMEOUT, reactor
-        )
+        answer = await bounded(exchange(reactor, findAddress.host, findAddress.port, b"k v\n"))
         assert answer == b"viatap k v\n"
         await client.conn.close()
     finally:

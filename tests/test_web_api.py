@@ -4,7 +4,7 @@ against a registry served on loopback, over real sockets.
 """
 
 import pytest_twisted
-from support import bounded
+from support import bounded, turn
 from twisted.internet import reactor
 from websupport import ServedWeb, get, getJSON, openEvents, served
 
@@ -23,14 +23,8 @@ async def register(served, line):
     before = served.registry.registry.version
     conn.send(line)
     while served.registry.registry.version == before:
-        await bounded(_turn())
+        await bounded(turn())
     return conn
-
-
-def _turn():
-    from twisted.internet.task import deferLater
-
-    return deferLater(reactor, 0, lambda: None)
 
 
 @pytest_twisted.ensureDeferred
@@ -63,7 +57,7 @@ async def test_services(served):
     before = served.registry.registry.version
     b.send(b"proto ftp\n")
     while served.registry.registry.version == before:
-        await bounded(_turn())
+        await bounded(turn())
     code, services = await getJSON(served.url("/v1/services?proto=ftp"))
     assert [s["line"] for s in services] == ["ssh proto ftp"]
     a.close()

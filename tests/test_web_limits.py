@@ -5,7 +5,7 @@ stays bounded and the registry's own ports are not affected.
 """
 
 import pytest_twisted
-from support import bounded
+from support import bounded, turn
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
 from websupport import EventsClient, ServedWeb, get, getJSON, openEvents, served
@@ -106,19 +106,13 @@ async def test_streamLimit():
         streams[0].transport.loseConnection()
         await bounded(streams[0].closed)
         while len(s.view.streams) > 1:
-            await bounded(_turn())
+            await bounded(turn())
         again = await openEvents(s)
         await again.ready()
         for stream in (streams[1], again):
             stream.transport.loseConnection()
     finally:
         await s.stop()
-
-
-def _turn():
-    from twisted.internet.task import deferLater
-
-    return deferLater(reactor, 0, lambda: None)
 
 
 @pytest_twisted.ensureDeferred
@@ -207,7 +201,7 @@ async def test_laggingStreamResynced():
             assert updates < 10000, "the lagging stream was never resynced"
             conn.send(b"pad %s%d\n" % (b"v" * 4000, updates))
             updates += 1
-            await bounded(_turn())
+            await bounded(turn())
         lagging.transport.resumeProducing()
         # The changes sent before the stream fell behind come first.
         while True:

@@ -5,7 +5,7 @@ agent's C{/health} and metrics.
 
 import pytest
 import pytest_twisted
-from support import bounded, whenRegistry
+from support import bounded, tapOptions, whenRegistry
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.python import usage
@@ -15,17 +15,11 @@ from zope.interface.verify import verifyObject
 
 from txinferno.interfaces import IConnectionStateObserver
 from txinferno.server.change import IRegistryObserver
-from txinferno.tap import Options, makeService
+from txinferno.tap import makeService
 from txinferno.web.site import DEFAULT_WEB
 from txinferno.web.view import RegistryView
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
-
-
-def parse(*argv):
-    options = Options()
-    options.parseOptions(list(argv))
-    return options
 
 
 def test_webByDefaultOnLoopback():
@@ -33,7 +27,7 @@ def test_webByDefaultOnLoopback():
     Serving a registry, the web port is on by default, on loopback.
     """
     assert DEFAULT_WEB == "tcp:6680:interface=127.0.0.1"
-    options = parse()
+    options = tapOptions()
     assert (options.webEndpoint._interface, options.webEndpoint._port) == ("127.0.0.1", 6680)
 
 
@@ -42,10 +36,10 @@ def test_noWeb():
     C{--no-web} serves none, and neither does an agent of another registry
     unless C{--web} asks for it.
     """
-    assert parse("--no-web").webEndpoint is None
-    assert makeService(parse("--no-web"), reactor).web is None
-    assert parse("--registry", "tcp:127.0.0.1").webEndpoint is None
-    options = parse("--registry", "tcp:127.0.0.1", "--web", LOOPBACK)
+    assert tapOptions("--no-web").webEndpoint is None
+    assert makeService(tapOptions("--no-web"), reactor).web is None
+    assert tapOptions("--registry", "tcp:127.0.0.1").webEndpoint is None
+    options = tapOptions("--registry", "tcp:127.0.0.1", "--web", LOOPBACK)
     assert options.webEndpoint._port == 0
 
 
@@ -58,12 +52,12 @@ def test_noWeb():
 )
 def test_badWebOptions(argv, message):
     with pytest.raises(usage.UsageError, match=message):
-        parse(*argv)
+        tapOptions(*argv)
 
 
 def test_viewIsAnObserver():
     service = makeService(
-        parse(
+        tapOptions(
             "--web",
             LOOPBACK,
             "--web-max-streams",
@@ -82,7 +76,7 @@ async def test_servedWithRegistry():
     """
     C{twistd regmgr} serves the page and the API of its registry.
     """
-    options = parse(
+    options = tapOptions(
         "--web",
         LOOPBACK,
         *["--%s=%s" % (p, LOOPBACK) for p in ("new", "find", "event")],
@@ -122,7 +116,7 @@ async def test_agentHealth(registry_server):
     The agent's C{/health} answers 200 while every service it holds is
     registered and 503 once one is not; its metrics say as much.
     """
-    options = parse(
+    options = tapOptions(
         "--registry",
         registry_server.description,
         "--service",

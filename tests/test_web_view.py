@@ -9,8 +9,7 @@ web port's site on L{StringTransport}s.
 import json
 import random
 
-from test_registry_observer import Recorder
-from test_server_protocols import connect
+from support import RegistryChangeRecorder, onStringTransport
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -29,7 +28,7 @@ class Served:
     def __init__(self, **viewOptions):
         self.clock = MemoryReactorClock()
         self.server = RegistryServer(Registry(), self.clock, idleTimeout=None)
-        self.recorder = Recorder()
+        self.recorder = RegistryChangeRecorder()
         self.server.registry.addChangeObserver(self.recorder)
         endpoint = TCP4ServerEndpoint(self.clock, 0, interface="127.0.0.1")
         self.web = WebService(endpoint, server=self.server, reactor=self.clock, **viewOptions)
@@ -50,7 +49,7 @@ class Served:
         return transport
 
     def connection(self):
-        return connect(self.server.newFactory)[0]
+        return onStringTransport(self.server.newFactory)[0]
 
 
 def events(transport):

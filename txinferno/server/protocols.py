@@ -540,7 +540,7 @@ class EventServerProtocol(Protocol):
         self.server.statistics.watchersDropped += 1
         self._log.warn(
             "event watcher {peer} dropped: its socket has not drained for {timeout} seconds",
-            peer=self.transport.getPeer(),
+            peer=addressText(self.transport.getPeer()),
             timeout=self.server.watcherTimeout,
         )
         self.transport.abortConnection()

@@ -463,6 +463,27 @@ class Registry:
         if self._changeObservers:
             self._tell(RegistryChange(kind, service.name, attributes, self.version))
 
+    def _checkNewName(self, name):
+        """
+        Check that a service called C{name} may be added: the name check,
+        then room for one more service.
+
+        @raise RegistryError: with the text of L{checkName}, or C{registry
+            full}.
+        """
+        self.checkName(name)
+        if len(self._slots) >= self.maxServices:
+            raise RegistryError("registry full: %d services" % (self.maxServices,))
+
+    def _announceRegistered(self, service):
+        """
+        Log, count and tell the observers that C{service} is registered.
+        """
+        attributes = service.attributes()
+        self._logChange("service {name} registered with {attrs}", service, attributes)
+        self._bump()
+        self._told(ChangeKind.registered, service, attributes)
+
     def checkName(self, name):
         """
         Apply the registry's name check.
@@ -498,9 +519,7 @@ class Registry:
             added then).
         """
         name = words[0] if words else ""
-        self.checkName(name)
-        if len(self._slots) >= self.maxServices:
-            raise RegistryError("registry full: %d services" % (self.maxServices,))
+        self._checkNewName(name)
         service = self._new(name, owner, REGISTRY_USER, origin)
         if len(words) % 2 == 0:
             self._add(service)
@@ -516,10 +535,7 @@ class Registry:
         self._add(service)
         self._set(service, pairs, size)
         self._written(service)
-        attributes = service.attributes()
-        self._logChange("service {name} registered with {attrs}", service, attributes)
-        self._bump()
-        self._told(ChangeKind.registered, service, attributes)
+        self._announceRegistered(service)
         return service
 
     def update(self, service, words):
@@ -663,9 +679,7 @@ class Registry:
         if not words:
             raise RegistryError("bad syntax")
         name = words[0]
-        self.checkName(name)
-        if len(self._slots) >= self.maxServices:
-            raise RegistryError("registry full: %d services" % (self.maxServices,))
+        self._checkNewName(name)
         odd = len(words) % 2 == 0
         pairs = [] if odd else _pairs(words[1:])
         service.name = name
@@ -679,10 +693,7 @@ class Registry:
         if not odd:
             self._set(service, pairs, size)
             self._written(service)
-        attributes = service.attributes()
-        self._logChange("service {name} registered with {attrs}", service, attributes)
-        self._bump()
-        self._told(ChangeKind.registered, service, attributes)
+        self._announceRegistered(service)
         if odd:
             raise RegistryError("odd attribute/value pairs")
 
