@@ -53,6 +53,7 @@ INTERFACES = [
     "IChangeStream",
     "IChangeObserver",
     "IRegistryTask",
+    "ITaskManager",
     "IConnectionStateObserver",
     "IMonitorObserver",
 ]

@@ -28,6 +28,7 @@ from txinferno.interfaces import (
     IRegistration,
     IRegistryConnection,
     IRegistryTask,
+    ITaskManager,
 )
 from txinferno.testing.memory import MemoryConnection
 from txinferno.testing.recorders import ChangeRecorder, ConnectionStateRecorder
@@ -83,6 +84,14 @@ def test_memoryConnectionProvidesInterfaces():
     registration = connection.register("svc", {"a": "1"}).result
     verifyObject(IRegistration, registration)
     verifyObject(IChangeStream, connection.watch(ChangeRecorder()))
+
+
+def test_managerProvidesWhatTasksUse():
+    """
+    A manager provides L{ITaskManager}, what a task may use of it.
+    """
+    manager = RegistryManager(MemoryConnection(), clock=Clock())
+    verifyObject(ITaskManager, manager)
 
 
 def test_managerIsAService():

@@ -20,6 +20,7 @@ __all__ = [
     "IChangeStream",
     "IChangeObserver",
     "IRegistryTask",
+    "ITaskManager",
     "IConnectionStateObserver",
     "IMonitorObserver",
     "IHealthCheck",
@@ -165,8 +166,8 @@ class IRegistryTask(Interface):
     """
 
     manager = Attribute(
-        "The manager this task is attached to, or L{None}; set by the "
-        "manager's C{attach} and C{detach}."
+        "The L{ITaskManager} this task is attached to, or L{None}; set by "
+        "the manager's C{attach} and C{detach}."
     )
 
     followsChanges = Attribute(
@@ -203,6 +204,51 @@ class IRegistryTask(Interface):
         """
         The registry reported a change (a burst of changes gives one call);
         called only when C{followsChanges} is true.
+        """
+
+
+class ITaskManager(Interface):
+    """
+    What a task may use of the manager it is attached to
+    (L{IRegistryTask.manager}); a L{txinferno.client.manager.RegistryManager}
+    provides it.
+    """
+
+    clock = Attribute(
+        "The L{twisted.internet.interfaces.IReactorTime} the task times its "
+        "waits and backoffs with."
+    )
+
+    connection = Attribute("The L{IRegistryConnection} to register and find through.")
+
+    connected = Attribute(
+        "Whether the registry is reachable now (its change stream is ready), a L{bool}."
+    )
+
+    taskLog = Attribute(
+        "Where a task logs what happens to many tasks at once, so that a "
+        "thousand tasks failing for one reason give one line: its "
+        "C{reportFailure(reported, one, many, name, reason)} logs a warning "
+        "with the others of this turn (C{one}, a format with C{{name}} and "
+        "C{{reason}}, for one task; C{many}, with C{{count}}, for several) "
+        "unless C{reason} is C{reported}, the reason last reported for the "
+        "task, and returns the reason now reported."
+    )
+
+    def detach(task: IRegistryTask) -> Deferred[None]:
+        """
+        Stop C{task} and attach it no more (a task that ends by itself, such
+        as a lookup that has its answer, detaches itself).
+
+        @return: a L{Deferred} that fires once the task has stopped.
+        """
+
+    def whenRestored() -> Deferred[Any]:
+        """
+        @return: a L{Deferred} that fires with the manager once the registry
+            is reachable and every task started since has restored what it
+            holds there; tasks that read the registry wait for it before
+            their first query.  Cancelling it stops the wait.
         """
 
 

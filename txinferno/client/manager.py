@@ -34,6 +34,7 @@ from txinferno.interfaces import (
     IConnectionStateObserver,
     IRegistryConnection,
     IRegistryTask,
+    ITaskManager,
 )
 from txinferno.wire.rules import AttributesLike, Services, checkPositive
 
@@ -144,6 +145,7 @@ class _StreamListener:
             self._manager._streamLost(reason)
 
 
+@implementer(ITaskManager)
 class RegistryManager(Service):
     """
     Keeps tasks going against one registry.
