@@ -3,7 +3,6 @@ C{twistd regmgr}: its options and the service it makes (the installed
 plugin is tested elsewhere).
 """
 
-import gc
 import io
 import re
 import socket
@@ -16,14 +15,13 @@ from support import TIMEOUT
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
-from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python import usage
 
 import txinferno
 from txinferno.server.protocols import PortListenError, RegistryServer
 from txinferno.server.registry import Registry
-from txinferno.tap import Options, freeze, makeService, withBacklog
+from txinferno.tap import Options, makeService, withBacklog
 from txinferno.testing import connectRaw, exchange
 
 
@@ -119,27 +117,6 @@ def test_importsWhatItServes(argv, imported):
         timeout=TIMEOUT,
     ).stdout
     assert out == imported + "\n"
-
-
-def test_freezesOnceRunning():
-    """
-    Made before its reactor runs, as twistd makes it, the service has the
-    reactor freeze the objects of the startup once it runs; made in a
-    running reactor (an application's, a test's), it leaves the
-    collector alone.
-    """
-    clock = MemoryReactorClock()
-    makeService(parse("--no-web", "--no-styx", "--port", "0"), clock)
-    assert clock.whenRunningHooks == [(freeze, (), {})]
-    assert gc.get_freeze_count() == 0
-    try:
-        freeze()
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
-    assert reactor.running
-    makeService(parse("--no-web", "--no-styx", "--port", "0"), reactor)
-    assert gc.get_freeze_count() == 0
 
 
 def test_version(capsys):
