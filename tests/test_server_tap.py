@@ -6,6 +6,8 @@ plugin is tested elsewhere).
 import io
 import re
 import socket
+import subprocess
+import sys
 
 import pytest
 import pytest_twisted
@@ -62,6 +64,53 @@ def test_helpText():
         assert "  " not in doc, line
     for option in ("--port=", "--interface=", "--max-retry-delay="):
         assert option in text
+
+
+_IMPORTED = """
+import sys
+from twisted.internet import reactor
+from txinferno.tap import Options, makeService
+
+options = Options()
+options.parseOptions(sys.argv[1:])
+makeService(options, reactor)
+print(" ".join(sorted(
+    name
+    for name in ("txinferno.server.styx", "txinferno.web.site", "twisted.web.server", "prometheus_client")
+    if name in sys.modules
+)))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv, imported",
+    [
+        (
+            ["--styx", "tcp:0:interface=127.0.0.1", "--web", "tcp:0:interface=127.0.0.1"],
+            "prometheus_client twisted.web.server txinferno.server.styx txinferno.web.site",
+        ),
+        (
+            ["--no-styx", "--web", "tcp:0:interface=127.0.0.1"],
+            "prometheus_client twisted.web.server txinferno.web.site",
+        ),
+        (["--no-web", "--styx", "tcp:0:interface=127.0.0.1"], "txinferno.server.styx"),
+        (["--no-web", "--no-styx"], ""),
+    ],
+)
+def test_importsWhatItServes(argv, imported):
+    """
+    The modules of the Styx server and of the web port (twisted.web's
+    server, C{prometheus_client}) are imported only when they are served:
+    a server of the three TCP ports alone holds none of them in memory.
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORTED, "--port", "0", *argv],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    ).stdout
+    assert out == imported + "\n"
 
 
 def test_version(capsys):

@@ -255,3 +255,30 @@ def test_oneLargeEventKept():
     assert s.view.streamsResynced == 1
     stream.resumeProducing()
     assert [kind for kind, _ in events(transport)][0] == "snapshot"
+
+
+def test_resyncsShareTheSnapshot():
+    """
+    Streams falling behind the same burst start again together, from one
+    snapshot of their query, made once for all of them (each of another
+    query from its own).
+    """
+    s = Served(maxBuffer=4096)
+    for query in (b"", b"", b"?proto=tcp"):
+        s.open(query)
+    streams = sorted(s.view.streams, key=lambda stream: stream.words)
+    for stream in streams:
+        stream.pauseProducing()
+    connections = [s.connection() for _ in range(100)]
+    for i, c in enumerate(connections):
+        c.dataReceived(b"svc%d proto tcp\n" % (i,))
+    s.clock.advance(0)
+    for c in connections:
+        c.dataReceived(b"a 1\n")
+    s.clock.advance(FLUSH_INTERVAL)
+    assert s.view.streamsResynced == 3
+    first, second, other = [next(stream._services) for stream in streams]
+    assert first is second
+    assert first.startswith(b"event: snapshot\n")
+    assert json.loads(first.split(b"data: ", 1)[1])["query"] == []
+    assert json.loads(other.split(b"data: ", 1)[1])["query"] == ["proto", "tcp"]

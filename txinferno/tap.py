@@ -58,8 +58,7 @@ from txinferno.server.registry import (
     MAX_SERVICES,
     Registry,
 )
-from txinferno.server.styx import StyxRegistryServer
-from txinferno.web.site import DEFAULT_WEB, WebService
+from txinferno.web import DEFAULT_WEB
 from txinferno.wire.description import (
     DEFAULT_BASE_PORT,
     DEFAULT_HOST,
@@ -254,8 +253,7 @@ class Options(usage.Options):
             None,
             None,
             "Server endpoint of the web port (live view, JSON API, metrics, "
-            "health); default tcp:6680:interface=127.0.0.1 when serving a "
-            "registry, none otherwise.",
+            "health); default %s when serving a registry, none otherwise." % (DEFAULT_WEB,),
         ],
         [
             "web-max-streams",
@@ -559,10 +557,14 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     @param reactor: the reactor; the global one when L{None}.
     @return: a L{MultiService} with a L{RegistryPortsService} named
         C{ports} serving one L{RegistryServer} (its C{server} attribute) and,
-        unless C{--no-styx}, a L{StyxRegistryServer} of the same registry
-        (its C{styxServer} attribute), an L{txinferno.agent.Agent} named
-        C{agent} (its C{agent} attribute) when asked for, and the
-        L{WebService} named C{web} (its C{web} attribute) unless C{--no-web}.
+        unless C{--no-styx}, a L{txinferno.server.styx.StyxRegistryServer}
+        of the same registry (its C{styxServer} attribute), an
+        L{txinferno.agent.Agent} named C{agent} (its C{agent} attribute)
+        when asked for, and the L{txinferno.web.site.WebService} named
+        C{web} (its C{web} attribute) unless C{--no-web}.  The modules of
+        the Styx server and of the web port (twisted.web's server and
+        templates, C{prometheus_client}) are imported only when they are
+        served.
     @rtype: L{MultiService}
     """
     if reactor is None:
@@ -613,6 +615,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(_nothingToReload))
     service.web = None
     if options.webEndpoint is not None:
+        from txinferno.web.site import WebService
+
         web = service.web = WebService(
             options.webEndpoint,
             server=service.server,
@@ -658,6 +662,8 @@ def _serve(options, service, reactor):
     )
     also = []
     if "styx" in options.endpoints:
+        from txinferno.server.styx import StyxRegistryServer
+
         service.styxServer = StyxRegistryServer(options.registry, reactor)
         also.append(("styx", options.endpoints["styx"], service.styxServer.factory))
     ports = RegistryPortsService(server, [options.endpoints[name] for name in PORT_NAMES], also)

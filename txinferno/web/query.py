@@ -11,7 +11,19 @@ from twisted.web.server import Request
 
 from txinferno.wire.words import decode
 
-__all__ = ["queryWords", "jsonResponse", "jsonError"]
+__all__ = ["queryWords", "jsonBytes", "jsonResponse", "jsonError"]
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def jsonBytes(data: Any) -> bytes:
+    """
+    @return: C{data} as compact JSON (ASCII, non-ASCII characters escaped),
+        by one encoder made once (C{json.dumps} with C{separators} makes
+        one per call).
+    @rtype: L{bytes}
+    """
+    return _encode(data).encode("ascii")
 
 
 def queryWords(request: Request) -> list[str]:
@@ -42,7 +54,7 @@ def jsonResponse(request: Request, data: Any, code: int = 200) -> bytes:
     request.setHeader(b"cache-control", b"no-cache")
     if isinstance(data, bytes):
         return data
-    return json.dumps(data, separators=(",", ":")).encode("utf-8")
+    return jsonBytes(data)
 
 
 def jsonError(request: Request, code: int, message: str) -> bytes:

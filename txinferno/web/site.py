@@ -33,6 +33,7 @@ from twisted.web.static import File
 from txinferno.agent import Agent
 from txinferno.client.find import DEFAULT_MAX_ANSWER_SIZE
 from txinferno.server.protocols import RegistryServer, addressText
+from txinferno.web import DEFAULT_WEB
 from txinferno.web.api import ServicesResource, StatusResource
 from txinferno.web.events import MAX_BUFFER, MAX_STREAMS, EventsResource
 from txinferno.web.health import AgentCollector, HealthResource
@@ -42,10 +43,6 @@ from txinferno.web.view import FLUSH_INTERVAL, SAMPLE_INTERVAL, RegistryView
 
 __all__ = ["WebService", "DEFAULT_WEB", "STATIC", "HTTP_TIMEOUT"]
 
-DEFAULT_WEB = "tcp:6680:interface=127.0.0.1"
-"""
-Where C{twistd regmgr} serves the web port when it serves a registry.
-"""
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 """
 The directory of the page's script and style sheet.

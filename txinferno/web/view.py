@@ -4,10 +4,9 @@ current services: recent changes with their times, counts of changes and
 rejections, a sampled history, and the open event streams it feeds.
 """
 
-import json
 import math
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -17,6 +16,7 @@ from zope.interface import implementer
 from txinferno.server.change import ChangeKind, IRegistryObserver, RegistryChange
 from txinferno.server.protocols import RegistryServer
 from txinferno.server.registry import RegisteredService, queryMatches
+from txinferno.web.query import jsonBytes
 from txinferno.wire.persist import persists
 from txinferno.wire.rules import PORT_NAMES
 from txinferno.wire.words import formatLine
@@ -54,6 +54,13 @@ _REASONS = {
     "odd number of attribute words": "odd number of attribute words",
     "empty attribute write": "empty attribute write",
 }
+
+
+_KIND_NAMES = {kind: kind.name for kind in ChangeKind}
+"""
+The label of each kind of change (an enum member's C{name} is a property,
+slower to read once per change).
+"""
 
 
 def reasonLabel(reason: str) -> str:
@@ -102,10 +109,7 @@ def serviceJSON(
 
 
 def _encodeEvent(kind, data):
-    return b"event: %s\ndata: %s\n\n" % (
-        kind,
-        json.dumps(data, separators=(",", ":")).encode("utf-8"),
-    )
+    return b"event: %s\ndata: %s\n\n" % (kind, jsonBytes(data))
 
 
 def _shownJSON(shown: list[bool]) -> bytes:
@@ -132,8 +136,6 @@ class RegistryView:
     @ivar flushInterval: the least time between two flushes, in seconds.
     @ivar history: the samples, oldest first: C{time}, C{services} and
         C{changes} (changes since the sample before).
-    @ivar counts: changes by kind name (C{registered}, C{updated},
-        C{removed}, C{rejected}).
     @ivar rejections: rejections by L{reasonLabel}.
     @ivar streams: the open event streams
         (L{txinferno.web.events.EventStream}).
@@ -170,13 +172,13 @@ class RegistryView:
         self.sampleInterval = sampleInterval
         self.flushInterval = flushInterval
         self.history: deque[dict[str, Any]] = deque(maxlen=maxSamples)
-        self.counts: Counter[str] = Counter()
+        self._kinds = dict.fromkeys(ChangeKind, 0)
+        self._sampledChanges = 0
         self.rejections: Counter[str] = Counter()
         self.streams: set[EventStream] = set()
         self.streamsResynced = 0
         self.streamsDropped = 0
         self.streamsRefused = 0
-        self._sinceSample = 0
         self._recent: deque[dict[str, Any]] = deque(maxlen=maxChanges)
         self._pending: list[tuple[float, RegistryChange, bytes | None]] = []
         self._unsent: list[tuple[dict[str, Any], Mapping[str, str] | None]] = []
@@ -184,6 +186,7 @@ class RegistryView:
         self._lastFlush = -math.inf
         self._encoded: dict[str, tuple[bytes, RegisteredService, bytes]] = {}
         self._status: tuple[tuple[int, int], dict[str, Any]] | None = None
+        self._snapshots: dict[tuple[str, ...], bytes] | None = None
         self._sampling = LoopingCall(self._sample)
         self._sampling.clock = clock
 
@@ -221,6 +224,14 @@ class RegistryView:
         self.streams.add(stream)
 
     @property
+    def counts(self) -> Counter[str]:
+        """
+        The changes told so far by kind name (C{registered}, C{updated},
+        C{removed}, C{rejected}), only the kinds told.
+        """
+        return Counter({_KIND_NAMES[kind]: count for kind, count in self._kinds.items() if count})
+
+    @property
     def changes(self) -> deque[dict[str, Any]]:
         """
         The recent changes, oldest first, as the page shows them (at most
@@ -232,8 +243,7 @@ class RegistryView:
         return self._recent
 
     def registryChanged(self, change: RegistryChange) -> None:
-        self.counts[change.kind.name] += 1
-        self._sinceSample += 1
+        self._kinds[change.kind] += 1
         if change.kind is ChangeKind.rejected:
             self.rejections[reasonLabel(change.reason or "")] += 1
             line = None
@@ -262,26 +272,30 @@ class RegistryView:
         L{changes} and, while streams are open, to be sent.
         """
         pending, self._pending = self._pending, []
-        if not self.streams:
+        sending = bool(self.streams)
+        if not sending:
             pending = pending[-self.maxChanges :]
+        keep = self._recent.append
+        send = self._unsent.append
         for when, change, line in pending:
+            kind = change.kind
             entry: dict[str, Any] = {
                 "time": when,
-                "kind": change.kind.name,
+                "kind": _KIND_NAMES[kind],
                 "version": change.version,
             }
             values = None
-            if change.kind is ChangeKind.rejected:
+            if kind is ChangeKind.rejected:
                 entry["name"] = change.name
                 entry["reason"] = change.reason
             else:
                 assert change.name is not None
                 entry.update(serviceJSON(change.name, change.attributes, line))
-                if change.kind is not ChangeKind.removed:
+                if kind is not ChangeKind.removed:
                     values = entry["attrs"]
-            self._recent.append(entry)
-            if self.streams:
-                self._unsent.append((entry, values))
+            keep(entry)
+            if sending:
+                send((entry, values))
 
     def _flush(self) -> None:
         """
@@ -296,10 +310,10 @@ class RegistryView:
         if not (unsent and self.streams):
             return
         self._lastFlush = self.clock.seconds()
-        encoded = json.dumps([entry for entry, _ in unsent], separators=(",", ":")).encode("utf-8")
+        encoded = jsonBytes([entry for entry, _ in unsent])
         byQuery: dict[tuple[str, ...], bytes] = {}
-        for stream in list(self.streams):
-            query = tuple(stream.words)
+
+        def eventFor(query):
             data = byQuery.get(query)
             if data is None:
                 shown = [values is not None and queryMatches(query, values) for _, values in unsent]
@@ -307,7 +321,9 @@ class RegistryView:
                     encoded,
                     _shownJSON(shown),
                 )
-            stream.send(data)
+            return data
+
+        self._sendAll(eventFor)
 
     def status(self) -> dict:
         """
@@ -354,18 +370,26 @@ class RegistryView:
         """
         @param words: the query of the stream.
         @return: the first event of an event stream: the status, the recent
-            changes and the history (the services follow in L{servicesEvents}).
+            changes and the history (the services follow in L{servicesEvents});
+            made once for all the streams of a query that start again while
+            an event is sent to every stream (L{_sendAll}).
         @rtype: L{bytes}
         """
-        return _encodeEvent(
+        query = tuple(words)
+        if self._snapshots is not None and query in self._snapshots:
+            return self._snapshots[query]
+        data = _encodeEvent(
             b"snapshot",
             {
                 "status": self.status(),
-                "query": words,
+                "query": list(words),
                 "changes": list(self.changes),
                 "history": list(self.history),
             },
         )
+        if self._snapshots is not None:
+            self._snapshots[query] = data
+        return data
 
     def servicesEvents(self, words: Sequence[str], chunk: int = 500) -> Iterator[bytes]:
         """
@@ -396,22 +420,38 @@ class RegistryView:
             line = service.line()
             known = encoded.get(service.name)
             if known is None or known[0] is not line or known[1] is not service:
-                data = json.dumps(
-                    serviceJSON(service.name, service.attributes()), separators=(",", ":")
-                ).encode("utf-8")
+                data = jsonBytes(serviceJSON(service.name, service.attributes(), line))
                 known = encoded[service.name] = (line, service, data)
             parts.append(known[2])
         return b"[" + b",".join(parts) + b"]"
 
     def _sample(self):
+        told = sum(self._kinds.values())
         sample = {
             "time": self.clock.seconds(),
             "services": len(self.registry),
-            "changes": self._sinceSample,
+            "changes": told - self._sampledChanges,
         }
-        self._sinceSample = 0
+        self._sampledChanges = told
         self.history.append(sample)
         if self.streams:
             data = _encodeEvent(b"sample", dict(sample, status=self.status()))
+            self._sendAll(lambda query: data)
+
+    def _sendAll(self, eventFor: Callable[[tuple[str, ...]], bytes]) -> None:
+        """
+        Send every open stream the event of its query; the streams that
+        start again from a snapshot meanwhile (too much waiting for their
+        client, L{txinferno.web.events.EventStream.send}), as the streams
+        of a burst do together, share the snapshot of their query
+        (L{snapshotEvent}).
+
+        @param eventFor: gives the event (L{bytes}) of a query's words (a
+            L{tuple}).
+        """
+        self._snapshots = {}
+        try:
             for stream in list(self.streams):
-                stream.send(data)
+                stream.send(eventFor(tuple(stream.words)))
+        finally:
+            self._snapshots = None
