@@ -358,13 +358,16 @@ def test_limitOptions():
         registry.maxPersistentPerOrigin,
         registry.logFullChanges,
     ) == (5, 6, 700, 8, True)
-    server = makeService(options, reactor).server
+    service = makeService(options, reactor)
+    server = service.server
     assert (server.maxFinds, server.findBufferSize, server.watcherTimeout, server.keepAlive) == (
         2,
         4096,
         1.5,
         (9, 3, 2),
     )
+    # The Styx port's connections have the same keepalive timers.
+    assert service.styxServer.keepAlive == (9, 3, 2)
     defaults = makeService(tapOptions(), reactor).server
     assert (
         defaults.maxFinds,

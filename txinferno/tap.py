@@ -646,6 +646,11 @@ def _serve(options, service, reactor):
 
     @return: the L{RegistryServer}.
     """
+    keepAlive = (
+        options["keepalive-idle"],
+        options["keepalive-interval"],
+        options["keepalive-count"],
+    )
     server = service.server = RegistryServer(
         options.registry,
         reactor,
@@ -654,17 +659,13 @@ def _serve(options, service, reactor):
         maxFinds=options["max-finds"],
         findBufferSize=options["find-buffer"],
         watcherTimeout=options["watcher-timeout"],
-        keepAlive=(
-            options["keepalive-idle"],
-            options["keepalive-interval"],
-            options["keepalive-count"],
-        ),
+        keepAlive=keepAlive,
     )
     also = []
     if "styx" in options.endpoints:
         from txinferno.server.styx import StyxRegistryServer
 
-        service.styxServer = StyxRegistryServer(options.registry, reactor)
+        service.styxServer = StyxRegistryServer(options.registry, reactor, keepAlive=keepAlive)
         also.append(("styx", options.endpoints["styx"], service.styxServer.factory))
     ports = RegistryPortsService(server, [options.endpoints[name] for name in PORT_NAMES], also)
     ports.setName("ports")
