@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import pytest_twisted
-from support import bounded, tapOptions
+from support import COMMAND_TIMEOUT, bounded, tapOptions
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
@@ -108,7 +108,7 @@ def test_importsWhatItServes(argv, imported):
         check=True,
         capture_output=True,
         text=True,
-        timeout=TIMEOUT,
+        timeout=COMMAND_TIMEOUT,
     ).stdout
     assert out == imported + "\n"
 
