@@ -3,6 +3,7 @@ C{twistd regmgr}: its options and the service it makes (the installed
 plugin is tested elsewhere).
 """
 
+import gc
 import io
 import re
 import socket
@@ -15,13 +16,14 @@ from support import COMMAND_TIMEOUT, bounded, tapOptions
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python import usage
 
 import txinferno
 from txinferno.server.protocols import PortListenError, RegistryServer
 from txinferno.server.registry import Registry
-from txinferno.tap import Options, makeService, withBacklog
+from txinferno.tap import Options, freeze, makeService, withBacklog
 from txinferno.testing import connectRaw, exchange
 
 
@@ -111,6 +113,27 @@ def test_importsWhatItServes(argv, imported):
         timeout=COMMAND_TIMEOUT,
     ).stdout
     assert out == imported + "\n"
+
+
+def test_freezesOnceRunning():
+    """
+    Made before its reactor runs, as twistd makes it, the service has the
+    reactor freeze the objects of the startup once it runs; made in a
+    running reactor (an application's, a test's), it leaves the
+    collector alone.
+    """
+    clock = MemoryReactorClock()
+    makeService(parse("--no-web", "--no-styx", "--port", "0"), clock)
+    assert clock.whenRunningHooks == [(freeze, (), {})]
+    assert gc.get_freeze_count() == 0
+    try:
+        freeze()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert reactor.running
+    makeService(parse("--no-web", "--no-styx", "--port", "0"), reactor)
+    assert gc.get_freeze_count() == 0
 
 
 def test_version(capsys):

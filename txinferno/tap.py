@@ -16,6 +16,7 @@ endpoint string for one::
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import os
 import signal
@@ -71,7 +72,7 @@ from txinferno.wire.description import (
 from txinferno.wire.rules import PORT_NAMES
 from txinferno.wire.words import MAX_LINE
 
-__all__ = ["Options", "RegistryPortsService", "makeService", "withBacklog"]
+__all__ = ["Options", "RegistryPortsService", "freeze", "makeService", "withBacklog"]
 
 BACKLOG = 4096
 """
@@ -564,11 +565,14 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         C{web} (its C{web} attribute) unless C{--no-web}.  The modules of
         the Styx server and of the web port (twisted.web's server and
         templates, C{prometheus_client}) are imported only when they are
-        served.
+        served.  Made before the reactor runs (as twistd does), it has the
+        reactor L{freeze} the objects of the startup once it runs.
     @rtype: L{MultiService}
     """
     if reactor is None:
         from twisted.internet import reactor
+    if not reactor.running:
+        reactor.callWhenRunning(freeze)
     # Any: the MultiService carries the server, styxServer, agent and web attributes.
     service: Any = MultiService()
     service.server = service.styxServer = service.agent = None
@@ -630,6 +634,19 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
 
 
 _log = Logger()
+
+
+def freeze() -> None:
+    """
+    Collect the garbage of the startup, then move every object left (the
+    modules, classes and functions imported, the options, the static
+    services) to the collector's permanent generation (L{gc.freeze}), so
+    that no collection walks them again: they live as long as the process,
+    and without them each full collection of a busy registry walks only the
+    objects made since (services, connections, answers).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _nothingToReload():
