@@ -123,7 +123,7 @@ def test_freezesOnceRunning():
     collector alone.
     """
     clock = MemoryReactorClock()
-    makeService(parse("--no-web", "--no-styx", "--port", "0"), clock)
+    makeService(tapOptions("--no-web", "--no-styx", "--port", "0"), clock)
     assert clock.whenRunningHooks == [(freeze, (), {})]
     assert gc.get_freeze_count() == 0
     try:
@@ -132,7 +132,7 @@ def test_freezesOnceRunning():
     finally:
         gc.unfreeze()
     assert reactor.running
-    makeService(parse("--no-web", "--no-styx", "--port", "0"), reactor)
+    makeService(tapOptions("--no-web", "--no-styx", "--port", "0"), reactor)
     assert gc.get_freeze_count() == 0
 
 
