@@ -53,6 +53,17 @@ class Rounds:
     def decide(self, answers, started):
         self.decided.append((answers, started))
 
+    def roundFor(self, name, **attrs):
+        """
+        Write one registration and let its round start.
+
+        @return: the registration.
+        """
+        registration = Unconfirmed(name, **attrs)
+        self.scheduler.written(registration)
+        self.clock.advance(CONFIRM_AFTER)
+        return registration
+
     def queries(self):
         return [pairs for pairs, d in self.finds if not d.called]
 
@@ -103,8 +114,7 @@ def test_registryChangeHurries():
     A round waiting to retry starts when the registry reports a change.
     """
     r = Rounds()
-    r.scheduler.written(Unconfirmed("a", proto="ssh"))
-    r.clock.advance(CONFIRM_AFTER)
+    r.roundFor("a", proto="ssh")
     r.answer({})
     assert len(r.decided) == 1 and len(r.finds) == 1
     r.scheduler.registryChanged()
@@ -162,9 +172,7 @@ def test_forgottenGoIdle():
     Once every registration is forgotten, no round and no timer is left.
     """
     r = Rounds()
-    a = Unconfirmed("a", x="1")
-    r.scheduler.written(a)
-    r.clock.advance(CONFIRM_AFTER)
+    a = r.roundFor("a", x="1")
     r.scheduler.forget(a)
     r.answer({})
     assert r.decided == [([], CONFIRM_AFTER)]
@@ -180,9 +188,7 @@ def test_closeExplainedByLaterRound():
     lists every service.
     """
     r = Rounds()
-    a = Unconfirmed("a", x="1")
-    r.scheduler.written(a)
-    r.clock.advance(CONFIRM_AFTER)
+    a = r.roundFor("a", x="1")
     r.scheduler.closed(a)
     r.answer({})
     [(answers, _)] = r.decided
