@@ -5,7 +5,10 @@ installed commands and the installed package, as a reader would run them.
 The only change made to an example is where the registry listens: a free
 base port instead of 6701, given to servers as C{--port BASE}, to clients
 as C{tcp:127.0.0.1:BASE} and, for C{regquery}, as C{$TXINFERNO_REGISTRY}
-(the examples that use the default registry rely on it).  The steps that
+(the examples that use the default registry rely on it); the Styx and web
+ports on the two free ports after them (C{--styx}, C{--web}; clients get
+C{styx:127.0.0.1:BASE+3}), so that no other server on 6675 or 6680 is in
+the way.  The steps that
 make the virtual environment and C{pip install} are skipped: the
 C{installed} fixture made the installation.
 """
@@ -36,15 +39,23 @@ def blocks(path):
     ]
 
 
+PORTS = 5
+"""
+The ports from the base on that the examples' registry takes: new, find,
+event, Styx, web.
+"""
+
+
 def freeBase():
     """
-    @return: a base port whose two neighbours are free too, on 127.0.0.1,
-        chosen at random below the system's range of ephemeral ports (where
-        the ports that clients use for their connections are taken from).
+    @return: a base port whose L{PORTS} - 1 neighbours are free too, on
+        127.0.0.1, chosen at random below the system's range of ephemeral
+        ports (where the ports that clients use for their connections are
+        taken from).
     """
     for _ in range(100):
         base = random.randrange(20000, 32000)
-        probes = [socket.socket() for _ in range(3)]
+        probes = [socket.socket() for _ in range(PORTS)]
         try:
             for offset, probe in enumerate(probes):
                 probe.bind(("127.0.0.1", base + offset))
@@ -54,7 +65,7 @@ def freeBase():
         finally:
             for probe in probes:
                 probe.close()
-    raise RuntimeError("no three free ports in a row")
+    raise RuntimeError("no %d free ports in a row" % (PORTS,))
 
 
 class Step:
@@ -117,6 +128,11 @@ class Reader:
             else:
                 i = argv.index("regmgr") + 1
                 argv[i:i] = ["--port", str(self.base)]
+            for offset, name in ((3, "styx"), (4, "web")):
+                if not {"--" + name, "--no-" + name} & set(argv):
+                    i = argv.index("regmgr") + 1
+                    endpoint = "tcp:%d:interface=127.0.0.1" % (self.base + offset,)
+                    argv[i:i] = ["--" + name, endpoint]
         return argv
 
     def start(self, argv):
@@ -168,6 +184,7 @@ class Reader:
         script = script.replace(r"tcp\:127.0.0.1", r"tcp\:127.0.0.1\:%d" % (self.base,))
         for offset in range(3):
             script = script.replace("tcp:%d:" % (6701 + offset,), "tcp:%d:" % (self.base + offset,))
+        script = script.replace('"styx:127.0.0.1"', '"styx:127.0.0.1:%d"' % (self.base + 3,))
         result = subprocess.run(
             [str(self.bindir / "python"), "-c", script],
             cwd=str(self.cwd),
