@@ -100,19 +100,6 @@ class Answer(NamedTuple):
     """
 
 
-class _Waiting:
-    """
-    What the scheduler knows of a waiting registration.
-    """
-
-    __slots__ = ("writtenAt", "closedInRound", "alone")
-
-    def __init__(self, writtenAt: float) -> None:
-        self.writtenAt = writtenAt
-        self.closedInRound: int | None = None
-        self.alone = False
-
-
 class _ListingState(Enum):
     """
     The states of a L{ListingScheduler}.
@@ -158,7 +145,12 @@ class ListingScheduler(StateMachine):
         self._busy = busy
         self._decide = decide
         self._state = _ListingState.idle
-        self._waiting: dict[Registration, _Waiting] = {}
+        # The waiting registrations with when their line was written; those
+        # whose connection closed with the round it closed in; those whose
+        # shared find was too large.
+        self._waiting: dict[Registration, float] = {}
+        self._closedIn: dict[Registration, int] = {}
+        self._alone: set[Registration] = set()
         self._rounds = 0
         self._timer: IDelayedCall | None = None
         self._lastWrittenAt = float("-inf")
@@ -170,7 +162,7 @@ class ListingScheduler(StateMachine):
         to confirm it.
         """
         self._lastWrittenAt = now = self._clock.seconds()
-        self._waiting[registration] = _Waiting(now)
+        self._waiting[registration] = now
         self._handle("work")
 
     def closed(self, registration: Registration) -> None:
@@ -178,15 +170,18 @@ class ListingScheduler(StateMachine):
         The connection of C{registration}, waiting, closed: it waits for a
         round started after the close to explain why.
         """
-        self._waiting[registration].closedInRound = self._rounds
+        self._closedIn[registration] = self._rounds
         self._handle("work")
 
     def forget(self, registration: Registration) -> None:
         """
         C{registration} waits no more.
         """
-        if self._waiting.pop(registration, None) is not None and not self._waiting:
-            self._handle("empty")
+        if self._waiting.pop(registration, None) is not None:
+            self._closedIn.pop(registration, None)
+            self._alone.discard(registration)
+            if not self._waiting:
+                self._handle("empty")
 
     def registryChanged(self) -> None:
         """
@@ -271,13 +266,14 @@ class ListingScheduler(StateMachine):
         """
         waiting = self._waiting
         bare = [r for r in waiting if not r.attrs]
-        full = any(w.closedInRound is not None for w in waiting.values())
+        full = bool(self._closedIn)
         if not full and now - self._lastFullListingAt >= EXPLAIN_INTERVAL:
-            full = any(now - w.writtenAt >= EXPLAIN_INTERVAL for w in waiting.values())
+            full = any(now - writtenAt >= EXPLAIN_INTERVAL for writtenAt in waiting.values())
         full = full and not bare
         queries: list[_Query] = [((), bare)] if bare else []
-        alone = [r for r, w in waiting.items() if r.attrs and w.alone]
-        rest = [r for r, w in waiting.items() if r.attrs and not w.alone]
+        lone = self._alone
+        alone = [r for r in waiting if r in lone] if lone else []
+        rest = [r for r in waiting if r.attrs and r not in lone]
         while len(rest) > 1 and len(queries) < MAX_QUERIES:
             group, rest = _shared(rest)
             if not group:
@@ -315,8 +311,7 @@ class ListingScheduler(StateMachine):
         answers = []
         for (_pairs, group), (succeeded, answer) in zip(queries, results):
             for registration in group:
-                waiting = self._waiting.get(registration)
-                if waiting is None:
+                if registration not in self._waiting:
                     continue
                 failure = None
                 if succeeded:
@@ -327,12 +322,12 @@ class ListingScheduler(StateMachine):
                     listed = everything.get(registration.name)
                 elif answer.check(AnswerTooLarge) and len(group) > 1:
                     # The shared find was too large: find it alone next time.
-                    waiting.alone = True
+                    self._alone.add(registration)
                     self._handle("work")
                     continue
                 else:
                     listed, failure = None, answer
-                closedIn = waiting.closedInRound
+                closedIn = self._closedIn.get(registration)
                 answers.append(
                     Answer(
                         registration, listed, failure, closedIn is not None and closedIn < number

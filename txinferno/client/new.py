@@ -248,7 +248,7 @@ class Registration(StateMachine):
         self._listing = listing
         self.name = name
         self.attrs = dict(pairs)
-        self.registered = defer.Deferred(lambda d: self._handle("cancel"))
+        self.registered = defer.Deferred(self._cancelled)
         self.writtenAt = None
         self.closeReason = None
         self._line = line
@@ -266,7 +266,16 @@ class Registration(StateMachine):
     def __repr__(self):
         return "<Registration %r>" % (self.name,)
 
-    # Events from the connection.
+    # Events from the throttle and the connection.
+
+    def _turnCame(self, semaphore):
+        self._handle("turn")
+
+    def _timedOut(self):
+        self._handle("timedOut")
+
+    def _cancelled(self, d):
+        self._handle("cancel")
 
     def _connectionMade(self, protocol):
         self._handle("connected", protocol)
@@ -377,8 +386,8 @@ class Registration(StateMachine):
 
     def _queue(self):
         self.closeReason = None
-        self._turn = self._throttle.ask(lambda: self._handle("timedOut"))
-        self._turn.whenStarted(lambda _: self._handle("turn"))
+        self._turn = self._throttle.ask(self._timedOut)
+        self._turn.whenStarted(self._turnCame)
 
     def _connect(self):
         self._connector = self._registrar.connect(NewClientFactory(self))
