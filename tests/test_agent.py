@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import pytest_twisted
-from support import bounded, whenRegistry
+from support import bounded, turnUntil, whenRegistry
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import ProcessExitedAlready
@@ -17,6 +17,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from txinferno.agent import (
     MAX_HOOK_STDERR,
+    SETSID,
     Agent,
     ChangeCommand,
     parseQuerySpec,
@@ -347,6 +348,39 @@ async def test_hookTimeLimit(tmp_path):
         await bounded(runner.whenIdle())
     assert out.read_text() == "ran"
     assert any("for added slow still ran after 5 s: killed" in formatEvent(e) for e in events)
+
+
+def gone(pid):
+    """
+    @return: whether process C{pid} has ended (a zombie waiting for its new
+        parent to reap it counts as ended).
+    """
+    try:
+        with open("/proc/%d/stat" % (pid,)) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(SETSID is None, reason="no setsid command here")
+@pytest_twisted.ensureDeferred
+async def test_hookChildrenKilled(tmp_path):
+    """
+    A command killed after its time limit takes what its shell started
+    with it: nothing it forked outlives it.
+    """
+    clock = Clock()
+    pidFile = tmp_path / "pid"
+    command = "sleep 600 & echo $! > %s; wait" % (shlex.quote(str(pidFile)),)
+    runner = ChangeCommand(reactor, command, [("proto", "*")], timeout=5, clock=clock)
+    runner.added("slow", {"proto": "x"})
+    await turnUntil(lambda: pidFile.exists() and pidFile.read_text().strip())
+    child = int(pidFile.read_text())
+    assert not gone(child)
+    with capturedLogs():
+        clock.advance(5)
+        await bounded(runner.whenIdle())
+    await turnUntil(lambda: gone(child))
 
 
 @pytest_twisted.ensureDeferred
