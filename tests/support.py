@@ -463,3 +463,15 @@ def assertKeepAlive(handle):
         assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 20
         assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
         assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+
+
+def gone(pid):
+    """
+    @return: whether process C{pid} has ended (a zombie waiting for its new
+        parent to reap it counts as ended).
+    """
+    try:
+        with open("/proc/%d/stat" % (pid,)) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

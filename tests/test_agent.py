@@ -8,16 +8,16 @@ import sys
 
 import pytest
 import pytest_twisted
-from support import bounded, turnUntil, whenRegistry
+from support import bounded, gone, turnUntil, whenRegistry
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.task import Clock, deferLater
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 
+from txinferno._processgroup import SETSID
 from txinferno.agent import (
     MAX_HOOK_STDERR,
-    SETSID,
     Agent,
     ChangeCommand,
     parseQuerySpec,
@@ -348,18 +348,6 @@ async def test_hookTimeLimit(tmp_path):
         await bounded(runner.whenIdle())
     assert out.read_text() == "ran"
     assert any("for added slow still ran after 5 s: killed" in formatEvent(e) for e in events)
-
-
-def gone(pid):
-    """
-    @return: whether process C{pid} has ended (a zombie waiting for its new
-        parent to reap it counts as ended).
-    """
-    try:
-        with open("/proc/%d/stat" % (pid,)) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 @pytest.mark.skipif(SETSID is None, reason="no setsid command here")

@@ -10,9 +10,17 @@ import sys
 
 import pytest
 import pytest_twisted
-from support import bounded, registryServices, tapOptions, whenRegistry
+from support import (
+    bounded,
+    failureResultOf,
+    gone,
+    registryServices,
+    tapOptions,
+    turnUntil,
+    whenRegistry,
+)
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
@@ -22,6 +30,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from txinferno._processgroup import SETSID
 from txinferno.agent import Agent, checkServices, readServicesFile
 from txinferno.client.health import (
     MAX_OUTPUT,
@@ -315,6 +324,25 @@ async def test_commandOutputBounded():
     with pytest.raises(HealthCheckFailed) as info:
         await bounded(check.check())
     assert str(info.value) == "exit status 1: " + "y" * MAX_OUTPUT
+
+
+@pytest.mark.skipif(SETSID is None, reason="no setsid command here")
+@pytest_twisted.ensureDeferred
+async def test_commandChildrenKilledAtTimeout(tmp_path):
+    """
+    A command killed at the timeout takes what it started with it: a
+    shell script's background child does not outlive the run.
+    """
+    pidFile = tmp_path / "pid"
+    script = "sleep 600 & echo $! > %s; wait" % (pidFile,)
+    check = CommandCheck(reactor, ["sh", "-c", script], timeout=3)
+    run = check.check()
+    await turnUntil(lambda: pidFile.exists() and pidFile.read_text().strip())
+    child = int(pidFile.read_text())
+    assert not gone(child)
+    run.cancel()
+    failureResultOf(run, CancelledError)
+    await turnUntil(lambda: gone(child))
 
 
 @pytest_twisted.ensureDeferred

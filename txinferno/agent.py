@@ -7,8 +7,6 @@ L{txinferno.client.manager.RegistryManager}.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,6 +18,7 @@ from twisted.internet.interfaces import IDelayedCall, IProcessTransport, IReacto
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
+from txinferno._processgroup import inOwnGroup, killGroup
 from txinferno.client.health import checkFromString
 from txinferno.client.monitor import Monitor
 from txinferno.client.observers import MonitorObserver
@@ -44,13 +43,6 @@ __all__ = [
     "NO_SERVICES",
     "queryText",
 ]
-
-SETSID = shutil.which("setsid")
-"""
-util-linux's C{setsid}, through which a hook's shell runs as the leader of a
-process group of its own, so that killing it kills what it started too;
-L{None} where there is none (the shell alone is killed then).
-"""
 
 CHECK_ATTRIBUTE = "check"
 """
@@ -410,28 +402,12 @@ class ChangeCommand(MonitorObserver):
             "running {command} for {event} {name}", command=self._command, event=event, name=name
         )
         process = _CommandProcess(line, lambda reason: self._ended(process, reason, event, name))
-        argv = ["/bin/sh", "-c", self._command]
-        if SETSID is not None:
-            argv.insert(0, SETSID)
+        argv = inOwnGroup(["/bin/sh", "-c", self._command])
         self._running = self._reactor.spawnProcess(process, argv[0], argv, env=env)
         self._deadline = self._clock.callLater(self._timeout, self._expired, event, name)
 
     def _kill(self):
-        """
-        Kill the command's process group (its shell and what the shell
-        started), then the shell itself, in case it had not made its group
-        yet.
-        """
-        pid = self._running.pid
-        if SETSID is not None and pid:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        try:
-            self._running.signalProcess("KILL")
-        except error.ProcessExitedAlready:
-            pass
+        killGroup(self._running)
 
     def _expired(self, event, name):
         self._deadline = None

@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from zope.interface import implementer
 
+from txinferno._processgroup import inOwnGroup, killGroup
 from txinferno.errors import HealthCheckFailed, HealthCheckTimedOut
 from txinferno.interfaces import IHealthCheck
 from txinferno.wire.words import splitWords
@@ -280,10 +281,10 @@ class CommandCheck(_CheckOptions):
     """
     Passes when a command exits with status 0.  It runs through
     C{spawnProcess} with the agent's environment and its standard input
-    closed; a run cancelled (at the timeout) kills it with C{SIGKILL}.  A
-    failure's message has the exit status and the command's first
-    L{MAX_OUTPUT} bytes of output.  Only the command itself is killed: a
-    shell script should C{exec} its last command.
+    closed, as the leader of a process group of its own where the system
+    has C{setsid}; a run cancelled (at the timeout) kills the group with
+    C{SIGKILL}, the command and what it started.  A failure's message has
+    the exit status and the command's first L{MAX_OUTPUT} bytes of output.
     """
 
     def __init__(
@@ -326,15 +327,11 @@ class CommandCheck(_CheckOptions):
             (or signal) and output.  Cancelling it kills the process.
         """
         process = _CheckProcess()
-        transport = self._reactor.spawnProcess(
-            process, self.executable, self.argv, env=dict(os.environ)
-        )
+        argv = inOwnGroup([self.executable, *self.argv[1:]])
+        transport = self._reactor.spawnProcess(process, argv[0], argv, env=dict(os.environ))
 
         def kill(d):
-            try:
-                transport.signalProcess("KILL")
-            except error.ProcessExitedAlready:
-                pass
+            killGroup(transport)
 
         done: Deferred[None] = Deferred(kill)
 
