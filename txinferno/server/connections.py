@@ -4,14 +4,23 @@ connection's socket directly, the socket options of the connections a
 server accepts, and the time limit from a connection's arrival.
 """
 
+import socket
 from collections import deque
 from collections.abc import Callable, Sequence
 from weakref import WeakKeyDictionary
 
 from twisted.internet import defer, tcp
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
 
-__all__ = ["ConnectionTracking", "sendDirect", "AcceptedSocketOptions", "ArrivalTimeouts"]
+from txinferno._keepalive import enableKeepAlive, keepAliveOptions
+
+__all__ = [
+    "ConnectionTracking",
+    "sendDirect",
+    "AcceptedSocketOptions",
+    "acceptedSocketOptions",
+    "ArrivalTimeouts",
+]
 
 _INHERITED = object()
 """
@@ -43,13 +52,28 @@ def sendDirect(sock, data):
 class ConnectionTracking:
     """
     A mixin for a server whose protocols call L{_track} when they connect and
-    L{_untrack} when they are lost: it gives L{disconnectAll}.  Call
-    L{_initConnections} from C{__init__}.
+    L{_untrack} when they are lost: it gives L{disconnectAll}, and
+    L{_giveOptions} for the sockets it accepts.  Call L{_initConnections}
+    from C{__init__}.
     """
 
     def _initConnections(self):
         self._connections = set()
         self._allClosed = []
+        self._acceptedOptions = {}
+
+    def _giveOptions(self, protocol, port, keepAlive=None, sendBuffer=None, noDelay=False):
+        """
+        Give the socket of C{protocol}, accepted on the port called C{port},
+        the options of L{acceptedSocketOptions}: made once for each port and
+        made again only when the settings change.
+        """
+        settings = (keepAlive, sendBuffer, noDelay)
+        known = self._acceptedOptions.get(port)
+        if known is None or known[0] != settings:
+            known = self._acceptedOptions[port] = (settings, acceptedSocketOptions(*settings))
+        if known[1] is not None:
+            known[1].apply(protocol.transport)
 
     def disconnectAll(self):
         """
@@ -146,6 +170,34 @@ class AcceptedSocketOptions:
 def _setOptions(sock, options):
     for level, option, value in options:
         sock.setsockopt(level, option, value)
+
+
+def acceptedSocketOptions(keepAlive=None, sendBuffer=None, noDelay=False):
+    """
+    @param keepAlive: C{(idle, interval, count)} TCP keepalive timers (see
+        L{txinferno._keepalive.enableKeepAlive}), or L{None} for none.
+    @param sendBuffer: the sockets' C{SO_SNDBUF}, or L{None}.
+    @param noDelay: whether the sockets get C{TCP_NODELAY}.
+    @return: the L{AcceptedSocketOptions} of a port's connections, or
+        L{None} when they get none.
+    """
+    options = []
+    if keepAlive is not None:
+        options += keepAliveOptions(*keepAlive)
+    if sendBuffer is not None:
+        options.append((socket.SOL_SOCKET, socket.SO_SNDBUF, sendBuffer))
+    if noDelay:
+        options.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
+    if not options:
+        return None
+
+    def fallback(transport):
+        if keepAlive is not None:
+            enableKeepAlive(transport, *keepAlive)
+        if noDelay and ITCPTransport.providedBy(transport):
+            transport.setTcpNoDelay(True)
+
+    return AcceptedSocketOptions(options, fallback)
 
 
 class ArrivalTimeouts:

@@ -32,10 +32,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txinferno._keepalive import enableKeepAlive, keepAliveOptions
 from txinferno.errors import RegistryError, TxInfernoError
 from txinferno.server.connections import (
-    AcceptedSocketOptions,
     ArrivalTimeouts,
     ConnectionTracking,
     sendDirect,
@@ -656,7 +654,6 @@ class RegistryServer(ConnectionTracking):
         self._waiting: dict[FindServerProtocol, list[str]] = {}
         self._startingFinds = False
         self._idleTimeouts: ArrivalTimeouts | None = None
-        self._acceptedOptions: dict[str, tuple[tuple, AcceptedSocketOptions | None]] = {}
         self.newFactory = RegistryPortFactory(self, NewServerProtocol, "new")
         self.findFactory = RegistryPortFactory(self, FindServerProtocol, "find")
         self.eventFactory = RegistryPortFactory(self, EventServerProtocol, "event")
@@ -766,17 +763,15 @@ class RegistryServer(ConnectionTracking):
     def _track(self, protocol):
         """
         A connection is made: count it, and give its socket the server's
-        options (see L{AcceptedSocketOptions}): keepalive, and for the
-        C{event} port the send buffer of L{watcherSendBuffer}.
+        options (see L{txinferno.server.connections.acceptedSocketOptions}):
+        keepalive, and for the C{event} port the send buffer of
+        L{watcherSendBuffer}.
         """
         ConnectionTracking._track(self, protocol)
         port = protocol.portName
-        settings = (self.keepAlive, self.watcherSendBuffer if port == "event" else None)
-        known = self._acceptedOptions.get(port)
-        if known is None or known[0] != settings:
-            known = self._acceptedOptions[port] = (settings, _socketOptions(*settings))
-        if known[1] is not None:
-            known[1].apply(protocol.transport)
+        self._giveOptions(
+            protocol, port, self.keepAlive, self.watcherSendBuffer if port == "event" else None
+        )
 
     def _idleLimit(self, protocol):
         """
@@ -870,29 +865,6 @@ class RegistryServer(ConnectionTracking):
 
 def _idleExpired(protocol):
     protocol._idle()
-
-
-def _socketOptions(keepAlive, sendBuffer):
-    """
-    @param keepAlive: L{RegistryServer.keepAlive}.
-    @param sendBuffer: the C{SO_SNDBUF} of the port's sockets, or L{None}.
-    @return: the L{AcceptedSocketOptions} of a port's connections, or
-        L{None} when they get none.
-    """
-    options = []
-    if keepAlive is not None:
-        options += keepAliveOptions(*keepAlive)
-    if sendBuffer is not None:
-        options.append((socket.SOL_SOCKET, socket.SO_SNDBUF, sendBuffer))
-    if not options:
-        return None
-    fallback = None
-    if keepAlive is not None:
-
-        def fallback(transport):
-            enableKeepAlive(transport, *keepAlive)
-
-    return AcceptedSocketOptions(options, fallback)
 
 
 def addressText(address):

@@ -30,20 +30,18 @@ from __future__ import annotations
 
 import enum
 import re
-import socket
 import struct
 from typing import Any
 
 from twisted.internet import defer, tcp
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IPushProducer, ITCPTransport
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txinferno._keepalive import enableKeepAlive, keepAliveOptions
 from txinferno.errors import MalformedMessage, RegistryError
-from txinferno.server.connections import AcceptedSocketOptions, ConnectionTracking, sendDirect
+from txinferno.server.connections import ConnectionTracking, sendDirect
 from txinferno.server.protocols import KEEPALIVE
 from txinferno.server.registry import REGISTRY_USER, ServiceState
 from txinferno.wire import styx
@@ -816,24 +814,6 @@ class StyxServerProtocol(Protocol):
     }
 
 
-def _socketOptions(keepAlive: tuple[int, int, int] | None) -> AcceptedSocketOptions:
-    """
-    @param keepAlive: L{StyxRegistryServer.keepAlive}.
-    @return: the options of the sockets a L{StyxRegistryServer} accepts.
-    """
-    options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-    if keepAlive is not None:
-        options[:0] = keepAliveOptions(*keepAlive)
-
-    def fallback(transport):
-        if ITCPTransport.providedBy(transport):
-            transport.setTcpNoDelay(True)
-            if keepAlive is not None:
-                enableKeepAlive(transport, *keepAlive)
-
-    return AcceptedSocketOptions(options, fallback)
-
-
 class StyxServerFactory(Factory):
     """
     Build the L{StyxServerProtocol}s of one L{StyxRegistryServer}.
@@ -900,7 +880,6 @@ class StyxRegistryServer(ConnectionTracking):
         self.maxFids = maxFids
         self.maxHeldBytes = maxHeldBytes
         self.keepAlive = keepAlive
-        self._acceptedOptions: tuple[object, AcceptedSocketOptions] | None = None
         self.factory = StyxServerFactory(self)
         self.port = None
         self._initConnections()
@@ -949,15 +928,12 @@ class StyxRegistryServer(ConnectionTracking):
 
     def _track(self, protocol):
         """
-        A connection is made: track it, and give its socket the options of
-        L{keepAlive} (see L{AcceptedSocketOptions}).
+        A connection is made: track it, and give its socket L{keepAlive}
+        and C{TCP_NODELAY} (see
+        L{txinferno.server.connections.acceptedSocketOptions}).
         """
         ConnectionTracking._track(self, protocol)
-        keepAlive = self.keepAlive
-        known = self._acceptedOptions
-        if known is None or known[0] != keepAlive:
-            known = self._acceptedOptions = (keepAlive, _socketOptions(keepAlive))
-        known[1].apply(protocol.transport)
+        self._giveOptions(protocol, "styx", self.keepAlive, noDelay=True)
 
     def stat(self, file: File, service=None) -> Stat:
         """
