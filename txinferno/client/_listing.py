@@ -358,7 +358,7 @@ ListingScheduler._transitions = {
     },
 }
 # For each state, the events it takes: {event: (next state, action)}; an
-# event not listed is ignored.  The table is drawn in docs/client.md.
+# event not listed is ignored.  The table is drawn in docs/connection.md.
 
 
 def _shared(registrations: list[Registration]) -> tuple[list[Registration], list[Registration]]:

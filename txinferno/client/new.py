@@ -328,7 +328,7 @@ class Registration(StateMachine):
         (it is told of every way out of it); a plain method rather than an
         event, since every answer of the find port watches every one.
         """
-        if started < self._listedSince or self.sentEverything(listed):
+        if started < self._listedSince or self._sentEverything(listed):
             return
         self._protocol.abortWith(
             RegistrationLost(
@@ -337,7 +337,7 @@ class Registration(StateMachine):
             )
         )
 
-    def sentEverything(self, listed):
+    def _sentEverything(self, listed):
         """
         @return: whether every attribute and value of C{listed} is one this
             registration sent, and every attribute it sent is there (the
@@ -450,10 +450,10 @@ class Registration(StateMachine):
         self.registered.errback(reason)
 
     def _failClosed(self, reason):
-        self._listing.forget(self)
-        self.registered.errback(reason)
-
-    def _malformedWritten(self, reason):
+        """
+        Fail with C{reason} a registration whose connection is closed (by
+        the registry, or after the peer wrote on it).
+        """
         self._protocol = None
         self._listing.forget(self)
         self.registered.errback(reason)
@@ -575,7 +575,7 @@ Registration._transitions = {
         "confirm": (_S.registered, _R._confirm),
         "fail": (_S.failed, _R._failWritten),
         "connectionLost": (_S.closed, _R._closedUnconfirmed),
-        "malformed": (_S.failed, _R._malformedWritten),
+        "malformed": (_S.failed, _R._failClosed),
         "cancel": (_S.failed, _R._abandon),
     },
     _S.closed: {
@@ -619,7 +619,7 @@ Registration._transitions = {
 # For each state, the events it takes: {event: (next state, action)}; an
 # event not listed is ignored (a stale one: a connection's report after the
 # registration was given up, a verdict on one already decided).  The table
-# is drawn in docs/client.md.
+# is drawn in docs/connection.md.
 
 
 class Registrar:
