@@ -75,7 +75,8 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "logs_errors: the test expects failures or errors to be logged (the autouse"
-        " fixture otherwise fails a test that logs one)",
+        " fixture otherwise fails a test that logs one, and fails a test so marked"
+        " that logs none)",
     )
 
 
@@ -83,7 +84,9 @@ def pytest_configure(config):
 def failOnLoggedErrors(request):
     """
     Fail the test when anything logs a failure or an event at error level or
-    above while it runs, unless it is marked C{logs_errors}.
+    above while it runs, unless it is marked C{logs_errors}; fail a test so
+    marked that logs none, whose marker would hide errors it does not
+    expect.
     """
     from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
@@ -102,8 +105,11 @@ def failOnLoggedErrors(request):
         gc.collect()
     finally:
         globalLogPublisher.removeObserver(observer)
-    if errors and request.node.get_closest_marker("logs_errors") is None:
+    expected = request.node.get_closest_marker("logs_errors") is not None
+    if errors and not expected:
         pytest.fail(
             "logged %d error(s): %s" % (len(errors), "; ".join(formatEvent(e) for e in errors[:3])),
             pytrace=False,
         )
+    if expected and not errors:
+        pytest.fail("marked logs_errors but logged no error", pytrace=False)

@@ -118,7 +118,6 @@ async def test_restartCycles(registry_server):
     assert clientSockets(*registryPorts(registry_server)) == 0
 
 
-@pytest.mark.logs_errors
 @pytest_twisted.ensureDeferred
 async def test_blackhole(registry_server, proxy):
     """

@@ -409,7 +409,6 @@ async def test_garbageRegistry():
     await servers.close()
 
 
-@pytest.mark.logs_errors
 @pytest_twisted.ensureDeferred
 async def test_probeDeclaresLoss(registry_server):
     """
