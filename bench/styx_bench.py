@@ -3,8 +3,8 @@ Benchmark of the embedded registry served over Styx: python bench/styx_bench.py
 
 Runs C{twistd -n regmgr} with C{--styx} in a subprocess (so that the
 benchmark's clients do not share its CPU time), logging at C{--log-level
-warn} (at the default level every registration is a log line, which costs
-more than serving it), and measures, with plain
+warn} (where no change line is made, so that the figures are the
+server's own), and measures, with plain
 blocking sockets and selectors on the client side and messages encoded
 before the clock starts:
 

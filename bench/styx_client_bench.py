@@ -14,9 +14,9 @@ two plugins (each trial from a collected heap and an empty registry):
     client's and server's together, with the machine's load average: on a
     busy machine the two processes wait for the CPU, and the times follow
     the CPU they use together;
-  - the server logging at info (each registration a line, as a server
-    run with the default level) or, with STYX_BENCH_SERVER_LOG=warn, at
-    warn;
+  - the server logging at info (as a server run with the default level:
+    the first changes of the burst a line each, the rest summed up in a
+    line a second) or, with STYX_BENCH_SERVER_LOG=warn, at warn;
   - client memory per registration: after the timed trials, one more
     trial of each plugin with tracemalloc on, and the Python memory the
     5,000 registrations (with their tasks) hold once the Monitor has seen
@@ -51,9 +51,9 @@ OPTIONS = {"initialDelay": 0.2, "maxDelay": 1.0}
 SERVER_LOG_LEVEL = os.environ.get("STYX_BENCH_SERVER_LOG", "info")
 """
 The level the server logs at (to /dev/null): C{info} by default, as a
-server run with the default level, where each registration is a log line
-(about half the server's CPU time for a Styx registration, the same line
-for the TCP plugin's); C{warn} leaves the registry's own costs.
+server run with the default level, where the first changes of a burst are
+a log line each and the others are counted and summed up (see
+L{txinferno.server._changelog}); C{warn} leaves the registry's own costs.
 """
 
 SERVER = """

@@ -98,3 +98,22 @@ def test_testingPage(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopRemovesEveryService():
+    """
+    When C{stop} fires, every connection is closed and every service they
+    registered is gone from the registry: the last connection to close
+    releases its service before it counts as closed.
+    """
+    server = EmbeddedRegistry(reactor=reactor)
+    await server.start()
+    try:
+        registrations = [await register(server, "s%d" % i, {"a": "1"}) for i in range(3)]
+        registry = server.registry
+        assert len(registry) == 3
+    finally:
+        await server.stop()
+    assert [s.name for s in registry] == []
+    del registrations

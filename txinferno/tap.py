@@ -299,8 +299,8 @@ class Options(usage.Options):
         [
             "log-changes",
             None,
-            "Log each change with all its attributes, at debug level "
-            "(the info line shows the first 100 characters).",
+            "Log every change with all its attributes, at debug level, however many come "
+            "(the info lines show the first 100 characters, and sum up bursts).",
         ],
     ]
 
@@ -434,7 +434,6 @@ class Options(usage.Options):
                 self.endpoints["styx"] = serverFromString(reactor, self["styx"])
             except (ValueError, TypeError, KeyError) as e:
                 raise usage.UsageError("--styx %s: bad endpoint: %s" % (self["styx"], e)) from None
-        self.registry = Registry()
         for name in PORT_NAMES:
             given = self[name]
             self[name] = withBacklog(given)
@@ -443,6 +442,7 @@ class Options(usage.Options):
             except (ValueError, TypeError, KeyError) as e:
                 raise usage.UsageError("--%s %s: bad endpoint: %s" % (name, given, e)) from None
         self.registry = Registry(
+            reactor,
             maxServices=self["max-services"],
             maxAttributes=self["max-attributes"],
             maxServiceBytes=self["max-service-bytes"],
@@ -685,6 +685,10 @@ def _serve(options, service, reactor):
         service.styxServer = StyxRegistryServer(options.registry, reactor, keepAlive=keepAlive)
         also.append(("styx", options.endpoints["styx"], service.styxServer.factory))
     ports = RegistryPortsService(server, [options.endpoints[name] for name in PORT_NAMES], also)
+    # The reactor aborts the connections left during its shutdown, and their
+    # services go: the summary of those the change log only counted is
+    # logged after that, not lost with the reactor's pending calls.
+    reactor.addSystemEventTrigger("after", "shutdown", options.registry.flushLog)
     ports.setName("ports")
     ports.setServiceParent(service)
     return server

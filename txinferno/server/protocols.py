@@ -315,8 +315,10 @@ class NewServerProtocol(_WriteProtocol):
         self.finish()
 
     def connectionLost(self, reason):
-        _WriteProtocol.connectionLost(self, reason)
+        # The service goes before the connection counts as closed, so that
+        # whoever waits for the last one (disconnectAll) finds it gone.
         self._releaseService()
+        _WriteProtocol.connectionLost(self, reason)
 
     def _releaseService(self):
         if self.service is not None:

@@ -21,6 +21,7 @@ from operator import attrgetter
 from twisted.logger import Logger, LogLevel
 
 from txinferno.errors import RegistryError
+from txinferno.server._changelog import ChangeLog
 from txinferno.server._loglevel import wants
 from txinferno.server.change import ChangeKind, IRegistryObserver, RegistryChange
 from txinferno.wire import attrdb
@@ -334,11 +335,16 @@ class Registry:
     update and removal, and every rejection the server reports with
     L{reportRejection}.
 
-    Every change is logged as one info line whose attributes are cut at
-    L{LOGGED_ATTRIBUTES} characters; with C{logFullChanges} set, a debug
-    line follows it with every attribute.  A line no observer would record
-    (the log filtered above its level, as C{twist --log-level warn} does)
-    is not made: see L{txinferno.server._loglevel.wants}.
+    Each change (and each static service loaded, each registration
+    refused for odd words) is logged as an info line of its own, whose
+    attributes are cut at L{LOGGED_ATTRIBUTES} characters, while changes
+    come at a rate an operator can read; past that rate, on a registry
+    given a clock, they are counted by kind and summed up in one info line
+    a second (see L{txinferno.server._changelog}).  With C{logFullChanges}
+    set, every change also has a debug line with every attribute.  A line
+    no observer would record (the log filtered above its level, as C{twist
+    --log-level warn} does) is not made, nor counted: see
+    L{txinferno.server._loglevel.wants}.
 
     @ivar version: the version counter, starting at 0.
     @type version: L{int}
@@ -354,8 +360,8 @@ class Registry:
         connections have closed that one origin (peer address) may leave;
         beyond, a service whose connection closes is removed even though it
         says C{persist}, and that is logged.
-    @ivar logFullChanges: whether each change's info line is followed by a
-        debug line with all its attributes.
+    @ivar logFullChanges: whether each change is logged at debug level too,
+        with all its attributes, however many changes come.
     """
 
     _log = Logger()
@@ -371,7 +377,9 @@ class Registry:
     ):
         """
         @param clock: an L{IReactorTime} giving the times of writes and
-            reads; the system clock when L{None}.
+            reads, and running the summaries of the change lines; the
+            system clock when L{None}, and then every change has a line
+            of its own (there is no clock to sum them up with).
         """
         self._clock = clock
         self.started = self.now()
@@ -392,6 +400,7 @@ class Registry:
         # Logger is a descriptor that makes a new logger at every access:
         # this one, bound to this registry, is made once.
         self._log = self._log
+        self._changeLog = ChangeLog(self._log, clock)
 
     def __len__(self):
         return len(self._slots)
@@ -480,7 +489,7 @@ class Registry:
         Log, count and tell the observers that C{service} is registered.
         """
         attributes = service.attributes()
-        self._logChange("service {name} registered with {attrs}", service, attributes)
+        self._logChange("registered", "service {name} registered with {attrs}", service, attributes)
         self._bump()
         self._told(ChangeKind.registered, service, attributes)
 
@@ -525,9 +534,13 @@ class Registry:
             self._add(service)
             self._remove(service)
             error = RegistryError("odd number of attribute words after the service name")
-            self._log.info(
-                "service {name} refused: {error}", name=quote(shortened(name)), error=error.text
-            )
+            log = self._log
+            if wants(log, LogLevel.info) and self._changeLog.admits("refused"):
+                log.info(
+                    "service {name} refused: {error}",
+                    name=quote(shortened(name)),
+                    error=error.text,
+                )
             self._bump()
             raise error
         pairs = _pairs(words[1:])
@@ -561,7 +574,7 @@ class Registry:
         pairs = _pairs(words)
         self._set(service, pairs, self._checkLimits(service, pairs))
         self._written(service)
-        self._logChange("service {name} updated with {attrs}", service, pairs)
+        self._logChange("updated", "service {name} updated with {attrs}", service, pairs)
         self._bump()
         self._told(ChangeKind.updated, service, service.attributes())
 
@@ -589,26 +602,36 @@ class Registry:
             raise RegistryError("service too large: more than %d bytes" % (self.maxServiceBytes,))
         return size
 
-    def _logChange(self, format, service, pairs):
+    def _logChange(self, kind, format, service, pairs):
         """
-        Log one change: one info line, its attributes cut, then (with
+        Log one change: an info line, its attributes cut, when the change
+        log admits it (else it counts the change as C{kind}), then (with
         L{logFullChanges}) a debug line with them all.  A line that no
         observer would record (see L{wants}) is not made at all.
         """
         log = self._log
-        if wants(log, LogLevel.info):
+        if wants(log, LogLevel.info) and self._changeLog.admits(kind):
             log.info(format, name=shortened(service.name), attrs=_summary(pairs))
         if self.logFullChanges and wants(log, LogLevel.debug):
             log.debug(format, name=service.name, attrs=_summary(pairs, None))
 
-    def _logService(self, format, service):
+    def _logService(self, kind, format, service):
         """
-        Log an info line about one service (its removal, its persisting),
+        Log an info line about one service (its removal, its persisting)
+        when the change log admits it (else it counts it as C{kind}),
         unless no observer would record it.
         """
         log = self._log
-        if wants(log, LogLevel.info):
+        if wants(log, LogLevel.info) and self._changeLog.admits(kind):
             log.info(format, name=shortened(service.name))
+
+    def flushLog(self) -> None:
+        """
+        Log now the summary of the changes counted and not yet summed up
+        (see L{txinferno.server._changelog.ChangeLog.flush}), instead of
+        within a second: the server calls it when it stops.
+        """
+        self._changeLog.flush()
 
     def release(self, service):
         """
@@ -633,7 +656,7 @@ class Registry:
             if origin is None or held < self.maxPersistentPerOrigin:
                 if origin is not None:
                     self._persisted[origin] = held + 1
-                self._logService("service {name} persists", service)
+                self._logService("persisting", "service {name} persists", service)
                 return False
             self._log.warn(
                 "service {name} removed instead of persisting: {origin} already left"
@@ -643,7 +666,7 @@ class Registry:
                 limit=self.maxPersistentPerOrigin,
             )
         else:
-            self._logService("service {name} removed", service)
+            self._logService("removed", "service {name} removed", service)
         self._remove(service)
         self._bump()
         self._told(ChangeKind.removed, service, service.attributes())
@@ -713,7 +736,7 @@ class Registry:
             if service.owner is None and persists(service.get("persist")):
                 self._forgetPersisted(service)
             self._remove(service)
-            self._logService("service {name} removed", service)
+            self._logService("removed", "service {name} removed", service)
         else:
             service.state = ServiceState.REMOVED
         service.owner = None
@@ -834,7 +857,7 @@ class Registry:
             self._add(service)
             self._set(service, pairs, _sizeAfter(service, dict(pairs)))
             self._logChange(
-                "static service {name} loaded with {attrs}", service, service.attributes()
+                "loaded", "static service {name} loaded with {attrs}", service, service.attributes()
             )
         return len(services)
 

@@ -128,7 +128,7 @@ class EmbeddedRegistry:
         """
         if self.running:
             raise RuntimeError("the embedded registry is already running")
-        self.registry = Registry()
+        self.registry = Registry(self.reactor)
         if self.static is not None:
             if hasattr(self.static, "seek"):
                 self.static.seek(0)
@@ -162,17 +162,23 @@ class EmbeddedRegistry:
         Stop listening and abort every open connection, as a crash of the
         registry would.  Does nothing when not running.
 
+        The registry's change log is flushed once every connection is
+        closed (see L{Registry.flushLog}): the summary of the changes not
+        logged one by one is logged before the L{Deferred} fires, and no
+        call of it is left with the reactor.
+
         @return: a L{Deferred} that fires with L{None} once the ports are
             closed and every connection is closed.
         """
         if not self.running:
             return succeed(None)
         self.running = False
-        assert self.server is not None and self.styxServer is not None
+        registry = self.registry
+        assert self.server is not None and self.styxServer is not None and registry is not None
         servers: list[RegistryServer | StyxRegistryServer] = [self.server, self.styxServer]
         d = gatherResults([s.stopListening() for s in servers])
         d.addCallback(lambda _: gatherResults([s.disconnectAll() for s in servers]))
-        return d.addCallback(lambda _: None)
+        return d.addCallback(lambda _: registry.flushLog())
 
     def waitFor(self, name: str, timeout: float | None = 10) -> Deferred[RegisteredService]:
         """

@@ -208,12 +208,12 @@ class InMemoryRegistry:
 
     def __init__(self, registry: Registry | None = None, **serverOptions: Any) -> None:
         """
-        @param registry: the registry to serve; a new, empty one when
-            L{None}.
+        @param registry: the registry to serve; a new, empty one on the
+            memory reactor's clock when L{None}.
         @param serverOptions: keyword arguments for L{RegistryServer}.
         """
         self.reactor = MemoryReactorClock()
-        self.registry = Registry() if registry is None else registry
+        self.registry = Registry(self.reactor) if registry is None else registry
         self.server = RegistryServer(self.registry, reactor=self.reactor, **serverOptions)
         factories = (self.server.newFactory, self.server.findFactory, self.server.eventFactory)
         for port, factory in zip(self.PORTS, factories):
