@@ -4,6 +4,7 @@ current services: recent changes with their times, counts of changes and
 rejections, a sampled history, and the open event streams it feeds.
 """
 
+import json
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -16,7 +17,7 @@ from zope.interface import implementer
 from txinferno.server.change import ChangeKind, IRegistryObserver, RegistryChange
 from txinferno.server.protocols import RegistryServer
 from txinferno.server.registry import RegisteredService, queryMatches
-from txinferno.web.query import jsonBytes
+from txinferno.web.query import jsonBytes, jsonText
 from txinferno.wire.persist import persists
 from txinferno.wire.rules import PORT_NAMES
 from txinferno.wire.words import formatLine
@@ -112,8 +113,15 @@ def _encodeEvent(kind, data):
     return b"event: %s\ndata: %s\n\n" % (kind, jsonBytes(data))
 
 
-def _shownJSON(shown: list[bool]) -> bytes:
-    return b"[" + b",".join([b"true" if x else b"false" for x in shown]) + b"]"
+_CHANGE = '{"time":%.3f,"kind":"%s","version":%d,"name":%s,"line":%s}'
+"""
+The JSON of a change entry of a service, made by formatting rather than
+through a L{dict}: the entries are the view's work per change.
+"""
+_REJECTION = '{"time":%.3f,"kind":"rejected","version":%d,"name":%s,"reason":%s}'
+"""
+The JSON of a change entry of a rejected write.
+"""
 
 
 @implementer(IRegistryObserver)
@@ -179,9 +187,9 @@ class RegistryView:
         self.streamsResynced = 0
         self.streamsDropped = 0
         self.streamsRefused = 0
-        self._recent: deque[dict[str, Any]] = deque(maxlen=maxChanges)
+        self._recent: deque[str] = deque(maxlen=maxChanges)
         self._pending: list[tuple[float, RegistryChange, bytes | None]] = []
-        self._unsent: list[tuple[dict[str, Any], Mapping[str, str] | None]] = []
+        self._unsent: list[tuple[str, Mapping[str, str] | None]] = []
         self._flushCall: IDelayedCall | None = None
         self._lastFlush = -math.inf
         self._encoded: dict[str, tuple[bytes, RegisteredService, bytes]] = {}
@@ -232,15 +240,16 @@ class RegistryView:
         return Counter({_KIND_NAMES[kind]: count for kind, count in self._kinds.items() if count})
 
     @property
-    def changes(self) -> deque[dict[str, Any]]:
+    def changes(self) -> list[dict[str, Any]]:
         """
-        The recent changes, oldest first, as the page shows them (at most
-        L{maxChanges}): C{time}, C{kind}, C{version}, and C{name},
-        C{attrs} and C{line} (L{serviceJSON}), or for a rejection C{name}
-        and C{reason}.
+        The recent changes, oldest first, as the page gets them (at most
+        L{maxChanges}): C{time} (to the millisecond), C{kind}, C{version},
+        C{name}, and C{line} (the service after the change, before it for a
+        removal, as the C{find} port prints it, without the newline) or for
+        a rejection C{reason}.
         """
         self._make()
-        return self._recent
+        return [json.loads(entry) for entry in self._recent]
 
     def registryChanged(self, change: RegistryChange) -> None:
         self._kinds[change.kind] += 1
@@ -269,7 +278,8 @@ class RegistryView:
     def _make(self) -> None:
         """
         Make the entries of the changes told since the last time, into
-        L{changes} and, while streams are open, to be sent.
+        L{changes} and, while streams are open, to be sent: each entry's
+        JSON, with the service's attributes, for the streams' queries.
         """
         pending, self._pending = self._pending, []
         sending = bool(self.streams)
@@ -279,20 +289,30 @@ class RegistryView:
         send = self._unsent.append
         for when, change, line in pending:
             kind = change.kind
-            entry: dict[str, Any] = {
-                "time": when,
-                "kind": _KIND_NAMES[kind],
-                "version": change.version,
-            }
             values = None
             if kind is ChangeKind.rejected:
-                entry["name"] = change.name
-                entry["reason"] = change.reason
+                entry = _REJECTION % (
+                    when,
+                    change.version,
+                    jsonText(change.name),
+                    jsonText(change.reason),
+                )
             else:
                 assert change.name is not None
-                entry.update(serviceJSON(change.name, change.attributes, line))
+                text = (
+                    _line(change.name, change.attributes)
+                    if line is None
+                    else line.decode("utf-8")[:-1]
+                )
+                entry = _CHANGE % (
+                    when,
+                    _KIND_NAMES[kind],
+                    change.version,
+                    jsonText(change.name),
+                    jsonText(text),
+                )
                 if kind is not ChangeKind.removed:
-                    values = entry["attrs"]
+                    values = dict(change.attributes)
             keep(entry)
             if sending:
                 send((entry, values))
@@ -301,8 +321,8 @@ class RegistryView:
         """
         Send the changes since the last flush to every stream in one
         C{changes} event: C{changes}, their entries, encoded once, and
-        C{shown}, whether the stream's query finds each service after its
-        change, made once per distinct query.
+        C{shown}, a string of C{1} and C{0}, whether the stream's query
+        finds each service after its change, made once per distinct query.
         """
         self._flushCall = None
         self._make()
@@ -310,16 +330,21 @@ class RegistryView:
         if not (unsent and self.streams):
             return
         self._lastFlush = self.clock.seconds()
-        encoded = jsonBytes([entry for entry, _ in unsent])
+        encoded = ",".join([entry for entry, _ in unsent]).encode("ascii")
         byQuery: dict[tuple[str, ...], bytes] = {}
 
         def eventFor(query):
             data = byQuery.get(query)
             if data is None:
-                shown = [values is not None and queryMatches(query, values) for _, values in unsent]
-                data = byQuery[query] = b'event: changes\ndata: {"changes":%s,"shown":%s}\n\n' % (
-                    encoded,
-                    _shownJSON(shown),
+                shown = "".join(
+                    [
+                        "1" if values is not None and queryMatches(query, values) else "0"
+                        for _, values in unsent
+                    ]
+                )
+                data = byQuery[query] = (
+                    b'event: changes\ndata: {"changes":[%s],"shown":"%s"}\n\n'
+                    % (encoded, shown.encode("ascii"))
                 )
             return data
 
@@ -378,14 +403,15 @@ class RegistryView:
         query = tuple(words)
         if self._snapshots is not None and query in self._snapshots:
             return self._snapshots[query]
-        data = _encodeEvent(
-            b"snapshot",
-            {
-                "status": self.status(),
-                "query": list(words),
-                "changes": list(self.changes),
-                "history": list(self.history),
-            },
+        self._make()
+        data = (
+            b'event: snapshot\ndata: {"status":%s,"query":%s,"changes":[%s],"history":%s}\n\n'
+            % (
+                jsonBytes(self.status()),
+                jsonBytes(list(words)),
+                ",".join(self._recent).encode("ascii"),
+                jsonBytes(list(self.history)),
+            )
         )
         if self._snapshots is not None:
             self._snapshots[query] = data
