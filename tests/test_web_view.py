@@ -6,14 +6,17 @@ L{MemoryReactorClock}; the streams are real twisted.web requests of the
 web port's site on L{StringTransport}s.
 """
 
+import gc
 import json
 import random
+import weakref
 
 from support import RegistryChangeRecorder, onStringTransport
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
+from txinferno.server.change import ChangeKind, RegistryChange
 from txinferno.server.protocols import RegistryServer
 from txinferno.server.registry import Registry
 from txinferno.web.site import WebService
@@ -135,6 +138,36 @@ def test_changeEntries():
     assert removed["kind"] == "removed"
     assert removed["line"] == updated["line"]
     assert data["shown"] == "1100"
+
+
+class _List(list):
+    pass
+
+
+def test_streamedChangeNotKept():
+    """
+    While streams are open, a change is kept until its flush as text only,
+    not as the change and its attributes: objects held that long would
+    outlive collections of the youngest generation and bring on full
+    collections of a busy registry.
+    """
+    s = Served()
+    stream = s.open(b"?proto=tcp")
+    conn = s.connection()
+    conn.dataReceived(b"svc proto tcp\n")
+    s.clock.advance(FLUSH_INTERVAL)
+    stream.clear()
+    # A list of one's own, to be weakly referenced.
+    change = RegistryChange(ChangeKind.updated, "svc", _List([("proto", "tcp")]), 2)
+    told = weakref.ref(change)
+    attributes = weakref.ref(change.attributes)
+    s.view.registryChanged(change)
+    del change
+    assert (told(), attributes()) == (None, None)
+    assert not any(gc.is_tracked(entry) for entry in s.view._unsent)
+    s.clock.advance(FLUSH_INTERVAL)
+    [(_, data)] = events(stream)
+    assert (data["changes"][0]["line"], data["shown"]) == ("svc proto tcp", "1")
 
 
 def test_flushInterval():
