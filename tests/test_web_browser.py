@@ -72,6 +72,44 @@ async def test_serviceComesAndGoes(browser, served):
     assert await stillSamePage(browser)
 
 
+def countsShown(driver):
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#counts dl')).map(block =>"
+        " [block.querySelector('dt').textContent,"
+        " Array.from(block.querySelectorAll('dd')).map(dd => dd.textContent)])"
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_countsFromChanges(browser, served):
+    """
+    The counts per attribute value follow the changes, the attributes read
+    from each change's line by the registry's word rules: quoted values, a
+    quote inside one, an attribute named like a number.
+    """
+    await openPage(browser, served)
+    conn = await register(served, b"web proto http descr 'it''s  mine' 10 x\n")
+    await waitFor(
+        browser,
+        lambda d: (
+            countsShown(d) == [["10", ["x 1"]], ["descr", ["it's  mine 1"]], ["proto", ["http 1"]]]
+        ),
+    )
+    other = await register(served, b"ssh proto http\n")
+    conn.send(b"proto ftp\n")
+    await waitFor(
+        browser,
+        lambda d: (
+            countsShown(d)
+            == [["10", ["x 1"]], ["descr", ["it's  mine 1"]], ["proto", ["ftp 1", "http 1"]]]
+        ),
+    )
+    conn.close()
+    await waitFor(browser, lambda d: countsShown(d) == [["proto", ["http 1"]]])
+    assert await stillSamePage(browser)
+    other.close()
+
+
 @pytest_twisted.ensureDeferred
 async def test_filter(browser, served):
     """

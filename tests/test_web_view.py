@@ -6,18 +6,22 @@ L{MemoryReactorClock}; the streams are real twisted.web requests of the
 web port's site on L{StringTransport}s.
 """
 
+import gc
 import json
 import random
+import weakref
 
 from support import RegistryChangeRecorder, onStringTransport
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
+from txinferno.server.change import ChangeKind, RegistryChange
 from txinferno.server.protocols import RegistryServer
 from txinferno.server.registry import Registry
 from txinferno.web.site import WebService
 from txinferno.web.view import FLUSH_INTERVAL
+from txinferno.wire.words import formatLine, splitWords
 
 
 class Served:
@@ -85,8 +89,85 @@ def test_burstIsOneEvent():
     assert [c["name"] for c in data["changes"]] == ["svc%d" % (i,) for i in range(50)]
     assert [c["version"] for c in data["changes"]] == list(range(1, 51))
     assert data["changes"][0]["line"] == "svc0 proto tcp"
-    assert data["changes"][0]["attrs"] == {"proto": "tcp"}
-    assert data["shown"] == [True] * 50
+    assert data["shown"] == "1" * 50
+
+
+def test_changeEntries():
+    """
+    A change's entry is its time to the millisecond, kind, version, name
+    and line (the service after the change, before it for a removal) in
+    the registry's quoting, from which the registry's own word rules give
+    back the name and the attributes in order, whatever characters they
+    hold; a rejection has its reason instead of a line.  The JSON is ASCII.
+    """
+    s = Served()
+    stream = s.open()
+    s.clock.advance(1234.56789 - s.clock.seconds())
+    stream.clear()
+    conn = s.connection()
+    words = ["sv\u00e9c", "10", "", "d\tescr", "it's 'mine'\nreally", "\u2603", "\x01"]
+    conn.dataReceived(formatLine(words))
+    conn.dataReceived(formatLine(["10", "ten"]))
+    found = s.server.registry[words[0]].line()
+    s.connection().dataReceived(formatLine([words[0], "a", "b"]))
+    conn.connectionLost(None)
+    s.clock.advance(0)
+    raw = stream.value()
+    raw.decode("ascii")
+    [(_, data)] = events(stream)
+    registered, updated, rejected, removed = data["changes"]
+    assert set(registered) == {"time", "kind", "version", "name", "line"}
+    assert (registered["time"], registered["kind"], registered["version"]) == (
+        1234.568,
+        "registered",
+        1,
+    )
+    assert registered["name"] == words[0]
+    # Newest first, as the registry lists them.
+    assert splitWords(registered["line"]) == [words[0], *words[5:], *words[3:5], *words[1:3]]
+    assert updated["kind"] == "updated"
+    assert updated["line"] + "\n" == found.decode()
+    assert splitWords(updated["line"]) == [words[0], *words[3:], "10", "ten"]
+    assert rejected == {
+        "time": 1234.568,
+        "kind": "rejected",
+        "version": 2,
+        "name": words[0],
+        "reason": "duplicate service name",
+    }
+    assert removed["kind"] == "removed"
+    assert removed["line"] == updated["line"]
+    assert data["shown"] == "1100"
+
+
+class _List(list):
+    pass
+
+
+def test_streamedChangeNotKept():
+    """
+    While streams are open, a change is kept until its flush as text only,
+    not as the change and its attributes: objects held that long would
+    outlive collections of the youngest generation and bring on full
+    collections of a busy registry.
+    """
+    s = Served()
+    stream = s.open(b"?proto=tcp")
+    conn = s.connection()
+    conn.dataReceived(b"svc proto tcp\n")
+    s.clock.advance(FLUSH_INTERVAL)
+    stream.clear()
+    # A list of one's own, to be weakly referenced.
+    change = RegistryChange(ChangeKind.updated, "svc", _List([("proto", "tcp")]), 2)
+    told = weakref.ref(change)
+    attributes = weakref.ref(change.attributes)
+    s.view.registryChanged(change)
+    del change
+    assert (told(), attributes()) == (None, None)
+    assert not any(gc.is_tracked(entry) for entry in s.view._unsent)
+    s.clock.advance(FLUSH_INTERVAL)
+    [(_, data)] = events(stream)
+    assert (data["changes"][0]["line"], data["shown"]) == ("svc proto tcp", "1")
 
 
 def test_flushInterval():
@@ -111,7 +192,7 @@ def test_flushInterval():
     assert stream.value() == b""
     s.clock.advance(2e-6)
     [(_, data)] = events(stream)
-    assert [c["attrs"]["a"] for c in data["changes"]] == ["1", "2"]
+    assert [c["line"] for c in data["changes"]] == ["svc a 1", "svc a 2"]
 
 
 def test_sameBytesForEveryStream():
@@ -131,8 +212,8 @@ def test_sameBytesForEveryStream():
     [(_, data)] = events(streams[0])
     [(_, mine)] = events(filtered)
     assert mine["changes"] == data["changes"]
-    assert data["shown"] == [True, True, True]
-    assert mine["shown"] == [True, False, False]
+    assert data["shown"] == "111"
+    assert mine["shown"] == "100"
 
 
 def test_noChangeLostOrReordered():
@@ -201,7 +282,7 @@ def test_noStreamsNoFlush():
         conn.dataReceived(b"a %d\n" % (i,))
     assert len(s.clock.getDelayedCalls()) == calls
     assert len(s.view._pending) <= 2 * s.view.maxChanges
-    assert [c["attrs"]["a"] for c in s.view.changes] == [str(i) for i in range(800, 1000)]
+    assert [c["line"] for c in s.view.changes] == ["svc a %d" % (i,) for i in range(800, 1000)]
     assert s.view._pending == []
 
 

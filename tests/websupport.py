@@ -124,7 +124,7 @@ class EventsClient(Protocol):
     @ivar messages: every event received, C{(kind, data)}.
     @ivar events: the events not yet taken, C{(kind, data)}, a C{changes}
         event taken apart into a C{change} event per change, each with its
-        C{shown}.
+        C{shown} as a L{bool}.
     """
 
     def __init__(self, path):
@@ -161,7 +161,7 @@ class EventsClient(Protocol):
                 self.messages.append((kind, data))
                 if kind == "changes":
                     for change, shown in zip(data["changes"], data["shown"], strict=True):
-                        self.events.append(("change", dict(change, shown=shown)))
+                        self.events.append(("change", dict(change, shown=shown == "1")))
                 else:
                     self.events.append((kind, data))
         self._wake()

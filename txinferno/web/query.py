@@ -11,19 +11,21 @@ from twisted.web.server import Request
 
 from txinferno.wire.words import decode
 
-__all__ = ["queryWords", "jsonBytes", "jsonResponse", "jsonError"]
+__all__ = ["queryWords", "jsonText", "jsonBytes", "jsonResponse", "jsonError"]
 
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+jsonText = json.JSONEncoder(separators=(",", ":")).encode
+"""
+C{data} as compact JSON text (ASCII, non-ASCII characters escaped), by one
+encoder made once (C{json.dumps} with C{separators} makes one per call).
+"""
 
 
 def jsonBytes(data: Any) -> bytes:
     """
-    @return: C{data} as compact JSON (ASCII, non-ASCII characters escaped),
-        by one encoder made once (C{json.dumps} with C{separators} makes
-        one per call).
+    @return: C{data} as compact JSON (L{jsonText}), encoded.
     @rtype: L{bytes}
     """
-    return _encode(data).encode("ascii")
+    return jsonText(data).encode("ascii")
 
 
 def queryWords(request: Request) -> list[str]:

@@ -4,9 +4,10 @@ current services: recent changes with their times, counts of changes and
 rejections, a sampled history, and the open event streams it feeds.
 """
 
+import json
 import math
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -16,7 +17,7 @@ from zope.interface import implementer
 from txinferno.server.change import ChangeKind, IRegistryObserver, RegistryChange
 from txinferno.server.protocols import RegistryServer
 from txinferno.server.registry import RegisteredService, queryMatches
-from txinferno.web.query import jsonBytes
+from txinferno.web.query import jsonBytes, jsonText
 from txinferno.wire.persist import persists
 from txinferno.wire.rules import PORT_NAMES
 from txinferno.wire.words import formatLine
@@ -112,8 +113,19 @@ def _encodeEvent(kind, data):
     return b"event: %s\ndata: %s\n\n" % (kind, jsonBytes(data))
 
 
-def _shownJSON(shown: list[bool]) -> bytes:
-    return b"[" + b",".join([b"true" if x else b"false" for x in shown]) + b"]"
+_NOW = frozenset([ChangeKind.registered, ChangeKind.updated])
+"""
+The kinds of change after which the service is in the registry.
+"""
+_CHANGE = '{"time":%.3f,"kind":"%s","version":%d,"name":%s,"line":%s}'
+"""
+The JSON of a change entry of a service, made by formatting rather than
+through a L{dict}: the entries are the view's work per change.
+"""
+_REJECTION = '{"time":%.3f,"kind":"rejected","version":%d,"name":%s,"reason":%s}'
+"""
+The JSON of a change entry of a rejected write.
+"""
 
 
 @implementer(IRegistryObserver)
@@ -121,14 +133,16 @@ class RegistryView:
     """
     Watches one L{txinferno.server.protocols.RegistryServer}'s registry.
 
-    As a change observer it only counts a change and keeps it with its
-    time; the rest is done once per flush, at most every L{flushInterval}
+    As a change observer it counts a change and, while streams are open,
+    makes its entry (its JSON) and whether each distinct query of the
+    streams finds its service; without streams it only keeps the change
+    with its time, and the entries of L{changes} are made when they are
+    read.  The rest is done once per flush, at most every L{flushInterval}
     seconds (at the end of the reactor's turn when the last flush is older
-    than that): the entries of L{changes} are made, and the changes of the
-    flush go to every open stream as one C{changes} event, its JSON made
-    once for every stream (and its C{shown} list once per distinct query).
-    The cost of a change is so independent of the number of open views, and
-    a burst of changes is a few events rather than one per change.
+    than that): the changes of the flush go to every open stream as one
+    C{changes} event, made once for every stream of a query.  The cost of a
+    change is so independent of the number of open views, and a burst of
+    changes is a few events rather than one per change.
 
     @ivar server: the server.
     @ivar clock: the clock of the times, the flushes and the sampling.
@@ -179,9 +193,10 @@ class RegistryView:
         self.streamsResynced = 0
         self.streamsDropped = 0
         self.streamsRefused = 0
-        self._recent: deque[dict[str, Any]] = deque(maxlen=maxChanges)
-        self._pending: list[tuple[float, RegistryChange, bytes | None]] = []
-        self._unsent: list[tuple[dict[str, Any], Mapping[str, str] | None]] = []
+        self._recent: deque[str] = deque(maxlen=maxChanges)
+        self._pending: list[tuple[float, RegistryChange]] = []
+        self._unsent: list[str] = []
+        self._shown: dict[tuple[str, ...], list[str]] = {}
         self._flushCall: IDelayedCall | None = None
         self._lastFlush = -math.inf
         self._encoded: dict[str, tuple[bytes, RegisteredService, bytes]] = {}
@@ -210,6 +225,7 @@ class RegistryView:
             self._flushCall = None
         self._make()
         self._unsent = []
+        self._shown = {}
 
     def addStream(self, stream: "EventStream") -> None:
         """
@@ -222,6 +238,7 @@ class RegistryView:
             self._flushCall.cancel()
         self._flush()
         self.streams.add(stream)
+        self._shown.setdefault(tuple(stream.words), [])
 
     @property
     def counts(self) -> Counter[str]:
@@ -232,94 +249,110 @@ class RegistryView:
         return Counter({_KIND_NAMES[kind]: count for kind, count in self._kinds.items() if count})
 
     @property
-    def changes(self) -> deque[dict[str, Any]]:
+    def changes(self) -> list[dict[str, Any]]:
         """
-        The recent changes, oldest first, as the page shows them (at most
-        L{maxChanges}): C{time}, C{kind}, C{version}, and C{name},
-        C{attrs} and C{line} (L{serviceJSON}), or for a rejection C{name}
-        and C{reason}.
+        The recent changes, oldest first, as the page gets them (at most
+        L{maxChanges}): C{time} (to the millisecond), C{kind}, C{version},
+        C{name}, and C{line} (the service after the change, before it for a
+        removal, as the C{find} port prints it, without the newline) or for
+        a rejection C{reason}.
         """
         self._make()
-        return self._recent
+        return [json.loads(entry) for entry in self._recent]
 
     def registryChanged(self, change: RegistryChange) -> None:
-        self._kinds[change.kind] += 1
-        if change.kind is ChangeKind.rejected:
+        kind = change.kind
+        self._kinds[kind] += 1
+        if kind is ChangeKind.rejected:
             self.rejections[reasonLabel(change.reason or "")] += 1
-            line = None
-        elif change.kind is ChangeKind.removed:
+        elif kind is ChangeKind.removed:
             self._encoded.pop(change.name or "", None)
-            line = None
-        else:
-            # The line of the service as it is now, computed once for the
-            # streams and the find port alike, is the service after this
-            # change; without streams, only the last changes are made.
-            line = self.registry[change.name].line() if self.streams else None
         now = self.clock.seconds()
-        self._pending.append((now, change, line))
         if not self.streams:
             # Nothing to send: the entries are made when L{changes} is read,
             # of the last L{maxChanges} changes only.
+            self._pending.append((now, change))
             if len(self._pending) > 2 * self.maxChanges:
                 del self._pending[: -self.maxChanges]
-        elif self._flushCall is None:
+            return
+        # Made at once, the change is kept as text only: objects held until
+        # the flush would outlive collections of the youngest generation and
+        # bring on full collections of a busy registry.  The line of the
+        # service is the one of the find port, computed once for both.
+        line = self.registry[change.name].line() if kind in _NOW else None
+        entry = self._entry(now, change, line)
+        self._recent.append(entry)
+        self._unsent.append(entry)
+        if self._shown:
+            values = dict(change.attributes) if kind in _NOW else None
+            for query, shown in self._shown.items():
+                shown.append("1" if values is not None and queryMatches(query, values) else "0")
+        if self._flushCall is None:
             wait = self._lastFlush + self.flushInterval - now
             self._flushCall = self.clock.callLater(max(0.0, wait), self._flush)
 
+    def _entry(self, when: float, change: RegistryChange, line: bytes | None) -> str:
+        """
+        @param when: the time of the change.
+        @param line: the service's line after the change (not for a
+            removal or a rejection), or L{None} to make it of the change's
+            attributes.
+        @return: the JSON of the change's entry in L{changes}.
+        """
+        if change.kind is ChangeKind.rejected:
+            return _REJECTION % (
+                when,
+                change.version,
+                jsonText(change.name),
+                jsonText(change.reason),
+            )
+        assert change.name is not None
+        text = _line(change.name, change.attributes) if line is None else line.decode("utf-8")[:-1]
+        return _CHANGE % (
+            when,
+            _KIND_NAMES[change.kind],
+            change.version,
+            jsonText(change.name),
+            jsonText(text),
+        )
+
     def _make(self) -> None:
         """
-        Make the entries of the changes told since the last time, into
-        L{changes} and, while streams are open, to be sent.
+        Make the entries of the changes told while no stream was open into
+        L{changes}, of the last L{maxChanges} only.
         """
         pending, self._pending = self._pending, []
-        sending = bool(self.streams)
-        if not sending:
-            pending = pending[-self.maxChanges :]
-        keep = self._recent.append
-        send = self._unsent.append
-        for when, change, line in pending:
-            kind = change.kind
-            entry: dict[str, Any] = {
-                "time": when,
-                "kind": _KIND_NAMES[kind],
-                "version": change.version,
-            }
-            values = None
-            if kind is ChangeKind.rejected:
-                entry["name"] = change.name
-                entry["reason"] = change.reason
-            else:
-                assert change.name is not None
-                entry.update(serviceJSON(change.name, change.attributes, line))
-                if kind is not ChangeKind.removed:
-                    values = entry["attrs"]
-            keep(entry)
-            if sending:
-                send((entry, values))
+        for when, change in pending[-self.maxChanges :]:
+            self._recent.append(self._entry(when, change, None))
 
     def _flush(self) -> None:
         """
         Send the changes since the last flush to every stream in one
         C{changes} event: C{changes}, their entries, encoded once, and
-        C{shown}, whether the stream's query finds each service after its
-        change, made once per distinct query.
+        C{shown}, a string of C{1} and C{0}, whether the stream's query
+        finds each service after its change, kept as the changes come for
+        each distinct query of the open streams.
         """
         self._flushCall = None
         self._make()
         unsent, self._unsent = self._unsent, []
+        byQuery, self._shown = self._shown, {tuple(stream.words): [] for stream in self.streams}
         if not (unsent and self.streams):
             return
         self._lastFlush = self.clock.seconds()
-        encoded = jsonBytes([entry for entry, _ in unsent])
-        byQuery: dict[tuple[str, ...], bytes] = {}
+        encoded = ",".join(unsent).encode("ascii")
+        events: dict[tuple[str, ...], bytes] = {}
 
         def eventFor(query):
-            data = byQuery.get(query)
+            data = events.get(query)
             if data is None:
-                shown = [values is not None and queryMatches(query, values) for _, values in unsent]
-                data = byQuery[query] = b'event: changes\ndata: {"changes":%s,"shown":%s}\n\n' % (
-                    encoded,
-                    _shownJSON(shown),
+                shown = "".join(byQuery[query]).encode("ascii")
+                data = events[query] = (
+                    b'event: changes\ndata: {"changes":[%s],"shown":"%s"}\n\n'
+                    % (
+                        encoded,
+                        shown,
+                    )
                 )
             return data
 
@@ -378,14 +411,15 @@ class RegistryView:
         query = tuple(words)
         if self._snapshots is not None and query in self._snapshots:
             return self._snapshots[query]
-        data = _encodeEvent(
-            b"snapshot",
-            {
-                "status": self.status(),
-                "query": list(words),
-                "changes": list(self.changes),
-                "history": list(self.history),
-            },
+        self._make()
+        data = (
+            b'event: snapshot\ndata: {"status":%s,"query":%s,"changes":[%s],"history":%s}\n\n'
+            % (
+                jsonBytes(self.status()),
+                jsonBytes(list(words)),
+                ",".join(self._recent).encode("ascii"),
+                jsonBytes(list(self.history)),
+            )
         )
         if self._snapshots is not None:
             self._snapshots[query] = data

@@ -45,6 +45,14 @@
     return words;
   }
 
+  // A service's attributes from its line (a change carries only its line):
+  // the words after the name, in pairs.
+  function attrsOf(line) {
+    var words = splitWords(line), attrs = Object.create(null);
+    for (var i = 1; i + 1 < words.length; i += 2) { attrs[words[i]] = words[i + 1]; }
+    return attrs;
+  }
+
   function setState(name, text) {
     document.body.className = name;
     stateText.textContent = text;
@@ -263,11 +271,15 @@
       render();
     });
     // The changes since the last event, in order, each with whether the
-    // stream's query finds its service after it.
+    // stream's query finds its service after it ("1" in shown).
     source.addEventListener("changes", function (event) {
       var data = JSON.parse(event.data);
       data.changes.forEach(function (change, i) {
-        if (data.shown[i]) { upsert(change); } else if (change.kind !== "rejected") { remove(change.name); }
+        if (data.shown[i] === "1") {
+          upsert({name: change.name, attrs: attrsOf(change.line), line: change.line});
+        } else if (change.kind !== "rejected") {
+          remove(change.name);
+        }
         changes.push(change);
         if (status) {
           status.version = change.version;
