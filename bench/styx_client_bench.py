@@ -53,7 +53,7 @@ SERVER_LOG_LEVEL = os.environ.get("STYX_BENCH_SERVER_LOG", "info")
 The level the server logs at (to /dev/null): C{info} by default, as a
 server run with the default level, where the first changes of a burst are
 a log line each and the others are counted and summed up (see
-L{txinferno.server._changelog}); C{warn} leaves the registry's own costs.
+L{txinferno.server._logbudget}); C{warn} leaves the registry's own costs.
 """
 
 SERVER = """

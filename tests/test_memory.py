@@ -8,7 +8,7 @@ from support import failureResultOf, successResultOf
 
 from txinferno import Monitor, RegistryManager, ServiceTask
 from txinferno.errors import RegistrationRejected
-from txinferno.server._changelog import SUMMARY_INTERVAL
+from txinferno.server._logbudget import SUMMARY_INTERVAL
 from txinferno.testing.memory import InMemoryRegistry
 from txinferno.testing.recorders import MonitorRecorder
 

@@ -303,7 +303,9 @@ class NewServerProtocol(_WriteProtocol):
     def writeFailed(self, error, name=None):
         if name is None and self.service is not None:
             name = self.service.name
-        self._log.warn(
+        self.server.registry.warn(
+            "new connections closed",
+            self._log,
             "new connection from {peer}{forName} closed: {error}",
             peer=addressText(self.transport.getPeer()),
             name=name,
@@ -417,7 +419,9 @@ class FindServerProtocol(_WriteProtocol):
 
     def _stalled(self):
         self._stallCall = None
-        self._log.warn(
+        self.server.registry.warn(
+            "find connections cut for reading nothing",
+            self._log,
             "find connection from {peer} cut: it read nothing of its answer for {timeout} seconds",
             peer=addressText(self.transport.getPeer()),
             timeout=self.server.idleTimeout,
@@ -425,7 +429,9 @@ class FindServerProtocol(_WriteProtocol):
         self.transport.abortConnection()
 
     def writeFailed(self, error):
-        self._log.warn(
+        self.server.registry.warn(
+            "find connections closed",
+            self._log,
             "find connection from {peer} closed: {error}",
             peer=addressText(self.transport.getPeer()),
             error=error.text,
@@ -538,7 +544,9 @@ class EventServerProtocol(Protocol):
     def _drop(self):
         self._dropCall = None
         self.server.statistics.watchersDropped += 1
-        self._log.warn(
+        self.server.registry.warn(
+            "event watchers dropped",
+            self._log,
             "event watcher {peer} dropped: its socket has not drained for {timeout} seconds",
             peer=addressText(self.transport.getPeer()),
             timeout=self.server.watcherTimeout,

@@ -21,7 +21,7 @@ from operator import attrgetter
 from twisted.logger import Logger, LogLevel
 
 from txinferno.errors import RegistryError
-from txinferno.server._changelog import ChangeLog
+from txinferno.server._logbudget import LogBudget
 from txinferno.server._loglevel import wants
 from txinferno.server.change import ChangeKind, IRegistryObserver, RegistryChange
 from txinferno.wire import attrdb
@@ -340,11 +340,13 @@ class Registry:
     attributes are cut at L{LOGGED_ATTRIBUTES} characters, while changes
     come at a rate an operator can read; past that rate, on a registry
     given a clock, they are counted by kind and summed up in one info line
-    a second (see L{txinferno.server._changelog}).  With C{logFullChanges}
+    a second (see L{txinferno.server._logbudget}).  With C{logFullChanges}
     set, every change also has a debug line with every attribute.  A line
     no observer would record (the log filtered above its level, as C{twist
     --log-level warn} does) is not made, nor counted: see
-    L{txinferno.server._loglevel.wants}.
+    L{txinferno.server._loglevel.wants}.  The warnings a client can make
+    the server repeat, about connections rejected, cut or closed, have a
+    budget of their own, shared by every port, through L{warn}.
 
     @ivar version: the version counter, starting at 0.
     @type version: L{int}
@@ -400,7 +402,8 @@ class Registry:
         # Logger is a descriptor that makes a new logger at every access:
         # this one, bound to this registry, is made once.
         self._log = self._log
-        self._changeLog = ChangeLog(self._log, clock)
+        self._changeLog = LogBudget(self._log, clock)
+        self._warningLog = LogBudget(self._log, clock, "warning", LogLevel.warn)
 
     def __len__(self):
         return len(self._slots)
@@ -625,13 +628,30 @@ class Registry:
         if wants(log, LogLevel.info) and self._changeLog.admits(kind):
             log.info(format, name=shortened(service.name))
 
+    def warn(self, kind: str, log: Logger, format: str, **fields: object) -> None:
+        """
+        Log a warning that a client can make the server repeat (a
+        connection rejected, cut or closed), within the budget of warnings
+        all the registry's ports share: past it, the warning is counted as
+        C{kind} and summed up in one line a second by the registry's own
+        logger, as changes are (see L{txinferno.server._logbudget}).
+
+        @param kind: what happened, as a summary counts it after its count:
+            a plural such as C{new connections closed}.
+        @param log: the logger of the line, when it is logged.
+        @param format: its format, with C{fields}.
+        """
+        if self._warningLog.admits(kind):
+            log.warn(format, **fields)
+
     def flushLog(self) -> None:
         """
-        Log now the summary of the changes counted and not yet summed up
-        (see L{txinferno.server._changelog.ChangeLog.flush}), instead of
-        within a second: the server calls it when it stops.
+        Log now the summaries of the changes and warnings counted and not
+        yet summed up (see L{txinferno.server._logbudget.LogBudget.flush}),
+        instead of within a second: the server calls it when it stops.
         """
         self._changeLog.flush()
+        self._warningLog.flush()
 
     def release(self, service):
         """
@@ -658,7 +678,9 @@ class Registry:
                     self._persisted[origin] = held + 1
                 self._logService("persisting", "service {name} persists", service)
                 return False
-            self._log.warn(
+            self.warn(
+                "services removed instead of persisting",
+                self._log,
                 "service {name} removed instead of persisting: {origin} already left"
                 " {limit} persistent services",
                 name=shortened(service.name),

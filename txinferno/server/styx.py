@@ -355,8 +355,12 @@ class StyxServerProtocol(Protocol):
         """
         if self.state is not ConnectionState.SERVING:
             return
-        self._log.warn(
-            "Styx connection from {peer} closed: {why}", peer=self.transport.getPeer(), why=why
+        self.server.registry.warn(
+            "Styx connections closed",
+            self._log,
+            "Styx connection from {peer} closed: {why}",
+            peer=self.transport.getPeer(),
+            why=why,
         )
         self.state = ConnectionState.CLOSING
         self._queue = []

@@ -1,7 +1,8 @@
 """
-Tests for the registry's change log (L{txinferno.server._changelog}): each
-change a line of its own within the budget, the others counted and summed
-up, nothing lost and nothing left scheduled once quiet.
+Tests for the registry's log budgets (L{txinferno.server._logbudget}): each
+change, and each warning a client can make the server repeat, a line of its
+own within its budget, the others counted and summed up, nothing lost and
+nothing left scheduled once quiet.
 """
 
 import io
@@ -10,20 +11,21 @@ import pytest_twisted
 from support import bounded, logLines, tapOptions
 from test_loglevel import filtered
 from twisted.internet import reactor
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs
 
-from txinferno.server._changelog import (
-    CHANGE_LINES_BURST,
-    CHANGE_LINES_PER_SECOND,
+from txinferno.server._logbudget import (
+    LINES_BURST,
+    LINES_PER_SECOND,
     SUMMARY_INTERVAL,
-    ChangeLog,
+    LogBudget,
 )
 from txinferno.server.registry import Registry
 from txinferno.tap import makeService
 from txinferno.testing import EmbeddedRegistry, connectRaw
+from txinferno.testing.embedded import exchange
 
 NAMESPACE = "txinferno.server.registry.Registry"
 
@@ -67,15 +69,15 @@ def churn(registry, count, prefix="s"):
 
 def test_underBudget():
     """
-    Up to L{CHANGE_LINES_BURST} changes at once, then any number at a
-    little under L{CHANGE_LINES_PER_SECOND}, each have a line of their
+    Up to L{LINES_BURST} changes at once, then any number at a
+    little under L{LINES_PER_SECOND}, each have a line of their
     own; nothing is summed up and no call is left with the clock.
     """
     clock = Clock()
     registry = Registry(clock)
-    gap = 1.01 / CHANGE_LINES_PER_SECOND
+    gap = 1.01 / LINES_PER_SECOND
     with capturedLogs() as events:
-        churn(registry, CHANGE_LINES_BURST // 2)
+        churn(registry, LINES_BURST // 2)
         assert clock.getDelayedCalls() == []
         for i in range(300):
             clock.advance(gap)
@@ -84,7 +86,7 @@ def test_underBudget():
             registry.release(service)
             assert clock.getDelayedCalls() == []
     lines = logLines(oneByOne(events))
-    assert len(lines) == CHANGE_LINES_BURST + 600 and summaries(events) == []
+    assert len(lines) == LINES_BURST + 600 and summaries(events) == []
     assert lines[:2] == ["service s0 registered with a 1", "service s1 registered with a 1"]
     assert lines[-2:] == ["service t299 registered with ", "service t299 removed"]
 
@@ -100,7 +102,7 @@ def test_burstSummedUp():
     registry = Registry(clock)
     with capturedLogs() as events:
         churn(registry, 5000)
-        assert len(oneByOne(events)) == CHANGE_LINES_BURST and summaries(events) == []
+        assert len(oneByOne(events)) == LINES_BURST and summaries(events) == []
         assert len(clock.getDelayedCalls()) == 1
         clock.advance(SUMMARY_INTERVAL)
     assert clock.getDelayedCalls() == []
@@ -137,7 +139,7 @@ def test_longBurst():
     # The burst, then the refill of the 4.9 s from the first changes to
     # the last, give or take a line.
     lines = len(oneByOne(events))
-    assert abs(lines - (CHANGE_LINES_BURST + 4.9 * CHANGE_LINES_PER_SECOND)) <= 1
+    assert abs(lines - (LINES_BURST + 4.9 * LINES_PER_SECOND)) <= 1
 
 
 def test_refilledWhenQuiet():
@@ -148,10 +150,10 @@ def test_refilledWhenQuiet():
     clock = Clock()
     registry = Registry(clock)
     churn(registry, 100)
-    clock.advance(CHANGE_LINES_BURST / CHANGE_LINES_PER_SECOND)
+    clock.advance(LINES_BURST / LINES_PER_SECOND)
     with capturedLogs() as events:
         churn(registry, 100)
-    assert len(oneByOne(events)) == CHANGE_LINES_BURST
+    assert len(oneByOne(events)) == LINES_BURST
 
 
 def test_clockSetBack():
@@ -164,15 +166,15 @@ def test_clockSetBack():
     clock.advance(7200)
     registry = Registry(clock)
     with capturedLogs() as events:
-        churn(registry, CHANGE_LINES_BURST)
+        churn(registry, LINES_BURST)
         clock.rightNow -= 3600
         registry.release(registry.register(None, ["back"]))
-        clock.advance(CHANGE_LINES_BURST / CHANGE_LINES_PER_SECOND)
-        churn(registry, CHANGE_LINES_BURST // 2, "t")
+        clock.advance(LINES_BURST / LINES_PER_SECOND)
+        churn(registry, LINES_BURST // 2, "t")
         registry.flushLog()
-    assert len(oneByOne(events)) == 2 * CHANGE_LINES_BURST
+    assert len(oneByOne(events)) == 2 * LINES_BURST
     [summary] = summaries(events)
-    assert summary["count"] == CHANGE_LINES_BURST + 2 and summary["interval"] == 0
+    assert summary["count"] == LINES_BURST + 2 and summary["interval"] == 0
 
 
 def test_everyKind():
@@ -184,7 +186,7 @@ def test_everyKind():
     clock = Clock()
     registry = Registry(clock)
     with capturedLogs() as events:
-        for i in range(CHANGE_LINES_BURST):
+        for i in range(LINES_BURST):
             registry.update(registry.register(None, ["s%d" % i]), ["k", "v"])
         kept = registry.register(None, ["p", "persist", "1"])
         registry.update(kept, ["k", "v"])
@@ -199,7 +201,7 @@ def test_everyKind():
         "26 more changes not logged one by one in the last 1.0 s: 11 registered,"
         " 11 updated, 1 persisting, 1 refused, 2 loaded"
     ]
-    assert logged(events) == 2 * CHANGE_LINES_BURST + 6
+    assert logged(events) == 2 * LINES_BURST + 6
 
 
 def test_fullChangesAtDebug():
@@ -214,7 +216,7 @@ def test_fullChangesAtDebug():
         clock.advance(SUMMARY_INTERVAL)
     debug = logLines(registryEvents(events, LogLevel.debug))
     assert debug == ["service s%d registered with a %s" % (i, "x" * 200) for i in range(1000)]
-    assert logged(events) == 1000 and len(oneByOne(events)) == CHANGE_LINES_BURST
+    assert logged(events) == 1000 and len(oneByOne(events)) == LINES_BURST
     del services
 
 
@@ -231,8 +233,8 @@ def test_filteredOutCountsNothing():
     churn(registry, 1000)
     assert events == [] and clock.getDelayedCalls() == []
     registry._log.observer = filtered(LogLevel.info, events.append)[0]
-    churn(registry, CHANGE_LINES_BURST // 2)
-    assert len(oneByOne(events)) == CHANGE_LINES_BURST and clock.getDelayedCalls() == []
+    churn(registry, LINES_BURST // 2)
+    assert len(oneByOne(events)) == LINES_BURST and clock.getDelayedCalls() == []
 
 
 def test_noClockNoSummary():
@@ -249,7 +251,7 @@ def test_noClockNoSummary():
 
 def test_flush():
     """
-    L{ChangeLog.flush} logs the pending summary at once, with the time so
+    L{LogBudget.flush} logs the pending summary at once, with the time so
     far, and cancels its call; with nothing pending it logs nothing.
     """
     clock = Clock()
@@ -275,7 +277,7 @@ def test_budgetParameters():
     """
     clock = Clock()
     with capturedLogs() as events:
-        log = ChangeLog(Registry._log, clock, burst=2, rate=1, interval=5)
+        log = LogBudget(Registry._log, clock, burst=2, rate=1, interval=5)
         assert [log.admits("x") for _ in range(4)] == [True, True, False, False]
         clock.advance(1)
         assert [log.admits("y") for _ in range(2)] == [True, False]
@@ -329,10 +331,137 @@ def test_tapFlushesAtShutdown():
     options = tapOptions("--no-web", "--no-styx", "--port", "0")
     makeService(options, clock)
     with capturedLogs() as events:
-        churn(options.registry, CHANGE_LINES_BURST)
+        churn(options.registry, LINES_BURST)
         for trigger, args, kwargs in clock.triggers["after"]["shutdown"]:
             trigger(*args, **kwargs)
     assert logLines(summaries(events)) == [
         "20 more changes not logged one by one in the last 0.0 s: 20 removed"
     ]
     assert not [c for c in reactor.getDelayedCalls() if "_summarise" in repr(c)]
+
+
+def warnings(events):
+    """
+    @return: the warnings among C{events} logged one by one, by whichever
+        part of the server.
+    """
+    return [e for e in events if e["log_level"] == LogLevel.warn and "counts" not in e]
+
+
+def warningSummaries(events):
+    """
+    @return: the summaries of warnings among C{events}.
+    """
+    return [e for e in registryEvents(events, LogLevel.warn) if "counts" in e]
+
+
+@pytest_twisted.ensureDeferred
+async def test_rejectionStormSummedUp():
+    """
+    300 connections to the new port at once, each refused a duplicate
+    name: the budget's warnings, each as before, then the others counted
+    as closed new connections and summed up at warn when the server stops;
+    every rejection is told of, and the change lines are not touched.
+    """
+    server = EmbeddedRegistry(reactor)
+    await server.start()
+    count = 300
+    try:
+        holder = await connectRaw(reactor, "127.0.0.1", server.newPort)
+        holder.send(b"dup a 1\n")
+        await bounded(server.waitFor("dup"))
+        with capturedLogs() as events:
+            closed = await bounded(
+                gatherResults(
+                    [
+                        exchange(reactor, "127.0.0.1", server.newPort, b"dup a 2\n")
+                        for _ in range(count)
+                    ]
+                )
+            )
+    finally:
+        with capturedLogs() as stopping:
+            await server.stop()
+    assert closed == [b""] * count
+    lines = logLines(warnings(events))
+    assert len(lines) == LINES_BURST
+    assert all(
+        line.startswith("new connection from 127.0.0.1:")
+        and line.endswith(" for dup closed: duplicate service name")
+        for line in lines
+    )
+    assert warningSummaries(events) == []
+    [summary] = warningSummaries(stopping)
+    assert summary["counts"] == {"new connections closed": count - LINES_BURST}
+    assert logLines([summary])[0].startswith(
+        "%d more warnings not logged one by one in the last " % (count - LINES_BURST,)
+    )
+    assert oneByOne(events) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_styxGarbageStormSummedUp():
+    """
+    100 Styx connections closed at once for a malformed message (a size
+    field of 4): the budget's warnings, then one summary a second later,
+    at warn, of the Styx connections closed; the server goes on serving.
+    """
+    server = EmbeddedRegistry(reactor)
+    await server.start()
+    count = 100
+    try:
+        with capturedLogs() as events:
+            closed = await bounded(
+                gatherResults(
+                    [
+                        exchange(reactor, "127.0.0.1", server.styxPort, b"\x04\x00\x00\x00")
+                        for _ in range(count)
+                    ]
+                )
+            )
+            assert closed == [b""] * count
+            [call] = [c for c in reactor.getDelayedCalls() if "_summarise" in repr(c)]
+            summarised = Deferred()
+            reactor.callLater(call.getTime() - reactor.seconds() + 0.01, summarised.callback, None)
+            await bounded(summarised)
+        service = await connectRaw(reactor, "127.0.0.1", server.newPort)
+        service.send(b"after a 1\n")
+        await bounded(server.waitFor("after"))
+    finally:
+        await server.stop()
+    assert len(warnings(events)) == LINES_BURST
+    assert logLines(warnings(events))[0].endswith(" closed: Styx size field 4: at least 7")
+    [summary] = warningSummaries(events)
+    assert summary["counts"] == {"Styx connections closed": count - LINES_BURST}
+
+
+def test_warningsHaveTheirOwnBudget():
+    """
+    Services removed instead of persisting, past their origin's limit,
+    are warnings with a budget of their own: a burst of changes that has
+    spent the change lines' budget leaves the first of them logged one by
+    one, the rest summed up at warn by kind.
+    """
+    clock = Clock()
+    registry = Registry(clock, maxPersistentPerOrigin=0)
+    with capturedLogs() as events:
+        churn(registry, 1000)
+        services = [
+            registry.register(None, ["p%d" % (i,), "persist", "1"], "10.0.0.1") for i in range(50)
+        ]
+        for service in services:
+            registry.release(service)
+        clock.advance(SUMMARY_INTERVAL)
+    lines = logLines(warnings(events))
+    assert len(lines) == LINES_BURST
+    assert lines[0] == (
+        "service p0 removed instead of persisting: 10.0.0.1 already left 0 persistent services"
+    )
+    [summary] = warningSummaries(events)
+    assert summary["counts"] == {"services removed instead of persisting": 50 - LINES_BURST}
+    assert logLines([summary]) == [
+        "30 more warnings not logged one by one in the last 1.0 s: "
+        "30 services removed instead of persisting"
+    ]
+    # The 2,000 changes of the churn and the 50 registrations, each told of.
+    assert logged(events) == 2050
