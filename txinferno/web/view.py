@@ -348,11 +348,7 @@ class RegistryView:
             if data is None:
                 shown = "".join(byQuery[query]).encode("ascii")
                 data = events[query] = (
-                    b'event: changes\ndata: {"changes":[%s],"shown":"%s"}\n\n'
-                    % (
-                        encoded,
-                        shown,
-                    )
+                    b'event: changes\ndata: {"changes":[%s],"shown":"%s"}\n\n' % (encoded, shown)
                 )
             return data
 
